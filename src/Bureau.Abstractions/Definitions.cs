@@ -1,0 +1,318 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.AI;
+
+namespace Bureau;
+
+/// <summary>What a tool call does to the world, which decides how Bureau retries it after a crash.</summary>
+public enum ToolEffect
+{
+    /// <summary>Reads only; safe to run again at any time.</summary>
+    Read,
+    /// <summary>Changes the world, but honours its idempotency key: running it again with the same key is safe.</summary>
+    Idempotent,
+    /// <summary>Changes the world and may not be safe to repeat; never re-run automatically after a crash.</summary>
+    Write,
+}
+
+/// <summary>What happens to a tool call that was started but whose result was never journaled (a crash in between).</summary>
+public enum InDoubtAction
+{
+    /// <summary>The run waits for a person to resolve the step (the default for <see cref="ToolEffect.Write"/>).</summary>
+    Wait,
+    /// <summary>Run the tool again with the same idempotency key (the default for read and idempotent tools).</summary>
+    Retry,
+    /// <summary>Record the call as failed and tell the model.</summary>
+    Fail,
+}
+
+/// <summary>A chat model an agent can use. Subclasses carry provider-specific settings.</summary>
+public abstract class ModelDefinition
+{
+    /// <summary>The name agents refer to, as in the manifest's <c>models:</c> map.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>The provider id: <c>openai</c>, <c>scripted</c> or <c>custom</c>.</summary>
+    public abstract string Provider { get; }
+}
+
+/// <summary>Any OpenAI-compatible Chat Completions endpoint (OpenAI, Azure OpenAI, Ollama, vLLM, llama.cpp server, LM Studio).</summary>
+public sealed class OpenAIModelDefinition : ModelDefinition
+{
+    /// <inheritdoc />
+    public override string Provider => "openai";
+
+    /// <summary>The API base address, for example <c>http://127.0.0.1:11434/v1</c>.</summary>
+    public required Uri Endpoint { get; init; }
+
+    /// <summary>The model id sent in each request.</summary>
+    public required string Model { get; init; }
+
+    /// <summary>The API key, if the endpoint needs one. Never logged or journaled.</summary>
+    public string? ApiKey { get; init; }
+
+    /// <summary>Sampling temperature; null leaves the endpoint's default.</summary>
+    public float? Temperature { get; init; }
+
+    /// <summary>Upper bound on tokens per answer; null leaves the endpoint's default.</summary>
+    public int? MaxOutputTokens { get; init; }
+
+    /// <summary>How long one request may take before it fails.</summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(100);
+
+    /// <summary>How many times a 429 or 5xx answer is retried (with backoff, honouring Retry-After).</summary>
+    public int MaxRetries { get; init; } = 3;
+}
+
+/// <summary>
+/// The scripted model: a deterministic model driven by rules, for tests, demos and offline use.
+/// It is always named as scripted in outputs and traces.
+/// </summary>
+public sealed class ScriptedModelDefinition : ModelDefinition
+{
+    /// <inheritdoc />
+    public override string Provider => "scripted";
+
+    /// <summary>Rules tried in order; the first whose condition matches answers.</summary>
+    public IReadOnlyList<ScriptRule> Rules { get; init; } = [];
+
+    /// <summary>Simulated latency before each answer (an awaited delay, no CPU).</summary>
+    public TimeSpan Latency { get; init; }
+}
+
+/// <summary>A model supplied in C# as any <see cref="IChatClient"/>.</summary>
+public sealed class ChatClientModelDefinition : ModelDefinition
+{
+    /// <inheritdoc />
+    public override string Provider => "custom";
+
+    /// <summary>The client that answers.</summary>
+    public required IChatClient Client { get; init; }
+}
+
+/// <summary>One rule of the scripted model.</summary>
+public sealed class ScriptRule
+{
+    /// <summary>When the rule applies; null matches always (a fallback).</summary>
+    public ScriptCondition? When { get; init; }
+
+    /// <summary>Text to answer with (templated). Either this or <see cref="Calls"/> or both.</summary>
+    public string? Reply { get; init; }
+
+    /// <summary>Tool calls to answer with (arguments templated).</summary>
+    public IReadOnlyList<ScriptToolCall> Calls { get; init; } = [];
+
+    /// <summary>Where the rule was written (for example <c>bureau.yaml:12:9</c>), for error messages.</summary>
+    public string? Source { get; init; }
+}
+
+/// <summary>Conditions of a scripted rule; all that are set must hold.</summary>
+public sealed class ScriptCondition
+{
+    /// <summary>First model call (1-based, per run) the rule applies to.</summary>
+    public int? TurnFrom { get; init; }
+
+    /// <summary>Last model call (1-based, per run) the rule applies to.</summary>
+    public int? TurnTo { get; init; }
+
+    /// <summary>Regex on the run's input (the first user message).</summary>
+    public string? Input { get; init; }
+
+    /// <summary>Regex on the latest user message.</summary>
+    public string? User { get; init; }
+
+    /// <summary>The latest message is the result of this tool.</summary>
+    public string? Tool { get; init; }
+
+    /// <summary>Regex on the latest message's text, whatever its role (a tool result included).</summary>
+    public string? Match { get; init; }
+}
+
+/// <summary>A tool call the scripted model makes.</summary>
+public sealed class ScriptToolCall
+{
+    /// <summary>The tool's name.</summary>
+    public required string Tool { get; init; }
+
+    /// <summary>The arguments, a JSON object whose string values may hold <c>{{placeholders}}</c>.</summary>
+    public JsonObject Arguments { get; init; } = [];
+}
+
+/// <summary>A tool an agent may call.</summary>
+public abstract class ToolDefinition
+{
+    /// <summary>The name the model calls it by.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>The kind: <c>process</c>, <c>http</c> or <c>function</c>.</summary>
+    public abstract string Kind { get; }
+
+    /// <summary>What the tool does, shown to the model.</summary>
+    public string? Description { get; init; }
+
+    /// <summary>The tool's effect class.</summary>
+    public ToolEffect Effect { get; init; } = ToolEffect.Read;
+
+    /// <summary>How long one call may take; null means <see cref="DefaultTimeout"/>.</summary>
+    public TimeSpan? Timeout { get; init; }
+
+    /// <summary>The JSON Schema of the arguments; null accepts any JSON object.</summary>
+    public JsonElement? Parameters { get; init; }
+
+    /// <summary>What to do with a call interrupted by a crash; null means the effect's default.</summary>
+    public InDoubtAction? OnInDoubt { get; init; }
+
+    /// <summary>The timeout used when none is set.</summary>
+    public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>The action applied to an in-doubt call: the declared one or the effect's default.</summary>
+    public InDoubtAction EffectiveInDoubtAction => OnInDoubt ?? (Effect == ToolEffect.Write ? InDoubtAction.Wait : InDoubtAction.Retry);
+}
+
+/// <summary>A tool that runs a program (argv, no shell), arguments as JSON on stdin, stdout as the result.</summary>
+public sealed class ProcessToolDefinition : ToolDefinition
+{
+    /// <inheritdoc />
+    public override string Kind => "process";
+
+    /// <summary>The program and its arguments. A relative program path resolves from <see cref="WorkingDirectory"/>.</summary>
+    public required IReadOnlyList<string> Command { get; init; }
+
+    /// <summary>The folder the process runs in (the manifest's folder for YAML tools).</summary>
+    public string? WorkingDirectory { get; init; }
+
+    /// <summary>
+    /// Extra environment variables. A null value passes the host's variable of that name through;
+    /// a non-null value sets it. Nothing else from the host's environment is passed on.
+    /// </summary>
+    public IReadOnlyDictionary<string, string?> Environment { get; init; } = new Dictionary<string, string?>();
+
+    /// <summary>Stdout beyond this many bytes is cut, and the result says so.</summary>
+    public int MaxOutputBytes { get; init; } = 1024 * 1024;
+}
+
+/// <summary>A tool that sends an HTTP request; the response body is the result.</summary>
+public sealed class HttpToolDefinition : ToolDefinition
+{
+    /// <inheritdoc />
+    public override string Kind => "http";
+
+    /// <summary>The HTTP method; GET sends the arguments as the query string, others as a JSON body.</summary>
+    public string Method { get; init; } = "POST";
+
+    /// <summary>The address called.</summary>
+    public required Uri Url { get; init; }
+
+    /// <summary>Headers sent with each request.</summary>
+    public IReadOnlyDictionary<string, string> Headers { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>A response body beyond this many bytes is cut, and the result says so.</summary>
+    public int MaxResponseBytes { get; init; } = 1024 * 1024;
+}
+
+/// <summary>A tool implemented by a C# function (<see cref="AIFunction"/>).</summary>
+public sealed class FunctionToolDefinition : ToolDefinition
+{
+    /// <inheritdoc />
+    public override string Kind => "function";
+
+    /// <summary>The function called with the model's arguments.</summary>
+    public required AIFunction Function { get; init; }
+}
+
+/// <summary>Limits that stop a run with a <c>budget</c> outcome.</summary>
+public sealed class AgentBudgets
+{
+    /// <summary>Most journal steps (model calls and tool calls) a run may take.</summary>
+    public int? MaxSteps { get; init; }
+
+    /// <summary>Most tokens (input plus output, as the model reports them) a run may use.</summary>
+    public long? MaxTokens { get; init; }
+
+    /// <summary>Longest a run may be active, summed over its active periods (waiting for a person does not count).</summary>
+    public TimeSpan? MaxWallTime { get; init; }
+}
+
+/// <summary>What loop detection does when it fires.</summary>
+public enum LoopAction
+{
+    /// <summary>End the run with a <c>loop</c> outcome.</summary>
+    Stop,
+    /// <summary>Tell the model once that it is looping; stop if it goes on.</summary>
+    Warn,
+}
+
+/// <summary>How a run is judged to be looping.</summary>
+public sealed class LoopDetectionSettings
+{
+    /// <summary>The same tool with the same arguments this many times is a loop. 0 turns this check off.</summary>
+    public int MaxRepeatedCalls { get; init; } = 3;
+
+    /// <summary>This many model turns in a row that learn nothing new (every tool result already seen) is a loop. 0 turns it off.</summary>
+    public int MaxTurnsWithoutProgress { get; init; } = 5;
+
+    /// <summary>What to do when a loop is found.</summary>
+    public LoopAction Action { get; init; } = LoopAction.Stop;
+}
+
+/// <summary>An agent: instructions, a model, tools and limits.</summary>
+public sealed class AgentDefinition
+{
+    /// <summary>The agent's name, unique in a deployment.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>The name of the model it uses.</summary>
+    public required string Model { get; init; }
+
+    /// <summary>The system prompt.</summary>
+    public string? Instructions { get; init; }
+
+    /// <summary>What the agent is for, shown in listings.</summary>
+    public string? Description { get; init; }
+
+    /// <summary>Names of the tools it may call.</summary>
+    public IReadOnlyList<string> Tools { get; init; } = [];
+
+    /// <summary>Its budgets.</summary>
+    public AgentBudgets Budgets { get; init; } = new();
+
+    /// <summary>Its loop detection settings.</summary>
+    public LoopDetectionSettings LoopDetection { get; init; } = new();
+}
+
+/// <summary>
+/// Everything deployed: models, tools and agents. Built from YAML by Bureau.Manifests or in C#;
+/// the runtime sees only this.
+/// </summary>
+public sealed class BureauDefinitions
+{
+    /// <summary>Models by name.</summary>
+    public Dictionary<string, ModelDefinition> Models { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Tools by name.</summary>
+    public Dictionary<string, ToolDefinition> Tools { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Agents by name.</summary>
+    public Dictionary<string, AgentDefinition> Agents { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>The manifest file these came from, if any.</summary>
+    public string? SourcePath { get; init; }
+
+    /// <summary>Adds a model, replacing one of the same name.</summary>
+    public BureauDefinitions Add(ModelDefinition model) { Models[model.Name] = model; return this; }
+
+    /// <summary>Adds a tool, replacing one of the same name.</summary>
+    public BureauDefinitions Add(ToolDefinition tool) { Tools[tool.Name] = tool; return this; }
+
+    /// <summary>Adds an agent, replacing one of the same name.</summary>
+    public BureauDefinitions Add(AgentDefinition agent) { Agents[agent.Name] = agent; return this; }
+
+    /// <summary>Adds everything from <paramref name="other"/>, replacing same-named entries.</summary>
+    public BureauDefinitions Merge(BureauDefinitions other)
+    {
+        foreach (var m in other.Models.Values) Add(m);
+        foreach (var t in other.Tools.Values) Add(t);
+        foreach (var a in other.Agents.Values) Add(a);
+        return this;
+    }
+}

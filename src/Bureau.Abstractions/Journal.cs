@@ -1,0 +1,169 @@
+using System.Text.Json.Serialization;
+
+namespace Bureau;
+
+/// <summary>
+/// One step of a run's journal. The journal is append-only and the single source of truth:
+/// a run's state is a fold over it. A closed hierarchy; the discriminator <c>kind</c> is stable
+/// across versions so stored journals stay readable.
+/// </summary>
+[JsonPolymorphic(TypeDiscriminatorPropertyName = "kind")]
+[JsonDerivedType(typeof(RunStarted), RunStarted.KindName)]
+[JsonDerivedType(typeof(ModelResponded), ModelResponded.KindName)]
+[JsonDerivedType(typeof(ToolIntent), ToolIntent.KindName)]
+[JsonDerivedType(typeof(ToolCompleted), ToolCompleted.KindName)]
+[JsonDerivedType(typeof(ToolCallRejected), ToolCallRejected.KindName)]
+[JsonDerivedType(typeof(BudgetExceeded), BudgetExceeded.KindName)]
+[JsonDerivedType(typeof(LoopDetected), LoopDetected.KindName)]
+[JsonDerivedType(typeof(RunWaiting), RunWaiting.KindName)]
+[JsonDerivedType(typeof(StepResolved), StepResolved.KindName)]
+[JsonDerivedType(typeof(RunResumed), RunResumed.KindName)]
+[JsonDerivedType(typeof(RunCanceled), RunCanceled.KindName)]
+[JsonDerivedType(typeof(RunFinished), RunFinished.KindName)]
+public abstract record JournalEntry
+{
+    /// <summary>The entry's kind, as stored and as the host's event stream names it.</summary>
+    [JsonIgnore]
+    public abstract string Kind { get; }
+}
+
+/// <summary>The run was accepted.</summary>
+public sealed record RunStarted(string Agent, string Input, string? Actor = null) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "run.started";
+    /// <inheritdoc />
+    public override string Kind => KindName;
+}
+
+/// <summary>A tool call the model asked for, as it asked (arguments are the model's raw text).</summary>
+public sealed record ToolCallRecord(string CallId, string Name, string Arguments);
+
+/// <summary>
+/// The model answered. Journaled before any tool it asks for runs; on resume the answer is
+/// taken from here, never requested again. Carries the facts of the request too (turn, message count).
+/// </summary>
+public sealed record ModelResponded(
+    int Turn,
+    string Model,
+    string Provider,
+    string? Text,
+    IReadOnlyList<ToolCallRecord> ToolCalls,
+    UsageRecord Usage,
+    string? FinishReason,
+    int RequestMessages,
+    double DurationMs) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "model.response";
+    /// <inheritdoc />
+    public override string Kind => KindName;
+}
+
+/// <summary>
+/// A tool with side effects is about to run. Its key is <c>{runId}:{n}</c>, n being this entry's number.
+/// An intent with no result after a crash is in doubt.
+/// </summary>
+public sealed record ToolIntent(string CallId, string Tool, string Arguments, ToolEffect Effect, string IdempotencyKey) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "tool.intent";
+    /// <inheritdoc />
+    public override string Kind => KindName;
+}
+
+/// <summary>A tool returned (or failed: <see cref="IsError"/>); the content goes back to the model.</summary>
+public sealed record ToolCompleted(string CallId, string Tool, string Content, bool IsError, double DurationMs, long? IntentStep = null) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "tool.result";
+    /// <inheritdoc />
+    public override string Kind => KindName;
+}
+
+/// <summary>A call the model asked for failed validation and went back to the model as an error; the tool never ran.</summary>
+public sealed record ToolCallRejected(string CallId, string Tool, string Arguments, string Error) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "tool.rejected";
+    /// <inheritdoc />
+    public override string Kind => KindName;
+}
+
+/// <summary>A budget ran out; the run ends with outcome <c>budget</c>.</summary>
+/// <param name="Budget"><c>steps</c>, <c>tokens</c> or <c>time</c>.</param>
+/// <param name="Limit">The limit (steps, tokens or seconds).</param>
+/// <param name="Used">What was used when it stopped.</param>
+public sealed record BudgetExceeded(string Budget, double Limit, double Used) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "budget.exceeded";
+    /// <inheritdoc />
+    public override string Kind => KindName;
+}
+
+/// <summary>Loop detection fired.</summary>
+public sealed record LoopDetected(string Reason, string? Tool, LoopAction Action) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "loop.detected";
+    /// <inheritdoc />
+    public override string Kind => KindName;
+}
+
+/// <summary>The run paused for a person.</summary>
+public sealed record RunWaiting(WaitingFor WaitingFor) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "run.waiting";
+    /// <inheritdoc />
+    public override string Kind => KindName;
+}
+
+/// <summary>How a person resolved an in-doubt step.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<StepResolution>))]
+public enum StepResolution
+{
+    /// <summary>The tool did run; <see cref="StepResolved.Content"/> is its result.</summary>
+    [JsonStringEnumMemberName("done")] Done,
+    /// <summary>Run the tool again, with the same key.</summary>
+    [JsonStringEnumMemberName("retry")] Retry,
+    /// <summary>Treat the call as failed and tell the model.</summary>
+    [JsonStringEnumMemberName("failed")] Failed,
+}
+
+/// <summary>A person decided an in-doubt step.</summary>
+public sealed record StepResolved(long Step, StepResolution Resolution, string? Content, string? Actor) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "step.resolved";
+    /// <inheritdoc />
+    public override string Kind => KindName;
+}
+
+/// <summary>An executor picked the run up again from its journal (after a restart or a resolution).</summary>
+public sealed record RunResumed(string Reason) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "run.resumed";
+    /// <inheritdoc />
+    public override string Kind => KindName;
+}
+
+/// <summary>The run was canceled; <see cref="InFlight"/> names what was running then.</summary>
+public sealed record RunCanceled(string? Reason, string? Actor, IReadOnlyList<string> InFlight) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "run.canceled";
+    /// <inheritdoc />
+    public override string Kind => KindName;
+}
+
+/// <summary>The run ended.</summary>
+public sealed record RunFinished(RunStatus Status, string? Output, string? Error, string? Outcome) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "run.finished";
+    /// <inheritdoc />
+    public override string Kind => KindName;
+}

@@ -1,0 +1,209 @@
+using System.Text.Json.Serialization;
+
+namespace Bureau;
+
+/// <summary>Where a run is in its life.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<RunStatus>))]
+public enum RunStatus
+{
+    /// <summary>Accepted and durable; not started yet.</summary>
+    [JsonStringEnumMemberName("queued")] Queued,
+    /// <summary>An executor is working on it.</summary>
+    [JsonStringEnumMemberName("running")] Running,
+    /// <summary>Paused until something outside answers (a person resolving an in-doubt step).</summary>
+    [JsonStringEnumMemberName("waiting")] Waiting,
+    /// <summary>Finished with an output.</summary>
+    [JsonStringEnumMemberName("succeeded")] Succeeded,
+    /// <summary>Finished without one, for a reason it recorded.</summary>
+    [JsonStringEnumMemberName("failed")] Failed,
+    /// <summary>Stopped on request.</summary>
+    [JsonStringEnumMemberName("canceled")] Canceled,
+}
+
+/// <summary>Helpers for <see cref="RunStatus"/>.</summary>
+public static class RunStatusExtensions
+{
+    /// <summary>True for succeeded, failed and canceled: nothing more will happen to the run.</summary>
+    public static bool IsTerminal(this RunStatus status) =>
+        status is RunStatus.Succeeded or RunStatus.Failed or RunStatus.Canceled;
+
+    /// <summary>The lower-case wire name (<c>queued</c>, <c>running</c>, ...).</summary>
+    public static string ToWireName(this RunStatus status) => status switch
+    {
+        RunStatus.Queued => "queued",
+        RunStatus.Running => "running",
+        RunStatus.Waiting => "waiting",
+        RunStatus.Succeeded => "succeeded",
+        RunStatus.Failed => "failed",
+        RunStatus.Canceled => "canceled",
+        _ => throw new ArgumentOutOfRangeException(nameof(status), status, null),
+    };
+
+    /// <summary>Parses a wire name; false when it is not one.</summary>
+    public static bool TryParseWireName(string? text, out RunStatus status)
+    {
+        foreach (var s in Enum.GetValues<RunStatus>())
+        {
+            if (string.Equals(s.ToWireName(), text, StringComparison.OrdinalIgnoreCase))
+            {
+                status = s;
+                return true;
+            }
+        }
+        status = default;
+        return false;
+    }
+}
+
+/// <summary>Tokens used, as the model reported them (or estimated, for the scripted model).</summary>
+public sealed record UsageRecord(long InputTokens, long OutputTokens)
+{
+    /// <summary>No usage.</summary>
+    public static readonly UsageRecord Zero = new(0, 0);
+
+    /// <summary>Input plus output.</summary>
+    public long TotalTokens => InputTokens + OutputTokens;
+
+    /// <summary>Adds two usages.</summary>
+    public static UsageRecord operator +(UsageRecord a, UsageRecord b) =>
+        new(a.InputTokens + b.InputTokens, a.OutputTokens + b.OutputTokens);
+}
+
+/// <summary>Why a waiting run waits, and what would let it go on.</summary>
+/// <param name="Reason">For now always <c>in-doubt</c>.</param>
+/// <param name="Step">The journal step the person must decide on.</param>
+/// <param name="Tool">The tool of that step.</param>
+/// <param name="Key">The idempotency key the tool was given.</param>
+/// <param name="Arguments">The arguments the tool was given (JSON).</param>
+public sealed record WaitingFor(string Reason, long Step, string? Tool = null, string? Key = null, string? Arguments = null);
+
+/// <summary>A run as stored: the row, not the journal.</summary>
+public sealed record RunRecord
+{
+    /// <summary>The run's id.</summary>
+    public required string Id { get; init; }
+    /// <summary>The agent it runs.</summary>
+    public required string Agent { get; init; }
+    /// <summary>Its status.</summary>
+    public required RunStatus Status { get; init; }
+    /// <summary>The input it was started with.</summary>
+    public required string Input { get; init; }
+    /// <summary>The final answer, once succeeded.</summary>
+    public string? Output { get; init; }
+    /// <summary>Why it failed or stopped, once failed or canceled.</summary>
+    public string? Error { get; init; }
+    /// <summary>How it ended beyond its status: <c>budget</c>, <c>loop</c>, <c>error</c>, <c>canceled</c> or null.</summary>
+    public string? Outcome { get; init; }
+    /// <summary>Tokens used so far.</summary>
+    public UsageRecord Usage { get; init; } = UsageRecord.Zero;
+    /// <summary>When it was accepted.</summary>
+    public required DateTimeOffset CreatedAt { get; init; }
+    /// <summary>When it last changed.</summary>
+    public required DateTimeOffset UpdatedAt { get; init; }
+    /// <summary>The number of its last journal entry: the version an append must expect.</summary>
+    public long Version { get; init; }
+    /// <summary>Set while the run waits.</summary>
+    public WaitingFor? WaitingFor { get; init; }
+    /// <summary>The key the submitter gave, if any.</summary>
+    public string? IdempotencyKey { get; init; }
+    /// <summary>Who or what started the run.</summary>
+    public string? Actor { get; init; }
+}
+
+/// <summary>A run to create.</summary>
+public sealed record NewRun
+{
+    /// <summary>The new run's id.</summary>
+    public required string Id { get; init; }
+    /// <summary>The agent it runs.</summary>
+    public required string Agent { get; init; }
+    /// <summary>Its input.</summary>
+    public required string Input { get; init; }
+    /// <summary>When it was accepted.</summary>
+    public required DateTimeOffset CreatedAt { get; init; }
+    /// <summary>The submitter's idempotency key: a second submission with it returns the first run.</summary>
+    public string? IdempotencyKey { get; init; }
+    /// <summary>Who or what started it.</summary>
+    public string? Actor { get; init; }
+}
+
+/// <summary>The answer to a submission.</summary>
+/// <param name="Run">The run, new or the one the idempotency key already named.</param>
+/// <param name="Created">False when the idempotency key named an existing run.</param>
+public sealed record SubmitResult(RunRecord Run, bool Created);
+
+/// <summary>Changes to a run's row made in the same transaction as an append.</summary>
+public sealed record RunUpdate
+{
+    /// <summary>The new status.</summary>
+    public required RunStatus Status { get; init; }
+    /// <summary>The output (succeeded runs).</summary>
+    public string? Output { get; init; }
+    /// <summary>The error (failed or canceled runs).</summary>
+    public string? Error { get; init; }
+    /// <summary>The outcome beyond status.</summary>
+    public string? Outcome { get; init; }
+    /// <summary>Usage so far; null leaves it as is.</summary>
+    public UsageRecord? Usage { get; init; }
+    /// <summary>Why it waits (waiting runs); cleared otherwise.</summary>
+    public WaitingFor? WaitingFor { get; init; }
+}
+
+/// <summary>One append to a run's journal: entries numbered from <c>ExpectedVersion + 1</c>.</summary>
+public sealed record AppendRequest
+{
+    /// <summary>The run.</summary>
+    public required string RunId { get; init; }
+    /// <summary>The number of the run's last entry as the writer knows it; a stale writer is rejected.</summary>
+    public required long ExpectedVersion { get; init; }
+    /// <summary>The entries, numbered in order from <c>ExpectedVersion + 1</c>.</summary>
+    public required IReadOnlyList<JournalEntry> Entries { get; init; }
+    /// <summary>When they happened.</summary>
+    public required DateTimeOffset At { get; init; }
+    /// <summary>A change to the run's row, or null.</summary>
+    public RunUpdate? Update { get; init; }
+}
+
+/// <summary>Filters and paging for run listings.</summary>
+public sealed record RunQuery
+{
+    /// <summary>Only runs with this status.</summary>
+    public RunStatus? Status { get; init; }
+    /// <summary>Only runs of this agent.</summary>
+    public string? Agent { get; init; }
+    /// <summary>At most this many.</summary>
+    public int Limit { get; init; } = 50;
+    /// <summary>The <see cref="RunPage.Next"/> of the previous page.</summary>
+    public string? Cursor { get; init; }
+}
+
+/// <summary>A page of runs, newest first.</summary>
+/// <param name="Items">The runs.</param>
+/// <param name="Next">The cursor of the next page, null on the last.</param>
+public sealed record RunPage(IReadOnlyList<RunRecord> Items, string? Next);
+
+/// <summary>A stored journal entry with its number and time.</summary>
+/// <param name="N">Its number in the run: 1, 2, 3, ...</param>
+/// <param name="At">When it was appended.</param>
+/// <param name="Entry">The entry.</param>
+public sealed record JournalRecord(long N, DateTimeOffset At, JournalEntry Entry);
+
+/// <summary>Thrown when an append expects a version the run no longer has: another writer got there first.</summary>
+public sealed class JournalConflictException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public JournalConflictException(string runId, long expectedVersion, long? actualVersion)
+        : base($"run {runId}: journal append expected version {expectedVersion} but the run is at {(actualVersion?.ToString() ?? "nothing (no such run)")}; another executor wrote first")
+    {
+        RunId = runId;
+        ExpectedVersion = expectedVersion;
+        ActualVersion = actualVersion;
+    }
+
+    /// <summary>The run.</summary>
+    public string RunId { get; }
+    /// <summary>What the writer expected.</summary>
+    public long ExpectedVersion { get; }
+    /// <summary>What the store had, or null if the run does not exist.</summary>
+    public long? ActualVersion { get; }
+}
