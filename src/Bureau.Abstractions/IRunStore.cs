@@ -25,6 +25,12 @@ public interface IRunStore : IAsyncDisposable
     /// </summary>
     ValueTask AppendAsync(AppendRequest request, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Marks a queued run as running (a row change, no journal entry). Durable like an append, but
+    /// callers need not await it: a run found queued or running after a crash resumes the same way.
+    /// </summary>
+    ValueTask MarkRunningAsync(string runId, DateTimeOffset at, CancellationToken cancellationToken = default);
+
     /// <summary>The run's row, or null.</summary>
     Task<RunRecord?> GetRunAsync(string runId, CancellationToken cancellationToken = default);
 

@@ -33,6 +33,7 @@ public sealed record RunStarted(string Agent, string Input, string? Actor = null
     /// <summary>The stored kind.</summary>
     public const string KindName = "run.started";
     /// <inheritdoc />
+    [JsonIgnore]
     public override string Kind => KindName;
 }
 
@@ -57,6 +58,7 @@ public sealed record ModelResponded(
     /// <summary>The stored kind.</summary>
     public const string KindName = "model.response";
     /// <inheritdoc />
+    [JsonIgnore]
     public override string Kind => KindName;
 }
 
@@ -69,6 +71,7 @@ public sealed record ToolIntent(string CallId, string Tool, string Arguments, To
     /// <summary>The stored kind.</summary>
     public const string KindName = "tool.intent";
     /// <inheritdoc />
+    [JsonIgnore]
     public override string Kind => KindName;
 }
 
@@ -78,6 +81,7 @@ public sealed record ToolCompleted(string CallId, string Tool, string Content, b
     /// <summary>The stored kind.</summary>
     public const string KindName = "tool.result";
     /// <inheritdoc />
+    [JsonIgnore]
     public override string Kind => KindName;
 }
 
@@ -87,6 +91,7 @@ public sealed record ToolCallRejected(string CallId, string Tool, string Argumen
     /// <summary>The stored kind.</summary>
     public const string KindName = "tool.rejected";
     /// <inheritdoc />
+    [JsonIgnore]
     public override string Kind => KindName;
 }
 
@@ -99,15 +104,17 @@ public sealed record BudgetExceeded(string Budget, double Limit, double Used) : 
     /// <summary>The stored kind.</summary>
     public const string KindName = "budget.exceeded";
     /// <inheritdoc />
+    [JsonIgnore]
     public override string Kind => KindName;
 }
 
-/// <summary>Loop detection fired.</summary>
-public sealed record LoopDetected(string Reason, string? Tool, LoopAction Action) : JournalEntry
+/// <summary>Loop detection fired. With <see cref="LoopAction.Warn"/> the call <see cref="CallId"/> was not run; the warning went back to the model as its result.</summary>
+public sealed record LoopDetected(string Reason, string? Tool, LoopAction Action, string? CallId = null) : JournalEntry
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "loop.detected";
     /// <inheritdoc />
+    [JsonIgnore]
     public override string Kind => KindName;
 }
 
@@ -117,6 +124,7 @@ public sealed record RunWaiting(WaitingFor WaitingFor) : JournalEntry
     /// <summary>The stored kind.</summary>
     public const string KindName = "run.waiting";
     /// <inheritdoc />
+    [JsonIgnore]
     public override string Kind => KindName;
 }
 
@@ -138,6 +146,7 @@ public sealed record StepResolved(long Step, StepResolution Resolution, string? 
     /// <summary>The stored kind.</summary>
     public const string KindName = "step.resolved";
     /// <inheritdoc />
+    [JsonIgnore]
     public override string Kind => KindName;
 }
 
@@ -147,6 +156,7 @@ public sealed record RunResumed(string Reason) : JournalEntry
     /// <summary>The stored kind.</summary>
     public const string KindName = "run.resumed";
     /// <inheritdoc />
+    [JsonIgnore]
     public override string Kind => KindName;
 }
 
@@ -156,6 +166,7 @@ public sealed record RunCanceled(string? Reason, string? Actor, IReadOnlyList<st
     /// <summary>The stored kind.</summary>
     public const string KindName = "run.canceled";
     /// <inheritdoc />
+    [JsonIgnore]
     public override string Kind => KindName;
 }
 
@@ -165,5 +176,6 @@ public sealed record RunFinished(RunStatus Status, string? Output, string? Error
     /// <summary>The stored kind.</summary>
     public const string KindName = "run.finished";
     /// <inheritdoc />
+    [JsonIgnore]
     public override string Kind => KindName;
 }

@@ -1,0 +1,36 @@
+using Bureau.Tools;
+using Microsoft.Extensions.AI;
+
+namespace Bureau.Engine;
+
+/// <summary>An agent ready to run: its model client, tool declarations and validator, built once.</summary>
+internal sealed class AgentRuntime
+{
+    public AgentRuntime(AgentDefinition definition, ModelDefinition model, IChatClient client, IReadOnlyList<BureauTool> tools, ToolCallValidator validator)
+    {
+        Definition = definition;
+        ModelName = model.Name;
+        Provider = model.Provider;
+        ModelLabel = model switch
+        {
+            ScriptedModelDefinition => "scripted:" + model.Name,
+            OpenAIModelDefinition o => o.Model,
+            _ => model.Name,
+        };
+        Client = client;
+        Validator = validator;
+        ChatOptions = new ChatOptions
+        {
+            Tools = tools.Count == 0 ? null : [.. tools.Select(t => t.ToDeclaration())],
+            ToolMode = tools.Count == 0 ? null : ChatToolMode.Auto,
+        };
+    }
+
+    public AgentDefinition Definition { get; }
+    public string ModelName { get; }
+    public string ModelLabel { get; }
+    public string Provider { get; }
+    public IChatClient Client { get; }
+    public ChatOptions ChatOptions { get; }
+    public ToolCallValidator Validator { get; }
+}

@@ -1,0 +1,76 @@
+using System.Collections.Concurrent;
+
+namespace Bureau;
+
+/// <summary>Something that happened to a run, live: a journal record (durable, numbered) or an activity (not journaled).</summary>
+/// <param name="RunId">The run.</param>
+/// <param name="Record">The journal record, or null for an activity.</param>
+/// <param name="Activity">For activities: <c>model.started</c>, <c>tool.started</c>.</param>
+/// <param name="Detail">For activities: what started.</param>
+public sealed record RunEvent(string RunId, JournalRecord? Record, string? Activity = null, string? Detail = null);
+
+/// <summary>
+/// In-process fan-out of run events, published after each journal commit. Costs a dictionary
+/// lookup per append when nobody listens.
+/// </summary>
+public sealed class RunEventHub
+{
+    private readonly ConcurrentDictionary<string, Subscribers> _byRun = new(StringComparer.Ordinal);
+    private volatile Action<RunEvent>[] _all = [];
+    private readonly Lock _gate = new();
+
+    /// <summary>Listens to one run until the returned handle is disposed.</summary>
+    public IDisposable Subscribe(string runId, Action<RunEvent> handler)
+    {
+        var subs = _byRun.GetOrAdd(runId, _ => new Subscribers());
+        lock (subs) subs.Handlers = [.. subs.Handlers, handler];
+        return new Unsubscriber(() =>
+        {
+            lock (subs)
+            {
+                subs.Handlers = Array.FindAll(subs.Handlers, h => h != handler);
+                if (subs.Handlers.Length == 0) _byRun.TryRemove(new KeyValuePair<string, Subscribers>(runId, subs));
+            }
+        });
+    }
+
+    /// <summary>Listens to every run until the returned handle is disposed.</summary>
+    public IDisposable SubscribeAll(Action<RunEvent> handler)
+    {
+        lock (_gate) _all = [.. _all, handler];
+        return new Unsubscriber(() => { lock (_gate) _all = Array.FindAll(_all, h => h != handler); });
+    }
+
+    internal void Publish(string runId, JournalRecord[] records)
+    {
+        var all = _all;
+        _byRun.TryGetValue(runId, out var subs);
+        if (all.Length == 0 && subs is null) return;
+        foreach (var r in records) Dispatch(new RunEvent(runId, r), subs, all);
+    }
+
+    internal void PublishActivity(string runId, string activity, string detail)
+    {
+        var all = _all;
+        _byRun.TryGetValue(runId, out var subs);
+        if (all.Length == 0 && subs is null) return;
+        Dispatch(new RunEvent(runId, null, activity, detail), subs, all);
+    }
+
+    private static void Dispatch(RunEvent e, Subscribers? subs, Action<RunEvent>[] all)
+    {
+        if (subs is not null) foreach (var h in subs.Handlers) h(e);
+        foreach (var h in all) h(e);
+    }
+
+    private sealed class Subscribers
+    {
+        public volatile Action<RunEvent>[] Handlers = [];
+    }
+
+    private sealed class Unsubscriber(Action dispose) : IDisposable
+    {
+        private Action? _dispose = dispose;
+        public void Dispose() => Interlocked.Exchange(ref _dispose, null)?.Invoke();
+    }
+}

@@ -1,0 +1,204 @@
+using System.Text.Json;
+using Microsoft.Extensions.AI;
+
+namespace Bureau.Engine;
+
+/// <summary>Where one tool call of the latest model answer stands.</summary>
+internal enum CallState
+{
+    /// <summary>Nothing journaled for it yet.</summary>
+    NotStarted,
+    /// <summary>Its intent is journaled, its result is not: in doubt if found so on resume.</summary>
+    Intent,
+    /// <summary>Its result (or rejection, or loop warning) is journaled.</summary>
+    Done,
+}
+
+/// <summary>A tool call of the latest model answer.</summary>
+internal sealed class PendingCall(ToolCallRecord call)
+{
+    public ToolCallRecord Call { get; } = call;
+    public CallState State { get; set; }
+    public long IntentStep { get; set; }
+    public string? IdempotencyKey { get; set; }
+}
+
+/// <summary>
+/// A run's state as a fold over its journal. The executor applies every entry it appends, and a
+/// resumed executor applies the stored journal, so both see exactly the same state.
+/// </summary>
+internal sealed class RunState
+{
+    private readonly Dictionary<string, int> _callCounts = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _seenResults = new(StringComparer.Ordinal);
+    private bool _turnLearnedSomething;
+
+    public RunState(string runId, string? instructions)
+    {
+        RunId = runId;
+        if (!string.IsNullOrEmpty(instructions)) Messages.Add(new ChatMessage(ChatRole.System, instructions));
+    }
+
+    public string RunId { get; }
+    public string Agent { get; private set; } = "";
+    public string Input { get; private set; } = "";
+    public long Version { get; private set; }
+    public DateTimeOffset StartedAt { get; private set; }
+    public List<ChatMessage> Messages { get; } = [];
+    public int Turns { get; private set; }
+    public int Steps { get; private set; }
+    public UsageRecord Usage { get; private set; } = UsageRecord.Zero;
+    public List<PendingCall> Pending { get; } = [];
+    public RunFinished? Finished { get; private set; }
+    public WaitingFor? Waiting { get; private set; }
+    public Dictionary<long, StepResolved> Resolutions { get; } = [];
+    public TimeSpan TimeWaiting { get; private set; }
+    public int TurnsWithoutProgress { get; private set; }
+    public bool LoopWarned { get; private set; }
+    public string? LastText { get; private set; }
+    private DateTimeOffset? _waitingSince;
+
+    /// <summary>True when the latest model answer's calls all have results (or there was none).</summary>
+    public bool PendingDone => Pending.TrueForAll(p => p.State == CallState.Done);
+
+    public int CallCount(string tool, string arguments) =>
+        _callCounts.GetValueOrDefault(CallKey(tool, arguments));
+
+    public void Apply(JournalRecord record)
+    {
+        if (record.N != Version + 1)
+        {
+            throw new InvalidDataException($"run {RunId}: journal step {record.N} follows step {Version}; the journal has a gap or a repeat");
+        }
+        Version = record.N;
+        switch (record.Entry)
+        {
+            case RunStarted s:
+                Agent = s.Agent;
+                Input = s.Input;
+                StartedAt = record.At;
+                Messages.Add(new ChatMessage(ChatRole.User, s.Input));
+                break;
+            case ModelResponded m:
+                CloseTurn();
+                Turns++;
+                Steps++;
+                Usage += m.Usage;
+                LastText = m.Text;
+                Pending.Clear();
+                Messages.Add(ToAssistantMessage(m));
+                foreach (var c in m.ToolCalls) Pending.Add(new PendingCall(c));
+                _turnLearnedSomething = m.ToolCalls.Count == 0;
+                break;
+            case ToolIntent i:
+            {
+                var p = Find(i.CallId);
+                p.State = CallState.Intent;
+                p.IntentStep = record.N;
+                p.IdempotencyKey = i.IdempotencyKey;
+                break;
+            }
+            case ToolCompleted t:
+                Steps++;
+                CountCall(t.CallId);
+                Complete(t.CallId, t.Content);
+                if (!t.IsError && _seenResults.Add(t.Tool + "\u0000" + t.Content)) _turnLearnedSomething = true;
+                break;
+            case ToolCallRejected r:
+                Steps++;
+                CountCall(r.CallId);
+                Complete(r.CallId, r.Error);
+                break;
+            case LoopDetected l:
+                if (l.Action == LoopAction.Warn)
+                {
+                    LoopWarned = true;
+                    TurnsWithoutProgress = 0;
+                    if (l.CallId is not null) Complete(l.CallId, WarningText(l));
+                    else Messages.Add(new ChatMessage(ChatRole.User, WarningText(l)));
+                }
+                break;
+            case RunWaiting w:
+                Waiting = w.WaitingFor;
+                _waitingSince = record.At;
+                break;
+            case StepResolved sr:
+                Resolutions[sr.Step] = sr;
+                Waiting = null;
+                if (_waitingSince is { } since) TimeWaiting += record.At - since;
+                _waitingSince = null;
+                break;
+            case RunFinished f:
+                Finished = f;
+                break;
+            case BudgetExceeded or RunResumed or RunCanceled:
+                break;
+            default:
+                throw new InvalidDataException($"run {RunId}, step {record.N}: unknown journal entry kind '{record.Entry.Kind}'");
+        }
+    }
+
+    /// <summary>Counts a finished turn toward "no progress" once all its calls are done.</summary>
+    private void CloseTurn()
+    {
+        if (Turns == 0 || Pending.Count == 0) return;
+        TurnsWithoutProgress = _turnLearnedSomething ? 0 : TurnsWithoutProgress + 1;
+    }
+
+    /// <summary>Turns without progress including the current turn, once its calls are all done.</summary>
+    public int TurnsWithoutProgressNow =>
+        Pending.Count > 0 && PendingDone && !_turnLearnedSomething ? TurnsWithoutProgress + 1 : TurnsWithoutProgress;
+
+    internal static string WarningText(LoopDetected l) =>
+        $"Bureau loop detection: {l.Reason}. Do not repeat it; try something different or give your final answer.";
+
+    private void CountCall(string callId)
+    {
+        var p = Find(callId);
+        var key = CallKey(p.Call.Name, p.Call.Arguments);
+        _callCounts[key] = _callCounts.GetValueOrDefault(key) + 1;
+    }
+
+    private static string CallKey(string tool, string arguments) => tool + "\u0000" + arguments;
+
+    private void Complete(string callId, string content)
+    {
+        var p = Find(callId);
+        p.State = CallState.Done;
+        Messages.Add(new ChatMessage(ChatRole.Tool, [new FunctionResultContent(callId, content)]));
+    }
+
+    private PendingCall Find(string callId)
+    {
+        foreach (var p in Pending)
+        {
+            if (p.Call.CallId == callId) return p;
+        }
+        throw new InvalidDataException($"run {RunId}, step {Version}: the journal names tool call '{callId}', which the latest model answer did not ask for");
+    }
+
+    private static ChatMessage ToAssistantMessage(ModelResponded m)
+    {
+        var contents = new List<AIContent>(m.ToolCalls.Count + 1);
+        if (!string.IsNullOrEmpty(m.Text)) contents.Add(new TextContent(m.Text));
+        foreach (var c in m.ToolCalls) contents.Add(new FunctionCallContent(c.CallId, c.Name, ParseArguments(c.Arguments)));
+        return new ChatMessage(ChatRole.Assistant, contents);
+    }
+
+    internal static Dictionary<string, object?> ParseArguments(string json)
+    {
+        var result = new Dictionary<string, object?>(StringComparer.Ordinal);
+        if (string.IsNullOrWhiteSpace(json)) return result;
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) return result;
+            foreach (var p in doc.RootElement.EnumerateObject()) result[p.Name] = p.Value.Clone();
+        }
+        catch (JsonException)
+        {
+            // The model sent invalid JSON; validation already told it so. The history keeps no arguments.
+        }
+        return result;
+    }
+}

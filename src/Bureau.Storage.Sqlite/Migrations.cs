@@ -1,0 +1,76 @@
+using Microsoft.Data.Sqlite;
+
+namespace Bureau.Storage.Sqlite;
+
+/// <summary>Versioned schema migrations, tracked in <c>PRAGMA user_version</c>. Append only: never edit a shipped step.</summary>
+internal static class Migrations
+{
+    internal static readonly string[] Steps =
+    [
+        // 1: runs, journal
+        """
+        CREATE TABLE runs(
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            agent TEXT NOT NULL,
+            status TEXT NOT NULL,
+            input TEXT NOT NULL,
+            output TEXT,
+            error TEXT,
+            outcome TEXT,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            waiting_for TEXT,
+            idempotency_key TEXT UNIQUE,
+            actor TEXT
+        );
+        CREATE INDEX runs_by_status ON runs(status, seq);
+        CREATE INDEX runs_by_agent ON runs(agent, seq);
+        CREATE TABLE journal(
+            run_id TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY(run_id, n)
+        ) WITHOUT ROWID;
+        """,
+    ];
+
+    /// <summary>The schema version this code writes.</summary>
+    internal static int Latest => Steps.Length;
+
+    internal static void Apply(SqliteConnection connection)
+    {
+        using var tx = connection.BeginTransaction();
+        var current = Convert.ToInt32(Scalar(connection, tx, "PRAGMA user_version"));
+        if (current > Latest)
+        {
+            throw new InvalidOperationException(
+                $"the database schema is version {current}, newer than this Bureau understands ({Latest}); upgrade Bureau");
+        }
+        for (var v = current; v < Latest; v++)
+        {
+            using var cmd = connection.CreateCommand();
+            cmd.Transaction = tx;
+            cmd.CommandText = Steps[v];
+            cmd.ExecuteNonQuery();
+            using var set = connection.CreateCommand();
+            set.Transaction = tx;
+            set.CommandText = $"PRAGMA user_version = {v + 1}";
+            set.ExecuteNonQuery();
+        }
+        tx.Commit();
+    }
+
+    private static object? Scalar(SqliteConnection c, SqliteTransaction tx, string sql)
+    {
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = sql;
+        return cmd.ExecuteScalar();
+    }
+}

@@ -1,0 +1,320 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Threading.Channels;
+using Microsoft.Data.Sqlite;
+
+namespace Bureau.Storage.Sqlite;
+
+/// <summary>
+/// The embedded store: one SQLite file in WAL mode. All writes of the process go through one writer
+/// that groups whatever is pending into one transaction, so one fsync serves every run that appended
+/// meanwhile (group commit). Reads use their own pooled connections and never wait for the writer.
+/// </summary>
+public sealed class SqliteRunStore : IRunStore
+{
+    private readonly SqliteStoreOptions _options;
+    private readonly string _connectionString;
+    private readonly Channel<WriteOp> _queue = Channel.CreateUnbounded<WriteOp>(new UnboundedChannelOptions { SingleReader = true });
+    private SqliteConnection? _writer;
+    private Task? _writerLoop;
+    private WriterCommands? _commands;
+    private int _disposed;
+
+    /// <summary>Creates the store; call <see cref="InitializeAsync"/> before use.</summary>
+    public SqliteRunStore(SqliteStoreOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+        _connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = options.Path,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Cache = SqliteCacheMode.Private,
+            Pooling = true,
+            DefaultTimeout = (int)Math.Ceiling(options.BusyTimeout.TotalSeconds),
+        }.ToString();
+    }
+
+    /// <summary>The database file.</summary>
+    public string Path => _options.Path;
+
+    /// <summary>Counters of the writer, for benchmarks and diagnostics.</summary>
+    public StoreWriterStats Stats { get; } = new();
+
+    /// <inheritdoc />
+    public Task InitializeAsync(CancellationToken cancellationToken = default)
+    {
+        if (_writer is not null) return Task.CompletedTask;
+        var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(_options.Path));
+        if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
+
+        var writer = new SqliteConnection(_connectionString);
+        writer.Open();
+        Exec(writer, "PRAGMA journal_mode=WAL");
+        Exec(writer, _options.Durability == StoreDurability.Full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+        Exec(writer, "PRAGMA foreign_keys=OFF");
+        Migrations.Apply(writer);
+        _writer = writer;
+        _commands = new WriterCommands(writer);
+        _writerLoop = Task.Run(WriterLoopAsync, CancellationToken.None);
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task<SubmitResult> SubmitAsync(NewRun run, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(run);
+        var op = new SubmitOp(run);
+        Enqueue(op);
+        return op.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public ValueTask AppendAsync(AppendRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var op = new AppendOp(request);
+        Enqueue(op);
+        return new ValueTask(cancellationToken.CanBeCanceled ? op.Completion.Task.WaitAsync(cancellationToken) : op.Completion.Task);
+    }
+
+    /// <inheritdoc />
+    public ValueTask MarkRunningAsync(string runId, DateTimeOffset at, CancellationToken cancellationToken = default)
+    {
+        var op = new MarkRunningOp(runId, at);
+        Enqueue(op);
+        return new ValueTask(op.Completion.Task.WaitAsync(cancellationToken));
+    }
+
+    /// <inheritdoc />
+    public async Task<RunRecord?> GetRunAsync(string runId, CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenReaderAsync(cancellationToken);
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = $"SELECT {RunColumns} FROM runs WHERE id = $id";
+        cmd.Parameters.AddWithValue("$id", runId);
+        await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
+        return await r.ReadAsync(cancellationToken) ? ReadRun(r) : null;
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<JournalRecord>> ReadJournalAsync(string runId, long afterStep = 0, CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenReaderAsync(cancellationToken);
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT n, at, data FROM journal WHERE run_id = $id AND n > $after ORDER BY n";
+        cmd.Parameters.AddWithValue("$id", runId);
+        cmd.Parameters.AddWithValue("$after", afterStep);
+        await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
+        var list = new List<JournalRecord>();
+        while (await r.ReadAsync(cancellationToken))
+        {
+            var n = r.GetInt64(0);
+            JournalEntry entry;
+            try
+            {
+                entry = BureauJson.DeserializeEntry((byte[])r.GetValue(2));
+            }
+            catch (JsonException ex)
+            {
+                throw new InvalidDataException($"run {runId}, step {n}: the journal entry cannot be read: {ex.Message}", ex);
+            }
+            list.Add(new JournalRecord(n, FromUnixMs(r.GetInt64(1)), entry));
+        }
+        return list;
+    }
+
+    /// <inheritdoc />
+    public async Task<RunPage> ListRunsAsync(RunQuery query, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        var limit = Math.Clamp(query.Limit, 1, 1000);
+        long? before = null;
+        if (query.Cursor is not null)
+        {
+            if (!long.TryParse(query.Cursor, NumberStyles.None, CultureInfo.InvariantCulture, out var b) || b <= 0)
+                throw new ArgumentException($"cursor '{query.Cursor}' is not one this store returned", nameof(query));
+            before = b;
+        }
+        await using var c = await OpenReaderAsync(cancellationToken);
+        await using var cmd = c.CreateCommand();
+        var where = new List<string>();
+        if (before is not null) { where.Add("seq < $before"); cmd.Parameters.AddWithValue("$before", before.Value); }
+        if (query.Status is not null) { where.Add("status = $status"); cmd.Parameters.AddWithValue("$status", query.Status.Value.ToWireName()); }
+        if (query.Agent is not null) { where.Add("agent = $agent"); cmd.Parameters.AddWithValue("$agent", query.Agent); }
+        cmd.CommandText = $"SELECT {RunColumns}, seq FROM runs {(where.Count > 0 ? "WHERE " + string.Join(" AND ", where) : "")} ORDER BY seq DESC LIMIT $limit";
+        cmd.Parameters.AddWithValue("$limit", limit + 1);
+        var items = new List<RunRecord>();
+        long lastSeq = 0;
+        var more = false;
+        await using (var r = await cmd.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await r.ReadAsync(cancellationToken))
+            {
+                if (items.Count == limit) { more = true; break; }
+                items.Add(ReadRun(r));
+                lastSeq = r.GetInt64(RunColumnCount);
+            }
+        }
+        return new RunPage(items, more ? lastSeq.ToString(CultureInfo.InvariantCulture) : null);
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<RunRecord>> ListUnfinishedAsync(int limit, CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenReaderAsync(cancellationToken);
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = $"SELECT {RunColumns} FROM runs WHERE status IN ('queued','running') ORDER BY seq LIMIT $limit";
+        cmd.Parameters.AddWithValue("$limit", limit);
+        await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
+        var list = new List<RunRecord>();
+        while (await r.ReadAsync(cancellationToken)) list.Add(ReadRun(r));
+        return list;
+    }
+
+    /// <summary>Size on disk of the database and its WAL, in bytes.</summary>
+    public long SizeOnDisk()
+    {
+        long size = 0;
+        foreach (var suffix in new[] { "", "-wal", "-shm" })
+        {
+            var f = new FileInfo(_options.Path + suffix);
+            if (f.Exists && suffix != "-shm") size += f.Length;
+        }
+        return size;
+    }
+
+    /// <summary>Stops the writer after the pending operations and closes the database.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
+        _queue.Writer.TryComplete();
+        if (_writerLoop is not null) await _writerLoop;
+        _commands?.Dispose();
+        if (_writer is not null) await _writer.DisposeAsync();
+        SqliteConnection.ClearPool(new SqliteConnection(_connectionString));
+    }
+
+    private void Enqueue(WriteOp op)
+    {
+        if (_writer is null) throw new InvalidOperationException("the store is not initialized: call InitializeAsync first");
+        if (!_queue.Writer.TryWrite(op)) throw new ObjectDisposedException(nameof(SqliteRunStore), "the store is shut down; nothing was written");
+    }
+
+    private async Task WriterLoopAsync()
+    {
+        var batch = new List<WriteOp>(_options.MaxBatchSize);
+        var reader = _queue.Reader;
+        while (await reader.WaitToReadAsync())
+        {
+            batch.Clear();
+            while (batch.Count < _options.MaxBatchSize && reader.TryRead(out var op)) batch.Add(op);
+            if (batch.Count == 0) continue;
+            try
+            {
+                ExecuteBatch(batch);
+                Stats.Record(batch.Count);
+                foreach (var op in batch) op.Complete();
+            }
+            catch (Exception batchError)
+            {
+                // Isolate the failing operation: run each on its own so one bad op cannot fail its neighbours.
+                foreach (var op in batch)
+                {
+                    try
+                    {
+                        ExecuteBatch([op]);
+                        op.Complete();
+                    }
+                    catch (Exception ex)
+                    {
+                        op.Fail(ex is SqliteException && IsFatal((SqliteException)ex) ? new IOException($"the store could not write to {_options.Path}: {ex.Message}", batchError) : ex);
+                    }
+                }
+            }
+        }
+    }
+
+    private static bool IsFatal(SqliteException ex) => ex.SqliteErrorCode is 10 /*IOERR*/ or 13 /*FULL*/ or 11 /*CORRUPT*/;
+
+    private void ExecuteBatch(List<WriteOp> batch)
+    {
+        var c = _writer!;
+        var cmds = _commands!;
+        using var tx = c.BeginTransaction(deferred: false);
+        cmds.Enlist(tx);
+        try
+        {
+            foreach (var op in batch) op.Execute(cmds);
+            tx.Commit();
+        }
+        catch
+        {
+            foreach (var op in batch) op.Reset();
+            throw;
+        }
+    }
+
+    private async Task<SqliteConnection> OpenReaderAsync(CancellationToken ct)
+    {
+        if (_writer is null) throw new InvalidOperationException("the store is not initialized: call InitializeAsync first");
+        var c = new SqliteConnection(_connectionString);
+        await c.OpenAsync(ct);
+        return c;
+    }
+
+    private static void Exec(SqliteConnection c, string sql)
+    {
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = sql;
+        cmd.ExecuteNonQuery();
+    }
+
+    internal const string RunColumns = "id, agent, status, input, output, error, outcome, input_tokens, output_tokens, created_at, updated_at, version, waiting_for, idempotency_key, actor";
+    private const int RunColumnCount = 15;
+
+    internal static RunRecord ReadRun(SqliteDataReader r)
+    {
+        RunStatusExtensions.TryParseWireName(r.GetString(2), out var status);
+        return new RunRecord
+        {
+            Id = r.GetString(0),
+            Agent = r.GetString(1),
+            Status = status,
+            Input = r.GetString(3),
+            Output = r.IsDBNull(4) ? null : r.GetString(4),
+            Error = r.IsDBNull(5) ? null : r.GetString(5),
+            Outcome = r.IsDBNull(6) ? null : r.GetString(6),
+            Usage = new UsageRecord(r.GetInt64(7), r.GetInt64(8)),
+            CreatedAt = FromUnixMs(r.GetInt64(9)),
+            UpdatedAt = FromUnixMs(r.GetInt64(10)),
+            Version = r.GetInt64(11),
+            WaitingFor = r.IsDBNull(12) ? null : JsonSerializer.Deserialize(r.GetString(12), BureauJsonContext.Default.WaitingFor),
+            IdempotencyKey = r.IsDBNull(13) ? null : r.GetString(13),
+            Actor = r.IsDBNull(14) ? null : r.GetString(14),
+        };
+    }
+
+    internal static DateTimeOffset FromUnixMs(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
+    internal static long ToUnixMs(DateTimeOffset t) => t.ToUnixTimeMilliseconds();
+}
+
+/// <summary>Counters of the store's writer.</summary>
+public sealed class StoreWriterStats
+{
+    private long _transactions;
+    private long _operations;
+
+    /// <summary>Transactions committed (each one fsync at full durability).</summary>
+    public long Transactions => Interlocked.Read(ref _transactions);
+
+    /// <summary>Operations (submissions and appends) committed.</summary>
+    public long Operations => Interlocked.Read(ref _operations);
+
+    internal void Record(int ops)
+    {
+        Interlocked.Increment(ref _transactions);
+        Interlocked.Add(ref _operations, ops);
+    }
+}

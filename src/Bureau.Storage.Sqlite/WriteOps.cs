@@ -1,0 +1,201 @@
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+
+namespace Bureau.Storage.Sqlite;
+
+/// <summary>Prepared statements of the writer connection, reused for every operation.</summary>
+internal sealed class WriterCommands : IDisposable
+{
+    private readonly SqliteCommand[] _all;
+
+    public WriterCommands(SqliteConnection c)
+    {
+        InsertJournal = Make(c, "INSERT INTO journal(run_id, n, kind, at, data) VALUES($run, $n, $kind, $at, $data)", "$run", "$n", "$kind", "$at", "$data");
+        BumpVersion = Make(c, "UPDATE runs SET version = $new, updated_at = $at WHERE id = $id AND version = $expected", "$new", "$at", "$id", "$expected");
+        BumpVersionWithStatus = Make(c,
+            """
+            UPDATE runs SET version = $new, updated_at = $at, status = $status,
+                output = coalesce($output, output), error = $error, outcome = $outcome,
+                input_tokens = coalesce($in, input_tokens), output_tokens = coalesce($out, output_tokens),
+                waiting_for = $waiting
+            WHERE id = $id AND version = $expected
+            """,
+            "$new", "$at", "$status", "$output", "$error", "$outcome", "$in", "$out", "$waiting", "$id", "$expected");
+        CurrentVersion = Make(c, "SELECT version FROM runs WHERE id = $id", "$id");
+        FindByKey = Make(c, $"SELECT {SqliteRunStore.RunColumns} FROM runs WHERE idempotency_key = $key", "$key");
+        InsertRun = Make(c,
+            """
+            INSERT INTO runs(id, agent, status, input, created_at, updated_at, version, idempotency_key, actor)
+            VALUES($id, $agent, 'queued', $input, $at, $at, 1, $key, $actor)
+            """,
+            "$id", "$agent", "$input", "$at", "$key", "$actor");
+        MarkRunning = Make(c, "UPDATE runs SET status = 'running', updated_at = $at WHERE id = $id AND status = 'queued'", "$at", "$id");
+        _all = [InsertJournal, BumpVersion, BumpVersionWithStatus, CurrentVersion, FindByKey, InsertRun, MarkRunning];
+    }
+
+    public SqliteCommand InsertJournal { get; }
+    public SqliteCommand BumpVersion { get; }
+    public SqliteCommand BumpVersionWithStatus { get; }
+    public SqliteCommand CurrentVersion { get; }
+    public SqliteCommand FindByKey { get; }
+    public SqliteCommand InsertRun { get; }
+    public SqliteCommand MarkRunning { get; }
+
+    public void Enlist(SqliteTransaction tx)
+    {
+        foreach (var cmd in _all) cmd.Transaction = tx;
+    }
+
+    public void Dispose()
+    {
+        foreach (var cmd in _all) cmd.Dispose();
+    }
+
+    private static SqliteCommand Make(SqliteConnection c, string sql, params string[] names)
+    {
+        var cmd = c.CreateCommand();
+        cmd.CommandText = sql;
+        foreach (var n in names) cmd.Parameters.Add(new SqliteParameter(n, null));
+        return cmd;
+    }
+}
+
+/// <summary>An operation for the writer; completed only after its transaction commits.</summary>
+internal abstract class WriteOp
+{
+    public abstract void Execute(WriterCommands cmds);
+    public abstract void Complete();
+    public abstract void Fail(Exception ex);
+
+    /// <summary>Forgets results of a rolled-back attempt (the op may run again in isolation).</summary>
+    public virtual void Reset() { }
+
+    protected static void Set(SqliteCommand cmd, string name, object? value) =>
+        cmd.Parameters[name].Value = value ?? DBNull.Value;
+
+    protected static void InsertEntry(WriterCommands cmds, string runId, long n, DateTimeOffset at, JournalEntry entry)
+    {
+        var ins = cmds.InsertJournal;
+        Set(ins, "$run", runId);
+        Set(ins, "$n", n);
+        Set(ins, "$kind", entry.Kind);
+        Set(ins, "$at", SqliteRunStore.ToUnixMs(at));
+        Set(ins, "$data", BureauJson.SerializeEntry(entry));
+        ins.ExecuteNonQuery();
+    }
+}
+
+internal sealed class SubmitOp(NewRun run) : WriteOp
+{
+    private SubmitResult? _result;
+    public TaskCompletionSource<SubmitResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public override void Execute(WriterCommands cmds)
+    {
+        if (run.IdempotencyKey is not null)
+        {
+            var find = cmds.FindByKey;
+            Set(find, "$key", run.IdempotencyKey);
+            using var r = find.ExecuteReader();
+            if (r.Read())
+            {
+                _result = new SubmitResult(SqliteRunStore.ReadRun(r), Created: false);
+                return;
+            }
+        }
+        var ins = cmds.InsertRun;
+        Set(ins, "$id", run.Id);
+        Set(ins, "$agent", run.Agent);
+        Set(ins, "$input", run.Input);
+        Set(ins, "$at", SqliteRunStore.ToUnixMs(run.CreatedAt));
+        Set(ins, "$key", run.IdempotencyKey);
+        Set(ins, "$actor", run.Actor);
+        ins.ExecuteNonQuery();
+        InsertEntry(cmds, run.Id, 1, run.CreatedAt, new RunStarted(run.Agent, run.Input, run.Actor));
+        _result = new SubmitResult(new RunRecord
+        {
+            Id = run.Id,
+            Agent = run.Agent,
+            Status = RunStatus.Queued,
+            Input = run.Input,
+            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(SqliteRunStore.ToUnixMs(run.CreatedAt)),
+            UpdatedAt = DateTimeOffset.FromUnixTimeMilliseconds(SqliteRunStore.ToUnixMs(run.CreatedAt)),
+            Version = 1,
+            IdempotencyKey = run.IdempotencyKey,
+            Actor = run.Actor,
+        }, Created: true);
+    }
+
+    public override void Reset() => _result = null;
+    public override void Complete() => Completion.TrySetResult(_result!);
+    public override void Fail(Exception ex) => Completion.TrySetException(ex);
+}
+
+internal sealed class AppendOp(AppendRequest request) : WriteOp
+{
+    private Exception? _conflict;
+    public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public override void Execute(WriterCommands cmds)
+    {
+        var req = request;
+        var newVersion = req.ExpectedVersion + req.Entries.Count;
+        var at = SqliteRunStore.ToUnixMs(req.At);
+        SqliteCommand bump;
+        if (req.Update is { } u)
+        {
+            bump = cmds.BumpVersionWithStatus;
+            Set(bump, "$status", u.Status.ToWireName());
+            Set(bump, "$output", u.Output);
+            Set(bump, "$error", u.Error);
+            Set(bump, "$outcome", u.Outcome);
+            Set(bump, "$in", u.Usage?.InputTokens);
+            Set(bump, "$out", u.Usage?.OutputTokens);
+            Set(bump, "$waiting", u.WaitingFor is null ? null : JsonSerializer.Serialize(u.WaitingFor, BureauJsonContext.Default.WaitingFor));
+        }
+        else
+        {
+            bump = cmds.BumpVersion;
+        }
+        Set(bump, "$new", newVersion);
+        Set(bump, "$at", at);
+        Set(bump, "$id", req.RunId);
+        Set(bump, "$expected", req.ExpectedVersion);
+        if (bump.ExecuteNonQuery() != 1)
+        {
+            var cur = cmds.CurrentVersion;
+            Set(cur, "$id", req.RunId);
+            var actual = cur.ExecuteScalar();
+            _conflict = new JournalConflictException(req.RunId, req.ExpectedVersion, actual is null or DBNull ? null : Convert.ToInt64(actual));
+            return;
+        }
+        var n = req.ExpectedVersion;
+        foreach (var entry in req.Entries) InsertEntry(cmds, req.RunId, ++n, req.At, entry);
+    }
+
+    public override void Reset() => _conflict = null;
+
+    public override void Complete()
+    {
+        if (_conflict is not null) Completion.TrySetException(_conflict);
+        else Completion.TrySetResult();
+    }
+
+    public override void Fail(Exception ex) => Completion.TrySetException(ex);
+}
+
+internal sealed class MarkRunningOp(string runId, DateTimeOffset at) : WriteOp
+{
+    public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public override void Execute(WriterCommands cmds)
+    {
+        var cmd = cmds.MarkRunning;
+        Set(cmd, "$at", SqliteRunStore.ToUnixMs(at));
+        Set(cmd, "$id", runId);
+        cmd.ExecuteNonQuery();
+    }
+
+    public override void Complete() => Completion.TrySetResult();
+    public override void Fail(Exception ex) => Completion.TrySetException(ex);
+}

@@ -1,0 +1,228 @@
+using Xunit;
+
+namespace Bureau.Tests.Storage;
+
+/// <summary>
+/// The contract every <see cref="IRunStore"/> passes. A backend's test class derives from this and
+/// says how to open a fresh store (and reopen the same one).
+/// </summary>
+public abstract class StoreConformanceTests : IAsyncLifetime
+{
+    private readonly List<IRunStore> _opened = [];
+    private static readonly DateTimeOffset T0 = new(2026, 1, 2, 3, 4, 5, TimeSpan.Zero);
+
+    /// <summary>Opens (creating if needed) the store this test instance uses; a second call opens the same data anew.</summary>
+    protected abstract IRunStore CreateStore();
+
+    protected async Task<IRunStore> OpenAsync()
+    {
+        var s = CreateStore();
+        await s.InitializeAsync(TestContext.Current.CancellationToken);
+        _opened.Add(s);
+        return s;
+    }
+
+    public ValueTask InitializeAsync() => ValueTask.CompletedTask;
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var s in _opened) await s.DisposeAsync();
+    }
+
+    private static NewRun Run(string id, string agent = "a", string? key = null, int minute = 0) =>
+        new() { Id = id, Agent = agent, Input = "input of " + id, CreatedAt = T0.AddMinutes(minute), IdempotencyKey = key, Actor = "test" };
+
+    private static AppendRequest Append(string id, long expected, params JournalEntry[] entries) =>
+        new() { RunId = id, ExpectedVersion = expected, Entries = entries, At = T0.AddSeconds(expected) };
+
+    private static ModelResponded Answer(string text) => new(1, "m", "scripted", text, [], new UsageRecord(3, 4), "stop", 2, 1.5);
+
+    [Fact]
+    public async Task Submit_NewRun_IsQueuedWithRunStartedAsStepOne()
+    {
+        var store = await OpenAsync();
+        var result = await store.SubmitAsync(Run("r1"));
+        Assert.True(result.Created);
+        Assert.Equal(RunStatus.Queued, result.Run.Status);
+
+        var run = await store.GetRunAsync("r1");
+        Assert.NotNull(run);
+        Assert.Equal(("a", "input of r1", 1L, "test"), (run.Agent, run.Input, run.Version, run.Actor));
+        Assert.Equal(T0, run.CreatedAt);
+        var journal = await store.ReadJournalAsync("r1");
+        var only = Assert.Single(journal);
+        Assert.Equal(1, only.N);
+        Assert.Equal(new RunStarted("a", "input of r1", "test"), only.Entry);
+    }
+
+    [Fact]
+    public async Task Submit_SameIdempotencyKeyConcurrently_CreatesExactlyOneRun()
+    {
+        var store = await OpenAsync();
+        var results = await Task.WhenAll(Enumerable.Range(0, 10).Select(i => store.SubmitAsync(Run("k" + i, key: "same-key"))));
+        Assert.Single(results, r => r.Created);
+        Assert.Single(results.Select(r => r.Run.Id).Distinct());
+        var page = await store.ListRunsAsync(new RunQuery { Limit = 100 });
+        Assert.Single(page.Items);
+    }
+
+    [Fact]
+    public async Task Append_AtExpectedVersion_NumbersEntriesAndAppliesUpdate()
+    {
+        var store = await OpenAsync();
+        await store.SubmitAsync(Run("r1"));
+        await store.AppendAsync(Append("r1", 1, Answer("hi"), new RunFinished(RunStatus.Succeeded, "hi", null, null)) with
+        {
+            Update = new RunUpdate { Status = RunStatus.Succeeded, Output = "hi", Usage = new UsageRecord(3, 4) },
+        });
+        var run = await store.GetRunAsync("r1");
+        Assert.Equal((RunStatus.Succeeded, "hi", 3L, new UsageRecord(3, 4)), (run!.Status, run.Output, run.Version, run.Usage));
+        var journal = await store.ReadJournalAsync("r1");
+        Assert.Equal([1L, 2L, 3L], journal.Select(j => j.N));
+        Assert.IsType<ModelResponded>(journal[1].Entry);
+        Assert.Equal([3L], (await store.ReadJournalAsync("r1", afterStep: 2)).Select(j => j.N));
+    }
+
+    [Fact]
+    public async Task Append_StaleVersion_ThrowsConflictAndWritesNothing()
+    {
+        var store = await OpenAsync();
+        await store.SubmitAsync(Run("r1"));
+        await store.AppendAsync(Append("r1", 1, Answer("first")));
+        var ex = await Assert.ThrowsAsync<JournalConflictException>(async () => await store.AppendAsync(Append("r1", 1, Answer("stale"))));
+        Assert.Equal((1L, 2L), (ex.ExpectedVersion, ex.ActualVersion));
+        Assert.Contains("r1", ex.Message);
+        var journal = await store.ReadJournalAsync("r1");
+        Assert.Equal(2, journal.Count);
+        Assert.Equal("first", ((ModelResponded)journal[1].Entry).Text);
+    }
+
+    [Fact]
+    public async Task Append_UnknownRun_ThrowsConflictWithNoVersion()
+    {
+        var store = await OpenAsync();
+        var ex = await Assert.ThrowsAsync<JournalConflictException>(async () => await store.AppendAsync(Append("nope", 1, Answer("x"))));
+        Assert.Null(ex.ActualVersion);
+    }
+
+    [Fact]
+    public async Task Append_TwentyWritersRaceOnOneVersion_ExactlyOneWins()
+    {
+        var store = await OpenAsync();
+        await store.SubmitAsync(Run("r1"));
+        using var go = new ManualResetEventSlim();
+        var tasks = Enumerable.Range(0, 20).Select(i => Task.Run(async () =>
+        {
+            go.Wait();
+            try
+            {
+                await store.AppendAsync(Append("r1", 1, Answer("writer " + i)));
+                return true;
+            }
+            catch (JournalConflictException)
+            {
+                return false;
+            }
+        })).ToArray();
+        go.Set();
+        var won = await Task.WhenAll(tasks);
+        Assert.Single(won, w => w);
+        var journal = await store.ReadJournalAsync("r1");
+        Assert.Equal(2, journal.Count);
+    }
+
+    [Fact]
+    public async Task Append_ManyRunsConcurrently_EachJournalGapFree()
+    {
+        var store = await OpenAsync();
+        const int runs = 40, steps = 10;
+        await Task.WhenAll(Enumerable.Range(0, runs).Select(i => store.SubmitAsync(Run("c" + i))));
+        await Task.WhenAll(Enumerable.Range(0, runs).Select(async i =>
+        {
+            for (var v = 1; v <= steps; v++) await store.AppendAsync(Append("c" + i, v, Answer($"{i}-{v}")));
+        }));
+        for (var i = 0; i < runs; i++)
+        {
+            var journal = await store.ReadJournalAsync("c" + i);
+            Assert.Equal(Enumerable.Range(1, steps + 1).Select(n => (long)n), journal.Select(j => j.N));
+            Assert.Equal($"{i}-{steps}", ((ModelResponded)journal[^1].Entry).Text);
+        }
+    }
+
+    [Fact]
+    public async Task ListRuns_PagesNewestFirst_WithoutGapsOrRepeatsWhileRunsArrive()
+    {
+        var store = await OpenAsync();
+        for (var i = 0; i < 25; i++) await store.SubmitAsync(Run($"p{i:00}", minute: i));
+        var seen = new List<string>();
+        string? cursor = null;
+        var pages = 0;
+        do
+        {
+            var page = await store.ListRunsAsync(new RunQuery { Limit = 10, Cursor = cursor });
+            seen.AddRange(page.Items.Select(r => r.Id));
+            cursor = page.Next;
+            if (pages++ == 0) await store.SubmitAsync(Run("late", minute: 99)); // arrives after page 1: not in this listing
+        }
+        while (cursor is not null);
+        Assert.Equal(Enumerable.Range(0, 25).Reverse().Select(i => $"p{i:00}"), seen);
+        Assert.Equal(3, pages);
+    }
+
+    [Fact]
+    public async Task ListRuns_FiltersByStatusAndAgent()
+    {
+        var store = await OpenAsync();
+        await store.SubmitAsync(Run("x1", agent: "x"));
+        await store.SubmitAsync(Run("y1", agent: "y"));
+        await store.SubmitAsync(Run("y2", agent: "y"));
+        await store.AppendAsync(Append("y2", 1, new RunFinished(RunStatus.Failed, null, "boom", "error")) with { Update = new RunUpdate { Status = RunStatus.Failed, Error = "boom" } });
+
+        Assert.Equal(["y2", "y1"], (await store.ListRunsAsync(new RunQuery { Agent = "y" })).Items.Select(r => r.Id));
+        Assert.Equal(["y2"], (await store.ListRunsAsync(new RunQuery { Status = RunStatus.Failed })).Items.Select(r => r.Id));
+        Assert.Equal(["y1"], (await store.ListRunsAsync(new RunQuery { Status = RunStatus.Queued, Agent = "y" })).Items.Select(r => r.Id));
+    }
+
+    [Fact]
+    public async Task ListRuns_ForeignCursor_IsRejected()
+    {
+        var store = await OpenAsync();
+        await Assert.ThrowsAsync<ArgumentException>(() => store.ListRunsAsync(new RunQuery { Cursor = "not-a-cursor" }));
+    }
+
+    [Fact]
+    public async Task ListUnfinished_ReturnsQueuedAndRunningOldestFirst()
+    {
+        var store = await OpenAsync();
+        await store.SubmitAsync(Run("u1"));
+        await store.SubmitAsync(Run("u2"));
+        await store.SubmitAsync(Run("u3"));
+        await store.MarkRunningAsync("u2", T0);
+        await store.AppendAsync(Append("u3", 1, new RunWaiting(new WaitingFor("in-doubt", 1))) with
+        {
+            Update = new RunUpdate { Status = RunStatus.Waiting, WaitingFor = new WaitingFor("in-doubt", 1, "t", "u3:1", "{}") },
+        });
+        var unfinished = await store.ListUnfinishedAsync(100);
+        Assert.Equal(["u1", "u2"], unfinished.Select(r => r.Id));
+        Assert.Equal(RunStatus.Running, unfinished[1].Status);
+        var waiting = await store.GetRunAsync("u3");
+        Assert.Equal(new WaitingFor("in-doubt", 1, "t", "u3:1", "{}"), waiting!.WaitingFor);
+    }
+
+    [Fact]
+    public async Task Reopen_AfterDispose_KeepsEverythingAcknowledged()
+    {
+        var store = await OpenAsync();
+        await store.SubmitAsync(Run("d1", key: "k-d1"));
+        await store.AppendAsync(Append("d1", 1, new ToolIntent("c1", "ledger", "{\"n\":1}", ToolEffect.Write, "d1:2")));
+        await store.DisposeAsync();
+        _opened.Remove(store);
+
+        var again = await OpenAsync();
+        var journal = await again.ReadJournalAsync("d1");
+        Assert.Equal(new ToolIntent("c1", "ledger", "{\"n\":1}", ToolEffect.Write, "d1:2"), journal[1].Entry);
+        var resubmit = await again.SubmitAsync(Run("other", key: "k-d1"));
+        Assert.False(resubmit.Created);
+        Assert.Equal("d1", resubmit.Run.Id);
+    }
+}
