@@ -12,3 +12,8 @@ public sealed class ToolCallValidator
     public ToolCallValidator(IReadOnlyDictionary<string, BureauTool> tools) { }
     public ToolCallCheck Check(AgentDefinition agent, string toolName, string argumentsJson) => throw new InvalidOperationException("tools branch not merged");
 }
+public sealed class BureauToolContext
+{
+    public static BureauToolContext? Current => null;
+    public string IdempotencyKey => "";
+}

@@ -1,0 +1,71 @@
+using System.CommandLine;
+using Bureau.Cli.Bench;
+using Spectre.Console;
+
+namespace Bureau.Cli.Commands;
+
+/// <summary><c>bureau bench agent-loop</c>: the reference workload, with the floor measured beside it.</summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var cmd = new Command("bench", "Benchmarks (JSON lines on stdout, progress on stderr).");
+        var runs = new Option<int>("--runs") { Description = "N: runs submitted up front.", DefaultValueFactory = _ => 2000 };
+        var concurrency = new Option<int>("--concurrency") { Description = "C: most runs in flight at once.", DefaultValueFactory = _ => 32 };
+        var steps = new Option<int>("--steps") { Description = "K: model calls per run (K-1 tool calls).", DefaultValueFactory = _ => 4 };
+        var latency = new Option<int>("--model-latency-ms") { Description = "L: the scripted model's latency per call.", DefaultValueFactory = _ => 0 };
+        var db = new Option<string>("--db") { Description = "The database file (deleted and recreated for each system).", DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "bureau-bench", "agent-loop.db") };
+        var durability = CliShared.DurabilityOption();
+        var skipFloor = new Option<bool>("--no-floor") { Description = "Measure Bureau only." };
+        var agentLoop = new Command("agent-loop", "The agent-loop workload (shared/workloads/agent-loop.md): Bureau, then floor (synchronous=FULL) and floor-normal (synchronous=NORMAL).")
+        {
+            runs, concurrency, steps, latency, db, durability, skipFloor,
+        };
+        agentLoop.SetAction(async (parse, ct) =>
+        {
+            var config = new AgentLoopConfig(parse.GetValue(runs), parse.GetValue(concurrency), parse.GetValue(steps), parse.GetValue(latency),
+                parse.GetValue(db)!, CliShared.ParseDurability(parse.GetValue(durability)!));
+            if (config.Runs < 1 || config.Concurrency < 1 || config.Steps < 1 || config.LatencyMs < 0)
+                throw new CliUsageException("--runs, --concurrency and --steps must be at least 1, --model-latency-ms at least 0");
+
+            await MeasureAsync("bureau", config, p => AgentLoopBench.RunBureauAsync(config, p, ct));
+            if (!parse.GetValue(skipFloor))
+            {
+                await MeasureAsync("floor", config, p => AgentLoopBench.RunFloorAsync(config, full: true, p, ct));
+                await MeasureAsync("floor-normal", config, p => AgentLoopBench.RunFloorAsync(config, full: false, p, ct));
+            }
+            return 0;
+        });
+        cmd.Subcommands.Add(agentLoop);
+        return cmd;
+    }
+
+    private static async Task MeasureAsync(string system, AgentLoopConfig config, Func<IProgress<int>, Task<AgentLoopResult>> measure)
+    {
+        AgentLoopResult result;
+        if (!Console.IsErrorRedirected)
+        {
+            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+            result = await console.Progress().AutoClear(true).StartAsync(async ctx =>
+            {
+                var task = ctx.AddTask($"{system} N={config.Runs} C={config.Concurrency} K={config.Steps} L={config.LatencyMs}", maxValue: config.Runs);
+                return await measure(new Progress<int>(n => task.Value = n));
+            });
+        }
+        else
+        {
+            var last = 0L;
+            Console.Error.WriteLine($"{system}: N={config.Runs} C={config.Concurrency} K={config.Steps} L={config.LatencyMs} ...");
+            result = await measure(new Progress<int>(n =>
+            {
+                var now = Environment.TickCount64;
+                if (now - Interlocked.Read(ref last) < 2000 && n != config.Runs) return;
+                Interlocked.Exchange(ref last, now);
+                Console.Error.WriteLine($"{system}: {n}/{config.Runs} runs done");
+            }));
+        }
+        Console.Out.WriteLine(RunDocuments.ToJson(result.ToJson()));
+        if (result.CorrectRuns != config.Runs)
+            Console.Error.WriteLine($"bureau bench: {system}: only {result.CorrectRuns} of {config.Runs} runs were correct");
+    }
+}

@@ -1,0 +1,98 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+
+namespace Bureau.Cli.Commands;
+
+/// <summary><c>bureau run FILE --agent NAME --input TEXT</c>: one run, in process, with live progress.</summary>
+internal static class RunCommand
+{
+    public static Command Create()
+    {
+        var file = new Argument<string>("file") { Description = "The manifest (bureau.yaml)." };
+        var agent = new Option<string>("--agent") { Description = "The agent to run.", Required = true, HelpName = "NAME" };
+        var input = new Option<string>("--input") { Description = "The run's input text.", Required = true, HelpName = "TEXT" };
+        var key = new Option<string?>("--idempotency-key")
+        {
+            Description = "Run the same command with the same key after a crash to resume that run instead of starting another.",
+            HelpName = "KEY",
+        };
+        var db = CliShared.DbOption();
+        var json = CliShared.JsonOption("Print only {\"runId\",\"status\",\"output\"} on stdout; progress goes to stderr.");
+        var durability = CliShared.DurabilityOption();
+        var cmd = new Command("run", "Run an agent once, in this process, durably (exit 0 succeeded, 1 failed or canceled, 3 waiting).")
+        {
+            file, agent, input, key, db, json, durability,
+        };
+        cmd.SetAction((parse, ct) => RunAsync(
+            parse.GetValue(file)!, parse.GetValue(agent)!, parse.GetValue(input)!, parse.GetValue(key),
+            parse.GetValue(db)!, parse.GetValue(json), CliShared.ParseDurability(parse.GetValue(durability)!), ct));
+        return cmd;
+    }
+
+    private static async Task<int> RunAsync(string file, string agent, string input, string? key, string db, bool json, Storage.Sqlite.StoreDurability durability, CancellationToken ct)
+    {
+        var stderr = Console.Error;
+        var definitions = CliShared.LoadManifest(file, stderr);
+        if (definitions is null) return 2;
+        if (!definitions.Agents.TryGetValue(agent, out var agentDef))
+        {
+            stderr.WriteLine($"bureau: agent '{agent}' is not defined in {file}; agents: {string.Join(", ", definitions.Agents.Keys.Order(StringComparer.Ordinal))}");
+            return 2;
+        }
+        var model = definitions.Models[agentDef.Model];
+        if (model.Provider == "scripted")
+            stderr.WriteLine($"bureau: agent '{agent}' uses model '{model.Name}', the SCRIPTED model: answers come from its rules, not from a real model.");
+
+        await using var bureau = await EmbeddedBureau.StartAsync(definitions, db, durability, 64, LogLevel.Warning, ct);
+        var submitted = await bureau.Engine.SubmitAsync(new RunRequest(agent, input, key, Actor: "cli:" + Environment.UserName), ct);
+        var run = submitted.Run;
+        stderr.WriteLine(submitted.Created
+            ? $"run {run.Id} started (db {db})"
+            : $"run {run.Id} already exists for idempotency key '{key}' ({run.Status.ToWireName()}); following it");
+
+        await foreach (var e in bureau.Engine.WatchAsync(run.Id, afterStep: 1, includeActivity: false, untilWaiting: true, cancellationToken: ct))
+        {
+            stderr.WriteLine($"{e.Record!.N,4} {e.Record.Entry.Kind,-15} {JournalText.Describe(e.Record.Entry)}");
+        }
+        var final = await bureau.Engine.GetRunAsync(run.Id, ct) ?? throw new InvalidOperationException($"run {run.Id} vanished");
+        if (json)
+        {
+            Console.Out.WriteLine(RunDocuments.ToJson(new JsonObject
+            {
+                ["runId"] = final.Id,
+                ["status"] = final.Status.ToWireName(),
+                ["output"] = final.Output,
+            }));
+        }
+        else
+        {
+            PrintOutcome(final, db, Console.Out);
+        }
+        return ExitCode(final.Status);
+    }
+
+    public static void PrintOutcome(RunRecord run, string db, TextWriter stdout)
+    {
+        switch (run.Status)
+        {
+            case RunStatus.Succeeded:
+                stdout.WriteLine(run.Output);
+                break;
+            case RunStatus.Waiting when run.WaitingFor is { } w:
+                stdout.WriteLine($"run {run.Id} is waiting ({w.Reason}): step {w.Step} called '{w.Tool}' with key {w.Key}, and a crash left its outcome unknown.");
+                stdout.WriteLine($"Decide with: bureau runs resolve {run.Id} --step {w.Step} --as done|retry|failed --db {db}");
+                break;
+            default:
+                stdout.WriteLine($"run {run.Id} {run.Status.ToWireName()}: {run.Error}");
+                break;
+        }
+    }
+
+    public static int ExitCode(RunStatus status) => status switch
+    {
+        RunStatus.Succeeded => 0,
+        RunStatus.Waiting => 3,
+        _ => 1,
+    };
+}

@@ -1,0 +1,211 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using Spectre.Console;
+
+namespace Bureau.Cli.Commands;
+
+/// <summary><c>bureau runs list|show|resolve</c>.</summary>
+internal static class RunsCommand
+{
+    public static Command Create()
+    {
+        var cmd = new Command("runs", "List, inspect and resolve runs in a database.");
+        cmd.Subcommands.Add(List());
+        cmd.Subcommands.Add(Show());
+        cmd.Subcommands.Add(Resolve());
+        cmd.Subcommands.Add(Resume());
+        return cmd;
+    }
+
+    private static Command Resume()
+    {
+        var file = new Argument<string>("file") { Description = "The manifest the runs' agents come from." };
+        var db = CliShared.DbOption();
+        var json = CliShared.JsonOption("Print the counts by status as JSON on stdout.");
+        var cmd = new Command("resume", "Resume every queued or running run of a database from its journal, and wait until none is left (exit 0; 3 if some wait for a person).")
+        {
+            file, db, json,
+        };
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var definitions = CliShared.LoadManifest(parse.GetValue(file)!, Console.Error);
+            if (definitions is null) return 2;
+            var dbPath = parse.GetValue(db)!;
+            if (!File.Exists(dbPath)) throw new CliUsageException($"no database at '{dbPath}' (use --db to name one)");
+            await using var bureau = await EmbeddedBureau.StartAsync(definitions, dbPath, Storage.Sqlite.StoreDurability.Full, 64, LogLevel.Warning, ct);
+            var started = await bureau.Store.ListUnfinishedAsync(int.MaxValue, ct);
+            Console.Error.WriteLine($"resuming {started.Count} unfinished runs from {dbPath}");
+            using var done = new SemaphoreSlim(0);
+            using var sub = bureau.Engine.Hub.SubscribeAll(e => { if (e.Record?.Entry is RunFinished or RunWaiting) done.Release(); });
+            while ((await bureau.Store.ListUnfinishedAsync(1, ct)).Count > 0)
+                await done.WaitAsync(TimeSpan.FromSeconds(1), ct);
+            var counts = new Dictionary<string, int>();
+            foreach (var s in Enum.GetValues<RunStatus>())
+            {
+                var n = 0;
+                string? cursor = null;
+                do
+                {
+                    var page = await bureau.Store.ListRunsAsync(new RunQuery { Status = s, Limit = 1000, Cursor = cursor }, ct);
+                    n += page.Items.Count;
+                    cursor = page.Next;
+                }
+                while (cursor is not null);
+                counts[s.ToWireName()] = n;
+            }
+            if (parse.GetValue(json))
+            {
+                var o = new JsonObject();
+                foreach (var (k, v) in counts) o[k] = v;
+                Console.Out.WriteLine(RunDocuments.ToJson(o));
+            }
+            else
+            {
+                Console.Out.WriteLine(string.Join(", ", counts.Where(c => c.Value > 0).Select(c => $"{c.Value} {c.Key}")));
+            }
+            return counts["waiting"] > 0 ? 3 : 0;
+        });
+        return cmd;
+    }
+
+    private static Command List()
+    {
+        var status = new Option<string?>("--status") { Description = "Only runs with this status (queued, running, waiting, succeeded, failed, canceled).", HelpName = "STATUS" };
+        var agent = new Option<string?>("--agent") { Description = "Only runs of this agent.", HelpName = "NAME" };
+        var limit = new Option<int>("--limit") { Description = "At most this many (newest first).", DefaultValueFactory = _ => 50 };
+        var db = CliShared.DbOption();
+        var json = CliShared.JsonOption("Print {\"items\":[...]} on stdout.");
+        var cmd = new Command("list", "List runs, newest first.") { status, agent, limit, db, json };
+        cmd.SetAction(async (parse, ct) =>
+        {
+            RunStatus? s = null;
+            var statusText = parse.GetValue(status);
+            if (statusText is not null)
+            {
+                if (!RunStatusExtensions.TryParseWireName(statusText, out var parsed))
+                    throw new CliUsageException($"--status must be one of queued, running, waiting, succeeded, failed, canceled; not '{statusText}'");
+                s = parsed;
+            }
+            await using var store = await CliShared.OpenExistingStoreAsync(parse.GetValue(db)!, ct);
+            var page = await store.ListRunsAsync(new RunQuery { Status = s, Agent = parse.GetValue(agent), Limit = parse.GetValue(limit) }, ct);
+            if (parse.GetValue(json))
+            {
+                var items = new JsonArray();
+                foreach (var r in page.Items) items.Add(RunDocuments.Summary(r));
+                Console.Out.WriteLine(RunDocuments.ToJson(new JsonObject { ["items"] = items, ["next"] = page.Next }));
+                return 0;
+            }
+            if (page.Items.Count == 0)
+            {
+                Console.Out.WriteLine("no runs");
+                return 0;
+            }
+            var table = new Table().AddColumns("id", "agent", "status", "steps", "created", "output / error");
+            foreach (var r in page.Items)
+            {
+                table.AddRow(
+                    Markup.Escape(r.Id), Markup.Escape(r.Agent), StatusMarkup(r.Status), r.Version.ToString(),
+                    r.CreatedAt.ToLocalTime().ToString("yyyy-MM-dd HH:mm:ss"),
+                    Markup.Escape(JournalText.Cut(JournalText.OneLine(r.Output ?? r.Error ?? (r.WaitingFor is { } w ? $"waiting on step {w.Step} ({w.Reason})" : "")), 60)));
+            }
+            AnsiConsole.Write(table);
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static string StatusMarkup(RunStatus s) => s switch
+    {
+        RunStatus.Succeeded => "[green]succeeded[/]",
+        RunStatus.Failed => "[red]failed[/]",
+        RunStatus.Waiting => "[yellow]waiting[/]",
+        RunStatus.Canceled => "[grey]canceled[/]",
+        _ => s.ToWireName(),
+    };
+
+    private static Command Show()
+    {
+        var id = new Argument<string>("id") { Description = "The run id." };
+        var db = CliShared.DbOption();
+        var json = CliShared.JsonOption("Print the run document (as GET /v1/runs/{id}) on stdout.");
+        var cmd = new Command("show", "Show a run and its whole journal.") { id, db, json };
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var runId = parse.GetValue(id)!;
+            await using var store = await CliShared.OpenExistingStoreAsync(parse.GetValue(db)!, ct);
+            var run = await store.GetRunAsync(runId, ct);
+            if (run is null)
+            {
+                Console.Error.WriteLine($"bureau: run {runId} does not exist in {parse.GetValue(db)}");
+                return 1;
+            }
+            var journal = await store.ReadJournalAsync(runId, 0, ct);
+            if (parse.GetValue(json))
+            {
+                Console.Out.WriteLine(RunDocuments.ToJson(RunDocuments.Full(run, journal), indented: true));
+                return 0;
+            }
+            var o = Console.Out;
+            o.WriteLine($"run {run.Id}  agent {run.Agent}  {run.Status.ToWireName()}{(run.Outcome is null ? "" : " (" + run.Outcome + ")")}");
+            o.WriteLine($"created {run.CreatedAt:u}  updated {run.UpdatedAt:u}  tokens {run.Usage.InputTokens}+{run.Usage.OutputTokens}");
+            o.WriteLine($"input: {run.Input}");
+            o.WriteLine();
+            foreach (var r in journal)
+                o.WriteLine($"{r.N,4}  {r.At.ToLocalTime():HH:mm:ss.fff}  {r.Entry.Kind,-15} {JournalText.Describe(r.Entry)}");
+            o.WriteLine();
+            RunCommand.PrintOutcome(run, parse.GetValue(db)!, o);
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static Command Resolve()
+    {
+        var id = new Argument<string>("id") { Description = "The waiting run." };
+        var step = new Option<long>("--step") { Description = "The in-doubt step it waits on.", Required = true, HelpName = "N" };
+        var asOption = new Option<string>("--as")
+        {
+            Description = "done: the tool did run (give its result with --result); retry: run it again with the same idempotency key; failed: tell the model it failed.",
+            Required = true,
+            HelpName = "done|retry|failed",
+        };
+        var result = new Option<string?>("--result") { Description = "With --as done or failed: the text the model gets as the tool's result.", HelpName = "TEXT" };
+        var file = new Option<string?>("--file") { Description = "The manifest: continue the run now, in this process, and wait for it.", HelpName = "FILE" };
+        var db = CliShared.DbOption();
+        var cmd = new Command("resolve", "Decide an in-doubt step of a waiting run.") { id, step, asOption, result, file, db };
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var resolution = parse.GetValue(asOption)!.ToLowerInvariant() switch
+            {
+                "done" => StepResolution.Done,
+                "retry" => StepResolution.Retry,
+                "failed" => StepResolution.Failed,
+                var other => throw new CliUsageException($"--as must be done, retry or failed; not '{other}'"),
+            };
+            var runId = parse.GetValue(id)!;
+            var dbPath = parse.GetValue(db)!;
+            var actor = "cli:" + Environment.UserName;
+            var manifest = parse.GetValue(file);
+            if (manifest is null)
+            {
+                await using var store = await CliShared.OpenExistingStoreAsync(dbPath, ct);
+                await using var engine = new BureauEngine(new BureauDefinitions(), store, _ => throw new InvalidOperationException("no model needed to resolve"));
+                var run = await engine.ResolveAsync(runId, parse.GetValue(step), resolution, parse.GetValue(result), actor, ct);
+                Console.Out.WriteLine($"run {run.Id}: step {parse.GetValue(step)} resolved as {resolution.ToString().ToLowerInvariant()}; it continues the next time Bureau starts on {dbPath} (or pass --file to continue now).");
+                return 0;
+            }
+            var definitions = CliShared.LoadManifest(manifest, Console.Error);
+            if (definitions is null) return 2;
+            if (!File.Exists(dbPath)) throw new CliUsageException($"no database at '{dbPath}' (use --db to name one)");
+            await using var bureau = await EmbeddedBureau.StartAsync(definitions, dbPath, Storage.Sqlite.StoreDurability.Full, 64, LogLevel.Warning, ct);
+            var resolved = await bureau.Engine.ResolveAsync(runId, parse.GetValue(step), resolution, parse.GetValue(result), actor, ct);
+            await foreach (var e in bureau.Engine.WatchAsync(runId, resolved.Version - 1, untilWaiting: true, cancellationToken: ct))
+                Console.Error.WriteLine($"{e.Record!.N,4} {e.Record.Entry.Kind,-15} {JournalText.Describe(e.Record.Entry)}");
+            var final = (await bureau.Engine.GetRunAsync(runId, ct))!;
+            RunCommand.PrintOutcome(final, dbPath, Console.Out);
+            return RunCommand.ExitCode(final.Status);
+        });
+        return cmd;
+    }
+}

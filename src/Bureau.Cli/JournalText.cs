@@ -1,0 +1,39 @@
+using System.Globalization;
+
+namespace Bureau.Cli;
+
+/// <summary>One readable line per journal entry, for progress and <c>runs show</c>.</summary>
+internal static class JournalText
+{
+    public static string Describe(JournalEntry entry) => entry switch
+    {
+        RunStarted s => $"agent {s.Agent}{(s.Actor is null ? "" : ", by " + s.Actor)}: {Cut(s.Input, 100)}",
+        ModelResponded m => DescribeModel(m),
+        ToolIntent i => $"{i.Tool} {Cut(i.Arguments, 80)} ({i.Effect.ToString().ToLowerInvariant()}, key {i.IdempotencyKey})",
+        ToolCompleted t => $"{t.Tool} {(t.IsError ? "ERROR " : "")}→ {Cut(OneLine(t.Content), 100)} ({Ms(t.DurationMs)})",
+        ToolCallRejected r => $"{r.Tool} rejected, returned to the model: {Cut(r.Error, 120)}",
+        BudgetExceeded b => $"{b.Budget} budget exceeded (limit {b.Limit.ToString(CultureInfo.InvariantCulture)}, used {b.Used.ToString(CultureInfo.InvariantCulture)})",
+        LoopDetected l => $"{(l.Action == LoopAction.Warn ? "model warned" : "run stopped")}: {l.Reason}",
+        RunWaiting w => $"waiting ({w.WaitingFor.Reason}) on step {w.WaitingFor.Step}: {w.WaitingFor.Tool} {Cut(w.WaitingFor.Arguments ?? "", 60)} key {w.WaitingFor.Key}",
+        StepResolved r => $"step {r.Step} resolved as {r.Resolution.ToString().ToLowerInvariant()}{(r.Actor is null ? "" : " by " + r.Actor)}",
+        RunResumed r => $"resumed from the journal ({r.Reason})",
+        RunCanceled c => $"canceled{(c.Actor is null ? "" : " by " + c.Actor)}{(c.Reason is null ? "" : ": " + c.Reason)}{(c.InFlight.Count == 0 ? "" : "; in flight: " + string.Join(", ", c.InFlight))}",
+        RunFinished f => f.Status == RunStatus.Succeeded ? $"succeeded: {Cut(OneLine(f.Output ?? ""), 100)}" : $"{f.Status.ToWireName()}: {f.Error}",
+        _ => entry.Kind,
+    };
+
+    private static string DescribeModel(ModelResponded m)
+    {
+        var what = m.ToolCalls.Count > 0
+            ? "→ " + string.Join(", ", m.ToolCalls.Select(c => $"{c.Name} {Cut(c.Arguments, 80)}"))
+            : "→ " + Cut(OneLine(m.Text ?? ""), 100);
+        var label = m.Provider == "scripted" ? $"{m.Model} [scripted model]" : m.Model;
+        return $"turn {m.Turn} {label} {what} ({m.Usage.InputTokens}+{m.Usage.OutputTokens} tokens, {Ms(m.DurationMs)})";
+    }
+
+    private static string Ms(double ms) => ms >= 1000 ? $"{ms / 1000:0.0} s" : $"{ms:0.#} ms";
+
+    public static string OneLine(string s) => s.ReplaceLineEndings(" ");
+
+    public static string Cut(string s, int max) => s.Length <= max ? s : s[..(max - 1)] + "…";
+}

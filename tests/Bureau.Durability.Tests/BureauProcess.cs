@@ -1,0 +1,75 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Bureau.Durability.Tests;
+
+/// <summary>A real `bureau` process (the CLI built beside these tests), killable with SIGKILL.</summary>
+public sealed class BureauProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _stdout = new();
+    private readonly StringBuilder _stderr = new();
+
+    private BureauProcess(Process process)
+    {
+        _process = process;
+    }
+
+    public static string BureauDll => Path.Combine(AppContext.BaseDirectory, "bureau.dll");
+
+    public static BureauProcess Start(string workingDirectory, IDictionary<string, string> env, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(BureauDll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (k, v) in env) psi.Environment[k] = v;
+        psi.Environment["DOTNET_TieredPGO"] = "0";
+        var p = new BureauProcess(Process.Start(psi)!);
+        p._process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (p._stdout) p._stdout.AppendLine(e.Data); };
+        p._process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (p._stderr) p._stderr.AppendLine(e.Data); };
+        p._process.BeginOutputReadLine();
+        p._process.BeginErrorReadLine();
+        p._process.StandardInput.Close();
+        return p;
+    }
+
+    public string Stdout { get { lock (_stdout) return _stdout.ToString(); } }
+    public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
+
+    /// <summary>Waits for the process to exit and returns its exit code; fails the test with its output on timeout.</summary>
+    public async Task<int> WaitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            Kill();
+            throw new TimeoutException($"bureau did not exit within {timeout.TotalSeconds}s.\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
+        }
+        _process.WaitForExit(); // drain the output readers
+        return _process.ExitCode;
+    }
+
+    /// <summary>SIGKILL: no cleanup, no flush, like a power cut for the process.</summary>
+    public void Kill()
+    {
+        try { _process.Kill(entireProcessTree: false); } catch (InvalidOperationException) { }
+        _process.WaitForExit();
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) Kill();
+        _process.Dispose();
+    }
+}

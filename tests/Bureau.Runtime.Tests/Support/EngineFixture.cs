@@ -1,0 +1,91 @@
+using System.Collections.Concurrent;
+using Bureau.Storage.Sqlite;
+using Microsoft.Extensions.AI;
+using Xunit;
+
+namespace Bureau.Tests.Support;
+
+/// <summary>An engine on a throwaway SQLite file, with tools that count their calls by idempotency key.</summary>
+public sealed class EngineFixture : IAsyncDisposable
+{
+    private readonly TempDir _dir = new();
+    private readonly List<IAsyncDisposable> _owned = [];
+
+    public EngineFixture()
+    {
+        Definitions.Add(new ChatClientModelDefinition { Name = "m", Client = new FakeModel((_, _) => FakeModel.Text("unused")) });
+    }
+
+    public BureauDefinitions Definitions { get; } = new();
+    public string DbPath => _dir.File("bureau.db");
+    public ConcurrentDictionary<string, int> Executions { get; } = new();
+    public ConcurrentQueue<string> Keys { get; } = new();
+    public TimeProvider? Time { get; set; }
+
+    public FakeModel UseModel(Func<IReadOnlyList<ChatMessage>, int, ChatResponse> answer)
+    {
+        var model = new FakeModel(answer);
+        Definitions.Add(new ChatClientModelDefinition { Name = "m", Client = model });
+        return model;
+    }
+
+    /// <summary>Adds a C# tool returning <c>name:arg</c> and counting executions per idempotency key.</summary>
+    public void AddTool(string name, ToolEffect effect, Func<string, CancellationToken, Task<string>>? body = null, string schema = """{"type":"object","properties":{"key":{"type":"string"}},"required":["key"],"additionalProperties":false}""")
+    {
+        Definitions.Add(new FunctionToolDefinition
+        {
+            Name = name,
+            Effect = effect,
+            Description = "test tool " + name,
+            Parameters = System.Text.Json.JsonDocument.Parse(schema).RootElement.Clone(),
+            Function = AIFunctionFactory.Create(async (string key, CancellationToken ct) =>
+            {
+                var idem = Bureau.Tools.BureauToolContext.Current?.IdempotencyKey ?? "?";
+                Keys.Enqueue(name + "|" + idem);
+                Executions.AddOrUpdate(name + "|" + idem, 1, (_, n) => n + 1);
+                return body is null ? $"{name}:{key}" : await body(key, ct);
+            }, name),
+        });
+    }
+
+    public void AddAgent(string name = "a", AgentBudgets? budgets = null, LoopDetectionSettings? loop = null, params string[] tools) =>
+        Definitions.Add(new AgentDefinition { Name = name, Model = "m", Instructions = "You are a test agent.", Tools = tools, Budgets = budgets ?? new(), LoopDetection = loop ?? new() });
+
+    public async Task<SqliteRunStore> OpenStoreAsync()
+    {
+        var store = new SqliteRunStore(new SqliteStoreOptions { Path = DbPath });
+        await store.InitializeAsync();
+        _owned.Add(store);
+        return store;
+    }
+
+    public async Task<BureauEngine> StartAsync(IRunStore? store = null, bool start = true)
+    {
+        store ??= await OpenStoreAsync();
+        var engine = new BureauEngine(Definitions, store, m => ((ChatClientModelDefinition)m).Client,
+            new BureauEngineOptions { MaxConcurrentRuns = 16 }, timeProvider: Time);
+        _owned.Insert(0, engine);
+        if (start) await engine.StartAsync();
+        return engine;
+    }
+
+    public static async Task<RunRecord> WaitAsync(BureauEngine engine, string runId, int seconds = 20)
+    {
+        try
+        {
+            return await engine.WaitAsync(runId).WaitAsync(TimeSpan.FromSeconds(seconds));
+        }
+        catch (TimeoutException)
+        {
+            var run = await engine.GetRunAsync(runId);
+            var journal = await engine.ReadJournalAsync(runId);
+            throw new TimeoutException($"run {runId} did not end or wait within {seconds}s: status {run?.Status}, last step {journal.LastOrDefault()?.N} ({journal.LastOrDefault()?.Entry.Kind})");
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var d in _owned) await d.DisposeAsync();
+        _dir.Dispose();
+    }
+}
