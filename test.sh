@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs Bureau's whole test suite on a fresh machine: installs what the tests need, builds, tests,
+# and ends with one line "N passed, N failed, N skipped".
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_apt=()
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+command -v sh >/dev/null 2>&1 || need_apt+=(dash)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need_apt[*]} with apt-get" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! command -v dotnet >/dev/null 2>&1; then
+  echo "test.sh: the .NET 10 SDK is required (https://dot.net); 'dotnet' is not on PATH" >&2
+  exit 2
+fi
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+dotnet build Bureau.slnx -c Release -v quiet -nologo -clp:ErrorsOnly
+
+log=$(mktemp)
+set +e
+dotnet test Bureau.slnx -c Release --no-build -v quiet -nologo 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+# Sum the per-assembly summaries ("Passed!  - Failed: 0, Passed: 15, Skipped: 0, ...").
+read -r passed failed skipped < <(awk '
+  /(Passed|Failed)!  - Failed:/ {
+    for (i = 1; i <= NF; i++) {
+      if ($i == "Failed:") f += $(i+1) + 0
+      if ($i == "Passed:") p += $(i+1) + 0
+      if ($i == "Skipped:") s += $(i+1) + 0
+    }
+  }
+  END { printf "%d %d %d\n", p, f, s }' "$log")
+rm -f "$log"
+echo "${passed} passed, ${failed} failed, ${skipped} skipped"
+if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ]; then exit 1; fi
+if [ "$passed" -eq 0 ]; then echo "test.sh: no test ran" >&2; exit 1; fi
