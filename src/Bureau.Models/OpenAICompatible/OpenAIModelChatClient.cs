@@ -4,7 +4,7 @@ using System.Runtime.CompilerServices;
 using Microsoft.Extensions.AI;
 using OpenAI;
 
-namespace Bureau.Models.OpenAI;
+namespace Bureau.Models.OpenAICompatible;
 
 /// <summary>
 /// Wraps the Microsoft.Extensions.AI client of an OpenAI-compatible endpoint: applies the model's
