@@ -17,7 +17,7 @@ public sealed class ModelClientFactory
     /// The HTTP client OpenAI-compatible models send through; null uses the OpenAI SDK's shared client.
     /// Its own <see cref="HttpClient.Timeout"/> also applies, so keep it above the models' timeouts.
     /// </param>
-    /// <param name="timeProvider">The clock of the scripted model's simulated latency; <see cref="TimeProvider.System"/> when null.</param>
+    /// <param name="timeProvider">The clock of the scripted model's simulated latency and of the waits between retries; <see cref="TimeProvider.System"/> when null.</param>
     public ModelClientFactory(HttpClient? httpClient = null, TimeProvider? timeProvider = null)
     {
         _httpClient = httpClient;
@@ -31,7 +31,7 @@ public sealed class ModelClientFactory
         ArgumentNullException.ThrowIfNull(model);
         return model switch
         {
-            OpenAIModelDefinition openAI => OpenAIModelChatClient.Create(openAI, _httpClient),
+            OpenAIModelDefinition openAI => OpenAIModelChatClient.Create(openAI, _httpClient, _timeProvider),
             ScriptedModelDefinition scripted => new ScriptedChatClient(scripted, _timeProvider),
             ChatClientModelDefinition custom => custom.Client ?? throw new ArgumentException($"model '{model.Name}': no client was given.", nameof(model)),
             _ => throw new ArgumentException(

@@ -24,15 +24,15 @@ internal sealed class OpenAIModelChatClient : DelegatingChatClient
         _model = model;
     }
 
-    /// <summary>Builds the client for <paramref name="model"/>, over <paramref name="httpClient"/> when one is given.</summary>
-    public static IChatClient Create(OpenAIModelDefinition model, HttpClient? httpClient)
+    /// <summary>Builds the client for <paramref name="model"/>, over <paramref name="httpClient"/> when one is given; retry waits run on <paramref name="timeProvider"/>.</summary>
+    public static IChatClient Create(OpenAIModelDefinition model, HttpClient? httpClient, TimeProvider timeProvider)
     {
         Validate(model);
         var options = new OpenAIClientOptions
         {
             Endpoint = model.Endpoint,
             NetworkTimeout = model.Timeout,
-            RetryPolicy = new ClientRetryPolicy(model.MaxRetries),
+            RetryPolicy = new TimeProviderRetryPolicy(model.MaxRetries, timeProvider),
         };
         if (httpClient is not null) options.Transport = new HttpClientPipelineTransport(httpClient);
         var key = string.IsNullOrEmpty(model.ApiKey) ? PlaceholderApiKey : model.ApiKey;
