@@ -41,6 +41,15 @@ internal readonly struct ScriptContext
         };
     }
 
-    private static string? Capture(Match? match, string name) =>
-        match is not null && match.Groups.TryGetValue(name, out var group) && group.Success ? group.Value : null;
+    /// <summary>A group by number (named groups are numbered after the unnamed ones, as .NET does) or by name.</summary>
+    private static string? Capture(Match? match, string name)
+    {
+        if (match is null) return null;
+        Group? group;
+        if (int.TryParse(name, NumberStyles.None, CultureInfo.InvariantCulture, out var number))
+            group = number < match.Groups.Count ? match.Groups[number] : null;
+        else if (!match.Groups.TryGetValue(name, out group))
+            group = null;
+        return group is { Success: true } ? group.Value : null;
+    }
 }
