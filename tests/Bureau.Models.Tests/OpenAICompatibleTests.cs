@@ -52,6 +52,18 @@ public sealed class OpenAICompatibleTests
     }
 
     [Fact]
+    public async Task GetResponseAsync_EndpointWithTrailingSlash_PostsToSamePath()
+    {
+        await using var server = Start(Json(Completion("ok")));
+        var model = Model(server);
+        using var client = new ModelClientFactory().Create(new OpenAIModelDefinition { Name = model.Name, Endpoint = new Uri(server.Endpoint + "/"), Model = model.Model });
+
+        await client.GetResponseAsync([new ChatMessage(ChatRole.User, "hi")], cancellationToken: Ct);
+
+        Assert.Equal("/v1/chat/completions", Assert.Single(server.Requests).Path);
+    }
+
+    [Fact]
     public async Task GetResponseAsync_ApiKey_SentAsBearerToken()
     {
         await using var server = Start(Json(Completion("ok")));

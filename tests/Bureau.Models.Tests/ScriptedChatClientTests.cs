@@ -109,7 +109,7 @@ public sealed class ScriptedChatClientTests
         conversation.Add(new ChatMessage(ChatRole.User, "thanks a lot"));
 
         Assert.Equal("you're welcome", (await client.GetResponseAsync(conversation, cancellationToken: Ct)).Text);
-        Assert.Equal("noted", (await client.GetResponseAsync(Conversation("thanks?no, hello first"[7..]), cancellationToken: Ct)).Text);
+        Assert.Equal("noted", (await client.GetResponseAsync(Conversation("hello first"), cancellationToken: Ct)).Text);
     }
 
     [Fact]
