@@ -218,6 +218,38 @@ public sealed class OpenAICompatibleTests
         Assert.True(clock.Waits[1] > clock.Waits[0], $"backoff grows: {string.Join(", ", clock.Waits)}");
     }
 
+    [Theory]
+    [InlineData(408)]
+    [InlineData(429)]
+    [InlineData(500)]
+    [InlineData(502)]
+    [InlineData(503)]
+    [InlineData(504)]
+    public async Task GetResponseAsync_RetriableStatus_Retried(int status)
+    {
+        await using var server = Start(Error(status), Json(Completion("ok")));
+        var clock = new InstantTimeProvider();
+        using var client = new ModelClientFactory(timeProvider: clock).Create(Model(server));
+
+        var response = await client.GetResponseAsync([new ChatMessage(ChatRole.User, "hi")], cancellationToken: Ct);
+
+        Assert.Equal("ok", response.Text);
+        Assert.Equal(2, server.Requests.Count);
+    }
+
+    [Fact]
+    public async Task GetResponseAsync_AttemptTimesOut_RetriedThenSucceeds()
+    {
+        await using var server = Start(Slow(TimeSpan.FromSeconds(5), Json(Completion("too late"))), Json(Completion("in time")));
+        var clock = new InstantTimeProvider();
+        using var client = new ModelClientFactory(timeProvider: clock).Create(Model(server, maxRetries: 1, timeout: TimeSpan.FromMilliseconds(300)));
+
+        var response = await client.GetResponseAsync([new ChatMessage(ChatRole.User, "hi")], cancellationToken: Ct);
+
+        Assert.Equal("in time", response.Text);
+        Assert.Equal(2, server.Requests.Count);
+    }
+
     [Fact]
     public async Task GetResponseAsync_400_NotRetried()
     {
