@@ -202,6 +202,7 @@ public sealed class ScriptedChatClientTests
                   "count": 3,
                   "none": null,
                   "turn": "{{turn}}",
+                  "turnIndex": "{{turnIndex}}",
                   "payee": { "name": "{{who}}", "tags": ["{{who}}", "{{ amount }}", { "deep": "{{2}}" }] },
                   "unknown": "[{{nope}}]"
                 }
@@ -219,6 +220,7 @@ public sealed class ScriptedChatClientTests
         Assert.Equal(3, (int)json["count"]!);
         Assert.Null(json["none"]);
         Assert.Equal(1, (int)json["turn"]!);
+        Assert.Equal(0, (int)json["turnIndex"]!);
         Assert.Equal("bob", (string?)json["payee"]!["name"]);
         Assert.Equal("bob", (string?)json["payee"]!["tags"]![0]);
         Assert.Equal(12.5m, json["payee"]!["tags"]![1]!.GetValue<decimal>());

@@ -36,6 +36,7 @@ internal readonly struct ScriptContext
         {
             "input" => Input,
             "turn" => Turn.ToString(CultureInfo.InvariantCulture),
+            "turnIndex" => (Turn - 1).ToString(CultureInfo.InvariantCulture),
             "last" => Last,
             _ => null,
         };
