@@ -254,6 +254,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         {
             var regex = new Regex(pattern, RegexOptions.CultureInvariant, s_regexTimeout);
             groups.AddRange(regex.GetGroupNames());
+            groups.AddRange(regex.GetGroupNumbers().Select(n => n.ToString(CultureInfo.InvariantCulture)));
             return pattern;
         }
         catch (ArgumentException ex)
