@@ -32,9 +32,11 @@ internal static class ValidateCommand
             return 2;
         }
         var definitions = result.Definitions!;
-        stdout.WriteLine($"{file}: valid ({definitions.Models.Count} models, {definitions.Tools.Count} tools, {definitions.Agents.Count} agents)");
+        stdout.WriteLine($"{file}: valid ({Count(definitions.Models.Count, "model")}, {Count(definitions.Tools.Count, "tool")}, {Count(definitions.Agents.Count, "agent")})");
         foreach (var agent in definitions.Agents.Values)
             stdout.WriteLine($"  agent {agent.Name}  model={agent.Model}  tools={string.Join(",", agent.Tools)}");
         return 0;
     }
+
+    private static string Count(int n, string noun) => n == 1 ? $"1 {noun}" : $"{n} {noun}s";
 }
