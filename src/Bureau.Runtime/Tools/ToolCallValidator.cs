@@ -57,10 +57,13 @@ public sealed class ToolCallValidator
         if (!allowed)
             return Invalid($"tool '{toolName}' is not available to agent '{agent.Name}'. {AgentTools(agent)}", tool);
 
+        // The engine records arguments the model sent but that could not be parsed as an empty string.
+        if (string.IsNullOrWhiteSpace(argumentsJson))
+            return Invalid($"invalid arguments for tool '{toolName}': not valid JSON: the arguments were empty or could not be parsed; send a JSON object", tool);
         JsonElement arguments;
         try
         {
-            using var doc = JsonDocument.Parse(string.IsNullOrWhiteSpace(argumentsJson) ? "{}" : argumentsJson);
+            using var doc = JsonDocument.Parse(argumentsJson);
             arguments = doc.RootElement.Clone();
         }
         catch (JsonException ex)
