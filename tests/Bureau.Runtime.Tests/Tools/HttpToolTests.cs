@@ -120,9 +120,10 @@ public sealed class HttpToolTests
     [Fact]
     public async Task InvokeAsync_NothingListening_IsAToolError()
     {
-        Uri url;
-        await using (var server = new LoopbackServer((ctx, _) => LoopbackServer.Respond(ctx, 200, "")))
-            url = server.BaseAddress;
+        // A bound socket that does not listen: connections are refused, and no other test can take the port meanwhile.
+        using var reserved = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        reserved.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        var url = new Uri($"http://127.0.0.1:{((System.Net.IPEndPoint)reserved.LocalEndPoint!).Port}/");
 
         var outcome = await Tool(url).InvokeAsync(Invocation("svc"), TestContext.Current.CancellationToken);
 
