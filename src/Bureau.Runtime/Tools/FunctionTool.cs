@@ -32,7 +32,8 @@ internal sealed class FunctionTool : BureauTool
             foreach (var property in invocation.Arguments.EnumerateObject())
                 arguments[property.Name] = property.Value.Clone();
         }
-        var result = await _definition.Function.InvokeAsync(arguments, cancellationToken);
+        // WaitAsync: a function that ignores its token still cannot hold the call past its timeout.
+        var result = await _definition.Function.InvokeAsync(arguments, cancellationToken).AsTask().WaitAsync(cancellationToken);
         return ToolOutcome.Success(ToText(result));
     }
 

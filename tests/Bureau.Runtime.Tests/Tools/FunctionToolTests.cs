@@ -55,18 +55,34 @@ public sealed class FunctionToolTests
     [Fact]
     public async Task InvokeAsync_Timeout_CancelsTheFunctionAndIsAToolError()
     {
-        var sawCancel = false;
+        var sawCancel = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var tool = Tool(AIFunctionFactory.Create(async (CancellationToken ct) =>
         {
             try { await Task.Delay(Timeout.Infinite, ct); }
-            catch (OperationCanceledException) { sawCancel = true; throw; }
+            catch (OperationCanceledException) { sawCancel.SetResult(); throw; }
             return "never";
         }, "slow"), timeout: TimeSpan.FromMilliseconds(200));
 
         var outcome = await tool.InvokeAsync(Invocation("fn"), TestContext.Current.CancellationToken);
 
         Assert.Equal(ToolOutcome.Error("tool 'fn' timed out after 200ms"), outcome);
-        Assert.True(sawCancel);
+        await sawCancel.Task.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
+    public async Task InvokeAsync_FunctionIgnoringItsToken_StillTimesOut()
+    {
+        using var release = new ManualResetEventSlim();
+        var tool = Tool(AIFunctionFactory.Create(async () =>
+        {
+            await Task.Run(() => release.Wait(TimeSpan.FromSeconds(30)));
+            return "late";
+        }, "stubborn"), timeout: TimeSpan.FromMilliseconds(200));
+
+        var outcome = await tool.InvokeAsync(Invocation("fn"), TestContext.Current.CancellationToken);
+        release.Set();
+
+        Assert.Equal(ToolOutcome.Error("tool 'fn' timed out after 200ms"), outcome);
     }
 
     [Fact]

@@ -89,7 +89,7 @@ public sealed class ToolCallValidatorTests
         var check = Check("ledger", """{"n":1,""");
 
         Assert.False(check.IsValid);
-        Assert.StartsWith("invalid arguments for tool 'ledger': not valid JSON at line 1, position ", check.Error);
+        Assert.StartsWith("invalid arguments for tool 'ledger': not valid JSON at line 1, position 7: Expected start of a property name or value", check.Error);
     }
 
     [Theory]
