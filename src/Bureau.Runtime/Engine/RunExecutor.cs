@@ -321,7 +321,7 @@ internal sealed partial class RunExecutor
         }
         finally
         {
-            _inFlight = null;
+            if (!_cancel.IsCancellationRequested) _inFlight = null; // a cancel journals what was in flight
         }
     }
 
