@@ -87,7 +87,8 @@ internal sealed class ProcessTool : BureauTool
             var tail = ToolOutput.TailText(await stderr);
             return ToolOutcome.Error(tail.Length == 0 ? $"exit code {process.ExitCode} (nothing on stderr)" : $"exit code {process.ExitCode}: {tail}");
         }
-        return ToolOutcome.Success(output);
+        // Trailing line breaks are dropped, as a shell's $(...) does: `echo`/`print` end with one.
+        return ToolOutcome.Success(output.TrimEnd('\r', '\n'));
     }
 
     /// <summary>Kills the process and its descendants, then waits for it to exit and for its pipes to close.</summary>

@@ -167,7 +167,7 @@ public sealed class ProcessToolTests : IDisposable
 
         var outcome = await Tool("where", ["bin/where.sh"]).InvokeAsync(Invocation("where"), TestContext.Current.CancellationToken);
 
-        Assert.Equal(ToolOutcome.Success(Path.GetFullPath(_dir.Path) + "\n"), outcome);
+        Assert.Equal(ToolOutcome.Success(Path.GetFullPath(_dir.Path)), outcome); // trailing line break dropped
     }
 
     [Fact]
@@ -187,7 +187,7 @@ public sealed class ProcessToolTests : IDisposable
 
         var outcome = await Tool("ignore", ["sh", "-c", "echo ok"]).InvokeAsync(Invocation("ignore", big), TestContext.Current.CancellationToken);
 
-        Assert.Equal(ToolOutcome.Success("ok\n"), outcome);
+        Assert.Equal(ToolOutcome.Success("ok"), outcome);
     }
 
     [Fact]
