@@ -19,6 +19,9 @@ public sealed class ToolCallValidator
 {
     private const int MaxListedErrors = 10;
 
+    // Valid calls (the common case) are checked with the cheap Flag output; only a failing call is
+    // evaluated again with the List output that names every error.
+    private static readonly EvaluationOptions s_check = new() { OutputFormat = OutputFormat.Flag };
     private static readonly EvaluationOptions s_evaluation = new() { OutputFormat = OutputFormat.List };
 
     private readonly IReadOnlyDictionary<string, BureauTool> _tools;
@@ -74,8 +77,8 @@ public sealed class ToolCallValidator
             return Invalid($"invalid arguments for tool '{toolName}': expected a JSON object, got {SchemaErrors.Describe(arguments)}", tool);
 
         var compiled = _schemas.TryGetValue(toolName, out var c) ? c : throw new InvalidOperationException($"tool '{toolName}' was added after the validator was built");
+        if (compiled.Schema.Evaluate(arguments, s_check).IsValid) return new ToolCallCheck(true, null, tool, arguments);
         var results = compiled.Schema.Evaluate(arguments, s_evaluation);
-        if (results.IsValid) return new ToolCallCheck(true, null, tool, arguments);
 
         var errors = SchemaErrors.Format(results, arguments, compiled.Document);
         var listed = errors.Count > MaxListedErrors ? [.. errors.Take(MaxListedErrors), $"and {errors.Count - MaxListedErrors} more"] : errors;
