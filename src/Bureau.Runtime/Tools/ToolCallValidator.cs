@@ -92,32 +92,8 @@ public sealed class ToolCallValidator
             ? $"Agent '{agent.Name}' has no tools."
             : $"Tools agent '{agent.Name}' may call: {string.Join(", ", agent.Tools)}.";
 
-    private static string DidYouMean(string name, IReadOnlyList<string> candidates)
-    {
-        string? best = null;
-        var bestDistance = int.MaxValue;
-        foreach (var candidate in candidates)
-        {
-            var d = Levenshtein(name.ToLowerInvariant(), candidate.ToLowerInvariant());
-            if (d < bestDistance) (best, bestDistance) = (candidate, d);
-        }
-        return best is not null && bestDistance <= Math.Max(2, best.Length / 3) ? $" Did you mean '{best}'?" : string.Empty;
-    }
-
-    private static int Levenshtein(string a, string b)
-    {
-        var previous = new int[b.Length + 1];
-        var current = new int[b.Length + 1];
-        for (var j = 0; j <= b.Length; j++) previous[j] = j;
-        for (var i = 1; i <= a.Length; i++)
-        {
-            current[0] = i;
-            for (var j = 1; j <= b.Length; j++)
-                current[j] = Math.Min(Math.Min(current[j - 1] + 1, previous[j] + 1), previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
-            (previous, current) = (current, previous);
-        }
-        return previous[b.Length];
-    }
+    private static string DidYouMean(string name, IReadOnlyList<string> candidates) =>
+        Suggestions.Closest(name, candidates) is { } best ? $" Did you mean '{best}'?" : string.Empty;
 
     private static string JsonErrorPlace(JsonException ex) =>
         ex.LineNumber is { } line && ex.BytePositionInLine is { } pos ? $" at line {line + 1}, position {pos + 1}" : string.Empty;

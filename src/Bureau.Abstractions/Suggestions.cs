@@ -1,4 +1,4 @@
-namespace Bureau.Manifests;
+namespace Bureau;
 
 /// <summary>"Did you mean" by Levenshtein distance.</summary>
 internal static class Suggestions
