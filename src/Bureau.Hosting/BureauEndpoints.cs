@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using Microsoft.OpenApi;
 
 namespace Bureau;
 
@@ -46,7 +47,7 @@ public static class BureauEndpointRouteBuilderExtensions
 
         v1.MapPost("/runs", (Delegate)BureauApi.SubmitAsync).Needs(ApiPermission.StartOrCancel)
             .WithName("StartRun").WithSummary("Start a run (durable before the answer). Header Idempotency-Key: the same key returns the same run.")
-            .Accepts<StartRunBody>("application/json")
+            .Body<StartRunBody>()
             .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).Produces<RunSummaryDoc>(StatusCodes.Status200OK)
             .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415);
         v1.MapGet("/runs", (Delegate)BureauApi.ListAsync).Needs(ApiPermission.Read)
@@ -57,11 +58,11 @@ public static class BureauEndpointRouteBuilderExtensions
             .Produces<RunDoc>().ProducesProblem(404);
         v1.MapPost("/runs/{id}/cancel", BureauApi.CancelAsync).Needs(ApiPermission.StartOrCancel)
             .WithName("CancelRun").WithSummary("Cancel an unfinished run. Optional body {\"reason\"}.")
-            .Accepts<CancelRunBody>("application/json")
+            .Body<CancelRunBody>()
             .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).ProducesProblem(404).ProducesProblem(409);
         v1.MapPost("/runs/{id}/resolve", BureauApi.ResolveAsync).Needs(ApiPermission.Resolve)
             .WithName("ResolveStep").WithSummary("Decide the in-doubt step a waiting run waits on: done, retry or failed.")
-            .Accepts<ResolveStepBody>("application/json")
+            .Body<ResolveStepBody>()
             .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
         v1.MapGet("/runs/{id}/events", RunEventStream.StreamAsync).Needs(ApiPermission.Read)
             .WithName("RunEvents").WithSummary("Server-Sent Events: one per journal entry (id = step n, event = kind), then `end`. Resumes from Last-Event-ID.")
@@ -74,11 +75,24 @@ public static class BureauEndpointRouteBuilderExtensions
             .WithName("ListKeys").WithSummary("API keys (ids, roles, dates; never the secret).");
         v1.MapPost("/keys", (Delegate)BureauApi.CreateKeyAsync).Needs(ApiPermission.ManageKeys)
             .WithName("CreateKey").WithSummary("Create an API key; the answer is the only time the key is shown.")
-            .Accepts<CreateKeyBody>("application/json").ProducesProblem(400);
+            .Body<CreateKeyBody>().ProducesProblem(400);
         v1.MapDelete("/keys/{id}", BureauApi.RevokeKeyAsync).Needs(ApiPermission.ManageKeys)
             .WithName("RevokeKey").WithSummary("Revoke an API key.").ProducesProblem(404);
         return v1;
     }
+
+    // Documents the JSON body without IAcceptsMetadata: routing would answer a wrong Content-Type with a
+    // bare 415 before the handler could write a problem naming the header.
+    private static RouteHandlerBuilder Body<T>(this RouteHandlerBuilder builder) =>
+        builder.AddOpenApiOperationTransformer(async (operation, context, ct) =>
+        {
+            var schema = await context.GetOrCreateSchemaAsync(typeof(T), null, ct);
+            operation.RequestBody = new OpenApiRequestBody
+            {
+                Required = typeof(T) != typeof(CancelRunBody),
+                Content = new Dictionary<string, OpenApiMediaType> { ["application/json"] = new() { Schema = schema } },
+            };
+        });
 
     private static RouteHandlerBuilder Needs(this RouteHandlerBuilder builder, ApiPermission permission) =>
         builder.WithMetadata(new PermissionMetadata(permission));

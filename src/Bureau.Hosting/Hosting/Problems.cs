@@ -25,7 +25,7 @@ internal static class Problems
         UnknownAgentException u => Create(StatusCodes.Status404NotFound, "unknown-agent", u.Message, "agent"),
         RunNotFoundException n => Create(StatusCodes.Status404NotFound, "run-not-found", n.Message, runId: n.RunId),
         RunStateConflictException c => Create(StatusCodes.Status409Conflict, "run-state-conflict", c.Message, runId: c.RunId, step: c.Step,
-            extra: new() { ["status"] = c.Status.ToWireName() }),
+            extra: new() { ["runStatus"] = c.Status.ToWireName() }),
         BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } b => Create(StatusCodes.Status413PayloadTooLarge, "body-too-large", b.Message, "body"),
         _ => throw ex,
     };
