@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Bureau;
 using Bureau.Cli;
 using Bureau.Cli.Commands;
 

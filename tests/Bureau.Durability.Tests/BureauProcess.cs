@@ -15,7 +15,24 @@ public sealed class BureauProcess : IDisposable
         _process = process;
     }
 
-    public static string BureauDll => Path.Combine(AppContext.BaseDirectory, "bureau.dll");
+    /// <summary>
+    /// The CLI as built in its own output folder (src/Bureau.Cli/bin/CONFIG/TFM), so it runs with its own
+    /// runtimeconfig and deps; the copy in this test's folder would resolve framework assemblies differently.
+    /// </summary>
+    public static string BureauDll { get; } = FindBureauDll();
+
+    private static string FindBureauDll()
+    {
+        var baseDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+        var tfm = baseDir.Name;
+        var config = baseDir.Parent!.Name;
+        for (var dir = baseDir; dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "src", "Bureau.Cli", "bin", config, tfm, "bureau.dll");
+            if (File.Exists(candidate)) return candidate;
+        }
+        return Path.Combine(AppContext.BaseDirectory, "bureau.dll");
+    }
 
     public static BureauProcess Start(string workingDirectory, IDictionary<string, string> env, params string[] args)
     {

@@ -284,7 +284,7 @@ internal static class AgentLoopBench
         return values[Math.Clamp(rank, 0, values.Count - 1)];
     }
 
-    private static void DeleteDb(string path)
+    internal static void DeleteDb(string path)
     {
         foreach (var suffix in new[] { "", "-wal", "-shm", "-journal" })
         {

@@ -17,16 +17,30 @@ internal static class BenchCommand
         var db = new Option<string>("--db") { Description = "The database file (deleted and recreated for each system).", DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "bureau-bench", "agent-loop.db") };
         var durability = CliShared.DurabilityOption();
         var skipFloor = new Option<bool>("--no-floor") { Description = "Measure Bureau only." };
+        var warmup = new Option<int>("--warmup")
+        {
+            Description = "Runs done first on a throwaway database and left out of the report, so JIT and first-activation costs are not measured (0: none).",
+            DefaultValueFactory = _ => 200,
+        };
         var agentLoop = new Command("agent-loop", "The agent-loop workload (shared/workloads/agent-loop.md): Bureau, then floor (synchronous=FULL) and floor-normal (synchronous=NORMAL).")
         {
-            runs, concurrency, steps, latency, db, durability, skipFloor,
+            runs, concurrency, steps, latency, db, durability, skipFloor, warmup,
         };
         agentLoop.SetAction(async (parse, ct) =>
         {
             var config = new AgentLoopConfig(parse.GetValue(runs), parse.GetValue(concurrency), parse.GetValue(steps), parse.GetValue(latency),
                 parse.GetValue(db)!, CliShared.ParseDurability(parse.GetValue(durability)!));
-            if (config.Runs < 1 || config.Concurrency < 1 || config.Steps < 1 || config.LatencyMs < 0)
-                throw new CliUsageException("--runs, --concurrency and --steps must be at least 1, --model-latency-ms at least 0");
+            if (config.Runs < 1 || config.Concurrency < 1 || config.Steps < 1 || config.LatencyMs < 0 || parse.GetValue(warmup) < 0)
+                throw new CliUsageException("--runs, --concurrency and --steps must be at least 1, --model-latency-ms and --warmup at least 0");
+
+            if (parse.GetValue(warmup) is > 0 and var warm)
+            {
+                var warmConfig = config with { Runs = warm, DbPath = config.DbPath + ".warmup" };
+                Console.Error.WriteLine($"warm-up: {warm} runs of each system on {warmConfig.DbPath} (not reported)");
+                await AgentLoopBench.RunBureauAsync(warmConfig, new Progress<int>(), ct);
+                if (!parse.GetValue(skipFloor)) await AgentLoopBench.RunFloorAsync(warmConfig, full: true, new Progress<int>(), ct);
+                AgentLoopBench.DeleteDb(warmConfig.DbPath);
+            }
 
             await MeasureAsync("bureau", config, p => AgentLoopBench.RunBureauAsync(config, p, ct));
             if (!parse.GetValue(skipFloor))

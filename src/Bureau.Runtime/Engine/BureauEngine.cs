@@ -292,7 +292,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
                 if (includeActivity) yield return e;
                 continue;
             }
-            if (e.Record.N <= last) continue;
+            if (e.Record.N <= last) { if (e.Record.Entry is RunFinished || (untilWaiting && e.Record.Entry is RunWaiting)) yield break; continue; }
             if (e.Record.N > last + 1)
             {
                 // Missed entries (published before we subscribed but committed after our read): read them.

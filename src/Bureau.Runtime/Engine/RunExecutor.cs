@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
 using Bureau.Tools;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
@@ -13,6 +14,16 @@ namespace Bureau.Engine;
 /// </summary>
 internal sealed partial class RunExecutor
 {
+    // AIJsonUtilities.DefaultOptions writes indented JSON; journaled arguments are compact (one line, fewer bytes).
+    private static readonly JsonTypeInfo CompactArguments = CreateCompactArguments();
+
+    private static JsonTypeInfo CreateCompactArguments()
+    {
+        var options = new JsonSerializerOptions(AIJsonUtilities.DefaultOptions) { WriteIndented = false };
+        options.MakeReadOnly();
+        return options.GetTypeInfo(typeof(IDictionary<string, object?>));
+    }
+
     private readonly BureauEngine _engine;
     private readonly string _runId;
     private readonly CancellationToken _cancel;
@@ -182,7 +193,7 @@ internal sealed partial class RunExecutor
                     calls ??= [];
                     var args = fc.Exception is not null || fc.Arguments is null
                         ? (fc.Exception is null ? "{}" : "")
-                        : JsonSerializer.Serialize(fc.Arguments, AIJsonUtilities.DefaultOptions.GetTypeInfo(typeof(IDictionary<string, object?>)));
+                        : JsonSerializer.Serialize(fc.Arguments, CompactArguments);
                     calls.Add(new ToolCallRecord(string.IsNullOrEmpty(fc.CallId) ? $"call_{turn}_{calls.Count}" : fc.CallId, fc.Name, args));
                 }
             }
@@ -321,7 +332,7 @@ internal sealed partial class RunExecutor
         }
         finally
         {
-            _inFlight = null;
+            if (!_cancel.IsCancellationRequested) _inFlight = null; // a cancel journals what was in flight
         }
     }
 

@@ -48,6 +48,8 @@ public abstract class BureauTool
         var timeout = Definition.Timeout ?? ToolDefinition.DefaultTimeout;
         using var timeoutCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeoutCts.CancelAfter(timeout);
+        var previous = BureauToolContext.Current;
+        BureauToolContext.Current = new BureauToolContext(invocation.RunId, invocation.Step, invocation.IdempotencyKey, invocation.ToolName);
         try
         {
             return await InvokeCoreAsync(invocation, timeoutCts.Token);
@@ -59,6 +61,10 @@ public abstract class BureauTool
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             return ToolOutcome.Error($"tool '{Name}' failed: {ex.Message}");
+        }
+        finally
+        {
+            BureauToolContext.Current = previous;
         }
     }
 

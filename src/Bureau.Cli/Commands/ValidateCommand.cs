@@ -1,0 +1,42 @@
+using System.CommandLine;
+using Bureau.Manifests;
+
+namespace Bureau.Cli.Commands;
+
+/// <summary><c>bureau validate FILE</c>: checks a manifest and lists its agents, or prints every problem at once.</summary>
+internal static class ValidateCommand
+{
+    public static Command Create()
+    {
+        var file = new Argument<string>("file") { Description = "The manifest (bureau.yaml)." };
+        var cmd = new Command("validate", "Check a manifest: exit 0 and a summary when valid; otherwise exit 2 and one line per problem on stderr (FILE:LINE:COL: error: MESSAGE).")
+        {
+            file,
+        };
+        cmd.SetAction(parse => Validate(parse.GetValue(file)!, Console.Out, Console.Error));
+        return cmd;
+    }
+
+    public static int Validate(string file, TextWriter stdout, TextWriter stderr)
+    {
+        if (!File.Exists(file))
+        {
+            stderr.WriteLine($"bureau: no such file '{file}'");
+            return 2;
+        }
+        var result = ManifestLoader.LoadFile(file);
+        if (!result.Success)
+        {
+            foreach (var d in result.Diagnostics) stderr.WriteLine(d.ToString());
+            stderr.WriteLine($"{result.Diagnostics.Count} error(s)");
+            return 2;
+        }
+        var definitions = result.Definitions!;
+        stdout.WriteLine($"{file}: valid ({Count(definitions.Models.Count, "model")}, {Count(definitions.Tools.Count, "tool")}, {Count(definitions.Agents.Count, "agent")})");
+        foreach (var agent in definitions.Agents.Values)
+            stdout.WriteLine($"  agent {agent.Name}  model={agent.Model}  tools={string.Join(",", agent.Tools)}");
+        return 0;
+    }
+
+    private static string Count(int n, string noun) => n == 1 ? $"1 {noun}" : $"{n} {noun}s";
+}

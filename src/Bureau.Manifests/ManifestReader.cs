@@ -1,0 +1,805 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace Bureau.Manifests;
+
+/// <summary>
+/// Walks a manifest's YAML nodes into definitions, collecting every problem (with its line and column)
+/// instead of stopping at the first.
+/// </summary>
+internal sealed partial class ManifestReader(string file, string baseDirectory, string sourcePath, IReadOnlyDictionary<string, string?> environment)
+{
+    private static readonly string[] s_topKeys = ["version", "models", "tools", "agents"];
+    private static readonly string[] s_reservedTopKeys = ["teams", "triggers", "policies", "memory"];
+    private static readonly string[] s_providers = ["openai", "scripted"];
+    private static readonly string[] s_openAIKeys = ["provider", "endpoint", "model", "apiKey", "temperature", "maxOutputTokens", "timeout", "maxRetries"];
+    private static readonly string[] s_scriptedKeys = ["provider", "rules", "latency"];
+    private static readonly string[] s_toolKinds = ["process", "http"];
+    private static readonly string[] s_commonToolKeys = ["kind", "effect", "timeout", "description", "parameters", "onInDoubt"];
+    private static readonly string[] s_processToolKeys = [.. s_commonToolKeys, "command", "env", "maxOutputBytes"];
+    private static readonly string[] s_httpToolKeys = [.. s_commonToolKeys, "method", "url", "headers", "maxResponseBytes"];
+    private static readonly string[] s_effects = ["read", "idempotent", "write"];
+    private static readonly string[] s_inDoubtActions = ["wait", "retry", "fail"];
+    private static readonly string[] s_httpMethods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+    private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop"];
+    private static readonly string[] s_budgetKeys = ["maxSteps", "maxTokens", "maxWallTime"];
+    private static readonly string[] s_loopKeys = ["maxRepeatedCalls", "maxTurnsWithoutProgress", "action"];
+    private static readonly string[] s_loopActions = ["stop", "warn"];
+    private static readonly string[] s_ruleKeys = ["when", "reply", "calls"];
+    private static readonly string[] s_whenKeys = ["turn", "input", "user", "tool", "match"];
+    private static readonly string[] s_callKeys = ["tool", "args"];
+    private static readonly string[] s_builtInPlaceholders = ["input", "turn", "last"];
+    private static readonly TimeSpan s_regexTimeout = TimeSpan.FromSeconds(1);
+
+    [GeneratedRegex(@"^[A-Za-z0-9_-]{1,64}$", RegexOptions.CultureInvariant)]
+    private static partial Regex NamePattern();
+
+    [GeneratedRegex(@"\{\{(\w+)\}\}", RegexOptions.CultureInvariant)]
+    private static partial Regex PlaceholderPattern();
+
+    [GeneratedRegex(@"^\s*(\d+)\s*(?:(-)\s*(\d+)|(\+))?\s*$", RegexOptions.CultureInvariant)]
+    private static partial Regex TurnPattern();
+
+    private readonly List<ManifestDiagnostic> _diagnostics = [];
+
+    /// <summary>The problems found, in file order.</summary>
+    public IReadOnlyList<ManifestDiagnostic> Diagnostics =>
+        [.. _diagnostics.OrderBy(d => d.Line).ThenBy(d => d.Column)];
+
+    /// <summary>A key and its value in a mapping, with the value's manifest path.</summary>
+    private sealed record Entry(string Name, YamlScalarNode Key, YamlNode Value, string Path);
+
+    public BureauDefinitions? Read(string yaml)
+    {
+        var stream = new YamlStream();
+        var parser = new TrackingParser(new Parser(new StringReader(yaml)));
+        try
+        {
+            stream.Load(parser);
+        }
+        catch (YamlException ex)
+        {
+            var message = ex.Message.StartsWith("Duplicate key", StringComparison.Ordinal)
+                ? $"duplicate key '{ex.Message["Duplicate key".Length..].Trim()}' (each key may appear once in a mapping)"
+                : "YAML syntax error: " + ex.Message;
+            Add(ex.Start, message, null);
+            return null;
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException)
+        {
+            // YamlDotNet throws these without a position for some malformed flow collections ("[1, 2" never closed).
+            Add(parser.LastPosition, "YAML syntax error: malformed or unterminated flow collection ([...] or {...}) or block here", null);
+            return null;
+        }
+
+        if (stream.Documents.Count == 0 || YamlJson.IsNull(stream.Documents[0].RootNode))
+        {
+            _diagnostics.Add(new ManifestDiagnostic(file, 1, 1, "the manifest is empty; expected a mapping with 'models', 'tools' and 'agents'", null));
+            return null;
+        }
+        if (stream.Documents.Count > 1)
+            Error(stream.Documents[1].RootNode, null, "a manifest holds one YAML document; remove this second one (or the '---' before it)");
+
+        var root = stream.Documents[0].RootNode;
+        if (root is not YamlMappingNode rootMap)
+        {
+            Error(root, null, $"the manifest must be a mapping with 'models', 'tools' and 'agents', not {Describe(root)}");
+            return null;
+        }
+
+        var top = new Dictionary<string, Entry>(StringComparer.Ordinal);
+        foreach (var (keyNode, value) in rootMap.Children)
+        {
+            if (keyNode is not YamlScalarNode { Value: { } key } scalarKey)
+            {
+                Error(keyNode, null, "keys must be plain names");
+                continue;
+            }
+            if (s_reservedTopKeys.Contains(key))
+                Error(keyNode, key, $"'{key}' is not supported yet in this version of Bureau (supported: {string.Join(", ", s_topKeys)})");
+            else if (!s_topKeys.Contains(key))
+                Error(keyNode, key, $"unknown top-level key '{key}'{Suggestions.Hint(key, s_topKeys)}");
+            else
+                top[key] = new Entry(key, scalarKey, value, key);
+        }
+
+        if (top.TryGetValue("version", out var version) && Integer(version, long.MinValue, long.MaxValue) is { } v && v != 1)
+            Error(version.Value, "version", $"unsupported manifest version {v}; this Bureau reads version 1");
+
+        var definitions = new BureauDefinitions { SourcePath = sourcePath };
+        var modelEntries = top.TryGetValue("models", out var m) ? NameMap(m, "model") : [];
+        var toolEntries = top.TryGetValue("tools", out var t) ? NameMap(t, "tool") : [];
+        var agentEntries = top.TryGetValue("agents", out var a) ? NameMap(a, "agent") : [];
+        var modelNames = modelEntries.Select(e => e.Name).ToArray();
+        var toolNames = toolEntries.Select(e => e.Name).ToArray();
+
+        foreach (var e in modelEntries)
+            if (ReadModel(e) is { } model) definitions.Add(model);
+        foreach (var e in toolEntries)
+            if (ReadTool(e) is { } tool) definitions.Add(tool);
+        foreach (var e in agentEntries)
+            if (ReadAgent(e, modelNames, toolNames) is { } agent) definitions.Add(agent);
+
+        return _diagnostics.Count == 0 ? definitions : null;
+    }
+
+    // ---- models ----
+
+    private ModelDefinition? ReadModel(Entry entry)
+    {
+        var what = $"model '{entry.Name}'";
+        var provider = Peek(entry.Value, "provider");
+        var providerName = provider is null ? null : Choice(provider, s_providers);
+        var (allowed, required) = providerName switch
+        {
+            "openai" => (s_openAIKeys, new[] { "provider", "endpoint", "model" }),
+            "scripted" => (s_scriptedKeys, new[] { "provider" }),
+            _ => (s_openAIKeys.Union(s_scriptedKeys).ToArray(), new[] { "provider" }),
+        };
+        var foreign = providerName switch
+        {
+            "openai" => Foreign(s_scriptedKeys, s_openAIKeys, "provider 'scripted'"),
+            "scripted" => Foreign(s_openAIKeys, s_scriptedKeys, "provider 'openai'"),
+            _ => null,
+        };
+        var map = Map(entry, what, allowed, required, foreign);
+        if (map is null || providerName is null) return null;
+
+        if (providerName == "openai")
+        {
+            var endpoint = map.TryGetValue("endpoint", out var ep) ? AbsoluteUrl(ep) : null;
+            var modelId = map.TryGetValue("model", out var mid) ? RequiredText(mid) : null;
+            var apiKey = map.TryGetValue("apiKey", out var key) ? Text(key) : null;
+            var temperature = map.TryGetValue("temperature", out var temp) ? Number(temp, 0, 2) : null;
+            var maxOutput = map.TryGetValue("maxOutputTokens", out var mo) ? Integer(mo, 1, int.MaxValue) : null;
+            var timeout = map.TryGetValue("timeout", out var to) ? Duration(to, allowZero: false) : null;
+            var retries = map.TryGetValue("maxRetries", out var mr) ? Integer(mr, 0, 100) : null;
+            if (endpoint is null || modelId is null) return null;
+            return new OpenAIModelDefinition
+            {
+                Name = entry.Name,
+                Endpoint = endpoint,
+                Model = modelId,
+                ApiKey = string.IsNullOrEmpty(apiKey) ? null : apiKey,
+                Temperature = temperature is { } tv ? (float)tv : null,
+                MaxOutputTokens = maxOutput is { } mv ? (int)mv : null,
+                Timeout = timeout ?? TimeSpan.FromSeconds(100),
+                MaxRetries = retries is { } rv ? (int)rv : 3,
+            };
+        }
+
+        var rules = map.TryGetValue("rules", out var r) ? ReadRules(r) : [];
+        var latency = map.TryGetValue("latency", out var lat) ? Duration(lat, allowZero: true) : null;
+        return new ScriptedModelDefinition { Name = entry.Name, Rules = rules, Latency = latency ?? TimeSpan.Zero };
+    }
+
+    private List<ScriptRule> ReadRules(Entry entry)
+    {
+        var rules = new List<ScriptRule>();
+        var items = Sequence(entry);
+        for (var i = 0; i < items.Count; i++)
+        {
+            var item = items[i];
+            var ruleEntry = new Entry($"rule {i + 1}", entry.Key, item, $"{entry.Path}[{i}]");
+            if (item is not YamlMappingNode)
+            {
+                Error(item, ruleEntry.Path, $"rule {i + 1} must be a mapping with 'when', 'reply' and/or 'calls', not {Describe(item)}");
+                continue;
+            }
+            var map = Map(ruleEntry, $"rule {i + 1}", s_ruleKeys, [], null);
+            if (map is null) continue;
+
+            var groups = new List<string>(s_builtInPlaceholders);
+            ScriptCondition? when = null;
+            if (map.TryGetValue("when", out var w) && !YamlJson.IsNull(w.Value))
+                when = ReadCondition(w, groups);
+
+            string? reply = null;
+            if (map.TryGetValue("reply", out var rep))
+            {
+                reply = Text(rep);
+                if (reply is not null) CheckPlaceholders(rep.Value, rep.Path, reply, groups);
+            }
+            var calls = map.TryGetValue("calls", out var c) ? ReadCalls(c, groups) : [];
+            if (!map.ContainsKey("reply") && !map.ContainsKey("calls"))
+                Error(item, ruleEntry.Path, $"rule {i + 1} needs 'reply' or 'calls' (or both)");
+
+            rules.Add(new ScriptRule
+            {
+                When = when,
+                Reply = reply,
+                Calls = calls,
+                Source = $"{file}:{item.Start.Line}:{item.Start.Column}",
+            });
+        }
+        return rules;
+    }
+
+    private ScriptCondition? ReadCondition(Entry entry, List<string> groups)
+    {
+        var map = Map(entry, "'when'", s_whenKeys, [], null);
+        if (map is null) return null;
+        int? from = null, to = null;
+        if (map.TryGetValue("turn", out var turn) && Text(turn) is { } turnText)
+        {
+            var m = TurnPattern().Match(turnText);
+            if (!m.Success
+                || !int.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var a) || a < 1
+                || (m.Groups[3].Success && (!int.TryParse(m.Groups[3].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var b) || b < a)))
+            {
+                Error(turn.Value, turn.Path, $"'turn' must be a turn number from 1 (3), a range (\"2-4\") or an open range (\"3+\"), not '{turnText}'");
+            }
+            else
+            {
+                from = a;
+                to = m.Groups[4].Success ? null : m.Groups[3].Success ? int.Parse(m.Groups[3].Value, CultureInfo.InvariantCulture) : a;
+            }
+        }
+        var input = map.TryGetValue("input", out var inp) ? Pattern(inp, groups) : null;
+        var user = map.TryGetValue("user", out var usr) ? Pattern(usr, groups) : null;
+        var tool = map.TryGetValue("tool", out var tl) ? RequiredText(tl) : null;
+        var match = map.TryGetValue("match", out var mt) ? Pattern(mt, groups) : null;
+        return new ScriptCondition { TurnFrom = from, TurnTo = to, Input = input, User = user, Tool = tool, Match = match };
+    }
+
+    private string? Pattern(Entry entry, List<string> groups)
+    {
+        var pattern = RequiredText(entry);
+        if (pattern is null) return null;
+        try
+        {
+            var regex = new Regex(pattern, RegexOptions.CultureInvariant, s_regexTimeout);
+            groups.AddRange(regex.GetGroupNames());
+            groups.AddRange(regex.GetGroupNumbers().Select(n => n.ToString(CultureInfo.InvariantCulture)));
+            return pattern;
+        }
+        catch (ArgumentException ex)
+        {
+            Error(entry.Value, entry.Path, $"invalid regular expression in '{entry.Name}': {ex.Message}");
+            return null;
+        }
+    }
+
+    private List<ScriptToolCall> ReadCalls(Entry entry, List<string> groups)
+    {
+        var calls = new List<ScriptToolCall>();
+        var items = Sequence(entry);
+        for (var i = 0; i < items.Count; i++)
+        {
+            var callEntry = new Entry($"call {i + 1}", entry.Key, items[i], $"{entry.Path}[{i}]");
+            if (items[i] is not YamlMappingNode)
+            {
+                Error(items[i], callEntry.Path, $"call {i + 1} must be a mapping with 'tool' and 'args', not {Describe(items[i])}");
+                continue;
+            }
+            var map = Map(callEntry, $"call {i + 1}", s_callKeys, ["tool"], null);
+            if (map is null) continue;
+            var tool = map.TryGetValue("tool", out var tl) ? RequiredText(tl) : null;
+            var args = new JsonObject();
+            if (map.TryGetValue("args", out var argsEntry) && !YamlJson.IsNull(argsEntry.Value))
+            {
+                if (argsEntry.Value is not YamlMappingNode)
+                {
+                    Error(argsEntry.Value, argsEntry.Path, $"'args' must be a mapping of argument names to values, not {Describe(argsEntry.Value)}");
+                }
+                else
+                {
+                    var ok = true;
+                    var json = YamlJson.Convert(argsEntry.Value, scalar =>
+                    {
+                        var text = Substitute(scalar, argsEntry.Path);
+                        if (text is not null) CheckPlaceholders(scalar, argsEntry.Path, text, groups);
+                        return text;
+                    }, ref ok);
+                    if (ok && json is JsonObject obj) args = obj;
+                }
+            }
+            if (tool is not null) calls.Add(new ScriptToolCall { Tool = tool, Arguments = args });
+        }
+        return calls;
+    }
+
+    private void CheckPlaceholders(YamlNode node, string path, string text, List<string> groups)
+    {
+        foreach (Match m in PlaceholderPattern().Matches(text))
+        {
+            var name = m.Groups[1].Value;
+            if (groups.Contains(name)) continue;
+            var known = groups.Distinct().ToArray();
+            var closest = Suggestions.Closest(name, known);
+            Error(node, path, $"unknown placeholder '{{{{{name}}}}}': it is neither built in (input, turn, last) nor a capture group of this rule's regexes"
+                + (closest is not null ? $"; did you mean '{{{{{closest}}}}}'?" : $"; available: {string.Join(", ", known)}"));
+        }
+    }
+
+    // ---- tools ----
+
+    private ToolDefinition? ReadTool(Entry entry)
+    {
+        var what = $"tool '{entry.Name}'";
+        if (!NamePattern().IsMatch(entry.Name))
+            Error(entry.Key, entry.Path, $"tool name '{entry.Name}' must be 1 to 64 letters, digits, '_' or '-' (models only accept such names)");
+        var kindEntry = Peek(entry.Value, "kind");
+        string? kind = null;
+        if (kindEntry is not null)
+        {
+            if (Text(kindEntry) == "function")
+                Error(kindEntry.Value, kindEntry.Path, "kind 'function' is for tools defined in C# (FunctionToolDefinition); a manifest tool is 'process' or 'http'");
+            else
+                kind = Choice(kindEntry, s_toolKinds);
+        }
+        var (allowed, required) = kind switch
+        {
+            "process" => (s_processToolKeys, new[] { "kind", "command" }),
+            "http" => (s_httpToolKeys, new[] { "kind", "url" }),
+            _ => (s_processToolKeys.Union(s_httpToolKeys).ToArray(), new[] { "kind" }),
+        };
+        var foreign = kind switch
+        {
+            "process" => Foreign(s_httpToolKeys, s_processToolKeys, "kind 'http'"),
+            "http" => Foreign(s_processToolKeys, s_httpToolKeys, "kind 'process'"),
+            _ => null,
+        };
+        var map = Map(entry, what, allowed, required, foreign);
+        if (map is null || kind is null) return null;
+
+        var effect = map.TryGetValue("effect", out var ef) ? Choice(ef, s_effects) : null;
+        var timeout = map.TryGetValue("timeout", out var to) ? Duration(to, allowZero: false) : null;
+        var description = map.TryGetValue("description", out var de) ? Text(de) : null;
+        var parameters = map.TryGetValue("parameters", out var pa) ? Parameters(pa, entry.Name) : null;
+        var inDoubt = map.TryGetValue("onInDoubt", out var od) ? Choice(od, s_inDoubtActions) : null;
+        var effectValue = effect switch { "idempotent" => ToolEffect.Idempotent, "write" => ToolEffect.Write, _ => ToolEffect.Read };
+        InDoubtAction? inDoubtValue = inDoubt switch { "wait" => InDoubtAction.Wait, "retry" => InDoubtAction.Retry, "fail" => InDoubtAction.Fail, _ => null };
+
+        if (kind == "process")
+        {
+            var command = map.TryGetValue("command", out var cm) ? Command(cm) : null;
+            var env = map.TryGetValue("env", out var en) ? ProcessEnvironment(en) : new Dictionary<string, string?>();
+            var maxOutput = map.TryGetValue("maxOutputBytes", out var mo) ? Integer(mo, 1, int.MaxValue) : null;
+            if (command is null) return null;
+            return new ProcessToolDefinition
+            {
+                Name = entry.Name,
+                Description = description,
+                Effect = effectValue,
+                Timeout = timeout,
+                Parameters = parameters,
+                OnInDoubt = inDoubtValue,
+                Command = command,
+                WorkingDirectory = baseDirectory,
+                Environment = env,
+                MaxOutputBytes = maxOutput is { } mv ? (int)mv : 1024 * 1024,
+            };
+        }
+
+        var method = map.TryGetValue("method", out var me) ? HttpMethod(me) : "POST";
+        var url = map.TryGetValue("url", out var ur) ? AbsoluteUrl(ur) : null;
+        var headers = map.TryGetValue("headers", out var he) ? Headers(he) : new Dictionary<string, string>();
+        var maxResponse = map.TryGetValue("maxResponseBytes", out var mr) ? Integer(mr, 1, int.MaxValue) : null;
+        if (url is null || method is null) return null;
+        return new HttpToolDefinition
+        {
+            Name = entry.Name,
+            Description = description,
+            Effect = effectValue,
+            Timeout = timeout,
+            Parameters = parameters,
+            OnInDoubt = inDoubtValue,
+            Method = method,
+            Url = url,
+            Headers = headers,
+            MaxResponseBytes = maxResponse is { } rv ? (int)rv : 1024 * 1024,
+        };
+    }
+
+    private List<string>? Command(Entry entry)
+    {
+        if (entry.Value is not YamlSequenceNode seq)
+        {
+            Error(entry.Value, entry.Path, $"'command' must be a list (argv, no shell), for example [\"python3\", \"tool.py\"], not {Describe(entry.Value)}");
+            return null;
+        }
+        if (seq.Children.Count == 0)
+        {
+            Error(entry.Value, entry.Path, "'command' must name at least the program to run");
+            return null;
+        }
+        var items = StringItems(entry);
+        return items?.Count == seq.Children.Count ? items : null;
+    }
+
+    private Dictionary<string, string?> ProcessEnvironment(Entry entry)
+    {
+        var env = new Dictionary<string, string?>(StringComparer.Ordinal);
+        if (YamlJson.IsNull(entry.Value)) return env;
+        if (entry.Value is YamlSequenceNode seq)
+        {
+            foreach (var item in seq.Children)
+            {
+                if (item is not YamlScalarNode s || YamlJson.IsNull(s))
+                {
+                    Error(item, entry.Path, $"'env' entries must be variable names, not {Describe(item)}");
+                    continue;
+                }
+                var name = s.Value ?? "";
+                if (!EnvSubstitution.IsVariableName(name))
+                    Error(item, entry.Path, $"'{name}' is not a variable name (letters, digits and _, not starting with a digit)");
+                else
+                    env[name] = null;
+            }
+            return env;
+        }
+        if (entry.Value is YamlMappingNode)
+        {
+            var map = Map(entry, "'env'", null, [], null);
+            if (map is null) return env;
+            foreach (var e in map.Values)
+            {
+                if (!EnvSubstitution.IsVariableName(e.Name))
+                {
+                    Error(e.Key, e.Path, $"'{e.Name}' is not a variable name (letters, digits and _, not starting with a digit)");
+                    continue;
+                }
+                env[e.Name] = YamlJson.IsNull(e.Value) ? null : Text(e);
+            }
+            return env;
+        }
+        Error(entry.Value, entry.Path, $"'env' must be a list of variable names to pass through, or a mapping of names to values, not {Describe(entry.Value)}");
+        return env;
+    }
+
+    private string? HttpMethod(Entry entry)
+    {
+        var text = RequiredText(entry);
+        if (text is null) return null;
+        var upper = text.ToUpperInvariant();
+        if (s_httpMethods.Contains(upper)) return upper;
+        Error(entry.Value, entry.Path, $"'method' must be one of {string.Join(", ", s_httpMethods)}, not '{text}'{ClosestHint(upper, s_httpMethods)}");
+        return null;
+    }
+
+    private Dictionary<string, string> Headers(Entry entry)
+    {
+        var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        var map = Map(entry, "'headers'", null, [], null);
+        if (map is null) return headers;
+        foreach (var e in map.Values)
+            if (RequiredText(e) is { } value) headers[e.Name] = value;
+        return headers;
+    }
+
+    private JsonElement? Parameters(Entry entry, string toolName)
+    {
+        if (entry.Value is not YamlMappingNode)
+        {
+            Error(entry.Value, entry.Path, $"'parameters' must be a JSON Schema written as a mapping (for example {{ type: object, properties: {{ ... }} }}), not {Describe(entry.Value)}");
+            return null;
+        }
+        var ok = true;
+        var json = YamlJson.Convert(entry.Value, s => Substitute(s, entry.Path), ref ok);
+        if (!ok || json is null) return null;
+        JsonElement element;
+        using (var document = JsonDocument.Parse(json.ToJsonString()))
+            element = document.RootElement.Clone();
+        if (!SchemaCheck.Check(element, out var problems))
+        {
+            foreach (var (pointer, message) in problems)
+            {
+                var node = Resolve(entry.Value, pointer);
+                var at = pointer.Length == 0 ? "" : $" at {pointer}";
+                Error(node, entry.Path, $"invalid JSON Schema in 'parameters' of tool '{toolName}'{at}: {message}");
+            }
+            return null;
+        }
+        if (json is JsonObject obj && obj.TryGetPropertyValue("type", out var type) && type is not null
+            && !(type.GetValueKind() == JsonValueKind.String && type.GetValue<string>() == "object"))
+        {
+            Error(Resolve(entry.Value, "/type"), entry.Path, $"'parameters' of tool '{toolName}' must describe an object (type: object): models pass arguments as a JSON object");
+            return null;
+        }
+        return element;
+    }
+
+    /// <summary>The YAML node a JSON pointer designates inside <paramref name="root"/> (the deepest one found).</summary>
+    private static YamlNode Resolve(YamlNode root, string pointer)
+    {
+        var node = root;
+        if (pointer.Length == 0) return node;
+        foreach (var raw in pointer.TrimStart('/').Split('/'))
+        {
+            var segment = raw.Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal);
+            YamlNode? next = node switch
+            {
+                YamlMappingNode map => map.Children.FirstOrDefault(kv => (kv.Key as YamlScalarNode)?.Value == segment).Value,
+                YamlSequenceNode seq when int.TryParse(segment, NumberStyles.None, CultureInfo.InvariantCulture, out var i) && i < seq.Children.Count => seq.Children[i],
+                _ => null,
+            };
+            if (next is null) break;
+            node = next;
+        }
+        return node;
+    }
+
+    // ---- agents ----
+
+    private AgentDefinition? ReadAgent(Entry entry, string[] modelNames, string[] toolNames)
+    {
+        if (!NamePattern().IsMatch(entry.Name))
+            Error(entry.Key, entry.Path, $"agent name '{entry.Name}' must be 1 to 64 letters, digits, '_' or '-'");
+        var map = Map(entry, $"agent '{entry.Name}'", s_agentKeys, ["model"], null);
+        if (map is null) return null;
+
+        string? model = null;
+        if (map.TryGetValue("model", out var me) && RequiredText(me) is { } modelName)
+        {
+            if (modelNames.Contains(modelName))
+                model = modelName;
+            else
+                Error(me.Value, me.Path, $"agent '{entry.Name}' uses model '{modelName}', which is not defined under 'models'{ReferenceHint(modelName, modelNames)}");
+        }
+        var instructions = map.TryGetValue("instructions", out var ins) ? Text(ins) : null;
+        var description = map.TryGetValue("description", out var de) ? Text(de) : null;
+        var tools = new List<string>();
+        if (map.TryGetValue("tools", out var te))
+        {
+            var items = Sequence(te);
+            foreach (var item in items)
+            {
+                var itemEntry = new Entry("tools", te.Key, item, te.Path);
+                if (RequiredText(itemEntry) is not { } toolName) continue;
+                if (!toolNames.Contains(toolName))
+                    Error(item, te.Path, $"agent '{entry.Name}' uses tool '{toolName}', which is not defined under 'tools'{ReferenceHint(toolName, toolNames)}");
+                else if (tools.Contains(toolName))
+                    Error(item, te.Path, $"tool '{toolName}' is listed twice for agent '{entry.Name}'");
+                else
+                    tools.Add(toolName);
+            }
+        }
+
+        var budgets = new AgentBudgets();
+        if (map.TryGetValue("budgets", out var be) && Map(be, "'budgets'", s_budgetKeys, [], null) is { } bm)
+        {
+            var steps = bm.TryGetValue("maxSteps", out var st) ? Integer(st, 1, int.MaxValue) : null;
+            var tokens = bm.TryGetValue("maxTokens", out var tk) ? Integer(tk, 1, long.MaxValue) : null;
+            var wall = bm.TryGetValue("maxWallTime", out var wt) ? Duration(wt, allowZero: false) : null;
+            budgets = new AgentBudgets { MaxSteps = steps is { } s ? (int)s : null, MaxTokens = tokens, MaxWallTime = wall };
+        }
+
+        var loop = new LoopDetectionSettings();
+        if (map.TryGetValue("loop", out var le) && Map(le, "'loop'", s_loopKeys, [], null) is { } lm)
+        {
+            var repeated = lm.TryGetValue("maxRepeatedCalls", out var rc) ? Integer(rc, 0, int.MaxValue) : null;
+            var noProgress = lm.TryGetValue("maxTurnsWithoutProgress", out var np) ? Integer(np, 0, int.MaxValue) : null;
+            var action = lm.TryGetValue("action", out var ac) ? Choice(ac, s_loopActions) : null;
+            loop = new LoopDetectionSettings
+            {
+                MaxRepeatedCalls = repeated is { } r ? (int)r : 3,
+                MaxTurnsWithoutProgress = noProgress is { } n ? (int)n : 5,
+                Action = action == "warn" ? LoopAction.Warn : LoopAction.Stop,
+            };
+        }
+
+        if (model is null) return null;
+        return new AgentDefinition
+        {
+            Name = entry.Name,
+            Model = model,
+            Instructions = instructions,
+            Description = description,
+            Tools = tools,
+            Budgets = budgets,
+            LoopDetection = loop,
+        };
+    }
+
+    // ---- node helpers ----
+
+    /// <summary>The entries of a name -> definition map (<c>models:</c>, <c>tools:</c>, <c>agents:</c>).</summary>
+    private List<Entry> NameMap(Entry entry, string what)
+    {
+        var map = Map(entry, $"'{entry.Name}'", null, [], null);
+        return map is null ? [] : [.. map.Values];
+    }
+
+    /// <summary>
+    /// Reads a mapping, reporting unknown keys (with a did-you-mean) and missing required keys (at the parent key).
+    /// Null (an empty value) reads as an empty mapping. <paramref name="allowed"/> null accepts any key.
+    /// </summary>
+    private Dictionary<string, Entry>? Map(Entry entry, string what, IReadOnlyCollection<string>? allowed, IReadOnlyCollection<string> required, IReadOnlyDictionary<string, string>? foreign)
+    {
+        var result = new Dictionary<string, Entry>(StringComparer.Ordinal);
+        if (entry.Value is YamlMappingNode map)
+        {
+            foreach (var (keyNode, value) in map.Children)
+            {
+                if (keyNode is not YamlScalarNode { Value: { } key } scalarKey || YamlJson.IsNull(keyNode))
+                {
+                    Error(keyNode, entry.Path, $"keys in {what} must be plain names, not {Describe(keyNode)}");
+                    continue;
+                }
+                var path = entry.Path + "." + key;
+                if (allowed is not null && !allowed.Contains(key))
+                {
+                    if (foreign is not null && foreign.TryGetValue(key, out var owner))
+                        Error(keyNode, path, $"key '{key}' does not apply to {what} (it belongs to {owner})");
+                    else
+                        Error(keyNode, path, $"unknown key '{key}' in {what}{Suggestions.Hint(key, allowed)}");
+                    continue;
+                }
+                result[key] = new Entry(key, scalarKey, value, path);
+            }
+        }
+        else if (!YamlJson.IsNull(entry.Value))
+        {
+            Error(entry.Value, entry.Path, $"{what} must be a mapping, not {Describe(entry.Value)}");
+            return null;
+        }
+        foreach (var key in required)
+            if (!result.ContainsKey(key))
+                Error(entry.Key, entry.Path, $"{what} is missing required key '{key}'");
+        return result;
+    }
+
+    private static Dictionary<string, string> Foreign(IEnumerable<string> theirs, IEnumerable<string> ours, string owner) =>
+        theirs.Except(ours).ToDictionary(k => k, _ => owner, StringComparer.Ordinal);
+
+    /// <summary>The entry of <paramref name="key"/> in a mapping, without reporting anything.</summary>
+    private static Entry? Peek(YamlNode node, string key)
+    {
+        if (node is not YamlMappingNode map) return null;
+        foreach (var (k, v) in map.Children)
+            if (k is YamlScalarNode { Value: { } name } s && name == key) return new Entry(key, s, v, key);
+        return null;
+    }
+
+    private IReadOnlyList<YamlNode> Sequence(Entry entry)
+    {
+        if (entry.Value is YamlSequenceNode seq) return [.. seq.Children];
+        if (!YamlJson.IsNull(entry.Value))
+            Error(entry.Value, entry.Path, $"'{entry.Name}' must be a list, not {Describe(entry.Value)}");
+        return [];
+    }
+
+    private List<string>? StringItems(Entry entry)
+    {
+        var list = new List<string>();
+        var items = Sequence(entry);
+        for (var i = 0; i < items.Count; i++)
+        {
+            var itemEntry = new Entry(entry.Name, entry.Key, items[i], $"{entry.Path}[{i}]");
+            if (RequiredText(itemEntry) is { } text) list.Add(text);
+        }
+        return list;
+    }
+
+    /// <summary>A scalar's text after environment substitution; null when the value is empty (null) or in error (reported).</summary>
+    private string? Text(Entry entry)
+    {
+        if (YamlJson.IsNull(entry.Value)) return null;
+        if (entry.Value is not YamlScalarNode scalar)
+        {
+            Error(entry.Value, entry.Path, $"'{entry.Name}' must be a text value, not {Describe(entry.Value)}");
+            return null;
+        }
+        return Substitute(scalar, entry.Path);
+    }
+
+    /// <summary>Like <see cref="Text"/>, but an empty value is an error.</summary>
+    private string? RequiredText(Entry entry)
+    {
+        var before = _diagnostics.Count;
+        var text = Text(entry);
+        if (string.IsNullOrWhiteSpace(text) && _diagnostics.Count == before)
+        {
+            Error(entry.Value, entry.Path, $"'{entry.Name}' must not be empty");
+            return null;
+        }
+        return text;
+    }
+
+    private string? Substitute(YamlScalarNode scalar, string path)
+    {
+        var text = EnvSubstitution.Apply(scalar.Value ?? "", environment, out var error);
+        if (error is not null) Error(scalar, path, error);
+        return text;
+    }
+
+    private long? Integer(Entry entry, long min, long max)
+    {
+        var text = RequiredText(entry);
+        if (text is null) return null;
+        if (!long.TryParse(text.Trim(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value))
+        {
+            Error(entry.Value, entry.Path, $"'{entry.Name}' must be a whole number, not '{text}'");
+            return null;
+        }
+        if (value < min || value > max)
+        {
+            Error(entry.Value, entry.Path, max == long.MaxValue || max == int.MaxValue
+                ? $"'{entry.Name}' must be at least {min}, not {value}"
+                : $"'{entry.Name}' must be between {min} and {max}, not {value}");
+            return null;
+        }
+        return value;
+    }
+
+    private double? Number(Entry entry, double min, double max)
+    {
+        var text = RequiredText(entry);
+        if (text is null) return null;
+        if (!double.TryParse(text.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !double.IsFinite(value))
+        {
+            Error(entry.Value, entry.Path, $"'{entry.Name}' must be a number, not '{text}'");
+            return null;
+        }
+        if (value < min || value > max)
+        {
+            Error(entry.Value, entry.Path, $"'{entry.Name}' must be between {min.ToString(CultureInfo.InvariantCulture)} and {max.ToString(CultureInfo.InvariantCulture)}, not {text}");
+            return null;
+        }
+        return value;
+    }
+
+    private TimeSpan? Duration(Entry entry, bool allowZero)
+    {
+        var text = RequiredText(entry);
+        if (text is null) return null;
+        if (!Durations.TryParse(text, out var value))
+        {
+            Error(entry.Value, entry.Path, $"'{entry.Name}' must be a duration such as 500ms, 10s, 2m or 1h, not '{text}'");
+            return null;
+        }
+        if (!allowZero && value == TimeSpan.Zero)
+        {
+            Error(entry.Value, entry.Path, $"'{entry.Name}' must be longer than zero");
+            return null;
+        }
+        return value;
+    }
+
+    private string? Choice(Entry entry, string[] choices)
+    {
+        var text = RequiredText(entry);
+        if (text is null) return null;
+        if (choices.Contains(text)) return text;
+        Error(entry.Value, entry.Path, $"'{entry.Name}' must be one of {string.Join(", ", choices)}, not '{text}'{ClosestHint(text, choices)}");
+        return null;
+    }
+
+    private Uri? AbsoluteUrl(Entry entry)
+    {
+        var text = RequiredText(entry);
+        if (text is null) return null;
+        if (Uri.TryCreate(text.Trim(), UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps))
+            return uri;
+        Error(entry.Value, entry.Path, $"'{entry.Name}' must be an absolute http:// or https:// address, not '{text}'");
+        return null;
+    }
+
+    private static string ClosestHint(string value, string[] choices) =>
+        Suggestions.Closest(value, choices) is { } c ? $"; did you mean '{c}'?" : "";
+
+    private static string ReferenceHint(string value, string[] names)
+    {
+        if (Suggestions.Closest(value, names) is { } c) return $"; did you mean '{c}'?";
+        return names.Length == 0 ? " (none are defined)" : $" (defined: {string.Join(", ", names)})";
+    }
+
+    private static string Describe(YamlNode node) => node switch
+    {
+        YamlMappingNode => "a mapping",
+        YamlSequenceNode => "a list",
+        YamlScalarNode s when YamlJson.IsNull(s) => "an empty value",
+        YamlScalarNode s => $"the value '{s.Value}'",
+        _ => "this node",
+    };
+
+    private void Error(YamlNode node, string? path, string message) => Add(node.Start, message, path);
+
+    private void Add(Mark mark, string message, string? path) =>
+        _diagnostics.Add(new ManifestDiagnostic(file, (int)Math.Max(1, mark.Line), (int)Math.Max(1, mark.Column), message, path));
+}

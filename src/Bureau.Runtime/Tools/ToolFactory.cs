@@ -1,0 +1,36 @@
+namespace Bureau.Tools;
+
+/// <summary>Builds the runnable tool for a <see cref="ToolDefinition"/>.</summary>
+public sealed class ToolFactory
+{
+    // The base class applies each tool's timeout, so the shared client has none of its own.
+    private static readonly Lazy<HttpClient> s_sharedClient = new(() => new HttpClient(new SocketsHttpHandler
+    {
+        PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+    })
+    {
+        Timeout = Timeout.InfiniteTimeSpan,
+    });
+
+    private readonly HttpClient? _httpClient;
+
+    /// <summary>Creates the factory.</summary>
+    /// <param name="httpClient">The client http tools send with; null uses a shared client without a timeout of its own (each tool's timeout applies).</param>
+    public ToolFactory(HttpClient? httpClient = null) => _httpClient = httpClient;
+
+    /// <summary>Builds the tool.</summary>
+    /// <exception cref="ArgumentException">The definition is of an unknown kind, or is invalid (the message names the tool and what is wrong).</exception>
+    public BureauTool Create(ToolDefinition definition)
+    {
+        ArgumentNullException.ThrowIfNull(definition);
+        return definition switch
+        {
+            ProcessToolDefinition p => new ProcessTool(p),
+            HttpToolDefinition h => new HttpTool(h, _httpClient ?? s_sharedClient.Value),
+            FunctionToolDefinition f => new FunctionTool(f),
+            _ => throw new ArgumentException(
+                $"tool '{definition.Name}': unknown kind '{definition.Kind}' ({definition.GetType().Name}); supported kinds: process, http, function",
+                nameof(definition)),
+        };
+    }
+}
