@@ -1,3 +1,5 @@
+using Bureau.Manifests;
+using Bureau.Models;
 using Bureau.Storage.Sqlite;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Options;
@@ -40,21 +42,24 @@ internal sealed class BureauStorage
     public bool IsOpen { get; set; }
 }
 
-/// <summary>Chat clients for model definitions.</summary>
+/// <summary>Chat clients for model definitions: OpenAI-compatible, scripted, or the client given in C#.</summary>
 internal static class ModelClients
 {
-    public static IChatClient Create(ModelDefinition model) => model switch
-    {
-        ChatClientModelDefinition custom => custom.Client,
-        _ => throw new InvalidOperationException($"model '{model.Name}': provider '{model.Provider}' is not available in this build"),
-    };
+    private static readonly ModelClientFactory Factory = new();
+
+    public static IChatClient Create(ModelDefinition model) => Factory.Create(model);
 }
 
-/// <summary>Loads manifests.</summary>
+/// <summary>Loads manifests; a manifest with problems stops the host's start, listing every problem.</summary>
 internal static class ManifestSource
 {
-    public static BureauDefinitions Load(string path) =>
-        throw new InvalidOperationException($"Bureau:Manifests: cannot load '{path}': manifest loading is not available in this build");
+    public static BureauDefinitions Load(string path)
+    {
+        if (!File.Exists(path)) throw new InvalidOperationException($"Bureau:Manifests: no manifest at '{path}' (full path {Path.GetFullPath(path)})");
+        var result = ManifestLoader.LoadFile(path);
+        if (result.Success) return result.Definitions!;
+        throw new InvalidOperationException($"the manifest {path} is not valid:{Environment.NewLine}{string.Join(Environment.NewLine, result.Diagnostics)}");
+    }
 }
 
 /// <summary>
