@@ -9,11 +9,18 @@ var root = new RootCommand("bureau: run AI agents as durable, observable, govern
     RunCommand.Create(),
     RunsCommand.Create(),
     BenchCommand.Create(),
+    ServeCommand.Create(),
+    KeysCommand.Create(),
 };
 
 try
 {
-    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    return await root.Parse(args).InvokeAsync(new InvocationConfiguration
+    {
+        EnableDefaultExceptionHandler = false,
+        // serve stops gracefully on SIGTERM/Ctrl+C: in-flight steps reach the journal (up to Bureau:ShutdownGrace).
+        ProcessTerminationTimeout = TimeSpan.FromSeconds(60),
+    });
 }
 catch (CliUsageException ex)
 {

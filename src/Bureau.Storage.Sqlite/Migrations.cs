@@ -38,6 +38,17 @@ internal static class Migrations
             PRIMARY KEY(run_id, n)
         ) WITHOUT ROWID;
         """,
+        // 2: API keys (hashes only)
+        """
+        CREATE TABLE api_keys(
+            id TEXT PRIMARY KEY,
+            name TEXT,
+            role TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            revoked_at INTEGER
+        ) WITHOUT ROWID;
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

@@ -78,6 +78,13 @@ public sealed class BureauProcess : IDisposable
     }
 
     /// <summary>SIGKILL: no cleanup, no flush, like a power cut for the process.</summary>
+    /// <summary>SIGTERM: asks for a graceful stop (the process is expected to exit on its own).</summary>
+    public void Terminate()
+    {
+        using var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-TERM", _process.Id.ToString() }, UseShellExecute = false })!;
+        kill.WaitForExit();
+    }
+
     public void Kill()
     {
         try { _process.Kill(entireProcessTree: false); } catch (InvalidOperationException) { }

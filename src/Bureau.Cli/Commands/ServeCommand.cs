@@ -1,0 +1,83 @@
+using System.CommandLine;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Bureau.Cli.Commands;
+
+/// <summary><c>bureau serve FILE [--db PATH] [--urls URL]</c>: the REST API until stopped.</summary>
+internal static class ServeCommand
+{
+    public const string DefaultUrls = "http://127.0.0.1:5080";
+
+    public static Command Create()
+    {
+        var file = new Argument<string>("file") { Description = "The manifest whose agents are served." };
+        var db = CliShared.DbOption();
+        var urls = new Option<string>("--urls")
+        {
+            Description = "Where to listen, ';'-separated. Anything beyond loopback needs API keys (bureau keys create).",
+            DefaultValueFactory = _ => DefaultUrls,
+            HelpName = "URL",
+        };
+        var durability = CliShared.DurabilityOption();
+        var cmd = new Command("serve", "Serve the REST API (/v1, live events, /healthz, /readyz, /openapi/v1.json) until Ctrl+C or SIGTERM; unfinished runs resume at start.")
+        {
+            file, db, urls, durability,
+        };
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var manifest = parse.GetValue(file)!;
+            var definitions = CliShared.LoadManifest(manifest, Console.Error);
+            if (definitions is null) return 2;
+            var dbPath = parse.GetValue(db)!;
+            var storeDurability = CliShared.ParseDurability(parse.GetValue(durability)!);
+
+            var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], ContentRootPath = Directory.GetCurrentDirectory() });
+            builder.WebHost.UseUrls(parse.GetValue(urls)!);
+            builder.Logging.ClearProviders();
+            builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.IncludeScopes = false; });
+            builder.Logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+            builder.Logging.AddFilter("Orleans", LogLevel.Error);
+            builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+            builder.Logging.AddFilter("Polly", LogLevel.Warning);
+            builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
+            builder.Services.AddBureau()
+                .AddDefinitions(definitions)
+                .UseSqliteStorage(o =>
+                {
+                    o.Path = dbPath;
+                    o.Durability = storeDurability;
+                });
+            await using var app = builder.Build();
+            app.MapBureau();
+            try
+            {
+                await app.StartAsync(ct);
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or OptionsValidationException or IOException)
+            {
+                Console.Error.WriteLine("bureau: " + ex.Message);
+                return 2;
+            }
+            var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
+            Console.Error.WriteLine($"bureau: serving {definitions.Agents.Count} agent(s) from {manifest} on {string.Join(", ", addresses)} (db {dbPath}); Ctrl+C stops");
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ct).WaitAsync(app.Lifetime.ApplicationStopping);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            Console.Error.WriteLine("bureau: stopping: no new requests; in-flight steps reach the journal, the rest resumes at the next start");
+            await app.StopAsync(CancellationToken.None);
+            return 0;
+        });
+        return cmd;
+    }
+}

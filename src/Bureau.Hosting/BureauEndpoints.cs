@@ -1,0 +1,99 @@
+using Bureau.Hosting;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Microsoft.OpenApi;
+
+namespace Bureau;
+
+/// <summary>Maps Bureau's HTTP API.</summary>
+public static class BureauEndpointRouteBuilderExtensions
+{
+    /// <summary>
+    /// Maps the REST API under <c>/v1</c> (runs, their live events, agents, keys), <c>/healthz</c>,
+    /// <c>/readyz</c> and, unless <see cref="BureauHostOptions.MapOpenApi"/> is off, the OpenAPI document at
+    /// <c>/openapi/v1.json</c>. Every <c>/v1</c> route checks the caller's API key and role.
+    /// Returns the <c>/v1</c> group, for adding conventions (CORS, rate limiting, ...).
+    /// </summary>
+    public static RouteGroupBuilder MapBureau(this IEndpointRouteBuilder endpoints)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        var options = endpoints.ServiceProvider.GetRequiredService<IOptions<BureauHostOptions>>().Value;
+
+        endpoints.MapGet("/healthz", () => TypedResults.Json(new HealthAnswer("alive")))
+            .WithTags("health").WithSummary("Liveness: the process answers.").ExcludeFromDescription();
+        endpoints.MapGet("/readyz", BureauApi.Ready)
+            .WithTags("health").WithSummary("Readiness: store open, silo up, unfinished runs scheduled.").ExcludeFromDescription();
+        if (options.MapOpenApi) endpoints.MapOpenApi();
+
+        var v1 = endpoints.MapGroup("/v1").WithTags("bureau");
+        v1.AddEndpointFilter(async (ctx, next) =>
+        {
+            try
+            {
+                var permission = ctx.HttpContext.GetEndpoint()?.Metadata.GetMetadata<PermissionMetadata>()?.Permission ?? ApiPermission.ManageKeys;
+                await ctx.HttpContext.RequestServices.GetRequiredService<ApiAccess>().AuthorizeAsync(ctx.HttpContext, permission);
+                return await next(ctx);
+            }
+            catch (Exception ex) when (ex is ApiException or UnknownAgentException or RunNotFoundException or RunStateConflictException
+                                       or BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge })
+            {
+                if (ctx.HttpContext.Response.HasStarted) throw;
+                return Problems.From(ex);
+            }
+        });
+
+        v1.MapPost("/runs", (Delegate)BureauApi.SubmitAsync).Needs(ApiPermission.StartOrCancel)
+            .WithName("StartRun").WithSummary("Start a run (durable before the answer). Header Idempotency-Key: the same key returns the same run.")
+            .Body<StartRunBody>()
+            .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).Produces<RunSummaryDoc>(StatusCodes.Status200OK)
+            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415);
+        v1.MapGet("/runs", (Delegate)BureauApi.ListAsync).Needs(ApiPermission.Read)
+            .WithName("ListRuns").WithSummary("Runs, newest first, filtered by status and agent, paged with a cursor.")
+            .Produces<RunListDoc>().ProducesProblem(400);
+        v1.MapGet("/runs/{id}", BureauApi.GetAsync).Needs(ApiPermission.Read)
+            .WithName("GetRun").WithSummary("A run with every step of its journal (the document of `bureau runs show --json`).")
+            .Produces<RunDoc>().ProducesProblem(404);
+        v1.MapPost("/runs/{id}/cancel", BureauApi.CancelAsync).Needs(ApiPermission.StartOrCancel)
+            .WithName("CancelRun").WithSummary("Cancel an unfinished run. Optional body {\"reason\"}.")
+            .Body<CancelRunBody>()
+            .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).ProducesProblem(404).ProducesProblem(409);
+        v1.MapPost("/runs/{id}/resolve", BureauApi.ResolveAsync).Needs(ApiPermission.Resolve)
+            .WithName("ResolveStep").WithSummary("Decide the in-doubt step a waiting run waits on: done, retry or failed.")
+            .Body<ResolveStepBody>()
+            .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+        v1.MapGet("/runs/{id}/events", RunEventStream.StreamAsync).Needs(ApiPermission.Read)
+            .WithName("RunEvents").WithSummary("Server-Sent Events: one per journal entry (id = step n, event = kind), then `end`. Resumes from Last-Event-ID.")
+            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream").ProducesProblem(404);
+        v1.MapGet("/agents", BureauApi.Agents).Needs(ApiPermission.Read)
+            .WithName("ListAgents").WithSummary("The deployed agents.");
+        v1.MapGet("/agents/{name}", BureauApi.Agent).Needs(ApiPermission.Read)
+            .WithName("GetAgent").WithSummary("One deployed agent: model, tools, budgets.").ProducesProblem(404);
+        v1.MapGet("/keys", (Delegate)BureauApi.ListKeysAsync).Needs(ApiPermission.ManageKeys)
+            .WithName("ListKeys").WithSummary("API keys (ids, roles, dates; never the secret).");
+        v1.MapPost("/keys", (Delegate)BureauApi.CreateKeyAsync).Needs(ApiPermission.ManageKeys)
+            .WithName("CreateKey").WithSummary("Create an API key; the answer is the only time the key is shown.")
+            .Body<CreateKeyBody>().ProducesProblem(400);
+        v1.MapDelete("/keys/{id}", BureauApi.RevokeKeyAsync).Needs(ApiPermission.ManageKeys)
+            .WithName("RevokeKey").WithSummary("Revoke an API key.").ProducesProblem(404);
+        return v1;
+    }
+
+    // Documents the JSON body without IAcceptsMetadata: routing would answer a wrong Content-Type with a
+    // bare 415 before the handler could write a problem naming the header.
+    private static RouteHandlerBuilder Body<T>(this RouteHandlerBuilder builder) =>
+        builder.AddOpenApiOperationTransformer(async (operation, context, ct) =>
+        {
+            var schema = await context.GetOrCreateSchemaAsync(typeof(T), null, ct);
+            operation.RequestBody = new OpenApiRequestBody
+            {
+                Required = typeof(T) != typeof(CancelRunBody),
+                Content = new Dictionary<string, OpenApiMediaType> { ["application/json"] = new() { Schema = schema } },
+            };
+        });
+
+    private static RouteHandlerBuilder Needs(this RouteHandlerBuilder builder, ApiPermission permission) =>
+        builder.WithMetadata(new PermissionMetadata(permission));
+}

@@ -1,0 +1,247 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace Bureau.Hosting;
+
+/// <summary>The route handlers of <c>/v1</c>.</summary>
+internal static class BureauApi
+{
+    private static readonly JsonSerializerOptions Compact = new() { WriteIndented = false };
+
+    private static BureauHostOptions Options(HttpContext ctx) => ctx.RequestServices.GetRequiredService<IOptions<BureauHostOptions>>().Value;
+    private static BureauEngine Engine(HttpContext ctx) => ctx.RequestServices.GetRequiredService<BureauEngine>();
+
+    public static IResult Json(JsonNode node, int status = StatusCodes.Status200OK) =>
+        Results.Text(node.ToJsonString(Compact), "application/json", Encoding.UTF8, status);
+
+    public static IResult Ready(HttpContext ctx)
+    {
+        var storage = ctx.RequestServices.GetRequiredService<BureauStorage>();
+        var engine = ctx.RequestServices.GetRequiredService<BureauEngine>();
+        if (!storage.IsOpen) return Problems.Create(503, "not-ready", "the store is not open");
+        if (!engine.IsReady) return Problems.Create(503, "not-ready", "the engine has not started (the silo is starting, or unfinished runs are being scheduled, or the host is stopping)");
+        return TypedResults.Json(new HealthAnswer("ready"));
+    }
+
+    public static async Task<IResult> SubmitAsync(HttpContext ctx)
+    {
+        var options = Options(ctx);
+        var idempotencyKey = ctx.Request.Headers["Idempotency-Key"].ToString();
+        if (ctx.Request.Headers.ContainsKey("Idempotency-Key"))
+        {
+            if (string.IsNullOrWhiteSpace(idempotencyKey))
+                throw ApiException.BadField("Idempotency-Key", "the Idempotency-Key header is empty");
+            if (idempotencyKey.Length > options.MaxIdempotencyKeyLength)
+                throw ApiException.BadField("Idempotency-Key", $"the Idempotency-Key header is longer than {options.MaxIdempotencyKeyLength} characters");
+        }
+        var body = (await RequestBody.ReadAsync(ctx, options.MaxRequestBodyBytes, optional: false))!;
+        RequestBody.OnlyFields(body, "agent", "input");
+        var agent = RequestBody.RequiredString(body, "agent");
+        var input = RequestBody.RequiredString(body, "input");
+        var caller = ApiAccess.Caller(ctx);
+        var result = await Engine(ctx).SubmitAsync(
+            new RunRequest(agent, input, idempotencyKey.Length > 0 ? idempotencyKey : null, caller.Actor), ctx.RequestAborted);
+        var run = result.Run;
+        if (!result.Created && (run.Agent != agent || run.Input != input))
+        {
+            throw new ApiException(StatusCodes.Status409Conflict, "idempotency-key-reused",
+                $"the Idempotency-Key '{idempotencyKey}' already named run {run.Id} (agent '{run.Agent}') with another agent or input; nothing was started",
+                "Idempotency-Key", run.Id);
+        }
+        ctx.Response.Headers.Location = $"{ctx.Request.PathBase}/v1/runs/{run.Id}";
+        return Json(RunDocuments.Summary(run), result.Created ? StatusCodes.Status202Accepted : StatusCodes.Status200OK);
+    }
+
+    public static async Task<IResult> GetAsync(HttpContext ctx, string id)
+    {
+        var engine = Engine(ctx);
+        var run = await engine.GetRunAsync(id, ctx.RequestAborted) ?? throw new RunNotFoundException(id);
+        var journal = await engine.ReadJournalAsync(id, 0, ctx.RequestAborted);
+        return Json(RunDocuments.Full(run, journal));
+    }
+
+    public static async Task<IResult> ListAsync(HttpContext ctx)
+    {
+        var q = ctx.Request.Query;
+        RunStatus? status = null;
+        if (q.TryGetValue("status", out var statusText) && statusText.ToString().Length > 0)
+        {
+            if (!RunStatusExtensions.TryParseWireName(statusText.ToString(), out var s))
+                throw ApiException.BadField("status", $"status must be one of queued, running, waiting, succeeded, failed, canceled; not '{statusText}'");
+            status = s;
+        }
+        var limit = 50;
+        if (q.TryGetValue("limit", out var limitText) && limitText.ToString().Length > 0)
+        {
+            if (!int.TryParse(limitText.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit < 1 || limit > 1000)
+                throw ApiException.BadField("limit", $"limit must be an integer from 1 to 1000, not '{limitText}'");
+        }
+        var agent = q.TryGetValue("agent", out var agentText) && agentText.ToString().Length > 0 ? agentText.ToString() : null;
+        var cursor = q.TryGetValue("cursor", out var cursorText) && cursorText.ToString().Length > 0 ? cursorText.ToString() : null;
+        RunPage page;
+        try
+        {
+            page = await Engine(ctx).ListRunsAsync(new RunQuery { Status = status, Agent = agent, Limit = limit, Cursor = cursor }, ctx.RequestAborted);
+        }
+        catch (ArgumentException ex) when (cursor is not null)
+        {
+            throw ApiException.BadField("cursor", $"cursor '{cursor}' is not one this API returned ({ex.Message})");
+        }
+        var items = new JsonArray();
+        foreach (var r in page.Items) items.Add(RunDocuments.Summary(r));
+        return Json(new JsonObject { ["items"] = items, ["next"] = page.Next });
+    }
+
+    public static async Task<IResult> CancelAsync(HttpContext ctx, string id)
+    {
+        var body = await RequestBody.ReadAsync(ctx, Options(ctx).MaxRequestBodyBytes, optional: true);
+        string? reason = null;
+        if (body is not null)
+        {
+            RequestBody.OnlyFields(body, "reason");
+            reason = RequestBody.OptionalString(body, "reason");
+        }
+        var engine = Engine(ctx);
+        await engine.CancelAsync(id, ApiAccess.Caller(ctx).Actor, reason, ctx.RequestAborted);
+        var run = await engine.GetRunAsync(id, ctx.RequestAborted) ?? throw new RunNotFoundException(id);
+        return Json(RunDocuments.Summary(run), StatusCodes.Status202Accepted);
+    }
+
+    public static async Task<IResult> ResolveAsync(HttpContext ctx, string id)
+    {
+        var body = (await RequestBody.ReadAsync(ctx, Options(ctx).MaxRequestBodyBytes, optional: false))!;
+        RequestBody.OnlyFields(body, "step", "as", "result");
+        var step = RequestBody.RequiredInteger(body, "step");
+        if (step < 1) throw ApiException.BadField("step", $"'step' must be a step number (1 or more), not {step}");
+        var asText = RequestBody.RequiredString(body, "as");
+        var resolution = asText.ToLowerInvariant() switch
+        {
+            "done" => StepResolution.Done,
+            "retry" => StepResolution.Retry,
+            "failed" => StepResolution.Failed,
+            _ => throw ApiException.BadField("as", $"'as' must be done, retry or failed; not '{asText}'"),
+        };
+        var result = RequestBody.OptionalString(body, "result");
+        var run = await Engine(ctx).ResolveAsync(id, step, resolution, result, ApiAccess.Caller(ctx).Actor, ctx.RequestAborted);
+        return Json(RunDocuments.Summary(run), StatusCodes.Status202Accepted);
+    }
+
+    public static IResult Agents(HttpContext ctx)
+    {
+        var defs = Engine(ctx).Definitions;
+        var items = new JsonArray();
+        foreach (var a in defs.Agents.Values.OrderBy(a => a.Name, StringComparer.Ordinal)) items.Add(AgentSummary(a));
+        return Json(new JsonObject { ["items"] = items });
+    }
+
+    public static IResult Agent(HttpContext ctx, string name)
+    {
+        var defs = Engine(ctx).Definitions;
+        if (!defs.Agents.TryGetValue(name, out var a))
+        {
+            return Problems.Create(StatusCodes.Status404NotFound, "unknown-agent",
+                $"agent '{name}' is not deployed; deployed agents: {string.Join(", ", defs.Agents.Keys.Order(StringComparer.Ordinal))}", "name");
+        }
+        var o = AgentSummary(a);
+        o["instructions"] = a.Instructions;
+        o["provider"] = defs.Models.TryGetValue(a.Model, out var m) ? m.Provider : null;
+        var tools = new JsonArray();
+        foreach (var t in a.Tools)
+        {
+            if (!defs.Tools.TryGetValue(t, out var td)) continue;
+            tools.Add(new JsonObject
+            {
+                ["name"] = td.Name,
+                ["kind"] = td.Kind,
+                ["effect"] = td.Effect.ToString().ToLowerInvariant(),
+                ["description"] = td.Description,
+            });
+        }
+        o["tools"] = tools;
+        o["budgets"] = new JsonObject
+        {
+            ["maxSteps"] = a.Budgets.MaxSteps,
+            ["maxTokens"] = a.Budgets.MaxTokens,
+            ["maxWallTimeSeconds"] = a.Budgets.MaxWallTime?.TotalSeconds,
+        };
+        o["loopDetection"] = new JsonObject
+        {
+            ["maxRepeatedCalls"] = a.LoopDetection.MaxRepeatedCalls,
+            ["maxTurnsWithoutProgress"] = a.LoopDetection.MaxTurnsWithoutProgress,
+            ["action"] = a.LoopDetection.Action.ToString().ToLowerInvariant(),
+        };
+        return Json(o);
+    }
+
+    private static JsonObject AgentSummary(AgentDefinition a)
+    {
+        var tools = new JsonArray();
+        foreach (var t in a.Tools) tools.Add(t);
+        return new JsonObject { ["name"] = a.Name, ["description"] = a.Description, ["model"] = a.Model, ["tools"] = tools };
+    }
+
+    public static async Task<IResult> ListKeysAsync(HttpContext ctx)
+    {
+        var keys = ctx.RequestServices.GetRequiredService<IApiKeyStore>();
+        var includeRevoked = ctx.Request.Query.TryGetValue("revoked", out var r) && r.ToString() is "true" or "1";
+        var items = new JsonArray();
+        foreach (var k in await keys.ListAsync(includeRevoked, ctx.RequestAborted)) items.Add(KeyDoc(k));
+        return Json(new JsonObject { ["items"] = items });
+    }
+
+    public static async Task<IResult> CreateKeyAsync(HttpContext ctx)
+    {
+        var body = (await RequestBody.ReadAsync(ctx, Options(ctx).MaxRequestBodyBytes, optional: false))!;
+        RequestBody.OnlyFields(body, "role", "name");
+        var roleText = RequestBody.RequiredString(body, "role");
+        if (!ApiKeys.TryParseRole(roleText, out var role))
+            throw ApiException.BadField("role", $"'role' must be viewer, operator, approver or admin; not '{roleText}'");
+        var name = RequestBody.OptionalString(body, "name");
+        var created = ApiKeys.Create(role, name, ctx.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow());
+        await ctx.RequestServices.GetRequiredService<IApiKeyStore>().AddAsync(created.Record, ctx.RequestAborted);
+        var doc = KeyDoc(created.Record);
+        doc["key"] = created.Key;
+        ctx.Response.Headers.Location = $"{ctx.Request.PathBase}/v1/keys/{created.Record.Id}";
+        return Json(doc, StatusCodes.Status201Created);
+    }
+
+    public static async Task<IResult> RevokeKeyAsync(HttpContext ctx, string id)
+    {
+        var keys = ctx.RequestServices.GetRequiredService<IApiKeyStore>();
+        if (!await keys.RevokeAsync(id, ctx.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow(), ctx.RequestAborted))
+            return Problems.Create(StatusCodes.Status404NotFound, "key-not-found", $"no valid API key has the id {id}", "id");
+        return Results.NoContent();
+    }
+
+    private static JsonObject KeyDoc(ApiKeyRecord k) => new()
+    {
+        ["id"] = k.Id,
+        ["name"] = k.Name,
+        ["role"] = k.Role.ToWireName(),
+        ["createdAt"] = k.CreatedAt,
+        ["revokedAt"] = k.RevokedAt,
+    };
+}
+
+internal sealed record PermissionMetadata(ApiPermission Permission);
+
+internal sealed record HealthAnswer(string Status);
+
+// Shapes for the OpenAPI document (the handlers read and write JSON themselves, to name the field of each error).
+internal sealed record StartRunBody(string Agent, string Input);
+internal sealed record CancelRunBody(string? Reason);
+internal sealed record ResolveStepBody(long Step, string As, string? Result);
+internal sealed record CreateKeyBody(string Role, string? Name);
+internal sealed record UsageDoc(long InputTokens, long OutputTokens, long TotalTokens);
+internal sealed record WaitingForDoc(string Reason, long Step, string? Tool, string? Key, string? Arguments);
+internal sealed record RunSummaryDoc(string Id, string Agent, string Status, string Input, string? Output, string? Error, string? Outcome,
+    UsageDoc Usage, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, long Version, WaitingForDoc? WaitingFor, string? Actor);
+internal sealed record StepDoc(long N, string Kind, DateTimeOffset At);
+internal sealed record RunDoc(string Id, string Agent, string Status, string Input, string? Output, string? Error, string? Outcome,
+    UsageDoc Usage, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, long Version, WaitingForDoc? WaitingFor, string? Actor, IReadOnlyList<StepDoc> Steps);
+internal sealed record RunListDoc(IReadOnlyList<RunSummaryDoc> Items, string? Next);

@@ -1,0 +1,178 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json.Nodes;
+using Bureau.Storage.Sqlite;
+using Xunit;
+
+namespace Bureau.Durability.Tests;
+
+/// <summary>
+/// A real `bureau serve` process takes 200 runs over HTTP while it is SIGKILLed three times at random
+/// moments and restarted on the same database: every run it accepted (202, or 200 for a repeated
+/// Idempotency-Key) ends succeeded or waiting, none is lost or doubled, and the write tool never ran
+/// twice for one key.
+/// </summary>
+public sealed class ServeKillTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "bureau-serve-kill", Guid.NewGuid().ToString("n"));
+    private static readonly TimeSpan ProcessTimeout = TimeSpan.FromSeconds(60);
+
+    public ServeKillTests()
+    {
+        Directory.CreateDirectory(_dir);
+        File.WriteAllText(Path.Combine(_dir, "ledger.sh"), "args=$(cat)\necho \"$BUREAU_IDEMPOTENCY_KEY\" >> \"$LEDGER_DIR/ledger.txt\"\necho \"recorded $args\"\n");
+        File.WriteAllText(Path.Combine(_dir, "bureau.yaml"), """
+            models:
+              script:
+                provider: scripted
+                rules:
+                  - when: { turn: 1, input: '(?<key>k\d+)' }
+                    calls:
+                      - tool: ledger
+                        args: { n: "{{key}}" }
+                  - reply: "done"
+            tools:
+              ledger:
+                kind: process
+                command: ["sh", "ledger.sh"]
+                effect: write
+                env: [LEDGER_DIR]
+                parameters: { type: object, properties: { n: { type: string } }, required: [n] }
+            agents:
+              clerk:
+                model: script
+                tools: [ledger]
+            """);
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+
+    private static int FreePort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+
+    private BureauProcess Serve(string db, string url) =>
+        BureauProcess.Start(_dir, new Dictionary<string, string> { ["LEDGER_DIR"] = _dir }, "serve", "bureau.yaml", "--db", db, "--urls", url);
+
+    private static async Task WaitReadyAsync(HttpClient http, BureauProcess p, CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow + ProcessTimeout;
+        while (true)
+        {
+            try
+            {
+                using var res = await http.GetAsync("/readyz", ct);
+                if (res.IsSuccessStatusCode) return;
+            }
+            catch (HttpRequestException) { }
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"bureau serve was not ready within {ProcessTimeout.TotalSeconds}s\n{p.Stderr}");
+            await Task.Delay(50, ct); // polling a readiness probe, as a load balancer would
+        }
+    }
+
+    [Fact]
+    public async Task Serve_KilledThreeTimesUnderLoad_EveryAcceptedRunEndsOnceWithoutDuplicateWrites()
+    {
+        const int runs = 200, kills = 3;
+        var ct = TestContext.Current.CancellationToken;
+        var db = Path.Combine(_dir, "serve.db");
+        var url = $"http://127.0.0.1:{FreePort()}";
+        using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(10) };
+        var server = Serve(db, url);
+        await WaitReadyAsync(http, server, ct);
+
+        var accepted = new System.Collections.Concurrent.ConcurrentDictionary<string, string>(); // key -> run id
+        var conflicts = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var gate = new SemaphoreSlim(8);
+        var submitters = Enumerable.Range(0, runs).Select(async i =>
+        {
+            var key = $"k{i:000}";
+            await gate.WaitAsync(ct);
+            try
+            {
+                for (var attempt = 0; ; attempt++)
+                {
+                    try
+                    {
+                        var req = new HttpRequestMessage(HttpMethod.Post, "/v1/runs")
+                        {
+                            Content = new StringContent(new JsonObject { ["agent"] = "clerk", ["input"] = key }.ToJsonString(), Encoding.UTF8, "application/json"),
+                        };
+                        req.Headers.Add("Idempotency-Key", key);
+                        using var res = await http.SendAsync(req, ct);
+                        if (res.StatusCode is HttpStatusCode.Accepted or HttpStatusCode.OK)
+                        {
+                            var id = (string)JsonNode.Parse(await res.Content.ReadAsStringAsync(ct))!["id"]!;
+                            if (accepted.TryGetValue(key, out var before) && before != id) conflicts.Add($"{key}: {before} then {id}");
+                            accepted[key] = id;
+                            return;
+                        }
+                    }
+                    catch (HttpRequestException) { }
+                    catch (TaskCanceledException) when (!ct.IsCancellationRequested) { }
+                    if (attempt > 2000) throw new TimeoutException($"{key} was never accepted");
+                    await Task.Delay(20, ct); // the server is down: retry with the same key, as a client would
+                }
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }).ToList();
+
+        var random = new Random(20261125);
+        for (var k = 0; k < kills; k++)
+        {
+            await Task.Delay(random.Next(150, 900), ct); // a random moment under load
+            server.Kill();
+            server.Dispose();
+            server = Serve(db, url);
+            await WaitReadyAsync(http, server, ct);
+        }
+        await Task.WhenAll(submitters);
+        Assert.Empty(conflicts);
+        Assert.Equal(runs, accepted.Count);
+
+        // Graceful stop, then drain what is left with `runs resume` (it waits until no run is queued or running).
+        server.Terminate();
+        var stopCode = await server.WaitAsync(ProcessTimeout);
+        Assert.True(stopCode == 0, $"serve exited {stopCode} on SIGTERM\n{server.Stderr}");
+        server.Dispose();
+        using (var resume = BureauProcess.Start(_dir, new Dictionary<string, string> { ["LEDGER_DIR"] = _dir }, "runs", "resume", "bureau.yaml", "--db", db))
+        {
+            var code = await resume.WaitAsync(ProcessTimeout);
+            Assert.True(code is 0 or 3, $"resume exited {code}\n{resume.Stderr}");
+        }
+
+        await using var store = new SqliteRunStore(new SqliteStoreOptions { Path = db });
+        await store.InitializeAsync(ct);
+        var all = await store.ListRunsAsync(new RunQuery { Limit = 1000 }, ct);
+        Assert.Equal(runs, all.Items.Count); // no run lost, none doubled by a retried submission
+        var waiting = 0;
+        foreach (var (key, id) in accepted)
+        {
+            var run = await store.GetRunAsync(id, ct);
+            Assert.True(run is not null, $"accepted run {id} ({key}) is lost");
+            Assert.True(run.Status is RunStatus.Succeeded or RunStatus.Waiting, $"run {id} ({key}) is {run.Status}: {run.Error}");
+            Assert.Equal(key, run.Input);
+            if (run.Status == RunStatus.Waiting)
+            {
+                waiting++;
+                Assert.Equal(("in-doubt", "ledger"), (run.WaitingFor!.Reason, run.WaitingFor.Tool));
+            }
+        }
+        var ledgerFile = Path.Combine(_dir, "ledger.txt");
+        var ledger = File.Exists(ledgerFile) ? File.ReadAllLines(ledgerFile) : [];
+        Assert.Equal(ledger.Length, ledger.Distinct().Count()); // the write tool ran at most once per key
+        var ids = accepted.Values.ToHashSet();
+        Assert.All(ledger, l => Assert.Contains(l.Split(':')[0], ids));
+        TestContext.Current.TestOutputHelper?.WriteLine($"{runs} runs accepted over HTTP, {kills} kills, {waiting} waiting in doubt, {ledger.Length} ledger writes, 0 duplicates");
+    }
+}
