@@ -24,7 +24,7 @@ public sealed class SqliteStoreTests : StoreConformanceTests, IDisposable
         cmd.CommandText = "PRAGMA journal_mode";
         Assert.Equal("wal", (string?)await cmd.ExecuteScalarAsync(TestContext.Current.CancellationToken));
         cmd.CommandText = "PRAGMA user_version";
-        Assert.Equal(1L, (long)(await cmd.ExecuteScalarAsync(TestContext.Current.CancellationToken))!);
+        Assert.Equal((long)Migrations.Latest, (long)(await cmd.ExecuteScalarAsync(TestContext.Current.CancellationToken))!);
     }
 
     [Fact]
