@@ -19,9 +19,17 @@ public sealed partial class BureauJsonContext : JsonSerializerContext;
 /// <summary>Serialization helpers over <see cref="BureauJsonContext"/>.</summary>
 public static class BureauJson
 {
+    // The default encoder escapes quotes and non-ASCII inside strings (\u0022); stored journals are
+    // data, never HTML, so they are written with relaxed escaping: smaller and readable.
+    private static readonly BureauJsonContext s_storage = new(new JsonSerializerOptions(BureauJsonContext.Default.Options)
+    {
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        TypeInfoResolver = null,
+    });
+
     /// <summary>Serializes an entry, discriminator included.</summary>
     public static byte[] SerializeEntry(JournalEntry entry) =>
-        JsonSerializer.SerializeToUtf8Bytes(entry, BureauJsonContext.Default.JournalEntry);
+        JsonSerializer.SerializeToUtf8Bytes(entry, s_storage.JournalEntry);
 
     /// <summary>Reads an entry written by <see cref="SerializeEntry"/>.</summary>
     public static JournalEntry DeserializeEntry(ReadOnlySpan<byte> utf8) =>

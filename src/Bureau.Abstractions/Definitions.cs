@@ -1,29 +1,32 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using Microsoft.Extensions.AI;
 
 namespace Bureau;
 
 /// <summary>What a tool call does to the world, which decides how Bureau retries it after a crash.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<ToolEffect>))]
 public enum ToolEffect
 {
     /// <summary>Reads only; safe to run again at any time.</summary>
-    Read,
+    [JsonStringEnumMemberName("read")] Read,
     /// <summary>Changes the world, but honours its idempotency key: running it again with the same key is safe.</summary>
-    Idempotent,
+    [JsonStringEnumMemberName("idempotent")] Idempotent,
     /// <summary>Changes the world and may not be safe to repeat; never re-run automatically after a crash.</summary>
-    Write,
+    [JsonStringEnumMemberName("write")] Write,
 }
 
 /// <summary>What happens to a tool call that was started but whose result was never journaled (a crash in between).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<InDoubtAction>))]
 public enum InDoubtAction
 {
     /// <summary>The run waits for a person to resolve the step (the default for <see cref="ToolEffect.Write"/>).</summary>
-    Wait,
+    [JsonStringEnumMemberName("wait")] Wait,
     /// <summary>Run the tool again with the same idempotency key (the default for read and idempotent tools).</summary>
-    Retry,
+    [JsonStringEnumMemberName("retry")] Retry,
     /// <summary>Record the call as failed and tell the model.</summary>
-    Fail,
+    [JsonStringEnumMemberName("fail")] Fail,
 }
 
 /// <summary>A chat model an agent can use. Subclasses carry provider-specific settings.</summary>
@@ -234,12 +237,13 @@ public sealed class AgentBudgets
 }
 
 /// <summary>What loop detection does when it fires.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<LoopAction>))]
 public enum LoopAction
 {
     /// <summary>End the run with a <c>loop</c> outcome.</summary>
-    Stop,
+    [JsonStringEnumMemberName("stop")] Stop,
     /// <summary>Tell the model once that it is looping; stop if it goes on.</summary>
-    Warn,
+    [JsonStringEnumMemberName("warn")] Warn,
 }
 
 /// <summary>How a run is judged to be looping.</summary>

@@ -141,7 +141,15 @@ public sealed class EventStreamTests(AnonymousHostFixture fixture) : IClassFixtu
     public async Task Events_ActivitiesComeWithoutIds()
     {
         var input = "sse-activity-" + Guid.NewGuid().ToString("n");
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var sub = Host.Engine.Hub.SubscribeAll(e =>
+        {
+            if (e.Activity == "model.started") started.TrySetResult();
+        });
         var id = await SubmitAsync("slow", input);
+        // Connect only once the model call is in flight: its activity was published before anyone listened,
+        // and the stream must still tell the newcomer what the run is doing.
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(10), Ct);
         var (res, reader) = await OpenAsync(id);
         using (res) using (reader)
         {

@@ -11,7 +11,7 @@ namespace Bureau.Hosting;
 /// <summary>The route handlers of <c>/v1</c>.</summary>
 internal static class BureauApi
 {
-    private static readonly JsonSerializerOptions Compact = new() { WriteIndented = false };
+    private static readonly JsonSerializerOptions Compact = RunDocuments.JsonOptions;
 
     private static BureauHostOptions Options(HttpContext ctx) => ctx.RequestServices.GetRequiredService<IOptions<BureauHostOptions>>().Value;
     private static BureauEngine Engine(HttpContext ctx) => ctx.RequestServices.GetRequiredService<BureauEngine>();

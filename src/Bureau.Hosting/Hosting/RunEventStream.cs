@@ -19,7 +19,7 @@ namespace Bureau.Hosting;
 /// </summary>
 internal static class RunEventStream
 {
-    private static readonly JsonSerializerOptions Compact = new() { WriteIndented = false };
+    private static readonly JsonSerializerOptions Compact = RunDocuments.JsonOptions;
 
     public static async Task<IResult> StreamAsync(HttpContext ctx, string id)
     {

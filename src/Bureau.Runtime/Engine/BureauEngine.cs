@@ -285,11 +285,15 @@ public sealed partial class BureauEngine : IAsyncDisposable
         if (refreshed is not null && refreshed.Status.IsTerminal() && last >= refreshed.Version) yield break;
         if (untilWaiting && refreshed?.Status == RunStatus.Waiting && last >= refreshed.Version) yield break;
 
+        // A call already in flight when we subscribed: its activity was published before we listened.
+        var current = includeActivity ? Hub.CurrentActivity(runId) : null;
+        if (current is not null) yield return current;
+
         await foreach (var e in live.Reader.ReadAllAsync(cancellationToken))
         {
             if (e.Record is null)
             {
-                if (includeActivity) yield return e;
+                if (includeActivity && !ReferenceEquals(e, current)) yield return e;
                 continue;
             }
             if (e.Record.N <= last) { if (e.Record.Entry is RunFinished || (untilWaiting && e.Record.Entry is RunWaiting)) yield break; continue; }

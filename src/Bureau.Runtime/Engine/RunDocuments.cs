@@ -1,3 +1,4 @@
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -69,7 +70,22 @@ public static class RunDocuments
         ["arguments"] = w.Arguments,
     };
 
-    /// <summary>Compact JSON text of a node.</summary>
-    public static string ToJson(JsonNode node, bool indented = false) =>
-        node.ToJsonString(new JsonSerializerOptions { WriteIndented = indented });
+    /// <summary>
+    /// How run documents are written: compact, and without escaping quotes or non-ASCII text inside
+    /// strings (<c>"{\"n\":1}"</c>, not <c>"{\u0022n\u0022:1}"</c>). The documents are JSON data, never
+    /// embedded in HTML unencoded.
+    /// </summary>
+    public static JsonSerializerOptions JsonOptions { get; } = CreateOptions(indented: false);
+
+    private static readonly JsonSerializerOptions s_indented = CreateOptions(indented: true);
+
+    private static JsonSerializerOptions CreateOptions(bool indented)
+    {
+        var options = new JsonSerializerOptions { WriteIndented = indented, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+        options.MakeReadOnly(populateMissingResolver: true);
+        return options;
+    }
+
+    /// <summary>JSON text of a node (compact unless <paramref name="indented"/>).</summary>
+    public static string ToJson(JsonNode node, bool indented = false) => node.ToJsonString(indented ? s_indented : JsonOptions);
 }

@@ -16,6 +16,7 @@ public sealed record RunEvent(string RunId, JournalRecord? Record, string? Activ
 public sealed class RunEventHub
 {
     private readonly ConcurrentDictionary<string, Subscribers> _byRun = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, RunEvent> _current = new(StringComparer.Ordinal);
     private volatile Action<RunEvent>[] _all = [];
     private readonly Lock _gate = new();
 
@@ -41,8 +42,15 @@ public sealed class RunEventHub
         return new Unsubscriber(() => { lock (_gate) _all = Array.FindAll(_all, h => h != handler); });
     }
 
+    /// <summary>
+    /// What the run is doing right now (a model or tool call in flight), or null: the latest activity
+    /// not yet followed by a journal record. Lets a watcher that connects mid-call learn of it.
+    /// </summary>
+    public RunEvent? CurrentActivity(string runId) => _current.TryGetValue(runId, out var e) ? e : null;
+
     internal void Publish(string runId, JournalRecord[] records)
     {
+        _current.TryRemove(runId, out _);
         var all = _all;
         _byRun.TryGetValue(runId, out var subs);
         if (all.Length == 0 && subs is null) return;
@@ -51,10 +59,12 @@ public sealed class RunEventHub
 
     internal void PublishActivity(string runId, string activity, string detail)
     {
+        var e = new RunEvent(runId, null, activity, detail);
+        _current[runId] = e;
         var all = _all;
         _byRun.TryGetValue(runId, out var subs);
         if (all.Length == 0 && subs is null) return;
-        Dispatch(new RunEvent(runId, null, activity, detail), subs, all);
+        Dispatch(e, subs, all);
     }
 
     private static void Dispatch(RunEvent e, Subscribers? subs, Action<RunEvent>[] all)
