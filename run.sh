@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Bureau's main job on a fresh machine: build, then run a support ticket through the sample's
-# triage agent on the embedded default (SQLite in ./bureau.db) and the scripted model.
+# Bureau's main job on a fresh machine: build, check the support-desk sample, and serve it on
+# http://127.0.0.1:5080 (SQLite in ./bureau.db, the scripted model; SUPPORT_DESK_MODEL=openai for a
+# real one). Extra arguments go to `bureau serve` (for example --urls or --db). Ctrl+C stops.
 set -euo pipefail
 cd "$(dirname "$0")"
-command -v python3 >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 >/dev/null; }
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "run.sh: installing python3 (the sample's tools) with apt-get" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 >/dev/null
+fi
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 dotnet build src/Bureau.Cli -c Release -v quiet -nologo -clp:ErrorsOnly
-bureau() { dotnet src/Bureau.Cli/bin/Release/net10.0/bureau.dll "$@"; }
-bureau validate samples/support-desk/bureau.yaml
-bureau run samples/support-desk/bureau.yaml --agent triage \
-  --input "${1:-Ticket from ada@example.com: I was charged twice for order 1042, please refund 30 EUR}"
+dotnet run --project src/Bureau.Cli -c Release --no-build -- validate samples/support-desk/bureau.yaml
+exec dotnet run --project src/Bureau.Cli -c Release --no-build -- serve samples/support-desk/bureau.yaml "$@"
