@@ -32,7 +32,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static readonly string[] s_ruleKeys = ["when", "reply", "calls"];
     private static readonly string[] s_whenKeys = ["turn", "input", "user", "tool", "match"];
     private static readonly string[] s_callKeys = ["tool", "args"];
-    private static readonly string[] s_builtInPlaceholders = ["input", "turn", "last"];
+    private static readonly string[] s_builtInPlaceholders = ["input", "turn", "turnIndex", "last"];
     private static readonly TimeSpan s_regexTimeout = TimeSpan.FromSeconds(1);
 
     [GeneratedRegex(@"^[A-Za-z0-9_-]{1,64}$", RegexOptions.CultureInvariant)]

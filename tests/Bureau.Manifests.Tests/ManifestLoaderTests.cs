@@ -383,6 +383,20 @@ public sealed class ManifestLoaderTests
     }
 
     [Fact]
+    public void LoadText_BuiltInPlaceholders_AreAccepted()
+    {
+        var result = Load("""
+            models:
+              m:
+                provider: scripted
+                rules:
+                  - calls: [ { tool: t, args: { key: "{{input}}-{{turnIndex}}", n: "{{turn}}" } } ]
+                    reply: "{{last}}"
+            """);
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+    }
+
+    [Fact]
     public void LoadText_RuleWithoutAnswer_IsReported()
     {
         Single(Load("""
