@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
 using Bureau.Storage.Sqlite;
@@ -51,31 +50,8 @@ public sealed class ServeKillTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    private static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
-
     private BureauProcess Serve(string db, string url) =>
         BureauProcess.Start(_dir, new Dictionary<string, string> { ["LEDGER_DIR"] = _dir }, "serve", "bureau.yaml", "--db", db, "--urls", url);
-
-    private static async Task WaitReadyAsync(HttpClient http, BureauProcess p, CancellationToken ct)
-    {
-        var deadline = DateTime.UtcNow + ProcessTimeout;
-        while (true)
-        {
-            try
-            {
-                using var res = await http.GetAsync("/readyz", ct);
-                if (res.IsSuccessStatusCode) return;
-            }
-            catch (HttpRequestException) { }
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"bureau serve was not ready within {ProcessTimeout.TotalSeconds}s\n{p.Stderr}");
-            await Task.Delay(50, ct); // polling a readiness probe, as a load balancer would
-        }
-    }
 
     [Fact]
     public async Task Serve_KilledThreeTimesUnderLoad_EveryAcceptedRunEndsOnceWithoutDuplicateWrites()
@@ -83,10 +59,10 @@ public sealed class ServeKillTests : IDisposable
         const int runs = 200, kills = 3;
         var ct = TestContext.Current.CancellationToken;
         var db = Path.Combine(_dir, "serve.db");
-        var url = $"http://127.0.0.1:{FreePort()}";
+        var url = $"http://127.0.0.1:{ServeSupport.FreePort()}";
         using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(10) };
         var server = Serve(db, url);
-        await WaitReadyAsync(http, server, ct);
+        await ServeSupport.WaitReadyAsync(http, server, ProcessTimeout, ct);
 
         var accepted = new System.Collections.Concurrent.ConcurrentDictionary<string, string>(); // key -> run id
         var conflicts = new System.Collections.Concurrent.ConcurrentBag<string>();
@@ -134,7 +110,7 @@ public sealed class ServeKillTests : IDisposable
             server.Kill();
             server.Dispose();
             server = Serve(db, url);
-            await WaitReadyAsync(http, server, ct);
+            await ServeSupport.WaitReadyAsync(http, server, ProcessTimeout, ct);
         }
         await Task.WhenAll(submitters);
         Assert.Empty(conflicts);
