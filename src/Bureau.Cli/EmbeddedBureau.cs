@@ -80,21 +80,15 @@ internal sealed class EmbeddedBureau : IAsyncDisposable
         await _lock.DisposeAsync();
     }
 
-    /// <summary>
-    /// One engine per database file: a second process would execute the same runs. The lock
-    /// (an advisory lock on DB.lock) is released by the kernel when the process dies, SIGKILL included.
-    /// </summary>
     private static FileStream LockDatabase(string dbPath)
     {
-        var full = Path.GetFullPath(dbPath);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
         try
         {
-            return new FileStream(full + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            return SqliteDatabaseLock.Acquire(dbPath);
         }
-        catch (IOException)
+        catch (InvalidOperationException ex)
         {
-            throw new CliUsageException($"the database {dbPath} is in use by another Bureau process (one engine per database file; stop it, or use --db to name another)");
+            throw new CliUsageException(ex.Message);
         }
     }
 }

@@ -26,14 +26,7 @@ public sealed class SqliteRunStore : IRunStore
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         _options = options;
-        _connectionString = new SqliteConnectionStringBuilder
-        {
-            DataSource = options.Path,
-            Mode = SqliteOpenMode.ReadWriteCreate,
-            Cache = SqliteCacheMode.Private,
-            Pooling = true,
-            DefaultTimeout = (int)Math.Ceiling(options.BusyTimeout.TotalSeconds),
-        }.ToString();
+        _connectionString = options.ConnectionString();
     }
 
     /// <summary>The database file.</summary>

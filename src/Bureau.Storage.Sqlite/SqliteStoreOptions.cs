@@ -1,3 +1,4 @@
+using Microsoft.Data.Sqlite;
 namespace Bureau.Storage.Sqlite;
 
 /// <summary>How durable an acknowledged write is.</summary>
@@ -38,4 +39,14 @@ public sealed class SqliteStoreOptions
         if (MaxBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(MaxBatchSize), MaxBatchSize, "Bureau:Sqlite:MaxBatchSize must be at least 1");
         if (BusyTimeout < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(BusyTimeout), BusyTimeout, "Bureau:Sqlite:BusyTimeout must not be negative");
     }
+
+    /// <summary>The connection string every connection to this database uses.</summary>
+    internal string ConnectionString() => new SqliteConnectionStringBuilder
+    {
+        DataSource = Path,
+        Mode = SqliteOpenMode.ReadWriteCreate,
+        Cache = SqliteCacheMode.Private,
+        Pooling = true,
+        DefaultTimeout = (int)Math.Ceiling(BusyTimeout.TotalSeconds),
+    }.ToString();
 }

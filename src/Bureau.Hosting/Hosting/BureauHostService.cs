@@ -1,3 +1,4 @@
+using Bureau.Storage.Sqlite;
 using System.Net;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -18,7 +19,7 @@ internal sealed partial class BureauHostService(BureauStorage storage, IServiceP
 
     public async Task StartingAsync(CancellationToken cancellationToken)
     {
-        _lock = DatabaseLock.Acquire(storage.Options.Path);
+        _lock = SqliteDatabaseLock.Acquire(storage.Options.Path);
         try
         {
             await storage.Runs.InitializeAsync(cancellationToken);

@@ -61,24 +61,3 @@ internal static class ManifestSource
         throw new InvalidOperationException($"the manifest {path} is not valid:{Environment.NewLine}{string.Join(Environment.NewLine, result.Diagnostics)}");
     }
 }
-
-/// <summary>
-/// One engine per database file: a second process would execute the same runs. The lock (an
-/// advisory lock on DB.lock) is released by the kernel when the process dies, SIGKILL included.
-/// </summary>
-internal static class DatabaseLock
-{
-    public static FileStream Acquire(string dbPath)
-    {
-        var full = Path.GetFullPath(dbPath);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        try
-        {
-            return new FileStream(full + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-        }
-        catch (IOException)
-        {
-            throw new InvalidOperationException($"the database {dbPath} is in use by another Bureau process (one engine per database file; stop it, or set Bureau:Sqlite:Path / --db to another file)");
-        }
-    }
-}
