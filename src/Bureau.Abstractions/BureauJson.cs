@@ -31,6 +31,13 @@ public static class BureauJson
     public static byte[] SerializeEntry(JournalEntry entry) =>
         JsonSerializer.SerializeToUtf8Bytes(entry, s_storage.JournalEntry);
 
+    /// <summary>Writes an entry as <see cref="SerializeEntry"/> does, into <paramref name="writer"/>.</summary>
+    public static void WriteEntry(Utf8JsonWriter writer, JournalEntry entry) =>
+        JsonSerializer.Serialize(writer, entry, s_storage.JournalEntry);
+
+    /// <summary>The encoder of stored entries (relaxed: quotes and non-ASCII text are not escaped).</summary>
+    public static System.Text.Encodings.Web.JavaScriptEncoder StorageEncoder => System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping;
+
     /// <summary>Reads an entry written by <see cref="SerializeEntry"/>.</summary>
     public static JournalEntry DeserializeEntry(ReadOnlySpan<byte> utf8) =>
         JsonSerializer.Deserialize(utf8, BureauJsonContext.Default.JournalEntry)

@@ -10,8 +10,8 @@ internal sealed class WriterCommands : IDisposable
 
     public WriterCommands(SqliteConnection c)
     {
-        InsertJournal = Make(c, "INSERT INTO journal(run_id, n, kind, at, data) VALUES($run, $n, $kind, $at, $data)", "$run", "$n", "$kind", "$at", "$data");
-        BumpVersion = Make(c, "UPDATE runs SET version = $new, updated_at = $at WHERE id = $id AND version = $expected", "$new", "$at", "$id", "$expected");
+        InsertJournal = new RawStatement(c, "INSERT INTO journal(run_id, n, kind, at, data) VALUES(?1, ?2, ?3, ?4, ?5)");
+        BumpVersion = new RawStatement(c, "UPDATE runs SET version = ?1, updated_at = ?2 WHERE id = ?3 AND version = ?4");
         BumpVersionWithStatus = Make(c,
             """
             UPDATE runs SET version = $new, updated_at = $at, status = $status,
@@ -30,11 +30,12 @@ internal sealed class WriterCommands : IDisposable
             """,
             "$id", "$agent", "$input", "$at", "$key", "$actor");
         MarkRunning = Make(c, "UPDATE runs SET status = 'running', updated_at = $at WHERE id = $id AND status = 'queued'", "$at", "$id");
-        _all = [InsertJournal, BumpVersion, BumpVersionWithStatus, CurrentVersion, FindByKey, InsertRun, MarkRunning];
+        _all = [BumpVersionWithStatus, CurrentVersion, FindByKey, InsertRun, MarkRunning];
     }
 
-    public SqliteCommand InsertJournal { get; }
-    public SqliteCommand BumpVersion { get; }
+    public RawStatement InsertJournal { get; }
+    public RawStatement BumpVersion { get; }
+    public EntryBuffer Entries { get; } = new();
     public SqliteCommand BumpVersionWithStatus { get; }
     public SqliteCommand CurrentVersion { get; }
     public SqliteCommand FindByKey { get; }
@@ -49,6 +50,8 @@ internal sealed class WriterCommands : IDisposable
     public void Dispose()
     {
         foreach (var cmd in _all) cmd.Dispose();
+        InsertJournal.Dispose();
+        BumpVersion.Dispose();
     }
 
     private static SqliteCommand Make(SqliteConnection c, string sql, params string[] names)
@@ -76,12 +79,12 @@ internal abstract class WriteOp
     protected static void InsertEntry(WriterCommands cmds, string runId, long n, DateTimeOffset at, JournalEntry entry)
     {
         var ins = cmds.InsertJournal;
-        Set(ins, "$run", runId);
-        Set(ins, "$n", n);
-        Set(ins, "$kind", entry.Kind);
-        Set(ins, "$at", SqliteRunStore.ToUnixMs(at));
-        Set(ins, "$data", BureauJson.SerializeEntry(entry));
-        ins.ExecuteNonQuery();
+        ins.Bind(1, runId);
+        ins.Bind(2, n);
+        ins.Bind(3, entry.Kind);
+        ins.Bind(4, SqliteRunStore.ToUnixMs(at));
+        ins.Bind(5, cmds.Entries.Serialize(entry));
+        ins.Execute();
     }
 }
 
@@ -141,10 +144,10 @@ internal sealed class AppendOp(AppendRequest request) : WriteOp
         var req = request;
         var newVersion = req.ExpectedVersion + req.Entries.Count;
         var at = SqliteRunStore.ToUnixMs(req.At);
-        SqliteCommand bump;
+        int changed;
         if (req.Update is { } u)
         {
-            bump = cmds.BumpVersionWithStatus;
+            var bump = cmds.BumpVersionWithStatus;
             Set(bump, "$status", u.Status.ToWireName());
             Set(bump, "$output", u.Output);
             Set(bump, "$error", u.Error);
@@ -152,16 +155,22 @@ internal sealed class AppendOp(AppendRequest request) : WriteOp
             Set(bump, "$in", u.Usage?.InputTokens);
             Set(bump, "$out", u.Usage?.OutputTokens);
             Set(bump, "$waiting", u.WaitingFor is null ? null : JsonSerializer.Serialize(u.WaitingFor, BureauJsonContext.Default.WaitingFor));
+            Set(bump, "$new", newVersion);
+            Set(bump, "$at", at);
+            Set(bump, "$id", req.RunId);
+            Set(bump, "$expected", req.ExpectedVersion);
+            changed = bump.ExecuteNonQuery();
         }
         else
         {
-            bump = cmds.BumpVersion;
+            var bump = cmds.BumpVersion;
+            bump.Bind(1, newVersion);
+            bump.Bind(2, at);
+            bump.Bind(3, req.RunId);
+            bump.Bind(4, req.ExpectedVersion);
+            changed = bump.Execute();
         }
-        Set(bump, "$new", newVersion);
-        Set(bump, "$at", at);
-        Set(bump, "$id", req.RunId);
-        Set(bump, "$expected", req.ExpectedVersion);
-        if (bump.ExecuteNonQuery() != 1)
+        if (changed != 1)
         {
             var cur = cmds.CurrentVersion;
             Set(cur, "$id", req.RunId);
