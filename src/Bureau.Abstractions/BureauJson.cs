@@ -23,7 +23,7 @@ public static class BureauJson
     // data, never HTML, so they are written with relaxed escaping: smaller and readable.
     private static readonly BureauJsonContext s_storage = new(new JsonSerializerOptions(BureauJsonContext.Default.Options)
     {
-        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        Encoder = StorageEncoder,
         TypeInfoResolver = null,
     });
 

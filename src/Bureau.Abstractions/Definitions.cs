@@ -61,10 +61,16 @@ public sealed class OpenAIModelDefinition : ModelDefinition
     public int? MaxOutputTokens { get; init; }
 
     /// <summary>How long one request may take before it fails.</summary>
-    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(100);
+    public TimeSpan Timeout { get; init; } = DefaultTimeout;
+
+    /// <summary>The request timeout used when none is set: 100 seconds.</summary>
+    public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(100);
 
     /// <summary>How many times a 429 or 5xx answer is retried (with backoff, honouring Retry-After).</summary>
-    public int MaxRetries { get; init; } = 3;
+    public int MaxRetries { get; init; } = DefaultMaxRetries;
+
+    /// <summary>The retry count used when none is set.</summary>
+    public const int DefaultMaxRetries = 3;
 }
 
 /// <summary>
@@ -191,7 +197,10 @@ public sealed class ProcessToolDefinition : ToolDefinition
     public IReadOnlyDictionary<string, string?> Environment { get; init; } = new Dictionary<string, string?>();
 
     /// <summary>Stdout beyond this many bytes is cut, and the result says so.</summary>
-    public int MaxOutputBytes { get; init; } = 1024 * 1024;
+    public int MaxOutputBytes { get; init; } = DefaultMaxOutputBytes;
+
+    /// <summary>The stdout limit used when none is set: 1 MiB.</summary>
+    public const int DefaultMaxOutputBytes = 1024 * 1024;
 }
 
 /// <summary>A tool that sends an HTTP request; the response body is the result.</summary>
@@ -201,7 +210,10 @@ public sealed class HttpToolDefinition : ToolDefinition
     public override string Kind => "http";
 
     /// <summary>The HTTP method; GET sends the arguments as the query string, others as a JSON body.</summary>
-    public string Method { get; init; } = "POST";
+    public string Method { get; init; } = DefaultMethod;
+
+    /// <summary>The method used when none is set.</summary>
+    public const string DefaultMethod = "POST";
 
     /// <summary>The address called.</summary>
     public required Uri Url { get; init; }
@@ -210,7 +222,10 @@ public sealed class HttpToolDefinition : ToolDefinition
     public IReadOnlyDictionary<string, string> Headers { get; init; } = new Dictionary<string, string>();
 
     /// <summary>A response body beyond this many bytes is cut, and the result says so.</summary>
-    public int MaxResponseBytes { get; init; } = 1024 * 1024;
+    public int MaxResponseBytes { get; init; } = DefaultMaxResponseBytes;
+
+    /// <summary>The response body limit used when none is set: 1 MiB.</summary>
+    public const int DefaultMaxResponseBytes = 1024 * 1024;
 }
 
 /// <summary>A tool implemented by a C# function (<see cref="AIFunction"/>).</summary>
@@ -250,10 +265,16 @@ public enum LoopAction
 public sealed class LoopDetectionSettings
 {
     /// <summary>The same tool with the same arguments this many times is a loop. 0 turns this check off.</summary>
-    public int MaxRepeatedCalls { get; init; } = 3;
+    public int MaxRepeatedCalls { get; init; } = DefaultMaxRepeatedCalls;
+
+    /// <summary>The repeated-call limit used when none is set.</summary>
+    public const int DefaultMaxRepeatedCalls = 3;
 
     /// <summary>This many model turns in a row that learn nothing new (every tool result already seen) is a loop. 0 turns it off.</summary>
-    public int MaxTurnsWithoutProgress { get; init; } = 5;
+    public int MaxTurnsWithoutProgress { get; init; } = DefaultMaxTurnsWithoutProgress;
+
+    /// <summary>The no-progress limit used when none is set.</summary>
+    public const int DefaultMaxTurnsWithoutProgress = 5;
 
     /// <summary>What to do when a loop is found.</summary>
     public LoopAction Action { get; init; } = LoopAction.Stop;

@@ -167,8 +167,8 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
                 ApiKey = string.IsNullOrEmpty(apiKey) ? null : apiKey,
                 Temperature = temperature is { } tv ? (float)tv : null,
                 MaxOutputTokens = maxOutput is { } mv ? (int)mv : null,
-                Timeout = timeout ?? TimeSpan.FromSeconds(100),
-                MaxRetries = retries is { } rv ? (int)rv : 3,
+                Timeout = timeout ?? OpenAIModelDefinition.DefaultTimeout,
+                MaxRetries = retries is { } rv ? (int)rv : OpenAIModelDefinition.DefaultMaxRetries,
             };
         }
 
@@ -372,11 +372,11 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
                 Command = command,
                 WorkingDirectory = baseDirectory,
                 Environment = env,
-                MaxOutputBytes = maxOutput is { } mv ? (int)mv : 1024 * 1024,
+                MaxOutputBytes = maxOutput is { } mv ? (int)mv : ProcessToolDefinition.DefaultMaxOutputBytes,
             };
         }
 
-        var method = map.TryGetValue("method", out var me) ? HttpMethod(me) : "POST";
+        var method = map.TryGetValue("method", out var me) ? HttpMethod(me) : HttpToolDefinition.DefaultMethod;
         var url = map.TryGetValue("url", out var ur) ? AbsoluteUrl(ur) : null;
         var headers = map.TryGetValue("headers", out var he) ? Headers(he) : new Dictionary<string, string>();
         var maxResponse = map.TryGetValue("maxResponseBytes", out var mr) ? Integer(mr, 1, int.MaxValue) : null;
@@ -392,7 +392,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             Method = method,
             Url = url,
             Headers = headers,
-            MaxResponseBytes = maxResponse is { } rv ? (int)rv : 1024 * 1024,
+            MaxResponseBytes = maxResponse is { } rv ? (int)rv : HttpToolDefinition.DefaultMaxResponseBytes,
         };
     }
 
@@ -577,8 +577,8 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             var action = lm.TryGetValue("action", out var ac) ? Choice(ac, s_loopActions) : null;
             loop = new LoopDetectionSettings
             {
-                MaxRepeatedCalls = repeated is { } r ? (int)r : 3,
-                MaxTurnsWithoutProgress = noProgress is { } n ? (int)n : 5,
+                MaxRepeatedCalls = repeated is { } r ? (int)r : LoopDetectionSettings.DefaultMaxRepeatedCalls,
+                MaxTurnsWithoutProgress = noProgress is { } n ? (int)n : LoopDetectionSettings.DefaultMaxTurnsWithoutProgress,
                 Action = action == "warn" ? LoopAction.Warn : LoopAction.Stop,
             };
         }
