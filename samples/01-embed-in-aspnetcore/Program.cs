@@ -9,7 +9,8 @@ builder.Services.AddBureau()                                                   /
     .UseSqliteStorage("bureau.db")                                             // Bureau
     .AddModel(new ScriptedModelDefinition { Name = "model", Rules = Script.Rules }) // Bureau (or AddChatClient with any IChatClient)
     .AddTool(AIFunctionFactory.Create(Orders.Status, "order_status"), ToolEffect.Read) // Bureau
-    .AddAgent(new AgentDefinition { Name = "orders", Model = "model", Tools = ["order_status"] }); // Bureau
+    .AddAgent(new AgentDefinition { Name = "orders", Model = "model", Tools = ["order_status"] }) // Bureau
+    .AddHttpApi();                                                             // Bureau
 
 var app = builder.Build();
 

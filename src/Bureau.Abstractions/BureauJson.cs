@@ -14,6 +14,7 @@ namespace Bureau;
 [JsonSerializable(typeof(WaitingFor))]
 [JsonSerializable(typeof(UsageRecord))]
 [JsonSerializable(typeof(IReadOnlyList<ToolCallRecord>))]
+[JsonSerializable(typeof(DateTimeOffset))]
 public sealed partial class BureauJsonContext : JsonSerializerContext;
 
 /// <summary>Serialization helpers over <see cref="BureauJsonContext"/>.</summary>
@@ -42,6 +43,35 @@ public static class BureauJson
     public static JournalEntry DeserializeEntry(ReadOnlySpan<byte> utf8) =>
         JsonSerializer.Deserialize(utf8, BureauJsonContext.Default.JournalEntry)
         ?? throw new JsonException("journal entry is null");
+
+    /// <summary>
+    /// One journal record as the API, the event stream and <c>bureau runs show --json</c> write it:
+    /// <c>{"n":N,"at":"...","kind":"...",&lt;the entry's fields&gt;}</c>. The one place a step becomes JSON:
+    /// the entry is serialized once, as the store writes it, and prefixed with its number and time.
+    /// </summary>
+    public static byte[] SerializeStep(JournalRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        var entry = SerializeEntry(record.Entry);
+        var at = JsonSerializer.SerializeToUtf8Bytes(record.At, s_storage.DateTimeOffset);
+        Span<byte> number = stackalloc byte[24];
+        record.N.TryFormat(number, out var digits, default, System.Globalization.CultureInfo.InvariantCulture);
+        var result = new byte[5 + digits + 6 + at.Length + 1 + (entry.Length - 1)];
+        var span = result.AsSpan();
+        var pos = Put(span, 0, "{\"n\":"u8);
+        pos = Put(span, pos, number[..digits]);
+        pos = Put(span, pos, ",\"at\":"u8);
+        pos = Put(span, pos, at);
+        pos = Put(span, pos, ","u8);
+        Put(span, pos, entry.AsSpan(1));
+        return result;
+    }
+
+    private static int Put(Span<byte> target, int at, ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(target[at..]);
+        return at + bytes.Length;
+    }
 
     /// <summary>Serializes a value with Bureau's contract.</summary>
     public static string Serialize<T>(T value, JsonTypeInfo<T> typeInfo) => JsonSerializer.Serialize(value, typeInfo);

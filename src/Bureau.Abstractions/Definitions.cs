@@ -171,6 +171,12 @@ public abstract class ToolDefinition
     /// <summary>What to do with a call interrupted by a crash; null means the effect's default.</summary>
     public InDoubtAction? OnInDoubt { get; init; }
 
+    /// <summary>
+    /// How long a run waits for a person to decide an in-doubt call of this tool (<see cref="InDoubtAction.Wait"/>);
+    /// when the deadline passes with no decision, the call counts as failed and the run goes on. Null waits for ever.
+    /// </summary>
+    public TimeSpan? InDoubtTimeout { get; init; }
+
     /// <summary>The timeout used when none is set.</summary>
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(30);
 
@@ -247,8 +253,14 @@ public sealed class AgentBudgets
     /// <summary>Most tokens (input plus output, as the model reports them) a run may use.</summary>
     public long? MaxTokens { get; init; }
 
-    /// <summary>Longest a run may be active, summed over its active periods (waiting for a person does not count).</summary>
+    /// <summary>
+    /// Longest a run may be active, summed over its active periods, counted from its first step:
+    /// time in the queue and waiting for a person do not count.
+    /// </summary>
     public TimeSpan? MaxWallTime { get; init; }
+
+    /// <summary>Longest a run may wait in the queue before its first step; past it, the run ends as failed with outcome <c>expired</c>, without running. Null: no limit.</summary>
+    public TimeSpan? MaxQueueTime { get; init; }
 }
 
 /// <summary>What loop detection does when it fires.</summary>
@@ -303,6 +315,9 @@ public sealed class AgentDefinition
 
     /// <summary>Its loop detection settings.</summary>
     public LoopDetectionSettings LoopDetection { get; init; } = new();
+
+    /// <summary>Whether a run may start with an empty (or blank) input. Default false: such a submission is refused before anything is written.</summary>
+    public bool AllowEmptyInput { get; init; }
 }
 
 /// <summary>

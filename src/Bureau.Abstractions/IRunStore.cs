@@ -14,7 +14,7 @@ public interface IRunStore : IAsyncDisposable
     Task InitializeAsync(CancellationToken cancellationToken = default);
 
     /// <summary>
-    /// Creates a queued run with journal entry 1 (<see cref="RunStarted"/>), durably, in one transaction.
+    /// Creates a queued run with journal entry 1 (<see cref="NewRun.Started"/>, as given), durably, in one transaction.
     /// If <see cref="NewRun.IdempotencyKey"/> names an existing run, returns that run and creates nothing.
     /// </summary>
     Task<SubmitResult> SubmitAsync(NewRun run, CancellationToken cancellationToken = default);
@@ -40,6 +40,23 @@ public interface IRunStore : IAsyncDisposable
     /// <summary>Runs newest first, filtered, with a stable cursor.</summary>
     Task<RunPage> ListRunsAsync(RunQuery query, CancellationToken cancellationToken = default);
 
-    /// <summary>Runs that an executor should pick up (queued or running), oldest first.</summary>
-    Task<IReadOnlyList<RunRecord>> ListUnfinishedAsync(int limit, CancellationToken cancellationToken = default);
+    /// <summary>
+    /// Claims up to <paramref name="limit"/> unfinished runs (queued or running) that no live lease
+    /// holds (none, or one that ended before <paramref name="now"/>), oldest first, for
+    /// <paramref name="claim"/>'s owner; returns their ids. Two schedulers never get the same run
+    /// while a lease holds.
+    /// </summary>
+    Task<IReadOnlyList<string>> ClaimAsync(RunClaim claim, DateTimeOffset now, int limit, CancellationToken cancellationToken = default);
+
+    /// <summary>Extends every lease <paramref name="claim"/>'s owner holds on unfinished runs to <see cref="RunClaim.Until"/>; returns how many.</summary>
+    Task<int> RenewClaimsAsync(RunClaim claim, CancellationToken cancellationToken = default);
+
+    /// <summary>Drops every lease of <paramref name="owner"/> (a scheduler starting again under the same id takes them anew).</summary>
+    Task ReleaseClaimsAsync(string owner, CancellationToken cancellationToken = default);
+
+    /// <summary>Waiting runs whose wait's deadline is at or before <paramref name="now"/>, earliest first.</summary>
+    Task<IReadOnlyList<RunRecord>> ListDueWaitsAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken = default);
+
+    /// <summary>The earliest deadline of any waiting run, or null when no wait has one.</summary>
+    Task<DateTimeOffset?> NextWaitDeadlineAsync(CancellationToken cancellationToken = default);
 }

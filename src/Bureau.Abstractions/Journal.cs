@@ -20,6 +20,10 @@ namespace Bureau;
 [JsonDerivedType(typeof(RunResumed), RunResumed.KindName)]
 [JsonDerivedType(typeof(RunCanceled), RunCanceled.KindName)]
 [JsonDerivedType(typeof(RunFinished), RunFinished.KindName)]
+[JsonDerivedType(typeof(ChildRunStarted), ChildRunStarted.KindName)]
+[JsonDerivedType(typeof(ChildRunFinished), ChildRunFinished.KindName)]
+[JsonDerivedType(typeof(WaitAnswered), WaitAnswered.KindName)]
+[JsonDerivedType(typeof(WaitExpired), WaitExpired.KindName)]
 public abstract record JournalEntry
 {
     /// <summary>The entry's kind, as stored and as the host's event stream names it.</summary>
@@ -27,8 +31,8 @@ public abstract record JournalEntry
     public abstract string Kind { get; }
 }
 
-/// <summary>The run was accepted.</summary>
-public sealed record RunStarted(string Agent, string Input, string? Actor = null) : JournalEntry
+/// <summary>The run was accepted. Kind, parent and root are written only when they are not the defaults (an agent run at the top of its tree).</summary>
+public sealed record RunStarted(string Agent, string Input, string? Actor = null, string? RunKind = null, string? ParentRunId = null, string? RootRunId = null) : JournalEntry
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "run.started";
@@ -76,7 +80,14 @@ public sealed record ToolIntent(string CallId, string Tool, string Arguments, To
 }
 
 /// <summary>A tool returned (or failed: <see cref="IsError"/>); the content goes back to the model.</summary>
-public sealed record ToolCompleted(string CallId, string Tool, string Content, bool IsError, double DurationMs, long? IntentStep = null) : JournalEntry
+/// <param name="CallId">The model's id of the call.</param>
+/// <param name="Tool">The tool.</param>
+/// <param name="Content">The result (or the error) as the model sees it.</param>
+/// <param name="IsError">True when the call failed.</param>
+/// <param name="DurationMs">How long the tool ran.</param>
+/// <param name="IntentStep">The step of the call's intent, for <c>idempotent</c> and <c>write</c> tools.</param>
+/// <param name="Note">What Bureau noticed beside the result (for example stray processes it killed), or null.</param>
+public sealed record ToolCompleted(string CallId, string Tool, string Content, bool IsError, double DurationMs, long? IntentStep = null, string? Note = null) : JournalEntry
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "tool.result";
@@ -175,6 +186,50 @@ public sealed record RunFinished(RunStatus Status, string? Output, string? Error
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "run.finished";
+    /// <inheritdoc />
+    [JsonIgnore]
+    public override string Kind => KindName;
+}
+
+/// <summary>The run started a child run (a team member, a delegated task); the child has its own journal.</summary>
+public sealed record ChildRunStarted(string ChildRunId, string Target, string RunKind, string Input) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "child.started";
+    /// <inheritdoc />
+    [JsonIgnore]
+    public override string Kind => KindName;
+}
+
+/// <summary>A child run ended; its outcome as the parent saw it.</summary>
+public sealed record ChildRunFinished(string ChildRunId, RunStatus Status, string? Output, string? Error) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "child.finished";
+    /// <inheritdoc />
+    [JsonIgnore]
+    public override string Kind => KindName;
+}
+
+/// <summary>Someone answered the wait on <see cref="Step"/> (an approval, an external event).</summary>
+/// <param name="Step">The step the wait was about.</param>
+/// <param name="Reason">The wait's reason.</param>
+/// <param name="Answer">The answer (JSON or text), as given.</param>
+/// <param name="Actor">Who answered.</param>
+public sealed record WaitAnswered(long Step, string Reason, string? Answer, string? Actor) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "wait.answered";
+    /// <inheritdoc />
+    [JsonIgnore]
+    public override string Kind => KindName;
+}
+
+/// <summary>The deadline of the wait on <see cref="Step"/> passed with no answer; fired once by the timer service.</summary>
+public sealed record WaitExpired(long Step, string Reason, DateTimeOffset Deadline) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "wait.expired";
     /// <inheritdoc />
     [JsonIgnore]
     public override string Kind => KindName;

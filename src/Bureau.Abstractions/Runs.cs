@@ -69,21 +69,19 @@ public sealed record UsageRecord(long InputTokens, long OutputTokens)
         new(a.InputTokens + b.InputTokens, a.OutputTokens + b.OutputTokens);
 }
 
-/// <summary>Why a waiting run waits, and what would let it go on.</summary>
-/// <param name="Reason">For now always <c>in-doubt</c>.</param>
-/// <param name="Step">The journal step the person must decide on.</param>
-/// <param name="Tool">The tool of that step.</param>
-/// <param name="Key">The idempotency key the tool was given.</param>
-/// <param name="Arguments">The arguments the tool was given (JSON).</param>
-public sealed record WaitingFor(string Reason, long Step, string? Tool = null, string? Key = null, string? Arguments = null);
-
 /// <summary>A run as stored: the row, not the journal.</summary>
 public sealed record RunRecord
 {
     /// <summary>The run's id.</summary>
     public required string Id { get; init; }
-    /// <summary>The agent it runs.</summary>
+    /// <summary>What it runs: the agent's name (or, for other run kinds, their target's name).</summary>
     public required string Agent { get; init; }
+    /// <summary>The run kind, which picks its executor: <c>agent</c> (the agent loop) unless another kind is registered.</summary>
+    public string Kind { get; init; } = RunKinds.Agent;
+    /// <summary>The run that started this one as a child, or null for a top-level run.</summary>
+    public string? ParentRunId { get; init; }
+    /// <summary>The top-level run of this run's tree (its own id for a top-level run).</summary>
+    public string? RootRunId { get; init; }
     /// <summary>Its status.</summary>
     public required RunStatus Status { get; init; }
     /// <summary>The input it was started with.</summary>
@@ -115,10 +113,20 @@ public sealed record NewRun
 {
     /// <summary>The new run's id.</summary>
     public required string Id { get; init; }
-    /// <summary>The agent it runs.</summary>
+    /// <summary>The agent (or other target) it runs.</summary>
     public required string Agent { get; init; }
     /// <summary>Its input.</summary>
     public required string Input { get; init; }
+    /// <summary>Its kind (<see cref="RunKinds.Agent"/> by default).</summary>
+    public string Kind { get; init; } = RunKinds.Agent;
+    /// <summary>The parent run, for a child run.</summary>
+    public string? ParentRunId { get; init; }
+    /// <summary>The root of the run tree; null means the run itself.</summary>
+    public string? RootRunId { get; init; }
+    /// <summary>Journal entry 1, made by the engine; the store writes it as given.</summary>
+    public required RunStarted Started { get; init; }
+    /// <summary>The scheduler that claims the new run at once (so no other node picks it up), or null.</summary>
+    public RunClaim? Claim { get; init; }
     /// <summary>When it was accepted.</summary>
     public required DateTimeOffset CreatedAt { get; init; }
     /// <summary>The submitter's idempotency key: a second submission with it returns the first run.</summary>
@@ -145,8 +153,22 @@ public sealed record RunUpdate
     public string? Outcome { get; init; }
     /// <summary>Usage so far; null leaves it as is.</summary>
     public UsageRecord? Usage { get; init; }
-    /// <summary>Why it waits (waiting runs); cleared otherwise.</summary>
+    /// <summary>Why it waits (waiting runs); cleared otherwise. Its deadline, if any, is what the timer service fires.</summary>
     public WaitingFor? WaitingFor { get; init; }
+    /// <summary>Claims the run for a scheduler in the same transaction (a command that requeues a run); null leaves the claim as is. A waiting or finished run is never claimed.</summary>
+    public RunClaim? Claim { get; init; }
+}
+
+/// <summary>A scheduler's lease on unfinished runs: while it holds, no other scheduler picks them up.</summary>
+/// <param name="Owner">The scheduler (node) id.</param>
+/// <param name="Until">When the lease ends unless renewed.</param>
+public sealed record RunClaim(string Owner, DateTimeOffset Until);
+
+/// <summary>The run kinds Bureau ships.</summary>
+public static class RunKinds
+{
+    /// <summary>An agent loop: model calls and tool calls until the model answers.</summary>
+    public const string Agent = "agent";
 }
 
 /// <summary>One append to a run's journal: entries numbered from <c>ExpectedVersion + 1</c>.</summary>

@@ -1,46 +1,56 @@
-using Bureau.Models;
 using Bureau.Storage.Sqlite;
-using Bureau.Tools;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace Bureau.Cli;
 
+/// <summary>How the CLI's commands compose Bureau: the same root as any application (<c>AddBureau()</c>).</summary>
+internal static class CliComposition
+{
+    /// <summary>Test hosts add services here (crash points) before a command builds its host. Never set by the <c>bureau</c> executable.</summary>
+    public static Action<IServiceCollection>? ConfigureServices { get; set; }
+
+    /// <summary>Whether runs execute in Orleans grains (an embedded silo) or directly in this process (the default; decision 0010).</summary>
+    public static bool UseOrleans { get; set; }
+
+    /// <summary>Bureau's services for a command: the definitions, the SQLite store at <paramref name="dbPath"/>, and the executors.</summary>
+    public static BureauBuilder Add(IServiceCollection services, BureauDefinitions definitions, string dbPath, StoreDurability durability, int maxConcurrentRuns, bool? orleans = null)
+    {
+        var bureau = services.AddBureau(o => o.MaxConcurrentRuns = maxConcurrentRuns)
+            .AddDefinitions(definitions)
+            .UseSqliteStorage(o =>
+            {
+                o.Path = dbPath;
+                o.Durability = durability;
+            });
+        if (orleans ?? UseOrleans) bureau.UseOrleans();
+        ConfigureServices?.Invoke(services);
+        return bureau;
+    }
+}
+
 /// <summary>
-/// Bureau in this process for the CLI: the SQLite store, one Orleans silo on loopback, and the
-/// engine (which resumes unfinished runs of the database as it starts).
+/// Bureau in this process for the CLI, composed by <c>AddBureau()</c>: the SQLite store (its engine
+/// lock held), the engine (which resumes unfinished runs of the database as it starts), in a generic host.
 /// </summary>
 internal sealed class EmbeddedBureau : IAsyncDisposable
 {
     private readonly IHost _host;
-    private readonly FileStream _lock;
 
-    private EmbeddedBureau(IHost host, BureauEngine engine, SqliteRunStore store, FileStream dbLock)
+    private EmbeddedBureau(IHost host)
     {
         _host = host;
-        _lock = dbLock;
-        Engine = engine;
-        Store = store;
+        Engine = host.Services.GetRequiredService<BureauEngine>();
+        Store = host.Services.GetRequiredService<SqliteRunStore>();
     }
 
     public BureauEngine Engine { get; }
     public SqliteRunStore Store { get; }
 
     public static async Task<EmbeddedBureau> StartAsync(BureauDefinitions definitions, string dbPath, StoreDurability durability,
-        int maxConcurrentRuns, LogLevel logLevel, CancellationToken cancellationToken)
+        int maxConcurrentRuns, LogLevel logLevel, CancellationToken cancellationToken, bool? orleans = null)
     {
-        var dbLock = LockDatabase(dbPath);
-        var store = new SqliteRunStore(new SqliteStoreOptions { Path = dbPath, Durability = durability });
-        try
-        {
-            await store.InitializeAsync(cancellationToken);
-        }
-        catch
-        {
-            await dbLock.DisposeAsync();
-            throw;
-        }
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.IncludeScopes = false; });
@@ -48,25 +58,29 @@ internal sealed class EmbeddedBureau : IAsyncDisposable
         builder.Logging.SetMinimumLevel(logLevel);
         builder.Logging.AddFilter("Orleans", LogLevel.Error);
         builder.Logging.AddFilter("Microsoft", LogLevel.Error);
-        builder.Services.AddSingleton<IRunStore>(store);
-        builder.Services.AddSingleton(sp => new BureauEngine(
-            definitions, store, new ModelClientFactory().Create,
-            new BureauEngineOptions { MaxConcurrentRuns = maxConcurrentRuns },
-            new ToolFactory(), TimeProvider.System, sp.GetRequiredService<ILoggerFactory>()));
-        builder.UseOrleans(silo => silo.UseEmbeddedSilo());
+        CliComposition.Add(builder.Services, definitions, dbPath, durability, maxConcurrentRuns, orleans);
         var host = builder.Build();
         try
         {
             await host.StartAsync(cancellationToken);
         }
+        catch (InvalidOperationException ex) when (ex.Message.Contains("in use by another Bureau engine", StringComparison.Ordinal))
+        {
+            await DisposeHostAsync(host);
+            throw new CliUsageException(ex.Message);
+        }
         catch
         {
-            host.Dispose();
-            await store.DisposeAsync();
-            await dbLock.DisposeAsync();
+            await DisposeHostAsync(host);
             throw;
         }
-        return new EmbeddedBureau(host, host.Services.GetRequiredService<BureauEngine>(), store, dbLock);
+        return new EmbeddedBureau(host);
+    }
+
+    private static async Task DisposeHostAsync(IHost host)
+    {
+        if (host is IAsyncDisposable d) await d.DisposeAsync();
+        else host.Dispose();
     }
 
     public async ValueTask DisposeAsync()
@@ -75,20 +89,6 @@ internal sealed class EmbeddedBureau : IAsyncDisposable
         {
             try { await _host.StopAsync(cts.Token); } catch (OperationCanceledException) { }
         }
-        _host.Dispose();
-        await Store.DisposeAsync();
-        await _lock.DisposeAsync();
-    }
-
-    private static FileStream LockDatabase(string dbPath)
-    {
-        try
-        {
-            return SqliteDatabaseLock.Acquire(dbPath);
-        }
-        catch (InvalidOperationException ex)
-        {
-            throw new CliUsageException(ex.Message);
-        }
+        await DisposeHostAsync(_host);
     }
 }

@@ -14,13 +14,20 @@ internal static class JournalText
         ToolCallRejected r => $"{r.Tool} rejected, returned to the model: {Cut(r.Error, 120)}",
         BudgetExceeded b => $"{b.Budget} budget exceeded (limit {b.Limit.ToString(CultureInfo.InvariantCulture)}, used {b.Used.ToString(CultureInfo.InvariantCulture)})",
         LoopDetected l => $"{(l.Action == LoopAction.Warn ? "model warned" : "run stopped")}: {l.Reason}",
-        RunWaiting w => $"waiting ({w.WaitingFor.Reason}) on step {w.WaitingFor.Step}: {w.WaitingFor.Tool} {Cut(w.WaitingFor.Arguments ?? "", 60)} key {w.WaitingFor.Key}",
+        RunWaiting { WaitingFor: InDoubtWait d } => $"waiting (in-doubt) on step {d.Step}: {d.Tool} {Cut(d.Arguments ?? "", 60)} key {d.Key}{Deadline(d)}",
+        RunWaiting w => $"waiting ({w.WaitingFor.Reason}) on step {w.WaitingFor.Step}{Deadline(w.WaitingFor)}",
+        WaitAnswered a => $"step {a.Step} ({a.Reason}) answered{(a.Actor is null ? "" : " by " + a.Actor)}: {Cut(OneLine(a.Answer ?? ""), 80)}",
+        WaitExpired e => $"step {e.Step} ({e.Reason}): the deadline {e.Deadline:u} passed with no answer",
+        ChildRunStarted c => $"child run {c.ChildRunId} ({c.RunKind} {c.Target}): {Cut(c.Input, 80)}",
+        ChildRunFinished c => $"child run {c.ChildRunId} {c.Status.ToWireName()}",
         StepResolved r => $"step {r.Step} resolved as {r.Resolution.ToString().ToLowerInvariant()}{(r.Actor is null ? "" : " by " + r.Actor)}",
         RunResumed r => $"resumed from the journal ({r.Reason})",
         RunCanceled c => $"canceled{(c.Actor is null ? "" : " by " + c.Actor)}{(c.Reason is null ? "" : ": " + c.Reason)}{(c.InFlight.Count == 0 ? "" : "; in flight: " + string.Join(", ", c.InFlight))}",
         RunFinished f => f.Status == RunStatus.Succeeded ? $"succeeded: {Cut(OneLine(f.Output ?? ""), 100)}" : $"{f.Status.ToWireName()}: {f.Error}",
         _ => entry.Kind,
     };
+
+    private static string Deadline(WaitingFor w) => w.Deadline is { } d ? $" (deadline {d:u})" : "";
 
     private static string DescribeModel(ModelResponded m)
     {

@@ -13,14 +13,16 @@ public static class BureauEndpointRouteBuilderExtensions
 {
     /// <summary>
     /// Maps the REST API under <c>/v1</c> (runs, their live events, agents, keys), <c>/healthz</c>,
-    /// <c>/readyz</c> and, unless <see cref="BureauHostOptions.MapOpenApi"/> is off, the OpenAPI document at
+    /// <c>/readyz</c> and, unless <see cref="BureauHttpOptions.MapOpenApi"/> is off, the OpenAPI document at
     /// <c>/openapi/v1.json</c>. Every <c>/v1</c> route checks the caller's API key and role.
     /// Returns the <c>/v1</c> group, for adding conventions (CORS, rate limiting, ...).
     /// </summary>
     public static RouteGroupBuilder MapBureau(this IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
-        var options = endpoints.ServiceProvider.GetRequiredService<IOptions<BureauHostOptions>>().Value;
+        if (endpoints.ServiceProvider.GetService<ApiAccess>() is null)
+            throw new InvalidOperationException("MapBureau() needs the API's services: call builder.Services.AddBureau().AddHttpApi() (and a Use*Storage) first");
+        var options = endpoints.ServiceProvider.GetRequiredService<IOptions<BureauHttpOptions>>().Value;
 
         endpoints.MapGet("/healthz", () => TypedResults.Json(new HealthAnswer("alive")))
             .WithTags("health").WithSummary("Liveness: the process answers.").ExcludeFromDescription();

@@ -8,32 +8,48 @@ using Orleans.Configuration;
 
 namespace Bureau;
 
-/// <summary>Wires Bureau's engine into an Orleans silo.</summary>
-public static class BureauSiloExtensions
+/// <summary>Runs Bureau's executors in Orleans grains.</summary>
+public static class BureauOrleansExtensions
 {
     /// <summary>
-    /// Runs Bureau in this silo: run grains, and the engine started once the silo is up (it then
-    /// resumes unfinished runs) and stopped gracefully before the silo goes down.
-    /// The <see cref="BureauEngine"/> must be registered as a singleton.
+    /// Executes each run in its own grain (one activation cluster-wide) inside an Orleans silo hosted
+    /// by this application. Without <paramref name="configureSilo"/>, the silo is the embedded one: a
+    /// single silo on loopback, on free ports. The silo starts the engine once it is active and stops
+    /// it before it goes down.
     /// </summary>
-    public static ISiloBuilder AddBureau(this ISiloBuilder silo)
+    public static TBuilder UseOrleans<TBuilder>(this TBuilder builder, Action<ISiloBuilder>? configureSilo = null) where TBuilder : IBureauBuilder
     {
-        silo.Services.TryAddSingleton<RunCompletions>();
+        ArgumentNullException.ThrowIfNull(builder);
+        var services = builder.Services;
+        services.TryAddSingleton<EngineStartedBySilo>();
+        services.AddOrleans(silo =>
+        {
+            if (configureSilo is null) silo.UseEmbeddedSilo();
+            else configureSilo(silo);
+            silo.AddBureauGrains();
+        });
+        return builder;
+    }
+
+    /// <summary>
+    /// Adds Bureau's run grains to a silo, and starts the engine (which then resumes unfinished runs)
+    /// once the silo is up, stopping it gracefully before the silo goes down.
+    /// The <see cref="BureauEngine"/> must be registered (<c>AddBureau()</c>).
+    /// </summary>
+    public static ISiloBuilder AddBureauGrains(this ISiloBuilder silo)
+    {
         silo.Services.TryAddSingleton<OrleansRunActivator>();
         silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, EngineLifecycle>();
         silo.Configure<GrainCollectionOptions>(o => o.CollectionAge = TimeSpan.FromMinutes(2));
         return silo;
     }
 
-    /// <summary>
-    /// The embedded default: one silo on the loopback interface, on free ports, so several Bureau
-    /// processes can run on one machine.
-    /// </summary>
+    /// <summary>The embedded default: one silo on the loopback interface, on free ports, so several Bureau processes can run on one machine.</summary>
     public static ISiloBuilder UseEmbeddedSilo(this ISiloBuilder silo, string clusterId = "bureau")
     {
         silo.UseLocalhostClustering(siloPort: FreePort(), gatewayPort: FreePort(), serviceId: "bureau", clusterId: clusterId);
         silo.Configure<EndpointOptions>(o => o.AdvertisedIPAddress = IPAddress.Loopback);
-        return silo.AddBureau();
+        return silo;
     }
 
     private static int FreePort()

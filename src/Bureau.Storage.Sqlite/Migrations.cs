@@ -49,6 +49,17 @@ internal static class Migrations
             revoked_at INTEGER
         ) WITHOUT ROWID;
         """,
+        // 3: run kinds and trees, scheduler claims (leases), wait deadlines
+        """
+        ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'agent';
+        ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
+        ALTER TABLE runs ADD COLUMN root_run_id TEXT;
+        ALTER TABLE runs ADD COLUMN claim_owner TEXT;
+        ALTER TABLE runs ADD COLUMN claim_until INTEGER;
+        ALTER TABLE runs ADD COLUMN wait_deadline INTEGER;
+        CREATE INDEX runs_by_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL;
+        CREATE INDEX runs_by_deadline ON runs(wait_deadline) WHERE wait_deadline IS NOT NULL;
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

@@ -18,14 +18,25 @@ public sealed class SqliteRunStore : IRunStore
     private SqliteConnection? _writer;
     private Task? _writerLoop;
     private WriterCommands? _commands;
+    private readonly bool _exclusive;
+    private SqliteDatabaseLock? _lock;
     private int _disposed;
 
-    /// <summary>Creates the store; call <see cref="InitializeAsync"/> before use.</summary>
-    public SqliteRunStore(SqliteStoreOptions options)
+    /// <summary>
+    /// Creates the store; call <see cref="InitializeAsync"/> before use. A store made here reads and
+    /// writes without taking the database's engine lock (for tools and tests that inspect a database);
+    /// the store an engine runs on comes from <c>UseSqliteStorage</c>, which takes it.
+    /// </summary>
+    public SqliteRunStore(SqliteStoreOptions options) : this(options, exclusive: false)
+    {
+    }
+
+    internal SqliteRunStore(SqliteStoreOptions options, bool exclusive)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         _options = options;
+        _exclusive = exclusive;
         _connectionString = options.ConnectionString();
     }
 
@@ -41,13 +52,24 @@ public sealed class SqliteRunStore : IRunStore
         if (_writer is not null) return Task.CompletedTask;
         var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(_options.Path));
         if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
+        if (_exclusive) _lock = SqliteDatabaseLock.Acquire(_options.Path);
 
         var writer = new SqliteConnection(_connectionString);
-        writer.Open();
-        Exec(writer, "PRAGMA journal_mode=WAL");
-        Exec(writer, _options.Durability == StoreDurability.Full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
-        Exec(writer, "PRAGMA foreign_keys=OFF");
-        Migrations.Apply(writer);
+        try
+        {
+            writer.Open();
+            Exec(writer, "PRAGMA journal_mode=WAL");
+            Exec(writer, _options.Durability == StoreDurability.Full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+            Exec(writer, "PRAGMA foreign_keys=OFF");
+            Migrations.Apply(writer);
+        }
+        catch
+        {
+            writer.Dispose();
+            _lock?.Dispose();
+            _lock = null;
+            throw;
+        }
         _writer = writer;
         _commands = new WriterCommands(writer);
         _writerLoop = Task.Run(WriterLoopAsync, CancellationToken.None);
@@ -154,16 +176,82 @@ public sealed class SqliteRunStore : IRunStore
     }
 
     /// <inheritdoc />
-    public async Task<IReadOnlyList<RunRecord>> ListUnfinishedAsync(int limit, CancellationToken cancellationToken = default)
+    public Task<IReadOnlyList<string>> ClaimAsync(RunClaim claim, DateTimeOffset now, int limit, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(claim);
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        var op = new StatementOp<IReadOnlyList<string>>((c, tx) =>
+        {
+            using var cmd = c.CreateCommand();
+            cmd.Transaction = tx;
+            cmd.CommandText = """
+                UPDATE runs SET claim_owner = $owner, claim_until = $until
+                WHERE seq IN (SELECT seq FROM runs WHERE status IN ('queued','running')
+                              AND (claim_owner IS NULL OR claim_until < $now) ORDER BY seq LIMIT $limit)
+                RETURNING id
+                """;
+            cmd.Parameters.AddWithValue("$owner", claim.Owner);
+            cmd.Parameters.AddWithValue("$until", ToUnixMs(claim.Until));
+            cmd.Parameters.AddWithValue("$now", ToUnixMs(now));
+            cmd.Parameters.AddWithValue("$limit", limit);
+            using var r = cmd.ExecuteReader();
+            var ids = new List<string>();
+            while (r.Read()) ids.Add(r.GetString(0));
+            return ids;
+        });
+        Enqueue(op);
+        return op.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<int> RenewClaimsAsync(RunClaim claim, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(claim);
+        return ExecuteAsync("UPDATE runs SET claim_until = $until WHERE claim_owner = $owner AND status IN ('queued','running')",
+            ("$until", ToUnixMs(claim.Until)), ("$owner", claim.Owner), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task ReleaseClaimsAsync(string owner, CancellationToken cancellationToken = default) =>
+        ExecuteAsync("UPDATE runs SET claim_owner = NULL, claim_until = NULL WHERE claim_owner = $owner", ("$owner", owner), (null, null), cancellationToken);
+
+    private Task<int> ExecuteAsync(string sql, (string? Name, object? Value) p1, (string? Name, object? Value) p2, CancellationToken cancellationToken)
+    {
+        var op = new StatementOp<int>((c, tx) =>
+        {
+            using var cmd = c.CreateCommand();
+            cmd.Transaction = tx;
+            cmd.CommandText = sql;
+            if (p1.Name is not null) cmd.Parameters.AddWithValue(p1.Name, p1.Value);
+            if (p2.Name is not null) cmd.Parameters.AddWithValue(p2.Name, p2.Value);
+            return cmd.ExecuteNonQuery();
+        });
+        Enqueue(op);
+        return op.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<RunRecord>> ListDueWaitsAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken = default)
     {
         await using var c = await OpenReaderAsync(cancellationToken);
         await using var cmd = c.CreateCommand();
-        cmd.CommandText = $"SELECT {RunColumns} FROM runs WHERE status IN ('queued','running') ORDER BY seq LIMIT $limit";
+        cmd.CommandText = $"SELECT {RunColumns} FROM runs WHERE wait_deadline <= $now AND status = 'waiting' ORDER BY wait_deadline LIMIT $limit";
+        cmd.Parameters.AddWithValue("$now", ToUnixMs(now));
         cmd.Parameters.AddWithValue("$limit", limit);
         await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
         var list = new List<RunRecord>();
         while (await r.ReadAsync(cancellationToken)) list.Add(ReadRun(r));
         return list;
+    }
+
+    /// <inheritdoc />
+    public async Task<DateTimeOffset?> NextWaitDeadlineAsync(CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenReaderAsync(cancellationToken);
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT min(wait_deadline) FROM runs WHERE wait_deadline IS NOT NULL AND status = 'waiting'";
+        var value = await cmd.ExecuteScalarAsync(cancellationToken);
+        return value is null or DBNull ? null : FromUnixMs(Convert.ToInt64(value, CultureInfo.InvariantCulture));
     }
 
     /// <summary>Size on disk of the database and its WAL, in bytes.</summary>
@@ -187,6 +275,7 @@ public sealed class SqliteRunStore : IRunStore
         _commands?.Dispose();
         if (_writer is not null) await _writer.DisposeAsync();
         SqliteConnection.ClearPool(new SqliteConnection(_connectionString));
+        _lock?.Dispose();
     }
 
     private void Enqueue(WriteOp op)
@@ -264,8 +353,8 @@ public sealed class SqliteRunStore : IRunStore
         cmd.ExecuteNonQuery();
     }
 
-    internal const string RunColumns = "id, agent, status, input, output, error, outcome, input_tokens, output_tokens, created_at, updated_at, version, waiting_for, idempotency_key, actor";
-    private const int RunColumnCount = 15;
+    internal const string RunColumns = "id, agent, status, input, output, error, outcome, input_tokens, output_tokens, created_at, updated_at, version, waiting_for, idempotency_key, actor, kind, parent_run_id, root_run_id";
+    private const int RunColumnCount = 18;
 
     internal static RunRecord ReadRun(SqliteDataReader r)
     {
@@ -286,6 +375,9 @@ public sealed class SqliteRunStore : IRunStore
             WaitingFor = r.IsDBNull(12) ? null : JsonSerializer.Deserialize(r.GetString(12), BureauJsonContext.Default.WaitingFor),
             IdempotencyKey = r.IsDBNull(13) ? null : r.GetString(13),
             Actor = r.IsDBNull(14) ? null : r.GetString(14),
+            Kind = r.GetString(15),
+            ParentRunId = r.IsDBNull(16) ? null : r.GetString(16),
+            RootRunId = r.IsDBNull(17) ? null : r.GetString(17),
         };
     }
 

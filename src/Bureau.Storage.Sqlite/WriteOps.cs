@@ -17,18 +17,20 @@ internal sealed class WriterCommands : IDisposable
             UPDATE runs SET version = $new, updated_at = $at, status = $status,
                 output = coalesce($output, output), error = $error, outcome = $outcome,
                 input_tokens = coalesce($in, input_tokens), output_tokens = coalesce($out, output_tokens),
-                waiting_for = $waiting
+                waiting_for = $waiting, wait_deadline = $deadline,
+                claim_owner = CASE WHEN $status IN ('queued','running') THEN coalesce($claim_owner, claim_owner) END,
+                claim_until = CASE WHEN $status IN ('queued','running') THEN coalesce($claim_until, claim_until) END
             WHERE id = $id AND version = $expected
             """,
-            "$new", "$at", "$status", "$output", "$error", "$outcome", "$in", "$out", "$waiting", "$id", "$expected");
+            "$new", "$at", "$status", "$output", "$error", "$outcome", "$in", "$out", "$waiting", "$deadline", "$claim_owner", "$claim_until", "$id", "$expected");
         CurrentVersion = Make(c, "SELECT version FROM runs WHERE id = $id", "$id");
         FindByKey = Make(c, $"SELECT {SqliteRunStore.RunColumns} FROM runs WHERE idempotency_key = $key", "$key");
         InsertRun = Make(c,
             """
-            INSERT INTO runs(id, agent, status, input, created_at, updated_at, version, idempotency_key, actor)
-            VALUES($id, $agent, 'queued', $input, $at, $at, 1, $key, $actor)
+            INSERT INTO runs(id, agent, status, input, created_at, updated_at, version, idempotency_key, actor, kind, parent_run_id, root_run_id, claim_owner, claim_until)
+            VALUES($id, $agent, 'queued', $input, $at, $at, 1, $key, $actor, $kind, $parent, $root, $claim_owner, $claim_until)
             """,
-            "$id", "$agent", "$input", "$at", "$key", "$actor");
+            "$id", "$agent", "$input", "$at", "$key", "$actor", "$kind", "$parent", "$root", "$claim_owner", "$claim_until");
         MarkRunning = Make(c, "UPDATE runs SET status = 'running', updated_at = $at WHERE id = $id AND status = 'queued'", "$at", "$id");
         _all = [BumpVersionWithStatus, CurrentVersion, FindByKey, InsertRun, MarkRunning];
     }
@@ -44,8 +46,12 @@ internal sealed class WriterCommands : IDisposable
 
     public void Enlist(SqliteTransaction tx)
     {
+        Transaction = tx;
         foreach (var cmd in _all) cmd.Transaction = tx;
     }
+
+    /// <summary>The transaction of the batch being written (for operations with statements of their own).</summary>
+    public SqliteTransaction? Transaction { get; private set; }
 
     public void Dispose()
     {
@@ -113,8 +119,13 @@ internal sealed class SubmitOp(NewRun run) : WriteOp
         Set(ins, "$at", SqliteRunStore.ToUnixMs(run.CreatedAt));
         Set(ins, "$key", run.IdempotencyKey);
         Set(ins, "$actor", run.Actor);
+        Set(ins, "$kind", run.Kind);
+        Set(ins, "$parent", run.ParentRunId);
+        Set(ins, "$root", run.RootRunId ?? run.Id);
+        Set(ins, "$claim_owner", run.Claim?.Owner);
+        Set(ins, "$claim_until", run.Claim is { } claim ? SqliteRunStore.ToUnixMs(claim.Until) : null);
         ins.ExecuteNonQuery();
-        InsertEntry(cmds, run.Id, 1, run.CreatedAt, new RunStarted(run.Agent, run.Input, run.Actor));
+        InsertEntry(cmds, run.Id, 1, run.CreatedAt, run.Started);
         _result = new SubmitResult(new RunRecord
         {
             Id = run.Id,
@@ -126,6 +137,9 @@ internal sealed class SubmitOp(NewRun run) : WriteOp
             Version = 1,
             IdempotencyKey = run.IdempotencyKey,
             Actor = run.Actor,
+            Kind = run.Kind,
+            ParentRunId = run.ParentRunId,
+            RootRunId = run.RootRunId ?? run.Id,
         }, Created: true);
     }
 
@@ -155,6 +169,9 @@ internal sealed class AppendOp(AppendRequest request) : WriteOp
             Set(bump, "$in", u.Usage?.InputTokens);
             Set(bump, "$out", u.Usage?.OutputTokens);
             Set(bump, "$waiting", u.WaitingFor is null ? null : JsonSerializer.Serialize(u.WaitingFor, BureauJsonContext.Default.WaitingFor));
+            Set(bump, "$deadline", u.WaitingFor?.Deadline is { } deadline ? SqliteRunStore.ToUnixMs(deadline) : null);
+            Set(bump, "$claim_owner", u.Claim?.Owner);
+            Set(bump, "$claim_until", u.Claim is { } claim ? SqliteRunStore.ToUnixMs(claim.Until) : null);
             Set(bump, "$new", newVersion);
             Set(bump, "$at", at);
             Set(bump, "$id", req.RunId);
@@ -206,5 +223,17 @@ internal sealed class MarkRunningOp(string runId, DateTimeOffset at) : WriteOp
     }
 
     public override void Complete() => Completion.TrySetResult();
+    public override void Fail(Exception ex) => Completion.TrySetException(ex);
+}
+
+/// <summary>An operation with statements of its own, run on the writer connection inside the batch's transaction.</summary>
+internal sealed class StatementOp<T>(Func<SqliteConnection, SqliteTransaction, T> execute) : WriteOp
+{
+    private T? _result;
+    public TaskCompletionSource<T> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public override void Execute(WriterCommands cmds) => _result = execute(cmds.Transaction!.Connection!, cmds.Transaction);
+    public override void Reset() => _result = default;
+    public override void Complete() => Completion.TrySetResult(_result!);
     public override void Fail(Exception ex) => Completion.TrySetException(ex);
 }

@@ -21,17 +21,22 @@ public sealed class BureauProcess : IDisposable
     /// </summary>
     public static string BureauDll { get; } = FindBureauDll();
 
-    private static string FindBureauDll()
+    /// <summary>The CLI with crash points armed by <c>BUREAU_CRASH_AT</c> (tests/Bureau.TestHost): the bureau executable has none.</summary>
+    public static string CrashHostDll { get; } = FindBuilt(Path.Combine("tests", "Bureau.TestHost"), "Bureau.TestHost.dll");
+
+    private static string FindBureauDll() => FindBuilt(Path.Combine("src", "Bureau.Cli"), "bureau.dll");
+
+    private static string FindBuilt(string project, string dll)
     {
         var baseDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
         var tfm = baseDir.Name;
         var config = baseDir.Parent!.Name;
         for (var dir = baseDir; dir is not null; dir = dir.Parent)
         {
-            var candidate = Path.Combine(dir.FullName, "src", "Bureau.Cli", "bin", config, tfm, "bureau.dll");
+            var candidate = Path.Combine(dir.FullName, project, "bin", config, tfm, dll);
             if (File.Exists(candidate)) return candidate;
         }
-        return Path.Combine(AppContext.BaseDirectory, "bureau.dll");
+        return Path.Combine(AppContext.BaseDirectory, dll);
     }
 
     public static BureauProcess Start(string workingDirectory, IDictionary<string, string> env, params string[] args)
@@ -44,7 +49,7 @@ public sealed class BureauProcess : IDisposable
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        psi.ArgumentList.Add(BureauDll);
+        psi.ArgumentList.Add(env.TryGetValue("BUREAU_CRASH_AT", out var crashAt) && crashAt.Length > 0 ? CrashHostDll : BureauDll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var (k, v) in env) psi.Environment[k] = v;
         psi.Environment["DOTNET_TieredPGO"] = "0";

@@ -111,7 +111,7 @@ public sealed class CrashTests : IAsyncLifetime
         if (expected == "waiting")
         {
             var waiting = journal.Select(j => j.Entry).OfType<RunWaiting>().Single().WaitingFor;
-            Assert.Equal(("in-doubt", "ledger"), (waiting.Reason, waiting.Tool));
+            Assert.Equal(("in-doubt", "ledger"), (waiting.Reason, Assert.IsType<InDoubtWait>(waiting).Tool));
             Assert.True(ledger.Length <= 1);
             using var resolve = Bureau(ledgerDir, null, "runs", "resolve", runId, "--step", waiting.Step.ToString(), "--as", "done",
                 "--result", "checked by hand", "--file", "bureau.yaml", "--db", db);
@@ -137,7 +137,7 @@ public sealed class CrashTests : IAsyncLifetime
             await store.InitializeAsync();
             await Task.WhenAll(Enumerable.Range(0, runs).Select(i => store.SubmitAsync(new NewRun
             {
-                Id = $"r{i:000}", Agent = "clerk", Input = $"r{i:000}", CreatedAt = DateTimeOffset.UtcNow,
+                Id = $"r{i:000}", Agent = "clerk", Input = $"r{i:000}", Started = new RunStarted("clerk", $"r{i:000}"), CreatedAt = DateTimeOffset.UtcNow,
             })));
         }
 
@@ -178,7 +178,7 @@ public sealed class CrashTests : IAsyncLifetime
             if (run.Status == RunStatus.Waiting)
             {
                 waitingRuns++;
-                Assert.Equal("ledger", run.WaitingFor!.Tool);
+                Assert.Equal("ledger", Assert.IsType<InDoubtWait>(run.WaitingFor).Tool);
             }
             else
             {

@@ -141,7 +141,7 @@ public sealed class ServeKillTests : IDisposable
             if (run.Status == RunStatus.Waiting)
             {
                 waiting++;
-                Assert.Equal(("in-doubt", "ledger"), (run.WaitingFor!.Reason, run.WaitingFor.Tool));
+                Assert.Equal(("in-doubt", "ledger"), (run.WaitingFor!.Reason, Assert.IsType<InDoubtWait>(run.WaitingFor).Tool));
             }
         }
         var ledgerFile = Path.Combine(_dir, "ledger.txt");

@@ -142,7 +142,7 @@ public sealed class EventStreamTests(AnonymousHostFixture fixture) : IClassFixtu
     {
         var input = "sse-activity-" + Guid.NewGuid().ToString("n");
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var sub = Host.Engine.Hub.SubscribeAll(e =>
+        using var sub = Host.Engine.Events.SubscribeAll(e =>
         {
             if (e.Activity == "model.started") started.TrySetResult();
         });

@@ -16,7 +16,7 @@ public sealed class ResolveTests
     {
         await using var store = new SqliteRunStore(new SqliteStoreOptions { Path = db });
         await store.InitializeAsync(Ct);
-        await store.SubmitAsync(new NewRun { Id = RunId, Agent = "writer", Input = "record it", CreatedAt = DateTimeOffset.UtcNow }, Ct);
+        await store.SubmitAsync(new NewRun { Id = RunId, Agent = "writer", Input = "record it", Started = new RunStarted("writer", "record it"), CreatedAt = DateTimeOffset.UtcNow }, Ct);
         await store.AppendAsync(new AppendRequest
         {
             RunId = RunId,
@@ -45,7 +45,7 @@ public sealed class ResolveTests
 
         var waiting = await host.WaitAsync(RunId); // resumed at start: the write is in doubt, so it waits
         Assert.Equal(RunStatus.Waiting, waiting.Status);
-        Assert.Equal(("in-doubt", 3L, "ledger"), (waiting.WaitingFor!.Reason, waiting.WaitingFor.Step, waiting.WaitingFor.Tool));
+        Assert.Equal(("in-doubt", 3L, "ledger"), (waiting.WaitingFor!.Reason, waiting.WaitingFor.Step, Assert.IsType<InDoubtWait>(waiting.WaitingFor).Tool));
 
         using var res = await host.Client.SendAsync(
             Http.Json(HttpMethod.Post, $"/v1/runs/{RunId}/resolve", $$"""{"step":3,"as":"{{decision}}","result":"checked by hand"}"""), Ct);

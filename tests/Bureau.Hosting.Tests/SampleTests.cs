@@ -17,7 +17,7 @@ public sealed class SampleTests
         try
         {
             await using (var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
-                b.ConfigureServices(s => s.Configure<BureauHostOptions>(o => o.Sqlite.Path = Path.Combine(dir, "sample.db")))))
+                b.ConfigureServices(s => s.Configure<Bureau.Storage.Sqlite.SqliteStoreOptions>(o => o.Path = Path.Combine(dir, "sample.db")))))
             {
                 using var client = factory.CreateClient();
                 Assert.Equal("The shop's own API", await client.GetStringAsync("/", ct));

@@ -85,7 +85,8 @@ public sealed class TestHost : IAsyncDisposable
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = _dir });
         if (testServer) builder.WebHost.UseTestServer();
         builder.Logging.ClearProviders();
-        var bureau = builder.Services.AddBureau(o =>
+        var bureau = builder.Services.AddBureau()
+            .AddHttpApi(o =>
             {
                 o.HeartbeatInterval = TimeSpan.FromMilliseconds(50);
                 o.MaxRequestBodyBytes = 64 * 1024;

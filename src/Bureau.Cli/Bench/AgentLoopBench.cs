@@ -83,7 +83,7 @@ internal static class AgentLoopBench
 
         await using var bureau = await EmbeddedBureau.StartAsync(Definitions(config.Steps, config.LatencyMs), config.DbPath, config.Durability,
             config.Concurrency, LogLevel.Warning, ct);
-        using var sub = bureau.Engine.Hub.SubscribeAll(e =>
+        using var sub = bureau.Engine.Events.SubscribeAll(e =>
         {
             var now = Stopwatch.GetTimestamp();
             if (e.Activity == "model.started") starts.TryAdd(e.RunId, now);

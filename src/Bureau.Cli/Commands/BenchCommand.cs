@@ -17,6 +17,12 @@ internal static class BenchCommand
         var db = new Option<string>("--db") { Description = "The database file (deleted and recreated for each system).", DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "bureau-bench", "agent-loop.db") };
         var durability = CliShared.DurabilityOption();
         var skipFloor = new Option<bool>("--no-floor") { Description = "Measure Bureau only." };
+        var executors = new Option<string>("--executors")
+        {
+            Description = "Where runs execute: local (directly in this process, as bureau serve and run do) or orleans (a grain per run in an embedded silo).",
+            DefaultValueFactory = _ => "local",
+            HelpName = "orleans|local",
+        };
         var warmup = new Option<int>("--warmup")
         {
             Description = "Runs done first on a throwaway database and left out of the report, so JIT and first-activation costs are not measured (0: none).",
@@ -24,10 +30,16 @@ internal static class BenchCommand
         };
         var agentLoop = new Command("agent-loop", "The agent-loop workload (shared/workloads/agent-loop.md): Bureau, then floor (synchronous=FULL) and floor-normal (synchronous=NORMAL).")
         {
-            runs, concurrency, steps, latency, db, durability, skipFloor, warmup,
+            runs, concurrency, steps, latency, db, durability, skipFloor, warmup, executors,
         };
         agentLoop.SetAction(async (parse, ct) =>
         {
+            CliComposition.UseOrleans = parse.GetValue(executors)!.ToLowerInvariant() switch
+            {
+                "orleans" => true,
+                "local" => false,
+                var other => throw new CliUsageException($"--executors must be orleans or local, not '{other}'"),
+            };
             var config = new AgentLoopConfig(parse.GetValue(runs), parse.GetValue(concurrency), parse.GetValue(steps), parse.GetValue(latency),
                 parse.GetValue(db)!, CliShared.ParseDurability(parse.GetValue(durability)!));
             if (config.Runs < 1 || config.Concurrency < 1 || config.Steps < 1 || config.LatencyMs < 0 || parse.GetValue(warmup) < 0)

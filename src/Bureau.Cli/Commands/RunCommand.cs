@@ -79,9 +79,12 @@ internal static class RunCommand
             case RunStatus.Succeeded:
                 stdout.WriteLine(run.Output);
                 break;
-            case RunStatus.Waiting when run.WaitingFor is { } w:
-                stdout.WriteLine($"run {run.Id} is waiting ({w.Reason}): step {w.Step} called '{w.Tool}' with key {w.Key}, and a crash left its outcome unknown.");
+            case RunStatus.Waiting when run.WaitingFor is InDoubtWait w:
+                stdout.WriteLine($"run {run.Id} is waiting ({w.Reason}): step {w.Step} called '{w.Tool}' with key {w.Key}, and a crash left its outcome unknown{(w.Deadline is { } d ? $" (if nobody decides by {d:u}, the call counts as failed)" : "")}.");
                 stdout.WriteLine($"Decide with: bureau runs resolve {run.Id} --step {w.Step} --as done|retry|failed --db {db}");
+                break;
+            case RunStatus.Waiting when run.WaitingFor is { } w:
+                stdout.WriteLine($"run {run.Id} is waiting ({w.Reason}) on step {w.Step}{(w.Deadline is { } deadline ? $" until {deadline:u}" : "")}.");
                 break;
             default:
                 stdout.WriteLine($"run {run.Id} {run.Status.ToWireName()}: {run.Error}");

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.CommandLine;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
@@ -34,11 +35,10 @@ internal static class RunsCommand
             var dbPath = parse.GetValue(db)!;
             if (!File.Exists(dbPath)) throw new CliUsageException($"no database at '{dbPath}' (use --db to name one)");
             await using var bureau = await EmbeddedBureau.StartAsync(definitions, dbPath, Storage.Sqlite.StoreDurability.Full, 64, LogLevel.Warning, ct);
-            var started = await bureau.Store.ListUnfinishedAsync(int.MaxValue, ct);
-            Console.Error.WriteLine($"resuming {started.Count} unfinished runs from {dbPath}");
+            Console.Error.WriteLine($"resuming {await CountUnfinishedAsync(bureau.Store, ct)} unfinished runs from {dbPath}");
             using var done = new SemaphoreSlim(0);
-            using var sub = bureau.Engine.Hub.SubscribeAll(e => { if (e.Record?.Entry is RunFinished or RunWaiting) done.Release(); });
-            while ((await bureau.Store.ListUnfinishedAsync(1, ct)).Count > 0)
+            using var sub = bureau.Engine.Events.SubscribeAll(e => { if (e.Record?.Entry is RunFinished or RunWaiting) done.Release(); });
+            while (await CountUnfinishedAsync(bureau.Store, ct) > 0)
                 await done.WaitAsync(TimeSpan.FromSeconds(1), ct);
             var counts = new Dictionary<string, int>();
             foreach (var s in Enum.GetValues<RunStatus>())
@@ -189,10 +189,16 @@ internal static class RunsCommand
             var manifest = parse.GetValue(file);
             if (manifest is null)
             {
+                // The engine's commands without executing anything here: a host already serving this
+                // database (node "local") picks the run up once this command's claim lapses.
                 await using var store = await CliShared.OpenExistingStoreAsync(dbPath, ct);
-                await using var engine = new BureauEngine(new BureauDefinitions(), store, _ => throw new InvalidOperationException("no model needed to resolve"));
+                var services = new ServiceCollection();
+                services.AddBureau(o => o.NodeId = "cli");
+                services.AddSingleton<IRunStore>(store);
+                await using var provider = services.BuildServiceProvider();
+                var engine = provider.GetRequiredService<BureauEngine>();
                 var run = await engine.ResolveAsync(runId, parse.GetValue(step), resolution, parse.GetValue(result), actor, ct);
-                Console.Out.WriteLine($"run {run.Id}: step {parse.GetValue(step)} resolved as {resolution.ToString().ToLowerInvariant()}; it continues the next time Bureau starts on {dbPath} (or pass --file to continue now).");
+                Console.Out.WriteLine($"run {run.Id}: step {parse.GetValue(step)} resolved as {resolution.ToString().ToLowerInvariant()}; it continues when Bureau next runs on {dbPath} (a host serving it now picks it up within a minute; or pass --file to continue now).");
                 return 0;
             }
             var definitions = CliShared.LoadManifest(manifest, Console.Error);
@@ -207,5 +213,22 @@ internal static class RunsCommand
             return RunCommand.ExitCode(final.Status);
         });
         return cmd;
+    }
+
+    private static async Task<int> CountUnfinishedAsync(IRunStore store, CancellationToken ct)
+    {
+        var n = 0;
+        foreach (var status in new[] { RunStatus.Queued, RunStatus.Running })
+        {
+            string? cursor = null;
+            do
+            {
+                var page = await store.ListRunsAsync(new RunQuery { Status = status, Limit = 1000, Cursor = cursor }, ct);
+                n += page.Items.Count;
+                cursor = page.Next;
+            }
+            while (cursor is not null);
+        }
+        return n;
     }
 }

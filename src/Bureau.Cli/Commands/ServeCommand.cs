@@ -47,20 +47,14 @@ internal static class ServeCommand
             builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
             builder.Logging.AddFilter("Polly", LogLevel.Warning);
             builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
-            builder.Services.AddBureau()
-                .AddDefinitions(definitions)
-                .UseSqliteStorage(o =>
-                {
-                    o.Path = dbPath;
-                    o.Durability = storeDurability;
-                });
+            CliComposition.Add(builder.Services, definitions, dbPath, storeDurability, new BureauOptions().MaxConcurrentRuns).AddHttpApi();
             await using var app = builder.Build();
             app.MapBureau();
             try
             {
                 await app.StartAsync(ct);
             }
-            catch (Exception ex) when (ex is InvalidOperationException or OptionsValidationException or IOException)
+            catch (Exception ex) when (ex is InvalidOperationException or OptionsValidationException or IOException or ArgumentException)
             {
                 Console.Error.WriteLine("bureau: " + ex.Message);
                 return 2;

@@ -13,7 +13,7 @@ internal static class BureauApi
 {
     private static readonly JsonSerializerOptions Compact = RunDocuments.JsonOptions;
 
-    private static BureauHostOptions Options(HttpContext ctx) => ctx.RequestServices.GetRequiredService<IOptions<BureauHostOptions>>().Value;
+    private static BureauHttpOptions Options(HttpContext ctx) => ctx.RequestServices.GetRequiredService<IOptions<BureauHttpOptions>>().Value;
     private static BureauEngine Engine(HttpContext ctx) => ctx.RequestServices.GetRequiredService<BureauEngine>();
 
     public static IResult Json(JsonNode node, int status = StatusCodes.Status200OK) =>
@@ -21,9 +21,7 @@ internal static class BureauApi
 
     public static IResult Ready(HttpContext ctx)
     {
-        var storage = ctx.RequestServices.GetRequiredService<BureauStorage>();
         var engine = ctx.RequestServices.GetRequiredService<BureauEngine>();
-        if (!storage.IsOpen) return Problems.Create(503, "not-ready", "the store is not open");
         if (!engine.IsReady) return Problems.Create(503, "not-ready", "the engine has not started (the silo is starting, or unfinished runs are being scheduled, or the host is stopping)");
         return TypedResults.Json(new HealthAnswer("ready"));
     }
@@ -62,7 +60,12 @@ internal static class BureauApi
         var engine = Engine(ctx);
         var run = await engine.GetRunAsync(id, ctx.RequestAborted) ?? throw new RunNotFoundException(id);
         var journal = await engine.ReadJournalAsync(id, 0, ctx.RequestAborted);
-        return Json(RunDocuments.Full(run, journal));
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(1024 + journal.Count * 256);
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = RunDocuments.JsonOptions.Encoder }))
+        {
+            RunDocuments.WriteFull(writer, run, journal);
+        }
+        return Results.Bytes(buffer.WrittenMemory.ToArray(), "application/json");
     }
 
     public static async Task<IResult> ListAsync(HttpContext ctx)

@@ -1,4 +1,3 @@
-using Bureau.Storage.Sqlite;
 using System.Net;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -8,41 +7,20 @@ using Microsoft.Extensions.Logging;
 
 namespace Bureau.Hosting;
 
-/// <summary>
-/// Opens the database (lock, migrations) before the silo starts the engine, enforces the loopback
-/// rule once the server listens, and closes the database after the silo stopped.
-/// </summary>
-internal sealed partial class BureauHostService(BureauStorage storage, IServiceProvider services, ILogger<BureauHostService> logger)
+/// <summary>Enforces the loopback rule once the server listens: without API keys, only loopback addresses.</summary>
+internal sealed partial class BureauHostService(IApiKeyStore keys, IServiceProvider services, ILogger<BureauHostService> logger)
     : IHostedLifecycleService
 {
-    private FileStream? _lock;
-
-    public async Task StartingAsync(CancellationToken cancellationToken)
-    {
-        _lock = SqliteDatabaseLock.Acquire(storage.Options.Path);
-        try
-        {
-            await storage.Runs.InitializeAsync(cancellationToken);
-            await storage.Keys.InitializeAsync(cancellationToken);
-            storage.IsOpen = true;
-        }
-        catch
-        {
-            await _lock.DisposeAsync();
-            _lock = null;
-            throw;
-        }
-    }
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public async Task StartedAsync(CancellationToken cancellationToken)
     {
         var addresses = services.GetService<IServer>()?.Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
-        var hasKeys = await storage.Keys.AnyActiveAsync(cancellationToken);
-        if (hasKeys)
+        if (await keys.AnyActiveAsync(cancellationToken))
         {
-            Log.KeysRequired(logger, storage.Options.Path);
+            Log.KeysRequired(logger);
             return;
         }
         var exposed = addresses.Where(a => !IsLoopbackUrl(a)).ToList();
@@ -50,22 +28,16 @@ internal sealed partial class BureauHostService(BureauStorage storage, IServiceP
         {
             throw new InvalidOperationException(
                 $"Bureau refuses to listen on {string.Join(", ", exposed)} without API keys: anyone who can reach it could start runs. " +
-                $"Create a key first (bureau keys create --role admin --db {storage.Options.Path}), or listen on loopback only (http://127.0.0.1:PORT).");
+                "Create a key first (bureau keys create --role admin --db DB), or listen on loopback only (http://127.0.0.1:PORT).");
         }
-        Log.LoopbackOnly(logger, storage.Options.Path);
+        Log.LoopbackOnly(logger);
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    public async Task StoppedAsync(CancellationToken cancellationToken)
-    {
-        storage.IsOpen = false;
-        await storage.Runs.DisposeAsync();
-        if (_lock is not null) await _lock.DisposeAsync();
-        _lock = null;
-    }
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     /// <summary>True for http(s)://localhost, 127.x.x.x and [::1] addresses; false for wildcards and anything else.</summary>
     internal static bool IsLoopbackUrl(string url)
@@ -96,10 +68,10 @@ internal sealed partial class BureauHostService(BureauStorage storage, IServiceP
 
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Warning, "No API keys in {Db}: serving loopback clients only, each with every right. Create a key with `bureau keys create --role admin --db {Db}` to require keys")]
-        public static partial void LoopbackOnly(ILogger logger, string db);
+        [LoggerMessage(1, LogLevel.Warning, "No API keys in the store: serving loopback clients only, each with every right. Create a key with `bureau keys create --role admin` to require keys")]
+        public static partial void LoopbackOnly(ILogger logger);
 
-        [LoggerMessage(2, LogLevel.Information, "API keys found in {Db}: every /v1 request needs one")]
-        public static partial void KeysRequired(ILogger logger, string db);
+        [LoggerMessage(2, LogLevel.Information, "API keys found in the store: every /v1 request needs one")]
+        public static partial void KeysRequired(ILogger logger);
     }
 }

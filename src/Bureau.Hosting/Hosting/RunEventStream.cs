@@ -24,7 +24,7 @@ internal static class RunEventStream
     public static async Task<IResult> StreamAsync(HttpContext ctx, string id)
     {
         var engine = ctx.RequestServices.GetRequiredService<BureauEngine>();
-        var options = ctx.RequestServices.GetRequiredService<IOptions<BureauHostOptions>>().Value;
+        var options = ctx.RequestServices.GetRequiredService<IOptions<BureauHttpOptions>>().Value;
         var time = ctx.RequestServices.GetRequiredService<TimeProvider>();
         var lifetime = ctx.RequestServices.GetRequiredService<IHostApplicationLifetime>();
 
@@ -104,7 +104,7 @@ internal static class RunEventStream
         {
             sb.Append("id: ").Append(r.N.ToString(CultureInfo.InvariantCulture)).Append('\n');
             sb.Append("event: ").Append(r.Entry.Kind).Append('\n');
-            sb.Append("data: ").Append(RunDocuments.Step(r).ToJsonString(Compact)).Append("\n\n");
+            sb.Append("data: ").Append(Encoding.UTF8.GetString(BureauJson.SerializeStep(r))).Append("\n\n");
         }
         else
         {

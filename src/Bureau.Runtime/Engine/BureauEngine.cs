@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Bureau.Engine;
@@ -9,36 +8,20 @@ using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Bureau;
 
-/// <summary>Options of the run engine.</summary>
-public sealed class BureauEngineOptions
-{
-    /// <summary>Most runs executing at once in this process; further runs wait in the queue. Default 64.</summary>
-    public int MaxConcurrentRuns { get; set; } = 64;
-
-    /// <summary>On shutdown, how long in-flight steps get to reach the journal. Default 10 s.</summary>
-    public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(10);
-
-    /// <summary>Makes run ids; default: time-ordered, 18 characters (<see cref="RunIds.New"/>).</summary>
-    public Func<string>? RunIdGenerator { get; set; }
-
-    /// <summary>Throws if an option is out of range; the message names the option.</summary>
-    public void Validate()
-    {
-        if (MaxConcurrentRuns < 1) throw new ArgumentOutOfRangeException(nameof(MaxConcurrentRuns), MaxConcurrentRuns, "Bureau:MaxConcurrentRuns must be at least 1");
-        if (ShutdownGrace < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(ShutdownGrace), ShutdownGrace, "Bureau:ShutdownGrace must not be negative");
-    }
-}
-
 /// <summary>A request to start a run.</summary>
 /// <param name="Agent">The agent's name.</param>
 /// <param name="Input">The input text.</param>
 /// <param name="IdempotencyKey">Optional: a second request with the same key returns the first run and starts nothing.</param>
 /// <param name="Actor">Who or what asks (recorded in the journal).</param>
-public sealed record RunRequest(string Agent, string Input, string? IdempotencyKey = null, string? Actor = null);
+/// <param name="Kind">The run kind (<see cref="RunKinds.Agent"/> by default); <paramref name="Agent"/> names its target.</param>
+/// <param name="ParentRunId">The parent, for a child run (its root is the parent's root).</param>
+public sealed record RunRequest(string Agent, string Input, string? IdempotencyKey = null, string? Actor = null, string Kind = RunKinds.Agent, string? ParentRunId = null);
 
 /// <summary>The named agent is not deployed.</summary>
-public sealed class UnknownAgentException(string agent, IEnumerable<string> known)
-    : Exception($"agent '{agent}' is not deployed; deployed agents: {string.Join(", ", known.Order(StringComparer.Ordinal))}")
+public sealed class UnknownAgentException(string agent, IEnumerable<string> known, string kind = RunKinds.Agent)
+    : Exception(kind == RunKinds.Agent
+        ? $"agent '{agent}' is not deployed; deployed agents: {string.Join(", ", known.Order(StringComparer.Ordinal))}"
+        : $"{kind} '{agent}' is not deployed; deployed: {string.Join(", ", known.Order(StringComparer.Ordinal))}")
 {
     /// <summary>The name asked for.</summary>
     public string Agent { get; } = agent;
@@ -63,67 +46,44 @@ public sealed class RunStateConflictException(string runId, RunStatus status, st
 }
 
 /// <summary>
-/// Bureau's run engine for one process: accepts runs durably, schedules them under a concurrency
-/// limit, executes them through an <see cref="IRunActivator"/>, and resumes unfinished runs on start.
+/// Bureau's run engine for one process, as the rest of the application sees it: run commands
+/// (submit, cancel, resolve, answer a wait), reads and live watching. Behind it: the scheduler (queue,
+/// concurrency, claims), one journal writer (the only way anything appends), the run executors (one
+/// per run kind) and the durable timer service. Built by <c>AddBureau()</c>; started by its host.
 /// </summary>
 public sealed partial class BureauEngine : IAsyncDisposable
 {
-    private readonly Channel<string> _ready = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly ConcurrentDictionary<string, byte> _scheduled = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, (string? Actor, string? Reason)> _cancelReasons = new(StringComparer.Ordinal);
-    private readonly SemaphoreSlim _slots;
-    private readonly CancellationTokenSource _stopping = new();
     private readonly Func<string> _newId;
-    private readonly BureauEngineOptions _options;
-    private Task? _dispatcher;
-    private int _active;
+    private readonly Dictionary<string, IRunExecutor> _executors;
+    private readonly RunScheduler _scheduler;
+    private readonly WaitTimers _timers;
+    private int _started;
 
-    /// <summary>Builds the engine: checks every agent's model and tools and prepares them.</summary>
-    /// <exception cref="ArgumentException">An agent names a model or tool that is not defined.</exception>
-    public BureauEngine(
-        BureauDefinitions definitions,
+    internal BureauEngine(
+        BureauOptions options,
+        BureauDeployment deployment,
         IRunStore store,
-        Func<ModelDefinition, IChatClient> chatClients,
-        BureauEngineOptions? options = null,
-        ToolFactory? toolFactory = null,
-        TimeProvider? timeProvider = null,
-        ILoggerFactory? loggerFactory = null)
+        IRunEventBus events,
+        IEnumerable<IRunExecutor> executors,
+        TimeProvider timeProvider,
+        ILoggerFactory loggerFactory,
+        IServiceProvider services,
+        ICrashPoints? crashPoints = null)
     {
-        ArgumentNullException.ThrowIfNull(definitions);
-        ArgumentNullException.ThrowIfNull(store);
-        ArgumentNullException.ThrowIfNull(chatClients);
-        _options = options ?? new BureauEngineOptions();
-        _options.Validate();
-        Definitions = definitions;
+        Definitions = deployment.Definitions;
         Store = store;
-        TimeProvider = timeProvider ?? TimeProvider.System;
-        Logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Bureau.Engine");
-        _newId = _options.RunIdGenerator ?? (() => RunIds.New(TimeProvider));
-        _slots = new SemaphoreSlim(_options.MaxConcurrentRuns);
+        Events = events;
+        TimeProvider = timeProvider;
+        Services = services;
+        CrashPoints = crashPoints ?? NoCrashPoints.Instance;
+        Logger = loggerFactory.CreateLogger("Bureau.Engine");
+        _newId = options.RunIdGenerator ?? (() => RunIds.New(TimeProvider));
+        _executors = new Dictionary<string, IRunExecutor>(StringComparer.Ordinal);
+        foreach (var e in executors) _executors[e.Kind] = e;
+        _timers = new WaitTimers(store, timeProvider, loggerFactory.CreateLogger<WaitTimers>());
+        Writer = new JournalWriter(store, events, timeProvider, _timers);
+        _scheduler = new RunScheduler(store, options, timeProvider, Logger);
         Activator = new LocalRunActivator(this);
-
-        var factory = toolFactory ?? new ToolFactory();
-        var tools = new Dictionary<string, BureauTool>(StringComparer.Ordinal);
-        foreach (var t in definitions.Tools.Values) tools[t.Name] = factory.Create(t);
-        ToolsByName = tools;
-        var validator = new ToolCallValidator(tools);
-        var clients = new Dictionary<string, IChatClient>(StringComparer.Ordinal);
-        var agents = new Dictionary<string, AgentRuntime>(StringComparer.Ordinal);
-        foreach (var a in definitions.Agents.Values)
-        {
-            if (!definitions.Models.TryGetValue(a.Model, out var model))
-                throw new ArgumentException($"agent '{a.Name}': model '{a.Model}' is not defined", nameof(definitions));
-            var agentTools = new List<BureauTool>();
-            foreach (var name in a.Tools)
-            {
-                if (!tools.TryGetValue(name, out var tool))
-                    throw new ArgumentException($"agent '{a.Name}': tool '{name}' is not defined", nameof(definitions));
-                agentTools.Add(tool);
-            }
-            if (!clients.TryGetValue(model.Name, out var client)) clients[model.Name] = client = chatClients(model);
-            agents[a.Name] = new AgentRuntime(a, model, client, agentTools, validator);
-        }
-        Agents = agents;
     }
 
     /// <summary>What is deployed.</summary>
@@ -132,81 +92,87 @@ public sealed partial class BureauEngine : IAsyncDisposable
     /// <summary>The store.</summary>
     public IRunStore Store { get; }
 
-    /// <summary>Live events of runs executing in this process.</summary>
-    public RunEventHub Hub { get; } = new();
+    /// <summary>Live events of runs (what the journal writer appended, and activities).</summary>
+    public IRunEventBus Events { get; }
 
-    /// <summary>Where executors live; replace before <see cref="StartAsync"/> (Bureau.Orleans does).</summary>
+    /// <summary>Where executors live; replaced before start by <c>UseOrleans</c>.</summary>
     public IRunActivator Activator { get; set; }
 
     /// <summary>Runs executing now in this process.</summary>
-    public int ActiveRuns => Volatile.Read(ref _active);
+    public int ActiveRuns => _scheduler.ActiveRuns;
 
-    /// <summary>True once the engine has resumed its unfinished runs (they are scheduled).</summary>
+    /// <summary>True once the engine has claimed its unfinished runs (they are scheduled) and until it stops.</summary>
     public bool IsReady { get; private set; }
 
-    internal TimeProvider TimeProvider { get; }
-    internal ILogger Logger { get; }
-    internal IReadOnlyDictionary<string, AgentRuntime> Agents { get; }
-    internal IReadOnlyDictionary<string, BureauTool> ToolsByName { get; }
-    internal bool IsStopping => _stopping.IsCancellationRequested;
+    /// <summary>The run kinds this engine executes.</summary>
+    public IReadOnlyCollection<string> Kinds => _executors.Keys;
 
-    /// <summary>Starts dispatching, and schedules every run found queued or running (they resume from their journals).</summary>
+    internal TimeProvider TimeProvider { get; }
+    internal IServiceProvider Services { get; }
+    internal ILogger Logger { get; }
+    internal ICrashPoints CrashPoints { get; }
+    internal JournalWriter Writer { get; }
+    internal bool IsStopping => _scheduler.IsStopping;
+
+    /// <summary>Starts dispatching: claims unfinished runs (they resume from their journals) and starts the timer service.</summary>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
-        if (_dispatcher is not null) return;
-        var unfinished = await Store.ListUnfinishedAsync(int.MaxValue, cancellationToken);
-        foreach (var run in unfinished) Schedule(run.Id);
-        if (unfinished.Count > 0) Log.ResumingRuns(Logger, unfinished.Count);
-        _dispatcher = Task.Run(DispatchAsync, CancellationToken.None);
+        if (Interlocked.Exchange(ref _started, 1) == 1) return;
+        await _scheduler.StartAsync(id => Activator.ExecuteAsync(id, CancellationToken.None), cancellationToken);
+        _timers.Start(ExpireWaitAsync);
         IsReady = true;
     }
 
     /// <summary>
     /// Stops gracefully: no new run starts, executing runs stop at their next step boundary (what they
-    /// finished is journaled), waiting at most <see cref="BureauEngineOptions.ShutdownGrace"/>. The next
+    /// finished is journaled), waiting at most <see cref="BureauOptions.ShutdownGrace"/>. The next
     /// start resumes them.
     /// </summary>
     public async Task StopAsync(CancellationToken cancellationToken = default)
     {
-        if (_stopping.IsCancellationRequested) return;
         IsReady = false;
-        await _stopping.CancelAsync();
-        _ready.Writer.TryComplete();
-        if (_dispatcher is not null) await _dispatcher;
-        var deadline = TimeProvider.GetUtcNow() + _options.ShutdownGrace;
-        while (ActiveRuns > 0 && TimeProvider.GetUtcNow() < deadline && !cancellationToken.IsCancellationRequested)
-        {
-            await Task.Delay(TimeSpan.FromMilliseconds(20), TimeProvider, cancellationToken);
-        }
+        await _timers.StopAsync();
+        await _scheduler.StopAsync(cancellationToken);
     }
 
     /// <inheritdoc />
-    public async ValueTask DisposeAsync()
-    {
-        await StopAsync();
-        _stopping.Dispose();
-    }
+    public async ValueTask DisposeAsync() => await StopAsync();
 
     /// <summary>
     /// Accepts a run: durable before this returns. With an idempotency key that was seen before,
     /// returns that run (<see cref="SubmitResult.Created"/> false) and starts nothing.
     /// </summary>
-    /// <exception cref="UnknownAgentException">The agent is not deployed; nothing was written.</exception>
+    /// <exception cref="UnknownAgentException">The agent (or the kind's target) is not deployed; nothing was written.</exception>
     public async Task<SubmitResult> SubmitAsync(RunRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        if (!Agents.ContainsKey(request.Agent)) throw new UnknownAgentException(request.Agent, Agents.Keys);
         ArgumentNullException.ThrowIfNull(request.Input);
-        var result = await Store.SubmitAsync(new NewRun
+        if (!_executors.TryGetValue(request.Kind, out var executor))
+            throw new ArgumentException($"run kind '{request.Kind}' is not registered; registered kinds: {string.Join(", ", _executors.Keys.Order(StringComparer.Ordinal))}", nameof(request));
+        if (!executor.Targets.Contains(request.Agent)) throw new UnknownAgentException(request.Agent, executor.Targets, request.Kind);
+        string? root = null;
+        if (request.ParentRunId is not null)
         {
-            Id = _newId(),
+            var parent = await Store.GetRunAsync(request.ParentRunId, cancellationToken) ?? throw new RunNotFoundException(request.ParentRunId);
+            root = parent.RootRunId ?? parent.Id;
+        }
+        var id = _newId();
+        var result = await Writer.SubmitAsync(new NewRun
+        {
+            Id = id,
             Agent = request.Agent,
             Input = request.Input,
+            Kind = request.Kind,
+            ParentRunId = request.ParentRunId,
+            RootRunId = root,
             CreatedAt = TimeProvider.GetUtcNow(),
             IdempotencyKey = request.IdempotencyKey,
             Actor = request.Actor,
+            Claim = _scheduler.NewClaim(),
+            Started = new RunStarted(request.Agent, request.Input, request.Actor,
+                request.Kind == RunKinds.Agent ? null : request.Kind, request.ParentRunId, root),
         }, cancellationToken);
-        if (result.Run.Status is RunStatus.Queued or RunStatus.Running) Schedule(result.Run.Id);
+        if (result.Run.Status is RunStatus.Queued or RunStatus.Running) _scheduler.Schedule(result.Run.Id);
         return result;
     }
 
@@ -236,31 +202,55 @@ public sealed partial class BureauEngine : IAsyncDisposable
     /// <summary>Decides an in-doubt step of a waiting run, and lets the run go on.</summary>
     /// <exception cref="RunNotFoundException">No such run.</exception>
     /// <exception cref="RunStateConflictException">The run is not waiting on that step.</exception>
-    public async Task<RunRecord> ResolveAsync(string runId, long step, StepResolution resolution, string? content = null, string? actor = null, CancellationToken cancellationToken = default)
+    public Task<RunRecord> ResolveAsync(string runId, long step, StepResolution resolution, string? content = null, string? actor = null, CancellationToken cancellationToken = default) =>
+        AnswerAsync(runId, step, InDoubtWait.ReasonName, new StepResolved(step, resolution, content, actor), cancellationToken);
+
+    /// <summary>Answers the wait of a waiting run (an approval, an external event), and lets the run go on.</summary>
+    /// <exception cref="RunNotFoundException">No such run.</exception>
+    /// <exception cref="RunStateConflictException">The run is not waiting on that step, or waits for something else (in-doubt steps are resolved with <see cref="ResolveAsync"/>).</exception>
+    public Task<RunRecord> AnswerWaitAsync(string runId, long step, string? answer, string? actor = null, CancellationToken cancellationToken = default) =>
+        AnswerAsync(runId, step, null, null, cancellationToken, answer, actor);
+
+    private async Task<RunRecord> AnswerAsync(string runId, long step, string? reason, JournalEntry? entry, CancellationToken cancellationToken, string? answer = null, string? actor = null)
     {
         var run = await Store.GetRunAsync(runId, cancellationToken) ?? throw new RunNotFoundException(runId);
         if (run.Status != RunStatus.Waiting || run.WaitingFor is null)
-            throw new RunStateConflictException(runId, run.Status, $"run {runId} is {run.Status.ToWireName()}, not waiting; there is nothing to resolve", step);
+            throw new RunStateConflictException(runId, run.Status, $"run {runId} is {run.Status.ToWireName()}, not waiting; there is nothing to answer", step);
         if (run.WaitingFor.Step != step)
             throw new RunStateConflictException(runId, run.Status, $"run {runId} waits on step {run.WaitingFor.Step}, not step {step}", step);
+        if (reason is not null && run.WaitingFor.Reason != reason)
+            throw new RunStateConflictException(runId, run.Status, $"run {runId} waits for {run.WaitingFor.Reason} on step {step}, not for a resolution of an in-doubt step", step);
+        if (reason is null && run.WaitingFor is InDoubtWait)
+            throw new RunStateConflictException(runId, run.Status, $"run {runId} waits on an in-doubt step {step}: resolve it as done, retry or failed", step);
+        entry ??= new WaitAnswered(step, run.WaitingFor.Reason, answer, actor);
         try
         {
-            await Store.AppendAsync(new AppendRequest
-            {
-                RunId = runId,
-                ExpectedVersion = run.Version,
-                Entries = [new StepResolved(step, resolution, content, actor)],
-                At = TimeProvider.GetUtcNow(),
-                Update = new RunUpdate { Status = RunStatus.Queued },
-            }, cancellationToken);
+            await Writer.AppendAsync(runId, run.Version, [entry], new RunUpdate { Status = RunStatus.Queued, Claim = _scheduler.NewClaim() }, null);
         }
         catch (JournalConflictException)
         {
-            throw new RunStateConflictException(runId, run.Status, $"run {runId} changed while resolving step {step} (someone else resolved or canceled it); read it again", step);
+            throw new RunStateConflictException(runId, run.Status, $"run {runId} changed while answering step {step} (someone else answered, it expired, or it was canceled); read it again", step);
         }
-        Hub.Publish(runId, [new JournalRecord(run.Version + 1, TimeProvider.GetUtcNow(), new StepResolved(step, resolution, content, actor))]);
-        Schedule(runId);
+        _scheduler.Schedule(runId);
         return (await Store.GetRunAsync(runId, cancellationToken))!;
+    }
+
+    /// <summary>The timer service fires a due wait: journals its expiry (once: the append expects the run's version) and requeues the run.</summary>
+    private async Task ExpireWaitAsync(RunRecord run)
+    {
+        if (run.WaitingFor is not { Deadline: { } deadline } wait) return;
+        try
+        {
+            await Writer.AppendAsync(run.Id, run.Version, [new WaitExpired(wait.Step, wait.Reason, deadline)],
+                new RunUpdate { Status = RunStatus.Queued, Claim = _scheduler.NewClaim() }, null);
+        }
+        catch (JournalConflictException)
+        {
+            return; // answered, canceled or fired elsewhere meanwhile
+        }
+        BureauTelemetry.WaitsExpired.Add(1);
+        Log.WaitExpired(Logger, run.Id, wait.Step, wait.Reason);
+        _scheduler.Schedule(run.Id);
     }
 
     /// <summary>
@@ -272,7 +262,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var live = Channel.CreateUnbounded<RunEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = false });
-        using var sub = Hub.Subscribe(runId, e => live.Writer.TryWrite(e));
+        using var sub = Events.Subscribe(runId, e => live.Writer.TryWrite(e));
         var run = await Store.GetRunAsync(runId, cancellationToken) ?? throw new RunNotFoundException(runId);
         var last = afterStep;
         foreach (var r in await Store.ReadJournalAsync(runId, afterStep, cancellationToken))
@@ -286,7 +276,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         if (untilWaiting && refreshed?.Status == RunStatus.Waiting && last >= refreshed.Version) yield break;
 
         // A call already in flight when we subscribed: its activity was published before we listened.
-        var current = includeActivity ? Hub.CurrentActivity(runId) : null;
+        var current = includeActivity ? Events.CurrentActivity(runId) : null;
         if (current is not null) yield return current;
 
         await foreach (var e in live.Reader.ReadAllAsync(cancellationToken))
@@ -314,7 +304,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         }
     }
 
-    /// <summary>Waits until the run ends or waits for a person, and returns it then.</summary>
+    /// <summary>Waits until the run ends or waits, and returns it then.</summary>
     public async Task<RunRecord> WaitAsync(string runId, CancellationToken cancellationToken = default)
     {
         await foreach (var _ in WatchAsync(runId, long.MaxValue - 1, untilWaiting: true, cancellationToken: cancellationToken))
@@ -323,46 +313,102 @@ public sealed partial class BureauEngine : IAsyncDisposable
         return await Store.GetRunAsync(runId, cancellationToken) ?? throw new RunNotFoundException(runId);
     }
 
-    /// <summary>Runs the executor of <paramref name="runId"/> here (activators call this).</summary>
-    public async Task<RunStatus> ExecuteHereAsync(string runId, CancellationToken cancellationToken)
+    /// <summary>Runs one execution of a run here (activators call this): loads it, picks its kind's executor, journals a cancellation.</summary>
+    internal async Task<RunStatus> ExecuteHereAsync(RunExecution execution)
     {
-        Interlocked.Increment(ref _active);
+        var runId = execution.RunId;
+        RunContext? context = null;
         try
         {
-            return await new RunExecutor(this, runId, cancellationToken).ExecuteAsync();
+            var run = await Store.GetRunAsync(runId, CancellationToken.None)
+                ?? throw new InvalidOperationException($"run {runId} does not exist");
+            if (run.Status.IsTerminal()) return run.Status;
+            if (run.Status == RunStatus.Waiting) return RunStatus.Waiting;
+            var journal = run.Version == 1 && run.Status == RunStatus.Queued
+                ? FreshJournal(run)
+                : await Store.ReadJournalAsync(runId, 0, CancellationToken.None);
+            context = new RunContext(this, run, journal, execution);
+            if (!_executors.TryGetValue(run.Kind, out var executor))
+            {
+                return await FinishUnrunnableAsync(context, $"run kind '{run.Kind}' is not registered in this host");
+            }
+            if (run.Status == RunStatus.Queued && run.Version == 1) _ = MarkRunningAsync(runId);
+            using var span = BureauTelemetry.ActivitySource.HasListeners() ? StartSpan(run) : null;
+            return await executor.ExecuteAsync(context);
+        }
+        catch (OperationCanceledException) when (execution.Cancel.IsCancellationRequested && context is not null)
+        {
+            return await FinishCanceledAsync(context, execution);
         }
         catch (JournalConflictException ex)
         {
             Log.StaleWriter(Logger, runId, ex.ExpectedVersion, ex);
             return (await Store.GetRunAsync(runId, CancellationToken.None))?.Status ?? RunStatus.Failed;
         }
-        finally
+    }
+
+    private static System.Diagnostics.Activity? StartSpan(RunRecord run)
+    {
+        var span = BureauTelemetry.ActivitySource.StartActivity($"invoke_agent {run.Agent}", System.Diagnostics.ActivityKind.Internal);
+        span?.SetTag("gen_ai.operation.name", "invoke_agent");
+        span?.SetTag("gen_ai.agent.name", run.Agent);
+        span?.SetTag("bureau.run.id", run.Id);
+        span?.SetTag("bureau.run.kind", run.Kind);
+        return span;
+    }
+
+    /// <summary>A run just accepted has exactly one entry, made from its row: no journal read.</summary>
+    private static JournalRecord[] FreshJournal(RunRecord run) =>
+        [new JournalRecord(1, run.CreatedAt, new RunStarted(run.Agent, run.Input, run.Actor,
+            run.Kind == RunKinds.Agent ? null : run.Kind, run.ParentRunId, run.RootRunId == run.Id ? null : run.RootRunId))];
+
+    private async Task MarkRunningAsync(string runId)
+    {
+        try
         {
-            Interlocked.Decrement(ref _active);
+            await Store.MarkRunningAsync(runId, TimeProvider.GetUtcNow(), CancellationToken.None);
+        }
+        catch (Exception ex)
+        {
+            Log.MarkRunningFailed(Logger, runId, ex);
         }
     }
 
+    private static async Task<RunStatus> FinishUnrunnableAsync(RunContext context, string error)
+    {
+        await context.AppendAsync([new RunFinished(RunStatus.Failed, null, error, "error")],
+            new RunUpdate { Status = RunStatus.Failed, Error = error, Outcome = "error" });
+        return RunStatus.Failed;
+    }
+
+    private async Task<RunStatus> FinishCanceledAsync(RunContext context, RunExecution execution)
+    {
+        var inFlight = context.InFlight is null ? Array.Empty<string>() : [context.InFlight];
+        var (actor, reason) = (execution.CancelActor, execution.CancelReason);
+        var error = CancelError(actor, reason);
+        await context.AppendAsync(
+            [new RunCanceled(reason, actor, inFlight), new RunFinished(RunStatus.Canceled, null, error, "canceled")],
+            new RunUpdate { Status = RunStatus.Canceled, Error = error, Outcome = "canceled" });
+        Log.Canceled(Logger, context.RunId, context.Version);
+        return RunStatus.Canceled;
+    }
+
+    private static string CancelError(string? actor, string? reason) =>
+        $"canceled{(actor is null ? "" : " by " + actor)}{(reason is null ? "" : ": " + reason)}";
+
     /// <summary>Journals the cancellation of a run that no executor is running (activators call this).</summary>
-    public async Task<RunStatus> CancelIdleAsync(string runId, string? actor, string? reason, CancellationToken cancellationToken = default)
+    internal async Task<RunStatus> CancelIdleAsync(string runId, string? actor, string? reason, CancellationToken cancellationToken = default)
     {
         for (var attempt = 0; ; attempt++)
         {
             var run = await Store.GetRunAsync(runId, cancellationToken) ?? throw new RunNotFoundException(runId);
             if (run.Status.IsTerminal()) return run.Status;
-            var error = $"canceled{(actor is null ? "" : " by " + actor)}{(reason is null ? "" : ": " + reason)}";
-            JournalEntry[] entries = [new RunCanceled(reason, actor, []), new RunFinished(RunStatus.Canceled, null, error, "canceled")];
+            var error = CancelError(actor, reason);
             try
             {
-                var at = TimeProvider.GetUtcNow();
-                await Store.AppendAsync(new AppendRequest
-                {
-                    RunId = runId,
-                    ExpectedVersion = run.Version,
-                    Entries = entries,
-                    At = at,
-                    Update = new RunUpdate { Status = RunStatus.Canceled, Error = error, Outcome = "canceled" },
-                }, cancellationToken);
-                Hub.Publish(runId, [new JournalRecord(run.Version + 1, at, entries[0]), new JournalRecord(run.Version + 2, at, entries[1])]);
+                await Writer.AppendAsync(runId, run.Version,
+                    [new RunCanceled(reason, actor, []), new RunFinished(RunStatus.Canceled, null, error, "canceled")],
+                    new RunUpdate { Status = RunStatus.Canceled, Error = error, Outcome = "canceled" }, null);
                 return RunStatus.Canceled;
             }
             catch (JournalConflictException) when (attempt < 5)
@@ -372,110 +418,21 @@ public sealed partial class BureauEngine : IAsyncDisposable
         }
     }
 
-    /// <summary>Records who cancels a run and why, for its executor to journal (activators call this before canceling it).</summary>
-    public void SetCancelReason(string runId, string? actor, string? reason) => _cancelReasons[runId] = (actor, reason);
-
-    internal (string? Actor, string? Reason) TakeCancelReason(string runId) => _cancelReasons.TryRemove(runId, out var r) ? r : default;
-
-    /// <summary>Queues a run for execution unless it is already queued or executing here.</summary>
-    internal void Schedule(string runId)
-    {
-        if (_scheduled.TryAdd(runId, 0) && !_ready.Writer.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
-    }
-
-    private async Task DispatchAsync()
-    {
-        var reader = _ready.Reader;
-        try
-        {
-            while (await reader.WaitToReadAsync(_stopping.Token))
-            {
-                while (reader.TryRead(out var runId))
-                {
-                    await _slots.WaitAsync(_stopping.Token);
-                    _ = RunSlotAsync(runId);
-                }
-            }
-        }
-        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
-        {
-        }
-    }
-
-    private async Task RunSlotAsync(string runId)
-    {
-        try
-        {
-            await Activator.ExecuteAsync(runId, CancellationToken.None);
-        }
-        catch (Exception ex)
-        {
-            Log.ExecutorFailed(Logger, runId, ex);
-        }
-        finally
-        {
-            _scheduled.TryRemove(runId, out _);
-            _slots.Release();
-        }
-    }
+    /// <summary>Queues a run for execution here (used by commands that requeue a run).</summary>
+    internal void Schedule(string runId) => _scheduler.Schedule(runId);
 
     private static partial class Log
     {
-        [LoggerMessage(20, LogLevel.Information, "Resuming {Count} unfinished runs from their journals")]
-        public static partial void ResumingRuns(ILogger logger, int count);
-
         [LoggerMessage(21, LogLevel.Warning, "Run {RunId}: another executor appended first (expected version {Step}); this one stops")]
         public static partial void StaleWriter(ILogger logger, string runId, long step, Exception ex);
 
-        [LoggerMessage(22, LogLevel.Error, "Run {RunId}: the executor failed")]
-        public static partial void ExecutorFailed(ILogger logger, string runId, Exception ex);
-    }
-}
+        [LoggerMessage(9, LogLevel.Information, "Run {RunId} step {Step}: canceled")]
+        public static partial void Canceled(ILogger logger, string runId, long step);
 
-/// <summary>Keeps one executor per run in this process.</summary>
-internal sealed class LocalRunActivator(BureauEngine engine) : IRunActivator
-{
-    private readonly ConcurrentDictionary<string, Active> _active = new(StringComparer.Ordinal);
+        [LoggerMessage(10, LogLevel.Debug, "Run {RunId}: marking it running failed")]
+        public static partial void MarkRunningFailed(ILogger logger, string runId, Exception ex);
 
-    private sealed class Active
-    {
-        public readonly CancellationTokenSource Cancel = new();
-        public Task<RunStatus> Task = null!;
-    }
-
-    public Task<RunStatus> ExecuteAsync(string runId, CancellationToken cancellationToken = default)
-    {
-        var created = new Active();
-        var active = _active.GetOrAdd(runId, created);
-        if (active != created) return active.Task;
-        created.Task = RunAsync(runId, created);
-        return created.Task;
-    }
-
-    private async Task<RunStatus> RunAsync(string runId, Active a)
-    {
-        await Task.Yield();
-        try
-        {
-            return await engine.ExecuteHereAsync(runId, a.Cancel.Token);
-        }
-        finally
-        {
-            _active.TryRemove(new KeyValuePair<string, Active>(runId, a));
-            a.Cancel.Dispose();
-        }
-    }
-
-    public async Task<RunStatus> CancelAsync(string runId, string? actor, string? reason, CancellationToken cancellationToken = default)
-    {
-        engine.SetCancelReason(runId, actor, reason);
-        if (_active.TryGetValue(runId, out var a))
-        {
-            try { await a.Cancel.CancelAsync(); } catch (ObjectDisposedException) { }
-            await a.Task.WaitAsync(cancellationToken);
-            var run = await engine.Store.GetRunAsync(runId, cancellationToken);
-            if (run is not null && run.Status.IsTerminal()) return run.Status;
-        }
-        return await engine.CancelIdleAsync(runId, actor, reason, cancellationToken);
+        [LoggerMessage(24, LogLevel.Information, "Run {RunId} step {Step}: the {Reason} wait's deadline passed with no answer")]
+        public static partial void WaitExpired(ILogger logger, string runId, long step, string reason);
     }
 }

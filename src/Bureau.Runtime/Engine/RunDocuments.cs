@@ -33,6 +33,9 @@ public static class RunDocuments
         };
         if (run.WaitingFor is { } w) o["waitingFor"] = WaitingFor(w);
         if (run.Actor is not null) o["actor"] = run.Actor;
+        if (run.Kind != RunKinds.Agent) o["kind"] = run.Kind;
+        if (run.ParentRunId is not null) o["parentRunId"] = run.ParentRunId;
+        if (run.RootRunId is not null && run.RootRunId != run.Id) o["rootRunId"] = run.RootRunId;
         return o;
     }
 
@@ -46,29 +49,29 @@ public static class RunDocuments
         return o;
     }
 
-    /// <summary>One journal entry as JSON: <c>n</c>, <c>kind</c>, <c>at</c>, then the entry's own fields.</summary>
-    public static JsonObject Step(JournalRecord record)
-    {
-        var entry = JsonNode.Parse(BureauJson.SerializeEntry(record.Entry))!.AsObject();
-        var o = new JsonObject { ["n"] = record.N, ["kind"] = record.Entry.Kind, ["at"] = record.At };
-        foreach (var (key, value) in entry.ToList())
-        {
-            if (key == "kind") continue;
-            entry.Remove(key);
-            o[key] = value;
-        }
-        return o;
-    }
+    /// <summary>One journal entry as JSON: <c>n</c>, <c>at</c>, <c>kind</c>, then the entry's own fields (<see cref="BureauJson.SerializeStep"/>).</summary>
+    public static JsonObject Step(JournalRecord record) => JsonNode.Parse(BureauJson.SerializeStep(record))!.AsObject();
 
-    /// <summary>Why a run waits, as JSON.</summary>
-    public static JsonObject WaitingFor(WaitingFor w) => new()
+    /// <summary>Why a run waits, as JSON: <c>reason</c>, <c>step</c>, <c>deadline</c> when it has one, then the wait's own fields.</summary>
+    public static JsonObject WaitingFor(WaitingFor w) => JsonSerializer.SerializeToNode(w, BureauJsonContext.Default.WaitingFor)!.AsObject();
+
+    /// <summary>Writes the run with every step of its journal, each step as the store's bytes prefixed with its number and time (no re-parsing).</summary>
+    public static void WriteFull(Utf8JsonWriter writer, RunRecord run, IReadOnlyList<JournalRecord> journal)
     {
-        ["reason"] = w.Reason,
-        ["step"] = w.Step,
-        ["tool"] = w.Tool,
-        ["key"] = w.Key,
-        ["arguments"] = w.Arguments,
-    };
+        ArgumentNullException.ThrowIfNull(writer);
+        var summary = Summary(run);
+        writer.WriteStartObject();
+        foreach (var (key, value) in summary)
+        {
+            writer.WritePropertyName(key);
+            if (value is null) writer.WriteNullValue();
+            else value.WriteTo(writer, JsonOptions);
+        }
+        writer.WriteStartArray("steps");
+        foreach (var r in journal) writer.WriteRawValue(BureauJson.SerializeStep(r), skipInputValidation: true);
+        writer.WriteEndArray();
+        writer.WriteEndObject();
+    }
 
     /// <summary>
     /// How run documents are written: compact, and without escaping quotes or non-ASCII text inside

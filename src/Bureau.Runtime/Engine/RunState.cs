@@ -43,7 +43,12 @@ internal sealed class RunState
     public string Agent { get; private set; } = "";
     public string Input { get; private set; } = "";
     public long Version { get; private set; }
-    public DateTimeOffset StartedAt { get; private set; }
+    /// <summary>When the run was accepted.</summary>
+    public DateTimeOffset CreatedAt { get; private set; }
+    /// <summary>When its first step started: the executor's start for a fresh run, else the time of the first entry after <c>run.started</c>. Queue time does not count against budgets.</summary>
+    public DateTimeOffset? StartedAt { get; private set; }
+    /// <summary>The last entry folded.</summary>
+    public JournalEntry? LastEntry { get; private set; }
     public List<ChatMessage> Messages { get; } = [];
     public int Turns { get; private set; }
     public int Steps { get; private set; }
@@ -61,6 +66,12 @@ internal sealed class RunState
     /// <summary>True when the latest model answer's calls all have results (or there was none).</summary>
     public bool PendingDone => Pending.TrueForAll(p => p.State == CallState.Done);
 
+    /// <summary>The executor starts working on the run now; for a fresh run, its budgets count from here.</summary>
+    public void BeginExecution(DateTimeOffset now) => StartedAt ??= now;
+
+    /// <summary>Time the run has been active: since its first step, less the time it waited.</summary>
+    public TimeSpan ActiveTime(DateTimeOffset now) => StartedAt is { } started ? now - started - TimeWaiting : TimeSpan.Zero;
+
     public int CallCount(string tool, string arguments) =>
         _callCounts.GetValueOrDefault(CallKey(tool, arguments));
 
@@ -71,12 +82,14 @@ internal sealed class RunState
             throw new InvalidDataException($"run {RunId}: journal step {record.N} follows step {Version}; the journal has a gap or a repeat");
         }
         Version = record.N;
+        LastEntry = record.Entry;
+        if (record.N == 2) StartedAt ??= record.At;
         switch (record.Entry)
         {
             case RunStarted s:
                 Agent = s.Agent;
                 Input = s.Input;
-                StartedAt = record.At;
+                CreatedAt = record.At;
                 Messages.Add(new ChatMessage(ChatRole.User, s.Input));
                 break;
             case ModelResponded m:
@@ -124,18 +137,33 @@ internal sealed class RunState
                 break;
             case StepResolved sr:
                 Resolutions[sr.Step] = sr;
-                Waiting = null;
-                if (_waitingSince is { } since) TimeWaiting += record.At - since;
-                _waitingSince = null;
+                EndWait(record.At);
+                break;
+            case WaitExpired e:
+                // An in-doubt call nobody decided before its deadline counts as failed.
+                if (e.Reason == InDoubtWait.ReasonName)
+                    Resolutions[e.Step] = new StepResolved(e.Step, StepResolution.Failed,
+                        $"no one decided whether the interrupted call ran before the deadline ({e.Deadline:u}); its outcome is unknown, treat it as failed", "bureau:timer");
+                EndWait(record.At);
+                break;
+            case WaitAnswered:
+                EndWait(record.At);
                 break;
             case RunFinished f:
                 Finished = f;
                 break;
-            case BudgetExceeded or RunResumed or RunCanceled:
+            case BudgetExceeded or RunResumed or RunCanceled or ChildRunStarted or ChildRunFinished:
                 break;
             default:
                 throw new InvalidDataException($"run {RunId}, step {record.N}: unknown journal entry kind '{record.Entry.Kind}'");
         }
+    }
+
+    private void EndWait(DateTimeOffset at)
+    {
+        Waiting = null;
+        if (_waitingSince is { } since) TimeWaiting += at - since;
+        _waitingSince = null;
     }
 
     /// <summary>Counts a finished turn toward "no progress" once all its calls are done.</summary>

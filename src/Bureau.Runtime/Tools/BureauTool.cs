@@ -17,6 +17,9 @@ public sealed record ToolInvocation(string RunId, long Step, string IdempotencyK
 /// <param name="IsError">True for a tool error.</param>
 public sealed record ToolOutcome(string Content, bool IsError)
 {
+    /// <summary>What Bureau noticed beside the result (journaled with it), or null.</summary>
+    public string? Note { get; init; }
+
     /// <summary>A result.</summary>
     public static ToolOutcome Success(string content) => new(content, false);
 

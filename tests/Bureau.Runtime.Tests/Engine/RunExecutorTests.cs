@@ -117,7 +117,7 @@ public sealed class RunExecutorTests : IAsyncLifetime
         _f.AddAgent(tools: "lookup");
         var model = _f.UseModel((msgs, turn) => turn == 1 ? throw new InvalidOperationException("turn 1 must come from the journal") : FakeModel.Text("final " + FakeModel.LastToolResult(msgs)));
         var store = await _f.OpenStoreAsync();
-        await store.SubmitAsync(new NewRun { Id = "run1", Agent = "a", Input = "in", CreatedAt = DateTimeOffset.UtcNow });
+        await store.SubmitAsync(new NewRun { Id = "run1", Agent = "a", Input = "in", Started = new RunStarted("a", "in"), CreatedAt = DateTimeOffset.UtcNow });
         await store.AppendAsync(new AppendRequest
         {
             RunId = "run1", ExpectedVersion = 1, At = DateTimeOffset.UtcNow,
@@ -137,7 +137,7 @@ public sealed class RunExecutorTests : IAsyncLifetime
     private async Task<IRunStore> StoreWithIntentAsync(string tool, ToolEffect effect)
     {
         var store = await _f.OpenStoreAsync();
-        await store.SubmitAsync(new NewRun { Id = "run1", Agent = "a", Input = "in", CreatedAt = DateTimeOffset.UtcNow });
+        await store.SubmitAsync(new NewRun { Id = "run1", Agent = "a", Input = "in", Started = new RunStarted("a", "in"), CreatedAt = DateTimeOffset.UtcNow });
         await store.AppendAsync(new AppendRequest
         {
             RunId = "run1", ExpectedVersion = 1, At = DateTimeOffset.UtcNow,
@@ -162,7 +162,7 @@ public sealed class RunExecutorTests : IAsyncLifetime
         var run = await EngineFixture.WaitAsync(engine, "run1");
 
         Assert.Equal(RunStatus.Waiting, run.Status);
-        Assert.Equal(new WaitingFor("in-doubt", 3, "ledger", "run1:3", """{"key":"k"}"""), run.WaitingFor);
+        Assert.Equal(new InDoubtWait { Step = 3, Tool = "ledger", Key = "run1:3", Arguments = """{"key":"k"}""" }, run.WaitingFor);
         Assert.Empty(_f.Keys);
 
         await engine.ResolveAsync("run1", 3, StepResolution.Done, "ledger entry 7 exists", actor: "ops@example.com");
@@ -404,8 +404,8 @@ public sealed class RunExecutorTests : IAsyncLifetime
         var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
 
         var results = await Task.WhenAll(
-            Task.Run(() => engine.ExecuteHereAsync(id, CancellationToken.None)),
-            Task.Run(() => engine.ExecuteHereAsync(id, CancellationToken.None)));
+            Task.Run(() => engine.ExecuteHereAsync(new RunExecution(id))),
+            Task.Run(() => engine.ExecuteHereAsync(new RunExecution(id))));
 
         Assert.Equal([$"ledger|{id}:{(await engine.ReadJournalAsync(id)).Single(j => j.Entry is ToolIntent).N}"], _f.Keys); // a late executor may journal run.resumed first
         var journal = await engine.ReadJournalAsync(id);
@@ -420,7 +420,7 @@ public sealed class RunExecutorTests : IAsyncLifetime
         _f.AddAgent();
         _f.UseModel((msgs, _) => FakeModel.Text("answer to " + msgs[1].Text));
         var store = await _f.OpenStoreAsync();
-        for (var i = 0; i < 5; i++) await store.SubmitAsync(new NewRun { Id = "q" + i, Agent = "a", Input = "q" + i, CreatedAt = DateTimeOffset.UtcNow });
+        for (var i = 0; i < 5; i++) await store.SubmitAsync(new NewRun { Id = "q" + i, Agent = "a", Input = "q" + i, Started = new RunStarted("a", "q" + i), CreatedAt = DateTimeOffset.UtcNow });
 
         var engine = await _f.StartAsync(store);
 

@@ -17,7 +17,7 @@ public sealed class SqliteStoreTests : StoreConformanceTests, IDisposable
     public async Task Initialize_DefaultDurability_IsWalWithSynchronousFull()
     {
         var store = (SqliteRunStore)await OpenAsync();
-        await store.SubmitAsync(new NewRun { Id = "r", Agent = "a", Input = "i", CreatedAt = DateTimeOffset.UnixEpoch });
+        await store.SubmitAsync(new NewRun { Id = "r", Agent = "a", Input = "i", Started = new RunStarted("a", "i"), CreatedAt = DateTimeOffset.UnixEpoch });
         await using var c = new SqliteConnection($"Data Source={store.Path}");
         await c.OpenAsync(TestContext.Current.CancellationToken);
         await using var cmd = c.CreateCommand();
@@ -32,7 +32,7 @@ public sealed class SqliteStoreTests : StoreConformanceTests, IDisposable
     {
         var store = (SqliteRunStore)await OpenAsync();
         await Task.WhenAll(Enumerable.Range(0, 64).Select(i =>
-            store.SubmitAsync(new NewRun { Id = "g" + i, Agent = "a", Input = "i", CreatedAt = DateTimeOffset.UnixEpoch })));
+            store.SubmitAsync(new NewRun { Id = "g" + i, Agent = "a", Input = "i", Started = new RunStarted("a", "i"), CreatedAt = DateTimeOffset.UnixEpoch })));
         var before = store.Stats.Transactions;
         await Task.WhenAll(Enumerable.Range(0, 64).Select(i => store.AppendAsync(new AppendRequest
         {

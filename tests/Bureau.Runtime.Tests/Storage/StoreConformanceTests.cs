@@ -30,7 +30,7 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     }
 
     private static NewRun Run(string id, string agent = "a", string? key = null, int minute = 0) =>
-        new() { Id = id, Agent = agent, Input = "input of " + id, CreatedAt = T0.AddMinutes(minute), IdempotencyKey = key, Actor = "test" };
+        new() { Id = id, Agent = agent, Input = "input of " + id, Started = new RunStarted(agent, "input of " + id, "test"), CreatedAt = T0.AddMinutes(minute), IdempotencyKey = key, Actor = "test" };
 
     private static AppendRequest Append(string id, long expected, params JournalEntry[] entries) =>
         new() { RunId = id, ExpectedVersion = expected, Entries = entries, At = T0.AddSeconds(expected) };
@@ -191,22 +191,73 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task ListUnfinished_ReturnsQueuedAndRunningOldestFirst()
+    public async Task Claim_TakesQueuedAndRunningOldestFirst_NeverWaiting()
     {
         var store = await OpenAsync();
         await store.SubmitAsync(Run("u1"));
         await store.SubmitAsync(Run("u2"));
         await store.SubmitAsync(Run("u3"));
         await store.MarkRunningAsync("u2", T0);
-        await store.AppendAsync(Append("u3", 1, new RunWaiting(new WaitingFor("in-doubt", 1))) with
+        await store.AppendAsync(Append("u3", 1, new RunWaiting(new InDoubtWait { Step = 1 })) with
         {
-            Update = new RunUpdate { Status = RunStatus.Waiting, WaitingFor = new WaitingFor("in-doubt", 1, "t", "u3:1", "{}") },
+            Update = new RunUpdate { Status = RunStatus.Waiting, WaitingFor = new InDoubtWait { Step = 1, Tool = "t", Key = "u3:1", Arguments = "{}" } },
         });
-        var unfinished = await store.ListUnfinishedAsync(100);
-        Assert.Equal(["u1", "u2"], unfinished.Select(r => r.Id));
-        Assert.Equal(RunStatus.Running, unfinished[1].Status);
+        var claimed = await store.ClaimAsync(new RunClaim("node-a", T0.AddMinutes(1)), T0, 100);
+        Assert.Equal(["u1", "u2"], claimed);
         var waiting = await store.GetRunAsync("u3");
-        Assert.Equal(new WaitingFor("in-doubt", 1, "t", "u3:1", "{}"), waiting!.WaitingFor);
+        Assert.Equal(new InDoubtWait { Step = 1, Tool = "t", Key = "u3:1", Arguments = "{}" }, waiting!.WaitingFor);
+    }
+
+    [Fact]
+    public async Task Claim_HeldLease_IsNotClaimedAgainUntilItLapses()
+    {
+        var store = await OpenAsync();
+        for (var i = 0; i < 5; i++) await store.SubmitAsync(Run("c" + i, minute: i));
+        Assert.Equal(["c0", "c1"], await store.ClaimAsync(new RunClaim("a", T0.AddSeconds(30)), T0, 2));
+        Assert.Equal(["c2", "c3", "c4"], await store.ClaimAsync(new RunClaim("b", T0.AddSeconds(30)), T0, 10));
+        Assert.Empty(await store.ClaimAsync(new RunClaim("c", T0.AddSeconds(30)), T0.AddSeconds(10), 10));
+
+        // a renews, b does not: after b's lease lapses, c gets b's runs and only those.
+        Assert.Equal(2, await store.RenewClaimsAsync(new RunClaim("a", T0.AddSeconds(90))));
+        Assert.Equal(["c2", "c3", "c4"], await store.ClaimAsync(new RunClaim("c", T0.AddSeconds(120)), T0.AddSeconds(60), 10));
+
+        // A finished run is never claimed; a released owner's runs are free at once.
+        await store.AppendAsync(Append("c0", 1, new RunFinished(RunStatus.Succeeded, "x", null, null)) with { Update = new RunUpdate { Status = RunStatus.Succeeded, Output = "x" } });
+        await store.ReleaseClaimsAsync("a");
+        Assert.Equal(["c1"], await store.ClaimAsync(new RunClaim("d", T0.AddSeconds(200)), T0.AddSeconds(61), 10));
+    }
+
+    [Fact]
+    public async Task DueWaits_ListsWaitsWhoseDeadlinePassed_AndClearsThemWhenTheRunMoves()
+    {
+        var store = await OpenAsync();
+        await store.SubmitAsync(Run("w1"));
+        await store.SubmitAsync(Run("w2"));
+        Assert.Null(await store.NextWaitDeadlineAsync());
+        var wait = new TimerWait { Step = 2, Deadline = T0.AddMinutes(5) };
+        await store.AppendAsync(Append("w1", 1, new RunWaiting(wait)) with { Update = new RunUpdate { Status = RunStatus.Waiting, WaitingFor = wait } });
+        await store.AppendAsync(Append("w2", 1, new RunWaiting(new TimerWait { Step = 2 })) with { Update = new RunUpdate { Status = RunStatus.Waiting, WaitingFor = new TimerWait { Step = 2 } } });
+
+        Assert.Equal(T0.AddMinutes(5), await store.NextWaitDeadlineAsync());
+        Assert.Empty(await store.ListDueWaitsAsync(T0.AddMinutes(4), 10));
+        var due = Assert.Single(await store.ListDueWaitsAsync(T0.AddMinutes(5), 10));
+        Assert.Equal(wait, due.WaitingFor);
+
+        await store.AppendAsync(Append("w1", 2, new WaitExpired(2, "timer", T0.AddMinutes(5))) with { Update = new RunUpdate { Status = RunStatus.Queued } });
+        Assert.Empty(await store.ListDueWaitsAsync(T0.AddMinutes(10), 10));
+        Assert.Null(await store.NextWaitDeadlineAsync());
+    }
+
+    [Fact]
+    public async Task Submit_ChildRun_KeepsKindParentAndRoot()
+    {
+        var store = await OpenAsync();
+        await store.SubmitAsync(Run("p"));
+        await store.SubmitAsync(Run("c") with { Kind = "team", ParentRunId = "p", RootRunId = "p" });
+        var parent = await store.GetRunAsync("p");
+        var child = await store.GetRunAsync("c");
+        Assert.Equal((RunKinds.Agent, null, "p"), (parent!.Kind, parent.ParentRunId, parent.RootRunId));
+        Assert.Equal(("team", "p", "p"), (child!.Kind, child.ParentRunId, child.RootRunId));
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Bureau.Storage.Sqlite;
 using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
 namespace Bureau.Tests.Support;
@@ -59,11 +60,22 @@ public sealed class EngineFixture : IAsyncDisposable
         return store;
     }
 
+    /// <summary>More services for the engine's composition (a run kind, a tool filter, crash points).</summary>
+    public Action<BureauBuilder>? Configure { get; set; }
+
+    /// <summary>An engine composed as applications compose it (<c>AddBureau()</c>), on <paramref name="store"/> or the fixture's SQLite file.</summary>
     public async Task<BureauEngine> StartAsync(IRunStore? store = null, bool start = true)
     {
-        store ??= await OpenStoreAsync();
-        var engine = new BureauEngine(Definitions, store, m => ((ChatClientModelDefinition)m).Client,
-            new BureauEngineOptions { MaxConcurrentRuns = 16 }, timeProvider: Time);
+        var services = new ServiceCollection();
+        if (Time is not null) services.AddSingleton(Time);
+        var bureau = services.AddBureau(o => o.MaxConcurrentRuns = 16).AddDefinitions(Definitions);
+        if (store is null) bureau.UseSqliteStorage(DbPath);
+        else services.AddSingleton(store);
+        Configure?.Invoke(bureau);
+        var provider = services.BuildServiceProvider();
+        _owned.Insert(0, provider);
+        await provider.GetRequiredService<IRunStore>().InitializeAsync();
+        var engine = provider.GetRequiredService<BureauEngine>();
         _owned.Insert(0, engine);
         if (start) await engine.StartAsync();
         return engine;

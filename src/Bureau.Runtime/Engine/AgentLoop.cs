@@ -8,11 +8,54 @@ using Microsoft.Extensions.Logging;
 namespace Bureau.Engine;
 
 /// <summary>
-/// Executes one run: folds its journal, then loops model call → tool calls, journaling each step
-/// before the next starts. One executor per run at a time (the run grain, or the local activator);
-/// the store's expected-version check rejects a stale one.
+/// The <c>agent</c> run kind: an agent loop of model calls and tool calls until the model answers.
+/// Holds what every run of every agent shares (models, tools, the tool pipeline), built once.
 /// </summary>
-internal sealed partial class RunExecutor
+internal sealed class AgentRunExecutor : IRunExecutor
+{
+    public AgentRunExecutor(BureauDeployment deployment, ChatClients chatClients, ToolFactory toolFactory, IEnumerable<IToolCallFilter> filters, ILoggerFactory loggerFactory)
+    {
+        var definitions = deployment.Definitions;
+        Logger = loggerFactory.CreateLogger("Bureau.Engine");
+        var tools = new Dictionary<string, BureauTool>(StringComparer.Ordinal);
+        foreach (var t in definitions.Tools.Values) tools[t.Name] = toolFactory.Create(t);
+        ToolsByName = tools;
+        var validator = new ToolCallValidator(tools);
+        var agents = new Dictionary<string, AgentRuntime>(StringComparer.Ordinal);
+        foreach (var a in definitions.Agents.Values)
+        {
+            if (!definitions.Models.TryGetValue(a.Model, out var model))
+                throw new ArgumentException($"agent '{a.Name}': model '{a.Model}' is not defined", nameof(deployment));
+            var agentTools = new List<BureauTool>();
+            foreach (var name in a.Tools)
+            {
+                if (!tools.TryGetValue(name, out var tool))
+                    throw new ArgumentException($"agent '{a.Name}': tool '{name}' is not defined", nameof(deployment));
+                agentTools.Add(tool);
+            }
+            agents[a.Name] = new AgentRuntime(a, model, chatClients.Get(model), agentTools, validator);
+        }
+        Agents = agents;
+        Targets = agents.Keys;
+        Pipeline = new ToolPipeline(filters);
+    }
+
+    public string Kind => RunKinds.Agent;
+    public IReadOnlyCollection<string> Targets { get; }
+    internal IReadOnlyDictionary<string, AgentRuntime> Agents { get; }
+    internal IReadOnlyDictionary<string, BureauTool> ToolsByName { get; }
+    internal ToolPipeline Pipeline { get; }
+    internal ILogger Logger { get; }
+
+    public Task<RunStatus> ExecuteAsync(RunContext run) => new AgentLoop(this, run).ExecuteAsync();
+}
+
+/// <summary>
+/// Executes one agent run: folds its journal, then loops model call → tool calls, journaling each step
+/// before the next starts. One executor per run at a time (the scheduler's claims, the run grain or
+/// the local activator); the store's expected-version check rejects a stale one.
+/// </summary>
+internal sealed partial class AgentLoop
 {
     // AIJsonUtilities.DefaultOptions writes indented JSON; journaled arguments are compact (one line, fewer bytes).
     private static readonly JsonTypeInfo CompactArguments = CreateCompactArguments();
@@ -24,103 +67,99 @@ internal sealed partial class RunExecutor
         return options.GetTypeInfo(typeof(IDictionary<string, object?>));
     }
 
-    private readonly BureauEngine _engine;
+    private readonly AgentRunExecutor _kind;
+    private readonly RunContext _run;
     private readonly string _runId;
     private readonly CancellationToken _cancel;
     private RunState _state = null!;
     private AgentRuntime _agent = null!;
-    private string? _inFlight;
 
-    public RunExecutor(BureauEngine engine, string runId, CancellationToken cancel)
+    public AgentLoop(AgentRunExecutor kind, RunContext run)
     {
-        _engine = engine;
-        _runId = runId;
-        _cancel = cancel;
+        _kind = kind;
+        _run = run;
+        _runId = run.RunId;
+        _cancel = run.CancellationToken;
     }
 
-    private IRunStore Store => _engine.Store;
-    private TimeProvider Time => _engine.TimeProvider;
+    private TimeProvider Time => _run.Time;
+    private ILogger Logger => _kind.Logger;
 
-    /// <summary>Runs until the run ends or waits; returns its status then.</summary>
+    /// <summary>Runs until the run ends or waits; returns its status then. A cancellation propagates to the engine, which journals it.</summary>
     public async Task<RunStatus> ExecuteAsync()
     {
-        var run = await Store.GetRunAsync(_runId, CancellationToken.None)
-            ?? throw new InvalidOperationException($"run {_runId} does not exist");
-        if (run.Status.IsTerminal()) return run.Status;
-        if (!_engine.Agents.TryGetValue(run.Agent, out _agent!))
+        var run = _run.Run;
+        if (!_kind.Agents.TryGetValue(run.Agent, out _agent!))
         {
             _state = new RunState(_runId, null);
-            await LoadAsync();
+            Load();
             return await FinishAsync(RunStatus.Failed, null, $"agent '{run.Agent}' is not deployed in this host", "error");
         }
 
         _state = new RunState(_runId, _agent.Definition.Instructions);
-        await LoadAsync();
+        Load();
         if (_state.Finished is { } done) return done.Status;
         if (_state.Waiting is not null) return RunStatus.Waiting;
 
-        try
+        if (_state.Version > 1 || run.Status == RunStatus.Running)
         {
-            if (_state.Version > 1 || run.Status == RunStatus.Running)
-            {
-                var reason = _state.Resolutions.Count > 0 && run.Status == RunStatus.Queued ? "resolved" : "restart";
-                await AppendAsync([new RunResumed(reason)], new RunUpdate { Status = RunStatus.Running, Usage = _state.Usage });
-                Log.Resumed(_engine.Logger, _runId, _state.Version, reason);
-            }
-            else
-            {
-                _ = MarkRunningAsync();
-            }
-            return await LoopAsync();
+            var reason = ResumeReason(run);
+            _state.BeginExecution(Time.GetUtcNow());
+            await AppendAsync([new RunResumed(reason)], new RunUpdate { Status = RunStatus.Running, Usage = _state.Usage });
+            Log.Resumed(Logger, _runId, _state.Version, reason);
         }
-        catch (OperationCanceledException) when (_cancel.IsCancellationRequested)
+        else
         {
-            return await CancelFinishAsync();
+            // A fresh run: the queue's time is not the run's; a run that waited too long expires unrun.
+            var now = Time.GetUtcNow();
+            if (_agent.Definition.Budgets.MaxQueueTime is { } maxQueue && now - run.CreatedAt > maxQueue)
+            {
+                var queued = Math.Round((now - run.CreatedAt).TotalSeconds, 3);
+                return await FinishAsync(RunStatus.Failed, null,
+                    $"expired: waited {queued}s in the queue, longer than maxQueueTime {maxQueue.TotalSeconds}s; it never started", "expired");
+            }
+            _state.BeginExecution(now);
         }
+        return await LoopAsync();
     }
 
-    private async Task MarkRunningAsync()
+    private string ResumeReason(RunRecord run)
     {
-        try
+        if (run.Status != RunStatus.Queued) return "restart";
+        return _state.LastEntry switch
         {
-            await Store.MarkRunningAsync(_runId, Time.GetUtcNow(), CancellationToken.None);
-        }
-        catch (Exception ex)
-        {
-            Log.MarkRunningFailed(_engine.Logger, _runId, ex);
-        }
+            StepResolved => "resolved",
+            WaitExpired => "expired",
+            WaitAnswered => "answered",
+            _ => "restart",
+        };
     }
 
-    private async Task LoadAsync()
+    private void Load()
     {
-        var journal = await Store.ReadJournalAsync(_runId, 0, CancellationToken.None);
-        foreach (var record in journal) _state.Apply(record);
+        foreach (var record in _run.Journal) _state.Apply(record);
+        _run.Fold = _state.Apply;
     }
 
     private async Task<RunStatus> LoopAsync()
     {
-        var budgets = _agent.Definition.Budgets;
         var loop = _agent.Definition.LoopDetection;
         while (true)
         {
             _cancel.ThrowIfCancellationRequested();
-            if (_engine.IsStopping) return RunStatus.Running;
+            if (_run.IsStopping) return RunStatus.Running;
 
             // 1. Finish the tool calls of the latest model answer (after a crash, some may be in doubt).
             foreach (var call in _state.Pending)
             {
                 if (call.State == CallState.Done) continue;
-                var stop = await HandleCallAsync(call, budgets, loop);
+                var stop = await HandleCallAsync(call, loop);
                 if (stop is not null) return stop.Value;
             }
 
             // 2. Budgets and progress, before asking the model again.
-            if (budgets.MaxSteps is { } maxSteps && _state.Steps >= maxSteps)
-                return await BudgetStopAsync("steps", maxSteps, _state.Steps);
-            if (budgets.MaxTokens is { } maxTokens && _state.Usage.TotalTokens >= maxTokens)
-                return await BudgetStopAsync("tokens", maxTokens, _state.Usage.TotalTokens);
-            if (RemainingTime() is { } remaining && remaining <= TimeSpan.Zero)
-                return await BudgetStopAsync("time", budgets.MaxWallTime!.Value.TotalSeconds, ActiveTime().TotalSeconds);
+            if (Budgets.Check(_agent.Definition.Budgets, _state, ActiveTime(), BudgetPoint.BeforeModel) is { } exceeded)
+                return await BudgetStopAsync(exceeded);
             if (loop.MaxTurnsWithoutProgress > 0 && _state.TurnsWithoutProgressNow >= loop.MaxTurnsWithoutProgress)
             {
                 var reason = $"{_state.TurnsWithoutProgressNow} turns in a row brought no new information";
@@ -134,13 +173,13 @@ internal sealed partial class RunExecutor
             var answer = response.Value;
             if (answer.Entry.ToolCalls.Count == 0)
             {
-                CrashPoints.Hit("before-finish");
+                _run.CrashPoints.Hit("before-finish");
                 return await AppendFinishAsync(answer.Entry);
             }
             await AppendAsync([answer.Entry], new RunUpdate { Status = RunStatus.Running, Usage = _state.Usage + answer.Entry.Usage });
-            CrashPoints.Hit("after-model-journal");
-            if (budgets.MaxTokens is { } maxTok && _state.Usage.TotalTokens > maxTok)
-                return await BudgetStopAsync("tokens", maxTok, _state.Usage.TotalTokens);
+            _run.CrashPoints.Hit("after-model-journal");
+            if (Budgets.Check(_agent.Definition.Budgets, _state, ActiveTime(), BudgetPoint.AfterModel) is { } over)
+                return await BudgetStopAsync(over);
         }
     }
 
@@ -154,29 +193,29 @@ internal sealed partial class RunExecutor
         using var timeLimit = RemainingTime() is { } remaining ? new CancellationTokenSource(remaining, Time) : null;
         using var linked = timeLimit is null ? null : CancellationTokenSource.CreateLinkedTokenSource(_cancel, timeLimit.Token);
         var token = linked?.Token ?? _cancel;
-        _inFlight = $"model call {turn} ({_agent.ModelName})";
-        _engine.Hub.PublishActivity(_runId, "model.started", $"{_agent.ModelLabel} turn {turn}");
+        _run.InFlight = $"model call {turn} ({_agent.ModelName})";
+        _run.PublishActivity("model.started", $"{_agent.ModelLabel} turn {turn}");
         try
         {
             response = await _agent.Client.GetResponseAsync(_state.Messages, _agent.ChatOptions, token);
         }
         catch (OperationCanceledException) when (timeLimit?.IsCancellationRequested == true && !_cancel.IsCancellationRequested)
         {
-            await BudgetStopAsync("time", _agent.Definition.Budgets.MaxWallTime!.Value.TotalSeconds, ActiveTime().TotalSeconds);
+            await BudgetStopAsync(new BudgetExceeded("time", _agent.Definition.Budgets.MaxWallTime!.Value.TotalSeconds, Math.Round(ActiveTime().TotalSeconds, 3)));
             return null;
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !_cancel.IsCancellationRequested)
         {
             var message = $"model '{_agent.ModelName}' failed at turn {turn} (run {_runId}, step {_state.Version + 1}): {ex.Message}";
-            Log.ModelFailed(_engine.Logger, _runId, _state.Version + 1, ex);
+            Log.ModelFailed(Logger, _runId, _state.Version + 1, ex);
             await FinishAsync(RunStatus.Failed, null, message, "error");
             return null;
         }
         finally
         {
-            _inFlight = null;
+            _run.InFlight = null;
         }
-        CrashPoints.Hit("after-model");
+        _run.CrashPoints.Hit("after-model");
         var elapsed = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         return new ModelAnswer(ToEntry(response, turn, elapsed));
     }
@@ -215,7 +254,7 @@ internal sealed partial class RunExecutor
     }
 
     /// <summary>Handles one tool call; returns a status when the run stops (waits, loops, budget).</summary>
-    private async Task<RunStatus?> HandleCallAsync(PendingCall call, AgentBudgets budgets, LoopDetectionSettings loop)
+    private async Task<RunStatus?> HandleCallAsync(PendingCall call, LoopDetectionSettings loop)
     {
         var c = call.Call;
         if (call.State == CallState.Intent)
@@ -223,8 +262,8 @@ internal sealed partial class RunExecutor
             return await HandleInDoubtAsync(call);
         }
 
-        if (budgets.MaxSteps is { } maxSteps && _state.Steps >= maxSteps)
-            return await BudgetStopAsync("steps", maxSteps, _state.Steps);
+        if (Budgets.Check(_agent.Definition.Budgets, _state, ActiveTime(), BudgetPoint.BeforeTool) is { } exceeded)
+            return await BudgetStopAsync(exceeded);
         if (loop.MaxRepeatedCalls > 0 && _state.CallCount(c.Name, c.Arguments) + 1 >= loop.MaxRepeatedCalls)
         {
             var reason = $"the model called '{c.Name}' with the same arguments {loop.MaxRepeatedCalls} times";
@@ -236,7 +275,7 @@ internal sealed partial class RunExecutor
         if (!check.IsValid)
         {
             await AppendAsync([new ToolCallRejected(c.CallId, c.Name, c.Arguments, check.Error!)]);
-            Log.CallRejected(_engine.Logger, _runId, _state.Version, c.Name, check.Error!);
+            Log.CallRejected(Logger, _runId, _state.Version, c.Name, check.Error!);
             return null;
         }
 
@@ -245,17 +284,17 @@ internal sealed partial class RunExecutor
         {
             var step = _state.Version + 1;
             var outcome = await InvokeAsync(tool, c, step, $"{_runId}:{step}", check.Arguments);
-            CrashPoints.Hit("after-tool");
-            await AppendAsync([new ToolCompleted(c.CallId, c.Name, outcome.Outcome.Content, outcome.Outcome.IsError, outcome.Ms)]);
-            CrashPoints.Hit("after-result");
+            _run.CrashPoints.Hit("after-tool");
+            await AppendAsync([new ToolCompleted(c.CallId, c.Name, outcome.Outcome.Content, outcome.Outcome.IsError, outcome.Ms, Note: outcome.Outcome.Note)]);
+            _run.CrashPoints.Hit("after-result");
             return null;
         }
 
-        CrashPoints.Hit("before-intent");
+        _run.CrashPoints.Hit("before-intent");
         var intentStep = _state.Version + 1;
         var key = $"{_runId}:{intentStep}";
         await AppendAsync([new ToolIntent(c.CallId, c.Name, c.Arguments, tool.Definition.Effect, key)]);
-        CrashPoints.Hit("after-intent");
+        _run.CrashPoints.Hit("after-intent");
         return await RunIntentAsync(call, tool, check.Arguments);
     }
 
@@ -263,9 +302,9 @@ internal sealed partial class RunExecutor
     {
         var c = call.Call;
         var result = await InvokeAsync(tool, c, call.IntentStep, call.IdempotencyKey!, arguments);
-        CrashPoints.Hit("after-tool");
-        await AppendAsync([new ToolCompleted(c.CallId, c.Name, result.Outcome.Content, result.Outcome.IsError, result.Ms, call.IntentStep)]);
-        CrashPoints.Hit("after-result");
+        _run.CrashPoints.Hit("after-tool");
+        await AppendAsync([new ToolCompleted(c.CallId, c.Name, result.Outcome.Content, result.Outcome.IsError, result.Ms, call.IntentStep, result.Outcome.Note)]);
+        _run.CrashPoints.Hit("after-result");
         return null;
     }
 
@@ -286,7 +325,7 @@ internal sealed partial class RunExecutor
             return await RetryInDoubtAsync(call);
         }
 
-        if (!_engine.ToolsByName.TryGetValue(c.Name, out var tool))
+        if (!_kind.ToolsByName.TryGetValue(c.Name, out var tool))
         {
             await AppendAsync([new ToolCompleted(c.CallId, c.Name, $"tool '{c.Name}' is no longer deployed; the call's outcome is unknown", true, 0, call.IntentStep)]);
             return null;
@@ -294,15 +333,23 @@ internal sealed partial class RunExecutor
         switch (tool.Definition.EffectiveInDoubtAction)
         {
             case InDoubtAction.Retry:
-                Log.InDoubtRetry(_engine.Logger, _runId, call.IntentStep, c.Name);
+                Log.InDoubtRetry(Logger, _runId, call.IntentStep, c.Name);
                 return await RetryInDoubtAsync(call);
             case InDoubtAction.Fail:
                 await AppendAsync([new ToolCompleted(c.CallId, c.Name, $"tool '{c.Name}' was interrupted by a crash; whether it took effect is unknown", true, 0, call.IntentStep)]);
                 return null;
             default:
-                var waiting = new WaitingFor("in-doubt", call.IntentStep, c.Name, call.IdempotencyKey, c.Arguments);
+                var waiting = new InDoubtWait
+                {
+                    Step = call.IntentStep,
+                    Tool = c.Name,
+                    Key = call.IdempotencyKey,
+                    Arguments = c.Arguments,
+                    Deadline = tool.Definition.InDoubtTimeout is { } timeout ? Time.GetUtcNow() + timeout : null,
+                };
                 await AppendAsync([new RunWaiting(waiting)], new RunUpdate { Status = RunStatus.Waiting, WaitingFor = waiting, Usage = _state.Usage });
-                Log.InDoubtWaiting(_engine.Logger, _runId, call.IntentStep, c.Name);
+                Log.InDoubtWaiting(Logger, _runId, call.IntentStep, c.Name);
+                _run.CrashPoints.Hit("waiting");
                 return RunStatus.Waiting;
         }
     }
@@ -322,17 +369,17 @@ internal sealed partial class RunExecutor
 
     private async Task<TimedOutcome> InvokeAsync(BureauTool tool, ToolCallRecord call, long step, string key, JsonElement arguments)
     {
-        _inFlight = $"tool '{call.Name}' (step {step}, key {key})";
-        _engine.Hub.PublishActivity(_runId, "tool.started", $"{call.Name} step {step}");
+        _run.InFlight = $"tool '{call.Name}' (step {step}, key {key})";
+        _run.PublishActivity("tool.started", $"{call.Name} step {step}");
         var started = Stopwatch.GetTimestamp();
         try
         {
-            var outcome = await tool.InvokeAsync(new ToolInvocation(_runId, step, key, call.Name, arguments), _cancel);
+            var outcome = await _kind.Pipeline.InvokeAsync(new ToolCall(_runId, _agent.Definition, tool, step, key, call.CallId, arguments, call.Arguments, _cancel));
             return new TimedOutcome(outcome, Math.Round(Stopwatch.GetElapsedTime(started).TotalMilliseconds, 3));
         }
         finally
         {
-            if (!_cancel.IsCancellationRequested) _inFlight = null; // a cancel journals what was in flight
+            if (!_cancel.IsCancellationRequested) _run.InFlight = null; // a cancel journals what was in flight
         }
     }
 
@@ -341,22 +388,21 @@ internal sealed partial class RunExecutor
         if (loop.Action == LoopAction.Warn && !_state.LoopWarned)
         {
             await AppendAsync([new LoopDetected(reason, tool, LoopAction.Warn, callId)]);
-            Log.LoopWarned(_engine.Logger, _runId, _state.Version, reason);
+            Log.LoopWarned(Logger, _runId, _state.Version, reason);
             return null;
         }
-        Log.LoopStopped(_engine.Logger, _runId, _state.Version, reason);
+        Log.LoopStopped(Logger, _runId, _state.Version, reason);
         return await FinishAsync(RunStatus.Failed, null, $"loop detected: {reason}", "loop", new LoopDetected(reason, tool, LoopAction.Stop, callId));
     }
 
-    private Task<RunStatus> BudgetStopAsync(string budget, double limit, double used)
+    private Task<RunStatus> BudgetStopAsync(BudgetExceeded exceeded)
     {
-        var unit = budget switch { "time" => "s", "tokens" => " tokens", _ => " steps" };
-        Log.BudgetStopped(_engine.Logger, _runId, _state.Version, budget);
-        return FinishAsync(RunStatus.Failed, null, $"budget exceeded: {budget} (limit {limit}{unit}, used {Math.Round(used, 3)}{unit})", "budget",
-            new BudgetExceeded(budget, limit, Math.Round(used, 3)));
+        var unit = exceeded.Budget switch { "time" => "s", "tokens" => " tokens", _ => " steps" };
+        Log.BudgetStopped(Logger, _runId, _state.Version, exceeded.Budget);
+        return FinishAsync(RunStatus.Failed, null, $"budget exceeded: {exceeded.Budget} (limit {exceeded.Limit}{unit}, used {exceeded.Used}{unit})", "budget", exceeded);
     }
 
-    private TimeSpan ActiveTime() => Time.GetUtcNow() - _state.StartedAt - _state.TimeWaiting;
+    private TimeSpan ActiveTime() => _state.ActiveTime(Time.GetUtcNow());
 
     private TimeSpan? RemainingTime() =>
         _agent.Definition.Budgets.MaxWallTime is { } max ? max - ActiveTime() : null;
@@ -380,32 +426,8 @@ internal sealed partial class RunExecutor
         return status;
     }
 
-    private async Task<RunStatus> CancelFinishAsync()
-    {
-        var inFlight = _inFlight is null ? Array.Empty<string>() : [_inFlight];
-        var (actor, reason) = _engine.TakeCancelReason(_runId);
-        var error = $"canceled{(actor is null ? "" : " by " + actor)}{(reason is null ? "" : ": " + reason)}";
-        await AppendAsync(
-            [new RunCanceled(reason, actor, inFlight), new RunFinished(RunStatus.Canceled, null, error, "canceled")],
-            new RunUpdate { Status = RunStatus.Canceled, Error = error, Outcome = "canceled", Usage = _state.Usage });
-        Log.Canceled(_engine.Logger, _runId, _state.Version);
-        return RunStatus.Canceled;
-    }
-
-    /// <summary>Appends entries (numbered after the current version), then folds them in. Never canceled midway.</summary>
-    private async ValueTask AppendAsync(JournalEntry[] entries, RunUpdate? update = null)
-    {
-        var at = Time.GetUtcNow();
-        var request = new AppendRequest { RunId = _runId, ExpectedVersion = _state.Version, Entries = entries, At = at, Update = update };
-        await Store.AppendAsync(request, CancellationToken.None);
-        var records = new JournalRecord[entries.Length];
-        for (var i = 0; i < entries.Length; i++)
-        {
-            records[i] = new JournalRecord(_state.Version + 1, at, entries[i]);
-            _state.Apply(records[i]);
-        }
-        _engine.Hub.Publish(_runId, records);
-    }
+    /// <summary>Appends entries (numbered after the current version); the writer folds them into the state. Never canceled midway.</summary>
+    private ValueTask AppendAsync(JournalEntry[] entries, RunUpdate? update = null) => _run.AppendAsync(entries, update);
 
     private static partial class Log
     {
@@ -432,11 +454,5 @@ internal sealed partial class RunExecutor
 
         [LoggerMessage(8, LogLevel.Warning, "Run {RunId} step {Step}: {Budget} budget exceeded, run stopped")]
         public static partial void BudgetStopped(ILogger logger, string runId, long step, string budget);
-
-        [LoggerMessage(9, LogLevel.Information, "Run {RunId} step {Step}: canceled")]
-        public static partial void Canceled(ILogger logger, string runId, long step);
-
-        [LoggerMessage(10, LogLevel.Debug, "Run {RunId}: marking it running failed")]
-        public static partial void MarkRunningFailed(ILogger logger, string runId, Exception ex);
     }
 }

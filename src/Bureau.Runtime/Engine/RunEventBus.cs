@@ -10,17 +10,37 @@ namespace Bureau;
 public sealed record RunEvent(string RunId, JournalRecord? Record, string? Activity = null, string? Detail = null);
 
 /// <summary>
-/// In-process fan-out of run events, published after each journal commit. Costs a dictionary
-/// lookup per append when nobody listens.
+/// Where the journal writer publishes what it appended, and where watchers (the event stream,
+/// <c>WaitAsync</c>, the CLI) listen. The default delivers within this process; a cluster replaces it
+/// with one that reaches every node. Publishing is on the hot path: it must not block.
 /// </summary>
-public sealed class RunEventHub
+public interface IRunEventBus
+{
+    /// <summary>Publishes records the journal writer just committed, in order.</summary>
+    void Publish(string runId, IReadOnlyList<JournalRecord> records);
+
+    /// <summary>Publishes an activity (a model or tool call starting); not durable.</summary>
+    void PublishActivity(string runId, string activity, string detail);
+
+    /// <summary>What the run is doing right now (the latest activity not yet followed by a record), or null.</summary>
+    RunEvent? CurrentActivity(string runId);
+
+    /// <summary>Listens to one run until the returned handle is disposed.</summary>
+    IDisposable Subscribe(string runId, Action<RunEvent> handler);
+
+    /// <summary>Listens to every run until the returned handle is disposed.</summary>
+    IDisposable SubscribeAll(Action<RunEvent> handler);
+}
+
+/// <summary>The in-process event bus: a dictionary lookup per publish when nobody listens.</summary>
+public sealed class InProcessRunEventBus : IRunEventBus
 {
     private readonly ConcurrentDictionary<string, Subscribers> _byRun = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, RunEvent> _current = new(StringComparer.Ordinal);
     private volatile Action<RunEvent>[] _all = [];
     private readonly Lock _gate = new();
 
-    /// <summary>Listens to one run until the returned handle is disposed.</summary>
+    /// <inheritdoc />
     public IDisposable Subscribe(string runId, Action<RunEvent> handler)
     {
         var subs = _byRun.GetOrAdd(runId, _ => new Subscribers());
@@ -35,35 +55,39 @@ public sealed class RunEventHub
         });
     }
 
-    /// <summary>Listens to every run until the returned handle is disposed.</summary>
+    /// <inheritdoc />
     public IDisposable SubscribeAll(Action<RunEvent> handler)
     {
         lock (_gate) _all = [.. _all, handler];
         return new Unsubscriber(() => { lock (_gate) _all = Array.FindAll(_all, h => h != handler); });
     }
 
-    /// <summary>
-    /// What the run is doing right now (a model or tool call in flight), or null: the latest activity
-    /// not yet followed by a journal record. Lets a watcher that connects mid-call learn of it.
-    /// </summary>
+    /// <inheritdoc />
     public RunEvent? CurrentActivity(string runId) => _current.TryGetValue(runId, out var e) ? e : null;
 
-    internal void Publish(string runId, JournalRecord[] records)
+    /// <inheritdoc />
+    public void Publish(string runId, IReadOnlyList<JournalRecord> records)
     {
-        _current.TryRemove(runId, out _);
+        if (!_current.IsEmpty) _current.TryRemove(runId, out _);
         var all = _all;
         _byRun.TryGetValue(runId, out var subs);
         if (all.Length == 0 && subs is null) return;
         foreach (var r in records) Dispatch(new RunEvent(runId, r), subs, all);
     }
 
-    internal void PublishActivity(string runId, string activity, string detail)
+    /// <inheritdoc />
+    public void PublishActivity(string runId, string activity, string detail)
     {
-        var e = new RunEvent(runId, null, activity, detail);
-        _current[runId] = e;
         var all = _all;
         _byRun.TryGetValue(runId, out var subs);
-        if (all.Length == 0 && subs is null) return;
+        if (all.Length == 0 && subs is null)
+        {
+            // Nobody listens now; a watcher that subscribes mid-call still learns of it.
+            _current[runId] = new RunEvent(runId, null, activity, detail);
+            return;
+        }
+        var e = new RunEvent(runId, null, activity, detail);
+        _current[runId] = e;
         Dispatch(e, subs, all);
     }
 

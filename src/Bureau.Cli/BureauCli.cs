@@ -1,0 +1,41 @@
+using System.CommandLine;
+using Bureau.Cli.Commands;
+
+namespace Bureau.Cli;
+
+/// <summary>The <c>bureau</c> command line. Test hosts call <see cref="RunAsync"/> after setting <see cref="CliComposition.ConfigureServices"/>.</summary>
+internal static class BureauCli
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var root = new RootCommand("bureau: run AI agents as durable, observable, governed work.")
+        {
+            ValidateCommand.Create(),
+            RunCommand.Create(),
+            RunsCommand.Create(),
+            BenchCommand.Create(),
+            ServeCommand.Create(),
+            KeysCommand.Create(),
+        };
+
+        try
+        {
+            return await root.Parse(args).InvokeAsync(new InvocationConfiguration
+            {
+                EnableDefaultExceptionHandler = false,
+                // serve stops gracefully on SIGTERM/Ctrl+C: in-flight steps reach the journal (up to Bureau:ShutdownGrace).
+                ProcessTerminationTimeout = TimeSpan.FromSeconds(60),
+            });
+        }
+        catch (CliUsageException ex)
+        {
+            Console.Error.WriteLine("bureau: " + ex.Message);
+            return 2;
+        }
+        catch (Exception ex) when (ex is RunNotFoundException or RunStateConflictException or UnknownAgentException)
+        {
+            Console.Error.WriteLine("bureau: " + ex.Message);
+            return 1;
+        }
+    }
+}

@@ -1,0 +1,186 @@
+using Bureau.Engine;
+using Bureau.Tools;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Bureau;
+
+/// <summary>Registers Bureau in any generic-host application (a worker, ASP.NET Core, the <c>bureau</c> CLI).</summary>
+public static class BureauServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds Bureau's runtime: the run engine (scheduler, journal writer, run executors, timer service),
+    /// models and tools from the definitions added in code or manifests, and a hosted service that opens
+    /// the store and starts the engine (which resumes unfinished runs) with the host. Options come from
+    /// the configuration section <c>Bureau</c> (<see cref="BureauOptions"/>) and are validated at start.
+    /// Pick a store with a <c>Use*Storage</c> call (<c>UseSqliteStorage</c>); executors run in this
+    /// process unless <c>UseOrleans</c> puts them in grains; <c>AddHttpApi</c> and <c>MapBureau</c> add the REST API.
+    /// Calling it again returns a builder over the same registration.
+    /// </summary>
+    public static BureauBuilder AddBureau(this IServiceCollection services, Action<BureauOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        var existing = services.FirstOrDefault(d => d.ServiceType == typeof(CodeDefinitions))?.ImplementationInstance as CodeDefinitions;
+        if (existing is not null)
+        {
+            if (configure is not null) services.Configure(configure);
+            return new BureauBuilder(services, existing);
+        }
+
+        var code = new CodeDefinitions();
+        services.AddSingleton(code);
+        services.AddOptions<BureauOptions>().BindIfConfigured(BureauOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<BureauOptions>, BureauOptionsValidator>());
+        if (configure is not null) services.Configure(configure);
+
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<ILoggerFactory>(Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
+        services.TryAddSingleton(sp => new BureauDeployment(sp.GetRequiredService<IOptions<BureauOptions>>(), sp.GetRequiredService<CodeDefinitions>()));
+        services.TryAddSingleton<IRunEventBus, InProcessRunEventBus>();
+        services.TryAddSingleton(sp => new Models.ModelClientFactory(timeProvider: sp.GetRequiredService<TimeProvider>()));
+        services.TryAddSingleton<ChatClients>();
+        services.TryAddSingleton(new ToolFactory());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IToolCallFilter, TelemetryToolFilter>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunExecutor, AgentRunExecutor>());
+        services.TryAddSingleton<ICrashPoints>(NoCrashPoints.Instance);
+        services.TryAddSingleton(sp => new BureauEngine(
+            sp.GetRequiredService<IOptions<BureauOptions>>().Value,
+            sp.GetRequiredService<BureauDeployment>(),
+            sp.GetService<IRunStore>() ?? throw new InvalidOperationException(
+                "Bureau has no store: pick one with a Use*Storage call, for example services.AddBureau().UseSqliteStorage(\"bureau.db\")"),
+            sp.GetRequiredService<IRunEventBus>(),
+            sp.GetServices<IRunExecutor>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILoggerFactory>(),
+            sp,
+            sp.GetRequiredService<ICrashPoints>()));
+        services.AddSingleton<BureauRuntimeService>();
+        services.AddHostedService(sp => sp.GetRequiredService<BureauRuntimeService>());
+        return new BureauBuilder(services, code);
+    }
+}
+
+/// <summary>
+/// Configures Bureau: <c>Use*</c> picks the single implementation of a slot, <c>Add*</c> appends
+/// definitions and extensions. What is added in code is deployed beside the manifests; on a name
+/// clash the code wins.
+/// </summary>
+public sealed class BureauBuilder : IBureauBuilder
+{
+    private readonly CodeDefinitions _code;
+
+    internal BureauBuilder(IServiceCollection services, CodeDefinitions code)
+    {
+        Services = services;
+        _code = code;
+    }
+
+    /// <inheritdoc />
+    public IServiceCollection Services { get; }
+
+    /// <summary>Deploys the models, tools and agents of a YAML manifest, loaded when the host starts (errors stop the start, listing every problem).</summary>
+    public BureauBuilder AddManifest(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        Services.Configure<BureauOptions>(o => o.Manifests.Add(path));
+        return this;
+    }
+
+    /// <summary>Deploys an agent. Its model and tools must be defined (in code or a manifest) by the time the host starts.</summary>
+    public BureauBuilder AddAgent(AgentDefinition agent)
+    {
+        ArgumentNullException.ThrowIfNull(agent);
+        lock (_code) _code.Definitions.Add(agent);
+        return this;
+    }
+
+    /// <summary>Defines a model agents can name.</summary>
+    public BureauBuilder AddModel(ModelDefinition model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        lock (_code) _code.Definitions.Add(model);
+        return this;
+    }
+
+    /// <summary>Defines a model answered by any <see cref="IChatClient"/>, under <paramref name="name"/>.</summary>
+    public BureauBuilder AddChatClient(string name, IChatClient client)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(client);
+        return AddModel(new ChatClientModelDefinition { Name = name, Client = client });
+    }
+
+    /// <summary>
+    /// Adds a link to every model's chat pipeline (built with <see cref="ChatClientBuilder"/>): for
+    /// example <c>(model, b) =&gt; b.UseOpenTelemetry()</c>, caching, rate limiting or a fallback. Links
+    /// run in the order added, the first outermost.
+    /// </summary>
+    public BureauBuilder ConfigureChatClients(Action<ModelDefinition, ChatClientBuilder> configure)
+    {
+        ArgumentNullException.ThrowIfNull(configure);
+        Services.AddSingleton(new ChatPipelineStep(configure));
+        return this;
+    }
+
+    /// <summary>
+    /// Defines a tool implemented by a C# function (for example from <c>AIFunctionFactory.Create</c>),
+    /// under the function's name. <paramref name="effect"/> decides what happens to a call a crash
+    /// interrupted: <see cref="ToolEffect.Write"/> calls are never re-run without a person.
+    /// </summary>
+    public BureauBuilder AddTool(AIFunction function, ToolEffect effect = ToolEffect.Read, InDoubtAction? onInDoubt = null, TimeSpan? timeout = null)
+    {
+        ArgumentNullException.ThrowIfNull(function);
+        return AddTool(new FunctionToolDefinition
+        {
+            Name = function.Name,
+            Description = function.Description,
+            Effect = effect,
+            OnInDoubt = onInDoubt,
+            Timeout = timeout,
+            Parameters = function.JsonSchema,
+            Function = function,
+        });
+    }
+
+    /// <summary>Defines a tool (process, HTTP or function).</summary>
+    public BureauBuilder AddTool(ToolDefinition tool)
+    {
+        ArgumentNullException.ThrowIfNull(tool);
+        lock (_code) _code.Definitions.Add(tool);
+        return this;
+    }
+
+    /// <summary>Adds a link to the tool pipeline every validated call passes through (policy → approval → telemetry → retry → tool).</summary>
+    public BureauBuilder AddToolFilter<TFilter>() where TFilter : class, IToolCallFilter
+    {
+        Services.TryAddEnumerable(ServiceDescriptor.Singleton<IToolCallFilter, TFilter>());
+        return this;
+    }
+
+    /// <summary>Registers the executor of another run kind (a team orchestration, ...), resolved from the services.</summary>
+    public BureauBuilder AddRunExecutor<TExecutor>() where TExecutor : class, IRunExecutor
+    {
+        Services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunExecutor, TExecutor>());
+        return this;
+    }
+
+    /// <summary>Deploys everything in <paramref name="definitions"/>.</summary>
+    public BureauBuilder AddDefinitions(BureauDefinitions definitions)
+    {
+        ArgumentNullException.ThrowIfNull(definitions);
+        lock (_code) _code.Definitions.Merge(definitions);
+        return this;
+    }
+
+    /// <summary>Configures <see cref="BureauOptions"/> in code (after configuration binding).</summary>
+    public BureauBuilder Configure(Action<BureauOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(configure);
+        Services.Configure(configure);
+        return this;
+    }
+}

@@ -1,0 +1,124 @@
+using Bureau.Engine;
+using Bureau.Manifests;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace Bureau;
+
+/// <summary>What the application added in code through <see cref="BureauBuilder"/>.</summary>
+internal sealed class CodeDefinitions
+{
+    public BureauDefinitions Definitions { get; } = new();
+}
+
+/// <summary>What this host deploys: the manifests' definitions, then those added in code.</summary>
+public sealed class BureauDeployment
+{
+    internal BureauDeployment(IOptions<BureauOptions> options, CodeDefinitions code)
+    {
+        var all = new BureauDefinitions();
+        foreach (var path in options.Value.Manifests) all.Merge(LoadManifest(path));
+        lock (code) all.Merge(code.Definitions);
+        Definitions = all;
+    }
+
+    /// <summary>The deployed models, tools and agents.</summary>
+    public BureauDefinitions Definitions { get; }
+
+    private static BureauDefinitions LoadManifest(string path)
+    {
+        if (!File.Exists(path)) throw new InvalidOperationException($"Bureau:Manifests: no manifest at '{path}' (full path {Path.GetFullPath(path)})");
+        var result = ManifestLoader.LoadFile(path);
+        if (result.Success) return result.Definitions!;
+        throw new InvalidOperationException($"the manifest {path} is not valid:{Environment.NewLine}{string.Join(Environment.NewLine, result.Diagnostics)}");
+    }
+}
+
+/// <summary>A link of every model's chat pipeline.</summary>
+internal sealed record ChatPipelineStep(Action<ModelDefinition, ChatClientBuilder> Configure);
+
+/// <summary>One <see cref="IChatClient"/> per model: the provider's client, wrapped by the configured <see cref="ChatClientBuilder"/> pipeline.</summary>
+internal sealed class ChatClients(Models.ModelClientFactory factory, IEnumerable<ChatPipelineStep> steps, IServiceProvider services)
+{
+    private readonly Dictionary<string, IChatClient> _clients = new(StringComparer.Ordinal);
+    private readonly ChatPipelineStep[] _steps = [.. steps];
+
+    public IChatClient Get(ModelDefinition model)
+    {
+        lock (_clients)
+        {
+            if (_clients.TryGetValue(model.Name, out var client)) return client;
+            var inner = factory.Create(model);
+            if (_steps.Length > 0)
+            {
+                var builder = new ChatClientBuilder(inner);
+                foreach (var step in _steps) step.Configure(model, builder);
+                inner = builder.Build(services);
+            }
+            return _clients[model.Name] = inner;
+        }
+    }
+}
+
+/// <summary>Checks <see cref="BureauOptions"/>; each failure names its configuration key.</summary>
+internal sealed class BureauOptionsValidator : IValidateOptions<BureauOptions>
+{
+    public ValidateOptionsResult Validate(string? name, BureauOptions options)
+    {
+        var problems = options.Problems().ToList();
+        return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
+    }
+}
+
+/// <summary>
+/// Opens the stores as the host starts (before anything else starts: the storage provider takes its
+/// database lock here), starts the engine unless a silo starts it, and stops it gracefully.
+/// </summary>
+internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedLifecycleService
+{
+
+    public async Task StartingAsync(CancellationToken cancellationToken)
+    {
+        var store = services.GetService<IRunStore>() ?? throw new InvalidOperationException(
+            "Bureau has no store: pick one with a Use*Storage call, for example services.AddBureau().UseSqliteStorage(\"bureau.db\")");
+        await store.InitializeAsync(cancellationToken);
+        if (services.GetService<IApiKeyStore>() is { } keys) await keys.InitializeAsync(cancellationToken);
+    }
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var engine = services.GetRequiredService<BureauEngine>();
+        if (services.GetService<EngineStartedBySilo>() is null) await engine.StartAsync(cancellationToken);
+    }
+
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (services.GetService<EngineStartedBySilo>() is null) await services.GetRequiredService<BureauEngine>().StopAsync(cancellationToken);
+    }
+
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
+
+/// <summary>Registered by a distribution layer (Orleans) that starts and stops the engine itself.</summary>
+public sealed class EngineStartedBySilo;
+
+/// <summary>Options binding that works with or without an <see cref="Microsoft.Extensions.Configuration.IConfiguration"/> (a bare service collection in a test or a tool).</summary>
+public static class BureauOptionsBuilderExtensions
+{
+    /// <summary>Binds the options from the configuration section <paramref name="section"/> when the application has a configuration.</summary>
+    public static OptionsBuilder<TOptions> BindIfConfigured<TOptions>(this OptionsBuilder<TOptions> builder, string section) where TOptions : class
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder.Configure<IServiceProvider>((o, sp) => Microsoft.Extensions.Configuration.ConfigurationBinder.Bind(
+            sp.GetService<Microsoft.Extensions.Configuration.IConfiguration>()?.GetSection(section) ?? EmptySection, o));
+    }
+
+    private static readonly Microsoft.Extensions.Configuration.IConfigurationSection EmptySection =
+        new Microsoft.Extensions.Configuration.ConfigurationBuilder().Build().GetSection("none");
+}

@@ -1,0 +1,49 @@
+using System.Diagnostics;
+
+namespace Bureau.Engine;
+
+/// <summary>
+/// The only way anything appends to a journal: the executors (through <see cref="RunContext"/>) and
+/// the run commands (submit, cancel, resolve, answer, expire). It appends durably, folds the records
+/// into the caller's state, publishes them, counts them, and tells the timer service of a new deadline.
+/// </summary>
+internal sealed class JournalWriter(IRunStore store, IRunEventBus events, TimeProvider time, WaitTimers timers)
+{
+    /// <summary>Appends <paramref name="entries"/> after <paramref name="expectedVersion"/>; returns the new version.</summary>
+    public async ValueTask<long> AppendAsync(string runId, long expectedVersion, JournalEntry[] entries, RunUpdate? update, Action<JournalRecord>? fold)
+    {
+        var at = time.GetUtcNow();
+        await store.AppendAsync(new AppendRequest { RunId = runId, ExpectedVersion = expectedVersion, Entries = entries, At = at, Update = update }, CancellationToken.None);
+        var records = new JournalRecord[entries.Length];
+        for (var i = 0; i < entries.Length; i++)
+        {
+            records[i] = new JournalRecord(expectedVersion + 1 + i, at, entries[i]);
+            fold?.Invoke(records[i]);
+        }
+        events.Publish(runId, records);
+        BureauTelemetry.JournalEntries.Add(entries.Length);
+        if (update?.WaitingFor?.Deadline is { } deadline) timers.Nudge(deadline);
+        if (update is not null) Count(update.Status);
+        return expectedVersion + entries.Length;
+    }
+
+    /// <summary>Creates a run with its first entry; publishes it when it is new.</summary>
+    public async Task<SubmitResult> SubmitAsync(NewRun run, CancellationToken cancellationToken)
+    {
+        var result = await store.SubmitAsync(run, cancellationToken);
+        if (result.Created)
+        {
+            events.Publish(run.Id, [new JournalRecord(1, run.CreatedAt, run.Started)]);
+            BureauTelemetry.RunsStarted.Add(1, new KeyValuePair<string, object?>("bureau.run.kind", run.Kind));
+            BureauTelemetry.JournalEntries.Add(1);
+        }
+        return result;
+    }
+
+    private static void Count(RunStatus status)
+    {
+        if (status.IsTerminal() && BureauTelemetry.RunsFinished.Enabled)
+            BureauTelemetry.RunsFinished.Add(1, new KeyValuePair<string, object?>("bureau.run.status", status.ToWireName()));
+    }
+}
+

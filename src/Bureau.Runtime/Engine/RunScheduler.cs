@@ -1,0 +1,179 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+
+namespace Bureau.Engine;
+
+/// <summary>
+/// The scheduler of one node: a queue of runs to execute, a concurrency limit, and the store-side
+/// claims (leases) that say which node executes which unfinished run. It claims runs in batches as
+/// its queue drains (never every unfinished run at once), renews its leases, and picks up the runs of
+/// a node whose lease ran out. New runs are claimed by the node that accepts them.
+/// </summary>
+internal sealed partial class RunScheduler
+{
+    private readonly Channel<string> _ready = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly ConcurrentDictionary<string, byte> _scheduled = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly SemaphoreSlim _slots;
+    private readonly IRunStore _store;
+    private readonly BureauOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly int _backlog;
+    private TaskCompletionSource _wakeClaimer = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Func<string, Task>? _execute;
+    private Task? _dispatcher;
+    private Task? _claimer;
+    private int _active;
+
+    public RunScheduler(IRunStore store, BureauOptions options, TimeProvider time, ILogger logger)
+    {
+        _store = store;
+        _options = options;
+        _time = time;
+        _logger = logger;
+        _slots = new SemaphoreSlim(options.MaxConcurrentRuns);
+        _backlog = Math.Max(256, options.MaxConcurrentRuns * 4);
+    }
+
+    public int ActiveRuns => Volatile.Read(ref _active);
+    public bool IsStopping => _stopping.IsCancellationRequested;
+
+    /// <summary>A claim for runs this node accepts or requeues now.</summary>
+    public RunClaim NewClaim() => new(_options.NodeId, _time.GetUtcNow() + _options.ClaimLease);
+
+    /// <summary>Takes back this node's claims, claims a first batch of unfinished runs, and starts dispatching.</summary>
+    public async Task StartAsync(Func<string, Task> execute, CancellationToken cancellationToken)
+    {
+        _execute = execute;
+        await _store.ReleaseClaimsAsync(_options.NodeId, cancellationToken);
+        var resumed = await ClaimAsync(cancellationToken);
+        if (resumed > 0) Log.ResumingRuns(_logger, resumed);
+        _dispatcher = Task.Run(DispatchAsync, CancellationToken.None);
+        _claimer = Task.Run(ClaimLoopAsync, CancellationToken.None);
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_stopping.IsCancellationRequested) return;
+        await _stopping.CancelAsync();
+        _ready.Writer.TryComplete();
+        _wakeClaimer.TrySetResult();
+        if (_dispatcher is not null) await _dispatcher;
+        if (_claimer is not null) await _claimer;
+        var deadline = _time.GetUtcNow() + _options.ShutdownGrace;
+        while (ActiveRuns > 0 && _time.GetUtcNow() < deadline && !cancellationToken.IsCancellationRequested)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(20), _time, cancellationToken);
+        }
+    }
+
+    /// <summary>Queues a run for execution here unless it is already queued or executing here.</summary>
+    public void Schedule(string runId)
+    {
+        if (_scheduled.TryAdd(runId, 0) && !_ready.Writer.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
+    }
+
+    private async Task<int> ClaimAsync(CancellationToken ct)
+    {
+        var total = 0;
+        while (!_stopping.IsCancellationRequested)
+        {
+            var room = _backlog - _scheduled.Count;
+            if (room <= 0) break;
+            var ids = await _store.ClaimAsync(NewClaim(), _time.GetUtcNow(), room, ct);
+            foreach (var id in ids) Schedule(id);
+            total += ids.Count;
+            if (ids.Count < room) break;
+        }
+        return total;
+    }
+
+    private async Task ClaimLoopAsync()
+    {
+        var renewEvery = _options.ClaimLease / 3;
+        var lastRenew = _time.GetUtcNow();
+        while (!_stopping.IsCancellationRequested)
+        {
+            Task wake;
+            lock (_ready)
+            {
+                if (_wakeClaimer.Task.IsCompleted) _wakeClaimer = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                wake = _wakeClaimer.Task;
+            }
+            try
+            {
+                using var delay = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+                await Task.WhenAny(Task.Delay(renewEvery, _time, delay.Token), wake);
+                await delay.CancelAsync();
+                if (_stopping.IsCancellationRequested) return;
+                if (_time.GetUtcNow() - lastRenew >= renewEvery)
+                {
+                    await _store.RenewClaimsAsync(NewClaim(), _stopping.Token);
+                    lastRenew = _time.GetUtcNow();
+                }
+                await ClaimAsync(_stopping.Token);
+            }
+            catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                Log.ClaimFailed(_logger, ex);
+            }
+        }
+    }
+
+    private async Task DispatchAsync()
+    {
+        var reader = _ready.Reader;
+        try
+        {
+            while (await reader.WaitToReadAsync(_stopping.Token))
+            {
+                while (reader.TryRead(out var runId))
+                {
+                    await _slots.WaitAsync(_stopping.Token);
+                    _ = RunSlotAsync(runId);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task RunSlotAsync(string runId)
+    {
+        Interlocked.Increment(ref _active);
+        try
+        {
+            await _execute!(runId);
+        }
+        catch (Exception ex)
+        {
+            Log.ExecutorFailed(_logger, runId, ex);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _active);
+            _scheduled.TryRemove(runId, out _);
+            _slots.Release();
+            if (_scheduled.Count < _backlog / 2) _wakeClaimer.TrySetResult();
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(20, LogLevel.Information, "Resuming {Count} unfinished runs from their journals")]
+        public static partial void ResumingRuns(ILogger logger, int count);
+
+        [LoggerMessage(22, LogLevel.Error, "Run {RunId}: the executor failed")]
+        public static partial void ExecutorFailed(ILogger logger, string runId, Exception ex);
+
+        [LoggerMessage(23, LogLevel.Warning, "Claiming or renewing runs in the store failed; trying again")]
+        public static partial void ClaimFailed(ILogger logger, Exception ex);
+    }
+}

@@ -1,0 +1,113 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace Bureau.Tools;
+
+/// <summary>One validated tool call on its way through the tool pipeline.</summary>
+public sealed class ToolCall
+{
+    internal ToolCall(string runId, AgentDefinition agent, BureauTool tool, long step, string idempotencyKey, string callId, JsonElement arguments, string argumentsText, CancellationToken cancellationToken)
+    {
+        RunId = runId;
+        Agent = agent;
+        Tool = tool;
+        Step = step;
+        IdempotencyKey = idempotencyKey;
+        CallId = callId;
+        Arguments = arguments;
+        ArgumentsText = argumentsText;
+        CancellationToken = cancellationToken;
+    }
+
+    /// <summary>The run.</summary>
+    public string RunId { get; }
+    /// <summary>The agent making the call.</summary>
+    public AgentDefinition Agent { get; }
+    /// <summary>The tool called.</summary>
+    public BureauTool Tool { get; }
+    /// <summary>The journal step of the call (its intent, or the model answer's step for <c>read</c> tools).</summary>
+    public long Step { get; }
+    /// <summary>The idempotency key the tool gets: <c>{runId}:{step}</c>.</summary>
+    public string IdempotencyKey { get; }
+    /// <summary>The model's id of the call.</summary>
+    public string CallId { get; }
+    /// <summary>The arguments, validated against the tool's schema.</summary>
+    public JsonElement Arguments { get; }
+    /// <summary>The arguments as the model wrote them.</summary>
+    public string ArgumentsText { get; }
+    /// <summary>Fires when the run is canceled.</summary>
+    public CancellationToken CancellationToken { get; }
+}
+
+/// <summary>The next link of the tool pipeline (in the end, the tool itself).</summary>
+public delegate ValueTask<ToolOutcome> ToolCallHandler(ToolCall call);
+
+/// <summary>Where a filter sits in the tool pipeline; lower stages run first (outermost).</summary>
+public enum ToolFilterStage
+{
+    /// <summary>Decides whether the call may run at all (allow, deny).</summary>
+    Policy = 100,
+    /// <summary>Asks a person before the call runs.</summary>
+    Approval = 200,
+    /// <summary>Traces and measures the call.</summary>
+    Telemetry = 300,
+    /// <summary>Retries the call, backs off, breaks circuits.</summary>
+    Retry = 400,
+}
+
+/// <summary>
+/// A link of the tool pipeline every validated call passes through before the tool runs:
+/// policy → approval → telemetry → retry → tool. Register with <c>AddToolFilter</c>. A filter may
+/// answer without calling <c>next</c> (a deny is an error outcome the model sees).
+/// </summary>
+public interface IToolCallFilter
+{
+    /// <summary>Its stage.</summary>
+    ToolFilterStage Stage { get; }
+
+    /// <summary>Handles the call, usually by calling <paramref name="next"/>.</summary>
+    ValueTask<ToolOutcome> InvokeAsync(ToolCall call, ToolCallHandler next);
+}
+
+/// <summary>The filters in stage order, ending with the tool; built once.</summary>
+internal sealed class ToolPipeline
+{
+    private readonly ToolCallHandler _handler;
+
+    public ToolPipeline(IEnumerable<IToolCallFilter> filters)
+    {
+        ToolCallHandler handler = static call => new ValueTask<ToolOutcome>(call.Tool.InvokeAsync(
+            new ToolInvocation(call.RunId, call.Step, call.IdempotencyKey, call.Tool.Name, call.Arguments), call.CancellationToken));
+        foreach (var filter in filters.OrderByDescending(f => (int)f.Stage))
+        {
+            var next = handler;
+            handler = call => filter.InvokeAsync(call, next);
+        }
+        _handler = handler;
+    }
+
+    public ValueTask<ToolOutcome> InvokeAsync(ToolCall call) => _handler(call);
+}
+
+/// <summary>An <c>execute_tool</c> span per call (GenAI semantic conventions), when anyone listens.</summary>
+internal sealed class TelemetryToolFilter : IToolCallFilter
+{
+    public ToolFilterStage Stage => ToolFilterStage.Telemetry;
+
+    public ValueTask<ToolOutcome> InvokeAsync(ToolCall call, ToolCallHandler next) =>
+        BureauTelemetry.ActivitySource.HasListeners() ? TracedAsync(call, next) : next(call);
+
+    private static async ValueTask<ToolOutcome> TracedAsync(ToolCall call, ToolCallHandler next)
+    {
+        using var span = BureauTelemetry.ActivitySource.StartActivity($"execute_tool {call.Tool.Name}", ActivityKind.Internal);
+        span?.SetTag("gen_ai.operation.name", "execute_tool");
+        span?.SetTag("gen_ai.tool.name", call.Tool.Name);
+        span?.SetTag("gen_ai.tool.call.id", call.CallId);
+        span?.SetTag("bureau.tool.effect", call.Tool.Definition.Effect.ToString().ToLowerInvariant());
+        span?.SetTag("bureau.run.id", call.RunId);
+        span?.SetTag("bureau.step", call.Step);
+        var outcome = await next(call);
+        if (outcome.IsError) span?.SetStatus(ActivityStatusCode.Error, outcome.Content.Length > 200 ? outcome.Content[..200] : outcome.Content);
+        return outcome;
+    }
+}
