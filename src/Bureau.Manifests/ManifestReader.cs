@@ -1,3 +1,4 @@
+using System.Collections;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -11,7 +12,7 @@ namespace Bureau.Manifests;
 /// Walks a manifest's YAML nodes into definitions, collecting every problem (with its line and column)
 /// instead of stopping at the first.
 /// </summary>
-internal sealed partial class ManifestReader(string file, string baseDirectory, string sourcePath, IReadOnlyDictionary<string, string?> environment)
+internal sealed partial class ManifestReader(string file, string baseDirectory, string sourcePath, IReadOnlyDictionary<string, string?> environment, ManifestLimits limits)
 {
     private static readonly string[] s_topKeys = ["version", "models", "tools", "agents"];
     private static readonly string[] s_reservedTopKeys = ["teams", "triggers", "policies", "memory"];
@@ -34,6 +35,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static readonly string[] s_callKeys = ["tool", "args"];
     private static readonly string[] s_builtInPlaceholders = ["input", "turn", "turnIndex", "last"];
     private static readonly TimeSpan s_regexTimeout = TimeSpan.FromSeconds(1);
+    private static readonly JsonSerializerOptions s_jsonOptions = new() { MaxDepth = ManifestLimits.MaxDepthCeiling + 1 };
 
     [GeneratedRegex(@"^[A-Za-z0-9_-]{1,64}$", RegexOptions.CultureInvariant)]
     private static partial Regex NamePattern();
@@ -46,6 +48,9 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
 
     private readonly List<ManifestDiagnostic> _diagnostics = [];
 
+    /// <summary>The characters of keys and values produced so far, aliases expanded and <c>${VAR}</c> substituted.</summary>
+    private long _expandedChars;
+
     /// <summary>The problems found, in file order.</summary>
     public IReadOnlyList<ManifestDiagnostic> Diagnostics =>
         [.. _diagnostics.OrderBy(d => d.Line).ThenBy(d => d.Column)];
@@ -55,8 +60,22 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
 
     public BureauDefinitions? Read(string yaml)
     {
+        try
+        {
+            return ReadCore(yaml);
+        }
+        catch (ManifestLimitException ex)
+        {
+            // A limit stops the reading at once: what would follow is what the limit exists to prevent.
+            Add(ex.At, ex.Message, ex.Path);
+            return null;
+        }
+    }
+
+    private BureauDefinitions? ReadCore(string yaml)
+    {
         var stream = new YamlStream();
-        var parser = new TrackingParser(new Parser(new StringReader(yaml)));
+        var parser = new TrackingParser(new Parser(new StringReader(yaml)), limits);
         try
         {
             stream.Load(parser);
@@ -75,6 +94,8 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             Add(parser.LastPosition, "YAML syntax error: malformed or unterminated flow collection ([...] or {...}) or block here", null);
             return null;
         }
+
+        _expandedChars = parser.ExpandedChars;
 
         if (stream.Documents.Count == 0 || YamlJson.IsNull(stream.Documents[0].RootNode))
         {
@@ -102,7 +123,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             if (s_reservedTopKeys.Contains(key))
                 Error(keyNode, key, $"'{key}' is not supported yet in this version of Bureau (supported: {string.Join(", ", s_topKeys)})");
             else if (!s_topKeys.Contains(key))
-                Error(keyNode, key, $"unknown top-level key '{key}'{Suggestions.Hint(key, s_topKeys)}");
+                Error(keyNode, key, $"unknown top-level key '{key}'{Hint(key, s_topKeys)}");
             else
                 top[key] = new Entry(key, scalarKey, value, key);
         }
@@ -114,8 +135,8 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         var modelEntries = top.TryGetValue("models", out var m) ? NameMap(m, "model") : [];
         var toolEntries = top.TryGetValue("tools", out var t) ? NameMap(t, "tool") : [];
         var agentEntries = top.TryGetValue("agents", out var a) ? NameMap(a, "agent") : [];
-        var modelNames = modelEntries.Select(e => e.Name).ToArray();
-        var toolNames = toolEntries.Select(e => e.Name).ToArray();
+        var modelNames = new Names(modelEntries.Select(e => e.Name));
+        var toolNames = new Names(toolEntries.Select(e => e.Name));
 
         foreach (var e in modelEntries)
             if (ReadModel(e) is { } model) definitions.Add(model);
@@ -193,7 +214,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             var map = Map(ruleEntry, $"rule {i + 1}", s_ruleKeys, [], null);
             if (map is null) continue;
 
-            var groups = new List<string>(s_builtInPlaceholders);
+            var groups = new Names(s_builtInPlaceholders);
             ScriptCondition? when = null;
             if (map.TryGetValue("when", out var w) && !YamlJson.IsNull(w.Value))
                 when = ReadCondition(w, groups);
@@ -219,7 +240,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         return rules;
     }
 
-    private ScriptCondition? ReadCondition(Entry entry, List<string> groups)
+    private ScriptCondition? ReadCondition(Entry entry, Names groups)
     {
         var map = Map(entry, "'when'", s_whenKeys, [], null);
         if (map is null) return null;
@@ -246,7 +267,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         return new ScriptCondition { TurnFrom = from, TurnTo = to, Input = input, User = user, Tool = tool, Match = match };
     }
 
-    private string? Pattern(Entry entry, List<string> groups)
+    private string? Pattern(Entry entry, Names groups)
     {
         var pattern = RequiredText(entry);
         if (pattern is null) return null;
@@ -264,7 +285,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         }
     }
 
-    private List<ScriptToolCall> ReadCalls(Entry entry, List<string> groups)
+    private List<ScriptToolCall> ReadCalls(Entry entry, Names groups)
     {
         var calls = new List<ScriptToolCall>();
         var items = Sequence(entry);
@@ -303,16 +324,15 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         return calls;
     }
 
-    private void CheckPlaceholders(YamlNode node, string path, string text, List<string> groups)
+    private void CheckPlaceholders(YamlNode node, string path, string text, Names groups)
     {
         foreach (Match m in PlaceholderPattern().Matches(text))
         {
             var name = m.Groups[1].Value;
             if (groups.Contains(name)) continue;
-            var known = groups.Distinct().ToArray();
-            var closest = Suggestions.Closest(name, known);
+            var closest = Closest(name, groups);
             Error(node, path, $"unknown placeholder '{{{{{name}}}}}': it is neither built in (input, turn, last) nor a capture group of this rule's regexes"
-                + (closest is not null ? $"; did you mean '{{{{{closest}}}}}'?" : $"; available: {string.Join(", ", known)}"));
+                + (closest is not null ? $"; did you mean '{{{{{closest}}}}}'?" : $"; available: {List(groups)}"));
         }
     }
 
@@ -483,13 +503,15 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         var json = YamlJson.Convert(entry.Value, s => Substitute(s, entry.Path), ref ok);
         if (!ok || json is null) return null;
         JsonElement element;
-        using (var document = JsonDocument.Parse(json.ToJsonString()))
+        // The parser bounds the nesting (ManifestLimits.MaxDepth), so JSON's own depth limit must not be the smaller one.
+        using (var document = JsonDocument.Parse(json.ToJsonString(s_jsonOptions), new JsonDocumentOptions { MaxDepth = s_jsonOptions.MaxDepth }))
             element = document.RootElement.Clone();
         if (!SchemaCheck.Check(element, out var problems))
         {
+            var keys = new Dictionary<YamlMappingNode, Dictionary<string, YamlNode>>(ReferenceEqualityComparer.Instance);
             foreach (var (pointer, message) in problems)
             {
-                var node = Resolve(entry.Value, pointer);
+                var node = Resolve(entry.Value, pointer, keys);
                 var at = pointer.Length == 0 ? "" : $" at {pointer}";
                 Error(node, entry.Path, $"invalid JSON Schema in 'parameters' of tool '{toolName}'{at}: {message}");
             }
@@ -498,14 +520,17 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         if (json is JsonObject obj && obj.TryGetPropertyValue("type", out var type) && type is not null
             && !(type.GetValueKind() == JsonValueKind.String && type.GetValue<string>() == "object"))
         {
-            Error(Resolve(entry.Value, "/type"), entry.Path, $"'parameters' of tool '{toolName}' must describe an object (type: object): models pass arguments as a JSON object");
+            Error(Resolve(entry.Value, "/type", null), entry.Path, $"'parameters' of tool '{toolName}' must describe an object (type: object): models pass arguments as a JSON object");
             return null;
         }
         return element;
     }
 
-    /// <summary>The YAML node a JSON pointer designates inside <paramref name="root"/> (the deepest one found).</summary>
-    private static YamlNode Resolve(YamlNode root, string pointer)
+    /// <summary>
+    /// The YAML node a JSON pointer designates inside <paramref name="root"/> (the deepest one found).
+    /// <paramref name="keys"/>, when given, indexes the mappings walked, for many pointers into one schema.
+    /// </summary>
+    private static YamlNode Resolve(YamlNode root, string pointer, Dictionary<YamlMappingNode, Dictionary<string, YamlNode>>? keys)
     {
         var node = root;
         if (pointer.Length == 0) return node;
@@ -514,6 +539,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             var segment = raw.Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal);
             YamlNode? next = node switch
             {
+                YamlMappingNode map when keys is not null => Index(map, keys).GetValueOrDefault(segment),
                 YamlMappingNode map => map.Children.FirstOrDefault(kv => (kv.Key as YamlScalarNode)?.Value == segment).Value,
                 YamlSequenceNode seq when int.TryParse(segment, NumberStyles.None, CultureInfo.InvariantCulture, out var i) && i < seq.Children.Count => seq.Children[i],
                 _ => null,
@@ -524,9 +550,19 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         return node;
     }
 
+    private static Dictionary<string, YamlNode> Index(YamlMappingNode map, Dictionary<YamlMappingNode, Dictionary<string, YamlNode>> keys)
+    {
+        if (keys.TryGetValue(map, out var index)) return index;
+        index = new Dictionary<string, YamlNode>(StringComparer.Ordinal);
+        foreach (var (key, value) in map.Children)
+            if (key is YamlScalarNode { Value: { } name }) index.TryAdd(name, value);
+        keys[map] = index;
+        return index;
+    }
+
     // ---- agents ----
 
-    private AgentDefinition? ReadAgent(Entry entry, string[] modelNames, string[] toolNames)
+    private AgentDefinition? ReadAgent(Entry entry, Names modelNames, Names toolNames)
     {
         if (!NamePattern().IsMatch(entry.Name))
             Error(entry.Key, entry.Path, $"agent name '{entry.Name}' must be 1 to 64 letters, digits, '_' or '-'");
@@ -544,6 +580,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         var instructions = map.TryGetValue("instructions", out var ins) ? Text(ins) : null;
         var description = map.TryGetValue("description", out var de) ? Text(de) : null;
         var tools = new List<string>();
+        var listed = new HashSet<string>(StringComparer.Ordinal);
         if (map.TryGetValue("tools", out var te))
         {
             var items = Sequence(te);
@@ -553,7 +590,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
                 if (RequiredText(itemEntry) is not { } toolName) continue;
                 if (!toolNames.Contains(toolName))
                     Error(item, te.Path, $"agent '{entry.Name}' uses tool '{toolName}', which is not defined under 'tools'{ReferenceHint(toolName, toolNames)}");
-                else if (tools.Contains(toolName))
+                else if (!listed.Add(toolName))
                     Error(item, te.Path, $"tool '{toolName}' is listed twice for agent '{entry.Name}'");
                 else
                     tools.Add(toolName);
@@ -627,7 +664,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
                     if (foreign is not null && foreign.TryGetValue(key, out var owner))
                         Error(keyNode, path, $"key '{key}' does not apply to {what} (it belongs to {owner})");
                     else
-                        Error(keyNode, path, $"unknown key '{key}' in {what}{Suggestions.Hint(key, allowed)}");
+                        Error(keyNode, path, $"unknown key '{key}' in {what}{Hint(key, allowed)}");
                     continue;
                 }
                 result[key] = new Entry(key, scalarKey, value, path);
@@ -703,8 +740,18 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
 
     private string? Substitute(YamlScalarNode scalar, string path)
     {
-        var text = EnvSubstitution.Apply(scalar.Value ?? "", environment, out var error);
+        var source = scalar.Value ?? "";
+        var text = EnvSubstitution.Apply(source, environment, out var error);
         if (error is not null) Error(scalar, path, error);
+        // The parser counted the text as written (each alias a copy); what a substitution adds counts here, once per
+        // occurrence read, so that ${VAR} repeated through aliases cannot grow the manifest past the size limit.
+        if (text is not null && text.Length > source.Length)
+        {
+            _expandedChars += text.Length - source.Length;
+            if (_expandedChars > limits.MaxFileBytes)
+                throw new ManifestLimitException(scalar.Start,
+                    $"environment substitution grows the manifest's keys and values past {limits.MaxFileBytes} characters (aliases expanded)", path);
+        }
         return text;
     }
 
@@ -780,13 +827,79 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         return null;
     }
 
-    private static string ClosestHint(string value, string[] choices) =>
-        Suggestions.Closest(value, choices) is { } c ? $"; did you mean '{c}'?" : "";
+    // ---- did-you-mean, bounded ----
+    // The edit distance costs the product of the two lengths, and a manifest may hold thousands of names and
+    // thousands of bad references to them: hints are given for names of at most MaxSuggestedLength characters,
+    // within a budget of work per manifest, and lists of names are cut after MaxListedNames.
 
-    private static string ReferenceHint(string value, string[] names)
+    private const int MaxSuggestedLength = 64;
+    private const int MaxListedNames = 20;
+
+    /// <summary>Character pairs the edit distances of this manifest's hints may still compare (tens of milliseconds).</summary>
+    private long _suggestionBudget = 20_000_000;
+
+    /// <summary>The closest candidate when it is a likely typo, while the budget lasts; otherwise null.</summary>
+    private string? Closest(string value, IEnumerable<string> candidates)
     {
-        if (Suggestions.Closest(value, names) is { } c) return $"; did you mean '{c}'?";
-        return names.Length == 0 ? " (none are defined)" : $" (defined: {string.Join(", ", names)})";
+        if (value.Length > MaxSuggestedLength) return null;
+        var fitting = new List<string>();
+        foreach (var candidate in candidates)
+        {
+            var cost = candidate.Length > MaxSuggestedLength ? 1 : (long)(value.Length + 1) * (candidate.Length + 1);
+            if (cost > _suggestionBudget)
+            {
+                _suggestionBudget = 0;
+                return null;
+            }
+            _suggestionBudget -= cost;
+            if (candidate.Length <= MaxSuggestedLength) fitting.Add(candidate);
+        }
+        return Suggestions.Closest(value, fitting);
+    }
+
+    /// <summary>"; did you mean 'x'?" or, when nothing is close, "; expected one of a, b, c" (empty when there are no candidates).</summary>
+    private string Hint(string value, IReadOnlyCollection<string> candidates)
+    {
+        if (Closest(value, candidates) is { } c) return $"; did you mean '{c}'?";
+        return candidates.Count == 0 ? "" : "; expected one of " + List(candidates);
+    }
+
+    private string ClosestHint(string value, string[] choices) =>
+        Closest(value, choices) is { } c ? $"; did you mean '{c}'?" : "";
+
+    private string ReferenceHint(string value, Names names)
+    {
+        if (Closest(value, names) is { } c) return $"; did you mean '{c}'?";
+        return names.Count == 0 ? " (none are defined)" : $" (defined: {List(names)})";
+    }
+
+    /// <summary>"a, b, c", cut after <see cref="MaxListedNames"/> names ("..., t19 and 480 more").</summary>
+    private static string List(IReadOnlyCollection<string> names) =>
+        names.Count <= MaxListedNames
+            ? string.Join(", ", names)
+            : $"{string.Join(", ", names.Take(MaxListedNames))} and {names.Count - MaxListedNames} more";
+
+    /// <summary>Names in order of first appearance, without repeats, with a constant-time <see cref="Contains"/>.</summary>
+    private sealed class Names : IReadOnlyCollection<string>
+    {
+        private readonly List<string> _ordered = [];
+        private readonly HashSet<string> _set = new(StringComparer.Ordinal);
+
+        public Names(IEnumerable<string> names) => AddRange(names);
+
+        public int Count => _ordered.Count;
+
+        public void AddRange(IEnumerable<string> names)
+        {
+            foreach (var name in names)
+                if (_set.Add(name)) _ordered.Add(name);
+        }
+
+        public bool Contains(string name) => _set.Contains(name);
+
+        public IEnumerator<string> GetEnumerator() => _ordered.GetEnumerator();
+
+        IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
     }
 
     private static string Describe(YamlNode node) => node switch

@@ -13,7 +13,10 @@ internal static class SchemaCheck
     public static bool Check(JsonElement schema, out List<(string Pointer, string Message)> problems)
     {
         problems = [];
-        var results = MetaSchemas.Draft202012.Evaluate(schema, new EvaluationOptions { OutputFormat = OutputFormat.Hierarchical });
+        // The flag format only answers valid or not, at about half the cost of the detailed one (which collects a
+        // result for every keyword at every location): pay for the details only when there are errors to place.
+        var valid = MetaSchemas.Draft202012.Evaluate(schema, new EvaluationOptions { OutputFormat = OutputFormat.Flag }).IsValid;
+        var results = valid ? null : MetaSchemas.Draft202012.Evaluate(schema, new EvaluationOptions { OutputFormat = OutputFormat.Hierarchical });
         string? buildError = null;
         try
         {
@@ -23,20 +26,28 @@ internal static class SchemaCheck
         {
             buildError = ex.Message;
         }
-        if (results.IsValid && buildError is null) return true;
+        if (results is null && buildError is null) return true;
 
         var found = new List<(string Pointer, string Message)>();
-        Collect(results, found);
+        if (results is not null) Collect(results, found);
         // Keep the deepest locations: an error at /properties/n/type explains the ones reported for /properties and /.
-        var pointers = found.Select(f => f.Pointer).Distinct().ToList();
-        var deepest = pointers.Where(p => !pointers.Any(q => q != p && q.StartsWith(p.Length == 0 ? "/" : p + "/", StringComparison.Ordinal))).ToList();
-        for (var i = 0; i < deepest.Count; i++)
+        // Linear in the number of errors: a schema may hold tens of thousands of them.
+        var messages = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        foreach (var (pointer, message) in found)
         {
-            var pointer = deepest[i];
-            var message = i == 0 && buildError is not null
-                ? buildError
-                : string.Join("; ", found.Where(f => f.Pointer == pointer).Select(f => f.Message).Distinct());
-            problems.Add((pointer, message));
+            if (!messages.TryGetValue(pointer, out var list)) messages[pointer] = list = [];
+            if (!list.Contains(message)) list.Add(message);
+        }
+        var ancestors = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var pointer in messages.Keys)
+            for (var i = pointer.IndexOf('/'); i >= 0; i = pointer.IndexOf('/', i + 1))
+                ancestors.Add(pointer[..i]);
+        var first = true;
+        foreach (var (pointer, list) in messages)
+        {
+            if (ancestors.Contains(pointer)) continue;
+            problems.Add((pointer, first && buildError is not null ? buildError : string.Join("; ", list)));
+            first = false;
         }
         if (problems.Count == 0) problems.Add(("", buildError ?? "the schema does not satisfy the JSON Schema 2020-12 meta-schema"));
         return false;

@@ -24,6 +24,10 @@ internal static partial class YamlJson
     /// Converts a node. <paramref name="scalarText"/> gives each scalar's text (after environment substitution)
     /// or null when it is in error (already reported); <paramref name="ok"/> turns false then.
     /// </summary>
+    /// <remarks>
+    /// Recursive, and an alias is walked once per occurrence: the parser has bounded both the depth and the nodes
+    /// of the manifest as expanded (<see cref="ManifestLimits"/>), and the loader reads on a thread with a large stack.
+    /// </remarks>
     public static JsonNode? Convert(YamlNode node, Func<YamlScalarNode, string?> scalarText, ref bool ok)
     {
         switch (node)
