@@ -32,7 +32,7 @@ internal static class BureauCli
             Console.Error.WriteLine("bureau: " + ex.Message);
             return 2;
         }
-        catch (Exception ex) when (ex is RunNotFoundException or RunStateConflictException or UnknownAgentException)
+        catch (Exception ex) when (ex is RunNotFoundException or RunStateConflictException or UnknownAgentException or EmptyInputException)
         {
             Console.Error.WriteLine("bureau: " + ex.Message);
             return 1;

@@ -20,14 +20,14 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static readonly string[] s_openAIKeys = ["provider", "endpoint", "model", "apiKey", "temperature", "maxOutputTokens", "timeout", "maxRetries"];
     private static readonly string[] s_scriptedKeys = ["provider", "rules", "latency"];
     private static readonly string[] s_toolKinds = ["process", "http"];
-    private static readonly string[] s_commonToolKeys = ["kind", "effect", "timeout", "description", "parameters", "onInDoubt"];
+    private static readonly string[] s_commonToolKeys = ["kind", "effect", "timeout", "description", "parameters", "onInDoubt", "inDoubtTimeout"];
     private static readonly string[] s_processToolKeys = [.. s_commonToolKeys, "command", "env", "maxOutputBytes"];
     private static readonly string[] s_httpToolKeys = [.. s_commonToolKeys, "method", "url", "headers", "maxResponseBytes"];
     private static readonly string[] s_effects = ["read", "idempotent", "write"];
     private static readonly string[] s_inDoubtActions = ["wait", "retry", "fail"];
     private static readonly string[] s_httpMethods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-    private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop"];
-    private static readonly string[] s_budgetKeys = ["maxSteps", "maxTokens", "maxWallTime"];
+    private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop", "allowEmptyInput"];
+    private static readonly string[] s_budgetKeys = ["maxSteps", "maxTokens", "maxWallTime", "maxQueueTime"];
     private static readonly string[] s_loopKeys = ["maxRepeatedCalls", "maxTurnsWithoutProgress", "action"];
     private static readonly string[] s_loopActions = ["stop", "warn"];
     private static readonly string[] s_ruleKeys = ["when", "reply", "calls"];
@@ -372,6 +372,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         var description = map.TryGetValue("description", out var de) ? Text(de) : null;
         var parameters = map.TryGetValue("parameters", out var pa) ? Parameters(pa, entry.Name) : null;
         var inDoubt = map.TryGetValue("onInDoubt", out var od) ? Choice(od, s_inDoubtActions) : null;
+        var inDoubtTimeout = map.TryGetValue("inDoubtTimeout", out var it) ? Duration(it, allowZero: false) : null;
         var effectValue = effect switch { "idempotent" => ToolEffect.Idempotent, "write" => ToolEffect.Write, _ => ToolEffect.Read };
         InDoubtAction? inDoubtValue = inDoubt switch { "wait" => InDoubtAction.Wait, "retry" => InDoubtAction.Retry, "fail" => InDoubtAction.Fail, _ => null };
 
@@ -389,6 +390,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
                 Timeout = timeout,
                 Parameters = parameters,
                 OnInDoubt = inDoubtValue,
+                InDoubtTimeout = inDoubtTimeout,
                 Command = command,
                 WorkingDirectory = baseDirectory,
                 Environment = env,
@@ -409,6 +411,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             Timeout = timeout,
             Parameters = parameters,
             OnInDoubt = inDoubtValue,
+            InDoubtTimeout = inDoubtTimeout,
             Method = method,
             Url = url,
             Headers = headers,
@@ -603,7 +606,8 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             var steps = bm.TryGetValue("maxSteps", out var st) ? Integer(st, 1, int.MaxValue) : null;
             var tokens = bm.TryGetValue("maxTokens", out var tk) ? Integer(tk, 1, long.MaxValue) : null;
             var wall = bm.TryGetValue("maxWallTime", out var wt) ? Duration(wt, allowZero: false) : null;
-            budgets = new AgentBudgets { MaxSteps = steps is { } s ? (int)s : null, MaxTokens = tokens, MaxWallTime = wall };
+            var queue = bm.TryGetValue("maxQueueTime", out var qt) ? Duration(qt, allowZero: false) : null;
+            budgets = new AgentBudgets { MaxSteps = steps is { } s ? (int)s : null, MaxTokens = tokens, MaxWallTime = wall, MaxQueueTime = queue };
         }
 
         var loop = new LoopDetectionSettings();
@@ -630,6 +634,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             Tools = tools,
             Budgets = budgets,
             LoopDetection = loop,
+            AllowEmptyInput = map.TryGetValue("allowEmptyInput", out var ae) && Boolean(ae) == true,
         };
     }
 
@@ -806,6 +811,16 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             return null;
         }
         return value;
+    }
+
+    private bool? Boolean(Entry entry)
+    {
+        var text = RequiredText(entry);
+        if (text is null) return null;
+        if (text is "true") return true;
+        if (text is "false") return false;
+        Error(entry.Value, entry.Path, $"'{entry.Name}' must be true or false, not '{text}'");
+        return null;
     }
 
     private string? Choice(Entry entry, string[] choices)

@@ -23,6 +23,7 @@ internal static class Problems
     {
         ApiException api => From(api),
         UnknownAgentException u => Create(StatusCodes.Status404NotFound, "unknown-agent", u.Message, "agent"),
+        EmptyInputException e => Create(StatusCodes.Status400BadRequest, "empty-input", e.Message.Split(" (Parameter")[0], "input"),
         RunNotFoundException n => Create(StatusCodes.Status404NotFound, "run-not-found", n.Message, runId: n.RunId),
         RunStateConflictException c => Create(StatusCodes.Status409Conflict, "run-state-conflict", c.Message, runId: c.RunId, step: c.Step,
             extra: new() { ["runStatus"] = c.Status.ToWireName() }),

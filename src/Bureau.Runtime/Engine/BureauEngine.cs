@@ -27,6 +27,14 @@ public sealed class UnknownAgentException(string agent, IEnumerable<string> know
     public string Agent { get; } = agent;
 }
 
+/// <summary>The input is empty (or blank) and the agent does not allow that (<see cref="AgentDefinition.AllowEmptyInput"/>); nothing was written.</summary>
+public sealed class EmptyInputException(string agent)
+    : ArgumentException($"input is empty: agent '{agent}' needs an input (set allowEmptyInput: true on the agent to allow empty inputs)", "input")
+{
+    /// <summary>The agent.</summary>
+    public string Agent { get; } = agent;
+}
+
 /// <summary>The run does not exist.</summary>
 public sealed class RunNotFoundException(string runId) : Exception($"run {runId} does not exist")
 {
@@ -150,6 +158,9 @@ public sealed partial class BureauEngine : IAsyncDisposable
         if (!_executors.TryGetValue(request.Kind, out var executor))
             throw new ArgumentException($"run kind '{request.Kind}' is not registered; registered kinds: {string.Join(", ", _executors.Keys.Order(StringComparer.Ordinal))}", nameof(request));
         if (!executor.Targets.Contains(request.Agent)) throw new UnknownAgentException(request.Agent, executor.Targets, request.Kind);
+        if (string.IsNullOrWhiteSpace(request.Input) && request.Kind == RunKinds.Agent
+            && Definitions.Agents.TryGetValue(request.Agent, out var agent) && !agent.AllowEmptyInput)
+            throw new EmptyInputException(request.Agent);
         string? root = null;
         if (request.ParentRunId is not null)
         {

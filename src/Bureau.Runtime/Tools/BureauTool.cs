@@ -17,7 +17,10 @@ public sealed record ToolInvocation(string RunId, long Step, string IdempotencyK
 /// <param name="IsError">True for a tool error.</param>
 public sealed record ToolOutcome(string Content, bool IsError)
 {
-    /// <summary>What Bureau noticed beside the result (journaled with it), or null.</summary>
+    /// <summary>
+    /// Something the journal should record about the call besides its result, not shown to the model; null when
+    /// there is nothing. E.g. "killed 1 stray descendant process left running by the tool: sleep".
+    /// </summary>
     public string? Note { get; init; }
 
     /// <summary>A result.</summary>

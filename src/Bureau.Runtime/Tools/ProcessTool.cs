@@ -6,19 +6,25 @@ using System.Text;
 namespace Bureau.Tools;
 
 /// <summary>
-/// Runs a program (argv, no shell): the arguments go to its stdin as JSON, its stdout is the result,
+/// Runs a program (argv, no shell): the arguments are its stdin (JSON), its stdout is the result,
 /// a non-zero exit is a tool error carrying the tail of its stderr. It runs with a minimal environment
-/// (see <see cref="BuildEnvironment"/>). On timeout or cancellation the whole process tree is killed.
-/// Stdout beyond <see cref="ProcessToolDefinition.MaxOutputBytes"/> is read and discarded (the program
-/// is not killed for talking too much, so a write tool finishes what it started) and the result says
-/// it was cut.
+/// (see <see cref="BuildEnvironment"/>), in a session of its own started by <see cref="ToolProcessLauncher"/>:
+/// its stdin is a file holding the complete arguments, and it dies when Bureau dies. When the program exits,
+/// whatever it left running in its session is killed and the outcome's <see cref="ToolOutcome.Note"/> says
+/// so; the result is the program's own exit and output. On timeout or cancellation the whole session (and
+/// process tree) is killed. Stdout beyond <see cref="ProcessToolDefinition.MaxOutputBytes"/> is read and
+/// discarded (the program is not killed for talking too much, so a write tool finishes what it started) and
+/// the result says it was cut.
 /// </summary>
 internal sealed class ProcessTool : BureauTool
 {
     private const int StderrTailBytes = 2048;
 
-    /// <summary>How long to wait for the pipes to close once the process tree was killed.</summary>
-    private static readonly TimeSpan s_pipeGrace = TimeSpan.FromSeconds(5);
+    /// <summary>
+    /// How long to keep reading stdout and stderr once the program exited and its session was killed (or the
+    /// tree was killed on timeout): only a process that left the session can still hold them open.
+    /// </summary>
+    internal static readonly TimeSpan PipeGrace = TimeSpan.FromSeconds(2);
 
     private readonly ProcessToolDefinition _definition;
 
@@ -28,6 +34,8 @@ internal sealed class ProcessTool : BureauTool
             throw new ArgumentException($"tool '{definition.Name}': command is empty; give the program and its arguments", nameof(definition));
         if (definition.MaxOutputBytes <= 0)
             throw new ArgumentException($"tool '{definition.Name}': maxOutputBytes must be positive, was {definition.MaxOutputBytes}", nameof(definition));
+        if (ToolProcessLauncher.Unavailable is { } unavailable)
+            throw new PlatformNotSupportedException($"tool '{definition.Name}': {unavailable}");
         _definition = definition;
     }
 
@@ -39,105 +47,147 @@ internal sealed class ProcessTool : BureauTool
         if (program is null)
             return ToolOutcome.Error($"program '{_definition.Command[0]}' not found ({DescribeLookup(_definition.Command[0], workingDirectory)})");
 
-        var psi = new ProcessStartInfo(program)
-        {
-            UseShellExecute = false,
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            StandardInputEncoding = new UTF8Encoding(false),
-            WorkingDirectory = workingDirectory,
-            CreateNoWindow = true,
-        };
-        for (var i = 1; i < _definition.Command.Count; i++) psi.ArgumentList.Add(_definition.Command[i]);
-        psi.Environment.Clear();
-        foreach (var (name, value) in environment) psi.Environment[name] = value;
+        // All or nothing: the arguments are complete before anything starts.
+        using var arguments = ToolArgumentsFile.Create(Encoding.UTF8.GetBytes(invocation.Arguments.GetRawText()));
+        var psi = ToolProcessLauncher.CreateStartInfo(
+            program, _definition.Command.Skip(1), workingDirectory, environment, arguments.Path, Environment.ProcessId);
 
-        using var process = new Process { StartInfo = psi };
+        Process process;
         try
         {
-            process.Start();
+            process = await ToolProcessLauncher.StartAsync(psi);
         }
         catch (Win32Exception ex)
         {
             return ToolOutcome.Error($"could not start '{program}': {ex.Message}");
         }
+        using var _ = process;
+        // setsid made the started process the leader of a new session and process group: its pid is their id.
+        var session = process.Id;
 
-        // Pipes are read until they close; this token only unblocks them if a killed tree left one open.
-        using var pipes = new CancellationTokenSource();
-        var stdout = ToolOutput.ReadHeadAsync(process.StandardOutput.BaseStream, _definition.MaxOutputBytes, drain: true, pipes.Token);
-        var stderr = ToolOutput.ReadTailAsync(process.StandardError.BaseStream, StderrTailBytes, pipes.Token);
-        var stdin = WriteArgumentsAsync(process.StandardInput.BaseStream, invocation, cancellationToken);
+        // Reading stops at the end of the pipes, or when `stop` fires (what was read so far is kept).
+        using var stop = new CancellationTokenSource();
+        var stdout = ToolOutput.ReadHeadAsync(new StoppableReadStream(process.StandardOutput.BaseStream, stop.Token), _definition.MaxOutputBytes, drain: true, CancellationToken.None);
+        var stderr = ToolOutput.ReadTailAsync(new StoppableReadStream(process.StandardError.BaseStream, stop.Token), StderrTailBytes, CancellationToken.None);
         try
         {
-            await Task.WhenAll(stdout, stderr).WaitAsync(cancellationToken);
+            // The session leader is `timeout`, which exits when the program does, with its status.
             await process.WaitForExitAsync(cancellationToken);
         }
         catch
         {
-            // Timeout, cancellation, or a failing pipe: nothing of the tree may outlive the call.
-            await KillTreeAsync(process, [stdout, stderr, stdin], pipes);
+            // Timeout, cancellation: nothing of the call may outlive it.
+            ToolProcessLauncher.KillSession(session);
+            KillTree(process);
+            await process.WaitForExitAsync(CancellationToken.None);
+            ToolProcessLauncher.KillSession(session); // what a dying tree forked meanwhile
+            await PipesClosedAsync([stdout, stderr], stop);
             throw;
         }
-        await stdin;
+
+        // The program exited: what it left running in its session is stray.
+        var notes = new List<string>();
+        var strays = ToolProcessLauncher.KillSession(session);
+        if (strays.Count > 0) notes.Add(StrayNote(strays));
+        if (!await PipesClosedAsync([stdout, stderr], stop))
+            notes.Add($"stopped reading the tool's output {PipeGrace.TotalSeconds:0}s after it exited: a process outside its session (setsid, a daemon) still held stdout or stderr open");
+        var note = notes.Count == 0 ? null : string.Join("; ", notes);
 
         var output = ToolOutput.Text(await stdout, _definition.MaxOutputBytes);
-        if (process.ExitCode != 0)
+        var exitCode = process.ExitCode;
+        var tail = ToolOutput.TailText(await stderr);
+        if (exitCode != 0)
         {
-            var tail = ToolOutput.TailText(await stderr);
-            return ToolOutcome.Error(tail.Length == 0 ? $"exit code {process.ExitCode} (nothing on stderr)" : $"exit code {process.ExitCode}: {tail}");
+            if (ToolProcessLauncher.CouldNotStartReason(exitCode, tail) is { } reason)
+                return ToolOutcome.Error($"could not start '{program}': {reason}") with { Note = note };
+            return ToolOutcome.Error(tail.Length == 0 ? $"exit code {exitCode} (nothing on stderr)" : $"exit code {exitCode}: {tail}") with { Note = note };
         }
         // Trailing line breaks are dropped, as a shell's $(...) does: `echo`/`print` end with one.
-        return ToolOutcome.Success(output.TrimEnd('\r', '\n'));
+        return ToolOutcome.Success(output.TrimEnd('\r', '\n')) with { Note = note };
     }
 
-    /// <summary>Kills the process and its descendants, then waits for it to exit and for its pipes to close.</summary>
-    private static async Task KillTreeAsync(Process process, Task[] pending, CancellationTokenSource pipes)
+    /// <summary>"killed 2 stray descendant processes left running by the tool: sleep, python3".</summary>
+    internal static string StrayNote(IReadOnlyList<ToolProcessLauncher.Member> strays)
+    {
+        var names = strays.Select(s => s.Command).Distinct(StringComparer.Ordinal).ToList();
+        var shown = string.Join(", ", names.Take(5)) + (names.Count > 5 ? ", …" : string.Empty);
+        var noun = strays.Count == 1 ? "process" : "processes";
+        return $"killed {strays.Count} stray descendant {noun} left running by the tool: {shown}";
+    }
+
+    private static void KillTree(Process process)
     {
         try
         {
+            // A descendant that made a session of its own is outside the call's session, but may still be in the tree.
             process.Kill(entireProcessTree: true);
         }
         catch (InvalidOperationException)
         {
             // Already exited.
         }
-        await process.WaitForExitAsync(CancellationToken.None);
-        // The pipes close once every process holding them is gone, killed descendants included.
-        // A descendant that left the tree (setsid, double fork) could hold them open: stop waiting then.
-        try
-        {
-            await Task.WhenAll(pending).WaitAsync(s_pipeGrace);
-        }
-        catch (TimeoutException)
-        {
-            pipes.Cancel();
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException)
-        {
-            // Reading or writing a pipe of a killed process.
-        }
     }
 
-    private static async Task WriteArgumentsAsync(Stream stdin, ToolInvocation invocation, CancellationToken cancellationToken)
+    /// <summary>
+    /// Waits for stdout and stderr to close, at most <see cref="PipeGrace"/>; then stops reading, keeping what was
+    /// read. True when they closed.
+    /// </summary>
+    private static async Task<bool> PipesClosedAsync(Task[] reads, CancellationTokenSource stop)
     {
         try
         {
-            await stdin.WriteAsync(Encoding.UTF8.GetBytes(invocation.Arguments.GetRawText()), cancellationToken);
-            await stdin.FlushAsync(cancellationToken);
+            await Task.WhenAll(reads).WaitAsync(PipeGrace);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            stop.Cancel();
+            try
+            {
+                await Task.WhenAll(reads);
+            }
+            catch (IOException)
+            {
+                // Reading a pipe of a killed process.
+            }
+            return false;
         }
         catch (IOException)
         {
-            // The program closed its stdin without reading it all (or exited): not an error.
+            return true;
         }
-        catch (OperationCanceledException)
+    }
+
+    /// <summary>A read-only view of a pipe whose reads end (return 0, as at the end) once a token fires.</summary>
+    private sealed class StoppableReadStream(Stream inner, CancellationToken stop) : Stream
+    {
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
-            // Killed while writing; the caller reports the timeout or cancellation.
+            using var linked = cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(stop, cancellationToken) : null;
+            try
+            {
+                return await inner.ReadAsync(buffer, linked?.Token ?? stop);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return 0;
+            }
         }
-        finally
-        {
-            try { stdin.Dispose(); } catch (IOException) { }
-        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     /// <summary>

@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Text;
 using Bureau.Tests.Support;
 using Bureau.Tools;
 using Xunit;
@@ -188,6 +190,102 @@ public sealed class ProcessToolTests : IDisposable
         var outcome = await Tool("ignore", ["sh", "-c", "echo ok"]).InvokeAsync(Invocation("ignore", big), TestContext.Current.CancellationToken);
 
         Assert.Equal(ToolOutcome.Success("ok"), outcome);
+    }
+
+    [Fact]
+    public async Task InvokeAsync_Arguments_AreWholeInAFileBeforeTheProgramStarts()
+    {
+        // 1 MiB of arguments. Before reading a byte, the program finds its stdin complete: a regular file of
+        // the full size (a pipe fed by Bureau could end early if Bureau died while writing it).
+        var json = "{\"text\":\"" + new string('z', 1024 * 1024) + "\"}";
+        var bytes = Encoding.UTF8.GetBytes(json);
+        var tool = Tool("args", ["sh", "-c", "test -f /dev/stdin && stat -L -c %s /dev/stdin; sha256sum | cut -d ' ' -f 1"]);
+
+        var outcome = await tool.InvokeAsync(Invocation("args", json), TestContext.Current.CancellationToken);
+
+        Assert.Equal(ToolOutcome.Success($"{bytes.Length}\n{Convert.ToHexStringLower(SHA256.HashData(bytes))}"), outcome);
+    }
+
+    [Fact]
+    public async Task InvokeAsync_ToolExitsLeavingABackgroundChild_ResultIsItsOwnExitAndTheChildIsKilled()
+    {
+        // The child holds stdout open: waiting for the end of stdout would wait for the child (and time out).
+        var tool = Tool("bg", ["sh", "-c", "sleep 60 & echo $! > stray.pid; echo ok"], timeout: TimeSpan.FromSeconds(30));
+
+        var outcome = await tool.InvokeAsync(Invocation("bg"), TestContext.Current.CancellationToken);
+
+        Assert.Equal(ToolOutcome.Success("ok") with { Note = "killed 1 stray descendant process left running by the tool: sleep" }, outcome);
+        await AssertGoneAsync(ReadPid(_dir.File("stray.pid")), "the tool's stray child 'sleep 60'");
+    }
+
+    [Fact]
+    public async Task InvokeAsync_ToolExitsWithErrorLeavingChildren_ErrorCarriesTheNote()
+    {
+        var tool = Tool("bg", ["sh", "-c", "sleep 60 & sleep 61 & echo broken >&2; exit 4"], timeout: TimeSpan.FromSeconds(30));
+
+        var outcome = await tool.InvokeAsync(Invocation("bg"), TestContext.Current.CancellationToken);
+
+        Assert.Equal(ToolOutcome.Error("exit code 4: broken") with { Note = "killed 2 stray descendant processes left running by the tool: sleep" }, outcome);
+    }
+
+    [Fact]
+    public async Task InvokeAsync_DescendantInASessionOfItsOwnHoldsStdout_ResultAfterTheGraceAndSaysSo()
+    {
+        // setsid takes the child out of the call's session: Bureau cannot tell it from any other process, so it
+        // stops reading after the grace instead of waiting for it (before: the call timed out, output lost).
+        var tool = Tool("escape", ["sh", "-c", "setsid sh -c 'echo $$ > escaped.tmp; mv escaped.tmp escaped.pid; exec sleep 60' & while [ ! -e escaped.pid ]; do sleep 0.01; done; echo ok"],
+            timeout: TimeSpan.FromSeconds(30));
+        try
+        {
+            var outcome = await tool.InvokeAsync(Invocation("escape"), TestContext.Current.CancellationToken);
+
+            Assert.Equal(ToolOutcome.Success("ok") with
+            {
+                Note = "stopped reading the tool's output 2s after it exited: a process outside its session (setsid, a daemon) still held stdout or stderr open",
+            }, outcome);
+        }
+        finally
+        {
+            if (File.Exists(_dir.File("escaped.pid")) && ReadPid(_dir.File("escaped.pid")) is var escaped && !IsGone(escaped))
+                System.Diagnostics.Process.GetProcessById(escaped).Kill();
+        }
+    }
+
+    [Fact]
+    public async Task InvokeAsync_StartedFromAThreadThatThenExits_ToolKeepsRunning()
+    {
+        // The parent-death signal fires when the *thread* that forked the child exits. The tool must survive
+        // the exit of the thread that called InvokeAsync (a pool thread retires whenever it likes).
+        var tool = Tool("waiter", ["sh", "-c", "echo $$ > tool.tmp; mv tool.tmp tool.pid; while [ ! -e go ]; do sleep 0.01; done; echo alive"],
+            timeout: TimeSpan.FromSeconds(30));
+        Task<ToolOutcome>? call = null;
+        string? threadTask = null;
+        var thread = new Thread(() =>
+        {
+            threadTask = new FileInfo("/proc/thread-self").LinkTarget; // "PID/task/TID"
+            call = tool.InvokeAsync(Invocation("waiter"), TestContext.Current.CancellationToken);
+            SpinWait.SpinUntil(() => File.Exists(_dir.File("tool.pid")), TimeSpan.FromSeconds(20));
+        });
+        thread.Start();
+        thread.Join();
+        Assert.True(File.Exists(_dir.File("tool.pid")), "the tool 'waiter' should have started before its calling thread exited");
+        await WaitUntilAsync(() => !Directory.Exists("/proc/" + threadTask), $"the calling thread ({threadTask}) to be gone from /proc");
+
+        File.WriteAllText(_dir.File("go"), "");
+        var outcome = await call!;
+
+        Assert.Equal(ToolOutcome.Success("alive"), outcome);
+    }
+
+    [Fact]
+    public async Task InvokeAsync_ProgramNotExecutable_CouldNotStartWithTheReason()
+    {
+        var script = _dir.File("plain.sh");
+        File.WriteAllText(script, "#!/bin/sh\necho hi\n");
+
+        var outcome = await Tool("plain", [script]).InvokeAsync(Invocation("plain"), TestContext.Current.CancellationToken);
+
+        Assert.Equal(ToolOutcome.Error($"could not start '{script}': Permission denied"), outcome);
     }
 
     [Fact]
