@@ -75,9 +75,17 @@ public static class ApiKeys
     private const int IdLength = 12;
     private const int SecretLength = 40;
 
+    /// <summary>The longest <see cref="ApiKeyRecord.Name"/>, in characters (Unicode scalar values).</summary>
+    public const int MaxNameLength = 100;
+
+    /// <summary>The roles' wire names, as error messages list them.</summary>
+    public const string RoleNames = "viewer, operator, approver or admin";
+
     /// <summary>Creates a key with a random id and secret (from the OS's cryptographic generator).</summary>
+    /// <exception cref="ArgumentException"><paramref name="name"/> is not a valid name (see <see cref="CheckName"/>).</exception>
     public static NewApiKey Create(ApiKeyRole role, string? name, DateTimeOffset now)
     {
+        if (CheckName(name) is { } problem) throw new ArgumentException($"the key name {problem}", nameof(name));
         var id = Random(IdLength);
         var key = $"{Prefix}{id}_{Random(SecretLength)}";
         return new NewApiKey(new ApiKeyRecord { Id = id, Name = name, Role = role, Hash = Hash(key), CreatedAt = now }, key);
@@ -121,12 +129,15 @@ public static class ApiKeys
         _ => throw new ArgumentOutOfRangeException(nameof(role), role, null),
     };
 
-    /// <summary>Parses a role's wire name (case-insensitive); false when it is not one.</summary>
+    /// <summary>
+    /// Parses a role's wire name: exactly <c>viewer</c>, <c>operator</c>, <c>approver</c> or <c>admin</c>
+    /// (case-sensitive, like every wire name: <c>Admin</c> is not a role); false when it is not one.
+    /// </summary>
     public static bool TryParseRole(string? text, out ApiKeyRole role)
     {
         foreach (var r in Enum.GetValues<ApiKeyRole>())
         {
-            if (string.Equals(r.ToWireName(), text, StringComparison.OrdinalIgnoreCase))
+            if (string.Equals(r.ToWireName(), text, StringComparison.Ordinal))
             {
                 role = r;
                 return true;
@@ -134,6 +145,24 @@ public static class ApiKeys
         }
         role = default;
         return false;
+    }
+
+    /// <summary>
+    /// Why <paramref name="name"/> cannot label a key, or null when it can (null, or at most
+    /// <see cref="MaxNameLength"/> characters without control characters, so one key stays one line of
+    /// <c>bureau keys list</c>). The message reads after the field's name: <c>name</c> ... .
+    /// </summary>
+    public static string? CheckName(string? name)
+    {
+        if (name is null) return null;
+        var length = 0;
+        foreach (var rune in name.EnumerateRunes())
+        {
+            if (Rune.IsControl(rune))
+                return $"must not contain control characters (found U+{rune.Value:X4} at character {length + 1})";
+            length++;
+        }
+        return length > MaxNameLength ? $"is {length} characters long; at most {MaxNameLength} are allowed" : null;
     }
 
     private static string Random(int length)

@@ -203,8 +203,9 @@ internal static class BureauApi
         RequestBody.OnlyFields(body, "role", "name");
         var roleText = RequestBody.RequiredString(body, "role");
         if (!ApiKeys.TryParseRole(roleText, out var role))
-            throw ApiException.BadField("role", $"'role' must be viewer, operator, approver or admin; not '{roleText}'");
+            throw ApiException.BadField("role", $"'role' must be {ApiKeys.RoleNames} (lower case); not '{roleText}'");
         var name = RequestBody.OptionalString(body, "name");
+        if (ApiKeys.CheckName(name) is { } nameProblem) throw ApiException.BadField("name", $"'name' {nameProblem}");
         var created = ApiKeys.Create(role, name, ctx.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow());
         await ctx.RequestServices.GetRequiredService<IApiKeyStore>().AddAsync(created.Record, ctx.RequestAborted);
         var doc = KeyDoc(created.Record);

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Json.Schema;
 
 namespace Bureau.Tools;
@@ -13,11 +14,20 @@ public sealed record ToolCallCheck(bool IsValid, string? Error, BureauTool? Tool
 /// <summary>
 /// Checks a tool call before anything runs: the tool exists, the agent may use it, the arguments are
 /// JSON, an object, and satisfy the tool's JSON Schema. Each schema is compiled once, when the
-/// validator is built.
+/// validator is built. The JSON is read strictly: a property name twice in one object, a lone
+/// <c>\uD800</c> escape, a number beyond a 64-bit float, nesting deeper than 64 levels and arguments
+/// longer than <see cref="MaxArgumentsLength"/> are rejected before the schema sees them. A check
+/// never throws for anything the model sends.
 /// </summary>
 public sealed class ToolCallValidator
 {
     private const int MaxListedErrors = 10;
+
+    /// <summary>
+    /// The longest arguments checked, in characters (1 MiB); longer ones are rejected unread, so the work
+    /// of a check is bounded whatever the model sends.
+    /// </summary>
+    public const int MaxArgumentsLength = 1 << 20;
 
     // Valid calls (the common case) are checked with the cheap Flag output; only a failing call is
     // evaluated again with the List output that names every error.
@@ -63,22 +73,30 @@ public sealed class ToolCallValidator
         // The engine records arguments the model sent but that could not be parsed as an empty string.
         if (string.IsNullOrWhiteSpace(argumentsJson))
             return Invalid($"invalid arguments for tool '{toolName}': not valid JSON: the arguments were empty or could not be parsed; send a JSON object", tool);
+        if (argumentsJson.Length > MaxArgumentsLength)
+            return Invalid($"invalid arguments for tool '{toolName}': the arguments are longer than {MaxArgumentsLength} characters ({argumentsJson.Length}); send less", tool);
+        // Strict: no name twice, no lone surrogate, no number beyond a double, bounded depth; see ArgumentsJson.
         JsonElement arguments;
-        try
+        using (var doc = ArgumentsJson.Parse(argumentsJson, out var jsonError))
         {
-            using var doc = JsonDocument.Parse(argumentsJson);
+            if (doc is null) return Invalid($"invalid arguments for tool '{toolName}': {jsonError}", tool);
             arguments = doc.RootElement.Clone();
-        }
-        catch (JsonException ex)
-        {
-            return Invalid($"invalid arguments for tool '{toolName}': not valid JSON{JsonErrorPlace(ex)}: {JsonErrorReason(ex)}", tool);
         }
         if (arguments.ValueKind != JsonValueKind.Object)
             return Invalid($"invalid arguments for tool '{toolName}': expected a JSON object, got {SchemaErrors.Describe(arguments)}", tool);
 
         var compiled = _schemas.TryGetValue(toolName, out var c) ? c : throw new InvalidOperationException($"tool '{toolName}' was added after the validator was built");
-        if (compiled.Schema.Evaluate(arguments, s_check).IsValid) return new ToolCallCheck(true, null, tool, arguments);
-        var results = compiled.Schema.Evaluate(arguments, s_evaluation);
+        EvaluationResults results;
+        try
+        {
+            if (compiled.Schema.Evaluate(arguments, s_check).IsValid) return new ToolCallCheck(true, null, tool, arguments);
+            results = compiled.Schema.Evaluate(arguments, s_evaluation);
+        }
+        catch (Exception ex) when (ex is FormatException or OverflowException or InvalidOperationException or ArgumentException or RegexMatchTimeoutException)
+        {
+            // The evaluator could not read a value (the strict parse should have refused it): still a rejection, never a run.
+            return Invalid($"invalid arguments for tool '{toolName}': the arguments could not be checked against the tool's schema ({ex.Message})", tool);
+        }
 
         var errors = SchemaErrors.Format(results, arguments, compiled.Document);
         var listed = errors.Count > MaxListedErrors ? [.. errors.Take(MaxListedErrors), $"and {errors.Count - MaxListedErrors} more"] : errors;
@@ -94,17 +112,6 @@ public sealed class ToolCallValidator
 
     private static string DidYouMean(string name, IReadOnlyList<string> candidates) =>
         Suggestions.Closest(name, candidates) is { } best ? $" Did you mean '{best}'?" : string.Empty;
-
-    private static string JsonErrorPlace(JsonException ex) =>
-        ex.LineNumber is { } line && ex.BytePositionInLine is { } pos ? $" at line {line + 1}, position {pos + 1}" : string.Empty;
-
-    private static string JsonErrorReason(JsonException ex)
-    {
-        var message = ex.Message;
-        var cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
-        if (cut < 0) cut = message.IndexOf(" Path:", StringComparison.Ordinal);
-        return (cut >= 0 ? message[..cut] : message).TrimEnd('.', ' ');
-    }
 
     private sealed record CompiledSchema(JsonSchema Schema, JsonElement Document);
 }
