@@ -36,6 +36,7 @@ internal static class KeysCommand
             if (!ApiKeys.TryParseRole(roleText, out var r))
                 throw new CliUsageException($"--role must be viewer, operator, approver or admin; not '{roleText}'");
             var store = await OpenAsync(parse.GetValue(db)!, mustExist: false, ct);
+            if (ApiKeys.CheckName(parse.GetValue(name)) is { } problem) throw new CliUsageException("--name: the key name " + problem);
             var key = ApiKeys.Create(r, parse.GetValue(name), DateTimeOffset.UtcNow);
             await store.AddAsync(key.Record, ct);
             Console.Out.WriteLine(key.Key);

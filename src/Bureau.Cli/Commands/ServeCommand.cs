@@ -39,7 +39,10 @@ internal static class ServeCommand
             var storeDurability = CliShared.ParseDurability(parse.GetValue(durability)!);
 
             var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], ContentRootPath = Directory.GetCurrentDirectory() });
-            builder.WebHost.UseUrls(parse.GetValue(urls)!);
+            // Checked before Kestrel binds: a malformed or IPv4-mapped address must be an error, not an abort.
+            var bind = Bureau.Hosting.BindAddresses.Parse(parse.GetValue(urls));
+            if (!bind.IsValid) throw new CliUsageException("--urls: " + bind.Error);
+            builder.WebHost.UseUrls(bind.Urls);
             builder.Logging.ClearProviders();
             builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.IncludeScopes = false; });
             builder.Logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
@@ -54,7 +57,7 @@ internal static class ServeCommand
             {
                 await app.StartAsync(ct);
             }
-            catch (Exception ex) when (ex is InvalidOperationException or OptionsValidationException or IOException or ArgumentException)
+            catch (Exception ex) when (ex is InvalidOperationException or OptionsValidationException or IOException or ArgumentException or System.Net.Sockets.SocketException)
             {
                 Console.Error.WriteLine("bureau: " + ex.Message);
                 return 2;

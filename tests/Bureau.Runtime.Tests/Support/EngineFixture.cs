@@ -31,12 +31,13 @@ public sealed class EngineFixture : IAsyncDisposable
     }
 
     /// <summary>Adds a C# tool returning <c>name:arg</c> and counting executions per idempotency key.</summary>
-    public void AddTool(string name, ToolEffect effect, Func<string, CancellationToken, Task<string>>? body = null, string schema = """{"type":"object","properties":{"key":{"type":"string"}},"required":["key"],"additionalProperties":false}""")
+    public void AddTool(string name, ToolEffect effect, Func<string, CancellationToken, Task<string>>? body = null, string schema = """{"type":"object","properties":{"key":{"type":"string"}},"required":["key"],"additionalProperties":false}""", TimeSpan? inDoubtTimeout = null)
     {
         Definitions.Add(new FunctionToolDefinition
         {
             Name = name,
             Effect = effect,
+            InDoubtTimeout = inDoubtTimeout,
             Description = "test tool " + name,
             Parameters = System.Text.Json.JsonDocument.Parse(schema).RootElement.Clone(),
             Function = AIFunctionFactory.Create(async (string key, CancellationToken ct) =>
