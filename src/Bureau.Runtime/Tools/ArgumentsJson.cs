@@ -49,93 +49,27 @@ internal static class ArgumentsJson
     /// <exception cref="JsonException">Not JSON.</exception>
     private static string? Check(ReadOnlySpan<byte> utf8)
     {
-        // One more level than allowed, so that going past the limit is reported here, with its own message.
-        var reader = new Utf8JsonReader(utf8, new JsonReaderOptions { MaxDepth = MaxDepth + 1 });
-        var frames = new List<Frame>();
-        string? pendingName = null;
-        while (reader.Read())
+        if (StrictJson.Find(utf8, MaxDepth, checkNumbers: true) is not { } p) return null;
+        var pointer = StrictJson.Pointer(p.Path);
+        var where = pointer.Length == 0 ? string.Empty : pointer + ": ";
+        return p.Issue switch
         {
-            switch (reader.TokenType)
-            {
-                case JsonTokenType.StartObject:
-                case JsonTokenType.StartArray:
-                    if (reader.CurrentDepth >= MaxDepth)
-                        return $"the arguments are nested deeper than {MaxDepth} levels (at {(Pointer(frames, pendingName) is { Length: > 0 } p ? p : "/")}); flatten them";
-                    frames.Add(new Frame(Pointer(frames, pendingName), reader.TokenType == JsonTokenType.StartObject ? new HashSet<string>(StringComparer.Ordinal) : null));
-                    pendingName = null;
-                    break;
-                case JsonTokenType.EndObject:
-                case JsonTokenType.EndArray:
-                    frames.RemoveAt(frames.Count - 1);
-                    if (frames.Count > 0) frames[^1].Index++;
-                    break;
-                case JsonTokenType.PropertyName:
-                    var parent = frames[^1];
-                    var at = parent.Pointer.Length == 0 ? string.Empty : parent.Pointer + ": ";
-                    if (!TryReadString(ref reader, out var name))
-                        return $"{at}a property name {LoneSurrogate}";
-                    if (!parent.Names!.Add(name))
-                        return $"{at}property '{name}' is given twice; send each property once";
-                    pendingName = name;
-                    break;
-                case JsonTokenType.String:
-                    if (!TryReadString(ref reader, out _))
-                        return $"{Where(frames, pendingName)}the string {LoneSurrogate}";
-                    Next(frames, ref pendingName);
-                    break;
-                case JsonTokenType.Number:
-                    if (!reader.TryGetDouble(out var number) || !double.IsFinite(number))
-                    {
-                        var raw = Encoding.UTF8.GetString(reader.ValueSpan);
-                        return $"{Where(frames, pendingName)}the number {ToolOutput.Excerpt(raw, ExcerptChars)} is out of range: numbers must fit a 64-bit float (at most about 1.8e308)";
-                    }
-                    Next(frames, ref pendingName);
-                    break;
-                default:
-                    Next(frames, ref pendingName);
-                    break;
-            }
-        }
-        return null;
+            StrictJsonIssue.TooDeep => $"the arguments are nested deeper than {MaxDepth} levels (at {(pointer.Length > 0 ? pointer : "/")}); flatten them",
+            StrictJsonIssue.NameNotText => $"{where}a property name {LoneSurrogate}",
+            StrictJsonIssue.DuplicateName => $"{Where(p.Path.Take(p.Path.Count - 1))}property '{p.Name}' is given twice; send each property once",
+            StrictJsonIssue.StringNotText => $"{where}the string {LoneSurrogate}",
+            StrictJsonIssue.NumberOutOfRange => $"{where}the number {ToolOutput.Excerpt(p.Name!, ExcerptChars)} is out of range: numbers must fit a 64-bit float (at most about 1.8e308)",
+            _ => $"{where}cannot be read",
+        };
     }
 
-    private const string LoneSurrogate = "has a \\uD800-\\uDFFF escape without its pair (a lone surrogate), which is not text; escape whole characters only";
-
-    private static bool TryReadString(ref Utf8JsonReader reader, out string text)
+    private static string Where(IEnumerable<object> parentPath)
     {
-        try
-        {
-            text = reader.GetString()!;
-            return true;
-        }
-        catch (InvalidOperationException)
-        {
-            // Only an escape can make it unreadable: the bytes came from valid UTF-16.
-            text = string.Empty;
-            return false;
-        }
-    }
-
-    private static void Next(List<Frame> frames, ref string? pendingName)
-    {
-        pendingName = null;
-        if (frames.Count > 0 && frames[^1].Names is null) frames[^1].Index++;
-    }
-
-    private static string Where(List<Frame> frames, string? name)
-    {
-        var pointer = Pointer(frames, name);
+        var pointer = StrictJson.Pointer([.. parentPath]);
         return pointer.Length == 0 ? string.Empty : pointer + ": ";
     }
 
-    /// <summary>The JSON Pointer of the value being read (empty at the root).</summary>
-    private static string Pointer(List<Frame> frames, string? name)
-    {
-        if (frames.Count == 0) return string.Empty;
-        var parent = frames[^1];
-        if (parent.Names is null) return $"{parent.Pointer}/{parent.Index}";
-        return name is null ? parent.Pointer : $"{parent.Pointer}/{name.Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal)}";
-    }
+    private const string LoneSurrogate = "has a \\uD800-\\uDFFF escape without its pair (a lone surrogate), which is not text; escape whole characters only";
 
     private static string Place(JsonException ex) =>
         ex.LineNumber is { } line && ex.BytePositionInLine is { } pos ? $" at line {line + 1}, position {pos + 1}" : string.Empty;
@@ -146,12 +80,5 @@ internal static class ArgumentsJson
         var cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
         if (cut < 0) cut = message.IndexOf(" Path:", StringComparison.Ordinal);
         return (cut >= 0 ? message[..cut] : message).TrimEnd('.', ' ');
-    }
-
-    private sealed class Frame(string pointer, HashSet<string>? names)
-    {
-        public string Pointer { get; } = pointer;
-        public HashSet<string>? Names { get; } = names;
-        public int Index { get; set; }
     }
 }
