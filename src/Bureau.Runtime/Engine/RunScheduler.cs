@@ -21,7 +21,7 @@ internal sealed partial class RunScheduler
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly int _backlog;
-    private TaskCompletionSource _wakeClaimer = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly SemaphoreSlim _wakeClaimer = new(0, 1);
     private Func<string, Task>? _execute;
     private Task? _dispatcher;
     private Task? _claimer;
@@ -59,7 +59,6 @@ internal sealed partial class RunScheduler
         if (_stopping.IsCancellationRequested) return;
         await _stopping.CancelAsync();
         _ready.Writer.TryComplete();
-        _wakeClaimer.TrySetResult();
         if (_dispatcher is not null) await _dispatcher;
         if (_claimer is not null) await _claimer;
         var deadline = _time.GetUtcNow() + _options.ShutdownGrace;
@@ -96,17 +95,14 @@ internal sealed partial class RunScheduler
         var lastRenew = _time.GetUtcNow();
         while (!_stopping.IsCancellationRequested)
         {
-            Task wake;
-            lock (_ready)
-            {
-                if (_wakeClaimer.Task.IsCompleted) _wakeClaimer = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                wake = _wakeClaimer.Task;
-            }
             try
             {
-                using var delay = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-                await Task.WhenAny(Task.Delay(renewEvery, _time, delay.Token), wake);
-                await delay.CancelAsync();
+                // Woken when runs finish and the backlog ran low, else every renewal period.
+                using (var round = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token))
+                {
+                    await Task.WhenAny(_wakeClaimer.WaitAsync(round.Token), Task.Delay(renewEvery, _time, round.Token));
+                    await round.CancelAsync();
+                }
                 if (_stopping.IsCancellationRequested) return;
                 if (_time.GetUtcNow() - lastRenew >= renewEvery)
                 {
@@ -123,6 +119,18 @@ internal sealed partial class RunScheduler
             {
                 Log.ClaimFailed(_logger, ex);
             }
+        }
+    }
+
+    private void Wake()
+    {
+        try
+        {
+            if (_wakeClaimer.CurrentCount == 0) _wakeClaimer.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+            // Another finishing run woke it first.
         }
     }
 
@@ -161,7 +169,7 @@ internal sealed partial class RunScheduler
             Interlocked.Decrement(ref _active);
             _scheduled.TryRemove(runId, out _);
             _slots.Release();
-            if (_scheduled.Count < _backlog / 2) _wakeClaimer.TrySetResult();
+            if (_scheduled.Count < _backlog / 2) Wake();
         }
     }
 

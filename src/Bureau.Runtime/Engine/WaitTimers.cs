@@ -20,20 +20,32 @@ internal sealed partial class WaitTimers(IRunStore store, TimeProvider time, ILo
     private CancellationTokenSource? _stop;
     private Task? _loop;
 
-    public void Start(Func<RunRecord, Task> fire)
+    /// <summary>Fires the deadlines that passed while the host was down, then keeps firing them as they come.</summary>
+    public async Task StartAsync(Func<RunRecord, Task> fire, CancellationToken cancellationToken)
     {
         _fire = fire;
-        _stop = new CancellationTokenSource();
-        _loop = Task.Run(() => LoopAsync(_stop.Token), CancellationToken.None);
+        var stop = new CancellationTokenSource();
+        _stop = stop;
+        var token = stop.Token; // StopAsync may run meanwhile (a host whose start fails stops at once)
+        using (var starting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, token))
+        {
+            try
+            {
+                await FireDueAsync(starting.Token);
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                return;
+            }
+        }
+        _loop = Task.Run(() => LoopAsync(token), CancellationToken.None);
     }
 
     public async Task StopAsync()
     {
-        if (_stop is null) return;
-        await _stop.CancelAsync();
+        if (Interlocked.Exchange(ref _stop, null) is not { } stop) return;
+        await stop.CancelAsync();
         if (_loop is not null) await _loop;
-        _stop.Dispose();
-        _stop = null;
     }
 
     /// <summary>A wait with <paramref name="deadline"/> was journaled: wake up earlier if needed.</summary>
