@@ -120,32 +120,13 @@ public static class ApiKeys
     public static string Hash(string key) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
 
     /// <summary>The lower-case wire name of a role.</summary>
-    public static string ToWireName(this ApiKeyRole role) => role switch
-    {
-        ApiKeyRole.Viewer => "viewer",
-        ApiKeyRole.Operator => "operator",
-        ApiKeyRole.Approver => "approver",
-        ApiKeyRole.Admin => "admin",
-        _ => throw new ArgumentOutOfRangeException(nameof(role), role, null),
-    };
+    public static string ToWireName(this ApiKeyRole role) => WireNames.Of(role);
 
     /// <summary>
     /// Parses a role's wire name: exactly <c>viewer</c>, <c>operator</c>, <c>approver</c> or <c>admin</c>
     /// (case-sensitive, like every wire name: <c>Admin</c> is not a role); false when it is not one.
     /// </summary>
-    public static bool TryParseRole(string? text, out ApiKeyRole role)
-    {
-        foreach (var r in Enum.GetValues<ApiKeyRole>())
-        {
-            if (string.Equals(r.ToWireName(), text, StringComparison.Ordinal))
-            {
-                role = r;
-                return true;
-            }
-        }
-        role = default;
-        return false;
-    }
+    public static bool TryParseRole(string? text, out ApiKeyRole role) => WireNames.TryParse(text, out role);
 
     /// <summary>
     /// Why <paramref name="name"/> cannot label a key, or null when it can (null, or at most

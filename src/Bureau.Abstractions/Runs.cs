@@ -27,32 +27,12 @@ public static class RunStatusExtensions
     public static bool IsTerminal(this RunStatus status) =>
         status is RunStatus.Succeeded or RunStatus.Failed or RunStatus.Canceled;
 
-    /// <summary>The lower-case wire name (<c>queued</c>, <c>running</c>, ...).</summary>
-    public static string ToWireName(this RunStatus status) => status switch
-    {
-        RunStatus.Queued => "queued",
-        RunStatus.Running => "running",
-        RunStatus.Waiting => "waiting",
-        RunStatus.Succeeded => "succeeded",
-        RunStatus.Failed => "failed",
-        RunStatus.Canceled => "canceled",
-        _ => throw new ArgumentOutOfRangeException(nameof(status), status, null),
-    };
+    /// <summary>The wire name (<c>queued</c>, <c>running</c>, ...), from <see cref="WireNames"/>.</summary>
+    public static string ToWireName(this RunStatus status) => WireNames.Of(status);
 
-    /// <summary>Parses a wire name; false when it is not one.</summary>
-    public static bool TryParseWireName(string? text, out RunStatus status)
-    {
-        foreach (var s in Enum.GetValues<RunStatus>())
-        {
-            if (string.Equals(s.ToWireName(), text, StringComparison.OrdinalIgnoreCase))
-            {
-                status = s;
-                return true;
-            }
-        }
-        status = default;
-        return false;
-    }
+    /// <summary>Parses a wire name (any case: a query filter such as <c>?status=Succeeded</c> is forgiving); false when it is not one.</summary>
+    public static bool TryParseWireName(string? text, out RunStatus status) =>
+        WireNames.TryParse(text?.ToLowerInvariant(), out status);
 }
 
 /// <summary>Tokens used, as the model reported them (or estimated, for the scripted model).</summary>

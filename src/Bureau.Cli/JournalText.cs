@@ -9,7 +9,7 @@ internal static class JournalText
     {
         RunStarted s => $"agent {s.Agent}{(s.Actor is null ? "" : ", by " + s.Actor)}: {Cut(s.Input, 100)}",
         ModelResponded m => DescribeModel(m),
-        ToolIntent i => $"{i.Tool} {Cut(i.Arguments, 80)} ({i.Effect.ToString().ToLowerInvariant()}, key {i.IdempotencyKey})",
+        ToolIntent i => $"{i.Tool} {Cut(i.Arguments, 80)} ({WireNames.Of(i.Effect)}, key {i.IdempotencyKey})",
         ToolCompleted t => $"{t.Tool} {(t.IsError ? "ERROR " : "")}→ {Cut(OneLine(t.Content), 100)} ({Ms(t.DurationMs)})",
         ToolCallRejected r => $"{r.Tool} rejected, returned to the model: {Cut(r.Error, 120)}",
         BudgetExceeded b => $"{b.Budget} budget exceeded (limit {b.Limit.ToString(CultureInfo.InvariantCulture)}, used {b.Used.ToString(CultureInfo.InvariantCulture)})",
@@ -20,7 +20,7 @@ internal static class JournalText
         WaitExpired e => $"step {e.Step} ({e.Reason}): the deadline {e.Deadline:u} passed with no answer",
         ChildRunStarted c => $"child run {c.ChildRunId} ({c.RunKind} {c.Target}): {Cut(c.Input, 80)}",
         ChildRunFinished c => $"child run {c.ChildRunId} {c.Status.ToWireName()}",
-        StepResolved r => $"step {r.Step} resolved as {r.Resolution.ToString().ToLowerInvariant()}{(r.Actor is null ? "" : " by " + r.Actor)}",
+        StepResolved r => $"step {r.Step} resolved as {WireNames.Of(r.Resolution)}{(r.Actor is null ? "" : " by " + r.Actor)}",
         RunResumed r => $"resumed from the journal ({r.Reason})",
         RunCanceled c => $"canceled{(c.Actor is null ? "" : " by " + c.Actor)}{(c.Reason is null ? "" : ": " + c.Reason)}{(c.InFlight.Count == 0 ? "" : "; in flight: " + string.Join(", ", c.InFlight))}",
         RunFinished f => f.Status == RunStatus.Succeeded ? $"succeeded: {Cut(OneLine(f.Output ?? ""), 100)}" : $"{f.Status.ToWireName()}: {f.Error}",

@@ -198,7 +198,7 @@ internal static class RunsCommand
                 await using var provider = services.BuildServiceProvider();
                 var engine = provider.GetRequiredService<BureauEngine>();
                 var run = await engine.ResolveAsync(runId, parse.GetValue(step), resolution, parse.GetValue(result), actor, ct);
-                Console.Out.WriteLine($"run {run.Id}: step {parse.GetValue(step)} resolved as {resolution.ToString().ToLowerInvariant()}; it continues when Bureau next runs on {dbPath} (a host serving it now picks it up within a minute; or pass --file to continue now).");
+                Console.Out.WriteLine($"run {run.Id}: step {parse.GetValue(step)} resolved as {WireNames.Of(resolution)}; it continues when Bureau next runs on {dbPath} (a host serving it now picks it up within a minute; or pass --file to continue now).");
                 return 0;
             }
             var definitions = CliShared.LoadManifest(manifest, Console.Error);

@@ -161,7 +161,7 @@ internal static class BureauApi
             {
                 ["name"] = td.Name,
                 ["kind"] = td.Kind,
-                ["effect"] = td.Effect.ToString().ToLowerInvariant(),
+                ["effect"] = WireNames.Of(td.Effect),
                 ["description"] = td.Description,
             });
         }
@@ -176,7 +176,7 @@ internal static class BureauApi
         {
             ["maxRepeatedCalls"] = a.LoopDetection.MaxRepeatedCalls,
             ["maxTurnsWithoutProgress"] = a.LoopDetection.MaxTurnsWithoutProgress,
-            ["action"] = a.LoopDetection.Action.ToString().ToLowerInvariant(),
+            ["action"] = WireNames.Of(a.LoopDetection.Action),
         };
         return Json(o);
     }

@@ -1,10 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Bureau.Engine;
-using Bureau.Tools;
-using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Bureau;
 
@@ -66,6 +63,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
     private readonly RunScheduler _scheduler;
     private readonly WaitTimers _timers;
     private int _started;
+    private Task? _stopped;
 
     internal BureauEngine(
         BureauOptions options,
@@ -127,7 +125,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _started, 1) == 1) return;
         await _scheduler.StartAsync(id => Activator.ExecuteAsync(id, CancellationToken.None), cancellationToken);
-        _timers.Start(ExpireWaitAsync);
+        await _timers.StartAsync(ExpireWaitAsync, cancellationToken); // deadlines that passed while down fire before the engine is ready
         IsReady = true;
     }
 
@@ -136,9 +134,14 @@ public sealed partial class BureauEngine : IAsyncDisposable
     /// finished is journaled), waiting at most <see cref="BureauOptions.ShutdownGrace"/>. The next
     /// start resumes them.
     /// </summary>
-    public async Task StopAsync(CancellationToken cancellationToken = default)
+    public Task StopAsync(CancellationToken cancellationToken = default)
     {
         IsReady = false;
+        lock (_executors) return _stopped ??= StopCoreAsync(cancellationToken);
+    }
+
+    private async Task StopCoreAsync(CancellationToken cancellationToken)
+    {
         await _timers.StopAsync();
         await _scheduler.StopAsync(cancellationToken);
     }
@@ -428,9 +431,6 @@ public sealed partial class BureauEngine : IAsyncDisposable
             }
         }
     }
-
-    /// <summary>Queues a run for execution here (used by commands that requeue a run).</summary>
-    internal void Schedule(string runId) => _scheduler.Schedule(runId);
 
     private static partial class Log
     {

@@ -103,7 +103,7 @@ internal sealed class TelemetryToolFilter : IToolCallFilter
         span?.SetTag("gen_ai.operation.name", "execute_tool");
         span?.SetTag("gen_ai.tool.name", call.Tool.Name);
         span?.SetTag("gen_ai.tool.call.id", call.CallId);
-        span?.SetTag("bureau.tool.effect", call.Tool.Definition.Effect.ToString().ToLowerInvariant());
+        span?.SetTag("bureau.tool.effect", WireNames.Of(call.Tool.Definition.Effect));
         span?.SetTag("bureau.run.id", call.RunId);
         span?.SetTag("bureau.step", call.Step);
         var outcome = await next(call);
