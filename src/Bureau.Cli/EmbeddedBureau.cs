@@ -11,11 +11,8 @@ internal static class CliComposition
     /// <summary>Test hosts add services here (crash points) before a command builds its host. Never set by the <c>bureau</c> executable.</summary>
     public static Action<IServiceCollection>? ConfigureServices { get; set; }
 
-    /// <summary>Whether runs execute in Orleans grains (an embedded silo) or directly in this process (the default; decision 0010).</summary>
-    public static bool UseOrleans { get; set; }
-
     /// <summary>Bureau's services for a command: the definitions, the SQLite store at <paramref name="dbPath"/>, and the executors.</summary>
-    public static BureauBuilder Add(IServiceCollection services, BureauDefinitions definitions, string dbPath, StoreDurability durability, int maxConcurrentRuns, bool? orleans = null)
+    public static BureauBuilder Add(IServiceCollection services, BureauDefinitions definitions, string dbPath, StoreDurability durability, int maxConcurrentRuns, bool orleans = false)
     {
         var bureau = services.AddBureau(o => o.MaxConcurrentRuns = maxConcurrentRuns)
             .AddDefinitions(definitions)
@@ -24,7 +21,7 @@ internal static class CliComposition
                 o.Path = dbPath;
                 o.Durability = durability;
             });
-        if (orleans ?? UseOrleans) bureau.UseOrleans();
+        if (orleans) bureau.UseOrleans(); // runs in grains of an embedded silo; in this process otherwise (decision 0010)
         ConfigureServices?.Invoke(services);
         return bureau;
     }
@@ -49,7 +46,7 @@ internal sealed class EmbeddedBureau : IAsyncDisposable
     public SqliteRunStore Store { get; }
 
     public static async Task<EmbeddedBureau> StartAsync(BureauDefinitions definitions, string dbPath, StoreDurability durability,
-        int maxConcurrentRuns, LogLevel logLevel, CancellationToken cancellationToken, bool? orleans = null)
+        int maxConcurrentRuns, LogLevel logLevel, CancellationToken cancellationToken, bool orleans = false)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();

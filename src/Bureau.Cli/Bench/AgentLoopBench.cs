@@ -10,7 +10,7 @@ using Microsoft.Extensions.Logging;
 namespace Bureau.Cli.Bench;
 
 /// <summary>The parameters of the agent-loop workload (shared/workloads/agent-loop.md).</summary>
-internal sealed record AgentLoopConfig(int Runs, int Concurrency, int Steps, int LatencyMs, string DbPath, StoreDurability Durability);
+internal sealed record AgentLoopConfig(int Runs, int Concurrency, int Steps, int LatencyMs, string DbPath, StoreDurability Durability, bool Orleans = false);
 
 /// <summary>One line of the report.</summary>
 internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, string Durability, double WallSeconds, double P50RunMs, double P99RunMs,
@@ -82,7 +82,7 @@ internal static class AgentLoopBench
         var finished = 0;
 
         await using var bureau = await EmbeddedBureau.StartAsync(Definitions(config.Steps, config.LatencyMs), config.DbPath, config.Durability,
-            config.Concurrency, LogLevel.Warning, ct);
+            config.Concurrency, LogLevel.Warning, ct, config.Orleans);
         using var sub = bureau.Engine.Events.SubscribeAll(e =>
         {
             var now = Stopwatch.GetTimestamp();

@@ -34,14 +34,14 @@ internal static class BenchCommand
         };
         agentLoop.SetAction(async (parse, ct) =>
         {
-            CliComposition.UseOrleans = parse.GetValue(executors)!.ToLowerInvariant() switch
+            var orleans = parse.GetValue(executors)!.ToLowerInvariant() switch
             {
                 "orleans" => true,
                 "local" => false,
                 var other => throw new CliUsageException($"--executors must be orleans or local, not '{other}'"),
             };
             var config = new AgentLoopConfig(parse.GetValue(runs), parse.GetValue(concurrency), parse.GetValue(steps), parse.GetValue(latency),
-                parse.GetValue(db)!, CliShared.ParseDurability(parse.GetValue(durability)!));
+                parse.GetValue(db)!, CliShared.ParseDurability(parse.GetValue(durability)!), orleans);
             if (config.Runs < 1 || config.Concurrency < 1 || config.Steps < 1 || config.LatencyMs < 0 || parse.GetValue(warmup) < 0)
                 throw new CliUsageException("--runs, --concurrency and --steps must be at least 1, --model-latency-ms and --warmup at least 0");
 

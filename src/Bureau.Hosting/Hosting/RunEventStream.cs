@@ -99,19 +99,18 @@ internal static class RunEventStream
 
     private static async Task WriteAsync(HttpResponse response, RunEvent e, CancellationToken ct)
     {
-        var sb = new StringBuilder(256);
         if (e.Record is { } r)
         {
-            sb.Append("id: ").Append(r.N.ToString(CultureInfo.InvariantCulture)).Append('\n');
-            sb.Append("event: ").Append(r.Entry.Kind).Append('\n');
-            sb.Append("data: ").Append(Encoding.UTF8.GetString(BureauJson.SerializeStep(r))).Append("\n\n");
+            // The step's JSON bytes as the journal serializes them (BureauJson.SerializeStep), written as they are.
+            await response.WriteAsync($"id: {r.N.ToString(CultureInfo.InvariantCulture)}\nevent: {r.Entry.Kind}\ndata: ", ct);
+            await response.Body.WriteAsync(BureauJson.SerializeStep(r), ct);
+            await response.WriteAsync("\n\n", ct);
         }
         else
         {
             var data = new JsonObject { ["activity"] = e.Activity, ["detail"] = e.Detail };
-            sb.Append("event: activity\ndata: ").Append(data.ToJsonString(Compact)).Append("\n\n");
+            await response.WriteAsync("event: activity\ndata: " + data.ToJsonString(Compact) + "\n\n", ct);
         }
-        await response.WriteAsync(sb.ToString(), ct);
         await response.Body.FlushAsync(ct);
     }
 }
