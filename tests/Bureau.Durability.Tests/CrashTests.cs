@@ -195,6 +195,53 @@ public sealed class CrashTests : IAsyncLifetime
     /// The key of the tool's call: every intent journaled for it carries the same key, {runId}:{n} with n the
     /// step of its first intent (a restart journals run.resumed, so n depends on where the crash fell).
     /// </summary>
+    [Fact]
+    public async Task InDoubtDeadline_PassesWhileTheHostIsDown_FiresOnceAfterRestart()
+    {
+        // The ledger (write) waits at most 2 s for a person; the host dies right after journaling the wait.
+        File.WriteAllText(Path.Combine(_dir, "deadline.yaml"), File.ReadAllText(Path.Combine(_dir, "bureau.yaml"))
+            .Replace("    effect: write\n", "    effect: write\n    inDoubtTimeout: 2s\n", StringComparison.Ordinal));
+        var ledgerDir = Path.Combine(_dir, "deadline");
+        Directory.CreateDirectory(ledgerDir);
+        var db = Path.Combine(_dir, "deadline.db");
+        string[] args = ["run", "deadline.yaml", "--agent", "clerk", "--input", "deadline", "--idempotency-key", "k-deadline", "--db", db, "--json"];
+
+        foreach (var point in new[] { "after-intent:2", "waiting" })
+        {
+            using var crashing = Bureau(ledgerDir, point, args);
+            var code = await crashing.WaitAsync(ProcessTimeout);
+            Assert.True(code is 137 or -9 or 9, $"expected a SIGKILL at {point}, got exit {code}\n{crashing.Stderr}");
+        }
+        RunRecord waiting;
+        await using (var store = new SqliteRunStore(new SqliteStoreOptions { Path = db }))
+        {
+            await store.InitializeAsync();
+            waiting = (await store.ListRunsAsync(new RunQuery())).Items.Single();
+        }
+        Assert.Equal(RunStatus.Waiting, waiting.Status);
+        var deadline = Assert.IsType<InDoubtWait>(waiting.WaitingFor).Deadline!.Value;
+        var untilDue = deadline - DateTimeOffset.UtcNow + TimeSpan.FromMilliseconds(200);
+        Assert.True(untilDue < TimeSpan.FromSeconds(10), $"deadline {deadline:O} is unexpectedly far");
+        if (untilDue > TimeSpan.Zero) await Task.Delay(untilDue, TestContext.Current.CancellationToken); // the deadline passes while no host runs
+
+        for (var restart = 0; restart < 2; restart++)
+        {
+            using var again = Bureau(ledgerDir, null, args);
+            var exit = await again.WaitAsync(ProcessTimeout);
+            Assert.True(exit == 0, $"restart {restart}: exit {exit}\n{again.Stdout}\n{again.Stderr}");
+            Assert.Contains("\"status\":\"succeeded\"", again.Stdout);
+        }
+
+        var (_, journal) = await ReadOnlyRunAsync(db);
+        AssertGapFree(journal);
+        var expired = Assert.Single(journal.Select(r => r.Entry).OfType<WaitExpired>()); // fired once, across two restarts
+        Assert.Equal(deadline, expired.Deadline);
+        var ledgerResult = journal.Select(r => r.Entry).OfType<ToolCompleted>().Single(t => t.Tool == "ledger");
+        Assert.True(ledgerResult.IsError);
+        Assert.Contains("deadline", ledgerResult.Content);
+        Assert.Empty(Lines(Path.Combine(ledgerDir, "ledger.txt"))); // the write never ran
+    }
+
     private static string IntentKey(IReadOnlyList<JournalRecord> journal, string runId, string tool)
     {
         var intents = journal.Where(j => j.Entry is ToolIntent i && i.Tool == tool).ToList();

@@ -104,6 +104,7 @@ public sealed class ApiTests(AnonymousHostFixture fixture) : IClassFixture<Anony
         { "", "application/json", 400, "body" },
         { """{"agent":"echo","input":"x"}""", "text/plain", 415, "Content-Type" },
         { """{"agent":"nobody","input":"x"}""", "application/json", 404, "agent" },
+        { """{"agent":"echo","input":"  "}""", "application/json", 400, "input" },
     };
 
     [Theory]

@@ -18,6 +18,48 @@ public sealed class ManifestLoaderTests
         """;
 
     [Fact]
+    public void LoadText_WaitAndQueueKeys_ReachTheDefinitions()
+    {
+        var result = Load("""
+            models:
+              m: { provider: scripted, rules: [ { reply: ok } ] }
+            tools:
+              refund:
+                kind: process
+                command: ["true"]
+                effect: write
+                inDoubtTimeout: 15m
+            agents:
+              desk:
+                model: m
+                tools: [refund]
+                allowEmptyInput: true
+                budgets: { maxWallTime: 2m, maxQueueTime: 30s }
+              strict:
+                model: m
+            """);
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        var defs = result.Definitions!;
+        Assert.Equal(TimeSpan.FromMinutes(15), defs.Tools["refund"].InDoubtTimeout);
+        Assert.True(defs.Agents["desk"].AllowEmptyInput);
+        Assert.Equal(TimeSpan.FromSeconds(30), defs.Agents["desk"].Budgets.MaxQueueTime);
+        Assert.False(defs.Agents["strict"].AllowEmptyInput);
+        Assert.Null(defs.Agents["strict"].Budgets.MaxQueueTime);
+    }
+
+    [Fact]
+    public void LoadText_AllowEmptyInputNotABoolean_ReportsIt()
+    {
+        var result = Load("""
+            models:
+              m: { provider: scripted, rules: [ { reply: ok } ] }
+            agents:
+              desk: { model: m, allowEmptyInput: maybe }
+            """);
+        Single(result, 4, 38, "'allowEmptyInput' must be true or false, not 'maybe'");
+    }
+
+    [Fact]
     public void LoadText_IssueExample_LoadsAsWritten()
     {
         var result = Load(IssueExample, Env(("OPENAI_API_KEY", "sk-test")));

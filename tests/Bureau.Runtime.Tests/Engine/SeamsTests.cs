@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Bureau.Storage.Sqlite;
+using Bureau.Tools;
 using Bureau.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
@@ -133,6 +134,110 @@ public sealed class SeamsTests : IAsyncDisposable
             _ = File.ReadAllBytes(db); // other readers are not blocked by the lock
         }
         using var again = SqliteDatabaseLock.Acquire(hardlink); // released with the holder
+    }
+
+    [Fact]
+    public async Task QueueTime_PastMaxQueueTime_ExpiresUnrunAndDoesNotCountAgainstWallTime()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        _f.Time = time;
+        _f.Definitions.Add(new AgentDefinition { Name = "a", Model = "m", Budgets = new AgentBudgets { MaxQueueTime = TimeSpan.FromMinutes(1) } });
+        _f.Definitions.Add(new AgentDefinition { Name = "b", Model = "m", Budgets = new AgentBudgets { MaxWallTime = TimeSpan.FromSeconds(5) } });
+        var model = _f.UseModel((_, _) => FakeModel.Text("done"));
+        var engine = await _f.StartAsync(start: false);
+        var stale = (await engine.SubmitAsync(new RunRequest("a", "stale"))).Run.Id;
+        var patient = (await engine.SubmitAsync(new RunRequest("b", "patient"))).Run.Id;
+
+        time.Advance(TimeSpan.FromMinutes(2)); // both wait in the queue longer than b's wall-time budget
+        await engine.StartAsync();
+
+        var expired = await EngineFixture.WaitAsync(engine, stale);
+        Assert.Equal((RunStatus.Failed, "expired"), (expired.Status, expired.Outcome));
+        Assert.Contains("maxQueueTime", expired.Error);
+        Assert.DoesNotContain((await engine.ReadJournalAsync(stale)).Select(r => r.Entry), e => e is ModelResponded);
+        var ran = await EngineFixture.WaitAsync(engine, patient);
+        Assert.Equal((RunStatus.Succeeded, "done"), (ran.Status, ran.Output)); // queue time is not wall time
+        Assert.Equal(1, model.Calls);
+    }
+
+    [Fact]
+    public async Task ToolPipeline_FiltersRunInStageOrder_AndADenyWithANoteIsJournaled()
+    {
+        var order = new ConcurrentQueue<string>();
+        _f.AddTool("danger", ToolEffect.Read);
+        _f.AddAgent(tools: "danger");
+        _f.UseModel((msgs, turn) => turn == 1 ? FakeModel.Call("danger", """{"key":"k"}""") : FakeModel.Text("told: " + FakeModel.LastToolResult(msgs)));
+        _f.Configure = b =>
+        {
+            b.Services.AddSingleton(order);
+            b.AddToolFilter<RecordingTelemetryFilter>().AddToolFilter<DenyingPolicyFilter>();
+        };
+        var engine = await _f.StartAsync();
+
+        var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
+        var run = await EngineFixture.WaitAsync(engine, id);
+
+        Assert.Equal(["policy"], order); // the policy answered first; later stages and the tool never ran
+        Assert.Empty(_f.Keys);
+        var result = Assert.Single((await engine.ReadJournalAsync(id)).Select(r => r.Entry).OfType<ToolCompleted>());
+        Assert.True(result.IsError);
+        Assert.Equal("denied by test policy", result.Content);
+        Assert.Equal("policy rule 7", result.Note);
+        Assert.Equal("told: denied by test policy", run.Output);
+    }
+
+    [Fact]
+    public async Task ChatPipeline_ConfigureChatClients_WrapsEveryModelCall()
+    {
+        _f.AddAgent();
+        _f.UseModel((_, _) => FakeModel.Text("done"));
+        var counted = 0;
+        _f.Configure = b => b.ConfigureChatClients((model, pipeline) =>
+            pipeline.Use((messages, options, next, ct) => { Interlocked.Increment(ref counted); return next(messages, options, ct); }));
+        var engine = await _f.StartAsync();
+
+        var run = await EngineFixture.WaitAsync(engine, (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id);
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        Assert.Equal(1, counted);
+    }
+
+    [Fact]
+    public async Task Claims_RunWhoseLeaseLapsed_IsPickedUp_OneUnderALiveLeaseIsNot()
+    {
+        _f.AddAgent();
+        _f.UseModel((_, _) => FakeModel.Text("done"));
+        var store = await _f.OpenStoreAsync();
+        var now = DateTimeOffset.UtcNow;
+        await store.SubmitAsync(new NewRun { Id = "orphan", Agent = "a", Input = "o", Started = new RunStarted("a", "o"), CreatedAt = now, Claim = new RunClaim("dead-node", now.AddSeconds(-1)) });
+        await store.SubmitAsync(new NewRun { Id = "held", Agent = "a", Input = "h", Started = new RunStarted("a", "h"), CreatedAt = now, Claim = new RunClaim("live-node", now.AddHours(1)) });
+
+        var engine = await _f.StartAsync(store);
+        var orphan = await EngineFixture.WaitAsync(engine, "orphan");
+        await engine.StopAsync();
+
+        Assert.Equal(RunStatus.Succeeded, orphan.Status);
+        Assert.Equal(RunStatus.Queued, (await engine.GetRunAsync("held"))!.Status); // another node's live lease is respected
+    }
+
+    private sealed class DenyingPolicyFilter(ConcurrentQueue<string> order) : IToolCallFilter
+    {
+        public ToolFilterStage Stage => ToolFilterStage.Policy;
+        public ValueTask<ToolOutcome> InvokeAsync(ToolCall call, ToolCallHandler next)
+        {
+            order.Enqueue("policy");
+            return ValueTask.FromResult(ToolOutcome.Error("denied by test policy") with { Note = "policy rule 7" });
+        }
+    }
+
+    private sealed class RecordingTelemetryFilter(ConcurrentQueue<string> order) : IToolCallFilter
+    {
+        public ToolFilterStage Stage => ToolFilterStage.Telemetry;
+        public ValueTask<ToolOutcome> InvokeAsync(ToolCall call, ToolCallHandler next)
+        {
+            order.Enqueue("telemetry");
+            return next(call);
+        }
     }
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "link", SetLastError = true)]
