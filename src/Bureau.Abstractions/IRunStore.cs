@@ -59,4 +59,17 @@ public interface IRunStore : IAsyncDisposable
 
     /// <summary>The earliest deadline of any waiting run, or null when no wait has one.</summary>
     Task<DateTimeOffset?> NextWaitDeadlineAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Whether the store could write the last time it tried. A write that fails for a reason outside
+    /// Bureau (disk full, read-only file, I/O error) throws <see cref="StorageUnavailableException"/>
+    /// and sets this; the next write that works clears it.
+    /// </summary>
+    StorageHealth Health => StorageHealth.Ok;
+
+    /// <summary>
+    /// Tries a small durable write (that changes no run) and returns <see cref="Health"/> after it; the
+    /// engine calls it while the store cannot write, to find out when it can again.
+    /// </summary>
+    ValueTask<StorageHealth> ProbeWriteAsync(CancellationToken cancellationToken = default) => ValueTask.FromResult(Health);
 }

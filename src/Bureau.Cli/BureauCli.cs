@@ -37,5 +37,10 @@ internal static class BureauCli
             Console.Error.WriteLine("bureau: " + ex.Message);
             return 1;
         }
+        catch (StorageUnavailableException ex)
+        {
+            Console.Error.WriteLine("bureau: " + ex.Message + "; nothing was stored");
+            return 2;
+        }
     }
 }

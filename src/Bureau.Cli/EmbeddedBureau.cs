@@ -55,13 +55,15 @@ internal sealed class EmbeddedBureau : IAsyncDisposable
         builder.Logging.SetMinimumLevel(logLevel);
         builder.Logging.AddFilter("Orleans", LogLevel.Error);
         builder.Logging.AddFilter("Microsoft", LogLevel.Error);
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None); // a failed start is printed as one line
         CliComposition.Add(builder.Services, definitions, dbPath, durability, maxConcurrentRuns, orleans);
         var host = builder.Build();
         try
         {
             await host.StartAsync(cancellationToken);
         }
-        catch (InvalidOperationException ex) when (ex.Message.Contains("in use by another Bureau engine", StringComparison.Ordinal))
+        catch (Exception ex) when (ex is StorageUnavailableException or MissingWriteAheadLogException
+                                   || (ex is InvalidOperationException && ex.Message.Contains("in use by another Bureau engine", StringComparison.Ordinal)))
         {
             await DisposeHostAsync(host);
             throw new CliUsageException(ex.Message);

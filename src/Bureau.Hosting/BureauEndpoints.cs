@@ -27,7 +27,7 @@ public static class BureauEndpointRouteBuilderExtensions
         endpoints.MapGet("/healthz", () => TypedResults.Json(new HealthAnswer("alive")))
             .WithTags("health").WithSummary("Liveness: the process answers.").ExcludeFromDescription();
         endpoints.MapGet("/readyz", BureauApi.Ready)
-            .WithTags("health").WithSummary("Readiness: store open, silo up, unfinished runs scheduled.").ExcludeFromDescription();
+            .WithTags("health").WithSummary("Readiness: store open and writable, silo up, unfinished runs scheduled.").ExcludeFromDescription();
         if (options.MapOpenApi) endpoints.MapOpenApi();
 
         var v1 = endpoints.MapGroup("/v1").WithTags("bureau");
@@ -40,7 +40,7 @@ public static class BureauEndpointRouteBuilderExtensions
                 return await next(ctx);
             }
             catch (Exception ex) when (ex is ApiException or UnknownAgentException or EmptyInputException or RunNotFoundException or RunStateConflictException
-                                       or BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge })
+                                       or StorageUnavailableException or BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge })
             {
                 if (ctx.HttpContext.Response.HasStarted) throw;
                 return Problems.From(ex);
@@ -51,7 +51,7 @@ public static class BureauEndpointRouteBuilderExtensions
             .WithName("StartRun").WithSummary("Start a run (durable before the answer). Header Idempotency-Key: the same key returns the same run.")
             .Body<StartRunBody>()
             .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).Produces<RunSummaryDoc>(StatusCodes.Status200OK)
-            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415);
+            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415).ProducesProblem(503);
         v1.MapGet("/runs", (Delegate)BureauApi.ListAsync).Needs(ApiPermission.Read)
             .WithName("ListRuns").WithSummary("Runs, newest first, filtered by status and agent, paged with a cursor.")
             .Produces<RunListDoc>().ProducesProblem(400);

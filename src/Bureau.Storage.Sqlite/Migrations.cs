@@ -60,6 +60,10 @@ internal static class Migrations
         CREATE INDEX runs_by_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL;
         CREATE INDEX runs_by_deadline ON runs(wait_deadline) WHERE wait_deadline IS NOT NULL;
         """,
+        // 4: the store's write probe (one row; see ProbeOp).
+        """
+        CREATE TABLE store_probe(id INTEGER PRIMARY KEY, at INTEGER NOT NULL, pad BLOB);
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

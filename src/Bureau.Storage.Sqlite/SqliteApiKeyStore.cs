@@ -29,14 +29,21 @@ public sealed class SqliteApiKeyStore : IApiKeyStore
         if (_initialized) return;
         var dir = Path.GetDirectoryName(Path.GetFullPath(_options.Path));
         if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
-        await using var c = new SqliteConnection(_connectionString);
-        await c.OpenAsync(cancellationToken);
-        await using (var wal = c.CreateCommand())
+        try
         {
-            wal.CommandText = "PRAGMA journal_mode=WAL";
-            await wal.ExecuteNonQueryAsync(cancellationToken);
+            await using var c = new SqliteConnection(_connectionString);
+            await c.OpenAsync(cancellationToken);
+            await using (var wal = c.CreateCommand())
+            {
+                wal.CommandText = "PRAGMA journal_mode=WAL";
+                await wal.ExecuteNonQueryAsync(cancellationToken);
+            }
+            Migrations.Apply(c);
         }
-        Migrations.Apply(c);
+        catch (SqliteException ex) when (SqliteFaults.Classify(ex, _options.Path) is { } fault)
+        {
+            throw fault;
+        }
         _initialized = true;
     }
 
@@ -60,6 +67,10 @@ public sealed class SqliteApiKeyStore : IApiKeyStore
         catch (SqliteException ex) when (ex.SqliteErrorCode == 19 /* CONSTRAINT */)
         {
             throw new InvalidOperationException($"an API key with id {key.Id} already exists", ex);
+        }
+        catch (SqliteException ex) when (SqliteFaults.Classify(ex, _options.Path) is { } fault)
+        {
+            throw fault;
         }
     }
 
@@ -94,7 +105,14 @@ public sealed class SqliteApiKeyStore : IApiKeyStore
         cmd.CommandText = "UPDATE api_keys SET revoked_at = $at WHERE id = $id AND revoked_at IS NULL";
         cmd.Parameters.AddWithValue("$id", id);
         cmd.Parameters.AddWithValue("$at", at.ToUnixTimeMilliseconds());
-        return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
+        try
+        {
+            return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
+        }
+        catch (SqliteException ex) when (SqliteFaults.Classify(ex, _options.Path) is { } fault)
+        {
+            throw fault;
+        }
     }
 
     /// <inheritdoc />

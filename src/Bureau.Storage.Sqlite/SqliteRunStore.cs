@@ -20,6 +20,10 @@ public sealed class SqliteRunStore : IRunStore
     private WriterCommands? _commands;
     private readonly bool _exclusive;
     private SqliteDatabaseLock? _lock;
+    private CleanCloseMarker? _marker;
+    private bool _crashedWalAtOpen;
+    private volatile StorageHealth _health = StorageHealth.Ok;
+    private StorageUnavailableException? _latched;
     private int _disposed;
 
     /// <summary>
@@ -47,27 +51,49 @@ public sealed class SqliteRunStore : IRunStore
     public StoreWriterStats Stats { get; } = new();
 
     /// <inheritdoc />
+    /// <exception cref="StorageUnavailableException">The database cannot be written (read-only file or folder, disk full, damaged file).</exception>
+    /// <exception cref="InvalidOperationException">Another engine holds the database, or (for the engine's store) its write-ahead log went missing after a crash.</exception>
     public Task InitializeAsync(CancellationToken cancellationToken = default)
     {
         if (_writer is not null) return Task.CompletedTask;
         var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(_options.Path));
         if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
-        if (_exclusive) _lock = SqliteDatabaseLock.Acquire(_options.Path);
 
         var writer = new SqliteConnection(_connectionString);
         try
         {
+            if (_exclusive)
+            {
+                _lock = SqliteDatabaseLock.Acquire(_options.Path);
+                CleanCloseMarker.CheckWal(_options.Path);
+            }
+            else
+            {
+                _crashedWalAtOpen = CleanCloseMarker.CrashedWalPresent(_options.Path);
+            }
             writer.Open();
             Exec(writer, "PRAGMA journal_mode=WAL");
             Exec(writer, _options.Durability == StoreDurability.Full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
             Exec(writer, "PRAGMA foreign_keys=OFF");
             Migrations.Apply(writer);
+            if (_exclusive)
+            {
+                // A database that opens but cannot be written (a read-only file reached by its owner's
+                // group, a full disk) is found now, not at the first request.
+                using (var tx = writer.BeginTransaction(deferred: false))
+                {
+                    ProbeOp.Write(writer, tx, DateTimeOffset.UtcNow);
+                    tx.Commit();
+                }
+                _marker = CleanCloseMarker.Create(_options.Path);
+            }
         }
-        catch
+        catch (Exception ex)
         {
             writer.Dispose();
             _lock?.Dispose();
             _lock = null;
+            if (SqliteFaults.Classify(ex, _options.Path) is { } fault && fault != ex) throw fault;
             throw;
         }
         _writer = writer;
@@ -266,6 +292,25 @@ public sealed class SqliteRunStore : IRunStore
         return size;
     }
 
+    /// <inheritdoc />
+    public StorageHealth Health => _health;
+
+    /// <inheritdoc />
+    public async ValueTask<StorageHealth> ProbeWriteAsync(CancellationToken cancellationToken = default)
+    {
+        var op = new ProbeOp(DateTimeOffset.UtcNow);
+        Enqueue(op);
+        try
+        {
+            await op.Completion.Task.WaitAsync(cancellationToken);
+        }
+        catch (StorageUnavailableException)
+        {
+            // Health says why.
+        }
+        return _health;
+    }
+
     /// <summary>Stops the writer after the pending operations and closes the database.</summary>
     public async ValueTask DisposeAsync()
     {
@@ -273,8 +318,11 @@ public sealed class SqliteRunStore : IRunStore
         _queue.Writer.TryComplete();
         if (_writerLoop is not null) await _writerLoop;
         _commands?.Dispose();
+        // Nothing writes any more: a crash from here on leaves a WAL SQLite recovers, or none with nothing in it.
+        _marker?.Delete();
         if (_writer is not null) await _writer.DisposeAsync();
         SqliteConnection.ClearPool(new SqliteConnection(_connectionString));
+        CleanCloseMarker.AfterReaderClosed(_options.Path, _crashedWalAtOpen);
         _lock?.Dispose();
     }
 
@@ -293,32 +341,70 @@ public sealed class SqliteRunStore : IRunStore
             batch.Clear();
             while (batch.Count < _options.MaxBatchSize && reader.TryRead(out var op)) batch.Add(op);
             if (batch.Count == 0) continue;
+            if (_latched is { } latched)
+            {
+                foreach (var op in batch) op.Fail(latched);
+                continue;
+            }
             try
             {
                 ExecuteBatch(batch);
                 Stats.Record(batch.Count);
+                Wrote();
                 foreach (var op in batch) op.Complete();
             }
             catch (Exception batchError)
             {
+                if (SqliteFaults.Classify(batchError, _options.Path) is { } fault)
+                {
+                    // The storage cannot write: every op of the batch would fail the same way.
+                    Failed(fault);
+                    foreach (var op in batch) op.Fail(_latched ?? fault);
+                    continue;
+                }
                 // Isolate the failing operation: run each on its own so one bad op cannot fail its neighbours.
                 foreach (var op in batch)
                 {
                     try
                     {
                         ExecuteBatch([op]);
+                        Wrote();
                         op.Complete();
                     }
                     catch (Exception ex)
                     {
-                        op.Fail(ex is SqliteException && IsFatal((SqliteException)ex) ? new IOException($"the store could not write to {_options.Path}: {ex.Message}", batchError) : ex);
+                        if (SqliteFaults.Classify(ex, _options.Path) is { } opFault)
+                        {
+                            Failed(opFault);
+                            op.Fail(_latched ?? opFault);
+                        }
+                        else
+                        {
+                            op.Fail(ex);
+                        }
                     }
                 }
             }
         }
     }
 
-    private static bool IsFatal(SqliteException ex) => ex.SqliteErrorCode is 10 /*IOERR*/ or 13 /*FULL*/ or 11 /*CORRUPT*/;
+    private void Wrote()
+    {
+        if (_health.Fault is not null && _latched is null) _health = StorageHealth.Ok;
+    }
+
+    private void Failed(StorageUnavailableException fault)
+    {
+        var latch = SqliteFaults.Latches(fault);
+        if (latch)
+        {
+            _latched = new StorageUnavailableException(fault.Fault, fault.Store,
+                fault.Message + "; the store refuses writes until Bureau restarts (PostgreSQL's rule after a failed fsync: the page cache may no longer match the disk)",
+                fault.InnerException);
+        }
+        var since = _health.Fault is null ? DateTimeOffset.UtcNow : _health.Since;
+        _health = new StorageHealth(fault.Fault, (_latched ?? fault).Message, since, latch);
+    }
 
     private void ExecuteBatch(List<WriteOp> batch)
     {

@@ -237,3 +237,26 @@ internal sealed class StatementOp<T>(Func<SqliteConnection, SqliteTransaction, T
     public override void Complete() => Completion.TrySetResult(_result!);
     public override void Fail(Exception ex) => Completion.TrySetException(ex);
 }
+
+/// <summary>
+/// A write that changes no run: the engine's check that the store can write (at start, and while
+/// writes fail). It rewrites one row with a 16 KiB blob, so it needs free pages like a real append.
+/// </summary>
+internal sealed class ProbeOp(DateTimeOffset at) : WriteOp
+{
+    public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public override void Execute(WriterCommands cmds) => Write(cmds.Transaction!.Connection!, cmds.Transaction, at);
+
+    public static void Write(SqliteConnection c, SqliteTransaction tx, DateTimeOffset at)
+    {
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = "INSERT OR REPLACE INTO store_probe(id, at, pad) VALUES(1, $at, zeroblob(16384))";
+        cmd.Parameters.AddWithValue("$at", SqliteRunStore.ToUnixMs(at));
+        cmd.ExecuteNonQuery();
+    }
+
+    public override void Complete() => Completion.TrySetResult();
+    public override void Fail(Exception ex) => Completion.TrySetException(ex);
+}

@@ -39,9 +39,13 @@ public sealed class BureauProcess : IDisposable
         return Path.Combine(AppContext.BaseDirectory, dll);
     }
 
-    public static BureauProcess Start(string workingDirectory, IDictionary<string, string> env, params string[] args)
+    public static BureauProcess Start(string workingDirectory, IDictionary<string, string> env, params string[] args) =>
+        StartVia([], workingDirectory, env, args);
+
+    /// <summary>Starts bureau through <paramref name="prefix"/> (for example <c>setpriv --reuid=65534 ...</c> to run it as another user).</summary>
+    public static BureauProcess StartVia(string[] prefix, string workingDirectory, IDictionary<string, string> env, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet")
+        var psi = new ProcessStartInfo(prefix.Length > 0 ? prefix[0] : "dotnet")
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardOutput = true,
@@ -49,6 +53,11 @@ public sealed class BureauProcess : IDisposable
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
+        if (prefix.Length > 0)
+        {
+            foreach (var a in prefix.Skip(1)) psi.ArgumentList.Add(a);
+            psi.ArgumentList.Add("dotnet");
+        }
         psi.ArgumentList.Add(env.TryGetValue("BUREAU_CRASH_AT", out var crashAt) && crashAt.Length > 0 ? CrashHostDll : BureauDll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var (k, v) in env) psi.Environment[k] = v;
@@ -61,6 +70,9 @@ public sealed class BureauProcess : IDisposable
         p._process.StandardInput.Close();
         return p;
     }
+
+    /// <summary>True once the process has exited.</summary>
+    public bool HasExited => _process.HasExited;
 
     public string Stdout { get { lock (_stdout) return _stdout.ToString(); } }
     public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
@@ -82,7 +94,6 @@ public sealed class BureauProcess : IDisposable
         return _process.ExitCode;
     }
 
-    /// <summary>SIGKILL: no cleanup, no flush, like a power cut for the process.</summary>
     /// <summary>SIGTERM: asks for a graceful stop (the process is expected to exit on its own).</summary>
     public void Terminate()
     {
@@ -90,6 +101,7 @@ public sealed class BureauProcess : IDisposable
         kill.WaitForExit();
     }
 
+    /// <summary>SIGKILL: no cleanup, no flush, like a power cut for the process.</summary>
     public void Kill()
     {
         try { _process.Kill(entireProcessTree: false); } catch (InvalidOperationException) { }

@@ -48,6 +48,7 @@ internal static class ServeCommand
             builder.Logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
             builder.Logging.AddFilter("Orleans", LogLevel.Error);
             builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+            builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None); // a failed start is printed as one line
             builder.Logging.AddFilter("Polly", LogLevel.Warning);
             builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
             CliComposition.Add(builder.Services, definitions, dbPath, storeDurability, new BureauOptions().MaxConcurrentRuns).AddHttpApi();

@@ -23,6 +23,14 @@ internal static class BureauApi
     {
         var engine = ctx.RequestServices.GetRequiredService<BureauEngine>();
         if (!engine.IsReady) return Problems.Create(503, "not-ready", "the engine has not started (the silo is starting, or unfinished runs are being scheduled, or the host is stopping)");
+        var storage = engine.StorageHealth;
+        if (!storage.CanWrite)
+        {
+            return Problems.Create(503, "storage-unavailable",
+                $"the store cannot write since {storage.Since:yyyy-MM-ddTHH:mm:ssZ}: {storage.Detail}"
+                + (storage.Latched ? "; restart the process once the disk is checked" : "; runs resume by themselves once it can"),
+                extra: new() { ["fault"] = WireNames.Of(storage.Fault!.Value), ["retryingRuns"] = engine.RetryingRuns });
+        }
         return TypedResults.Json(new HealthAnswer("ready"));
     }
 

@@ -27,9 +27,28 @@ internal static class Problems
         RunNotFoundException n => Create(StatusCodes.Status404NotFound, "run-not-found", n.Message, runId: n.RunId),
         RunStateConflictException c => Create(StatusCodes.Status409Conflict, "run-state-conflict", c.Message, runId: c.RunId, step: c.Step,
             extra: new() { ["runStatus"] = c.Status.ToWireName() }),
+        StorageUnavailableException s => Unavailable(s),
         BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } b => Create(StatusCodes.Status413PayloadTooLarge, "body-too-large", b.Message, "body"),
         _ => throw ex,
     };
+
+    /// <summary>
+    /// 503 naming the cause (<c>code</c> storage-unavailable, <c>fault</c> disk-full, read-only, io-error,
+    /// corrupt); nothing of the request was stored, so the client may send it again (Retry-After).
+    /// </summary>
+    private static IResult Unavailable(StorageUnavailableException s) => new WithRetryAfter(
+        Create(StatusCodes.Status503ServiceUnavailable, "storage-unavailable", s.Message + "; nothing of this request was stored",
+            extra: new() { ["fault"] = WireNames.Of(s.Fault) }),
+        s.IsTransient ? 5 : 60);
+
+    private sealed class WithRetryAfter(IResult inner, int seconds) : IResult
+    {
+        public Task ExecuteAsync(HttpContext httpContext)
+        {
+            httpContext.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return inner.ExecuteAsync(httpContext);
+        }
+    }
 
     public static IResult Create(int status, string code, string detail, string? field = null, string? runId = null, long? step = null,
         Dictionary<string, object?>? extra = null)
@@ -51,7 +70,7 @@ internal static class Problems
         409 => "Conflict",
         413 => "Request body too large",
         415 => "Unsupported media type",
-        503 => "Not ready",
+        503 => "Service unavailable",
         _ => "Error",
     };
 }

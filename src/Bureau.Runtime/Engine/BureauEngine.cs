@@ -62,6 +62,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
     private readonly Dictionary<string, IRunExecutor> _executors;
     private readonly RunScheduler _scheduler;
     private readonly WaitTimers _timers;
+    private readonly StorageWatch _storageWatch;
     private int _started;
     private Task? _stopped;
 
@@ -89,6 +90,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         _timers = new WaitTimers(store, timeProvider, loggerFactory.CreateLogger<WaitTimers>());
         Writer = new JournalWriter(store, events, timeProvider, _timers);
         _scheduler = new RunScheduler(store, options, timeProvider, Logger);
+        _storageWatch = new StorageWatch(store, timeProvider, Logger, _scheduler.RetryNow);
         Activator = new LocalRunActivator(this);
     }
 
@@ -110,6 +112,16 @@ public sealed partial class BureauEngine : IAsyncDisposable
     /// <summary>True once the engine has claimed its unfinished runs (they are scheduled) and until it stops.</summary>
     public bool IsReady { get; private set; }
 
+    /// <summary>
+    /// Whether the store could write the last time it tried. While it cannot, requests that write
+    /// fail with <see cref="StorageUnavailableException"/> (nothing of them is stored), runs whose
+    /// appends failed wait and resume from their journals once it can, and the host reports not ready.
+    /// </summary>
+    public StorageHealth StorageHealth => Store.Health;
+
+    /// <summary>Runs whose last execution threw (a storage fault, an error) and that will be tried again.</summary>
+    public int RetryingRuns => _scheduler.RetryingRuns;
+
     /// <summary>The run kinds this engine executes.</summary>
     public IReadOnlyCollection<string> Kinds => _executors.Keys;
 
@@ -124,8 +136,9 @@ public sealed partial class BureauEngine : IAsyncDisposable
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         if (Interlocked.Exchange(ref _started, 1) == 1) return;
-        await _scheduler.StartAsync(id => Activator.ExecuteAsync(id, CancellationToken.None), cancellationToken);
+        await _scheduler.StartAsync(id => Activator.ExecuteAsync(id, CancellationToken.None), FailAfterErrorsAsync, cancellationToken);
         await _timers.StartAsync(ExpireWaitAsync, cancellationToken); // deadlines that passed while down fire before the engine is ready
+        _storageWatch.Start();
         IsReady = true;
     }
 
@@ -143,6 +156,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
     private async Task StopCoreAsync(CancellationToken cancellationToken)
     {
         await _timers.StopAsync();
+        await _storageWatch.StopAsync();
         await _scheduler.StopAsync(cancellationToken);
     }
 
@@ -409,6 +423,23 @@ public sealed partial class BureauEngine : IAsyncDisposable
 
     private static string CancelError(string? actor, string? reason) =>
         $"canceled{(actor is null ? "" : " by " + actor)}{(reason is null ? "" : ": " + reason)}";
+
+    /// <summary>Ends a run whose executor threw <see cref="RunScheduler.MaxExecutorErrors"/> times in a row (a bug, not the store): failed, with the error.</summary>
+    private async Task FailAfterErrorsAsync(string runId, Exception error)
+    {
+        var run = await Store.GetRunAsync(runId, CancellationToken.None);
+        if (run is null || run.Status.IsTerminal() || run.Status == RunStatus.Waiting) return;
+        var message = $"run {runId} step {run.Version + 1}: the executor failed {RunScheduler.MaxExecutorErrors} times in a row ({error.GetType().Name}: {error.Message}); see the host's log";
+        try
+        {
+            await Writer.AppendAsync(runId, run.Version, [new RunFinished(RunStatus.Failed, null, message, "error")],
+                new RunUpdate { Status = RunStatus.Failed, Error = message, Outcome = "error" }, null);
+        }
+        catch (JournalConflictException)
+        {
+            // Moved on meanwhile (canceled, or another executor); nothing to end.
+        }
+    }
 
     /// <summary>Journals the cancellation of a run that no executor is running (activators call this).</summary>
     internal async Task<RunStatus> CancelIdleAsync(string runId, string? actor, string? reason, CancellationToken cancellationToken = default)

@@ -22,7 +22,10 @@ internal sealed partial class RunScheduler
     private readonly ILogger _logger;
     private readonly int _backlog;
     private readonly SemaphoreSlim _wakeClaimer = new(0, 1);
+    private readonly ConcurrentDictionary<string, int> _failures = new(StringComparer.Ordinal);
+    private CancellationTokenSource _retrySoon = new();
     private Func<string, Task>? _execute;
+    private Func<string, Exception, Task>? _giveUp;
     private Task? _dispatcher;
     private Task? _claimer;
     private int _active;
@@ -43,10 +46,31 @@ internal sealed partial class RunScheduler
     /// <summary>A claim for runs this node accepts or requeues now.</summary>
     public RunClaim NewClaim() => new(_options.NodeId, _time.GetUtcNow() + _options.ClaimLease);
 
+    /// <summary>
+    /// An execution that threw (not one that ended the run or left it waiting) is tried again after a
+    /// backoff: the run stays claimed here and resumes from its journal. A storage fault (disk full,
+    /// read-only) is tried again until the store writes again; any other error at most this many
+    /// times, then the run fails with the error.
+    /// </summary>
+    public const int MaxExecutorErrors = 5;
+
+    /// <summary>The first wait before an execution that threw is tried again; it doubles up to <see cref="MaxRetryDelay"/>.</summary>
+    public static readonly TimeSpan FirstRetryDelay = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>The longest wait before an execution that threw is tried again.</summary>
+    public static readonly TimeSpan MaxRetryDelay = TimeSpan.FromSeconds(30);
+
+    /// <summary>Runs whose last execution threw and that wait to be tried again.</summary>
+    public int RetryingRuns => _failures.Count;
+
     /// <summary>Takes back this node's claims, claims a first batch of unfinished runs, and starts dispatching.</summary>
-    public async Task StartAsync(Func<string, Task> execute, CancellationToken cancellationToken)
+    /// <param name="execute">Executes a run until it ends or waits.</param>
+    /// <param name="giveUp">Ends a run whose executor threw <see cref="MaxExecutorErrors"/> times (not for storage faults).</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    public async Task StartAsync(Func<string, Task> execute, Func<string, Exception, Task> giveUp, CancellationToken cancellationToken)
     {
         _execute = execute;
+        _giveUp = giveUp;
         await _store.ReleaseClaimsAsync(_options.NodeId, cancellationToken);
         var resumed = await ClaimAsync(cancellationToken);
         if (resumed > 0) Log.ResumingRuns(_logger, resumed);
@@ -153,24 +177,101 @@ internal sealed partial class RunScheduler
         }
     }
 
+    /// <summary>Tries the runs waiting after an executor error now (the store writes again).</summary>
+    public void RetryNow()
+    {
+        var previous = Interlocked.Exchange(ref _retrySoon, new CancellationTokenSource());
+        previous.Cancel(); // not disposed: a retry may be linking to it right now
+    }
+
     private async Task RunSlotAsync(string runId)
     {
         Interlocked.Increment(ref _active);
+        Exception? failure = null;
         try
         {
             await _execute!(runId);
         }
         catch (Exception ex)
         {
-            Log.ExecutorFailed(_logger, runId, ex);
+            failure = ex;
         }
         finally
         {
             Interlocked.Decrement(ref _active);
-            _scheduled.TryRemove(runId, out _);
             _slots.Release();
-            if (_scheduled.Count < _backlog / 2) Wake();
         }
+        if (failure is null)
+        {
+            _failures.TryRemove(runId, out _);
+            Done(runId);
+            return;
+        }
+        var attempt = _failures.AddOrUpdate(runId, 1, (_, n) => n + 1);
+        var storage = StorageFaultOf(failure);
+        if (storage is null && attempt >= MaxExecutorErrors)
+        {
+            Log.ExecutorGaveUp(_logger, runId, attempt, failure);
+            try
+            {
+                await _giveUp!(runId, failure);
+                _failures.TryRemove(runId, out _);
+                Done(runId);
+                return;
+            }
+            catch (Exception ex)
+            {
+                storage = StorageFaultOf(ex);
+                Log.ExecutorFailed(_logger, runId, attempt, ex);
+            }
+        }
+        else if (storage is not null)
+        {
+            Log.ExecutorStorageFault(_logger, runId, attempt, storage.Message);
+        }
+        else
+        {
+            Log.ExecutorFailed(_logger, runId, attempt, failure);
+        }
+        _ = RetryLaterAsync(runId, attempt);
+    }
+
+    private void Done(string runId)
+    {
+        _scheduled.TryRemove(runId, out _);
+        if (_scheduled.Count < _backlog / 2) Wake();
+    }
+
+    /// <summary>Requeues the run (it stays scheduled here meanwhile) after a backoff with jitter, or at once on <see cref="RetryNow"/>.</summary>
+    private async Task RetryLaterAsync(string runId, int attempt)
+    {
+        var delay = RetryDelay(attempt, Random.Shared.NextDouble());
+        var soon = Volatile.Read(ref _retrySoon);
+        try
+        {
+            using var wake = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, soon.Token);
+            await Task.Delay(delay, _time, wake.Token);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        if (_stopping.IsCancellationRequested || !_ready.Writer.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
+    }
+
+    /// <summary>The wait before try <paramref name="attempt"/>+1: doubling from <see cref="FirstRetryDelay"/>, capped, ±20% jitter.</summary>
+    internal static TimeSpan RetryDelay(int attempt, double random)
+    {
+        var doubled = FirstRetryDelay.TotalMilliseconds * Math.Pow(2, Math.Min(attempt - 1, 16));
+        return TimeSpan.FromMilliseconds(Math.Min(doubled, MaxRetryDelay.TotalMilliseconds) * (0.8 + 0.4 * random));
+    }
+
+    private static StorageUnavailableException? StorageFaultOf(Exception ex)
+    {
+        for (Exception? e = ex; e is not null; e = e.InnerException)
+        {
+            if (e is StorageUnavailableException s) return s;
+        }
+        return null;
     }
 
     private static partial class Log
@@ -178,8 +279,14 @@ internal sealed partial class RunScheduler
         [LoggerMessage(20, LogLevel.Information, "Resuming {Count} unfinished runs from their journals")]
         public static partial void ResumingRuns(ILogger logger, int count);
 
-        [LoggerMessage(22, LogLevel.Error, "Run {RunId}: the executor failed")]
-        public static partial void ExecutorFailed(ILogger logger, string runId, Exception ex);
+        [LoggerMessage(22, LogLevel.Error, "Run {RunId}: the executor failed (error {Attempt}); the run resumes from its journal after a backoff")]
+        public static partial void ExecutorFailed(ILogger logger, string runId, int attempt, Exception ex);
+
+        [LoggerMessage(25, LogLevel.Warning, "Run {RunId}: the store cannot write (try {Attempt}): {Error}; the run resumes from its journal once it can")]
+        public static partial void ExecutorStorageFault(ILogger logger, string runId, int attempt, string error);
+
+        [LoggerMessage(26, LogLevel.Error, "Run {RunId}: the executor failed {Attempt} times in a row; the run fails with the error")]
+        public static partial void ExecutorGaveUp(ILogger logger, string runId, int attempt, Exception ex);
 
         [LoggerMessage(23, LogLevel.Warning, "Claiming or renewing runs in the store failed; trying again")]
         public static partial void ClaimFailed(ILogger logger, Exception ex);
