@@ -24,8 +24,8 @@ public static class BureauEndpointRouteBuilderExtensions
             throw new InvalidOperationException("MapBureau() needs the API's services: call builder.Services.AddBureau().AddHttpApi() (and a Use*Storage) first");
         var options = endpoints.ServiceProvider.GetRequiredService<IOptions<BureauHttpOptions>>().Value;
 
-        endpoints.MapGet("/healthz", () => TypedResults.Json(new HealthAnswer("alive")))
-            .WithTags("health").WithSummary("Liveness: the process answers.").ExcludeFromDescription();
+        endpoints.MapGet("/healthz", BureauApi.Alive)
+            .WithTags("health").WithSummary("Liveness: the process answers and needs no restart (503 after a failed fsync latched the store).").ExcludeFromDescription();
         endpoints.MapGet("/readyz", BureauApi.Ready)
             .WithTags("health").WithSummary("Readiness: store open and writable, silo up, unfinished runs scheduled.").ExcludeFromDescription();
         if (options.MapOpenApi) endpoints.MapOpenApi();

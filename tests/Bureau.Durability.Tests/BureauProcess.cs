@@ -71,6 +71,9 @@ public sealed class BureauProcess : IDisposable
         return p;
     }
 
+    /// <summary>The process id (through fiu-run or setpriv: the same process, they exec).</summary>
+    public int Id => _process.Id;
+
     /// <summary>True once the process has exited.</summary>
     public bool HasExited => _process.HasExited;
 

@@ -19,6 +19,16 @@ internal static class BureauApi
     public static IResult Json(JsonNode node, int status = StatusCodes.Status200OK) =>
         Results.Text(node.ToJsonString(Compact), "application/json", Encoding.UTF8, status);
 
+    /// <summary>Liveness: 503 only when the process must be restarted (the store latched after a failed fsync).</summary>
+    public static IResult Alive(HttpContext ctx)
+    {
+        var storage = ctx.RequestServices.GetRequiredService<BureauEngine>().StorageHealth;
+        if (storage.Latched)
+            return Problems.Create(503, "restart-needed", $"the store refuses writes until the process restarts: {storage.Detail}",
+                extra: new() { ["fault"] = WireNames.Of(storage.Fault!.Value) });
+        return TypedResults.Json(new HealthAnswer("alive"));
+    }
+
     public static IResult Ready(HttpContext ctx)
     {
         var engine = ctx.RequestServices.GetRequiredService<BureauEngine>();

@@ -37,7 +37,10 @@ internal static class Problems
     /// corrupt); nothing of the request was stored, so the client may send it again (Retry-After).
     /// </summary>
     private static IResult Unavailable(StorageUnavailableException s) => new WithRetryAfter(
-        Create(StatusCodes.Status503ServiceUnavailable, "storage-unavailable", s.Message + "; nothing of this request was stored",
+        Create(StatusCodes.Status503ServiceUnavailable, "storage-unavailable",
+            s.Message + (s.IsTransient
+                ? "; nothing of this request was stored"
+                : "; whether this request was stored is unknown: send it again with the same Idempotency-Key once the service is back"),
             extra: new() { ["fault"] = WireNames.Of(s.Fault) }),
         s.IsTransient ? 5 : 60);
 
