@@ -12,9 +12,10 @@ internal static class CliComposition
     public static Action<IServiceCollection>? ConfigureServices { get; set; }
 
     /// <summary>Bureau's services for a command: the definitions, the SQLite store at <paramref name="dbPath"/>, and the executors.</summary>
-    public static BureauBuilder Add(IServiceCollection services, BureauDefinitions definitions, string dbPath, StoreDurability durability, int maxConcurrentRuns, bool orleans = false)
+    /// <remarks><paramref name="maxConcurrentRuns"/>: set by the command (bench), or null to keep <c>Bureau:MaxConcurrentRuns</c> from configuration (serve).</remarks>
+    public static BureauBuilder Add(IServiceCollection services, BureauDefinitions definitions, string dbPath, StoreDurability durability, int? maxConcurrentRuns, bool orleans = false)
     {
-        var bureau = services.AddBureau(o => o.MaxConcurrentRuns = maxConcurrentRuns)
+        var bureau = services.AddBureau(o => o.MaxConcurrentRuns = maxConcurrentRuns ?? o.MaxConcurrentRuns)
             .AddDefinitions(definitions)
             .UseSqliteStorage(o =>
             {

@@ -51,7 +51,7 @@ internal static class ServeCommand
             builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None); // a failed start is printed as one line
             builder.Logging.AddFilter("Polly", LogLevel.Warning);
             builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
-            CliComposition.Add(builder.Services, definitions, dbPath, storeDurability, new BureauOptions().MaxConcurrentRuns).AddHttpApi();
+            CliComposition.Add(builder.Services, definitions, dbPath, storeDurability, maxConcurrentRuns: null).AddHttpApi(); // Bureau:MaxConcurrentRuns from configuration
             await using var app = builder.Build();
             app.MapBureau();
             try
