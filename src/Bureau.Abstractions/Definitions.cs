@@ -335,8 +335,14 @@ public sealed class BureauDefinitions
     /// <summary>Agents by name.</summary>
     public Dictionary<string, AgentDefinition> Agents { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>Teams by name (agents and teams share one namespace).</summary>
+    public Dictionary<string, TeamDefinition> Teams { get; } = new(StringComparer.Ordinal);
+
     /// <summary>The manifest file these came from, if any.</summary>
     public string? SourcePath { get; init; }
+
+    /// <summary>Adds a team, replacing one of the same name.</summary>
+    public BureauDefinitions Add(TeamDefinition team) { Teams[team.Name] = team; return this; }
 
     /// <summary>Adds a model, replacing one of the same name.</summary>
     public BureauDefinitions Add(ModelDefinition model) { Models[model.Name] = model; return this; }
@@ -353,6 +359,7 @@ public sealed class BureauDefinitions
         foreach (var m in other.Models.Values) Add(m);
         foreach (var t in other.Tools.Values) Add(t);
         foreach (var a in other.Agents.Values) Add(a);
+        foreach (var t in other.Teams.Values) Add(t);
         return this;
     }
 }

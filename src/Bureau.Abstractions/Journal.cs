@@ -192,7 +192,12 @@ public sealed record RunFinished(RunStatus Status, string? Output, string? Error
 }
 
 /// <summary>The run started a child run (a team member, a delegated task); the child has its own journal.</summary>
-public sealed record ChildRunStarted(string ChildRunId, string Target, string RunKind, string Input) : JournalEntry
+/// <param name="ChildRunId">The child run.</param>
+/// <param name="Target">The agent or team it runs.</param>
+/// <param name="RunKind">Its run kind.</param>
+/// <param name="Input">Its input.</param>
+/// <param name="Label">What the child is in the parent's plan (a team's stage: <c>member</c>, <c>plan</c>, <c>merge</c>, <c>review</c>, a graph node).</param>
+public sealed record ChildRunStarted(string ChildRunId, string Target, string RunKind, string Input, string? Label = null) : JournalEntry
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "child.started";
@@ -202,7 +207,12 @@ public sealed record ChildRunStarted(string ChildRunId, string Target, string Ru
 }
 
 /// <summary>A child run ended; its outcome as the parent saw it.</summary>
-public sealed record ChildRunFinished(string ChildRunId, RunStatus Status, string? Output, string? Error) : JournalEntry
+/// <param name="ChildRunId">The child run.</param>
+/// <param name="Status">How it ended.</param>
+/// <param name="Output">Its output.</param>
+/// <param name="Error">Its error.</param>
+/// <param name="Usage">The tokens its tree used (for budgets shared down a tree).</param>
+public sealed record ChildRunFinished(string ChildRunId, RunStatus Status, string? Output, string? Error, UsageRecord? Usage = null) : JournalEntry
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "child.finished";

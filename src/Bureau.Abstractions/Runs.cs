@@ -149,6 +149,9 @@ public static class RunKinds
 {
     /// <summary>An agent loop: model calls and tool calls until the model answers.</summary>
     public const string Agent = "agent";
+
+    /// <summary>A team: an orchestration whose members run as child runs (manifest <c>teams:</c>).</summary>
+    public const string Team = "team";
 }
 
 /// <summary>One append to a run's journal: entries numbered from <c>ExpectedVersion + 1</c>.</summary>
@@ -173,6 +176,8 @@ public sealed record RunQuery
     public RunStatus? Status { get; init; }
     /// <summary>Only runs of this agent.</summary>
     public string? Agent { get; init; }
+    /// <summary>Only the child runs of this run (its direct children).</summary>
+    public string? ParentRunId { get; init; }
     /// <summary>At most this many.</summary>
     public int Limit { get; init; } = 50;
     /// <summary>The <see cref="RunPage.Next"/> of the previous page.</summary>

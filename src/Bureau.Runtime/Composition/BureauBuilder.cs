@@ -46,6 +46,7 @@ public static class BureauServiceCollectionExtensions
         services.TryAddSingleton(new ToolFactory());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IToolCallFilter, TelemetryToolFilter>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunExecutor, AgentRunExecutor>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunExecutor, Teams.TeamRunExecutor>());
         services.TryAddSingleton<ICrashPoints>(NoCrashPoints.Instance);
         services.TryAddSingleton(sp => new BureauEngine(
             sp.GetRequiredService<IOptions<BureauOptions>>().Value,

@@ -172,6 +172,8 @@ public sealed partial class BureauEngine : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(request.Input);
+        if (request.Kind == RunKinds.Agent && !Definitions.Agents.ContainsKey(request.Agent) && Definitions.Teams.ContainsKey(request.Agent))
+            request = request with { Kind = RunKinds.Team }; // a team runs wherever an agent does
         if (!_executors.TryGetValue(request.Kind, out var executor))
             throw new ArgumentException($"run kind '{request.Kind}' is not registered; registered kinds: {string.Join(", ", _executors.Keys.Order(StringComparer.Ordinal))}", nameof(request));
         if (!executor.Targets.Contains(request.Agent)) throw new UnknownAgentException(request.Agent, executor.Targets, request.Kind);
@@ -361,12 +363,19 @@ public sealed partial class BureauEngine : IAsyncDisposable
                 return await FinishUnrunnableAsync(context, $"run kind '{run.Kind}' is not registered in this host");
             }
             if (run.Status == RunStatus.Queued && run.Version == 1) _ = MarkRunningAsync(runId);
-            using var span = BureauTelemetry.ActivitySource.HasListeners() ? StartSpan(run) : null;
-            return await executor.ExecuteAsync(context);
+            RunStatus status;
+            using (BureauTelemetry.ActivitySource.HasListeners() ? StartSpan(run) : null)
+            {
+                status = await executor.ExecuteAsync(context);
+            }
+            if (status.IsTerminal()) await RunEndedAsync(run);
+            return status;
         }
         catch (OperationCanceledException) when (execution.Cancel.IsCancellationRequested && context is not null)
         {
-            return await FinishCanceledAsync(context, execution);
+            var status = await FinishCanceledAsync(context, execution);
+            await RunEndedAsync(context.Run, execution.CancelActor, canceled: true);
+            return status;
         }
         catch (JournalConflictException ex)
         {
@@ -437,8 +446,72 @@ public sealed partial class BureauEngine : IAsyncDisposable
         }
         catch (JournalConflictException)
         {
-            // Moved on meanwhile (canceled, or another executor); nothing to end.
+            return; // moved on meanwhile (canceled, or another executor); nothing to end
         }
+        await RunEndedAsync(run);
+    }
+
+    /// <summary>
+    /// A run ended: its parent (a team waiting on its children) is woken, and when it was canceled,
+    /// its unfinished children are canceled too. Best effort: a parent's wait re-checks its children
+    /// on its own deadline, so a crash here loses nothing.
+    /// </summary>
+    private async Task RunEndedAsync(RunRecord run, string? canceledBy = null, bool canceled = false)
+    {
+        try
+        {
+            if (canceled) await CancelChildrenAsync(run.Id, canceledBy);
+            if (run.ParentRunId is not null) await WakeParentAsync(run.ParentRunId, run.Id);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.RunEndedHookFailed(Logger, run.Id, ex);
+        }
+    }
+
+    /// <summary>Answers the parent's wait for its children (once: the append expects its version) and requeues it.</summary>
+    private async Task WakeParentAsync(string parentId, string childId)
+    {
+        for (var attempt = 0; attempt < 8; attempt++)
+        {
+            var parent = await Store.GetRunAsync(parentId, CancellationToken.None);
+            if (parent is null || parent.Status != RunStatus.Waiting || parent.WaitingFor is not ChildRunsWait wait || !wait.RunIds.Contains(childId)) return;
+            try
+            {
+                await Writer.AppendAsync(parentId, parent.Version, [new WaitAnswered(wait.Step, wait.Reason, childId, "child run")],
+                    new RunUpdate { Status = RunStatus.Queued, Claim = _scheduler.NewClaim() }, null);
+                _scheduler.Schedule(parentId);
+                return;
+            }
+            catch (JournalConflictException)
+            {
+                // A sibling woke it, or it moved on: read again.
+            }
+        }
+    }
+
+    /// <summary>Cancels every unfinished child of a canceled run (their children follow in turn).</summary>
+    private async Task CancelChildrenAsync(string runId, string? actor)
+    {
+        string? cursor = null;
+        do
+        {
+            var page = await Store.ListRunsAsync(new RunQuery { ParentRunId = runId, Limit = 200, Cursor = cursor }, CancellationToken.None);
+            foreach (var child in page.Items)
+            {
+                if (child.Status.IsTerminal()) continue;
+                try
+                {
+                    await Activator.CancelAsync(child.Id, actor, $"its parent run {runId} was canceled");
+                }
+                catch (Exception ex) when (ex is RunStateConflictException or RunNotFoundException)
+                {
+                    // Ended meanwhile.
+                }
+            }
+            cursor = page.Next;
+        }
+        while (cursor is not null);
     }
 
     /// <summary>Journals the cancellation of a run that no executor is running (activators call this).</summary>
@@ -454,6 +527,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
                 await Writer.AppendAsync(runId, run.Version,
                     [new RunCanceled(reason, actor, []), new RunFinished(RunStatus.Canceled, null, error, "canceled")],
                     new RunUpdate { Status = RunStatus.Canceled, Error = error, Outcome = "canceled" }, null);
+                await RunEndedAsync(run, actor, canceled: true);
                 return RunStatus.Canceled;
             }
             catch (JournalConflictException) when (attempt < 5)
@@ -473,6 +547,9 @@ public sealed partial class BureauEngine : IAsyncDisposable
 
         [LoggerMessage(10, LogLevel.Debug, "Run {RunId}: marking it running failed")]
         public static partial void MarkRunningFailed(ILogger logger, string runId, Exception ex);
+
+        [LoggerMessage(27, LogLevel.Warning, "Run {RunId}: waking its parent or canceling its children failed (the parent re-checks on its own)")]
+        public static partial void RunEndedHookFailed(ILogger logger, string runId, Exception ex);
 
         [LoggerMessage(24, LogLevel.Information, "Run {RunId} step {Step}: the {Reason} wait's deadline passed with no answer")]
         public static partial void WaitExpired(ILogger logger, string runId, long step, string reason);

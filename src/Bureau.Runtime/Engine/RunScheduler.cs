@@ -23,6 +23,7 @@ internal sealed partial class RunScheduler
     private readonly int _backlog;
     private readonly SemaphoreSlim _wakeClaimer = new(0, 1);
     private readonly ConcurrentDictionary<string, int> _failures = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, byte> _again = new(StringComparer.Ordinal);
     private CancellationTokenSource _retrySoon = new();
     private Func<string, Task>? _execute;
     private Func<string, Exception, Task>? _giveUp;
@@ -92,10 +93,21 @@ internal sealed partial class RunScheduler
         }
     }
 
-    /// <summary>Queues a run for execution here unless it is already queued or executing here.</summary>
+    /// <summary>
+    /// Queues a run for execution here. A run already queued or executing here is not queued twice;
+    /// one executing is executed once more after this execution ends (it was answered, woken by a
+    /// child, or requeued while its executor was finishing: that execution may have missed it).
+    /// </summary>
     public void Schedule(string runId)
     {
-        if (_scheduled.TryAdd(runId, 0) && !_ready.Writer.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
+        if (_scheduled.TryAdd(runId, 0))
+        {
+            if (!_ready.Writer.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
+        }
+        else
+        {
+            _again[runId] = 0;
+        }
     }
 
     private async Task<int> ClaimAsync(CancellationToken ct)
@@ -207,6 +219,7 @@ internal sealed partial class RunScheduler
             Done(runId);
             return;
         }
+        _again.TryRemove(runId, out _); // the retry below executes it again anyway
         var attempt = _failures.AddOrUpdate(runId, 1, (_, n) => n + 1);
         var storage = StorageFaultOf(failure);
         if (storage is null && attempt >= MaxExecutorErrors)
@@ -239,6 +252,7 @@ internal sealed partial class RunScheduler
     private void Done(string runId)
     {
         _scheduled.TryRemove(runId, out _);
+        if (_again.TryRemove(runId, out _) && !_stopping.IsCancellationRequested) Schedule(runId); // asked for while it executed
         if (_scheduled.Count < _backlog / 2) Wake();
     }
 

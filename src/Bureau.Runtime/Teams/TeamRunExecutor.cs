@@ -1,0 +1,188 @@
+using Bureau.Engine;
+using Microsoft.Extensions.Logging;
+
+namespace Bureau.Teams;
+
+/// <summary>
+/// The run kind <c>team</c>: a durable orchestration whose members run as child runs, each with its
+/// own journal. The team's journal records each child it started (<see cref="ChildRunStarted"/>, with
+/// its stage label) and how each ended (<see cref="ChildRunFinished"/>); the pattern decides the next
+/// move from that alone (<see cref="TeamPatterns"/>). Children are submitted with an idempotency key
+/// made of the team's run id and the child's index, so a team that crashed between submitting a
+/// child and journaling it finds the same child again, and a finished child is never run again.
+/// While children run, the team waits (<see cref="ChildRunsWait"/>); a child that ends wakes it, and
+/// the wait's deadline re-checks the children as a safety net.
+/// </summary>
+internal sealed partial class TeamRunExecutor : IRunExecutor
+{
+    /// <summary>How often a waiting team re-checks its children if no child woke it.</summary>
+    public static readonly TimeSpan RecheckEvery = TimeSpan.FromSeconds(30);
+
+    private readonly BureauDefinitions _definitions;
+    private readonly ILogger _logger;
+
+    public TeamRunExecutor(BureauDeployment deployment, ILoggerFactory loggerFactory)
+    {
+        _definitions = deployment.Definitions;
+        _logger = loggerFactory.CreateLogger("Bureau.Teams");
+        Targets = _definitions.Teams.Keys;
+    }
+
+    public string Kind => RunKinds.Team;
+    public IReadOnlyCollection<string> Targets { get; }
+
+    public async Task<RunStatus> ExecuteAsync(RunContext run)
+    {
+        var team = _definitions.Teams[run.Run.Agent];
+        var state = new TeamState(run.Run.Input);
+        foreach (var r in run.Journal) state.Apply(r);
+        run.Fold = state.Apply;
+        var engine = run.Engine;
+
+        if (state.Children.Count == 0 && await DepthAsync(engine, run.Run) is var depth && depth > team.Limits.MaxDepth)
+            return await FinishAsync(run, state, new FailTeam($"team '{team.Name}' is nested {depth} levels deep; its limits.maxDepth is {team.Limits.MaxDepth}", "limit"));
+
+        while (true)
+        {
+            if (run.IsStopping) return RunStatus.Running;
+            run.CancellationToken.ThrowIfCancellationRequested();
+            await CollectFinishedAsync(run, state);
+
+            var move = TeamPatterns.Next(team, state);
+            if (move is StartChildren start && Limit(team, state, start) is { } over) move = over;
+            if (move is StartChildren or WaitForChildren && Budget(team, state, run.Time.GetUtcNow()) is { } spent) move = spent;
+
+            switch (move)
+            {
+                case StartChildren s:
+                    await StartAsync(run, team, state, s.Children);
+                    break;
+                case WaitForChildren:
+                    if (await WaitAsync(run, state) is { } waiting) return waiting;
+                    break;
+                default:
+                    return await FinishAsync(run, state, move);
+            }
+        }
+    }
+
+    /// <summary>Journals how each unfinished child ended, for those that did.</summary>
+    private static async Task CollectFinishedAsync(RunContext run, TeamState state)
+    {
+        List<JournalEntry>? finished = null;
+        foreach (var child in state.Unfinished.ToList())
+        {
+            var record = await run.Engine.Store.GetRunAsync(child.Id, CancellationToken.None);
+            if (record is null || !record.Status.IsTerminal()) continue;
+            (finished ??= []).Add(new ChildRunFinished(child.Id, record.Status, record.Output, record.Error, record.Usage));
+        }
+        if (finished is not null) await run.AppendAsync([.. finished], new RunUpdate { Status = RunStatus.Running, Usage = UsageAfter(state, finished) });
+    }
+
+    private static UsageRecord UsageAfter(TeamState state, List<JournalEntry> finished)
+    {
+        var total = state.Usage;
+        foreach (var f in finished) total += ((ChildRunFinished)f).Usage ?? UsageRecord.Zero;
+        return total;
+    }
+
+    private async Task StartAsync(RunContext run, TeamDefinition team, TeamState state, IReadOnlyList<ChildPlan> plans)
+    {
+        var entries = new JournalEntry[plans.Count];
+        for (var i = 0; i < plans.Count; i++)
+        {
+            var plan = plans[i];
+            var kind = _definitions.Teams.ContainsKey(plan.Target) ? RunKinds.Team : RunKinds.Agent;
+            var key = $"{run.RunId}:child:{state.Children.Count + i}";
+            var input = plan.Input.Length == 0 ? "(empty)" : plan.Input;
+            var submitted = await run.Engine.SubmitAsync(new RunRequest(plan.Target, input, key, $"team:{team.Name}", kind, run.RunId));
+            entries[i] = new ChildRunStarted(submitted.Run.Id, plan.Target, kind, input, plan.Label);
+            Log.ChildStarted(_logger, run.RunId, plan.Label, plan.Target, submitted.Run.Id);
+        }
+        run.PublishActivity("team.children", string.Join(", ", plans.Select(p => $"{p.Label} -> {p.Target}")));
+        await run.AppendAsync(entries, new RunUpdate { Status = RunStatus.Running, Usage = state.Usage });
+    }
+
+    /// <summary>Waits for the running children; returns null when one had already ended (go on now).</summary>
+    private static async Task<RunStatus?> WaitAsync(RunContext run, TeamState state)
+    {
+        var ids = state.Unfinished.Select(c => c.Id).ToList();
+        var wait = new ChildRunsWait { Step = run.Version + 1, RunIds = ids, Deadline = run.Time.GetUtcNow() + RecheckEvery };
+        await run.AppendAsync([new RunWaiting(wait)], new RunUpdate { Status = RunStatus.Waiting, WaitingFor = wait, Usage = state.Usage });
+        // A child that ended just before the wait was journaled found the team running and woke nobody: look once more.
+        foreach (var id in ids)
+        {
+            var child = await run.Engine.Store.GetRunAsync(id, CancellationToken.None);
+            if (child is not null && child.Status.IsTerminal())
+            {
+                await run.AppendAsync([new WaitAnswered(wait.Step, ChildRunsWait.ReasonName, id, "team")], new RunUpdate { Status = RunStatus.Running, Usage = state.Usage });
+                return null;
+            }
+        }
+        return RunStatus.Waiting;
+    }
+
+    private static async Task<RunStatus> FinishAsync(RunContext run, TeamState state, TeamMove move)
+    {
+        // Children the team no longer needs (a join met by a quorum, a failure) stop now.
+        foreach (var child in state.Unfinished.ToList())
+        {
+            try
+            {
+                await run.Engine.CancelAsync(child.Id, $"team:{run.Run.Agent}", "the team no longer needs it");
+            }
+            catch (RunStateConflictException)
+            {
+                // Ended meanwhile.
+            }
+        }
+        if (move is FinishTeam ok)
+        {
+            await run.AppendAsync([new RunFinished(RunStatus.Succeeded, ok.Output, null, null)],
+                new RunUpdate { Status = RunStatus.Succeeded, Output = ok.Output, Usage = state.Usage });
+            return RunStatus.Succeeded;
+        }
+        var fail = (FailTeam)move;
+        var error = $"run {run.RunId} step {run.Version + 1}: {fail.Error}";
+        await run.AppendAsync([new RunFinished(RunStatus.Failed, null, error, fail.Outcome)],
+            new RunUpdate { Status = RunStatus.Failed, Error = error, Outcome = fail.Outcome, Usage = state.Usage });
+        return RunStatus.Failed;
+    }
+
+    private static FailTeam? Limit(TeamDefinition team, TeamState state, StartChildren start)
+    {
+        if (start.Children.Count > team.Limits.MaxFanOut)
+            return new FailTeam($"team '{team.Name}' would start {start.Children.Count} members at once; its limits.maxFanOut is {team.Limits.MaxFanOut}", "limit");
+        if (state.Children.Count + start.Children.Count > team.Limits.MaxChildren)
+            return new FailTeam($"team '{team.Name}' would start its child run number {state.Children.Count + start.Children.Count}; its limits.maxChildren is {team.Limits.MaxChildren}", "limit");
+        if (team.Budgets.MaxSteps is { } steps && state.Children.Count + start.Children.Count > steps)
+            return new FailTeam($"budget exceeded: steps (team '{team.Name}' would start child run number {state.Children.Count + start.Children.Count}; budgets.maxSteps is {steps})", "budget");
+        return null;
+    }
+
+    private static FailTeam? Budget(TeamDefinition team, TeamState state, DateTimeOffset now)
+    {
+        if (team.Budgets.MaxTokens is { } tokens && state.Usage.TotalTokens > tokens)
+            return new FailTeam($"budget exceeded: tokens ({state.Usage.TotalTokens} used by the team's members, budgets.maxTokens is {tokens})", "budget");
+        if (team.Budgets.MaxWallTime is { } wall && state.FirstChildAt is { } first && now - first > wall)
+            return new FailTeam($"budget exceeded: time ({(now - first).TotalSeconds:0.###} s since the team's first step, budgets.maxWallTime is {wall.TotalSeconds:0.###} s)", "budget");
+        return null;
+    }
+
+    /// <summary>How many ancestors the run has (0 for a root), looking at most a few levels past any sane limit.</summary>
+    private static async Task<int> DepthAsync(BureauEngine engine, RunRecord run)
+    {
+        var depth = 0;
+        for (var parent = run.ParentRunId; parent is not null && depth < 64; depth++)
+        {
+            parent = (await engine.Store.GetRunAsync(parent, CancellationToken.None))?.ParentRunId;
+        }
+        return depth;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(40, LogLevel.Debug, "Run {RunId}: started {Label} ({Target}) as run {ChildRunId}")]
+        public static partial void ChildStarted(ILogger logger, string runId, string label, string target, string childRunId);
+    }
+}

@@ -1,0 +1,334 @@
+using System.Collections.Concurrent;
+using Bureau.Tests.Support;
+using Microsoft.Extensions.AI;
+using Xunit;
+
+namespace Bureau.Tests.Teams;
+
+/// <summary>
+/// Teams: each pattern, joins, reviewer loops, handoffs, graph cycles, member-failure policies,
+/// limits, budgets, nesting and cancel propagation, on a real engine and SQLite store. Every member
+/// is an agent whose fake model answers by a function of its input (its instructions name it).
+/// </summary>
+public sealed class TeamTests : IAsyncDisposable
+{
+    private readonly EngineFixture _f = new();
+    private readonly ConcurrentDictionary<string, Func<string, string>> _answers = new();
+    private readonly ConcurrentQueue<(string Agent, string Input)> _asked = new();
+
+    public TeamTests()
+    {
+        var model = _f.UseModel((msgs, _) =>
+        {
+            var agent = msgs.First(m => m.Role == ChatRole.System).Text["agent:".Length..];
+            var input = msgs.Last(m => m.Role == ChatRole.User).Text;
+            _asked.Enqueue((agent, input));
+            return FakeModel.Text(_answers[agent](input));
+        });
+        model.BeforeAnswer = async (msgs, _, ct) =>
+        {
+            if (msgs.First(m => m.Role == ChatRole.System).Text == "agent:slow") await Task.Delay(Timeout.Infinite, ct);
+        };
+    }
+
+    public ValueTask DisposeAsync() => _f.DisposeAsync();
+
+    private void Agent(string name, Func<string, string> answer)
+    {
+        _answers[name] = answer;
+        _f.Definitions.Add(new AgentDefinition { Name = name, Model = "m", Instructions = "agent:" + name });
+    }
+
+    private static async Task<RunRecord> FinishedAsync(BureauEngine engine, string id)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            var run = await EngineFixture.WaitAsync(engine, id, 30);
+            if (run.Status.IsTerminal()) return run;
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"team {id} is still {run.Status}");
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+    }
+
+    private async Task<(RunRecord Run, List<ChildRunStarted> Started, BureauEngine Engine)> RunTeamAsync(TeamDefinition team, string input)
+    {
+        _f.Definitions.Add(team);
+        var engine = await _f.StartAsync();
+        var submitted = await engine.SubmitAsync(new RunRequest(team.Name, input));
+        Assert.Equal(RunKinds.Team, submitted.Run.Kind); // a team runs wherever an agent does
+        var run = await FinishedAsync(engine, submitted.Run.Id);
+        var started = (await engine.ReadJournalAsync(run.Id)).Select(r => r.Entry).OfType<ChildRunStarted>().ToList();
+        return (run, started, engine);
+    }
+
+    [Fact]
+    public async Task Sequential_EachOutputFeedsTheNext_ChildrenAreRunsOfTheTree()
+    {
+        Agent("a", i => i + "|a");
+        Agent("b", i => i + "|b");
+        Agent("c", i => i + "|c");
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition { Name = "pipe", Pattern = TeamPattern.Sequential, Members = ["a", "b", "c"] }, "x");
+
+        Assert.Equal((RunStatus.Succeeded, "x|a|b|c"), (run.Status, run.Output));
+        Assert.Equal(["a", "b", "c"], started.Select(s => s.Target));
+        foreach (var s in started)
+        {
+            var child = (await engine.GetRunAsync(s.ChildRunId))!;
+            Assert.Equal((run.Id, run.Id, RunStatus.Succeeded), (child.ParentRunId, child.RootRunId, child.Status));
+        }
+        var children = await engine.ListRunsAsync(new RunQuery { ParentRunId = run.Id });
+        Assert.Equal(3, children.Items.Count);
+        Assert.Equal(30 + 15, run.Usage.TotalTokens); // the members' tokens add up in the team
+    }
+
+    [Fact]
+    public async Task Parallel_JoinAll_MergeAgentCombinesEveryOutput()
+    {
+        Agent("billing", i => "refund 10");
+        Agent("technical", i => "reset the router");
+        Agent("writer", i => "Dear customer: " + i.Replace("\n", " "));
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "fan", Pattern = TeamPattern.Parallel, Members = ["billing", "technical"], Merge = "writer",
+        }, "ticket");
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        Assert.Equal(["billing", "technical", "writer"], started.Select(s => s.Target));
+        Assert.Contains("## billing refund 10", run.Output);
+        Assert.Contains("## technical reset the router", run.Output);
+        Assert.StartsWith("Dear customer", run.Output);
+    }
+
+    [Fact]
+    public async Task Parallel_JoinAny_FirstSuccessWins_TheSlowMemberIsCanceled()
+    {
+        Agent("fast", _ => "quick answer");
+        Agent("slow", _ => "never");
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "race", Pattern = TeamPattern.Parallel, Members = ["slow", "fast"], Join = TeamJoin.Any,
+        }, "q");
+
+        Assert.Equal((RunStatus.Succeeded, "## fast\nquick answer"), (run.Status, run.Output));
+        var slow = started.Single(s => s.Target == "slow");
+        var slowRun = await FinishedAsync(engine, slow.ChildRunId);
+        Assert.Equal(RunStatus.Canceled, slowRun.Status);
+        Assert.Contains("no longer needs it", slowRun.Error);
+    }
+
+    [Fact]
+    public async Task Parallel_QuorumThatCannotBeMet_FailsNamingTheJoin()
+    {
+        Agent("ok", _ => "yes");
+        Agent("bad", _ => throw new InvalidOperationException("model down"));
+        var (run, _, _) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "vote", Pattern = TeamPattern.Parallel, Members = ["ok", "bad"], Join = new TeamJoin(2), OnMemberFailure = ChildFailurePolicy.Continue,
+        }, "q");
+
+        Assert.Equal((RunStatus.Failed, "join-failed"), (run.Status, run.Outcome));
+        Assert.Contains("quorum 2", run.Error);
+        Assert.Contains("1 of 2", run.Error);
+    }
+
+    [Fact]
+    public async Task Router_PlannerChoosesTheSpecialists_OnlyThoseRun()
+    {
+        Agent("planner", i => i.Contains("invoice", StringComparison.Ordinal) ? "billing" : "technical");
+        Agent("billing", _ => "billing handled it");
+        Agent("technical", _ => "technical handled it");
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "route", Pattern = TeamPattern.Router, Planner = "planner", Members = ["billing", "technical"],
+        }, "my invoice is wrong");
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        Assert.Equal(["planner", "billing"], started.Select(s => s.Target));
+        Assert.Equal("## billing\nbilling handled it", run.Output);
+        Assert.Contains(_asked, a => a.Agent == "planner" && a.Input.Contains("billing, technical", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Supervisor_ReviewerSendsBackTwice_ApprovesTheThirdDraft()
+    {
+        var round = 0;
+        Agent("lead", i => "worker: draft v" + Interlocked.Increment(ref round));
+        Agent("worker", i => "text of " + i);
+        Agent("checker", i => i.Contains("v3", StringComparison.Ordinal) ? "APPROVED, ship it" : "too short, add details");
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "desk", Pattern = TeamPattern.Supervisor, Supervisor = "lead", Reviewer = "checker", Members = ["worker"], MaxRounds = 3,
+        }, "write a reply");
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        Assert.Equal("## worker\ntext of draft v3", run.Output);
+        Assert.Equal(9, started.Count); // 3 rounds of plan, work, review
+        Assert.Contains(_asked, a => a.Agent == "lead" && a.Input.Contains("too short, add details", StringComparison.Ordinal)); // the feedback went back
+    }
+
+    [Fact]
+    public async Task Supervisor_NoApprovalWithinTheRoundLimit_FailsWithTheLastFeedback()
+    {
+        Agent("lead", i => "my draft");
+        Agent("checker", _ => "still wrong");
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "stuck", Pattern = TeamPattern.Supervisor, Supervisor = "lead", Reviewer = "checker", MaxRounds = 2,
+        }, "task");
+
+        Assert.Equal((RunStatus.Failed, "round-limit"), (run.Status, run.Outcome));
+        Assert.Contains("within 2 rounds", run.Error);
+        Assert.Contains("still wrong", run.Error);
+        Assert.Equal(4, started.Count);
+    }
+
+    [Fact]
+    public async Task Handoff_PassesTheConversationWithTheReason_AndRefusesAnUnknownMember()
+    {
+        Agent("front", _ => "I cannot do refunds.\nHANDOFF: billing: refund requested");
+        Agent("billing", i => "refunded; context was: " + i);
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition { Name = "desk", Pattern = TeamPattern.Handoff, Members = ["front", "billing"] }, "refund me");
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        Assert.Equal(["front", "billing"], started.Select(s => s.Target));
+        Assert.Contains("handed off to you by front: refund requested", run.Output);
+        Assert.Contains("[front] I cannot do refunds.", run.Output);
+    }
+
+    [Fact]
+    public async Task Handoff_ToANonMember_FailsNamingIt()
+    {
+        Agent("front", _ => "HANDOFF: legal: not mine");
+        var (run, _, _) = await RunTeamAsync(new TeamDefinition { Name = "desk", Pattern = TeamPattern.Handoff, Members = ["front"] }, "sue them");
+        Assert.Equal((RunStatus.Failed, "handoff-failed"), (run.Status, run.Outcome));
+        Assert.Contains("'legal', which is not a member", run.Error);
+    }
+
+    [Fact]
+    public async Task Graph_ConditionalEdgesAndACycle_EndAtTheStepLimit()
+    {
+        Agent("write", i => "draft");
+        Agent("check", _ => "REVISE");
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "loop", Pattern = TeamPattern.Graph, Start = "w", MaxSteps = 5,
+            Nodes = new Dictionary<string, string> { ["w"] = "write", ["c"] = "check" },
+            Edges = [new("w", "c"), new("c", "w", "REVISE"), new("c", "end")],
+        }, "go");
+
+        Assert.Equal((RunStatus.Failed, "step-limit"), (run.Status, run.Outcome));
+        Assert.Equal(["write", "check", "write", "check", "write"], started.Select(s => s.Target));
+    }
+
+    [Fact]
+    public async Task Graph_EdgeConditionRoutesToTheEnd()
+    {
+        Agent("write", i => "draft");
+        Agent("check", _ => "looks good");
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "flow", Pattern = TeamPattern.Graph, Start = "w",
+            Nodes = new Dictionary<string, string> { ["w"] = "write", ["c"] = "check" },
+            Edges = [new("w", "c"), new("c", "w", "REVISE"), new("c", "end")],
+        }, "go");
+        Assert.Equal((RunStatus.Succeeded, "looks good"), (run.Status, run.Output));
+        Assert.Equal(2, started.Count);
+    }
+
+    [Fact]
+    public async Task MemberFails_DefaultPolicyFailsTheTeamNamingMemberRunAndError()
+    {
+        Agent("a", _ => throw new InvalidOperationException("model down"));
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition { Name = "t", Pattern = TeamPattern.Sequential, Members = ["a"] }, "x");
+        Assert.Equal((RunStatus.Failed, "member-failed"), (run.Status, run.Outcome));
+        Assert.Contains($"member 'a' (step:0:a, run {started[0].ChildRunId}) failed", run.Error);
+        Assert.Contains("model down", run.Error);
+    }
+
+    [Fact]
+    public async Task MemberFails_RetryPolicyRunsItAgainAsANewChild()
+    {
+        var calls = 0;
+        Agent("flaky", i => Interlocked.Increment(ref calls) == 1 ? throw new InvalidOperationException("blip") : "ok " + i);
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "t", Pattern = TeamPattern.Sequential, Members = ["flaky"], OnMemberFailure = ChildFailurePolicy.Retry, Retries = 1,
+        }, "x");
+        Assert.Equal((RunStatus.Succeeded, "ok x"), (run.Status, run.Output));
+        Assert.Equal(2, started.Count);
+        Assert.NotEqual(started[0].ChildRunId, started[1].ChildRunId);
+    }
+
+    [Fact]
+    public async Task MemberFails_ContinuePolicyGoesOnWithoutItsOutput()
+    {
+        Agent("a", _ => throw new InvalidOperationException("down"));
+        Agent("b", i => i + "|b");
+        var (run, _, _) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "t", Pattern = TeamPattern.Sequential, Members = ["a", "b"], OnMemberFailure = ChildFailurePolicy.Continue,
+        }, "x");
+        Assert.Equal((RunStatus.Succeeded, "x|b"), (run.Status, run.Output));
+    }
+
+    [Fact]
+    public async Task Nesting_ATeamIsAMemberOfATeam_TheTreeSharesOneRoot()
+    {
+        Agent("a", i => i + "|a");
+        Agent("b", i => i + "|b");
+        _f.Definitions.Add(new TeamDefinition { Name = "inner", Pattern = TeamPattern.Sequential, Members = ["a", "b"] });
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition { Name = "outer", Pattern = TeamPattern.Sequential, Members = ["inner", "a"] }, "x");
+
+        Assert.Equal((RunStatus.Succeeded, "x|a|b|a"), (run.Status, run.Output));
+        Assert.Equal((RunKinds.Team, "inner"), (started[0].RunKind, started[0].Target));
+        var innerChildren = await engine.ListRunsAsync(new RunQuery { ParentRunId = started[0].ChildRunId });
+        Assert.All(innerChildren.Items, c => Assert.Equal(run.Id, c.RootRunId));
+        Assert.Equal(2, innerChildren.Items.Count);
+    }
+
+    [Fact]
+    public async Task Limits_FanOutAboveTheLimit_FailsBeforeStartingAny()
+    {
+        Agent("a", _ => "x");
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "wide", Pattern = TeamPattern.Parallel, Members = ["a", "a", "a"], Limits = new TeamLimits { MaxFanOut = 2 },
+        }, "x");
+        Assert.Equal((RunStatus.Failed, "limit"), (run.Status, run.Outcome));
+        Assert.Contains("maxFanOut is 2", run.Error);
+        Assert.Empty(started);
+    }
+
+    [Fact]
+    public async Task Budgets_TokensOfTheMembersAddUp_NoMemberStartsOnceSpent()
+    {
+        Agent("a", i => i + "|a");
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "thrifty", Pattern = TeamPattern.Sequential, Members = ["a", "a", "a", "a"], Budgets = new AgentBudgets { MaxTokens = 20 },
+        }, "x");
+        Assert.Equal((RunStatus.Failed, "budget"), (run.Status, run.Outcome));
+        Assert.Contains("budget exceeded: tokens", run.Error);
+        Assert.Equal(2, started.Count); // 15 tokens each: the third never started
+    }
+
+    [Fact]
+    public async Task Cancel_TheTeamWhileAMemberRuns_CancelsTheMemberToo()
+    {
+        Agent("slow", _ => "never");
+        _f.Definitions.Add(new TeamDefinition { Name = "t", Pattern = TeamPattern.Sequential, Members = ["slow"] });
+        var engine = await _f.StartAsync();
+        var team = (await engine.SubmitAsync(new RunRequest("t", "x"))).Run.Id;
+        var waiting = await EngineFixture.WaitAsync(engine, team);
+        Assert.Equal(RunStatus.Waiting, waiting.Status);
+        var child = Assert.IsType<ChildRunsWait>(waiting.WaitingFor).RunIds.Single();
+
+        await engine.CancelAsync(team, "ops", "no longer needed");
+
+        Assert.Equal(RunStatus.Canceled, (await engine.GetRunAsync(team))!.Status);
+        var childRun = await FinishedAsync(engine, child);
+        Assert.Equal(RunStatus.Canceled, childRun.Status);
+        Assert.Contains($"its parent run {team} was canceled", childRun.Error);
+    }
+}
