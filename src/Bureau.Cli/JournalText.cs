@@ -18,8 +18,8 @@ internal static class JournalText
         RunWaiting w => $"waiting ({w.WaitingFor.Reason}) on step {w.WaitingFor.Step}{Deadline(w.WaitingFor)}",
         WaitAnswered a => $"step {a.Step} ({a.Reason}) answered{(a.Actor is null ? "" : " by " + a.Actor)}: {Cut(OneLine(a.Answer ?? ""), 80)}",
         WaitExpired e => $"step {e.Step} ({e.Reason}): the deadline {e.Deadline:u} passed with no answer",
-        ChildRunStarted c => $"child run {c.ChildRunId} ({c.RunKind} {c.Target}): {Cut(c.Input, 80)}",
-        ChildRunFinished c => $"child run {c.ChildRunId} {c.Status.ToWireName()}",
+        ChildRunStarted c => $"{(c.Label is null ? "" : c.Label + ": ")}{c.RunKind} {c.Target} as run {c.ChildRunId}: {Cut(c.Input, 80)}",
+        ChildRunFinished c => $"run {c.ChildRunId} {c.Status.ToWireName()}: {Cut(c.Output ?? c.Error ?? "", 80)}",
         StepResolved r => $"step {r.Step} resolved as {WireNames.Of(r.Resolution)}{(r.Actor is null ? "" : " by " + r.Actor)}",
         RunResumed r => $"resumed from the journal ({r.Reason})",
         RunCanceled c => $"canceled{(c.Actor is null ? "" : " by " + c.Actor)}{(c.Reason is null ? "" : ": " + c.Reason)}{(c.InFlight.Count == 0 ? "" : "; in flight: " + string.Join(", ", c.InFlight))}",
@@ -42,5 +42,9 @@ internal static class JournalText
 
     public static string OneLine(string s) => s.ReplaceLineEndings(" ");
 
-    public static string Cut(string s, int max) => s.Length <= max ? s : s[..(max - 1)] + "…";
+    public static string Cut(string s, int max)
+    {
+        s = s.ReplaceLineEndings(" ");
+        return s.Length <= max ? s : s[..(max - 1)] + "…";
+    }
 }

@@ -59,7 +59,9 @@ public sealed class ManifestSchemaTests
     [InlineData("models:\n  m: { provider: scripted, endpoint: 'http://x' }\n")]
     [InlineData("agents:\n  a: { model: m, budgets: { maxSteps: lots } }\n")]
     [InlineData("models:\n  m: { provider: scripted, latency: 10 seconds }\n")]
-    [InlineData("teams: {}\n")]
+    [InlineData("triggers: {}\n")]
+    [InlineData("agents:\n  a: { model: m }\nteams:\n  t: { pattern: router, members: [a] }\n")]
+    [InlineData("agents:\n  a: { model: m }\nteams:\n  t: { pattern: pipeline, members: [a] }\n")]
     public void Json_RejectsWhatTheLoaderRejects(string yaml)
     {
         Assert.NotEmpty(SchemaErrors(YamlAsJson(yaml)));

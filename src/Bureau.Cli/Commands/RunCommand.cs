@@ -35,14 +35,19 @@ internal static class RunCommand
         var stderr = Console.Error;
         var definitions = CliShared.LoadManifest(file, stderr);
         if (definitions is null) return 2;
-        if (!definitions.Agents.TryGetValue(agent, out var agentDef))
+        if (!definitions.Agents.ContainsKey(agent) && !definitions.Teams.ContainsKey(agent))
         {
-            stderr.WriteLine($"bureau: agent '{agent}' is not defined in {file}; agents: {string.Join(", ", definitions.Agents.Keys.Order(StringComparer.Ordinal))}");
+            stderr.WriteLine($"bureau: agent '{agent}' is not defined in {file}; agents: {string.Join(", ", definitions.Agents.Keys.Order(StringComparer.Ordinal))}"
+                + (definitions.Teams.Count > 0 ? $"; teams: {string.Join(", ", definitions.Teams.Keys.Order(StringComparer.Ordinal))}" : ""));
             return 2;
         }
-        var model = definitions.Models[agentDef.Model];
-        if (model.Provider == "scripted")
-            stderr.WriteLine($"bureau: agent '{agent}' uses model '{model.Name}', the SCRIPTED model: answers come from its rules, not from a real model.");
+        var scripted = ScriptedModels(definitions, agent);
+        if (scripted.Count > 0)
+        {
+            stderr.WriteLine(definitions.Teams.ContainsKey(agent)
+                ? $"bureau: team '{agent}' has members on SCRIPTED models ({string.Join(", ", scripted)}): answers come from their rules, not from a real model."
+                : $"bureau: agent '{agent}' uses model '{scripted[0]}', the SCRIPTED model: answers come from its rules, not from a real model.");
+        }
 
         await using var bureau = await EmbeddedBureau.StartAsync(definitions, db, durability, 64, LogLevel.Warning, ct);
         var submitted = await bureau.Engine.SubmitAsync(new RunRequest(agent, input, key, Actor: "cli:" + Environment.UserName), ct);
@@ -51,11 +56,18 @@ internal static class RunCommand
             ? $"run {run.Id} started (db {db})"
             : $"run {run.Id} already exists for idempotency key '{key}' ({run.Status.ToWireName()}); following it");
 
-        await foreach (var e in bureau.Engine.WatchAsync(run.Id, afterStep: 1, includeActivity: false, untilWaiting: true, cancellationToken: ct))
+        RunRecord final;
+        for (long after = 1; ;)
         {
-            stderr.WriteLine($"{e.Record!.N,4} {e.Record.Entry.Kind,-15} {JournalText.Describe(e.Record.Entry)}");
+            await foreach (var e in bureau.Engine.WatchAsync(run.Id, afterStep: after, includeActivity: false, untilWaiting: true, cancellationToken: ct))
+            {
+                after = e.Record!.N;
+                stderr.WriteLine($"{e.Record.N,4} {e.Record.Entry.Kind,-15} {JournalText.Describe(e.Record.Entry)}");
+            }
+            final = await bureau.Engine.GetRunAsync(run.Id, ct) ?? throw new InvalidOperationException($"run {run.Id} vanished");
+            if (final.Status != RunStatus.Waiting || final.WaitingFor is not ChildRunsWait) break;
+            await Task.Delay(50, ct); // a team waits for its members: they run here, go on following it
         }
-        var final = await bureau.Engine.GetRunAsync(run.Id, ct) ?? throw new InvalidOperationException($"run {run.Id} vanished");
         if (json)
         {
             Console.Out.WriteLine(RunDocuments.ToJson(new JsonObject
@@ -90,6 +102,22 @@ internal static class RunCommand
                 stdout.WriteLine($"run {run.Id} {run.Status.ToWireName()}: {run.Error}");
                 break;
         }
+    }
+
+    /// <summary>The scripted models <paramref name="target"/> (an agent, or a team's members, transitively) runs on.</summary>
+    internal static List<string> ScriptedModels(BureauDefinitions definitions, string target)
+    {
+        var models = new SortedSet<string>(StringComparer.Ordinal);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var pending = new Stack<string>([target]);
+        while (pending.Count > 0)
+        {
+            var name = pending.Pop();
+            if (!seen.Add(name)) continue;
+            if (definitions.Agents.TryGetValue(name, out var a) && definitions.Models.TryGetValue(a.Model, out var m) && m.Provider == "scripted") models.Add(m.Name);
+            if (definitions.Teams.TryGetValue(name, out var t)) foreach (var used in t.Uses()) pending.Push(used);
+        }
+        return [.. models];
     }
 
     public static int ExitCode(RunStatus status) => status switch

@@ -129,7 +129,8 @@ internal static class RunsCommand
         var id = new Argument<string>("id") { Description = "The run id." };
         var db = CliShared.DbOption();
         var json = CliShared.JsonOption("Print the run document (as GET /v1/runs/{id}) on stdout.");
-        var cmd = new Command("show", "Show a run and its whole journal.") { id, db, json };
+        var tree = new Option<bool>("--tree") { Description = "Show the run's tree instead: its child runs (a team's members), theirs, and so on, with status and output." };
+        var cmd = new Command("show", "Show a run and its whole journal.") { id, db, json, tree };
         cmd.SetAction(async (parse, ct) =>
         {
             var runId = parse.GetValue(id)!;
@@ -139,6 +140,11 @@ internal static class RunsCommand
             {
                 Console.Error.WriteLine($"bureau: run {runId} does not exist in {parse.GetValue(db)}");
                 return 1;
+            }
+            if (parse.GetValue(tree))
+            {
+                await PrintTreeAsync(store, run, "", true, Console.Out, 0, ct);
+                return 0;
             }
             var journal = await store.ReadJournalAsync(runId, 0, ct);
             if (parse.GetValue(json))
@@ -158,6 +164,30 @@ internal static class RunsCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>The run, then its children (oldest first), indented as a tree; at most 10 levels and 1,000 children per run.</summary>
+    private static async Task PrintTreeAsync(IRunStore store, RunRecord run, string indent, bool last, TextWriter o, int depth, CancellationToken ct)
+    {
+        var branch = depth == 0 ? "" : indent + (last ? "└─ " : "├─ ");
+        var what = run.Kind == RunKinds.Agent ? "agent" : run.Kind;
+        var result = run.Status == RunStatus.Succeeded ? run.Output : run.Error;
+        o.WriteLine($"{branch}{run.Id}  {what} {run.Agent}  {run.Status.ToWireName()}{(run.Outcome is null ? "" : " (" + run.Outcome + ")")}"
+            + $"  tokens {run.Usage.TotalTokens}{(string.IsNullOrEmpty(result) ? "" : "  " + JournalText.Cut(result, 60))}");
+        if (depth >= 10) return;
+        var children = new List<RunRecord>();
+        string? cursor = null;
+        do
+        {
+            var page = await store.ListRunsAsync(new RunQuery { ParentRunId = run.Id, Limit = 500, Cursor = cursor }, ct);
+            children.AddRange(page.Items);
+            cursor = children.Count < 1000 ? page.Next : null;
+        }
+        while (cursor is not null);
+        children.Reverse(); // oldest first
+        var childIndent = depth == 0 ? "" : indent + (last ? "   " : "│  ");
+        for (var i = 0; i < children.Count; i++)
+            await PrintTreeAsync(store, children[i], childIndent, i == children.Count - 1, o, depth + 1, ct);
     }
 
     private static Command Resolve()

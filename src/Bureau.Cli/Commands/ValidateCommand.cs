@@ -32,9 +32,12 @@ internal static class ValidateCommand
             return 2;
         }
         var definitions = result.Definitions!;
-        stdout.WriteLine($"{file}: valid ({Count(definitions.Models.Count, "model")}, {Count(definitions.Tools.Count, "tool")}, {Count(definitions.Agents.Count, "agent")})");
+        stdout.WriteLine($"{file}: valid ({Count(definitions.Models.Count, "model")}, {Count(definitions.Tools.Count, "tool")}, {Count(definitions.Agents.Count, "agent")}"
+            + (definitions.Teams.Count > 0 ? $", {Count(definitions.Teams.Count, "team")})" : ")"));
         foreach (var agent in definitions.Agents.Values)
             stdout.WriteLine($"  agent {agent.Name}  model={agent.Model}  tools={string.Join(",", agent.Tools)}");
+        foreach (var team in definitions.Teams.Values)
+            stdout.WriteLine($"  team {team.Name}  pattern={WireNames.Of(team.Pattern)}  uses={string.Join(",", team.Uses().Distinct(StringComparer.Ordinal))}");
         return 0;
     }
 
