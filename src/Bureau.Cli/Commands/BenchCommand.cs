@@ -63,6 +63,7 @@ internal static class BenchCommand
             return 0;
         });
         cmd.Subcommands.Add(agentLoop);
+        cmd.Subcommands.Add(FanOutBench.Create());
         return cmd;
     }
 
