@@ -157,16 +157,19 @@ internal static class BureauApi
         var defs = Engine(ctx).Definitions;
         var items = new JsonArray();
         foreach (var a in defs.Agents.Values.OrderBy(a => a.Name, StringComparer.Ordinal)) items.Add(AgentSummary(a));
+        foreach (var t in defs.Teams.Values.OrderBy(t => t.Name, StringComparer.Ordinal)) items.Add(TeamSummary(t));
         return Json(new JsonObject { ["items"] = items });
     }
 
     public static IResult Agent(HttpContext ctx, string name)
     {
         var defs = Engine(ctx).Definitions;
+        if (defs.Teams.TryGetValue(name, out var team)) return Json(TeamDocument(team));
         if (!defs.Agents.TryGetValue(name, out var a))
         {
             return Problems.Create(StatusCodes.Status404NotFound, "unknown-agent",
-                $"agent '{name}' is not deployed; deployed agents: {string.Join(", ", defs.Agents.Keys.Order(StringComparer.Ordinal))}", "name");
+                $"agent '{name}' is not deployed; deployed agents: {string.Join(", ", defs.Agents.Keys.Order(StringComparer.Ordinal))}"
+                + (defs.Teams.Count > 0 ? $"; teams: {string.Join(", ", defs.Teams.Keys.Order(StringComparer.Ordinal))}" : ""), "name");
         }
         var o = AgentSummary(a);
         o["instructions"] = a.Instructions;
@@ -203,7 +206,30 @@ internal static class BureauApi
     {
         var tools = new JsonArray();
         foreach (var t in a.Tools) tools.Add(t);
-        return new JsonObject { ["name"] = a.Name, ["description"] = a.Description, ["model"] = a.Model, ["tools"] = tools };
+        return new JsonObject { ["name"] = a.Name, ["kind"] = RunKinds.Agent, ["description"] = a.Description, ["model"] = a.Model, ["tools"] = tools };
+    }
+
+    private static JsonObject TeamSummary(TeamDefinition t)
+    {
+        var members = new JsonArray();
+        foreach (var m in t.Members) members.Add(m);
+        return new JsonObject { ["name"] = t.Name, ["kind"] = RunKinds.Team, ["description"] = t.Description, ["pattern"] = WireNames.Of(t.Pattern), ["members"] = members };
+    }
+
+    private static JsonObject TeamDocument(TeamDefinition t)
+    {
+        var o = TeamSummary(t);
+        var uses = new JsonArray();
+        foreach (var u in t.Uses().Distinct(StringComparer.Ordinal)) uses.Add(u);
+        o["uses"] = uses;
+        o["join"] = t.Join.ToString();
+        o["merge"] = t.Merge;
+        o["planner"] = t.Planner;
+        o["supervisor"] = t.Supervisor;
+        o["reviewer"] = t.Reviewer;
+        o["onMemberFailure"] = WireNames.Of(t.OnMemberFailure);
+        o["limits"] = new JsonObject { ["maxDepth"] = t.Limits.MaxDepth, ["maxFanOut"] = t.Limits.MaxFanOut, ["maxChildren"] = t.Limits.MaxChildren };
+        return o;
     }
 
     public static async Task<IResult> ListKeysAsync(HttpContext ctx)

@@ -99,6 +99,17 @@ public sealed class BureauBuilder : IBureauBuilder
         return this;
     }
 
+    /// <summary>
+    /// Deploys a team: members (agents or teams) in a pattern, each running as a child run. It runs
+    /// wherever an agent does (submit its name). Its members must be defined by the time the host starts.
+    /// </summary>
+    public BureauBuilder AddTeam(TeamDefinition team)
+    {
+        ArgumentNullException.ThrowIfNull(team);
+        lock (_code) _code.Definitions.Add(team);
+        return this;
+    }
+
     /// <summary>Defines a model agents can name.</summary>
     public BureauBuilder AddModel(ModelDefinition model)
     {

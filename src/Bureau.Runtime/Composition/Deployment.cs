@@ -78,19 +78,22 @@ internal sealed class BureauOptionsValidator : IValidateOptions<BureauOptions>
 /// </summary>
 internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedLifecycleService
 {
+    private BureauEngine? _engine;
 
     public async Task StartingAsync(CancellationToken cancellationToken)
     {
         var store = services.GetService<IRunStore>() ?? throw new InvalidOperationException(
             "Bureau has no store: pick one with a Use*Storage call, for example services.AddBureau().UseSqliteStorage(\"bureau.db\")");
+        // The engine first: building it checks the definitions (models, tools, teams), before any database is opened.
+        var engine = services.GetRequiredService<BureauEngine>();
         await store.InitializeAsync(cancellationToken);
         if (services.GetService<IApiKeyStore>() is { } keys) await keys.InitializeAsync(cancellationToken);
+        _engine = engine;
     }
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        var engine = services.GetRequiredService<BureauEngine>();
-        if (services.GetService<EngineStartedBySilo>() is null) await engine.StartAsync(cancellationToken);
+        if (_engine is not null && services.GetService<EngineStartedBySilo>() is null) await _engine.StartAsync(cancellationToken);
     }
 
     public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
@@ -99,7 +102,8 @@ internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedL
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        if (services.GetService<EngineStartedBySilo>() is null) await services.GetRequiredService<BureauEngine>().StopAsync(cancellationToken);
+        // A host whose start failed is stopped too: there is nothing of Bureau's to stop then.
+        if (_engine is not null && services.GetService<EngineStartedBySilo>() is null) await _engine.StopAsync(cancellationToken);
     }
 
     public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;

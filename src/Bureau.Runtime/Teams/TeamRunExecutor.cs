@@ -25,7 +25,30 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
     {
         _definitions = deployment.Definitions;
         _logger = loggerFactory.CreateLogger("Bureau.Teams");
+        foreach (var team in _definitions.Teams.Values) Check(team, _definitions);
         Targets = _definitions.Teams.Keys;
+    }
+
+    /// <summary>What a manifest's reader checks, for teams defined in C#: refused at start, not at the first run.</summary>
+    private static void Check(TeamDefinition team, BureauDefinitions definitions)
+    {
+        string Problem(string message) => throw new ArgumentException($"team '{team.Name}': {message}", nameof(definitions));
+        if (definitions.Agents.ContainsKey(team.Name)) Problem("an agent has the same name (agents and teams share one namespace)");
+        foreach (var used in team.Uses())
+        {
+            if (!definitions.Agents.ContainsKey(used) && !definitions.Teams.ContainsKey(used))
+                Problem($"'{used}' is neither an agent nor a team");
+        }
+        switch (team.Pattern)
+        {
+            case TeamPattern.Router when team.Planner is null: Problem("a router needs a Planner"); break;
+            case TeamPattern.Supervisor when team.Supervisor is null: Problem("a supervisor team needs a Supervisor"); break;
+            case TeamPattern.Graph when team.Start is null || !team.Nodes.ContainsKey(team.Start): Problem("a graph needs a Start that is one of its Nodes"); break;
+            case TeamPattern.Graph when team.Edges.FirstOrDefault(e => !team.Nodes.ContainsKey(e.From) || (e.To != "end" && !team.Nodes.ContainsKey(e.To))) is { } bad:
+                Problem($"the edge {bad.From} -> {bad.To} names a node it does not have"); break;
+            case TeamPattern.Sequential or TeamPattern.Parallel or TeamPattern.Handoff or TeamPattern.Router when team.Members.Count == 0:
+                Problem("it has no members"); break;
+        }
     }
 
     public string Kind => RunKinds.Team;
