@@ -53,7 +53,7 @@ public static class BureauEndpointRouteBuilderExtensions
             .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).Produces<RunSummaryDoc>(StatusCodes.Status200OK)
             .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415).ProducesProblem(503);
         v1.MapGet("/runs", (Delegate)BureauApi.ListAsync).Needs(ApiPermission.Read)
-            .WithName("ListRuns").WithSummary("Runs, newest first, filtered by status and agent, paged with a cursor.")
+            .WithName("ListRuns").WithSummary("Runs, newest first, filtered by status, agent and parent run (a team's members), paged with a cursor.")
             .Produces<RunListDoc>().ProducesProblem(400);
         v1.MapGet("/runs/{id}", BureauApi.GetAsync).Needs(ApiPermission.Read)
             .WithName("GetRun").WithSummary("A run with every step of its journal (the document of `bureau runs show --json`).")

@@ -41,6 +41,8 @@ public sealed class TeamApiTests : IAsyncDisposable
         Assert.Equal("step:0:echo", (string?)started[0]!["label"]);
         var child = await Http.BodyAsync(await _host.Client.GetAsync($"/v1/runs/{(string)started[1]!["childRunId"]!}", Ct));
         Assert.Equal(id, (string?)child["parentRunId"]);
+        var children = (await Http.BodyAsync(await _host.Client.GetAsync($"/v1/runs?parent={id}", Ct)))["items"]!.AsArray();
+        Assert.Equal(started.Select(s => (string)s!["childRunId"]!).Order(), children.Select(c => (string)c!["id"]!).Order());
     }
 
     [Fact]

@@ -104,10 +104,11 @@ internal static class BureauApi
         }
         var agent = q.TryGetValue("agent", out var agentText) && agentText.ToString().Length > 0 ? agentText.ToString() : null;
         var cursor = q.TryGetValue("cursor", out var cursorText) && cursorText.ToString().Length > 0 ? cursorText.ToString() : null;
+        var parent = q.TryGetValue("parent", out var parentText) && parentText.ToString().Length > 0 ? parentText.ToString() : null;
         RunPage page;
         try
         {
-            page = await Engine(ctx).ListRunsAsync(new RunQuery { Status = status, Agent = agent, Limit = limit, Cursor = cursor }, ctx.RequestAborted);
+            page = await Engine(ctx).ListRunsAsync(new RunQuery { Status = status, Agent = agent, ParentRunId = parent, Limit = limit, Cursor = cursor }, ctx.RequestAborted);
         }
         catch (ArgumentException ex) when (cursor is not null)
         {

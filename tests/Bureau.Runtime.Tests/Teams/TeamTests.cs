@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Bureau.Tests.Support;
 using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
 namespace Bureau.Tests.Teams;
@@ -311,6 +312,41 @@ public sealed class TeamTests : IAsyncDisposable
         Assert.Equal((RunStatus.Failed, "budget"), (run.Status, run.Outcome));
         Assert.Contains("budget exceeded: tokens", run.Error);
         Assert.Equal(2, started.Count); // 15 tokens each: the third never started
+    }
+
+    [Fact]
+    public async Task DocsSnippet_ARouterTeamInCSharp_RunsByItsName()
+    {
+        var builder = new { Services = new ServiceCollection() };
+        var gpt = new FakeModel((msgs, _) =>
+        {
+            var who = msgs.First(m => m.Role == ChatRole.System).Text;
+            return FakeModel.Text(who.StartsWith("Name the specialists", StringComparison.Ordinal) ? "technical" : "fixed by: " + who);
+        });
+
+        // docs/teams.md, "In C#"
+        builder.Services.AddBureau()
+            .AddAgent(new AgentDefinition { Name = "billing", Model = "gpt", Instructions = "You handle billing questions." })
+            .AddAgent(new AgentDefinition { Name = "technical", Model = "gpt", Instructions = "You handle technical questions." })
+            .AddAgent(new AgentDefinition { Name = "planner", Model = "gpt", Instructions = "Name the specialists the ticket needs." })
+            .AddTeam(new TeamDefinition
+            {
+                Name = "specialists",
+                Pattern = TeamPattern.Router,
+                Planner = "planner",
+                Members = ["billing", "technical"],
+                Join = TeamJoin.All,
+                OnMemberFailure = ChildFailurePolicy.Retry,
+            });
+
+        builder.Services.AddBureau().AddChatClient("gpt", gpt).UseSqliteStorage(_f.DbPath);
+        await using var provider = builder.Services.BuildServiceProvider();
+        await provider.GetRequiredService<IRunStore>().InitializeAsync();
+        var engine = provider.GetRequiredService<BureauEngine>();
+        await engine.StartAsync();
+        var run = await FinishedAsync(engine, (await engine.SubmitAsync(new RunRequest("specialists", "the app crashes"))).Run.Id);
+        Assert.Equal((RunStatus.Succeeded, "## technical\nfixed by: You handle technical questions."), (run.Status, run.Output));
+        await engine.StopAsync();
     }
 
     [Fact]
