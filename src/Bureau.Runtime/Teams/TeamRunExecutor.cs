@@ -92,14 +92,39 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
     /// <summary>Journals how each unfinished child ended, for those that did.</summary>
     private static async Task CollectFinishedAsync(RunContext run, TeamState state)
     {
+        var unfinished = state.Unfinished.ToList();
+        if (unfinished.Count == 0) return;
         List<JournalEntry>? finished = null;
-        foreach (var child in state.Unfinished.ToList())
+        foreach (var record in await ReadChildrenAsync(run, unfinished))
         {
-            var record = await run.Engine.Store.GetRunAsync(child.Id, CancellationToken.None);
-            if (record is null || !record.Status.IsTerminal()) continue;
-            (finished ??= []).Add(new ChildRunFinished(child.Id, record.Status, record.Output, record.Error, record.Usage));
+            if (!record.Status.IsTerminal()) continue;
+            (finished ??= []).Add(new ChildRunFinished(record.Id, record.Status, record.Output, record.Error, record.Usage));
         }
         if (finished is not null) await run.AppendAsync([.. finished], new RunUpdate { Status = RunStatus.Running, Usage = UsageAfter(state, finished) });
+    }
+
+    /// <summary>The rows of <paramref name="children"/>, in their order: point reads for a few, one query by parent for many.</summary>
+    private static async Task<List<RunRecord>> ReadChildrenAsync(RunContext run, List<TeamChild> children)
+    {
+        var store = run.Engine.Store;
+        var rows = new List<RunRecord>(children.Count);
+        if (children.Count <= 8)
+        {
+            foreach (var child in children)
+                if (await store.GetRunAsync(child.Id, CancellationToken.None) is { } r) rows.Add(r);
+            return rows;
+        }
+        var wanted = children.ToDictionary(c => c.Id, c => c.Index, StringComparer.Ordinal);
+        string? cursor = null;
+        do
+        {
+            var page = await store.ListRunsAsync(new RunQuery { ParentRunId = run.RunId, Limit = 1000, Cursor = cursor }, CancellationToken.None);
+            rows.AddRange(page.Items.Where(r => wanted.ContainsKey(r.Id)));
+            cursor = page.Next;
+        }
+        while (cursor is not null);
+        rows.Sort((a, b) => wanted[a.Id].CompareTo(wanted[b.Id]));
+        return rows;
     }
 
     private static UsageRecord UsageAfter(TeamState state, List<JournalEntry> finished)
