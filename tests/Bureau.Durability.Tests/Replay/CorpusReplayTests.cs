@@ -123,6 +123,28 @@ public sealed class CorpusReplayTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task DocsSnippet_ReplayInCode_ReportsTheDivergenceAsTheDocsShowIt()
+    {
+        var recorded = ReplayJournalFile.Read(Path.Combine(Corpus.Folder, "support-desk-refund.jsonl"));
+        var definitions = Corpus.Definitions(recorded);
+        var triage = definitions.Agents["triage"];
+        definitions.Add(new AgentDefinition { Name = triage.Name, Model = triage.Model, Instructions = triage.Instructions, Tools = ["lookup_customer"] });
+        var (runId, journal) = (recorded.RunId, recorded.Journal);
+        var printed = new StringWriter();
+        var cancellationToken = TestContext.Current.CancellationToken;
+
+        // docs/replay.md, "In code" (Console.Out is a StringWriter here)
+        var replayer = new RunReplayer(definitions);                 // the agents as they are now
+        var result = await replayer.ReplayAsync(runId, journal, cancellationToken); // step 1 to run.finished
+        if (result.Divergence is { } d) printed.WriteLine(d);        // run X, step 5: expected {...}, actual {...}
+
+        // file_refund is no longer the agent's: the call is rejected where the recorded run wrote its intent.
+        var intent = journal.Single(r => r.Entry is ToolIntent).N;
+        Assert.StartsWith($"run {runId}, step {intent}: expected {{\"kind\":\"tool.intent\"", printed.ToString());
+        Assert.Contains("actual {\"kind\":\"tool.rejected\"", printed.ToString());
+    }
+
+    [Fact]
     public async Task Replay_UnfinishedRun_IsRefusedNamingTheRun()
     {
         var recorded = ReplayJournalFile.Read(Path.Combine(Corpus.Folder, "clerk-ok.jsonl"));
