@@ -57,6 +57,23 @@ public sealed class ReplayCommandTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Replay_RecordedRunFile_UsesTheManifestItsHeaderNames()
+    {
+        var fixture = Path.Combine(Corpus.Folder, "in-doubt-write-resolved-done.jsonl");
+        var runId = Bureau.Replay.ReplayJournalFile.Read(fixture).RunId;
+
+        var replay = await BureauAsync(_env, "replay", fixture);
+
+        Assert.True(replay.Code == 0, replay.Stdout + replay.Stderr);
+        Assert.Equal($"run {runId} (clerk): replayed 13 steps, 0 divergences", replay.Stdout.Trim());
+
+        File.WriteAllText(Path.Combine(_dir, "bad.jsonl"), "{\"format\":\"something else\"}\n");
+        var bad = await BureauAsync(_env, "replay", "bad.jsonl");
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("bad.jsonl:1: not a recorded run's line", bad.Stderr);
+    }
+
+    [Fact]
     public async Task Replay_UnknownOrUnfinishedRun_ExitsTwoNamingIt()
     {
         var unknown = await BureauAsync(_env, "replay", "no-such-run", "--db", "r.db");
