@@ -14,6 +14,12 @@ internal sealed class ReplayChatClient(ReplaySession session) : IChatClient
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         await session.CancelHereIfRecordedAsync(cancellationToken);
+        if (session.Next?.Entry is BudgetExceeded { Budget: "time" } stopped)
+        {
+            // The recorded run's time budget ran out during this call: wait for the replayed run's to.
+            await Task.Delay(TimeSpan.FromSeconds(stopped.Limit + 5), cancellationToken);
+            throw new InvalidOperationException($"replay of run {session.RunId}: the recorded run's time budget ({stopped.Limit}s) stopped the model call after step {session.Version}; the replayed run's did not");
+        }
         var turn = 1;
         foreach (var m in messages)
         {

@@ -89,7 +89,13 @@ internal sealed class ReplayStore : IRunStore
     private void Commit(IReadOnlyList<JournalEntry> entries, DateTimeOffset at, RunUpdate? update)
     {
         var version = _run.Version;
-        foreach (var e in entries) _journal.Add(new JournalRecord(++version, at, e));
+        foreach (var e in entries)
+        {
+            // The recorded time (the clock may read a call's start): a later execution folds these times again.
+            version++;
+            _journal.Add(new JournalRecord(version, _session.At(version)?.At ?? at, e));
+        }
+        at = _session.At(version)?.At ?? at;
         _run = update is null
             ? _run with { Version = version, UpdatedAt = at }
             : _run with

@@ -56,6 +56,21 @@ internal static class CorpusManifest
               - when: { turn: 2 }
                 calls: [ { tool: echo, args: { n: "fixed" } } ]
               - reply: "scripted: fixed my call (last: {{last}})"
+          nap-script:
+            provider: scripted
+            rules:
+              - when: { turn: 1 }
+                calls: [ { tool: nap, args: { n: "{{input}}" } } ]
+              - reply: "scripted: never reached (the time budget stops the run first)"
+          slowpoke-script:
+            provider: scripted
+            latency: 700ms
+            rules:
+              - when: { turn: 1 }
+                calls: [ { tool: echo, args: { n: "one" } } ]
+              - when: { turn: 2 }
+                calls: [ { tool: echo, args: { n: "two" } } ]
+              - reply: "scripted: never reached (the time budget stops the second model call)"
           slow-script:
             provider: scripted
             rules:
@@ -88,6 +103,11 @@ internal static class CorpusManifest
           echo:
             kind: process
             command: ["sh", "echo.sh"]
+            effect: read
+            parameters: { type: object, properties: { n: { type: string } }, required: [n], additionalProperties: false }
+          nap:
+            kind: process
+            command: ["sh", "nap.sh"]
             effect: read
             parameters: { type: object, properties: { n: { type: string } }, required: [n], additionalProperties: false }
           slow:
@@ -123,6 +143,14 @@ internal static class CorpusManifest
           waiter:
             model: slow-script
             tools: [slow]
+          napper:
+            model: nap-script
+            tools: [nap]
+            budgets: { maxWallTime: 1s }
+          slowpoke:
+            model: slowpoke-script
+            tools: [echo]
+            budgets: { maxWallTime: 1s }
         """;
 
     /// <summary>The tools' scripts (only run while recording).</summary>
@@ -133,5 +161,6 @@ internal static class CorpusManifest
         ["broken.sh"] = "cat >/dev/null\necho 'disk full' >&2\nexit 3\n",
         ["echo.sh"] = "cat\n",
         ["slow.sh"] = "cat >/dev/null\nsleep 60\necho late\n",
+        ["nap.sh"] = "cat >/dev/null\nsleep 1.3\necho rested\n",
     };
 }

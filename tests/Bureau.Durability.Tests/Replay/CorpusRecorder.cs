@@ -60,6 +60,8 @@ public sealed class CorpusRecorder : IAsyncLifetime
         await ClerkAsync(corpus, "flaky", "tool-error", "a read tool fails (exit 3, stderr); the error goes back to the model", "order-2");
         await ClerkAsync(corpus, "counter", "budget-steps", "two calls in one answer, then more: the steps budget (4) stops the run", "order-3");
         await ClerkAsync(corpus, "looper", "loop-warn-then-stop", "the same call again and again: loop detection warns once, then stops the run", "order-4");
+        await ClerkAsync(corpus, "napper", "budget-time-at-boundary", "a tool takes 1.3s of a 1s time budget: the run stops before the next model call", "order-15");
+        await ClerkAsync(corpus, "slowpoke", "budget-time-in-flight", "the model takes 0.7s a call with a 1s time budget: the second call is stopped in flight", "order-16");
         await ClerkAsync(corpus, "sloppy", "rejected-call", "a call with arguments the schema rejects goes back to the model (tool.rejected); it fixes them", "order-5");
 
         // Crashes (SIGKILL at a crash point), then the same command again: it resumes the run.
@@ -80,7 +82,7 @@ public sealed class CorpusRecorder : IAsyncLifetime
         await CanceledWhileWaitingAsync(corpus);
 
         Assert.Equal(_written.Count, Directory.GetFiles(corpus, "*.jsonl").Length);
-        Assert.True(_written.Count >= 17, $"recorded {_written.Count} runs");
+        Assert.True(_written.Count >= 19, $"recorded {_written.Count} runs");
     }
 
     private async Task SampleAsync(string corpus, string sample, Dictionary<string, string> env, string name, string scenario, string input)
