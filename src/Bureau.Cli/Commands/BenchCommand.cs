@@ -62,8 +62,8 @@ internal static class BenchCommand
             }
             return 0;
         });
-        cmd.Subcommands.Add(agentLoop);
         cmd.Subcommands.Add(Soak());
+        cmd.Subcommands.Add(agentLoop);
         return cmd;
     }
 
