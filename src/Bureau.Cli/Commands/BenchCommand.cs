@@ -62,9 +62,41 @@ internal static class BenchCommand
             }
             return 0;
         });
+        cmd.Subcommands.Add(Soak());
         cmd.Subcommands.Add(agentLoop);
         cmd.Subcommands.Add(FanOutBench.Create());
         return cmd;
+    }
+
+    /// <summary><c>bureau bench soak</c> (R20): the agent-loop workload at C runs in flight for a duration, sampling memory, handles, threads and step latency.</summary>
+    private static Command Soak()
+    {
+        var duration = new Option<string>("--duration") { Description = "How long to keep the load on (30s, 10m, 1h).", DefaultValueFactory = _ => "10m", HelpName = "DURATION" };
+        var interval = new Option<string>("--interval") { Description = "How often to sample RSS, handles, GC heap, threads and the window's step latency.", DefaultValueFactory = _ => "10s", HelpName = "DURATION" };
+        var concurrency = new Option<int>("--concurrency") { Description = "C: runs kept in flight (a new one is submitted as each finishes).", DefaultValueFactory = _ => 32 };
+        var steps = new Option<int>("--steps") { Description = "K: model calls per run (K-1 tool calls).", DefaultValueFactory = _ => 4 };
+        var latency = new Option<int>("--model-latency-ms") { Description = "L: the scripted model's latency per call.", DefaultValueFactory = _ => 0 };
+        var db = new Option<string>("--db") { Description = "The database file (deleted and recreated).", DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "bureau-bench", "soak.db") };
+        var durability = CliShared.DurabilityOption();
+        var soak = new Command("soak", "R20 soak: the agent-loop workload at C runs in flight for a duration; samples every interval on stderr, then one JSON report on stdout (RSS and handle slopes over the second half, p99 step latency per window and its drift).")
+        {
+            duration, interval, concurrency, steps, latency, db, durability,
+        };
+        soak.SetAction(async (parse, ct) =>
+        {
+            var config = new SoakConfig(
+                SoakBench.ParseDuration(parse.GetValue(duration)!, "--duration"), SoakBench.ParseDuration(parse.GetValue(interval)!, "--interval"),
+                parse.GetValue(concurrency), parse.GetValue(steps), parse.GetValue(latency), parse.GetValue(db)!, CliShared.ParseDurability(parse.GetValue(durability)!));
+            if (config.Concurrency < 1 || config.Steps < 1 || config.LatencyMs < 0)
+                throw new CliUsageException("--concurrency and --steps must be at least 1, --model-latency-ms at least 0");
+            if (config.Interval > config.Duration) throw new CliUsageException("--interval must not be longer than --duration");
+            Console.Error.WriteLine($"soak: C={config.Concurrency} K={config.Steps} L={config.LatencyMs} for {config.Duration}, a sample every {config.Interval}, db {config.DbPath}");
+            var report = await SoakBench.RunAsync(config, s => Console.Error.WriteLine("soak: " + RunDocuments.ToJson(s.ToJson())), ct);
+            Console.Out.WriteLine(RunDocuments.ToJson(report.ToJson()));
+            if (report.RunsFailed > 0) Console.Error.WriteLine($"bureau bench soak: {report.RunsFailed} runs did not succeed");
+            return report.RunsFailed > 0 ? 1 : 0;
+        });
+        return soak;
     }
 
     private static async Task MeasureAsync(string system, AgentLoopConfig config, Func<IProgress<int>, Task<AgentLoopResult>> measure)
