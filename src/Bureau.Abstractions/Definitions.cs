@@ -335,6 +335,9 @@ public sealed class BureauDefinitions
     /// <summary>Agents by name.</summary>
     public Dictionary<string, AgentDefinition> Agents { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>The tool-call policy (rules, defaults per effect class); empty allows every call.</summary>
+    public PolicySet Policies { get; set; } = new();
+
     /// <summary>Teams by name (agents and teams share one namespace).</summary>
     public Dictionary<string, TeamDefinition> Teams { get; } = new(StringComparer.Ordinal);
 
@@ -360,6 +363,17 @@ public sealed class BureauDefinitions
         foreach (var t in other.Tools.Values) Add(t);
         foreach (var a in other.Agents.Values) Add(a);
         foreach (var t in other.Teams.Values) Add(t);
+        if (!other.Policies.IsEmpty)
+        {
+            var defaults = new Dictionary<ToolEffect, PolicyAction>(Policies.Defaults);
+            foreach (var (effect, action) in other.Policies.Defaults) defaults[effect] = action;
+            Policies = new PolicySet
+            {
+                Rules = [.. Policies.Rules, .. other.Policies.Rules],
+                Defaults = defaults,
+                DefaultApproval = other.Policies.Defaults.Count > 0 ? other.Policies.DefaultApproval : Policies.DefaultApproval,
+            };
+        }
         return this;
     }
 }
