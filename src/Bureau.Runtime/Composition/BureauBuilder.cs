@@ -43,8 +43,11 @@ public static class BureauServiceCollectionExtensions
         services.TryAddSingleton<IRunEventBus, InProcessRunEventBus>();
         services.TryAddSingleton(sp => new Models.ModelClientFactory(timeProvider: sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<ChatClients>();
+        services.TryAddSingleton<Resilience.DependencyHealth>();
+        services.TryAddSingleton<Resilience.ModelGateway>();
         services.TryAddSingleton(new ToolFactory());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IToolCallFilter, TelemetryToolFilter>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IToolCallFilter, Resilience.ToolResilienceFilter>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunExecutor, AgentRunExecutor>());
         services.TryAddSingleton<ICrashPoints>(NoCrashPoints.Instance);
         services.TryAddSingleton(sp => new BureauEngine(

@@ -390,7 +390,8 @@ public sealed partial class BureauEngine : IAsyncDisposable
 
     private static async Task<RunStatus> FinishUnrunnableAsync(RunContext context, string error)
     {
-        await context.AppendAsync([new RunFinished(RunStatus.Failed, null, error, "error")],
+        await context.AppendAsync([new RunFinished(RunStatus.Failed, null, error, "error",
+                new RunFailure("internal", null, context.Version + 1, null, null, "the run cannot execute in this host (its agent or kind is not deployed); deploy it, or cancel the run"))],
             new RunUpdate { Status = RunStatus.Failed, Error = error, Outcome = "error" });
         return RunStatus.Failed;
     }
@@ -401,7 +402,8 @@ public sealed partial class BureauEngine : IAsyncDisposable
         var (actor, reason) = (execution.CancelActor, execution.CancelReason);
         var error = CancelError(actor, reason);
         await context.AppendAsync(
-            [new RunCanceled(reason, actor, inFlight), new RunFinished(RunStatus.Canceled, null, error, "canceled")],
+            [new RunCanceled(reason, actor, inFlight), new RunFinished(RunStatus.Canceled, null, error, "canceled",
+                new RunFailure("canceled", null, context.Version + 1, null, null, error))],
             new RunUpdate { Status = RunStatus.Canceled, Error = error, Outcome = "canceled" });
         Log.Canceled(Logger, context.RunId, context.Version);
         return RunStatus.Canceled;
@@ -421,7 +423,8 @@ public sealed partial class BureauEngine : IAsyncDisposable
             try
             {
                 await Writer.AppendAsync(runId, run.Version,
-                    [new RunCanceled(reason, actor, []), new RunFinished(RunStatus.Canceled, null, error, "canceled")],
+                    [new RunCanceled(reason, actor, []), new RunFinished(RunStatus.Canceled, null, error, "canceled",
+                        new RunFailure("canceled", null, run.Version + 1, null, null, error))],
                     new RunUpdate { Status = RunStatus.Canceled, Error = error, Outcome = "canceled" }, null);
                 return RunStatus.Canceled;
             }
