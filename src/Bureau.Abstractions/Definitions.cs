@@ -62,7 +62,7 @@ public abstract class ModelDefinition
     /// <summary>The rate-limit wait used when none is set: 30 seconds.</summary>
     public static readonly TimeSpan DefaultMaxRateLimitWait = TimeSpan.FromSeconds(30);
 
-    /// <summary>How long one attempt may take; null: the provider's own timeout (<see cref="OpenAIModelDefinition.Timeout"/>), none for other providers.</summary>
+    /// <summary>How long one attempt may take, on the runtime's clock; null: only the provider's own timeout (<see cref="OpenAIModelDefinition.Timeout"/>; none for other providers).</summary>
     public TimeSpan? AttemptTimeout { get; init; }
 
     /// <summary>How long one model step may take, all attempts and waits included; null: no limit beyond the retry's <see cref="RetrySettings.MaxTotalTime"/>.</summary>

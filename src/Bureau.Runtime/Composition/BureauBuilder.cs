@@ -43,6 +43,7 @@ public static class BureauServiceCollectionExtensions
         services.TryAddSingleton<IRunEventBus, InProcessRunEventBus>();
         services.TryAddSingleton(sp => new Models.ModelClientFactory(timeProvider: sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<ChatClients>();
+        services.TryAddSingleton(sp => new Resilience.ResilienceClock(sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<Resilience.DependencyHealth>();
         services.TryAddSingleton<Resilience.ModelGateway>();
         services.TryAddSingleton(new ToolFactory());

@@ -12,11 +12,12 @@ namespace Bureau.Resilience;
 /// <param name="Failures">Attempts that failed.</param>
 /// <param name="Rejected">Calls refused at once (open breaker, full bulkhead, rate limit wait too long).</param>
 /// <param name="InFlight">Attempts running now.</param>
+/// <param name="Waiting">Calls waiting for a rate limit now.</param>
 /// <param name="MaxConcurrency">Its bulkhead, if any.</param>
 /// <param name="LastError">The latest failure.</param>
 /// <param name="LastFailureAt">When it happened.</param>
 public sealed record DependencyStatus(
-    string Name, string Circuit, DateTimeOffset? RetryAt, long Calls, long Failures, long Rejected, int InFlight,
+    string Name, string Circuit, DateTimeOffset? RetryAt, long Calls, long Failures, long Rejected, int InFlight, int Waiting,
     int? MaxConcurrency, string? LastError, DateTimeOffset? LastFailureAt);
 
 /// <summary>One model's or tool's counters and breaker, shared by every run of the process.</summary>
@@ -24,7 +25,7 @@ internal sealed class DependencyMonitor
 {
     private readonly TimeProvider _time;
     private long _calls, _failures, _rejected;
-    private int _inFlight;
+    private int _inFlight, _waiting;
     private volatile string? _lastError;
     private DateTimeOffset? _lastFailureAt;
     private DateTimeOffset? _openUntil;
@@ -42,6 +43,11 @@ internal sealed class DependencyMonitor
     public CircuitBreakerStateProvider? Breaker { get; }
     public int? MaxConcurrency { get; }
     public int InFlight => Volatile.Read(ref _inFlight);
+    public int Waiting => Volatile.Read(ref _waiting);
+
+    public void WaitStarted() => Interlocked.Increment(ref _waiting);
+
+    public void WaitEnded() => Interlocked.Decrement(ref _waiting);
     public string? LastError => _lastError;
 
     /// <summary>When the open breaker lets a trial call through.</summary>
@@ -105,7 +111,7 @@ internal sealed class DependencyMonitor
         DateTimeOffset? retryAt, lastAt;
         lock (this) (retryAt, lastAt) = (_openUntil, _lastFailureAt);
         return new DependencyStatus(Name, circuit, circuit == "open" ? retryAt : null, Interlocked.Read(ref _calls), Interlocked.Read(ref _failures),
-            Interlocked.Read(ref _rejected), InFlight, MaxConcurrency, _lastError, lastAt);
+            Interlocked.Read(ref _rejected), InFlight, Waiting, MaxConcurrency, _lastError, lastAt);
     }
 }
 

@@ -22,12 +22,12 @@ internal sealed class ModelGateway : IDisposable
     private readonly Dictionary<string, ModelLink> _links = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ResilientChatClient> _agentClients = new(StringComparer.Ordinal);
 
-    public ModelGateway(BureauDeployment deployment, ChatClients clients, DependencyHealth health, TimeProvider time)
+    public ModelGateway(BureauDeployment deployment, ChatClients clients, DependencyHealth health, ResilienceClock clock)
     {
         _definitions = deployment.Definitions;
         _clients = clients;
         _health = health;
-        _time = time;
+        _time = clock.Time;
         _random = Random.Shared.NextDouble;
     }
 
@@ -94,11 +94,12 @@ internal sealed class ModelLink : IDisposable
         Definition = model;
         _client = client;
         _time = time;
-        _attemptTimeout = model.AttemptTimeout ?? (model is OpenAIModelDefinition o && o.Timeout != Timeout.InfiniteTimeSpan ? o.Timeout : null);
+        // An OpenAI-compatible model's own timeout (the SDK's network timeout) already bounds each attempt.
+        _attemptTimeout = model.AttemptTimeout;
         _retry = ModelGateway.RetryOf(model);
         var breaker = model.CircuitBreaker ?? CircuitBreakerSettings.Default;
         Monitor = health.GetOrAdd(Dependency, n => new DependencyMonitor(n, time, breaker.Enabled, model.MaxConcurrency));
-        _limits = new ModelRateLimits(Dependency, model, time);
+        _limits = new ModelRateLimits(Monitor, model, time);
 
         var builder = new ResiliencePipelineBuilder<ChatResponse> { TimeProvider = time };
         if (model.StepTimeout is { } step) builder.AddTimeout(step);

@@ -3,8 +3,8 @@ using System.Threading.RateLimiting;
 namespace Bureau.Resilience;
 
 /// <summary>
-/// A model's requests-per-minute and tokens-per-minute limits (token buckets of System.Threading.RateLimiting,
-/// refilled by a timer on the host's <see cref="TimeProvider"/>). A call waits for its permits when the wait
+/// A model's requests-per-minute and tokens-per-minute limits (token buckets, <see cref="RateLimiter"/>s of
+/// System.Threading.RateLimiting refilled on the host's <see cref="TimeProvider"/>: <see cref="ClockTokenBucket"/>). A call waits for its permits when the wait
 /// is within <c>maxRateLimitWait</c> (and the run's journal says it waited); otherwise it fails as rate limited.
 /// Tokens are estimated before the call (characters / 4) and corrected by the usage the model reports.
 /// </summary>
@@ -13,49 +13,27 @@ internal sealed class ModelRateLimits : IDisposable
     private readonly string _dependency;
     private readonly TimeProvider _time;
     private readonly TimeSpan _maxWait;
-    private readonly TokenBucketRateLimiter? _requests;
-    private readonly TokenBucketRateLimiter? _tokens;
+    private readonly ClockTokenBucket? _requests;
+    private readonly ClockTokenBucket? _tokens;
     private readonly int _tokenLimit;
-    private readonly List<ITimer> _timers = [];
-    private int _waiting;
+    private readonly DependencyMonitor _monitor;
 
-    public ModelRateLimits(string dependency, ModelDefinition model, TimeProvider time)
+    public ModelRateLimits(DependencyMonitor monitor, ModelDefinition model, TimeProvider time)
     {
-        _dependency = dependency;
+        _monitor = monitor;
+        _dependency = monitor.Name;
         _time = time;
         _maxWait = model.MaxRateLimitWait ?? ModelDefinition.DefaultMaxRateLimitWait;
-        if (model.RequestsPerMinute is { } rpm and > 0)
-        {
-            // One request back every 60s/rpm, up to a minute's worth.
-            var period = TimeSpan.FromTicks(TimeSpan.FromMinutes(1).Ticks / rpm);
-            _requests = Bucket(rpm, 1, period);
-        }
+        // A minute's worth at most, refilled evenly over the minute.
+        if (model.RequestsPerMinute is { } rpm and > 0) _requests = new ClockTokenBucket(time, rpm, TimeSpan.FromMinutes(1));
         if (model.TokensPerMinute is { } tpm and > 0)
         {
             _tokenLimit = (int)Math.Min(tpm, int.MaxValue);
-            _tokens = Bucket(_tokenLimit, (int)Math.Max(1, Math.Ceiling(tpm / 60d)), TimeSpan.FromSeconds(1));
+            _tokens = new ClockTokenBucket(time, _tokenLimit, TimeSpan.FromMinutes(1));
         }
     }
 
     public bool Any => _requests is not null || _tokens is not null;
-
-    /// <summary>Calls waiting for the limit now.</summary>
-    public int Waiting => Volatile.Read(ref _waiting);
-
-    private TokenBucketRateLimiter Bucket(int limit, int perPeriod, TimeSpan period)
-    {
-        var bucket = new TokenBucketRateLimiter(new TokenBucketRateLimiterOptions
-        {
-            TokenLimit = limit,
-            TokensPerPeriod = perPeriod,
-            ReplenishmentPeriod = period,
-            AutoReplenishment = false,
-            QueueLimit = int.MaxValue,
-            QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
-        });
-        _timers.Add(_time.CreateTimer(static b => ((TokenBucketRateLimiter)b!).TryReplenish(), bucket, period, period));
-        return bucket;
-    }
 
     /// <summary>Takes the permits of one attempt; waits (and journals the wait) or throws <see cref="RateLimitWaitTooLongException"/>.</summary>
     public async ValueTask AcquireAsync(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, CancellationToken cancellationToken)
@@ -82,7 +60,7 @@ internal sealed class ModelRateLimits : IDisposable
         if (extra > 0) _tokens.AttemptAcquire(extra).Dispose();
     }
 
-    private async ValueTask TakeAsync(TokenBucketRateLimiter bucket, int permits, string reason, CancellationToken cancellationToken)
+    private async ValueTask TakeAsync(ClockTokenBucket bucket, int permits, string reason, CancellationToken cancellationToken)
     {
         using (var lease = bucket.AttemptAcquire(permits))
         {
@@ -93,7 +71,7 @@ internal sealed class ModelRateLimits : IDisposable
         var started = _time.GetTimestamp();
         using var limit = new CancellationTokenSource(_maxWait, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, limit.Token);
-        Interlocked.Increment(ref _waiting);
+        _monitor.WaitStarted();
         try
         {
             using var lease = await bucket.AcquireAsync(permits, linked.Token);
@@ -105,7 +83,7 @@ internal sealed class ModelRateLimits : IDisposable
         }
         finally
         {
-            Interlocked.Decrement(ref _waiting);
+            _monitor.WaitEnded();
         }
         var waited = _time.GetElapsedTime(started);
         await ResilienceScope.RecordAsync(new DependencyWaited(_dependency, reason, Math.Round(waited.TotalMilliseconds, 3)));
@@ -116,7 +94,6 @@ internal sealed class ModelRateLimits : IDisposable
 
     public void Dispose()
     {
-        foreach (var t in _timers) t.Dispose();
         _requests?.Dispose();
         _tokens?.Dispose();
     }

@@ -15,8 +15,9 @@ namespace Bureau.Resilience;
 /// was sent, and only when it declares <c>retry: { onlyBefore: send }</c>. Every retried attempt is journaled,
 /// with the call's idempotency key, which never changes between attempts.
 /// </summary>
-internal sealed class ToolResilienceFilter(DependencyHealth health, TimeProvider time) : IToolCallFilter
+internal sealed class ToolResilienceFilter(DependencyHealth health, ResilienceClock clock) : IToolCallFilter
 {
+    private readonly TimeProvider time = clock.Time;
     private readonly ConcurrentDictionary<string, ToolLink> _links = new(StringComparer.Ordinal);
 
     public ToolFilterStage Stage => ToolFilterStage.Retry;
@@ -153,6 +154,8 @@ internal sealed class ToolLink
                     throw;
                 }
             }, context, (Link: this, Call: call, Next: next, State: state));
+            if (outcome.IsError && state.GaveUp is null && !MayRetryAtAll(_tool, _retry) && outcome.Failure is not (ToolFailure.Error or ToolFailure.None))
+                state.GaveUp = "a write tool is not retried automatically (declare retry: { onlyBefore: send } to retry failures before anything was sent)";
             if (outcome.IsError && state.GaveUp is { } why)
             {
                 await ResilienceScope.RecordAsync(new AttemptFailed(Dependency, state.Count, outcome.Content,
