@@ -409,6 +409,12 @@ public sealed partial class BureauEngine : IAsyncDisposable
         return RunStatus.Canceled;
     }
 
+    /// <summary>A canceled run's failure: <c>in-doubt</c> when it was waiting for a person to say whether a write took effect.</summary>
+    private static RunFailure CanceledFailure(RunRecord run, string error) => run.WaitingFor is InDoubtWait d
+        ? new RunFailure("in-doubt", null, d.Step, d.Tool is null ? null : "tool:" + d.Tool, null,
+            $"canceled while the outcome of '{d.Tool}' (step {d.Step}, key {d.Key}) was unknown: check with the tool's owner whether it took effect")
+        : new RunFailure("canceled", null, run.Version + 1, null, null, error);
+
     private static string CancelError(string? actor, string? reason) =>
         $"canceled{(actor is null ? "" : " by " + actor)}{(reason is null ? "" : ": " + reason)}";
 
@@ -423,8 +429,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
             try
             {
                 await Writer.AppendAsync(runId, run.Version,
-                    [new RunCanceled(reason, actor, []), new RunFinished(RunStatus.Canceled, null, error, "canceled",
-                        new RunFailure("canceled", null, run.Version + 1, null, null, error))],
+                    [new RunCanceled(reason, actor, []), new RunFinished(RunStatus.Canceled, null, error, "canceled", CanceledFailure(run, error))],
                     new RunUpdate { Status = RunStatus.Canceled, Error = error, Outcome = "canceled" }, null);
                 return RunStatus.Canceled;
             }

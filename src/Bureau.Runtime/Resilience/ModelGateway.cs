@@ -101,48 +101,57 @@ internal sealed class ModelLink : IDisposable
         Monitor = health.GetOrAdd(Dependency, n => new DependencyMonitor(n, time, breaker.Enabled, model.MaxConcurrency));
         _limits = new ModelRateLimits(Monitor, model, time);
 
-        var builder = new ResiliencePipelineBuilder<ChatResponse> { TimeProvider = time };
-        if (model.StepTimeout is { } step) builder.AddTimeout(step);
-        if (_retry.MaxAttempts > 1)
+        try
         {
-            var retry = _retry;
-            var dependency = Dependency;
-            builder.AddRetry(new RetryStrategyOptions<ChatResponse>
+            var builder = new ResiliencePipelineBuilder<ChatResponse> { TimeProvider = time };
+            if (model.StepTimeout is { } step) builder.AddTimeout(step);
+            if (_retry.MaxAttempts > 1)
             {
-                MaxRetryAttempts = retry.MaxAttempts - 1,
-                BackoffType = DelayBackoffType.Constant,
-                UseJitter = false,
-                ShouldHandle = args => ValueTask.FromResult(ShouldRetry(args.Outcome.Exception, args.Context, retry, time, random)),
-                DelayGenerator = args => ValueTask.FromResult(args.Context.Properties.GetValue(StateKey, null!)?.NextDelay),
-                OnRetry = args =>
+                var retry = _retry;
+                var dependency = Dependency;
+                builder.AddRetry(new RetryStrategyOptions<ChatResponse>
                 {
-                    var state = args.Context.Properties.GetValue(StateKey, null!);
-                    var failure = state.LastFailure ?? ModelFailure.Classify(args.Outcome.Exception!, time.GetUtcNow());
-                    return ResilienceScope.RecordAsync(new AttemptFailed(dependency, state.Count, Message(args.Outcome.Exception), failure.Class,
-                        Math.Round(args.RetryDelay.TotalMilliseconds, 3)));
-                },
-            });
-        }
-        if (breaker.Enabled)
-        {
-            var monitor = Monitor;
-            builder.AddCircuitBreaker(new CircuitBreakerStrategyOptions<ChatResponse>
+                    MaxRetryAttempts = retry.MaxAttempts - 1,
+                    BackoffType = DelayBackoffType.Constant,
+                    UseJitter = false,
+                    ShouldHandle = args => ValueTask.FromResult(ShouldRetry(args.Outcome.Exception, args.Context, retry, time, random)),
+                    DelayGenerator = args => ValueTask.FromResult(args.Context.Properties.GetValue(StateKey, null!)?.NextDelay),
+                    OnRetry = args =>
+                    {
+                        var state = args.Context.Properties.GetValue(StateKey, null!);
+                        var failure = state.LastFailure ?? ModelFailure.Classify(args.Outcome.Exception!, time.GetUtcNow());
+                        return ResilienceScope.RecordAsync(new AttemptFailed(dependency, state.Count, Message(args.Outcome.Exception), failure.Class,
+                            Math.Round(args.RetryDelay.TotalMilliseconds, 3)));
+                    },
+                });
+            }
+            if (breaker.Enabled)
             {
-                FailureRatio = breaker.FailureRatio,
-                MinimumThroughput = breaker.MinimumThroughput,
-                SamplingDuration = breaker.SamplingDuration,
-                BreakDuration = breaker.BreakDuration,
-                StateProvider = monitor.Breaker,
-                ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } ex
-                    && !(ex is OperationCanceledException && args.Context.CancellationToken.IsCancellationRequested)
-                    && ModelFailure.Classify(ex, time.GetUtcNow()).CountsAsOutage),
-                OnOpened = args => { monitor.Opened(args.BreakDuration); return ValueTask.CompletedTask; },
-                OnClosed = _ => { monitor.Closed(); return ValueTask.CompletedTask; },
-            });
+                var monitor = Monitor;
+                builder.AddCircuitBreaker(new CircuitBreakerStrategyOptions<ChatResponse>
+                {
+                    FailureRatio = breaker.FailureRatio,
+                    MinimumThroughput = breaker.MinimumThroughput,
+                    SamplingDuration = breaker.SamplingDuration,
+                    BreakDuration = breaker.BreakDuration,
+                    StateProvider = monitor.Breaker,
+                    ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } ex
+                        && !(ex is OperationCanceledException && args.Context.CancellationToken.IsCancellationRequested)
+                        && ModelFailure.Classify(ex, time.GetUtcNow()).CountsAsOutage),
+                    OnOpened = args => { monitor.Opened(args.BreakDuration); return ValueTask.CompletedTask; },
+                    OnClosed = _ => { monitor.Closed(); return ValueTask.CompletedTask; },
+                });
+            }
+            if (model.MaxConcurrency is { } max and > 0) builder.AddConcurrencyLimiter(max, model.MaxQueue ?? max);
+            _pipeline = builder.Build();
         }
-        if (model.MaxConcurrency is { } max and > 0) builder.AddConcurrencyLimiter(max, model.MaxQueue ?? max);
-        _pipeline = builder.Build();
+        catch (System.ComponentModel.DataAnnotations.ValidationException ex)
+        {
+            throw new InvalidOperationException($"model '{model.Name}': invalid resilience settings (retry, circuitBreaker, maxConcurrency, stepTimeout): {ex.Message}", ex);
+        }
     }
+
+    internal ResiliencePipeline<ChatResponse> Pipeline => _pipeline;
 
     public string Name { get; }
     public string Dependency { get; }
@@ -300,6 +309,9 @@ internal sealed class ResilientChatClient : IChatClient
     private readonly ModelLink[] _chain;
 
     public ResilientChatClient(ModelLink[] chain) => _chain = chain;
+
+    /// <summary>The model, then its fallbacks.</summary>
+    internal IReadOnlyList<ModelLink> Chain => _chain;
 
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {

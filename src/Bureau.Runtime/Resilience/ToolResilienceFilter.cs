@@ -15,10 +15,19 @@ namespace Bureau.Resilience;
 /// was sent, and only when it declares <c>retry: { onlyBefore: send }</c>. Every retried attempt is journaled,
 /// with the call's idempotency key, which never changes between attempts.
 /// </summary>
-internal sealed class ToolResilienceFilter(DependencyHealth health, ResilienceClock clock) : IToolCallFilter
+internal sealed class ToolResilienceFilter : IToolCallFilter
 {
-    private readonly TimeProvider time = clock.Time;
+    private readonly DependencyHealth health;
+    private readonly TimeProvider time;
     private readonly ConcurrentDictionary<string, ToolLink> _links = new(StringComparer.Ordinal);
+
+    public ToolResilienceFilter(BureauDeployment deployment, DependencyHealth health, ResilienceClock clock)
+    {
+        this.health = health;
+        time = clock.Time;
+        // Built at start, so that invalid settings given in C# stop the start instead of a run.
+        foreach (var tool in deployment.Definitions.Tools.Values) _links[tool.Name] = new ToolLink(tool, health, time);
+    }
 
     public ToolFilterStage Stage => ToolFilterStage.Retry;
 
@@ -46,48 +55,57 @@ internal sealed class ToolLink
         var breaker = tool.CircuitBreaker ?? CircuitBreakerSettings.Default;
         Monitor = health.GetOrAdd(Dependency, n => new DependencyMonitor(n, time, breaker.Enabled, tool.MaxConcurrency));
 
-        var builder = new ResiliencePipelineBuilder<ToolOutcome> { TimeProvider = time };
-        if (tool.StepTimeout is { } step) builder.AddTimeout(step);
-        if (_retry.MaxAttempts > 1 && MayRetryAtAll(tool, _retry))
+        try
         {
-            var retry = _retry;
-            var dependency = Dependency;
-            builder.AddRetry(new RetryStrategyOptions<ToolOutcome>
+            var builder = new ResiliencePipelineBuilder<ToolOutcome> { TimeProvider = time };
+            if (tool.StepTimeout is { } step) builder.AddTimeout(step);
+            if (_retry.MaxAttempts > 1 && MayRetryAtAll(tool, _retry))
             {
-                MaxRetryAttempts = retry.MaxAttempts - 1,
-                BackoffType = DelayBackoffType.Constant,
-                UseJitter = false,
-                ShouldHandle = args => ValueTask.FromResult(ShouldRetry(args.Outcome, args.Context, tool, retry, time)),
-                DelayGenerator = args => ValueTask.FromResult(args.Context.Properties.GetValue(StateKey, null!)?.NextDelay),
-                OnRetry = args =>
+                var retry = _retry;
+                var dependency = Dependency;
+                builder.AddRetry(new RetryStrategyOptions<ToolOutcome>
                 {
-                    var state = args.Context.Properties.GetValue(StateKey, null!);
-                    var o = args.Outcome.Result;
-                    return ResilienceScope.RecordAsync(new AttemptFailed(dependency, state.Count, o?.Content ?? args.Outcome.Exception?.Message ?? "",
-                        ToolFailureNames.Of(o?.Failure ?? ToolFailure.Crash) ?? "error", Math.Round(args.RetryDelay.TotalMilliseconds, 3), state.Key));
-                },
-            });
-        }
-        if (breaker.Enabled)
-        {
-            var monitor = Monitor;
-            builder.AddCircuitBreaker(new CircuitBreakerStrategyOptions<ToolOutcome>
+                    MaxRetryAttempts = retry.MaxAttempts - 1,
+                    BackoffType = DelayBackoffType.Constant,
+                    UseJitter = false,
+                    ShouldHandle = args => ValueTask.FromResult(ShouldRetry(args.Outcome, args.Context, tool, retry, time)),
+                    DelayGenerator = args => ValueTask.FromResult(args.Context.Properties.GetValue(StateKey, null!)?.NextDelay),
+                    OnRetry = args =>
+                    {
+                        var state = args.Context.Properties.GetValue(StateKey, null!);
+                        var o = args.Outcome.Result;
+                        return ResilienceScope.RecordAsync(new AttemptFailed(dependency, state.Count, o?.Content ?? args.Outcome.Exception?.Message ?? "",
+                            ToolFailureNames.Of(o?.Failure ?? ToolFailure.Crash) ?? "error", Math.Round(args.RetryDelay.TotalMilliseconds, 3), state.Key));
+                    },
+                });
+            }
+            if (breaker.Enabled)
             {
-                FailureRatio = breaker.FailureRatio,
-                MinimumThroughput = breaker.MinimumThroughput,
-                SamplingDuration = breaker.SamplingDuration,
-                BreakDuration = breaker.BreakDuration,
-                StateProvider = monitor.Breaker,
-                ShouldHandle = args => ValueTask.FromResult(args.Outcome.Result is { } o
-                    ? o.Failure is ToolFailure.Timeout or ToolFailure.Crash or ToolFailure.Unavailable or ToolFailure.NotSent
-                    : args.Outcome.Exception is { } ex && !(ex is OperationCanceledException && args.Context.CancellationToken.IsCancellationRequested)),
-                OnOpened = args => { monitor.Opened(args.BreakDuration); return ValueTask.CompletedTask; },
-                OnClosed = _ => { monitor.Closed(); return ValueTask.CompletedTask; },
-            });
+                var monitor = Monitor;
+                builder.AddCircuitBreaker(new CircuitBreakerStrategyOptions<ToolOutcome>
+                {
+                    FailureRatio = breaker.FailureRatio,
+                    MinimumThroughput = breaker.MinimumThroughput,
+                    SamplingDuration = breaker.SamplingDuration,
+                    BreakDuration = breaker.BreakDuration,
+                    StateProvider = monitor.Breaker,
+                    ShouldHandle = args => ValueTask.FromResult(args.Outcome.Result is { } o
+                        ? o.Failure is ToolFailure.Timeout or ToolFailure.Crash or ToolFailure.Unavailable or ToolFailure.NotSent
+                        : args.Outcome.Exception is { } ex && !(ex is OperationCanceledException && args.Context.CancellationToken.IsCancellationRequested)),
+                    OnOpened = args => { monitor.Opened(args.BreakDuration); return ValueTask.CompletedTask; },
+                    OnClosed = _ => { monitor.Closed(); return ValueTask.CompletedTask; },
+                });
+            }
+            if (tool.MaxConcurrency is { } max and > 0) builder.AddConcurrencyLimiter(max, tool.MaxQueue ?? 0);
+            _pipeline = builder.Build();
         }
-        if (tool.MaxConcurrency is { } max and > 0) builder.AddConcurrencyLimiter(max, tool.MaxQueue ?? 0);
-        _pipeline = builder.Build();
+        catch (System.ComponentModel.DataAnnotations.ValidationException ex)
+        {
+            throw new InvalidOperationException($"tool '{tool.Name}': invalid resilience settings (retry, circuitBreaker, maxConcurrency, stepTimeout): {ex.Message}", ex);
+        }
     }
+
+    internal ResiliencePipeline<ToolOutcome> Pipeline => _pipeline;
 
     public string Dependency { get; }
     public DependencyMonitor Monitor { get; }
