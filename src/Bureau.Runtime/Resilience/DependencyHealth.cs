@@ -24,6 +24,7 @@ public sealed record DependencyStatus(
 internal sealed class DependencyMonitor
 {
     private readonly TimeProvider _time;
+    private readonly Lock _gate = new();
     private long _calls, _failures, _rejected;
     private int _inFlight, _waiting;
     private volatile string? _lastError;
@@ -53,7 +54,7 @@ internal sealed class DependencyMonitor
     /// <summary>When the open breaker lets a trial call through.</summary>
     public DateTimeOffset? RetryAt
     {
-        get { lock (this) return _openUntil; }
+        get { lock (_gate) return _openUntil; }
     }
 
     public void AttemptStarted()
@@ -69,7 +70,7 @@ internal sealed class DependencyMonitor
         if (error is null) return;
         Interlocked.Increment(ref _failures);
         _lastError = error.Length > 300 ? error[..300] + "…" : error;
-        lock (this) _lastFailureAt = _time.GetUtcNow();
+        lock (_gate) _lastFailureAt = _time.GetUtcNow();
         BureauTelemetry.DependencyFailures.Add(1, new KeyValuePair<string, object?>("bureau.dependency", Name));
     }
 
@@ -82,12 +83,12 @@ internal sealed class DependencyMonitor
 
     public void Opened(TimeSpan breakDuration)
     {
-        lock (this) _openUntil = _time.GetUtcNow() + breakDuration;
+        lock (_gate) _openUntil = _time.GetUtcNow() + breakDuration;
     }
 
     public void Closed()
     {
-        lock (this) _openUntil = null;
+        lock (_gate) _openUntil = null;
     }
 
     /// <summary>0 closed (or no breaker), 1 half-open, 2 open, 3 isolated: the metric's value.</summary>
@@ -109,7 +110,7 @@ internal sealed class DependencyMonitor
             _ => "closed",
         };
         DateTimeOffset? retryAt, lastAt;
-        lock (this) (retryAt, lastAt) = (_openUntil, _lastFailureAt);
+        lock (_gate) (retryAt, lastAt) = (_openUntil, _lastFailureAt);
         return new DependencyStatus(Name, circuit, circuit == "open" ? retryAt : null, Interlocked.Read(ref _calls), Interlocked.Read(ref _failures),
             Interlocked.Read(ref _rejected), InFlight, Waiting, MaxConcurrency, _lastError, lastAt);
     }

@@ -240,6 +240,9 @@ internal sealed class ModelLink : IDisposable
                 default:
                     message = $"model '{Name}' failed after {state.Count} attempt(s): {Message(ex)}"
                         + (state.GaveUp is { } why && state.Count > 0 ? $" ({why})" : "");
+                    // The last attempt, and why no retry followed it, when the retry link looked at it.
+                    if (state.GaveUp is { } gaveUp && state.Count > 0)
+                        await ResilienceScope.RecordAsync(new AttemptFailed(Dependency, state.Count, Message(ex), failure.Class, null, GaveUp: gaveUp));
                     break;
             }
             throw new ModelCallException(Name, failure, state.Count, message, ex);

@@ -17,22 +17,22 @@ namespace Bureau.Resilience;
 /// </summary>
 internal sealed class ToolResilienceFilter : IToolCallFilter
 {
-    private readonly DependencyHealth health;
-    private readonly TimeProvider time;
+    private readonly DependencyHealth _health;
+    private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, ToolLink> _links = new(StringComparer.Ordinal);
 
     public ToolResilienceFilter(BureauDeployment deployment, DependencyHealth health, ResilienceClock clock)
     {
-        this.health = health;
-        time = clock.Time;
+        _health = health;
+        _time = clock.Time;
         // Built at start, so that invalid settings given in C# stop the start instead of a run.
-        foreach (var tool in deployment.Definitions.Tools.Values) _links[tool.Name] = new ToolLink(tool, health, time);
+        foreach (var tool in deployment.Definitions.Tools.Values) _links[tool.Name] = new ToolLink(tool, health, _time);
     }
 
     public ToolFilterStage Stage => ToolFilterStage.Retry;
 
     public ValueTask<ToolOutcome> InvokeAsync(ToolCall call, ToolCallHandler next) =>
-        _links.GetOrAdd(call.Tool.Name, static (_, s) => new ToolLink(s.Definition, s.Health, s.Time), (call.Tool.Definition, Health: health, Time: time))
+        _links.GetOrAdd(call.Tool.Name, static (_, s) => new ToolLink(s.Definition, s.Health, s.Time), (call.Tool.Definition, Health: _health, Time: _time))
             .InvokeAsync(call, next);
 }
 
