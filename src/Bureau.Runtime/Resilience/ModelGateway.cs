@@ -202,7 +202,8 @@ internal sealed class ModelLink : IDisposable
     /// <summary>Calls the model through its links; throws <see cref="ModelCallException"/> when it failed for good.</summary>
     public async Task<(ChatResponse Response, int Attempts)> CallAsync(IList<ChatMessage> messages, ChatOptions? options, CancellationToken cancellationToken)
     {
-        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        // Continue on the caller's scheduler (a run grain's), as engine code does: no ConfigureAwait(false) inside Polly either.
+        var context = ResilienceContextPool.Shared.Get(continueOnCapturedContext: true, cancellationToken);
         var state = new CallState { Started = _time.GetTimestamp() };
         context.Properties.Set(StateKey, state);
         try

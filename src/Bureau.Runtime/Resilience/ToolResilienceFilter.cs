@@ -151,7 +151,8 @@ internal sealed class ToolLink
 
     public async ValueTask<ToolOutcome> InvokeAsync(ToolCall call, ToolCallHandler next)
     {
-        var context = ResilienceContextPool.Shared.Get(call.CancellationToken);
+        // Continue on the caller's scheduler (a run grain's), as engine code does: no ConfigureAwait(false) inside Polly either.
+        var context = ResilienceContextPool.Shared.Get(continueOnCapturedContext: true, call.CancellationToken);
         var state = new CallState { Started = _time.GetTimestamp(), Key = call.IdempotencyKey };
         context.Properties.Set(StateKey, state);
         try
