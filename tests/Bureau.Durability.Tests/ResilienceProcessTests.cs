@@ -36,6 +36,7 @@ public sealed class ResilienceProcessTests : IAsyncLifetime
                 endpoint: http://127.0.0.1:{{closedPort}}/v1
                 model: nothing-listens
                 retry: { maxAttempts: 2, delay: 10ms }
+                circuitBreaker: { minimumThroughput: 2, breakDuration: 10m }
             tools:
               charge: { kind: process, command: ["sh", "tool.sh"], effect: idempotent }
               ledger: { kind: process, command: ["sh", "tool.sh"], effect: write }
@@ -90,5 +91,32 @@ public sealed class ResilienceProcessTests : IAsyncLifetime
         using var table = BureauProcess.Start(_dir, new Dictionary<string, string>(), "runs", "failures", "--db", db);
         Assert.Equal(0, await table.WaitAsync(ProcessTimeout));
         Assert.Contains("model/unavailable", table.Stdout);
+    }
+
+    [Fact]
+    public async Task BureauHealth_AgainstAServeWhoseModelIsDown_ShowsTheOpenBreakerAndExits3()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var db = Path.Combine(_dir, "serve.db");
+        var url = $"http://127.0.0.1:{ServeSupport.FreePort()}";
+        using var server = BureauProcess.Start(_dir, new Dictionary<string, string>(), "serve", "bureau.yaml", "--db", db, "--urls", url);
+        using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(20) };
+        await ServeSupport.WaitReadyAsync(http, server, ProcessTimeout, ct);
+
+        for (var i = 0; i < 2; i++)
+        {
+            using var res = await http.PostAsync("/v1/runs", new StringContent($$"""{"agent":"broken","input":"h{{i}}"}""", System.Text.Encoding.UTF8, "application/json"), ct);
+            var id = (string)JsonNode.Parse(await res.Content.ReadAsStringAsync(ct))!["id"]!;
+            using var events = await http.GetAsync($"/v1/runs/{id}/events", ct);   // ends after the run's end
+            Assert.Contains("event: run.finished", await events.Content.ReadAsStringAsync(ct));
+        }
+
+        using var health = BureauProcess.Start(_dir, new Dictionary<string, string>(), "health", "--url", url);
+        Assert.Equal(3, await health.WaitAsync(ProcessTimeout));
+        var line = Assert.Single(health.Stdout.Split('\n'), l => l.StartsWith("model:down", StringComparison.Ordinal));
+        Assert.Contains("open", line);
+        Assert.Contains("tried again at", line);
+        server.Terminate();
+        await server.WaitAsync(ProcessTimeout);
     }
 }
