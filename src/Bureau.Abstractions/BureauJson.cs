@@ -13,6 +13,7 @@ namespace Bureau;
 [JsonSerializable(typeof(RunRecord))]
 [JsonSerializable(typeof(WaitingFor))]
 [JsonSerializable(typeof(UsageRecord))]
+[JsonSerializable(typeof(RunFailure))]
 [JsonSerializable(typeof(IReadOnlyList<ToolCallRecord>))]
 [JsonSerializable(typeof(DateTimeOffset))]
 public sealed partial class BureauJsonContext : JsonSerializerContext;

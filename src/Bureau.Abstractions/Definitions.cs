@@ -37,6 +37,115 @@ public abstract class ModelDefinition
 
     /// <summary>The provider id: <c>openai</c>, <c>scripted</c> or <c>custom</c>.</summary>
     public abstract string Provider { get; }
+
+    /// <summary>How failed calls are retried; null uses <see cref="RetrySettings.ModelDefault"/> (for OpenAI-compatible models, <c>maxRetries</c> sets the attempts).</summary>
+    public RetrySettings? Retry { get; init; }
+
+    /// <summary>The model's circuit breaker, shared by every run in the process; null uses <see cref="CircuitBreakerSettings.Default"/>.</summary>
+    public CircuitBreakerSettings? CircuitBreaker { get; init; }
+
+    /// <summary>Most calls of this model in flight at once in the process (a bulkhead); null: no limit.</summary>
+    public int? MaxConcurrency { get; init; }
+
+    /// <summary>Calls that may wait for a free slot when <see cref="MaxConcurrency"/> are in flight; more are refused. Null: as many as <see cref="MaxConcurrency"/>.</summary>
+    public int? MaxQueue { get; init; }
+
+    /// <summary>Requests per minute the process sends this model; null: no limit.</summary>
+    public int? RequestsPerMinute { get; init; }
+
+    /// <summary>Tokens per minute (input estimated before a call, corrected by the reported usage after it); null: no limit.</summary>
+    public long? TokensPerMinute { get; init; }
+
+    /// <summary>Longest a call waits for the rate limit before failing as rate limited (and falling back); null: <see cref="DefaultMaxRateLimitWait"/>.</summary>
+    public TimeSpan? MaxRateLimitWait { get; init; }
+
+    /// <summary>The rate-limit wait used when none is set: 30 seconds.</summary>
+    public static readonly TimeSpan DefaultMaxRateLimitWait = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long one attempt may take, on the runtime's clock; null: only the provider's own timeout (<see cref="OpenAIModelDefinition.Timeout"/>; none for other providers).</summary>
+    public TimeSpan? AttemptTimeout { get; init; }
+
+    /// <summary>How long one model step may take, all attempts and waits included; null: no limit beyond the retry's <see cref="RetrySettings.MaxTotalTime"/>.</summary>
+    public TimeSpan? StepTimeout { get; init; }
+
+    /// <summary>Models tried in order when this one fails in a retriable way (after its retries) or its breaker is open.</summary>
+    public IReadOnlyList<string> Fallback { get; init; } = [];
+
+    /// <summary>What the model costs; null: its calls cost nothing (and a run's cost counts only priced models).</summary>
+    public ModelPrice? Price { get; init; }
+}
+
+/// <summary>A model's price per million tokens, in the deployment's currency (whatever unit the prices are written in).</summary>
+/// <param name="InputPerMillion">Price of a million input (prompt) tokens.</param>
+/// <param name="OutputPerMillion">Price of a million output (completion) tokens.</param>
+public sealed record ModelPrice(double InputPerMillion, double OutputPerMillion)
+{
+    /// <summary>The cost of <paramref name="usage"/> at this price.</summary>
+    public double CostOf(UsageRecord usage) =>
+        (usage.InputTokens * InputPerMillion + usage.OutputTokens * OutputPerMillion) / 1_000_000d;
+}
+
+/// <summary>The point of a call before which a failure proves nothing was sent (<c>retry: { onlyBefore: send }</c>).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<RetryBoundary>))]
+public enum RetryBoundary
+{
+    /// <summary>The request never left: the connection was refused, the host unknown, the program missing.</summary>
+    [JsonStringEnumMemberName("send")] Send,
+}
+
+/// <summary>
+/// How a failed call is tried again: exponential backoff with jitter, honouring <c>Retry-After</c>, capped
+/// by <see cref="MaxAttempts"/> and <see cref="MaxTotalTime"/>. Model calls and <c>read</c> and <c>idempotent</c>
+/// tools retry; a <c>write</c> tool retries only a failure that happened before anything was sent, and only
+/// when it declares <see cref="OnlyBefore"/> = <see cref="RetryBoundary.Send"/>.
+/// </summary>
+public sealed class RetrySettings
+{
+    /// <summary>Most attempts, the first included; 1 turns retrying off.</summary>
+    public int MaxAttempts { get; init; } = 3;
+
+    /// <summary>The first backoff; each next one doubles (before jitter).</summary>
+    public TimeSpan Delay { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>The longest backoff (a <c>Retry-After</c> longer than this is still honoured, within <see cref="MaxTotalTime"/>).</summary>
+    public TimeSpan MaxDelay { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>No retry starts when its wait would end more than this after the first attempt started.</summary>
+    public TimeSpan MaxTotalTime { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>Randomize each backoff (±50%) so that runs failing together do not retry together.</summary>
+    public bool Jitter { get; init; } = true;
+
+    /// <summary>For a <c>write</c> tool: retry only failures before this point. Null: a write tool never retries.</summary>
+    public RetryBoundary? OnlyBefore { get; init; }
+
+    /// <summary>Model calls: 6 attempts, from 1s doubling to 30s, at most 2 minutes.</summary>
+    public static RetrySettings ModelDefault { get; } = new() { MaxAttempts = 6, Delay = TimeSpan.FromSeconds(1) };
+
+    /// <summary>Tools: 3 attempts, from 500ms doubling to 30s, at most 2 minutes (write tools: 1 unless they declare <see cref="OnlyBefore"/>).</summary>
+    public static RetrySettings ToolDefault { get; } = new();
+}
+
+/// <summary>A circuit breaker: when too many calls fail within a window, calls fail at once for a while, then one is let through to test.</summary>
+public sealed class CircuitBreakerSettings
+{
+    /// <summary>False turns the breaker off.</summary>
+    public bool Enabled { get; init; } = true;
+
+    /// <summary>The share of failed calls in the window (0 to 1) that opens the breaker.</summary>
+    public double FailureRatio { get; init; } = 0.5;
+
+    /// <summary>Fewest calls in the window before the ratio counts.</summary>
+    public int MinimumThroughput { get; init; } = 10;
+
+    /// <summary>The window.</summary>
+    public TimeSpan SamplingDuration { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long the breaker stays open before a trial call.</summary>
+    public TimeSpan BreakDuration { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The breaker used when none is set.</summary>
+    public static CircuitBreakerSettings Default { get; } = new();
 }
 
 /// <summary>Any OpenAI-compatible Chat Completions endpoint (OpenAI, Azure OpenAI, Ollama, vLLM, llama.cpp server, LM Studio).</summary>
@@ -66,11 +175,15 @@ public sealed class OpenAIModelDefinition : ModelDefinition
     /// <summary>The request timeout used when none is set: 100 seconds.</summary>
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(100);
 
-    /// <summary>How many times a 429 or 5xx answer is retried (with backoff, honouring Retry-After).</summary>
+    /// <summary>
+    /// How many times a 429, 5xx, timeout or network failure is retried (with backoff, honouring Retry-After): in a
+    /// Bureau host, the runtime's retry link does it (<see cref="ModelDefinition.Retry"/>, when set, wins) and the
+    /// provider's own retries are off; a client made with <c>ModelClientFactory</c> alone retries in the SDK.
+    /// </summary>
     public int MaxRetries { get; init; } = DefaultMaxRetries;
 
-    /// <summary>The retry count used when none is set.</summary>
-    public const int DefaultMaxRetries = 3;
+    /// <summary>The retry count used when none is set: 5 (6 attempts).</summary>
+    public const int DefaultMaxRetries = 5;
 }
 
 /// <summary>
@@ -180,6 +293,21 @@ public abstract class ToolDefinition
     /// <summary>The timeout used when none is set.</summary>
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(30);
 
+    /// <summary>How failed calls are retried; null uses <see cref="RetrySettings.ToolDefault"/> (a <c>write</c> tool: no retry unless it sets <see cref="RetrySettings.OnlyBefore"/>).</summary>
+    public RetrySettings? Retry { get; init; }
+
+    /// <summary>The tool's circuit breaker, shared by every run in the process; null uses <see cref="CircuitBreakerSettings.Default"/>.</summary>
+    public CircuitBreakerSettings? CircuitBreaker { get; init; }
+
+    /// <summary>Most calls of this tool in flight at once in the process (a bulkhead); null: no limit.</summary>
+    public int? MaxConcurrency { get; init; }
+
+    /// <summary>Calls that may wait for a free slot when <see cref="MaxConcurrency"/> are in flight; more fail at once. Null: none wait.</summary>
+    public int? MaxQueue { get; init; }
+
+    /// <summary>How long one tool step may take, all attempts and waits included; null: no limit beyond the retry's caps.</summary>
+    public TimeSpan? StepTimeout { get; init; }
+
     /// <summary>The action applied to an in-doubt call: the declared one or the effect's default.</summary>
     public InDoubtAction EffectiveInDoubtAction => OnInDoubt ?? (Effect == ToolEffect.Write ? InDoubtAction.Wait : InDoubtAction.Retry);
 }
@@ -261,6 +389,9 @@ public sealed class AgentBudgets
 
     /// <summary>Longest a run may wait in the queue before its first step; past it, the run ends as failed with outcome <c>expired</c>, without running. Null: no limit.</summary>
     public TimeSpan? MaxQueueTime { get; init; }
+
+    /// <summary>Most a run may cost (priced models only, see <see cref="ModelDefinition.Price"/>); past it the run stops with a <c>budget</c> outcome.</summary>
+    public double? MaxCost { get; init; }
 }
 
 /// <summary>What loop detection does when it fires.</summary>

@@ -24,6 +24,9 @@ namespace Bureau;
 [JsonDerivedType(typeof(ChildRunFinished), ChildRunFinished.KindName)]
 [JsonDerivedType(typeof(WaitAnswered), WaitAnswered.KindName)]
 [JsonDerivedType(typeof(WaitExpired), WaitExpired.KindName)]
+[JsonDerivedType(typeof(AttemptFailed), AttemptFailed.KindName)]
+[JsonDerivedType(typeof(DependencyWaited), DependencyWaited.KindName)]
+[JsonDerivedType(typeof(ModelFallback), ModelFallback.KindName)]
 public abstract record JournalEntry
 {
     /// <summary>The entry's kind, as stored and as the host's event stream names it.</summary>
@@ -57,7 +60,10 @@ public sealed record ModelResponded(
     UsageRecord Usage,
     string? FinishReason,
     int RequestMessages,
-    double DurationMs) : JournalEntry
+    double DurationMs,
+    double? Cost = null,
+    string? AnsweredBy = null,
+    int? Attempts = null) : JournalEntry
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "model.response";
@@ -87,7 +93,9 @@ public sealed record ToolIntent(string CallId, string Tool, string Arguments, To
 /// <param name="DurationMs">How long the tool ran.</param>
 /// <param name="IntentStep">The step of the call's intent, for <c>idempotent</c> and <c>write</c> tools.</param>
 /// <param name="Note">What Bureau noticed beside the result (for example stray processes it killed), or null.</param>
-public sealed record ToolCompleted(string CallId, string Tool, string Content, bool IsError, double DurationMs, long? IntentStep = null, string? Note = null) : JournalEntry
+/// <param name="Failure">For an error: its class (<c>error</c>, <c>timeout</c>, <c>crash</c>, <c>unavailable</c>, <c>not-sent</c>), or null.</param>
+/// <param name="Attempts">Attempts made when more than one.</param>
+public sealed record ToolCompleted(string CallId, string Tool, string Content, bool IsError, double DurationMs, long? IntentStep = null, string? Note = null, string? Failure = null, int? Attempts = null) : JournalEntry
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "tool.result";
@@ -181,8 +189,8 @@ public sealed record RunCanceled(string? Reason, string? Actor, IReadOnlyList<st
     public override string Kind => KindName;
 }
 
-/// <summary>The run ended.</summary>
-public sealed record RunFinished(RunStatus Status, string? Output, string? Error, string? Outcome) : JournalEntry
+/// <summary>The run ended. A failed or canceled run carries its <see cref="Failure"/>: one cause class, the step, the dependency and a hint.</summary>
+public sealed record RunFinished(RunStatus Status, string? Output, string? Error, string? Outcome, RunFailure? Failure = null) : JournalEntry
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "run.finished";
@@ -240,6 +248,62 @@ public sealed record WaitExpired(long Step, string Reason, DateTimeOffset Deadli
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "wait.expired";
+    /// <inheritdoc />
+    [JsonIgnore]
+    public override string Kind => KindName;
+}
+
+
+/// <summary>
+/// Why a run failed or stopped, in one cause class: <c>model</c>, <c>tool</c>, <c>validation</c>, <c>policy</c>,
+/// <c>budget</c>, <c>loop</c>, <c>in-doubt</c>, <c>canceled</c> or <c>internal</c>.
+/// </summary>
+/// <param name="Cause">The cause class.</param>
+/// <param name="Kind">Its detail: for <c>model</c> <c>unavailable</c>, <c>rate-limited</c>, <c>refused</c>, <c>invalid-output</c>; for <c>tool</c> <c>error</c>, <c>timeout</c>, <c>crash</c>, <c>unavailable</c>; for <c>budget</c> the budget.</param>
+/// <param name="Step">The step it failed at.</param>
+/// <param name="Dependency">The model or tool (<c>model:name</c>, <c>tool:name</c>), when one was at fault.</param>
+/// <param name="Attempts">Attempts made on it.</param>
+/// <param name="Hint">One line on what to do.</param>
+public sealed record RunFailure(string Cause, string? Kind, long? Step, string? Dependency, int? Attempts, string Hint);
+
+/// <summary>
+/// One attempt of a model or tool call failed. Every failed attempt is journaled, before its retry waits;
+/// <see cref="RetryInMs"/> is null when no retry follows. A retried tool call keeps its idempotency key.
+/// </summary>
+/// <param name="Dependency"><c>model:name</c> or <c>tool:name</c>.</param>
+/// <param name="Attempt">The attempt's number, from 1.</param>
+/// <param name="Error">What went wrong.</param>
+/// <param name="Class">Its class: <c>rate-limited</c>, <c>unavailable</c>, <c>timeout</c>, <c>crash</c>, <c>error</c>, <c>refused</c>, <c>not-sent</c>.</param>
+/// <param name="RetryInMs">The wait before the next attempt, or null when this was the last.</param>
+/// <param name="IdempotencyKey">The tool call's key, the same on every attempt.</param>
+/// <param name="GaveUp">Why no retry follows (attempts or time used up, not retriable, a write tool), when none does.</param>
+public sealed record AttemptFailed(string Dependency, int Attempt, string Error, string Class, double? RetryInMs, string? IdempotencyKey = null, string? GaveUp = null) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "attempt.failed";
+    /// <inheritdoc />
+    [JsonIgnore]
+    public override string Kind => KindName;
+}
+
+/// <summary>A call waited for a dependency's limit (requests or tokens per minute, a bulkhead) instead of failing.</summary>
+/// <param name="Dependency"><c>model:name</c> or <c>tool:name</c>.</param>
+/// <param name="Reason">What it waited for: <c>requests-per-minute</c>, <c>tokens-per-minute</c>.</param>
+/// <param name="WaitedMs">How long it waited.</param>
+public sealed record DependencyWaited(string Dependency, string Reason, double WaitedMs) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "dependency.waited";
+    /// <inheritdoc />
+    [JsonIgnore]
+    public override string Kind => KindName;
+}
+
+/// <summary>A model failed (after its retries) or its breaker was open; the next model of its fallback list is tried.</summary>
+public sealed record ModelFallback(string From, string To, string Reason) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "model.fallback";
     /// <inheritdoc />
     [JsonIgnore]
     public override string Kind => KindName;

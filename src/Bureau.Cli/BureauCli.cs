@@ -17,6 +17,7 @@ internal static class BureauCli
             BenchCommand.Create(),
             ServeCommand.Create(),
             KeysCommand.Create(),
+            HealthCommand.Create(),
         };
 
         try

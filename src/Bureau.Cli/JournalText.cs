@@ -10,7 +10,11 @@ internal static class JournalText
         RunStarted s => $"agent {s.Agent}{(s.Actor is null ? "" : ", by " + s.Actor)}: {Cut(s.Input, 100)}",
         ModelResponded m => DescribeModel(m),
         ToolIntent i => $"{i.Tool} {Cut(i.Arguments, 80)} ({WireNames.Of(i.Effect)}, key {i.IdempotencyKey})",
-        ToolCompleted t => $"{t.Tool} {(t.IsError ? "ERROR " : "")}→ {Cut(OneLine(t.Content), 100)} ({Ms(t.DurationMs)})",
+        ToolCompleted t => $"{t.Tool} {(t.IsError ? $"ERROR{(t.Failure is null ? "" : " (" + t.Failure + ")")} " : "")}→ {Cut(OneLine(t.Content), 100)} ({Ms(t.DurationMs)}{(t.Attempts is { } n ? $", {n} attempts" : "")})",
+        AttemptFailed a => $"{a.Dependency} attempt {a.Attempt} failed ({a.Class}): {Cut(OneLine(a.Error), 100)}; "
+            + (a.RetryInMs is { } wait ? $"retrying in {Ms(wait)}" : "no retry" + (a.GaveUp is null ? "" : ": " + a.GaveUp)),
+        DependencyWaited w => $"{w.Dependency} waited {Ms(w.WaitedMs)} for its {w.Reason} limit",
+        ModelFallback f => $"model {f.From} → fallback {f.To}: {Cut(OneLine(f.Reason), 120)}",
         ToolCallRejected r => $"{r.Tool} rejected, returned to the model: {Cut(r.Error, 120)}",
         BudgetExceeded b => $"{b.Budget} budget exceeded (limit {b.Limit.ToString(CultureInfo.InvariantCulture)}, used {b.Used.ToString(CultureInfo.InvariantCulture)})",
         LoopDetected l => $"{(l.Action == LoopAction.Warn ? "model warned" : "run stopped")}: {l.Reason}",
@@ -23,9 +27,15 @@ internal static class JournalText
         StepResolved r => $"step {r.Step} resolved as {WireNames.Of(r.Resolution)}{(r.Actor is null ? "" : " by " + r.Actor)}",
         RunResumed r => $"resumed from the journal ({r.Reason})",
         RunCanceled c => $"canceled{(c.Actor is null ? "" : " by " + c.Actor)}{(c.Reason is null ? "" : ": " + c.Reason)}{(c.InFlight.Count == 0 ? "" : "; in flight: " + string.Join(", ", c.InFlight))}",
-        RunFinished f => f.Status == RunStatus.Succeeded ? $"succeeded: {Cut(OneLine(f.Output ?? ""), 100)}" : $"{f.Status.ToWireName()}: {f.Error}",
+        RunFinished f => f.Status == RunStatus.Succeeded ? $"succeeded: {Cut(OneLine(f.Output ?? ""), 100)}" : $"{f.Status.ToWireName()}: {f.Error}{Failure(f.Failure)}",
         _ => entry.Kind,
     };
+
+    private static string Failure(RunFailure? f) => f is null ? "" : $" [cause {Cause(f)}]";
+
+    /// <summary>"model/rate-limited model:main, 6 attempts".</summary>
+    public static string Cause(RunFailure f) =>
+        f.Cause + (f.Kind is null ? "" : "/" + f.Kind) + (f.Dependency is null ? "" : " " + f.Dependency) + (f.Attempts is { } n and > 1 ? $", {n} attempts" : "");
 
     private static string Deadline(WaitingFor w) => w.Deadline is { } d ? $" (deadline {d:u})" : "";
 
@@ -35,7 +45,9 @@ internal static class JournalText
             ? "→ " + string.Join(", ", m.ToolCalls.Select(c => $"{c.Name} {Cut(c.Arguments, 80)}"))
             : "→ " + Cut(OneLine(m.Text ?? ""), 100);
         var label = m.Provider == "scripted" ? $"{m.Model} [scripted model]" : m.Model;
-        return $"turn {m.Turn} {label} {what} ({m.Usage.InputTokens}+{m.Usage.OutputTokens} tokens, {Ms(m.DurationMs)})";
+        if (m.AnsweredBy is not null) label += $" (fallback {m.AnsweredBy})";
+        var extra = (m.Cost is { } c ? $", cost {c.ToString("0.######", CultureInfo.InvariantCulture)}" : "") + (m.Attempts is { } n ? $", {n} attempts" : "");
+        return $"turn {m.Turn} {label} {what} ({m.Usage.InputTokens}+{m.Usage.OutputTokens} tokens, {Ms(m.DurationMs)}{extra})";
     }
 
     private static string Ms(double ms) => ms >= 1000 ? $"{ms / 1000:0.0} s" : $"{ms:0.#} ms";

@@ -73,6 +73,12 @@ public static class BureauEndpointRouteBuilderExtensions
             .WithName("ListAgents").WithSummary("The deployed agents.");
         v1.MapGet("/agents/{name}", BureauApi.Agent).Needs(ApiPermission.Read)
             .WithName("GetAgent").WithSummary("One deployed agent: model, tools, budgets.").ProducesProblem(404);
+        v1.MapGet("/health/dependencies", DependencyApi.Dependencies).Needs(ApiPermission.Read)
+            .WithName("DependencyHealth").WithSummary("The models and tools this process calls: circuit breaker state (and when an open one is tried again), calls, failures, rejections, in flight.")
+            .Produces<DependencyListDoc>();
+        v1.MapGet("/failures", (Delegate)DependencyApi.FailuresAsync).Needs(ApiPermission.Read)
+            .WithName("RunFailures").WithSummary("Failed and canceled runs grouped by cause and dependency (count, first and last seen, an example run, a hint); ?since=TIME.")
+            .Produces<FailureListDoc>().ProducesProblem(400);
         v1.MapGet("/keys", (Delegate)BureauApi.ListKeysAsync).Needs(ApiPermission.ManageKeys)
             .WithName("ListKeys").WithSummary("API keys (ids, roles, dates; never the secret).");
         v1.MapPost("/keys", (Delegate)BureauApi.CreateKeyAsync).Needs(ApiPermission.ManageKeys)

@@ -17,17 +17,22 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static readonly string[] s_topKeys = ["version", "models", "tools", "agents", "teams"];
     private static readonly string[] s_reservedTopKeys = ["triggers", "policies", "memory"];
     private static readonly string[] s_providers = ["openai", "scripted"];
-    private static readonly string[] s_openAIKeys = ["provider", "endpoint", "model", "apiKey", "temperature", "maxOutputTokens", "timeout", "maxRetries"];
-    private static readonly string[] s_scriptedKeys = ["provider", "rules", "latency"];
+    private static readonly string[] s_modelResilienceKeys = ["retry", "circuitBreaker", "maxConcurrency", "maxQueue", "requestsPerMinute", "tokensPerMinute", "maxRateLimitWait", "attemptTimeout", "stepTimeout", "fallback", "price"];
+    private static readonly string[] s_openAIKeys = ["provider", "endpoint", "model", "apiKey", "temperature", "maxOutputTokens", "timeout", "maxRetries", .. s_modelResilienceKeys];
+    private static readonly string[] s_scriptedKeys = ["provider", "rules", "latency", .. s_modelResilienceKeys];
+    private static readonly string[] s_retryKeys = ["maxAttempts", "delay", "maxDelay", "maxTotalTime", "jitter", "onlyBefore"];
+    private static readonly string[] s_breakerKeys = ["enabled", "failureRatio", "minimumThroughput", "samplingDuration", "breakDuration"];
+    private static readonly string[] s_priceKeys = ["input", "output"];
+    private static readonly string[] s_retryBoundaries = ["send"];
     private static readonly string[] s_toolKinds = ["process", "http"];
-    private static readonly string[] s_commonToolKeys = ["kind", "effect", "timeout", "description", "parameters", "onInDoubt", "inDoubtTimeout"];
+    private static readonly string[] s_commonToolKeys = ["kind", "effect", "timeout", "description", "parameters", "onInDoubt", "inDoubtTimeout", "retry", "circuitBreaker", "maxConcurrency", "maxQueue", "stepTimeout"];
     private static readonly string[] s_processToolKeys = [.. s_commonToolKeys, "command", "env", "maxOutputBytes"];
     private static readonly string[] s_httpToolKeys = [.. s_commonToolKeys, "method", "url", "headers", "maxResponseBytes"];
     private static readonly string[] s_effects = ["read", "idempotent", "write"];
     private static readonly string[] s_inDoubtActions = ["wait", "retry", "fail"];
     private static readonly string[] s_httpMethods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
     private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop", "allowEmptyInput"];
-    private static readonly string[] s_budgetKeys = ["maxSteps", "maxTokens", "maxWallTime", "maxQueueTime"];
+    private static readonly string[] s_budgetKeys = ["maxSteps", "maxTokens", "maxWallTime", "maxQueueTime", "maxCost"];
     private static readonly string[] s_loopKeys = ["maxRepeatedCalls", "maxTurnsWithoutProgress", "action"];
     private static readonly string[] s_loopActions = ["stop", "warn"];
     private static readonly string[] s_ruleKeys = ["when", "reply", "calls"];
@@ -139,7 +144,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         var toolNames = new Names(toolEntries.Select(e => e.Name));
 
         foreach (var e in modelEntries)
-            if (ReadModel(e) is { } model) definitions.Add(model);
+            if (ReadModel(e, modelNames) is { } model) definitions.Add(model);
         foreach (var e in toolEntries)
             if (ReadTool(e) is { } tool) definitions.Add(tool);
         foreach (var e in agentEntries)
@@ -152,7 +157,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
 
     // ---- models ----
 
-    private ModelDefinition? ReadModel(Entry entry)
+    private ModelDefinition? ReadModel(Entry entry, Names modelNames)
     {
         var what = $"model '{entry.Name}'";
         var provider = Peek(entry.Value, "provider");
@@ -171,6 +176,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         };
         var map = Map(entry, what, allowed, required, foreign);
         if (map is null || providerName is null) return null;
+        var r = ReadModelResilience(map, entry.Name, modelNames);
 
         if (providerName == "openai")
         {
@@ -192,12 +198,130 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
                 MaxOutputTokens = maxOutput is { } mv ? (int)mv : null,
                 Timeout = timeout ?? OpenAIModelDefinition.DefaultTimeout,
                 MaxRetries = retries is { } rv ? (int)rv : OpenAIModelDefinition.DefaultMaxRetries,
+                Retry = r.Retry, CircuitBreaker = r.Breaker, MaxConcurrency = r.MaxConcurrency, MaxQueue = r.MaxQueue,
+                RequestsPerMinute = r.Rpm, TokensPerMinute = r.Tpm, MaxRateLimitWait = r.MaxWait, AttemptTimeout = r.AttemptTimeout,
+                StepTimeout = r.StepTimeout, Fallback = r.Fallback, Price = r.Price,
             };
         }
 
-        var rules = map.TryGetValue("rules", out var r) ? ReadRules(r) : [];
+        var rules = map.TryGetValue("rules", out var ru) ? ReadRules(ru) : [];
         var latency = map.TryGetValue("latency", out var lat) ? Duration(lat, allowZero: true) : null;
-        return new ScriptedModelDefinition { Name = entry.Name, Rules = rules, Latency = latency ?? TimeSpan.Zero };
+        return new ScriptedModelDefinition
+        {
+            Name = entry.Name, Rules = rules, Latency = latency ?? TimeSpan.Zero,
+            Retry = r.Retry, CircuitBreaker = r.Breaker, MaxConcurrency = r.MaxConcurrency, MaxQueue = r.MaxQueue,
+            RequestsPerMinute = r.Rpm, TokensPerMinute = r.Tpm, MaxRateLimitWait = r.MaxWait, AttemptTimeout = r.AttemptTimeout,
+            StepTimeout = r.StepTimeout, Fallback = r.Fallback, Price = r.Price,
+        };
+    }
+
+    // ---- resilience ----
+
+    private sealed record ModelResilience(
+        RetrySettings? Retry, CircuitBreakerSettings? Breaker, int? MaxConcurrency, int? MaxQueue, int? Rpm, long? Tpm,
+        TimeSpan? MaxWait, TimeSpan? AttemptTimeout, TimeSpan? StepTimeout, List<string> Fallback, ModelPrice? Price);
+
+    private ModelResilience ReadModelResilience(Dictionary<string, Entry> map, string modelName, Names modelNames)
+    {
+        var retry = map.TryGetValue("retry", out var re) ? ReadRetry(re, null) : null;
+        var breaker = map.TryGetValue("circuitBreaker", out var cb) ? ReadBreaker(cb) : null;
+        var maxConcurrency = map.TryGetValue("maxConcurrency", out var mc) ? Integer(mc, 1, 100_000) : null;
+        var maxQueue = map.TryGetValue("maxQueue", out var mq) ? Integer(mq, 0, 1_000_000) : null;
+        var rpm = map.TryGetValue("requestsPerMinute", out var rp) ? Integer(rp, 1, 10_000_000) : null;
+        var tpm = map.TryGetValue("tokensPerMinute", out var tp) ? Integer(tp, 1, int.MaxValue) : null;
+        var maxWait = map.TryGetValue("maxRateLimitWait", out var mw) ? Duration(mw, allowZero: true) : null;
+        var attempt = map.TryGetValue("attemptTimeout", out var at) ? Duration(at, allowZero: false) : null;
+        var step = map.TryGetValue("stepTimeout", out var st) ? Duration(st, allowZero: false) : null;
+        var fallback = new List<string>();
+        if (map.TryGetValue("fallback", out var fb))
+        {
+            var items = Sequence(fb);
+            for (var i = 0; i < items.Count; i++)
+            {
+                var item = new Entry("fallback", fb.Key, items[i], $"{fb.Path}[{i}]");
+                if (RequiredText(item) is not { } name) continue;
+                if (name == modelName)
+                    Error(items[i], item.Path, $"model '{modelName}' cannot fall back to itself");
+                else if (!modelNames.Contains(name))
+                    Error(items[i], item.Path, $"model '{modelName}' falls back to model '{name}', which is not defined under 'models'{ReferenceHint(name, modelNames)}");
+                else if (fallback.Contains(name))
+                    Error(items[i], item.Path, $"model '{name}' is listed twice in the fallback of model '{modelName}'");
+                else
+                    fallback.Add(name);
+            }
+        }
+        ModelPrice? price = null;
+        if (map.TryGetValue("price", out var pr) && Map(pr, "'price'", s_priceKeys, ["input", "output"], null) is { } pm)
+        {
+            var input = pm.TryGetValue("input", out var pi) ? Number(pi, 0, 1_000_000) : null;
+            var output = pm.TryGetValue("output", out var po) ? Number(po, 0, 1_000_000) : null;
+            if (input is not null && output is not null) price = new ModelPrice(input.Value, output.Value);
+        }
+        return new ModelResilience(retry, breaker, (int?)maxConcurrency, (int?)maxQueue, (int?)rpm, tpm, maxWait, attempt, step, fallback, price);
+    }
+
+    /// <summary>A <c>retry</c> mapping; <paramref name="effect"/> is the tool's (null for a model).</summary>
+    private RetrySettings? ReadRetry(Entry entry, string? effect)
+    {
+        var map = Map(entry, "'retry'", s_retryKeys, [], null);
+        if (map is null) return null;
+        var d = RetrySettings.ToolDefault;
+        var attempts = map.TryGetValue("maxAttempts", out var ma) ? Integer(ma, 1, 100) : null;
+        var delay = map.TryGetValue("delay", out var de) ? Duration(de, allowZero: true) : null;
+        var maxDelay = map.TryGetValue("maxDelay", out var md) ? Duration(md, allowZero: true) : null;
+        var total = map.TryGetValue("maxTotalTime", out var mt) ? Duration(mt, allowZero: false) : null;
+        var jitter = map.TryGetValue("jitter", out var ji) ? Boolean(ji) : null;
+        RetryBoundary? onlyBefore = null;
+        if (map.TryGetValue("onlyBefore", out var ob) && Choice(ob, s_retryBoundaries) is not null)
+        {
+            if (effect is null)
+                Error(ob.Key, ob.Path, "'onlyBefore' applies to write tools only (models and read or idempotent tools retry any transient failure)");
+            else if (effect != "write")
+                Error(ob.Key, ob.Path, $"'onlyBefore' applies to write tools only; this tool is '{effect}', which retries any transient failure");
+            else
+                onlyBefore = RetryBoundary.Send;
+        }
+        var model = effect is null ? RetrySettings.ModelDefault : d;
+        return new RetrySettings
+        {
+            MaxAttempts = attempts is { } a ? (int)a : model.MaxAttempts,
+            Delay = delay ?? model.Delay,
+            MaxDelay = maxDelay ?? model.MaxDelay,
+            MaxTotalTime = total ?? model.MaxTotalTime,
+            Jitter = jitter ?? model.Jitter,
+            OnlyBefore = onlyBefore,
+        };
+    }
+
+    private CircuitBreakerSettings? ReadBreaker(Entry entry)
+    {
+        var map = Map(entry, "'circuitBreaker'", s_breakerKeys, [], null);
+        if (map is null) return null;
+        var d = CircuitBreakerSettings.Default;
+        var enabled = map.TryGetValue("enabled", out var en) ? Boolean(en) : null;
+        var ratio = map.TryGetValue("failureRatio", out var fr) ? Number(fr, 0.01, 1) : null;
+        var throughput = map.TryGetValue("minimumThroughput", out var mt) ? Integer(mt, 2, 1_000_000) : null;
+        var sampling = map.TryGetValue("samplingDuration", out var sd) ? AtLeastHalfASecond(sd) : null;
+        var breakFor = map.TryGetValue("breakDuration", out var bd) ? AtLeastHalfASecond(bd) : null;
+        return new CircuitBreakerSettings
+        {
+            Enabled = enabled ?? true,
+            FailureRatio = ratio ?? d.FailureRatio,
+            MinimumThroughput = throughput is { } t ? (int)t : d.MinimumThroughput,
+            SamplingDuration = sampling ?? d.SamplingDuration,
+            BreakDuration = breakFor ?? d.BreakDuration,
+        };
+    }
+
+    private TimeSpan? AtLeastHalfASecond(Entry entry)
+    {
+        var value = Duration(entry, allowZero: false);
+        if (value is { } v && v < TimeSpan.FromMilliseconds(500))
+        {
+            Error(entry.Value, entry.Path, $"'{entry.Name}' must be at least 500ms, not {entry.Value}");
+            return null;
+        }
+        return value;
     }
 
     private List<ScriptRule> ReadRules(Entry entry)
@@ -376,6 +500,11 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         var inDoubt = map.TryGetValue("onInDoubt", out var od) ? Choice(od, s_inDoubtActions) : null;
         var inDoubtTimeout = map.TryGetValue("inDoubtTimeout", out var it) ? Duration(it, allowZero: false) : null;
         var effectValue = effect switch { "idempotent" => ToolEffect.Idempotent, "write" => ToolEffect.Write, _ => ToolEffect.Read };
+        var toolRetry = map.TryGetValue("retry", out var tr) ? ReadRetry(tr, effect ?? "read") : null;
+        var toolBreaker = map.TryGetValue("circuitBreaker", out var tb) ? ReadBreaker(tb) : null;
+        var toolConcurrency = map.TryGetValue("maxConcurrency", out var tc) ? Integer(tc, 1, 100_000) : null;
+        var toolQueue = map.TryGetValue("maxQueue", out var tq) ? Integer(tq, 0, 1_000_000) : null;
+        var toolStep = map.TryGetValue("stepTimeout", out var ts) ? Duration(ts, allowZero: false) : null;
         InDoubtAction? inDoubtValue = inDoubt switch { "wait" => InDoubtAction.Wait, "retry" => InDoubtAction.Retry, "fail" => InDoubtAction.Fail, _ => null };
 
         if (kind == "process")
@@ -393,6 +522,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
                 Parameters = parameters,
                 OnInDoubt = inDoubtValue,
                 InDoubtTimeout = inDoubtTimeout,
+                Retry = toolRetry, CircuitBreaker = toolBreaker, MaxConcurrency = (int?)toolConcurrency, MaxQueue = (int?)toolQueue, StepTimeout = toolStep,
                 Command = command,
                 WorkingDirectory = baseDirectory,
                 Environment = env,
@@ -414,6 +544,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             Parameters = parameters,
             OnInDoubt = inDoubtValue,
             InDoubtTimeout = inDoubtTimeout,
+            Retry = toolRetry, CircuitBreaker = toolBreaker, MaxConcurrency = (int?)toolConcurrency, MaxQueue = (int?)toolQueue, StepTimeout = toolStep,
             Method = method,
             Url = url,
             Headers = headers,
@@ -609,7 +740,8 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             var tokens = bm.TryGetValue("maxTokens", out var tk) ? Integer(tk, 1, long.MaxValue) : null;
             var wall = bm.TryGetValue("maxWallTime", out var wt) ? Duration(wt, allowZero: false) : null;
             var queue = bm.TryGetValue("maxQueueTime", out var qt) ? Duration(qt, allowZero: false) : null;
-            budgets = new AgentBudgets { MaxSteps = steps is { } s ? (int)s : null, MaxTokens = tokens, MaxWallTime = wall, MaxQueueTime = queue };
+            var cost = bm.TryGetValue("maxCost", out var mc) ? Number(mc, 0, double.MaxValue) : null;
+            budgets = new AgentBudgets { MaxSteps = steps is { } s ? (int)s : null, MaxTokens = tokens, MaxWallTime = wall, MaxQueueTime = queue, MaxCost = cost };
         }
 
         var loop = new LoopDetectionSettings();

@@ -26,12 +26,19 @@ public sealed class ModelClientFactory
 
     /// <summary>Creates the client for <paramref name="model"/>.</summary>
     /// <exception cref="ArgumentException">The definition is invalid, or of a kind this factory does not know; the message names the model.</exception>
-    public IChatClient Create(ModelDefinition model)
+    public IChatClient Create(ModelDefinition model) => Create(model, providerRetries: true);
+
+    /// <summary>
+    /// Creates the client for <paramref name="model"/>; with <paramref name="providerRetries"/> false the provider
+    /// does not retry (an OpenAI-compatible client makes one attempt per call): for callers that retry themselves,
+    /// as Bureau's runtime does, so that a failure is never retried twice over.
+    /// </summary>
+    public IChatClient Create(ModelDefinition model, bool providerRetries)
     {
         ArgumentNullException.ThrowIfNull(model);
         return model switch
         {
-            OpenAIModelDefinition openAI => OpenAIModelChatClient.Create(openAI, _httpClient, _timeProvider),
+            OpenAIModelDefinition openAI => OpenAIModelChatClient.Create(openAI, _httpClient, _timeProvider, providerRetries ? openAI.MaxRetries : 0),
             ScriptedModelDefinition scripted => new ScriptedChatClient(scripted, _timeProvider),
             ChatClientModelDefinition custom => custom.Client ?? throw new ArgumentException($"model '{model.Name}': no client was given.", nameof(model)),
             _ => throw new ArgumentException(

@@ -28,6 +28,14 @@ public sealed class FakeChatServer : IAsyncDisposable
 
     public string BaseUrl { get; private set; } = "";
 
+    /// <summary>When set, every other request (the 1st, 3rd, ...) is answered 429 with <c>Retry-After: 1</c>.</summary>
+    public bool ThrottleHalf { get; set; }
+
+    /// <summary>Requests answered 429.</summary>
+    public int Throttled => Volatile.Read(ref _throttled);
+
+    private int _requests, _throttled;
+
     public static async Task<FakeChatServer> StartAsync()
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -43,6 +51,15 @@ public sealed class FakeChatServer : IAsyncDisposable
 
     private async Task HandleAsync(HttpContext ctx)
     {
+        if (Interlocked.Increment(ref _requests) % 2 == 1 && ThrottleHalf)
+        {
+            Interlocked.Increment(ref _throttled);
+            ctx.Response.StatusCode = 429;
+            ctx.Response.Headers.RetryAfter = "1";
+            ctx.Response.ContentType = "application/json";
+            await ctx.Response.WriteAsync("""{"error":{"message":"rate limited (injected)","type":"rate_limit_error","code":null}}""");
+            return;
+        }
         var body = await JsonNode.ParseAsync(ctx.Request.Body);
         var messages = body!["messages"]!.AsArray();
         var input = messages.First(m => (string?)m!["role"] == "user")!["content"] switch

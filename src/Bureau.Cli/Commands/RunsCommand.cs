@@ -16,7 +16,64 @@ internal static class RunsCommand
         cmd.Subcommands.Add(Show());
         cmd.Subcommands.Add(Resolve());
         cmd.Subcommands.Add(Resume());
+        cmd.Subcommands.Add(Failures());
         return cmd;
+    }
+
+    private static Command Failures()
+    {
+        var since = new Option<string?>("--since")
+        {
+            Description = "Only runs that ended in this last span (30m, 24h, 7d) or after this time (2026-12-06T10:00Z). Default: all.",
+            HelpName = "SPAN|TIME",
+        };
+        var limit = new Option<int>("--limit") { Description = "Read at most this many failed runs (newest first).", DefaultValueFactory = _ => 10_000 };
+        var db = CliShared.DbOption();
+        var json = CliShared.JsonOption("Print {\"groups\":[...]} on stdout.");
+        var cmd = new Command("failures", "Failed and canceled runs grouped by cause and dependency: count, first and last seen, an example run, a hint.")
+        {
+            since, limit, db, json,
+        };
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var from = ParseSince(parse.GetValue(since), DateTimeOffset.UtcNow);
+            await using var store = await CliShared.OpenExistingStoreAsync(parse.GetValue(db)!, ct);
+            var groups = await Resilience.FailureReport.ReadAsync(store, from, Math.Max(1, parse.GetValue(limit)), ct);
+            if (parse.GetValue(json))
+            {
+                Console.Out.WriteLine(RunDocuments.ToJson(Resilience.FailureReport.ToJson(groups), indented: true));
+                return 0;
+            }
+            if (groups.Count == 0)
+            {
+                Console.Out.WriteLine(from is null ? "no failed or canceled runs" : $"no failed or canceled runs since {from:u}");
+                return 0;
+            }
+            var o = Console.Out;
+            o.WriteLine($"{"COUNT",5}  {"CAUSE",-24} {"DEPENDENCY",-24} {"FIRST SEEN",-20} {"LAST SEEN",-20} EXAMPLE RUN");
+            foreach (var g in groups)
+            {
+                var cause = g.Cause + (g.Kind is null ? "" : "/" + g.Kind);
+                o.WriteLine($"{g.Count,5}  {cause,-24} {g.Dependency ?? "-",-24} {g.FirstSeen:u} {g.LastSeen:u} {g.ExampleRun}");
+                o.WriteLine($"       hint: {g.Hint}");
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    /// <summary>"24h", "30m", "7d", "90s" before <paramref name="now"/>, or a time; null for none.</summary>
+    internal static DateTimeOffset? ParseSince(string? text, DateTimeOffset now)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        text = text.Trim();
+        var unit = text[^1];
+        if (unit is 's' or 'm' or 'h' or 'd' && double.TryParse(text[..^1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var n) && n >= 0)
+        {
+            return now - unit switch { 's' => TimeSpan.FromSeconds(n), 'm' => TimeSpan.FromMinutes(n), 'h' => TimeSpan.FromHours(n), _ => TimeSpan.FromDays(n) };
+        }
+        if (DateTimeOffset.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var at)) return at;
+        throw new CliUsageException($"--since: '{text}' is neither a span (30m, 24h, 7d) nor a time (2026-12-06T10:00Z)");
     }
 
     private static Command Resume()
@@ -154,7 +211,9 @@ internal static class RunsCommand
             }
             var o = Console.Out;
             o.WriteLine($"run {run.Id}  agent {run.Agent}  {run.Status.ToWireName()}{(run.Outcome is null ? "" : " (" + run.Outcome + ")")}");
-            o.WriteLine($"created {run.CreatedAt:u}  updated {run.UpdatedAt:u}  tokens {run.Usage.InputTokens}+{run.Usage.OutputTokens}");
+            o.WriteLine($"created {run.CreatedAt:u}  updated {run.UpdatedAt:u}  tokens {run.Usage.InputTokens}+{run.Usage.OutputTokens}  cost {RunDocuments.CostOf(journal).ToString("0.######", System.Globalization.CultureInfo.InvariantCulture)}");
+            if (Resilience.FailureReport.FailureOf(run, journal) is { } failure)
+                o.WriteLine($"cause: {JournalText.Cause(failure)}{(failure.Step is { } fs ? $" at step {fs}" : "")}; hint: {failure.Hint}");
             o.WriteLine($"input: {run.Input}");
             o.WriteLine();
             foreach (var r in journal)

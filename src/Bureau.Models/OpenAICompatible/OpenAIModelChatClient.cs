@@ -25,14 +25,18 @@ internal sealed class OpenAIModelChatClient : DelegatingChatClient
     }
 
     /// <summary>Builds the client for <paramref name="model"/>, over <paramref name="httpClient"/> when one is given; retry waits run on <paramref name="timeProvider"/>.</summary>
-    public static IChatClient Create(OpenAIModelDefinition model, HttpClient? httpClient, TimeProvider timeProvider)
+    public static IChatClient Create(OpenAIModelDefinition model, HttpClient? httpClient, TimeProvider timeProvider) =>
+        Create(model, httpClient, timeProvider, model.MaxRetries);
+
+    /// <summary>As <see cref="Create(OpenAIModelDefinition, HttpClient?, TimeProvider)"/>, with <paramref name="retries"/> retries by the SDK (0 when the caller retries).</summary>
+    public static IChatClient Create(OpenAIModelDefinition model, HttpClient? httpClient, TimeProvider timeProvider, int retries)
     {
         Validate(model);
         var options = new OpenAIClientOptions
         {
             Endpoint = model.Endpoint,
             NetworkTimeout = model.Timeout,
-            RetryPolicy = new TimeProviderRetryPolicy(model.MaxRetries, timeProvider),
+            RetryPolicy = new TimeProviderRetryPolicy(retries, timeProvider),
         };
         if (httpClient is not null) options.Transport = new HttpClientPipelineTransport(httpClient);
         var key = string.IsNullOrEmpty(model.ApiKey) ? PlaceholderApiKey : model.ApiKey;

@@ -43,8 +43,12 @@ public static class BureauServiceCollectionExtensions
         services.TryAddSingleton<IRunEventBus, InProcessRunEventBus>();
         services.TryAddSingleton(sp => new Models.ModelClientFactory(timeProvider: sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<ChatClients>();
+        services.TryAddSingleton(sp => new Resilience.ResilienceClock(sp.GetRequiredService<TimeProvider>()));
+        services.TryAddSingleton<Resilience.DependencyHealth>();
+        services.TryAddSingleton<Resilience.ModelGateway>();
         services.TryAddSingleton(new ToolFactory());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IToolCallFilter, TelemetryToolFilter>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IToolCallFilter, Resilience.ToolResilienceFilter>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunExecutor, AgentRunExecutor>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunExecutor, Teams.TeamRunExecutor>());
         services.TryAddSingleton<ICrashPoints>(NoCrashPoints.Instance);

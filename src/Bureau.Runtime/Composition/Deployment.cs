@@ -50,7 +50,7 @@ internal sealed class ChatClients(Models.ModelClientFactory factory, IEnumerable
         lock (_clients)
         {
             if (_clients.TryGetValue(model.Name, out var client)) return client;
-            var inner = factory.Create(model);
+            var inner = factory.Create(model, providerRetries: false);   // the runtime's retry link retries (docs/decisions/0012)
             if (_steps.Length > 0)
             {
                 var builder = new ChatClientBuilder(inner);

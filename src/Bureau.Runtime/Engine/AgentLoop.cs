@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
+using Bureau.Resilience;
 using Bureau.Tools;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
@@ -13,8 +14,9 @@ namespace Bureau.Engine;
 /// </summary>
 internal sealed class AgentRunExecutor : IRunExecutor
 {
-    public AgentRunExecutor(BureauDeployment deployment, ChatClients chatClients, ToolFactory toolFactory, IEnumerable<IToolCallFilter> filters, ILoggerFactory loggerFactory)
+    public AgentRunExecutor(BureauDeployment deployment, ModelGateway models, ToolFactory toolFactory, IEnumerable<IToolCallFilter> filters, ILoggerFactory loggerFactory)
     {
+        Models = models;
         var definitions = deployment.Definitions;
         Logger = loggerFactory.CreateLogger("Bureau.Engine");
         var tools = new Dictionary<string, BureauTool>(StringComparer.Ordinal);
@@ -33,7 +35,7 @@ internal sealed class AgentRunExecutor : IRunExecutor
                     throw new ArgumentException($"agent '{a.Name}': tool '{name}' is not defined", nameof(deployment));
                 agentTools.Add(tool);
             }
-            agents[a.Name] = new AgentRuntime(a, model, chatClients.Get(model), agentTools, validator);
+            agents[a.Name] = new AgentRuntime(a, model, models.Get(model), agentTools, validator);
         }
         Agents = agents;
         Targets = agents.Keys;
@@ -46,6 +48,7 @@ internal sealed class AgentRunExecutor : IRunExecutor
     internal IReadOnlyDictionary<string, BureauTool> ToolsByName { get; }
     internal ToolPipeline Pipeline { get; }
     internal ILogger Logger { get; }
+    internal ModelGateway Models { get; }
 
     public Task<RunStatus> ExecuteAsync(RunContext run) => new AgentLoop(this, run).ExecuteAsync();
 }
@@ -55,7 +58,7 @@ internal sealed class AgentRunExecutor : IRunExecutor
 /// before the next starts. One executor per run at a time (the scheduler's claims, the run grain or
 /// the local activator); the store's expected-version check rejects a stale one.
 /// </summary>
-internal sealed partial class AgentLoop
+internal sealed partial class AgentLoop : IResilienceJournal
 {
     // AIJsonUtilities.DefaultOptions writes indented JSON; journaled arguments are compact (one line, fewer bytes).
     private static readonly JsonTypeInfo CompactArguments = CreateCompactArguments();
@@ -83,6 +86,11 @@ internal sealed partial class AgentLoop
     }
 
     private TimeProvider Time => _run.Time;
+
+    string IResilienceJournal.RunId => _runId;
+
+    /// <summary>What the resilience links journal during a call (a failed attempt, a wait, a fallback): appended as it happens.</summary>
+    ValueTask IResilienceJournal.RecordAsync(JournalEntry entry) => _run.AppendAsync([entry]);
     private ILogger Logger => _kind.Logger;
 
     /// <summary>Runs until the run ends or waits; returns its status then. A cancellation propagates to the engine, which journals it.</summary>
@@ -93,7 +101,8 @@ internal sealed partial class AgentLoop
         {
             _state = new RunState(_runId, null);
             Load();
-            return await FinishAsync(RunStatus.Failed, null, $"agent '{run.Agent}' is not deployed in this host", "error");
+            return await FinishAsync(RunStatus.Failed, null, $"agent '{run.Agent}' is not deployed in this host", "error",
+                failure: new RunFailure("internal", null, _state.Version + 1, null, null, $"deploy agent '{run.Agent}' in this host, or cancel the run"));
         }
 
         _state = new RunState(_runId, _agent.Definition.Instructions);
@@ -116,7 +125,8 @@ internal sealed partial class AgentLoop
             {
                 var queued = Math.Round((now - run.CreatedAt).TotalSeconds, 3);
                 return await FinishAsync(RunStatus.Failed, null,
-                    $"expired: waited {queued}s in the queue, longer than maxQueueTime {maxQueue.TotalSeconds}s; it never started", "expired");
+                    $"expired: waited {queued}s in the queue, longer than maxQueueTime {maxQueue.TotalSeconds}s; it never started", "expired",
+                    failure: new RunFailure("budget", "queue-time", _state.Version + 1, null, null, "the queue was too long: raise maxConcurrentRuns or budgets.maxQueueTime, or submit fewer runs at once"));
             }
             _state.BeginExecution(now);
         }
@@ -197,6 +207,7 @@ internal sealed partial class AgentLoop
         _run.PublishActivity("model.started", $"{_agent.ModelLabel} turn {turn}");
         try
         {
+            using var scope = ResilienceScope.Enter(this);
             response = await _agent.Client.GetResponseAsync(_state.Messages, _agent.ChatOptions, token);
         }
         catch (OperationCanceledException) when (timeLimit?.IsCancellationRequested == true && !_cancel.IsCancellationRequested)
@@ -206,9 +217,10 @@ internal sealed partial class AgentLoop
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !_cancel.IsCancellationRequested)
         {
-            var message = $"model '{_agent.ModelName}' failed at turn {turn} (run {_runId}, step {_state.Version + 1}): {ex.Message}";
-            Log.ModelFailed(Logger, _runId, _state.Version + 1, ex);
-            await FinishAsync(RunStatus.Failed, null, message, "error");
+            var step = _state.Version + 1;
+            var message = $"model '{_agent.ModelName}' failed at turn {turn} (run {_runId}, step {step}): {ex.Message}";
+            Log.ModelFailed(Logger, _runId, step, ex);
+            await FinishAsync(RunStatus.Failed, null, message, "error", failure: ModelFailureOf(ex, step));
             return null;
         }
         finally
@@ -218,6 +230,29 @@ internal sealed partial class AgentLoop
         _run.CrashPoints.Hit("after-model");
         var elapsed = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         return new ModelAnswer(ToEntry(response, turn, elapsed));
+    }
+
+    private RunFailure ModelFailureOf(Exception ex, long step)
+    {
+        var (failure, attempts, model) = ex is ModelCallException m
+            ? (m.Failure, m.Attempts, m.Model)
+            : (ModelFailure.Classify(ex, Time.GetUtcNow()), 1, _agent.ModelName);
+        var kind = failure.Class switch
+        {
+            "rate-limited" => "rate-limited",
+            "refused" => "refused",
+            "invalid-output" => "invalid-output",
+            _ => "unavailable",
+        };
+        var fallbacks = _agent.FallbackCount > 0 ? $" (and its {_agent.FallbackCount} fallback model(s))" : "";
+        var hint = kind switch
+        {
+            "rate-limited" => $"the model{fallbacks} kept answering 429: lower concurrency, set requestsPerMinute/tokensPerMinute, or add a fallback model",
+            "refused" => "the endpoint refused the request (key, model id, request size): check the model's settings; retrying will not help",
+            "invalid-output" => "the model's answer could not be read: check that the endpoint speaks Chat Completions",
+            _ => $"the model{fallbacks} failed or did not answer after retries: check its endpoint (bureau health), or add a fallback model",
+        };
+        return new RunFailure("model", kind, step, "model:" + model, attempts, hint);
     }
 
     private ModelResponded ToEntry(ChatResponse response, int turn, double elapsedMs)
@@ -241,16 +276,24 @@ internal sealed partial class AgentLoop
             ? new UsageRecord(u.InputTokenCount ?? 0, u.OutputTokenCount ?? 0)
             : UsageRecord.Zero;
         var text = response.Text;
+        var answeredBy = response.AdditionalProperties?.TryGetValue(ResilientChatClient.AnsweredByKey, out var by) == true ? by as string : null;
+        var attempts = response.AdditionalProperties?.TryGetValue(ResilientChatClient.AttemptsKey, out var n) == true && n is int count ? count : 1;
+        var model = answeredBy is null ? null : _kind.Models.Definition(answeredBy);
+        var fellBack = answeredBy is not null && answeredBy != _agent.ModelName;
+        var price = (model ?? _agent.Model).Price;
         return new ModelResponded(
             turn,
-            response.ModelId ?? _agent.ModelLabel,
-            _agent.Provider,
+            response.ModelId ?? (fellBack ? answeredBy! : _agent.ModelLabel),
+            fellBack && model is not null ? model.Provider : _agent.Provider,
             string.IsNullOrEmpty(text) ? null : text,
             (IReadOnlyList<ToolCallRecord>?)calls ?? [],
             usage,
             response.FinishReason?.Value,
             _state.Messages.Count,
-            Math.Round(elapsedMs, 3));
+            Math.Round(elapsedMs, 3),
+            price is null ? null : Math.Round(price.CostOf(usage), 9),
+            fellBack ? answeredBy : null,
+            attempts > 1 ? attempts : null);
     }
 
     /// <summary>Handles one tool call; returns a status when the run stops (waits, loops, budget).</summary>
@@ -285,7 +328,8 @@ internal sealed partial class AgentLoop
             var step = _state.Version + 1;
             var outcome = await InvokeAsync(tool, c, step, $"{_runId}:{step}", check.Arguments);
             _run.CrashPoints.Hit("after-tool");
-            await AppendAsync([new ToolCompleted(c.CallId, c.Name, outcome.Outcome.Content, outcome.Outcome.IsError, outcome.Ms, Note: outcome.Outcome.Note)]);
+            await AppendAsync([new ToolCompleted(c.CallId, c.Name, outcome.Outcome.Content, outcome.Outcome.IsError, outcome.Ms, Note: outcome.Outcome.Note,
+                Failure: ToolFailureNames.Of(outcome.Outcome.Failure), Attempts: outcome.Outcome.Attempts > 1 ? outcome.Outcome.Attempts : null)]);
             _run.CrashPoints.Hit("after-result");
             return null;
         }
@@ -303,7 +347,8 @@ internal sealed partial class AgentLoop
         var c = call.Call;
         var result = await InvokeAsync(tool, c, call.IntentStep, call.IdempotencyKey!, arguments);
         _run.CrashPoints.Hit("after-tool");
-        await AppendAsync([new ToolCompleted(c.CallId, c.Name, result.Outcome.Content, result.Outcome.IsError, result.Ms, call.IntentStep, result.Outcome.Note)]);
+        await AppendAsync([new ToolCompleted(c.CallId, c.Name, result.Outcome.Content, result.Outcome.IsError, result.Ms, call.IntentStep, result.Outcome.Note,
+            ToolFailureNames.Of(result.Outcome.Failure), result.Outcome.Attempts > 1 ? result.Outcome.Attempts : null)]);
         _run.CrashPoints.Hit("after-result");
         return null;
     }
@@ -374,6 +419,7 @@ internal sealed partial class AgentLoop
         var started = Stopwatch.GetTimestamp();
         try
         {
+            using var scope = ResilienceScope.Enter(this);
             var outcome = await _kind.Pipeline.InvokeAsync(new ToolCall(_runId, _agent.Definition, tool, step, key, call.CallId, arguments, call.Arguments, _cancel));
             return new TimedOutcome(outcome, Math.Round(Stopwatch.GetElapsedTime(started).TotalMilliseconds, 3));
         }
@@ -392,14 +438,26 @@ internal sealed partial class AgentLoop
             return null;
         }
         Log.LoopStopped(Logger, _runId, _state.Version, reason);
-        return await FinishAsync(RunStatus.Failed, null, $"loop detected: {reason}", "loop", new LoopDetected(reason, tool, LoopAction.Stop, callId));
+        var step = _state.Version + 1;
+        var failure = _state.RejectionsInARow >= 2
+            ? new RunFailure("validation", null, step, tool is null ? null : "tool:" + tool, null,
+                "the model kept making tool calls that fail validation: check the tool's schema and description, or the agent's instructions")
+            : _state.LastToolFailure is { } lf
+                ? new RunFailure("tool", lf.Failure is "timeout" or "crash" or "unavailable" ? lf.Failure : "error", lf.Step, "tool:" + lf.Tool, lf.Attempts ?? 1,
+                    $"tool '{lf.Tool}' kept failing and the model went round in circles: check the tool (bureau health), its timeout and retry settings")
+                : new RunFailure("loop", null, step, tool is null ? null : "tool:" + tool, null,
+                    "the model repeated itself without progress: refine the instructions, or raise loop.maxRepeatedCalls / maxTurnsWithoutProgress");
+        return await FinishAsync(RunStatus.Failed, null, $"loop detected: {reason}", "loop", new LoopDetected(reason, tool, LoopAction.Stop, callId), failure);
     }
 
     private Task<RunStatus> BudgetStopAsync(BudgetExceeded exceeded)
     {
-        var unit = exceeded.Budget switch { "time" => "s", "tokens" => " tokens", _ => " steps" };
+        var unit = exceeded.Budget switch { "time" => "s", "tokens" => " tokens", "cost" => "", _ => " steps" };
         Log.BudgetStopped(Logger, _runId, _state.Version, exceeded.Budget);
-        return FinishAsync(RunStatus.Failed, null, $"budget exceeded: {exceeded.Budget} (limit {exceeded.Limit}{unit}, used {exceeded.Used}{unit})", "budget", exceeded);
+        var key = exceeded.Budget switch { "time" => "maxWallTime", "tokens" => "maxTokens", "cost" => "maxCost", _ => "maxSteps" };
+        var failure = new RunFailure("budget", exceeded.Budget, _state.Version + 1, null, null,
+            $"the run used its {exceeded.Budget} budget: raise budgets.{key} if the work needs it, or look for a loop in its journal");
+        return FinishAsync(RunStatus.Failed, null, $"budget exceeded: {exceeded.Budget} (limit {exceeded.Limit}{unit}, used {exceeded.Used}{unit})", "budget", exceeded, failure);
     }
 
     private TimeSpan ActiveTime() => _state.ActiveTime(Time.GetUtcNow());
@@ -417,11 +475,11 @@ internal sealed partial class AgentLoop
         return RunStatus.Succeeded;
     }
 
-    private async Task<RunStatus> FinishAsync(RunStatus status, string? output, string? error, string? outcome, JournalEntry? cause = null)
+    private async Task<RunStatus> FinishAsync(RunStatus status, string? output, string? error, string? outcome, JournalEntry? cause = null, RunFailure? failure = null)
     {
         var entries = cause is null
-            ? new JournalEntry[] { new RunFinished(status, output, error, outcome) }
-            : [cause, new RunFinished(status, output, error, outcome)];
+            ? new JournalEntry[] { new RunFinished(status, output, error, outcome, failure) }
+            : [cause, new RunFinished(status, output, error, outcome, failure)];
         await AppendAsync(entries, new RunUpdate { Status = status, Output = output, Error = error, Outcome = outcome, Usage = _state.Usage });
         return status;
     }

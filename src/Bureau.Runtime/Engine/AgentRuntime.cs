@@ -9,6 +9,8 @@ internal sealed class AgentRuntime
     public AgentRuntime(AgentDefinition definition, ModelDefinition model, IChatClient client, IReadOnlyList<BureauTool> tools, ToolCallValidator validator)
     {
         Definition = definition;
+        Model = model;
+        FallbackCount = model.Fallback.Count;
         ModelName = model.Name;
         Provider = model.Provider;
         ModelLabel = model switch
@@ -27,6 +29,8 @@ internal sealed class AgentRuntime
     }
 
     public AgentDefinition Definition { get; }
+    public ModelDefinition Model { get; }
+    public int FallbackCount { get; }
     public string ModelName { get; }
     public string ModelLabel { get; }
     public string Provider { get; }

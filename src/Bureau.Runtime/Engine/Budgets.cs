@@ -24,9 +24,11 @@ internal static class Budgets
                 if (budgets.MaxTokens is { } maxTokens && state.Usage.TotalTokens >= maxTokens) return new BudgetExceeded("tokens", maxTokens, state.Usage.TotalTokens);
                 if (budgets.MaxWallTime is { } maxTime && activeTime >= maxTime)
                     return new BudgetExceeded("time", maxTime.TotalSeconds, Math.Round(activeTime.TotalSeconds, 3));
+                if (budgets.MaxCost is { } maxCost && state.Cost >= maxCost) return new BudgetExceeded("cost", maxCost, Math.Round(state.Cost, 6));
                 return null;
             case BudgetPoint.AfterModel:
-                return budgets.MaxTokens is { } limit && state.Usage.TotalTokens > limit ? new BudgetExceeded("tokens", limit, state.Usage.TotalTokens) : null;
+                if (budgets.MaxTokens is { } limit && state.Usage.TotalTokens > limit) return new BudgetExceeded("tokens", limit, state.Usage.TotalTokens);
+                return budgets.MaxCost is { } costLimit && state.Cost > costLimit ? new BudgetExceeded("cost", costLimit, Math.Round(state.Cost, 6)) : null;
             case BudgetPoint.BeforeTool:
                 return budgets.MaxSteps is { } steps && state.Steps >= steps ? new BudgetExceeded("steps", steps, state.Steps) : null;
             default:

@@ -413,7 +413,8 @@ public sealed partial class BureauEngine : IAsyncDisposable
 
     private static async Task<RunStatus> FinishUnrunnableAsync(RunContext context, string error)
     {
-        await context.AppendAsync([new RunFinished(RunStatus.Failed, null, error, "error")],
+        await context.AppendAsync([new RunFinished(RunStatus.Failed, null, error, "error",
+                new RunFailure("internal", null, context.Version + 1, null, null, "the run cannot execute in this host (its agent or kind is not deployed); deploy it, or cancel the run"))],
             new RunUpdate { Status = RunStatus.Failed, Error = error, Outcome = "error" });
         return RunStatus.Failed;
     }
@@ -424,11 +425,18 @@ public sealed partial class BureauEngine : IAsyncDisposable
         var (actor, reason) = (execution.CancelActor, execution.CancelReason);
         var error = CancelError(actor, reason);
         await context.AppendAsync(
-            [new RunCanceled(reason, actor, inFlight), new RunFinished(RunStatus.Canceled, null, error, "canceled")],
+            [new RunCanceled(reason, actor, inFlight), new RunFinished(RunStatus.Canceled, null, error, "canceled",
+                new RunFailure("canceled", null, context.Version + 1, null, null, error))],
             new RunUpdate { Status = RunStatus.Canceled, Error = error, Outcome = "canceled" });
         Log.Canceled(Logger, context.RunId, context.Version);
         return RunStatus.Canceled;
     }
+
+    /// <summary>A canceled run's failure: <c>in-doubt</c> when it was waiting for a person to say whether a write took effect.</summary>
+    private static RunFailure CanceledFailure(RunRecord run, string error) => run.WaitingFor is InDoubtWait d
+        ? new RunFailure("in-doubt", null, d.Step, d.Tool is null ? null : "tool:" + d.Tool, null,
+            $"canceled while the outcome of '{d.Tool}' (step {d.Step}, key {d.Key}) was unknown: check with the tool's owner whether it took effect")
+        : new RunFailure("canceled", null, run.Version + 1, null, null, error);
 
     private static string CancelError(string? actor, string? reason) =>
         $"canceled{(actor is null ? "" : " by " + actor)}{(reason is null ? "" : ": " + reason)}";
@@ -525,7 +533,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
             try
             {
                 await Writer.AppendAsync(runId, run.Version,
-                    [new RunCanceled(reason, actor, []), new RunFinished(RunStatus.Canceled, null, error, "canceled")],
+                    [new RunCanceled(reason, actor, []), new RunFinished(RunStatus.Canceled, null, error, "canceled", CanceledFailure(run, error))],
                     new RunUpdate { Status = RunStatus.Canceled, Error = error, Outcome = "canceled" }, null);
                 await RunEndedAsync(run, actor, canceled: true);
                 return RunStatus.Canceled;

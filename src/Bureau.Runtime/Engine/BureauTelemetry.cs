@@ -25,4 +25,13 @@ public static class BureauTelemetry
 
     internal static readonly System.Diagnostics.Metrics.Counter<long> WaitsExpired =
         Meter.CreateCounter<long>("bureau.waits.expired", "{wait}", "Waits whose deadline passed with no answer.");
+
+    internal static readonly System.Diagnostics.Metrics.Counter<long> DependencyAttempts =
+        Meter.CreateCounter<long>("bureau.dependency.attempts", "{attempt}", "Attempts of model and tool calls, by dependency.");
+
+    internal static readonly System.Diagnostics.Metrics.Counter<long> DependencyFailures =
+        Meter.CreateCounter<long>("bureau.dependency.failures", "{attempt}", "Failed attempts of model and tool calls, by dependency.");
+
+    internal static readonly System.Diagnostics.Metrics.Counter<long> DependencyRejections =
+        Meter.CreateCounter<long>("bureau.dependency.rejections", "{call}", "Calls refused at once (open breaker, full bulkhead, rate limit), by dependency and reason.");
 }

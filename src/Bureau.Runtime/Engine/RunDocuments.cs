@@ -39,10 +39,30 @@ public static class RunDocuments
         return o;
     }
 
+    /// <summary>What the run's model calls cost (priced models only), summed over its journal.</summary>
+    public static double CostOf(IReadOnlyList<JournalRecord> journal)
+    {
+        ArgumentNullException.ThrowIfNull(journal);
+        var cost = 0d;
+        foreach (var r in journal)
+            if (r.Entry is ModelResponded { Cost: { } c }) cost += c;
+        return Math.Round(cost, 9);
+    }
+
+    /// <summary>The summary with what the journal adds: <c>cost</c>, and <c>failure</c> for a failed or canceled run.</summary>
+    private static JsonObject WithJournalFacts(RunRecord run, IReadOnlyList<JournalRecord> journal)
+    {
+        var o = Summary(run);
+        o["cost"] = CostOf(journal);
+        if (Resilience.FailureReport.FailureOf(run, journal) is { } f)
+            o["failure"] = JsonSerializer.SerializeToNode(f, BureauJsonContext.Default.RunFailure);
+        return o;
+    }
+
     /// <summary>The run with every step of its journal.</summary>
     public static JsonObject Full(RunRecord run, IReadOnlyList<JournalRecord> journal)
     {
-        var o = Summary(run);
+        var o = WithJournalFacts(run, journal);
         var steps = new JsonArray();
         foreach (var r in journal) steps.Add(Step(r));
         o["steps"] = steps;
@@ -59,7 +79,7 @@ public static class RunDocuments
     public static void WriteFull(Utf8JsonWriter writer, RunRecord run, IReadOnlyList<JournalRecord> journal)
     {
         ArgumentNullException.ThrowIfNull(writer);
-        var summary = Summary(run);
+        var summary = WithJournalFacts(run, journal);
         writer.WriteStartObject();
         foreach (var (key, value) in summary)
         {

@@ -53,6 +53,12 @@ internal sealed class RunState
     public int Turns { get; private set; }
     public int Steps { get; private set; }
     public UsageRecord Usage { get; private set; } = UsageRecord.Zero;
+    /// <summary>What the run's model calls cost (priced models only).</summary>
+    public double Cost { get; private set; }
+    /// <summary>The latest tool call that failed, while no tool call succeeded after it: (tool, failure class, attempts, step).</summary>
+    public (string Tool, string? Failure, int? Attempts, long Step)? LastToolFailure { get; private set; }
+    /// <summary>Tool calls rejected by validation in a row (no tool result between them).</summary>
+    public int RejectionsInARow { get; private set; }
     public List<PendingCall> Pending { get; } = [];
     public RunFinished? Finished { get; private set; }
     public WaitingFor? Waiting { get; private set; }
@@ -97,6 +103,7 @@ internal sealed class RunState
                 Turns++;
                 Steps++;
                 Usage += m.Usage;
+                Cost += m.Cost ?? 0;
                 LastText = m.Text;
                 Pending.Clear();
                 Messages.Add(ToAssistantMessage(m));
@@ -116,8 +123,11 @@ internal sealed class RunState
                 CountCall(t.CallId);
                 Complete(t.CallId, t.Content);
                 if (!t.IsError && _seenResults.Add(t.Tool + "\u0000" + t.Content)) _turnLearnedSomething = true;
+                LastToolFailure = t.IsError ? (t.Tool, t.Failure, t.Attempts, record.N) : null;
+                RejectionsInARow = 0;
                 break;
             case ToolCallRejected r:
+                RejectionsInARow++;
                 Steps++;
                 CountCall(r.CallId);
                 Complete(r.CallId, r.Error);
@@ -152,7 +162,7 @@ internal sealed class RunState
             case RunFinished f:
                 Finished = f;
                 break;
-            case BudgetExceeded or RunResumed or RunCanceled or ChildRunStarted or ChildRunFinished:
+            case BudgetExceeded or RunResumed or RunCanceled or ChildRunStarted or ChildRunFinished or AttemptFailed or DependencyWaited or ModelFallback:
                 break;
             default:
                 throw new InvalidDataException($"run {RunId}, step {record.N}: unknown journal entry kind '{record.Entry.Kind}'");

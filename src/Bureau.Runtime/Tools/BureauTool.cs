@@ -23,11 +23,55 @@ public sealed record ToolOutcome(string Content, bool IsError)
     /// </summary>
     public string? Note { get; init; }
 
+    /// <summary>For an error, its class, which decides whether the call is retried and whether it counts against the tool's circuit breaker.</summary>
+    public ToolFailure Failure { get; init; }
+
+    /// <summary>How long the tool asked to be left alone (an HTTP <c>Retry-After</c>), when it said.</summary>
+    public TimeSpan? RetryAfter { get; init; }
+
+    /// <summary>Attempts made for this outcome, when more than one (set by the retry link).</summary>
+    public int Attempts { get; init; } = 1;
+
     /// <summary>A result.</summary>
     public static ToolOutcome Success(string content) => new(content, false);
 
-    /// <summary>An error.</summary>
-    public static ToolOutcome Error(string message) => new(message, true);
+    /// <summary>An error the tool reported (a 4xx answer, a non-zero exit): not retried.</summary>
+    public static ToolOutcome Error(string message) => new(message, true) { Failure = ToolFailure.Error };
+
+    /// <summary>An error of the given class.</summary>
+    public static ToolOutcome Error(string message, ToolFailure failure) => new(message, true) { Failure = failure };
+}
+
+/// <summary>The class of a failed tool call.</summary>
+public enum ToolFailure
+{
+    /// <summary>No failure.</summary>
+    None,
+    /// <summary>The tool answered with an error (a 4xx status, a non-zero exit, an error it reported): the same call would fail again.</summary>
+    Error,
+    /// <summary>The call ran past its timeout.</summary>
+    Timeout,
+    /// <summary>The tool crashed or threw mid-way (a lost connection, an exception, a killed process).</summary>
+    Crash,
+    /// <summary>The tool is unavailable (a 5xx, 429 or 408 answer, an open circuit breaker, a full bulkhead).</summary>
+    Unavailable,
+    /// <summary>Nothing was sent: the connection was refused, the host unknown, the program could not start.</summary>
+    NotSent,
+}
+
+/// <summary>Wire names of <see cref="ToolFailure"/>.</summary>
+public static class ToolFailureNames
+{
+    /// <summary><c>error</c>, <c>timeout</c>, <c>crash</c>, <c>unavailable</c>, <c>not-sent</c>, or null for none.</summary>
+    public static string? Of(ToolFailure failure) => failure switch
+    {
+        ToolFailure.Error => "error",
+        ToolFailure.Timeout => "timeout",
+        ToolFailure.Crash => "crash",
+        ToolFailure.Unavailable => "unavailable",
+        ToolFailure.NotSent => "not-sent",
+        _ => null,
+    };
 }
 
 /// <summary>
@@ -58,20 +102,42 @@ public abstract class BureauTool
         BureauToolContext.Current = new BureauToolContext(invocation.RunId, invocation.Step, invocation.IdempotencyKey, invocation.ToolName);
         try
         {
-            return await InvokeCoreAsync(invocation, timeoutCts.Token);
+            // A tool that ignores its token is abandoned at the timeout (it may go on in the background,
+            // but the run does not wait for it, and holds no thread).
+            var task = InvokeCoreAsync(invocation, timeoutCts.Token);
+            return HonoursCancellation ? await task : await task.WaitAsync(timeoutCts.Token);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && timeoutCts.IsCancellationRequested)
         {
-            return ToolOutcome.Error($"tool '{Name}' timed out after {FormatTimeout(timeout)}");
+            return ToolOutcome.Error($"tool '{Name}' timed out after {FormatTimeout(timeout)}", ToolFailure.Timeout);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
-            return ToolOutcome.Error($"tool '{Name}' failed: {ex.Message}");
+            return ToolOutcome.Error($"tool '{Name}' failed: {ex.Message}", NothingSent(ex) ? ToolFailure.NotSent : ToolFailure.Crash);
         }
         finally
         {
             BureauToolContext.Current = previous;
         }
+    }
+
+    /// <summary>
+    /// True when the tool stops promptly once its token fires, and must be awaited to the end (a process tool
+    /// kills its processes then); false (the default) abandons a call that ignores its token at the timeout.
+    /// </summary>
+    protected virtual bool HonoursCancellation => false;
+
+    /// <summary>True when <paramref name="ex"/> proves the request never left: a refused connection, an unknown host.</summary>
+    internal static bool NothingSent(Exception ex)
+    {
+        for (var e = ex; e is not null; e = e.InnerException)
+        {
+            if (e is System.Net.Sockets.SocketException se
+                && se.SocketErrorCode is System.Net.Sockets.SocketError.ConnectionRefused or System.Net.Sockets.SocketError.HostNotFound
+                    or System.Net.Sockets.SocketError.NoData or System.Net.Sockets.SocketError.HostUnreachable or System.Net.Sockets.SocketError.NetworkUnreachable)
+                return true;
+        }
+        return false;
     }
 
     /// <summary>Runs the tool; <paramref name="cancellationToken"/> fires on timeout or cancellation.</summary>

@@ -30,6 +30,9 @@ internal sealed class HttpTool : BureauTool
         _method = new HttpMethod(definition.Method.Trim().ToUpperInvariant());
     }
 
+    /// <inheritdoc />
+    protected override bool HonoursCancellation => true;
+
     protected override async Task<ToolOutcome> InvokeCoreAsync(ToolInvocation invocation, CancellationToken cancellationToken)
     {
         using var request = new HttpRequestMessage(_method, _definition.Url);
@@ -58,7 +61,12 @@ internal sealed class HttpTool : BureauTool
             var head = await ToolOutput.ReadHeadAsync(body, ErrorExcerptChars * 4, drain: false, cancellationToken);
             var excerpt = ToolOutput.Excerpt(encoding.GetString(head.Bytes), ErrorExcerptChars);
             var status = $"HTTP {(int)response.StatusCode} {response.ReasonPhrase ?? ReasonPhrase(response.StatusCode)}".TrimEnd();
-            return ToolOutcome.Error(excerpt.Length == 0 ? status : $"{status}: {excerpt}");
+            var code = (int)response.StatusCode;
+            var failure = code is 408 or 429 || code >= 500 ? ToolFailure.Unavailable : ToolFailure.Error;
+            var retryAfter = response.Headers.RetryAfter is { } ra
+                ? ra.Delta ?? (ra.Date is { } date ? date - DateTimeOffset.UtcNow : null)
+                : null;
+            return ToolOutcome.Error(excerpt.Length == 0 ? status : $"{status}: {excerpt}", failure) with { RetryAfter = retryAfter };
         }
 
         var captured = await ToolOutput.ReadHeadAsync(body, _definition.MaxResponseBytes, drain: false, cancellationToken);

@@ -39,13 +39,16 @@ internal sealed class ProcessTool : BureauTool
         _definition = definition;
     }
 
+    /// <inheritdoc />
+    protected override bool HonoursCancellation => true;
+
     protected override async Task<ToolOutcome> InvokeCoreAsync(ToolInvocation invocation, CancellationToken cancellationToken)
     {
         var workingDirectory = Path.GetFullPath(_definition.WorkingDirectory ?? Directory.GetCurrentDirectory());
         var environment = BuildEnvironment(_definition, invocation);
         var program = ResolveProgram(_definition.Command[0], workingDirectory, environment.GetValueOrDefault("PATH"));
         if (program is null)
-            return ToolOutcome.Error($"program '{_definition.Command[0]}' not found ({DescribeLookup(_definition.Command[0], workingDirectory)})");
+            return ToolOutcome.Error($"program '{_definition.Command[0]}' not found ({DescribeLookup(_definition.Command[0], workingDirectory)})", ToolFailure.NotSent);
 
         // All or nothing: the arguments are complete before anything starts.
         using var arguments = ToolArgumentsFile.Create(Encoding.UTF8.GetBytes(invocation.Arguments.GetRawText()));
@@ -59,7 +62,7 @@ internal sealed class ProcessTool : BureauTool
         }
         catch (Win32Exception ex)
         {
-            return ToolOutcome.Error($"could not start '{program}': {ex.Message}");
+            return ToolOutcome.Error($"could not start '{program}': {ex.Message}", ToolFailure.NotSent);
         }
         using var _ = process;
         // setsid made the started process the leader of a new session and process group: its pid is their id.
@@ -99,8 +102,10 @@ internal sealed class ProcessTool : BureauTool
         if (exitCode != 0)
         {
             if (ToolProcessLauncher.CouldNotStartReason(exitCode, tail) is { } reason)
-                return ToolOutcome.Error($"could not start '{program}': {reason}") with { Note = note };
-            return ToolOutcome.Error(tail.Length == 0 ? $"exit code {exitCode} (nothing on stderr)" : $"exit code {exitCode}: {tail}") with { Note = note };
+                return ToolOutcome.Error($"could not start '{program}': {reason}", ToolFailure.NotSent) with { Note = note };
+            // 128+N: killed by signal N (the session leader reports it so): a crash, not an answer.
+            var failure = exitCode > 128 ? ToolFailure.Crash : ToolFailure.Error;
+            return ToolOutcome.Error(tail.Length == 0 ? $"exit code {exitCode} (nothing on stderr)" : $"exit code {exitCode}: {tail}", failure) with { Note = note };
         }
         // Trailing line breaks are dropped, as a shell's $(...) does: `echo`/`print` end with one.
         return ToolOutcome.Success(output.TrimEnd('\r', '\n')) with { Note = note };

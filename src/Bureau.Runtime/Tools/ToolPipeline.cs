@@ -35,8 +35,12 @@ public sealed class ToolCall
     public JsonElement Arguments { get; }
     /// <summary>The arguments as the model wrote them.</summary>
     public string ArgumentsText { get; }
-    /// <summary>Fires when the run is canceled.</summary>
+    /// <summary>Fires when the run is canceled (or, inside the retry stage, when the step's timeout passes).</summary>
     public CancellationToken CancellationToken { get; }
+
+    /// <summary>The same call (same step and idempotency key) with another token: what the retry stage passes on.</summary>
+    internal ToolCall WithCancellation(CancellationToken cancellationToken) =>
+        cancellationToken == CancellationToken ? this : new ToolCall(RunId, Agent, Tool, Step, IdempotencyKey, CallId, Arguments, ArgumentsText, cancellationToken);
 }
 
 /// <summary>The next link of the tool pipeline (in the end, the tool itself).</summary>

@@ -367,7 +367,7 @@ public sealed class RunExecutorTests : IAsyncLifetime
     public async Task Execute_ModelThrows_RunFailsWithTheReasonRunAndStep()
     {
         _f.AddAgent();
-        _f.UseModel((_, _) => throw new HttpRequestException("HTTP 500 from the model"));
+        _f.UseModel((_, _) => throw new HttpRequestException("HTTP 500 from the model"), retry: new RetrySettings { MaxAttempts = 1 });
         var engine = await _f.StartAsync();
 
         var run = await EngineFixture.WaitAsync(engine, (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id);

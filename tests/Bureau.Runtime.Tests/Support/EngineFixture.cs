@@ -18,17 +18,31 @@ public sealed class EngineFixture : IAsyncDisposable
     }
 
     public BureauDefinitions Definitions { get; } = new();
+
+    /// <summary>The services of the engine last started.</summary>
+    public IServiceProvider Services { get; private set; } = null!;
     public string DbPath => _dir.File("bureau.db");
     public ConcurrentDictionary<string, int> Executions { get; } = new();
     public ConcurrentQueue<string> Keys { get; } = new();
     public TimeProvider? Time { get; set; }
 
-    public FakeModel UseModel(Func<IReadOnlyList<ChatMessage>, int, ChatResponse> answer)
+    public FakeModel UseModel(Func<IReadOnlyList<ChatMessage>, int, ChatResponse> answer, RetrySettings? retry = null, ModelPrice? price = null,
+        CircuitBreakerSettings? breaker = null, int? requestsPerMinute = null, TimeSpan? maxRateLimitWait = null, string name = "m")
     {
         var model = new FakeModel(answer);
-        Definitions.Add(new ChatClientModelDefinition { Name = "m", Client = model });
+        Definitions.Add(new ChatClientModelDefinition
+        {
+            Name = name, Client = model, Retry = retry, Price = price, CircuitBreaker = breaker,
+            RequestsPerMinute = requestsPerMinute, MaxRateLimitWait = maxRateLimitWait,
+        });
         return model;
     }
+
+    /// <summary>The clock of the resilience links only (retry waits, breakers, rate limits); null: the engine's.</summary>
+    public TimeProvider? ResilienceTime { get; set; }
+
+    /// <summary>The engine's run slots.</summary>
+    public int MaxConcurrentRuns { get; set; } = 16;
 
     /// <summary>Adds a C# tool returning <c>name:arg</c> and counting executions per idempotency key.</summary>
     public void AddTool(string name, ToolEffect effect, Func<string, CancellationToken, Task<string>>? body = null, string schema = """{"type":"object","properties":{"key":{"type":"string"}},"required":["key"],"additionalProperties":false}""", TimeSpan? inDoubtTimeout = null)
@@ -69,7 +83,8 @@ public sealed class EngineFixture : IAsyncDisposable
     {
         var services = new ServiceCollection();
         if (Time is not null) services.AddSingleton(Time);
-        var bureau = services.AddBureau(o => o.MaxConcurrentRuns = 16).AddDefinitions(Definitions);
+        if (ResilienceTime is not null) services.AddSingleton(new Bureau.Resilience.ResilienceClock(ResilienceTime));
+        var bureau = services.AddBureau(o => o.MaxConcurrentRuns = MaxConcurrentRuns).AddDefinitions(Definitions);
         if (store is null) bureau.UseSqliteStorage(DbPath);
         else services.AddSingleton(store);
         Configure?.Invoke(bureau);
@@ -77,6 +92,7 @@ public sealed class EngineFixture : IAsyncDisposable
         _owned.Insert(0, provider);
         await provider.GetRequiredService<IRunStore>().InitializeAsync();
         var engine = provider.GetRequiredService<BureauEngine>();
+        Services = provider;
         _owned.Insert(0, engine);
         if (start) await engine.StartAsync();
         return engine;

@@ -49,7 +49,7 @@ public sealed class FunctionToolTests
 
         var outcome = await tool.InvokeAsync(Invocation("fn"), TestContext.Current.CancellationToken);
 
-        Assert.Equal(ToolOutcome.Error("tool 'fn' failed: ledger is locked"), outcome);
+        Assert.Equal(ToolOutcome.Error("tool 'fn' failed: ledger is locked", ToolFailure.Crash), outcome);   // it threw: a crash
     }
 
     [Fact]
@@ -65,7 +65,7 @@ public sealed class FunctionToolTests
 
         var outcome = await tool.InvokeAsync(Invocation("fn"), TestContext.Current.CancellationToken);
 
-        Assert.Equal(ToolOutcome.Error("tool 'fn' timed out after 200ms"), outcome);
+        Assert.Equal(ToolOutcome.Error("tool 'fn' timed out after 200ms", ToolFailure.Timeout), outcome);
         await sawCancel.Task.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
     }
 
@@ -82,7 +82,7 @@ public sealed class FunctionToolTests
         var outcome = await tool.InvokeAsync(Invocation("fn"), TestContext.Current.CancellationToken);
         release.Set();
 
-        Assert.Equal(ToolOutcome.Error("tool 'fn' timed out after 200ms"), outcome);
+        Assert.Equal(ToolOutcome.Error("tool 'fn' timed out after 200ms", ToolFailure.Timeout), outcome);
     }
 
     [Fact]

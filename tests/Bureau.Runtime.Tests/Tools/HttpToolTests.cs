@@ -75,7 +75,7 @@ public sealed class HttpToolTests
 
         var outcome = await Tool(server.BaseAddress).InvokeAsync(Invocation("svc"), TestContext.Current.CancellationToken);
 
-        Assert.Equal(ToolOutcome.Error(expected), outcome);
+        Assert.Equal(ToolOutcome.Error(expected, status >= 500 ? ToolFailure.Unavailable : ToolFailure.Error), outcome);   // 5xx: retriable
     }
 
     [Fact]
@@ -104,7 +104,7 @@ public sealed class HttpToolTests
         var outcome = await Tool(server.BaseAddress, timeout: TimeSpan.FromMilliseconds(300)).InvokeAsync(Invocation("svc"), TestContext.Current.CancellationToken);
         release.Cancel();
 
-        Assert.Equal(ToolOutcome.Error("tool 'svc' timed out after 300ms"), outcome);
+        Assert.Equal(ToolOutcome.Error("tool 'svc' timed out after 300ms", ToolFailure.Timeout), outcome);
     }
 
     [Fact]

@@ -63,7 +63,7 @@ public sealed class ProcessToolTests : IDisposable
 
         var outcome = await tool.InvokeAsync(Invocation("hang"), TestContext.Current.CancellationToken);
 
-        Assert.Equal(ToolOutcome.Error("tool 'hang' timed out after 2s"), outcome);
+        Assert.Equal(ToolOutcome.Error("tool 'hang' timed out after 2s", ToolFailure.Timeout), outcome);
         await AssertGoneAsync(ReadPid(_dir.File("child.pid")), "the tool's process");
         await AssertGoneAsync(ReadPid(_dir.File("grandchild.pid")), "the tool's grandchild 'sleep 30'");
     }
@@ -178,8 +178,8 @@ public sealed class ProcessToolTests : IDisposable
         var onPath = await Tool("x", ["no-such-program-bureau"]).InvokeAsync(Invocation("x"), TestContext.Current.CancellationToken);
         var relative = await Tool("y", ["./missing.sh"]).InvokeAsync(Invocation("y"), TestContext.Current.CancellationToken);
 
-        Assert.Equal(ToolOutcome.Error("program 'no-such-program-bureau' not found (looked on PATH)"), onPath);
-        Assert.Equal(ToolOutcome.Error($"program './missing.sh' not found (looked in the working directory {Path.GetFullPath(_dir.Path)})"), relative);
+        Assert.Equal(ToolOutcome.Error("program 'no-such-program-bureau' not found (looked on PATH)", ToolFailure.NotSent), onPath);   // nothing ran
+        Assert.Equal(ToolOutcome.Error($"program './missing.sh' not found (looked in the working directory {Path.GetFullPath(_dir.Path)})", ToolFailure.NotSent), relative);
     }
 
     [Fact]
@@ -285,7 +285,7 @@ public sealed class ProcessToolTests : IDisposable
 
         var outcome = await Tool("plain", [script]).InvokeAsync(Invocation("plain"), TestContext.Current.CancellationToken);
 
-        Assert.Equal(ToolOutcome.Error($"could not start '{script}': Permission denied"), outcome);
+        Assert.Equal(ToolOutcome.Error($"could not start '{script}': Permission denied", ToolFailure.NotSent), outcome);
     }
 
     [Fact]

@@ -1,0 +1,139 @@
+using Bureau.Resilience;
+using Bureau.Tests.Support;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
+using Polly.CircuitBreaker;
+using Polly.RateLimiting;
+using Polly.Retry;
+using Polly.Testing;
+using Polly.Timeout;
+using Xunit;
+
+namespace Bureau.Tests.Resilience;
+
+/// <summary>Where each link sits, one cause class per failed run, and failures grouped for <c>bureau runs failures</c>.</summary>
+public sealed class FailureTaxonomyTests : IAsyncDisposable
+{
+    private readonly EngineFixture _f = new();
+
+    public ValueTask DisposeAsync() => _f.DisposeAsync();
+
+    private static RunFailure FailureOf(IReadOnlyList<JournalRecord> journal) => journal.Select(r => r.Entry).OfType<RunFinished>().Single().Failure!;
+
+    [Fact]
+    public async Task ModelLinks_StepTimeoutOutsideRetryOutsideBreakerOutsideBulkhead()
+    {
+        _f.UseModel((_, _) => FakeModel.Text("ok"));
+        _f.Definitions.Add(new ChatClientModelDefinition
+        {
+            Name = "m", Client = new FakeModel((_, _) => FakeModel.Text("ok")), StepTimeout = TimeSpan.FromMinutes(1), MaxConcurrency = 4,
+        });
+        _f.AddAgent();
+        await _f.StartAsync();
+
+        var link = _f.Services.GetRequiredService<ModelGateway>().Get(_f.Definitions.Models["m"]).Chain[0];
+        var strategies = link.Pipeline.GetPipelineDescriptor().Strategies.Select(s => s.Options?.GetType()).ToList();
+
+        Assert.Equal([typeof(TimeoutStrategyOptions), typeof(RetryStrategyOptions<ChatResponse>), typeof(CircuitBreakerStrategyOptions<ChatResponse>), typeof(RateLimiterStrategyOptions)], strategies);
+    }
+
+    [Fact]
+    public async Task Start_InvalidBreakerGivenInCSharp_FailsNamingTheTool()
+    {
+        _f.AddAgent();
+        _f.Definitions.Add(new FunctionToolDefinition
+        {
+            Name = "bad",
+            Function = AIFunctionFactory.Create(() => "x", "bad"),
+            CircuitBreaker = new CircuitBreakerSettings { MinimumThroughput = 1 },
+        });
+
+        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => _f.StartAsync());
+
+        Assert.Contains("tool 'bad': invalid resilience settings", ex.Message);
+        Assert.Contains("MinimumThroughput", ex.Message);
+    }
+
+    [Fact]
+    public async Task Loop_ToolKeptFailing_TheCauseIsTheTool()
+    {
+        _f.ResilienceTime = new InstantTimeProvider();
+        _f.UseModel((_, turn) => FakeModel.Call("flaky", $$"""{"key":"k{{turn}}"}"""));
+        _f.AddTool("flaky", ToolEffect.Read, (_, _) => throw new TimeoutException("upstream timed out"));
+        _f.AddAgent(loop: new LoopDetectionSettings { MaxTurnsWithoutProgress = 2 }, tools: "flaky");
+        var engine = await _f.StartAsync();
+
+        var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
+        var run = await EngineFixture.WaitAsync(engine, id);
+        var failure = FailureOf(await engine.ReadJournalAsync(id));
+
+        Assert.Equal((RunStatus.Failed, "loop"), (run.Status, run.Outcome));
+        Assert.Equal(("tool", "crash", "tool:flaky", 3), (failure.Cause, failure.Kind, failure.Dependency, failure.Attempts));
+        Assert.Contains("tool 'flaky' kept failing", failure.Hint);
+    }
+
+    [Fact]
+    public async Task Loop_RepeatedInvalidCalls_TheCauseIsValidation()
+    {
+        _f.UseModel((_, _) => FakeModel.Call("lookup", """{"wrong":1}"""));
+        _f.AddTool("lookup", ToolEffect.Read);
+        _f.AddAgent(tools: "lookup");
+        var engine = await _f.StartAsync();
+
+        var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
+        await EngineFixture.WaitAsync(engine, id);
+
+        Assert.Equal("validation", FailureOf(await engine.ReadJournalAsync(id)).Cause);
+    }
+
+    [Fact]
+    public async Task Cancel_WhileAWriteIsInDoubt_TheCauseIsInDoubtNamingTheTool()
+    {
+        _f.AddTool("ledger", ToolEffect.Write);
+        _f.AddAgent(tools: "ledger");
+        var store = await _f.OpenStoreAsync();
+        await store.SubmitAsync(new NewRun { Id = "run1", Agent = "a", Input = "in", Started = new RunStarted("a", "in"), CreatedAt = DateTimeOffset.UtcNow });
+        await store.AppendAsync(new AppendRequest
+        {
+            RunId = "run1", ExpectedVersion = 1, At = DateTimeOffset.UtcNow,
+            Entries =
+            [
+                new ModelResponded(1, "fake", "custom", null, [new ToolCallRecord("c1", "ledger", """{"key":"k"}""")], new UsageRecord(1, 1), null, 2, 1),
+                new ToolIntent("c1", "ledger", """{"key":"k"}""", ToolEffect.Write, "run1:3"),
+            ],
+            Update = new RunUpdate { Status = RunStatus.Running },
+        });
+        var engine = await _f.StartAsync(store);
+        Assert.Equal(RunStatus.Waiting, (await EngineFixture.WaitAsync(engine, "run1")).Status);
+
+        await engine.CancelAsync("run1", actor: "ops");
+
+        var failure = FailureOf(await engine.ReadJournalAsync("run1"));
+        Assert.Equal(("in-doubt", 3L, "tool:ledger"), (failure.Cause, failure.Step, failure.Dependency));
+        Assert.Contains("key run1:3", failure.Hint);
+    }
+
+    [Fact]
+    public async Task FailureReport_GroupsByCauseAndDependency_CountingFirstAndLastSeen()
+    {
+        _f.UseModel((_, _) => throw new HttpRequestException("down", null, System.Net.HttpStatusCode.BadGateway), retry: new RetrySettings { MaxAttempts = 1 },
+            breaker: new CircuitBreakerSettings { Enabled = false });
+        _f.AddAgent();
+        var engine = await _f.StartAsync();
+        var ids = new List<string>();
+        for (var i = 0; i < 3; i++)
+        {
+            var id = (await engine.SubmitAsync(new RunRequest("a", "x" + i))).Run.Id;
+            await EngineFixture.WaitAsync(engine, id);
+            ids.Add(id);
+        }
+
+        var groups = await FailureReport.ReadAsync(engine.Store, since: null, maxRuns: 100);
+
+        var g = Assert.Single(groups);
+        Assert.Equal(("model", "unavailable", "model:m", 3), (g.Cause, g.Kind, g.Dependency, g.Count));
+        Assert.Equal(ids[^1], g.ExampleRun);
+        Assert.True(g.FirstSeen <= g.LastSeen);
+        Assert.Empty(await FailureReport.ReadAsync(engine.Store, since: DateTimeOffset.UtcNow.AddMinutes(1), maxRuns: 100));
+    }
+}

@@ -1,0 +1,312 @@
+using Bureau.Resilience;
+using Bureau.Tests.Support;
+using Bureau.Tests.Tools;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using Xunit;
+
+namespace Bureau.Tests.Resilience;
+
+/// <summary>
+/// Model calls behind the resilience links, with faults injected by a loopback Chat Completions server
+/// (Kestrel) or a fake client: 429 with Retry-After, 500 bursts, hangs, a model that is down, breakers,
+/// rate limits, fallbacks and costs.
+/// </summary>
+public sealed class ModelResilienceTests : IAsyncDisposable
+{
+    private readonly EngineFixture _f = new();
+    private readonly List<IAsyncDisposable> _servers = [];
+
+    public async ValueTask DisposeAsync()
+    {
+        await _f.DisposeAsync();
+        foreach (var s in _servers) await s.DisposeAsync();
+    }
+
+    private async Task<FaultyChatServer> ServerAsync(Func<int, Fault> script)
+    {
+        var server = await FaultyChatServer.StartAsync(script);
+        _servers.Add(server);
+        return server;
+    }
+
+    private void AddOpenAIModel(string name, FaultyChatServer server, RetrySettings? retry = null, CircuitBreakerSettings? breaker = null,
+        IReadOnlyList<string>? fallback = null, ModelPrice? price = null, TimeSpan? attemptTimeout = null, int? maxRetries = null)
+    {
+        _f.Definitions.Add(new OpenAIModelDefinition
+        {
+            Name = name,
+            Endpoint = server.Endpoint,
+            Model = "faulty-" + name,
+            Retry = retry,
+            CircuitBreaker = breaker,
+            Fallback = fallback ?? [],
+            Price = price,
+            AttemptTimeout = attemptTimeout,
+            MaxRetries = maxRetries ?? OpenAIModelDefinition.DefaultMaxRetries,
+        });
+    }
+
+    private void AddAgent(string model, AgentBudgets? budgets = null) =>
+        _f.Definitions.Add(new AgentDefinition { Name = "a", Model = model, Instructions = "test", Budgets = budgets ?? new() });
+
+    private static async Task<(RunRecord Run, IReadOnlyList<JournalRecord> Journal)> RunAsync(BureauEngine engine, string input = "hello")
+    {
+        var id = (await engine.SubmitAsync(new RunRequest("a", input))).Run.Id;
+        var run = await EngineFixture.WaitAsync(engine, id);
+        return (run, await engine.ReadJournalAsync(id));
+    }
+
+    private static RunFinished Finished(IReadOnlyList<JournalRecord> journal) => journal.Select(r => r.Entry).OfType<RunFinished>().Single();
+
+    [Fact]
+    public async Task Run_ModelAnswers429WithRetryAfterFourTimesInARow_SucceedsUnderTheDefaultPolicyAndJournalsEachAttempt()
+    {
+        // The measured failure: 4 consecutive 429s (Retry-After: 1) on one turn failed the run.
+        var server = await ServerAsync(n => n <= 4 ? new Fault.Status(429, "1") : Fault.Ok("answered"));
+        var clock = new InstantTimeProvider();
+        _f.ResilienceTime = clock;
+        AddOpenAIModel("m", server);
+        AddAgent("m");
+        var engine = await _f.StartAsync();
+
+        var (run, journal) = await RunAsync(engine);
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        Assert.Equal("answered", run.Output);
+        Assert.Equal(5, server.Requests);   // one attempt each: the provider's own retries are off inside Bureau
+        var attempts = journal.Select(r => r.Entry).OfType<AttemptFailed>().ToList();
+        Assert.Equal([1, 2, 3, 4], attempts.Select(a => a.Attempt));
+        Assert.All(attempts, a => Assert.Equal(("model:m", "rate-limited", 1000d), (a.Dependency, a.Class, a.RetryInMs)));
+        Assert.Equal(Enumerable.Repeat(TimeSpan.FromSeconds(1), 4), clock.Waits);   // Retry-After honoured, no jitter on it
+        Assert.Equal(5, journal.Select(r => r.Entry).OfType<ModelResponded>().Single().Attempts);
+    }
+
+    [Fact]
+    public async Task Run_ModelAnswers429ToHalfTheRequests_EveryRunSucceedsWithOneRetryPerTurn()
+    {
+        // One run at a time, so that "every other request" is every other attempt of each run.
+        var server = await ServerAsync(n => n % 2 == 1 ? new Fault.Status(429, "1") : Fault.Ok());
+        _f.ResilienceTime = new InstantTimeProvider();
+        AddOpenAIModel("m", server);
+        AddAgent("m");
+        var engine = await _f.StartAsync();
+
+        for (var i = 0; i < 20; i++)
+        {
+            var (run, journal) = await RunAsync(engine);
+            Assert.Equal(RunStatus.Succeeded, run.Status);
+            Assert.Single(journal.Select(r => r.Entry).OfType<AttemptFailed>());
+        }
+        Assert.Equal(40, server.Requests);
+    }
+
+    [Fact]
+    public async Task Run_500Burst_RetriesThroughItWithBackoff()
+    {
+        var server = await ServerAsync(n => n <= 3 ? new Fault.Status(500) : Fault.Ok("after the burst"));
+        var clock = new InstantTimeProvider();
+        _f.ResilienceTime = clock;
+        AddOpenAIModel("m", server, retry: new RetrySettings { MaxAttempts = 5, Delay = TimeSpan.FromSeconds(1), Jitter = false });
+        AddAgent("m");
+        var engine = await _f.StartAsync();
+
+        var (run, journal) = await RunAsync(engine);
+
+        Assert.Equal((RunStatus.Succeeded, "after the burst"), (run.Status, run.Output));
+        Assert.Equal(4, server.Requests);
+        Assert.Equal([TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(4)], clock.Waits);   // exponential
+        Assert.All(journal.Select(r => r.Entry).OfType<AttemptFailed>(), a => Assert.Equal("unavailable", a.Class));
+    }
+
+    [Fact]
+    public async Task Run_ModelHangsPastTheAttemptTimeout_TheNextAttemptAnswers()
+    {
+        var server = await ServerAsync(n => n == 1 ? new Fault.Hang() : Fault.Ok("second try"));
+        AddOpenAIModel("m", server, retry: new RetrySettings { MaxAttempts = 2, Delay = TimeSpan.FromMilliseconds(10) },
+            attemptTimeout: TimeSpan.FromMilliseconds(300));
+        AddAgent("m");
+        var engine = await _f.StartAsync();
+
+        var (run, journal) = await RunAsync(engine);
+
+        Assert.Equal((RunStatus.Succeeded, "second try"), (run.Status, run.Output));
+        var failed = Assert.Single(journal.Select(r => r.Entry).OfType<AttemptFailed>());
+        Assert.Equal("timeout", failed.Class);
+        Assert.Contains("did not answer within 300ms", failed.Error);
+    }
+
+    [Fact]
+    public async Task RetryStorm_ModelDown_AttemptsCountedAtTheServerStayWithinTheCaps()
+    {
+        var server = await ServerAsync(_ => new Fault.Status(503));
+        _f.ResilienceTime = new InstantTimeProvider();
+        // The breaker off: the cap on attempts alone must bound the storm.
+        AddOpenAIModel("m", server, retry: new RetrySettings { MaxAttempts = 4 }, breaker: new CircuitBreakerSettings { Enabled = false });
+        AddAgent("m");
+        var engine = await _f.StartAsync();
+
+        var runs = await Task.WhenAll(Enumerable.Range(0, 30).Select(_ => RunAsync(engine)));
+
+        Assert.Equal(30 * 4, server.Requests);
+        foreach (var (run, journal) in runs)
+        {
+            Assert.Equal(RunStatus.Failed, run.Status);
+            var failure = Finished(journal).Failure!;
+            Assert.Equal(("model", "unavailable", "model:m", 4), (failure.Cause, failure.Kind, failure.Dependency, failure.Attempts));
+            Assert.Contains("all 4 attempts failed", run.Error);
+            Assert.Contains(run.Id, run.Error);
+        }
+    }
+
+    [Fact]
+    public async Task RetryStorm_ModelDownWithTheDefaultBreaker_TheBreakerCutsTheStormShort()
+    {
+        var server = await ServerAsync(_ => new Fault.Status(503));
+        _f.ResilienceTime = new InstantTimeProvider();
+        _f.MaxConcurrentRuns = 4;
+        AddOpenAIModel("m", server);   // 6 attempts, breaker: 50% of at least 10 calls in 30s
+        AddAgent("m");
+        var engine = await _f.StartAsync();
+
+        var runs = await Task.WhenAll(Enumerable.Range(0, 30).Select(_ => RunAsync(engine)));
+
+        Assert.All(runs, r => Assert.Equal(RunStatus.Failed, r.Run.Status));
+        // Once open (after 10 failures), no more requests reach the server until the break ends: at most the
+        // attempts in flight when it opened (4 runs) get through.
+        Assert.True(server.Requests <= 10 + 4, $"{server.Requests} requests reached a model that was down");
+        Assert.Contains(runs, r => r.Run.Error!.Contains("circuit breaker is open", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Breaker_OpensAfterFailures_FailsFastNamingTheModelAndWhen_ThenHalfOpensAndCloses()
+    {
+        var failing = true;
+        var server = await ServerAsync(_ => Volatile.Read(ref failing) ? new Fault.Status(503) : Fault.Ok("back"));
+        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 12, 6, 12, 0, 0, TimeSpan.Zero));
+        _f.ResilienceTime = clock;
+        AddOpenAIModel("m", server, retry: new RetrySettings { MaxAttempts = 1 },
+            breaker: new CircuitBreakerSettings { MinimumThroughput = 2, FailureRatio = 0.5, BreakDuration = TimeSpan.FromSeconds(30) });
+        AddAgent("m");
+        var engine = await _f.StartAsync();
+        var health = _f.Services.GetRequiredService<DependencyHealth>();
+
+        await RunAsync(engine);
+        await RunAsync(engine);
+        Assert.Equal("open", health.Snapshot().Single(d => d.Name == "model:m").Circuit);
+
+        var (fast, journal) = await RunAsync(engine);
+        Assert.Equal(2, server.Requests);   // failed fast: the request never left
+        Assert.Contains("model 'm' is unavailable: its circuit breaker is open", fast.Error);
+        Assert.Contains("tried again at 2026-12-06 12:00:30Z", fast.Error);
+        Assert.Equal(("model", "unavailable"), (Finished(journal).Failure!.Cause, Finished(journal).Failure!.Kind));
+        Assert.Equal(clock.GetUtcNow().AddSeconds(30), health.Snapshot().Single(d => d.Name == "model:m").RetryAt);
+
+        Volatile.Write(ref failing, false);
+        clock.Advance(TimeSpan.FromSeconds(31));   // the break ends: the next call is the trial
+        var (trial, _) = await RunAsync(engine);
+
+        Assert.Equal((RunStatus.Succeeded, "back"), (trial.Status, trial.Output));
+        Assert.Equal(3, server.Requests);
+        Assert.Equal("closed", health.Snapshot().Single(d => d.Name == "model:m").Circuit);
+    }
+
+    [Fact]
+    public async Task Fallback_PrimaryDown_TheNextModelAnswersAndTheJournalSaysWhich()
+    {
+        var primary = await ServerAsync(_ => new Fault.Status(503));
+        var backup = await ServerAsync(_ => Fault.Ok("from the backup"));
+        _f.ResilienceTime = new InstantTimeProvider();
+        AddOpenAIModel("main", primary, retry: new RetrySettings { MaxAttempts = 2 }, fallback: ["backup"], price: new ModelPrice(100, 100));
+        AddOpenAIModel("backup", backup, price: new ModelPrice(1, 2));
+        AddAgent("main");
+        var engine = await _f.StartAsync();
+
+        var (run, journal) = await RunAsync(engine);
+
+        Assert.Equal((RunStatus.Succeeded, "from the backup"), (run.Status, run.Output));
+        Assert.Equal(2, primary.Requests);
+        var fallback = Assert.Single(journal.Select(r => r.Entry).OfType<ModelFallback>());
+        Assert.Equal(("main", "backup"), (fallback.From, fallback.To));
+        Assert.Contains("failed after 2 attempt(s)", fallback.Reason);
+        var answer = journal.Select(r => r.Entry).OfType<ModelResponded>().Single();
+        Assert.Equal("backup", answer.AnsweredBy);
+        Assert.Equal((100 * 1 + 20 * 2) / 1_000_000d, answer.Cost!.Value, 12);   // priced as the model that answered
+    }
+
+    [Fact]
+    public async Task Fallback_PrimaryRefusesTheRequest_NoFallbackAndTheCauseIsRefused()
+    {
+        var primary = await ServerAsync(_ => new Fault.Status(401));
+        var backup = await ServerAsync(_ => Fault.Ok("never"));
+        AddOpenAIModel("main", primary, fallback: ["backup"]);
+        AddOpenAIModel("backup", backup);
+        AddAgent("main");
+        var engine = await _f.StartAsync();
+
+        var (run, journal) = await RunAsync(engine);
+
+        Assert.Equal(RunStatus.Failed, run.Status);
+        Assert.Equal((1, 0), (primary.Requests, backup.Requests));
+        Assert.Equal(("model", "refused"), (Finished(journal).Failure!.Cause, Finished(journal).Failure!.Kind));
+    }
+
+    [Fact]
+    public async Task RateLimit_RequestsPerMinuteHit_TheRunWaitsAndTheJournalSaysSo()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        _f.ResilienceTime = clock;
+        var model = _f.UseModel((_, _) => FakeModel.Text("ok"), requestsPerMinute: 1, maxRateLimitWait: TimeSpan.FromMinutes(2));
+        _f.AddAgent();
+        var engine = await _f.StartAsync();
+        var health = _f.Services.GetRequiredService<DependencyHealth>();
+
+        var (first, _) = await RunAsync(engine);
+        Assert.Equal(RunStatus.Succeeded, first.Status);
+        var second = (await engine.SubmitAsync(new RunRequest("a", "again"))).Run.Id;
+        await ToolTestSupport.WaitUntilAsync(() => health.Snapshot().Single(d => d.Name == "model:m").Waiting == 1, "the second run to wait for the rate limit");
+        Assert.Equal(1, model.Calls);
+
+        clock.Advance(TimeSpan.FromMinutes(1));
+        var run = await EngineFixture.WaitAsync(engine, second);
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        var waited = Assert.Single((await engine.ReadJournalAsync(second)).Select(r => r.Entry).OfType<DependencyWaited>());
+        Assert.Equal(("model:m", "requests-per-minute", 60_000d), (waited.Dependency, waited.Reason, waited.WaitedMs));
+    }
+
+    [Fact]
+    public async Task RateLimit_WaitLongerThanMaxRateLimitWait_FailsAtOnceAsRateLimited()
+    {
+        _f.ResilienceTime = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var model = _f.UseModel((_, _) => FakeModel.Text("ok"), requestsPerMinute: 1, maxRateLimitWait: TimeSpan.FromSeconds(5));
+        _f.AddAgent();
+        var engine = await _f.StartAsync();
+
+        await RunAsync(engine);
+        var (run, journal) = await RunAsync(engine);
+
+        Assert.Equal(RunStatus.Failed, run.Status);
+        Assert.Equal(1, model.Calls);
+        Assert.Contains("requests-per-minute limit", run.Error);
+        Assert.Equal(("model", "rate-limited"), (Finished(journal).Failure!.Cause, Finished(journal).Failure!.Kind));
+    }
+
+    [Fact]
+    public async Task Cost_MaxCostReached_TheRunStopsWithABudgetOutcome()
+    {
+        // The fake model reports 10 input and 5 output tokens a call: 0.02 a call at these prices.
+        _f.UseModel((_, turn) => FakeModel.Call("lookup", $$"""{"key":"k{{turn}}"}"""), price: new ModelPrice(1000, 2000));
+        _f.AddTool("lookup", ToolEffect.Read);
+        _f.AddAgent(budgets: new AgentBudgets { MaxCost = 0.03 }, tools: "lookup");
+        var engine = await _f.StartAsync();
+
+        var (run, journal) = await RunAsync(engine);
+
+        Assert.Equal((RunStatus.Failed, "budget"), (run.Status, run.Outcome));
+        var exceeded = journal.Select(r => r.Entry).OfType<BudgetExceeded>().Single();
+        Assert.Equal(("cost", 0.03, 0.04), (exceeded.Budget, exceeded.Limit, exceeded.Used));
+        Assert.Equal(("budget", "cost"), (Finished(journal).Failure!.Cause, Finished(journal).Failure!.Kind));
+        Assert.Equal(2, journal.Select(r => r.Entry).OfType<ModelResponded>().Count());
+    }
+}

@@ -1,0 +1,263 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Bureau.Resilience;
+using Bureau.Tests.Support;
+using Bureau.Tests.Tools;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit;
+
+namespace Bureau.Tests.Resilience;
+
+/// <summary>Tool calls behind the retry stage: retries by effect class, timeouts, breakers, bulkheads, and the cascade a hanging tool must not cause.</summary>
+public sealed class ToolResilienceTests(ITestOutputHelper output) : IAsyncDisposable
+{
+    private readonly EngineFixture _f = new();
+
+    public ValueTask DisposeAsync() => _f.DisposeAsync();
+
+    private static IEnumerable<JournalEntry> Entries(IReadOnlyList<JournalRecord> journal) => journal.Select(r => r.Entry);
+
+    /// <summary>A model that calls <paramref name="tool"/> once, then answers with what it got.</summary>
+    private void ModelCalling(string tool) =>
+        _f.UseModel((msgs, turn) => turn == 1 ? FakeModel.Call(tool, """{"key":"k"}""") : FakeModel.Text("got: " + FakeModel.LastToolResult(msgs)));
+
+    private async Task<(RunRecord Run, IReadOnlyList<JournalRecord> Journal)> RunAsync(BureauEngine engine, string input = "x")
+    {
+        var id = (await engine.SubmitAsync(new RunRequest("a", input))).Run.Id;
+        var run = await EngineFixture.WaitAsync(engine, id, 60);
+        return (run, await engine.ReadJournalAsync(id));
+    }
+
+    private void AddTool(string name, ToolEffect effect, Func<int, CancellationToken, Task<string>> body, RetrySettings? retry = null,
+        TimeSpan? timeout = null, int? maxConcurrency = null, int? maxQueue = null, CircuitBreakerSettings? breaker = null)
+    {
+        var calls = 0;
+        _f.Definitions.Add(new FunctionToolDefinition
+        {
+            Name = name,
+            Effect = effect,
+            Retry = retry,
+            Timeout = timeout,
+            MaxConcurrency = maxConcurrency,
+            MaxQueue = maxQueue,
+            CircuitBreaker = breaker,
+            Parameters = System.Text.Json.JsonDocument.Parse("""{"type":"object","properties":{"key":{"type":"string"}}}""").RootElement.Clone(),
+            Function = AIFunctionFactory.Create(async (string key, CancellationToken ct) =>
+            {
+                var idem = Bureau.Tools.BureauToolContext.Current?.IdempotencyKey ?? "?";
+                _f.Keys.Enqueue(name + "|" + idem);
+                return await body(Interlocked.Increment(ref calls), ct);
+            }, name),
+        });
+    }
+
+    [Fact]
+    public async Task IdempotentTool_CrashesMidwayTwice_IsRetriedWithTheSameKeyAndEveryAttemptIsJournaled()
+    {
+        _f.ResilienceTime = new InstantTimeProvider();
+        ModelCalling("charge");
+        AddTool("charge", ToolEffect.Idempotent, (n, _) => n <= 2 ? throw new IOException($"connection reset during call {n}") : Task.FromResult("charged"));
+        _f.AddAgent(tools: "charge");
+        var engine = await _f.StartAsync();
+
+        var (run, journal) = await RunAsync(engine);
+
+        Assert.Equal((RunStatus.Succeeded, "got: charged"), (run.Status, run.Output));
+        var intent = Entries(journal).OfType<ToolIntent>().Single();
+        var attempts = Entries(journal).OfType<AttemptFailed>().ToList();
+        Assert.Equal([1, 2], attempts.Select(a => a.Attempt));
+        Assert.All(attempts, a => Assert.Equal(("tool:charge", "crash", intent.IdempotencyKey), (a.Dependency, a.Class, a.IdempotencyKey)));
+        Assert.Equal(Enumerable.Repeat("charge|" + intent.IdempotencyKey, 3), _f.Keys);   // three attempts, one key
+        var result = Entries(journal).OfType<ToolCompleted>().Single();
+        Assert.Equal((false, 3), (result.IsError, result.Attempts));
+    }
+
+    [Fact]
+    public async Task WriteTool_CrashesMidway_IsNotRetriedAndTheJournalSaysWhy()
+    {
+        _f.ResilienceTime = new InstantTimeProvider();
+        ModelCalling("refund");
+        AddTool("refund", ToolEffect.Write, (n, _) => throw new IOException("connection reset after the request was sent"));
+        _f.AddAgent(tools: "refund");
+        var engine = await _f.StartAsync();
+
+        var (run, journal) = await RunAsync(engine);
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);   // the model was told, and answered
+        Assert.Single(_f.Keys);
+        var result = Entries(journal).OfType<ToolCompleted>().Single();
+        Assert.Equal((true, "crash", (int?)null), (result.IsError, result.Failure, result.Attempts));
+        var gaveUp = Entries(journal).OfType<AttemptFailed>().Single();
+        Assert.Null(gaveUp.RetryInMs);
+        Assert.Contains("a write tool is not retried automatically", gaveUp.GaveUp);
+    }
+
+    [Fact]
+    public async Task WriteTool_DeclaringOnlyBeforeSend_RetriesARefusedConnectionButNotACrash()
+    {
+        _f.ResilienceTime = new InstantTimeProvider();
+        var port = ClosedPort();
+        _f.UseModel((msgs, turn) => turn switch
+        {
+            1 => FakeModel.Call("post", """{"key":"k"}"""),
+            2 => FakeModel.Call("write_fn", """{"key":"k"}"""),
+            _ => FakeModel.Text("done"),
+        });
+        _f.Definitions.Add(new HttpToolDefinition
+        {
+            Name = "post",
+            Effect = ToolEffect.Write,
+            Url = new Uri($"http://127.0.0.1:{port}/orders"),
+            Retry = new RetrySettings { MaxAttempts = 3, OnlyBefore = RetryBoundary.Send },
+        });
+        AddTool("write_fn", ToolEffect.Write, (_, _) => throw new IOException("reset mid-way"), retry: new RetrySettings { MaxAttempts = 3, OnlyBefore = RetryBoundary.Send });
+        _f.AddAgent(tools: ["post", "write_fn"]);
+        var engine = await _f.StartAsync();
+
+        var (_, journal) = await RunAsync(engine);
+
+        var results = Entries(journal).OfType<ToolCompleted>().ToList();
+        Assert.Equal(("post", "not-sent", 3), (results[0].Tool, results[0].Failure, results[0].Attempts));
+        Assert.Equal(("write_fn", "crash", (int?)null), (results[1].Tool, results[1].Failure, results[1].Attempts));
+        Assert.Single(_f.Keys, k => k.StartsWith("write_fn|", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task ReadTool_HangsPastItsTimeout_TimesOutAndTheRetryAnswers()
+    {
+        ModelCalling("slow");
+        AddTool("slow", ToolEffect.Read, async (n, ct) =>
+        {
+            if (n == 1) await Task.Delay(Timeout.Infinite, ct);
+            return "fast enough";
+        }, retry: new RetrySettings { MaxAttempts = 2, Delay = TimeSpan.FromMilliseconds(10) }, timeout: TimeSpan.FromMilliseconds(200));
+        _f.AddAgent(tools: "slow");
+        var engine = await _f.StartAsync();
+
+        var (run, journal) = await RunAsync(engine);
+
+        Assert.Equal((RunStatus.Succeeded, "got: fast enough"), (run.Status, run.Output));
+        var failed = Assert.Single(Entries(journal).OfType<AttemptFailed>());
+        Assert.Equal("timeout", failed.Class);
+        Assert.Contains("timed out after 200ms", failed.Error);
+    }
+
+    [Fact]
+    public async Task Bulkhead_Full_TheExtraCallFailsAtOnceSayingSo()
+    {
+        var release = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        ModelCalling("narrow");
+        AddTool("narrow", ToolEffect.Read, async (n, ct) =>
+        {
+            entered.TrySetResult();
+            return await release.Task.WaitAsync(ct);
+        }, maxConcurrency: 1, maxQueue: 0);
+        _f.AddAgent(tools: "narrow");
+        var engine = await _f.StartAsync();
+
+        var first = (await engine.SubmitAsync(new RunRequest("a", "first"))).Run.Id;
+        await entered.Task.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
+        var (second, journal) = await RunAsync(engine, "second");
+        release.SetResult("done");
+        var firstRun = await EngineFixture.WaitAsync(engine, first);
+
+        Assert.Equal("got: done", firstRun.Output);
+        var rejected = Entries(journal).OfType<ToolCompleted>().Single();
+        Assert.Equal((true, "unavailable"), (rejected.IsError, rejected.Failure));
+        Assert.Contains("tool 'narrow' is busy: 1 calls in flight and 0 waiting (bulkhead full)", rejected.Content);
+        Assert.Equal(1, _f.Services.GetRequiredService<DependencyHealth>().Snapshot().Single(d => d.Name == "tool:narrow").Rejected);
+        Assert.Equal(RunStatus.Succeeded, second.Status);
+    }
+
+    [Fact]
+    public async Task Cascade_OneToolHangsFor200Runs_OthersFinishAndTheHangingOnesFailFastOnceTheBreakerOpens()
+    {
+        const int Runs = 200, MinimumThroughput = 5;
+        var hangCalls = 0;
+        _f.MaxConcurrentRuns = 16;
+        _f.UseModel((msgs, turn) =>
+        {
+            if (turn > 1) return FakeModel.Text("result: " + FakeModel.LastToolResult(msgs));
+            var input = msgs.First(m => m.Role == ChatRole.User).Text;
+            return FakeModel.Call(input.StartsWith("hang", StringComparison.Ordinal) ? "hang" : "quick", """{"key":"k"}""");
+        });
+        AddTool("hang", ToolEffect.Read, async (_, ct) =>
+        {
+            Interlocked.Increment(ref hangCalls);
+            await Task.Delay(Timeout.Infinite, ct);
+            return "never";
+        }, timeout: TimeSpan.FromMilliseconds(250), retry: new RetrySettings { MaxAttempts = 1 },
+            breaker: new CircuitBreakerSettings { MinimumThroughput = MinimumThroughput, FailureRatio = 0.5, BreakDuration = TimeSpan.FromMinutes(5) });
+        AddTool("quick", ToolEffect.Read, (_, _) => Task.FromResult("fine"));
+        _f.AddAgent(tools: ["hang", "quick"]);
+        var engine = await _f.StartAsync();
+
+        // The baseline: the quick runs alone, on the same engine, before anything hangs.
+        var baseline = new List<double>();
+        foreach (var id in await Task.WhenAll(Enumerable.Range(0, Runs / 2).Select(async i => (await engine.SubmitAsync(new RunRequest("a", "quick warm " + i))).Run.Id)))
+        {
+            await EngineFixture.WaitAsync(engine, id, 120);
+            baseline.Add(ActiveMs(await engine.ReadJournalAsync(id)));
+        }
+        baseline.Sort();
+
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        var memoryBefore = GC.GetTotalMemory(forceFullCollection: true);
+        var threadsBefore = ThreadPool.ThreadCount;
+        var wall = Stopwatch.StartNew();
+        var maxThreads = threadsBefore;
+        var ids = new List<(string Id, bool Hangs)>();
+        for (var i = 0; i < Runs; i++)
+        {
+            var hangs = i % 2 == 0;
+            ids.Add(((await engine.SubmitAsync(new RunRequest("a", (hangs ? "hang " : "quick ") + i))).Run.Id, hangs));
+        }
+        var runs = new List<(RunRecord Run, bool Hangs, IReadOnlyList<JournalRecord> Journal)>();
+        foreach (var (id, hangs) in ids)
+        {
+            var run = await EngineFixture.WaitAsync(engine, id, 120);
+            maxThreads = Math.Max(maxThreads, ThreadPool.ThreadCount);
+            runs.Add((run, hangs, await engine.ReadJournalAsync(id)));
+        }
+        wall.Stop();
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        var memoryAfter = GC.GetTotalMemory(forceFullCollection: true);
+
+        Assert.All(runs, r => Assert.Equal(RunStatus.Succeeded, r.Run.Status));
+        Assert.All(runs.Where(r => !r.Hangs), r => Assert.Equal("result: fine", r.Run.Output));
+        var hanging = runs.Where(r => r.Hangs).Select(r => Entries(r.Journal).OfType<ToolCompleted>().Single()).ToList();
+        Assert.All(hanging, t => Assert.True(t.IsError));
+        // Only the calls made before the breaker opened (its minimum throughput, plus those already in flight) reached the tool.
+        Assert.InRange(hangCalls, MinimumThroughput, MinimumThroughput + _f.MaxConcurrentRuns);
+        var failedFast = hanging.Count(t => t.Content.Contains("tool 'hang' is unavailable: its circuit breaker is open", StringComparison.Ordinal));
+        Assert.Equal(Runs / 2 - hangCalls, failedFast);
+        Assert.All(hanging.Where(t => t.Content.Contains("circuit breaker", StringComparison.Ordinal)), t => Assert.Contains("tried again at", t.Content));
+        // Flat: no thread per hanging call (a blocking design would need one per in-flight call), no memory kept per run.
+        Assert.True(maxThreads < threadsBefore + 32, $"the thread pool grew from {threadsBefore} to {maxThreads} threads");
+
+        var quick = runs.Where(r => !r.Hangs).Select(r => ActiveMs(r.Journal)).Order().ToList();
+        var fastFailed = runs.Where(r => r.Hangs && Entries(r.Journal).OfType<ToolCompleted>().Single().Content.Contains("circuit breaker", StringComparison.Ordinal))
+            .Select(r => ActiveMs(r.Journal)).Order().ToList();
+        output.WriteLine($"cascade: {Runs} runs ({Runs / 2} need the hanging tool, timeout 250ms) in {wall.Elapsed.TotalSeconds:0.00}s with {_f.MaxConcurrentRuns} run slots; " +
+            $"hanging tool reached {hangCalls} times, {failedFast} calls failed fast; active time per run (first step to end): " +
+            $"quick runs alone p50 {P(baseline, 0.5):0.0}ms p95 {P(baseline, 0.95):0.0}ms, quick runs beside the hanging ones p50 {P(quick, 0.5):0.0}ms p95 {P(quick, 0.95):0.0}ms, " +
+            $"failed-fast runs p50 {P(fastFailed, 0.5):0.0}ms; thread pool {threadsBefore} -> max {maxThreads} threads; managed heap {memoryBefore / 1024} KiB -> {memoryAfter / 1024} KiB");
+    }
+
+    /// <summary>From the run's first step after <c>run.started</c> to its end: its time in the queue excluded.</summary>
+    private static double ActiveMs(IReadOnlyList<JournalRecord> journal) => (journal[^1].At - journal[1].At).TotalMilliseconds;
+
+    private static double P(List<double> sorted, double q) => sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)(sorted.Count * q))];
+
+    private static int ClosedPort()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;   // closed again when disposed: connections are refused
+    }
+}
