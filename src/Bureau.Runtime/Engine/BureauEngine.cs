@@ -373,7 +373,16 @@ public sealed partial class BureauEngine : IAsyncDisposable
         }
         catch (OperationCanceledException) when (execution.Cancel.IsCancellationRequested && context is not null)
         {
-            var status = await FinishCanceledAsync(context, execution);
+            RunStatus status;
+            try
+            {
+                status = await FinishCanceledAsync(context, execution);
+            }
+            catch (JournalConflictException ex)
+            {
+                Log.StaleWriter(Logger, runId, ex.ExpectedVersion, ex);
+                return (await Store.GetRunAsync(runId, CancellationToken.None))?.Status ?? RunStatus.Failed;
+            }
             await RunEndedAsync(context.Run, execution.CancelActor, canceled: true);
             return status;
         }

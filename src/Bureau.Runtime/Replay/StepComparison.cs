@@ -10,7 +10,10 @@ namespace Bureau.Replay;
 /// the seconds used by a <c>time</c> budget, the numbers in the error text of a time stop, and what
 /// happened to be in flight when a cancellation landed (<c>run.canceled</c>'s <c>inFlight</c>).
 /// Everything else is compared: kinds, tool names, arguments, call ids, idempotency keys, results,
-/// errors, usage, statuses, outcomes. Entry times (<c>at</c>) are not part of an entry.
+/// errors, usage, statuses, outcomes. Entry times (<c>at</c>) are not part of an entry. A field the
+/// recorded entry does not have at all (one added to that entry kind since the recording, such as
+/// <c>run.finished</c>'s <c>failure</c>) is not compared, so recordings stay valid across additive
+/// changes of the journal format.
 /// </summary>
 public static partial class StepComparison
 {
@@ -19,7 +22,13 @@ public static partial class StepComparison
     {
         ArgumentNullException.ThrowIfNull(expected);
         ArgumentNullException.ThrowIfNull(actual);
-        return JsonNode.DeepEquals(Comparable(expected), Comparable(actual));
+        var want = Comparable(expected);
+        var got = Comparable(actual);
+        if (expected.Kind == actual.Kind)
+        {
+            foreach (var name in got.Select(p => p.Key).Where(k => !want.ContainsKey(k)).ToList()) got.Remove(name);
+        }
+        return JsonNode.DeepEquals(want, got);
     }
 
     /// <summary>The entry as compared: its stored JSON without the fields a replay ignores.</summary>

@@ -85,4 +85,14 @@ public sealed class StepComparisonTests
         Assert.False(StepComparison.Same(new RunResumed("restart"), new RunResumed("resolved")));
         Assert.False(StepComparison.Same(new RunResumed("restart"), new RunFinished(RunStatus.Succeeded, "", null, null)));
     }
+
+    [Fact]
+    public void Same_AFieldTheRecordingDoesNotHave_IsNotCompared_OneItHasIs()
+    {
+        var recorded = new RunFinished(RunStatus.Canceled, null, "canceled by ops", "canceled");
+        var withCause = recorded with { Failure = new RunFailure("canceled", null, 4, null, null, "canceled by ops") };
+        Assert.True(StepComparison.Same(recorded, withCause)); // recorded before failures were classified
+        Assert.False(StepComparison.Same(withCause, withCause with { Failure = new RunFailure("internal", null, 4, null, null, "x") }));
+        Assert.False(StepComparison.Same(recorded, withCause with { Outcome = "error" }));
+    }
 }
