@@ -458,7 +458,8 @@ public sealed partial class BureauEngine : IAsyncDisposable
         var message = $"run {runId} step {run.Version + 1}: the executor failed {RunScheduler.MaxExecutorErrors} times in a row ({error.GetType().Name}: {error.Message}); see the host's log";
         try
         {
-            await Writer.AppendAsync(runId, run.Version, [new RunFinished(RunStatus.Failed, null, message, "error")],
+            await Writer.AppendAsync(runId, run.Version, [new RunFinished(RunStatus.Failed, null, message, "error",
+                    new RunFailure("internal", null, run.Version + 1, null, RunScheduler.MaxExecutorErrors, "the host's log has each error with its stack trace; after a fix, submit the work again"))],
                 new RunUpdate { Status = RunStatus.Failed, Error = message, Outcome = "error" }, null);
         }
         catch (JournalConflictException)

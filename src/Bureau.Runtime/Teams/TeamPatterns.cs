@@ -21,8 +21,8 @@ internal sealed record WaitForChildren : TeamMove
 /// <summary>The team succeeded with this output.</summary>
 internal sealed record FinishTeam(string Output) : TeamMove;
 
-/// <summary>The team failed.</summary>
-internal sealed record FailTeam(string Error, string Outcome) : TeamMove;
+/// <summary>The team failed; <paramref name="Child"/> is the member run at fault, when one is.</summary>
+internal sealed record FailTeam(string Error, string Outcome, TeamChild? Child = null) : TeamMove;
 
 /// <summary>
 /// The patterns: each a pure function from the team's definition and state (the children it started
@@ -68,7 +68,7 @@ internal static partial class TeamPatterns
                 return new(Stage.Failed, latest, new FailTeam(
                     $"team '{team.Name}': member '{latest.Target}' ({plan.Label}, run {latest.Id}) {latest.Status!.Value.ToWireName()}"
                     + (tries > 1 ? $" after {tries} attempts" : "") + $": {latest.Error ?? "no error given"}",
-                    "member-failed"));
+                    "member-failed", latest));
         }
     }
 
@@ -101,6 +101,7 @@ internal static partial class TeamPatterns
         var succeeded = new List<TeamChild>();
         int running = 0, skipped = 0;
         TeamMove? failure = null;
+        TeamChild? firstFailed = null;
         foreach (var plan in plans)
         {
             var r = Resolve(team, state, plan);
@@ -109,8 +110,8 @@ internal static partial class TeamPatterns
                 case Stage.NotStarted: start.Add(plan); break;
                 case Stage.Running: running++; break;
                 case Stage.Succeeded: succeeded.Add(r.Child!); break;
-                case Stage.Skipped: skipped++; break;
-                case Stage.Failed: failure ??= r.Move; break;
+                case Stage.Skipped: skipped++; firstFailed ??= r.Child; break;
+                case Stage.Failed: failure ??= r.Move; firstFailed ??= r.Child; break;
             }
         }
         var required = team.Join.Quorum is { } q ? Math.Min(q, plans.Count) : plans.Count - skipped;
@@ -119,7 +120,7 @@ internal static partial class TeamPatterns
         if (succeeded.Count + running + start.Count < required)
         {
             return new(failure ?? new FailTeam(
-                $"team '{team.Name}': the join ({team.Join}) cannot be met: {succeeded.Count} of {plans.Count} members succeeded, {required} needed", "join-failed"), []);
+                $"team '{team.Name}': the join ({team.Join}) cannot be met: {succeeded.Count} of {plans.Count} members succeeded, {required} needed", "join-failed", firstFailed), []);
         }
         if (start.Count > 0) return new(new StartChildren(start), []);
         return new(WaitForChildren.Instance, []);
@@ -162,7 +163,7 @@ internal static partial class TeamPatterns
         {
             return new FailTeam(
                 $"team '{team.Name}': the planner '{team.Planner}' (run {plan.Child!.Id}) named none of the members {string.Join(", ", team.Members)}: \"{Clip(plan.Child.Output)}\"",
-                "routing-failed");
+                "routing-failed", plan.Child);
         }
         return ThenMerge(team, state, FanOut(team, state, chosen.Select(m => new ChildPlan(m, state.Input, $"member:{m}")).ToList()));
     }
@@ -251,7 +252,7 @@ internal static partial class TeamPatterns
             var why = handoff.Groups["why"].Success ? handoff.Groups["why"].Value.Trim() : "no reason given";
             var member = team.Members.FirstOrDefault(m => string.Equals(m, to, StringComparison.OrdinalIgnoreCase));
             if (member is null)
-                return new FailTeam($"team '{team.Name}': '{target}' (run {r.Child.Id}) handed off to '{to}', which is not a member ({string.Join(", ", team.Members)})", "handoff-failed");
+                return new FailTeam($"team '{team.Name}': '{target}' (run {r.Child.Id}) handed off to '{to}', which is not a member ({string.Join(", ", team.Members)})", "handoff-failed", r.Child);
             if (turn + 1 > team.MaxHandoffs)
                 return new FailTeam($"team '{team.Name}': more than {team.MaxHandoffs} handoffs (last: '{target}' to '{member}': {why})", "handoff-limit");
             var said = HandoffLine().Replace(output, "").Trim();

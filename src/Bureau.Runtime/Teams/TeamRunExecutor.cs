@@ -192,9 +192,38 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
         }
         var fail = (FailTeam)move;
         var error = $"run {run.RunId} step {run.Version + 1}: {fail.Error}";
-        await run.AppendAsync([new RunFinished(RunStatus.Failed, null, error, fail.Outcome)],
+        var failure = await FailureAsync(run, fail, run.Version + 1);
+        await run.AppendAsync([new RunFinished(RunStatus.Failed, null, error, fail.Outcome, failure)],
             new RunUpdate { Status = RunStatus.Failed, Error = error, Outcome = fail.Outcome, Usage = state.Usage });
         return RunStatus.Failed;
+    }
+
+    /// <summary>
+    /// The team's failure in the run taxonomy: a member's failure is that member's cause (its
+    /// dependency named as the member's); a planner or handoff answer outside the protocol is the
+    /// model's invalid output; limits and budgets are a budget; round, handoff and step limits a loop.
+    /// </summary>
+    private static async Task<RunFailure> FailureAsync(RunContext run, FailTeam fail, long step)
+    {
+        var member = fail.Child is { } c ? $"agent:{c.Target}" : null;
+        switch (fail.Outcome)
+        {
+            case "budget" or "limit":
+                return new RunFailure("budget", fail.Outcome == "limit" ? "team-limit" : null, step, null, null, "raise the team's limits or budgets, or give it less to do");
+            case "round-limit" or "handoff-limit" or "step-limit":
+                return new RunFailure("loop", fail.Outcome, step, member, null, "the members did not converge: check the reviewer's checklist or the graph's edges, or raise the limit");
+            case "routing-failed" or "handoff-failed":
+                return new RunFailure("model", "invalid-output", step, member, null, "the member's answer did not follow the team's protocol; see docs/teams.md for what each pattern reads");
+        }
+        if (fail.Child is { } child)
+        {
+            var journal = await run.Engine.Store.ReadJournalAsync(child.Id, 0, CancellationToken.None);
+            if (journal.Count > 0 && journal[^1].Entry is RunFinished { Failure: { } inner })
+                return inner with { Step = step, Hint = $"member run {child.Id}: {inner.Hint}" };
+            if (child.Status == RunStatus.Canceled)
+                return new RunFailure("canceled", null, step, member, null, $"member run {child.Id} was canceled");
+        }
+        return new RunFailure("internal", null, step, member, null, "see the member runs' journals (bureau runs show ID --tree)");
     }
 
     private static FailTeam? Limit(TeamDefinition team, TeamState state, StartChildren start)

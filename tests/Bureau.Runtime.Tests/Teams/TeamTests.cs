@@ -52,10 +52,19 @@ public sealed class TeamTests : IAsyncDisposable
         }
     }
 
+    private BureauEngine? _engine;
+
+    /// <summary>The cause the team's last journal entry gives.</summary>
+    private async Task<RunFailure> FailureAsync(string runId)
+    {
+        var journal = await _engine!.ReadJournalAsync(runId);
+        return Assert.IsType<RunFinished>(journal[^1].Entry).Failure!;
+    }
+
     private async Task<(RunRecord Run, List<ChildRunStarted> Started, BureauEngine Engine)> RunTeamAsync(TeamDefinition team, string input)
     {
         _f.Definitions.Add(team);
-        var engine = await _f.StartAsync();
+        var engine = _engine = await _f.StartAsync();
         var submitted = await engine.SubmitAsync(new RunRequest(team.Name, input));
         Assert.Equal(RunKinds.Team, submitted.Run.Kind); // a team runs wherever an agent does
         var run = await FinishedAsync(engine, submitted.Run.Id);
@@ -181,6 +190,7 @@ public sealed class TeamTests : IAsyncDisposable
         Assert.Equal((RunStatus.Failed, "round-limit"), (run.Status, run.Outcome));
         Assert.Contains("within 2 rounds", run.Error);
         Assert.Contains("still wrong", run.Error);
+        Assert.Equal(("loop", "round-limit"), ((await FailureAsync(run.Id)).Cause, (await FailureAsync(run.Id)).Kind));
         Assert.Equal(4, started.Count);
     }
 
@@ -245,6 +255,9 @@ public sealed class TeamTests : IAsyncDisposable
         Assert.Equal((RunStatus.Failed, "member-failed"), (run.Status, run.Outcome));
         Assert.Contains($"member 'a' (step:0:a, run {started[0].ChildRunId}) failed", run.Error);
         Assert.Contains("model down", run.Error);
+        var failure = await FailureAsync(run.Id);
+        Assert.Equal(("model", "model:m"), (failure.Cause, failure.Dependency)); // the member's own cause
+        Assert.Contains(started[0].ChildRunId, failure.Hint);
     }
 
     [Fact]
@@ -311,6 +324,7 @@ public sealed class TeamTests : IAsyncDisposable
         }, "x");
         Assert.Equal((RunStatus.Failed, "budget"), (run.Status, run.Outcome));
         Assert.Contains("budget exceeded: tokens", run.Error);
+        Assert.Equal("budget", (await FailureAsync(run.Id)).Cause);
         Assert.Equal(2, started.Count); // 15 tokens each: the third never started
     }
 
