@@ -27,6 +27,7 @@ namespace Bureau;
 [JsonDerivedType(typeof(AttemptFailed), AttemptFailed.KindName)]
 [JsonDerivedType(typeof(DependencyWaited), DependencyWaited.KindName)]
 [JsonDerivedType(typeof(ModelFallback), ModelFallback.KindName)]
+[JsonDerivedType(typeof(PolicyApplied), PolicyApplied.KindName)]
 public abstract record JournalEntry
 {
     /// <summary>The entry's kind, as stored and as the host's event stream names it.</summary>
@@ -304,6 +305,25 @@ public sealed record ModelFallback(string From, string To, string Reason) : Jour
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "model.fallback";
+    /// <inheritdoc />
+    [JsonIgnore]
+    public override string Kind => KindName;
+}
+
+/// <summary>
+/// A policy decided a tool call: denied it (the model is told why in the call's result, which
+/// follows) or asked a person to approve it (a <see cref="RunWaiting"/> with an <see cref="ApprovalWait"/>
+/// follows; the approval is named by this entry's step).
+/// </summary>
+/// <param name="CallId">The tool call.</param>
+/// <param name="Tool">Its tool.</param>
+/// <param name="Action">What the policy does: <c>deny</c> or <c>require_approval</c>.</param>
+/// <param name="Rule">The rule that decided (<c>default:write</c> for an effect class's default).</param>
+/// <param name="Reason">The rule's reason.</param>
+public sealed record PolicyApplied(string CallId, string Tool, PolicyAction Action, string Rule, string? Reason) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "policy.applied";
     /// <inheritdoc />
     [JsonIgnore]
     public override string Kind => KindName;

@@ -57,6 +57,16 @@ public sealed record ApprovalWait : WaitingFor
     public IReadOnlyList<string> Approvers { get; init; } = [];
     /// <summary>What the person is asked.</summary>
     public string? Question { get; init; }
+    /// <summary>The tool call awaiting approval.</summary>
+    public string? CallId { get; init; }
+    /// <summary>The policy rule that asked for it.</summary>
+    public string? Rule { get; init; }
+    /// <summary>The escalation level (0 for the first; each timeout moves to the next).</summary>
+    public int Level { get; init; }
+    /// <summary>How many distinct approvers must approve (four-eyes: 2).</summary>
+    public int Required { get; init; } = 1;
+    /// <summary>Whether the approver may change the arguments.</summary>
+    public bool EditableArguments { get; init; }
 }
 
 /// <summary>The run waits for child runs to finish.</summary>

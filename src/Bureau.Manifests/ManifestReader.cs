@@ -14,8 +14,8 @@ namespace Bureau.Manifests;
 /// </summary>
 internal sealed partial class ManifestReader(string file, string baseDirectory, string sourcePath, IReadOnlyDictionary<string, string?> environment, ManifestLimits limits)
 {
-    private static readonly string[] s_topKeys = ["version", "models", "tools", "agents", "teams"];
-    private static readonly string[] s_reservedTopKeys = ["triggers", "policies", "memory"];
+    private static readonly string[] s_topKeys = ["version", "models", "tools", "agents", "teams", "policies"];
+    private static readonly string[] s_reservedTopKeys = ["triggers", "memory"];
     private static readonly string[] s_providers = ["openai", "scripted"];
     private static readonly string[] s_modelResilienceKeys = ["retry", "circuitBreaker", "maxConcurrency", "maxQueue", "requestsPerMinute", "tokensPerMinute", "maxRateLimitWait", "attemptTimeout", "stepTimeout", "fallback", "price"];
     private static readonly string[] s_openAIKeys = ["provider", "endpoint", "model", "apiKey", "temperature", "maxOutputTokens", "timeout", "maxRetries", .. s_modelResilienceKeys];
@@ -149,6 +149,8 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             if (ReadTool(e) is { } tool) definitions.Add(tool);
         foreach (var e in agentEntries)
             if (ReadAgent(e, modelNames, toolNames) is { } agent) definitions.Add(agent);
+        if (top.TryGetValue("policies", out var policies) && ReadPolicies(policies, new Names(agentEntries.Select(e => e.Name)), toolNames) is { } policySet)
+            definitions.Policies = policySet;
         if (top.TryGetValue("teams", out var teams))
             ReadTeams(NameMap(teams, "team"), definitions, new Names(agentEntries.Select(e => e.Name)));
 

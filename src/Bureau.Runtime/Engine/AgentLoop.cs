@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
+using Bureau.Governance;
 using Bureau.Resilience;
 using Bureau.Tools;
 using Microsoft.Extensions.AI;
@@ -40,6 +41,7 @@ internal sealed class AgentRunExecutor : IRunExecutor
         Agents = agents;
         Targets = agents.Keys;
         Pipeline = new ToolPipeline(filters);
+        Policies = definitions.Policies;
     }
 
     public string Kind => RunKinds.Agent;
@@ -49,6 +51,7 @@ internal sealed class AgentRunExecutor : IRunExecutor
     internal ToolPipeline Pipeline { get; }
     internal ILogger Logger { get; }
     internal ModelGateway Models { get; }
+    internal PolicySet Policies { get; }
 
     public Task<RunStatus> ExecuteAsync(RunContext run) => new AgentLoop(this, run).ExecuteAsync();
 }
@@ -300,6 +303,15 @@ internal sealed partial class AgentLoop : IResilienceJournal
     private async Task<RunStatus?> HandleCallAsync(PendingCall call, LoopDetectionSettings loop)
     {
         var c = call.Call;
+        if (call.State == CallState.NotStarted && _state.Approvals.ContainsKey(c.CallId))
+        {
+            // Asked for approval before the run waited: the decision (or the deadline) decides now.
+            var check0 = _agent.Validator.Check(_agent.Definition, c.Name, c.Arguments);
+            if (!check0.IsValid) return await RejectAsync(c, check0.Error!);
+            var gate0 = await PolicyGateAsync(call, check0);
+            if (gate0.Check is null) return gate0.Stop;
+            return await RunAllowedAsync(call, gate0.Call!, gate0.Check);
+        }
         if (call.State == CallState.Intent)
         {
             return await HandleInDoubtAsync(call);
@@ -322,6 +334,25 @@ internal sealed partial class AgentLoop : IResilienceJournal
             return null;
         }
 
+        if (!_kind.Policies.IsEmpty)
+        {
+            var gate = await PolicyGateAsync(call, check);
+            if (gate.Check is null) return gate.Stop;
+            return await RunAllowedAsync(call, gate.Call!, gate.Check);
+        }
+        return await RunAllowedAsync(call, c, check);
+    }
+
+    private async Task<RunStatus?> RejectAsync(ToolCallRecord c, string error)
+    {
+        await AppendAsync([new ToolCallRejected(c.CallId, c.Name, c.Arguments, error)]);
+        Log.CallRejected(Logger, _runId, _state.Version, c.Name, error);
+        return null;
+    }
+
+    /// <summary>Runs a call the policy allows (<paramref name="c"/> carries the arguments it runs with, an approver's edits included).</summary>
+    private async Task<RunStatus?> RunAllowedAsync(PendingCall call, ToolCallRecord c, ToolCallCheck check)
+    {
         var tool = check.Tool!;
         if (tool.Definition.Effect == ToolEffect.Read)
         {
@@ -342,9 +373,121 @@ internal sealed partial class AgentLoop : IResilienceJournal
         return await RunIntentAsync(call, tool, check.Arguments);
     }
 
-    private async Task<RunStatus?> RunIntentAsync(PendingCall call, BureauTool tool, JsonElement arguments)
+    private readonly record struct PolicyGate(RunStatus? Stop, ToolCallRecord? Call, ToolCallCheck? Check);
+
+    /// <summary>
+    /// The policy link: evaluates the call (rules, then the effect class's default), denies it (the
+    /// model is told why), or asks for an approval and waits; resumed, it applies the decision, or
+    /// after a level's deadline escalates to the next level or applies the policy's onTimeout.
+    /// </summary>
+    private async Task<PolicyGate> PolicyGateAsync(PendingCall call, ToolCallCheck check)
     {
         var c = call.Call;
+        var effect = check.Tool!.Definition.Effect;
+        if (!_state.Approvals.TryGetValue(c.CallId, out var progress))
+        {
+            var decision = PolicyEvaluator.Evaluate(_kind.Policies, new PolicyContext(_agent.Definition.Name, c.Name, effect, c.Arguments,
+                Tokens: _state.Usage.TotalTokens, Cost: (decimal)_state.Cost, Actor: _run.Run.Actor, Now: Time.GetUtcNow()));
+            switch (decision.Action)
+            {
+                case PolicyAction.Allow:
+                    return new(null, c, check);
+                case PolicyAction.Deny:
+                    var denied = $"denied by policy '{decision.Rule}'{(decision.Reason is null ? "" : ": " + decision.Reason)}; the call did not run";
+                    await AppendAsync([new PolicyApplied(c.CallId, c.Name, PolicyAction.Deny, decision.Rule, decision.Reason),
+                        new ToolCompleted(c.CallId, c.Name, denied, true, 0, Failure: "policy")]);
+                    Log.PolicyDenied(Logger, _runId, _state.Version, c.Name, decision.Rule);
+                    return new(null, null, null);
+                default:
+                    var step = _state.Version + 1;
+                    var spec = decision.Approval ?? _kind.Policies.DefaultApproval;
+                    var wait = ApprovalWaitFor(step, c, decision.Rule, decision.Reason, spec, 0);
+                    await AppendAsync([new PolicyApplied(c.CallId, c.Name, PolicyAction.RequireApproval, decision.Rule, decision.Reason), new RunWaiting(wait)],
+                        new RunUpdate { Status = RunStatus.Waiting, WaitingFor = wait, Usage = _state.Usage });
+                    Log.ApprovalAsked(Logger, _runId, step, c.Name, decision.Rule);
+                    return new(RunStatus.Waiting, null, null);
+            }
+        }
+
+        var approval = ApprovalSpecOf(progress.Rule);
+        if (progress.Rejection is { } no)
+        {
+            await AppendAsync([new ToolCompleted(c.CallId, c.Name, $"rejected by {no.Actor}{(no.Reason is null ? "" : ": " + no.Reason)}; the call did not run", true, 0, Failure: "policy")]);
+            return new(null, null, null);
+        }
+        if (progress.Approvals >= Math.Max(1, approval.Required))
+        {
+            var edited = progress.Votes.LastOrDefault(v => v.Approve && v.Arguments is not null)?.Arguments;
+            if (edited is null || !approval.EditableArguments || edited == c.Arguments) return new(null, c, check);
+            var recheck = _agent.Validator.Check(_agent.Definition, c.Name, edited);
+            if (!recheck.IsValid)
+            {
+                await AppendAsync([new ToolCompleted(c.CallId, c.Name, $"the approver's edited arguments are not valid ({recheck.Error}); the call did not run", true, 0, Failure: "policy")]);
+                return new(null, null, null);
+            }
+            return new(null, c with { Arguments = edited }, recheck);
+        }
+        if (progress.LevelExpired)
+        {
+            if (progress.Level + 1 < approval.Levels.Count)
+            {
+                var next = ApprovalWaitFor(progress.Step, c, progress.Rule, null, approval, progress.Level + 1);
+                await AppendAsync([new RunWaiting(next)], new RunUpdate { Status = RunStatus.Waiting, WaitingFor = next, Usage = _state.Usage });
+                Log.ApprovalEscalated(Logger, _runId, progress.Step, c.Name, progress.Level + 1);
+                return new(RunStatus.Waiting, null, null);
+            }
+            switch (approval.OnTimeout)
+            {
+                case ApprovalTimeoutAction.Approve:
+                    return new(null, c, check);
+                case ApprovalTimeoutAction.Fail:
+                    var error = $"run {_runId} step {_state.Version + 1}: nobody answered the approval of '{c.Name}' (step {progress.Step}) before its last deadline";
+                    await FinishAsync(RunStatus.Failed, null, error, "approval-timeout",
+                        failure: new RunFailure("policy", "approval-timeout", progress.Step, "tool:" + c.Name, null, "answer approvals sooner, add an escalation level, or set onTimeout"));
+                    return new(RunStatus.Failed, null, null);
+                default:
+                    await AppendAsync([new ToolCompleted(c.CallId, c.Name, $"nobody approved the call before its last deadline; it did not run (policy '{progress.Rule}')", true, 0, Failure: "policy")]);
+                    return new(null, null, null);
+            }
+        }
+        // Asked, not yet decided (executed again while waiting): wait again at the same level.
+        var again = ApprovalWaitFor(progress.Step, c, progress.Rule, null, approval, progress.Level);
+        await AppendAsync([new RunWaiting(again)], new RunUpdate { Status = RunStatus.Waiting, WaitingFor = again, Usage = _state.Usage });
+        return new(RunStatus.Waiting, null, null);
+    }
+
+    private ApprovalSpec ApprovalSpecOf(string rule)
+    {
+        foreach (var r in _kind.Policies.Rules)
+            if (r.Name == rule) return r.Approval;
+        return _kind.Policies.DefaultApproval;
+    }
+
+    private ApprovalWait ApprovalWaitFor(long step, ToolCallRecord c, string rule, string? reason, ApprovalSpec spec, int level)
+    {
+        var levels = spec.Levels.Count == 0 ? [new ApprovalLevel([], null)] : spec.Levels;
+        var current = levels[Math.Min(level, levels.Count - 1)];
+        return new ApprovalWait
+        {
+            Step = step,
+            CallId = c.CallId,
+            Tool = c.Name,
+            Arguments = c.Arguments,
+            Rule = rule,
+            Level = level,
+            Approvers = current.Approvers,
+            Required = Math.Max(1, spec.Required),
+            EditableArguments = spec.EditableArguments,
+            Question = reason is null
+                ? $"May agent '{_agent.Definition.Name}' call '{c.Name}' with {c.Arguments}? (policy '{rule}')"
+                : $"{reason}: may agent '{_agent.Definition.Name}' call '{c.Name}' with {c.Arguments}? (policy '{rule}')",
+            Deadline = current.Timeout is { } t ? Time.GetUtcNow() + t : null,
+        };
+    }
+
+    private async Task<RunStatus?> RunIntentAsync(PendingCall call, BureauTool tool, JsonElement arguments)
+    {
+        var c = call.IntentArguments is { } journaled && journaled != call.Call.Arguments ? call.Call with { Arguments = journaled } : call.Call;
         var result = await InvokeAsync(tool, c, call.IntentStep, call.IdempotencyKey!, arguments);
         _run.CrashPoints.Hit("after-tool");
         await AppendAsync([new ToolCompleted(c.CallId, c.Name, result.Outcome.Content, result.Outcome.IsError, result.Ms, call.IntentStep, result.Outcome.Note,
@@ -401,7 +544,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
 
     private async Task<RunStatus?> RetryInDoubtAsync(PendingCall call)
     {
-        var check = _agent.Validator.Check(_agent.Definition, call.Call.Name, call.Call.Arguments);
+        var check = _agent.Validator.Check(_agent.Definition, call.Call.Name, call.IntentArguments ?? call.Call.Arguments);
         if (!check.IsValid)
         {
             await AppendAsync([new ToolCompleted(call.Call.CallId, call.Call.Name, check.Error!, true, 0, call.IntentStep)]);
@@ -503,6 +646,15 @@ internal sealed partial class AgentLoop : IResilienceJournal
 
         [LoggerMessage(5, LogLevel.Warning, "Run {RunId} step {Step}: '{Tool}' is a write that was in doubt after a crash; the run waits for a person (bureau runs resolve)")]
         public static partial void InDoubtWaiting(ILogger logger, string runId, long step, string tool);
+
+        [LoggerMessage(50, LogLevel.Information, "Run {RunId} step {Step}: policy '{Rule}' denied a call of '{Tool}'; the model is told why")]
+        public static partial void PolicyDenied(ILogger logger, string runId, long step, string tool, string rule);
+
+        [LoggerMessage(51, LogLevel.Information, "Run {RunId} step {Step}: policy '{Rule}' asks a person to approve a call of '{Tool}'; the run waits")]
+        public static partial void ApprovalAsked(ILogger logger, string runId, long step, string tool, string rule);
+
+        [LoggerMessage(52, LogLevel.Information, "Run {RunId}: the approval of '{Tool}' (step {Step}) moves to escalation level {Level}")]
+        public static partial void ApprovalEscalated(ILogger logger, string runId, long step, string tool, int level);
 
         [LoggerMessage(6, LogLevel.Warning, "Run {RunId} step {Step}: loop detected, model warned: {Reason}")]
         public static partial void LoopWarned(ILogger logger, string runId, long step, string reason);

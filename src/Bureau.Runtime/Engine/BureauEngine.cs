@@ -252,6 +252,8 @@ public sealed partial class BureauEngine : IAsyncDisposable
             throw new RunStateConflictException(runId, run.Status, $"run {runId} waits for {run.WaitingFor.Reason} on step {step}, not for a resolution of an in-doubt step", step);
         if (reason is null && run.WaitingFor is InDoubtWait)
             throw new RunStateConflictException(runId, run.Status, $"run {runId} waits on an in-doubt step {step}: resolve it as done, retry or failed", step);
+        if (reason is null && run.WaitingFor is ApprovalWait)
+            throw new RunStateConflictException(runId, run.Status, $"run {runId} waits for an approval ({runId}:{step}): approve or reject it (POST /v1/approvals/{runId}:{step}/decision, bureau approvals)", step);
         entry ??= new WaitAnswered(step, run.WaitingFor.Reason, answer, actor);
         try
         {

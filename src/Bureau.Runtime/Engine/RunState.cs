@@ -21,12 +21,34 @@ internal sealed class PendingCall(ToolCallRecord call)
     public CallState State { get; set; }
     public long IntentStep { get; set; }
     public string? IdempotencyKey { get; set; }
+    /// <summary>The arguments the intent was journaled with (an approver may have edited the model's).</summary>
+    public string? IntentArguments { get; set; }
 }
 
 /// <summary>
 /// A run's state as a fold over its journal. The executor applies every entry it appends, and a
 /// resumed executor applies the stored journal, so both see exactly the same state.
 /// </summary>
+/// <summary>One vote on an approval: who, approve or reject, edited arguments, why.</summary>
+internal sealed record ApprovalVote(string Actor, bool Approve, string? Arguments, string? Reason);
+
+/// <summary>An approval a policy asked for on a tool call, as the journal tells it.</summary>
+internal sealed class ApprovalProgress(long step, string callId, string rule)
+{
+    /// <summary>The step of the <see cref="PolicyApplied"/> entry: the approval's id within the run.</summary>
+    public long Step { get; } = step;
+    public string CallId { get; } = callId;
+    public string Rule { get; } = rule;
+    /// <summary>The level asked now (0 first).</summary>
+    public int Level { get; set; }
+    /// <summary>Set when the level asked now passed its deadline unanswered.</summary>
+    public bool LevelExpired { get; set; }
+    public bool Asked { get; set; }
+    public List<ApprovalVote> Votes { get; } = [];
+    public ApprovalVote? Rejection => Votes.Find(v => !v.Approve);
+    public int Approvals => Votes.Select(v => v.Actor).Distinct(StringComparer.Ordinal).Count(a => Votes.Any(v => v.Actor == a && v.Approve));
+}
+
 internal sealed class RunState
 {
     private readonly Dictionary<string, int> _callCounts = new(StringComparer.Ordinal);
@@ -63,6 +85,9 @@ internal sealed class RunState
     public RunFinished? Finished { get; private set; }
     public WaitingFor? Waiting { get; private set; }
     public Dictionary<long, StepResolved> Resolutions { get; } = [];
+    /// <summary>Approvals of the latest turn's calls, by call id.</summary>
+    public Dictionary<string, ApprovalProgress> Approvals { get; } = new(StringComparer.Ordinal);
+    private readonly Dictionary<long, ApprovalProgress> _approvalsByStep = [];
     public TimeSpan TimeWaiting { get; private set; }
     public int TurnsWithoutProgress { get; private set; }
     public bool LoopWarned { get; private set; }
@@ -106,6 +131,7 @@ internal sealed class RunState
                 Cost += m.Cost ?? 0;
                 LastText = m.Text;
                 Pending.Clear();
+                Approvals.Clear();
                 Messages.Add(ToAssistantMessage(m));
                 foreach (var c in m.ToolCalls) Pending.Add(new PendingCall(c));
                 _turnLearnedSomething = m.ToolCalls.Count == 0;
@@ -115,6 +141,7 @@ internal sealed class RunState
                 var p = Find(i.CallId);
                 p.State = CallState.Intent;
                 p.IntentStep = record.N;
+                p.IntentArguments = i.Arguments;
                 p.IdempotencyKey = i.IdempotencyKey;
                 break;
             }
@@ -144,6 +171,20 @@ internal sealed class RunState
             case RunWaiting w:
                 Waiting = w.WaitingFor;
                 _waitingSince = record.At;
+                if (w.WaitingFor is ApprovalWait aw && _approvalsByStep.TryGetValue(aw.Step, out var asked))
+                {
+                    asked.Asked = true;
+                    asked.Level = aw.Level;
+                    asked.LevelExpired = false;
+                }
+                break;
+            case PolicyApplied pa:
+                if (pa.Action == PolicyAction.RequireApproval)
+                {
+                    var progress = new ApprovalProgress(record.N, pa.CallId, pa.Rule);
+                    Approvals[pa.CallId] = progress;
+                    _approvalsByStep[record.N] = progress;
+                }
                 break;
             case StepResolved sr:
                 Resolutions[sr.Step] = sr;
@@ -154,9 +195,13 @@ internal sealed class RunState
                 if (e.Reason == InDoubtWait.ReasonName)
                     Resolutions[e.Step] = new StepResolved(e.Step, StepResolution.Failed,
                         $"no one decided whether the interrupted call ran before the deadline ({e.Deadline:u}); its outcome is unknown, treat it as failed", "bureau:timer");
+                else if (e.Reason == ApprovalWait.ReasonName && _approvalsByStep.TryGetValue(e.Step, out var expired))
+                    expired.LevelExpired = true;
                 EndWait(record.At);
                 break;
-            case WaitAnswered:
+            case WaitAnswered answered:
+                if (answered.Reason == ApprovalWait.ReasonName && _approvalsByStep.TryGetValue(answered.Step, out var voted))
+                    voted.Votes.Add(Governance.ApprovalAnswers.Parse(answered.Answer, answered.Actor));
                 EndWait(record.At);
                 break;
             case RunFinished f:

@@ -112,6 +112,13 @@ public sealed class EngineFixture : IAsyncDisposable
         }
     }
 
+    /// <summary>Stops and disposes every engine and store started so far (their database lock released), as a process exit would; the database stays.</summary>
+    public async Task DisposeEnginesAsync()
+    {
+        foreach (var d in _owned) await d.DisposeAsync();
+        _owned.Clear();
+    }
+
     public async ValueTask DisposeAsync()
     {
         foreach (var d in _owned) await d.DisposeAsync();

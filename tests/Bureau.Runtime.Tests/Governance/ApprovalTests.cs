@@ -1,0 +1,202 @@
+using Bureau.Governance;
+using Bureau.Tests.Support;
+using Microsoft.Extensions.Time.Testing;
+using Xunit;
+
+namespace Bureau.Tests.Governance;
+
+/// <summary>
+/// Policies in the agent loop: a denied call is told to the model and never runs; a call that needs
+/// approval waits durably (approve, edit, reject, first answer wins, four-eyes, who may answer), and
+/// escalates level by level on its deadlines (fake clock) to the policy's onTimeout.
+/// </summary>
+public sealed class ApprovalTests : IAsyncDisposable
+{
+    private readonly EngineFixture _f = new();
+
+    public ValueTask DisposeAsync() => _f.DisposeAsync();
+
+    private static ArgumentCondition Arg(string text) => ArgumentCondition.Parse(text, out var error) ?? throw new InvalidOperationException(error);
+
+    private void Setup(ApprovalSpec? approval = null, PolicyAction action = PolicyAction.RequireApproval)
+    {
+        _f.AddTool("refund", ToolEffect.Write);
+        _f.AddAgent(tools: "refund");
+        _f.UseModel((msgs, turn) => turn == 1 ? FakeModel.Call("refund", """{"key":"big"}""", "c1") : FakeModel.Text("after: " + FakeModel.LastToolResult(msgs)));
+        _f.Definitions.Policies = new PolicySet
+        {
+            Rules =
+            [
+                new PolicyRule
+                {
+                    Name = "big-refunds", Action = action, Reason = "big refunds need a lead",
+                    When = new PolicyConditions { Tools = ["refund"], Arguments = [Arg("$.key == 'big'")] },
+                    Approval = approval ?? new ApprovalSpec { Levels = [new(["leads"], null)], EditableArguments = true },
+                },
+            ],
+        };
+    }
+
+    private async Task<(BureauEngine Engine, string Id, ApprovalWait Wait)> WaitingAsync()
+    {
+        var engine = await _f.StartAsync();
+        var id = (await engine.SubmitAsync(new RunRequest("a", "refund please"))).Run.Id;
+        var run = await EngineFixture.WaitAsync(engine, id);
+        Assert.Equal(RunStatus.Waiting, run.Status);
+        return (engine, id, Assert.IsType<ApprovalWait>(run.WaitingFor));
+    }
+
+    [Fact]
+    public async Task Deny_TheModelIsToldWhy_TheToolNeverRuns()
+    {
+        Setup(action: PolicyAction.Deny);
+        var engine = await _f.StartAsync();
+        var run = await EngineFixture.WaitAsync(engine, (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id);
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        Assert.Equal("after: denied by policy 'big-refunds': big refunds need a lead; the call did not run", run.Output);
+        Assert.Empty(_f.Keys);
+        var applied = Assert.Single((await engine.ReadJournalAsync(run.Id)).Select(r => r.Entry).OfType<PolicyApplied>());
+        Assert.Equal((PolicyAction.Deny, "big-refunds"), (applied.Action, applied.Rule));
+    }
+
+    [Fact]
+    public async Task RequireApproval_WaitsWithTheProposedCall_ApprovedItRunsOnce()
+    {
+        Setup();
+        var (engine, id, wait) = await WaitingAsync();
+        Assert.Equal(("refund", """{"key":"big"}""", "big-refunds"), (wait.Tool, wait.Arguments, wait.Rule));
+        Assert.Equal(["leads"], wait.Approvers);
+        Assert.Contains("big refunds need a lead", wait.Question);
+        Assert.Empty(_f.Keys); // nothing ran while waiting
+        var listed = Assert.Single(await engine.ListApprovalsAsync());
+        Assert.Equal($"{id}:{wait.Step}", listed.Id);
+
+        await engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true, "ok"), "lea", ["leads"]);
+        var run = await EngineFixture.WaitAsync(engine, id);
+
+        Assert.Equal((RunStatus.Succeeded, "after: refund:big"), (run.Status, run.Output));
+        Assert.Single(_f.Keys);
+        Assert.Empty(await engine.ListApprovalsAsync());
+    }
+
+    [Fact]
+    public async Task Reject_TheReasonGoesBackToTheModel_TheToolNeverRuns()
+    {
+        Setup();
+        var (engine, id, wait) = await WaitingAsync();
+        await engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(false, "customer already refunded"), "lea", ["leads"]);
+        var run = await EngineFixture.WaitAsync(engine, id);
+        Assert.Equal("after: rejected by lea: customer already refunded; the call did not run", run.Output);
+        Assert.Empty(_f.Keys);
+    }
+
+    [Fact]
+    public async Task ApproveWithEditedArguments_TheToolRunsWithTheEdit_AnInvalidEditDoesNot()
+    {
+        Setup();
+        var (engine, id, wait) = await WaitingAsync();
+        await engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true, null, """{"key":"smaller"}"""), "lea", ["leads"]);
+        var run = await EngineFixture.WaitAsync(engine, id);
+        Assert.Equal("after: refund:smaller", run.Output);
+        var intent = Assert.Single((await engine.ReadJournalAsync(id)).Select(r => r.Entry).OfType<ToolIntent>());
+        Assert.Equal("""{"key":"smaller"}""", intent.Arguments); // the journal says what ran
+    }
+
+    [Fact]
+    public async Task SecondAnswer_IsRefusedNamingWhoAnsweredFirst()
+    {
+        Setup();
+        var (engine, id, wait) = await WaitingAsync();
+        await engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(false, "no"), "lea", ["leads"]);
+        var ex = await Assert.ThrowsAsync<RunStateConflictException>(() => engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true), "max", ["leads"]));
+        Assert.Contains("already answered by lea (rejected)", ex.Message);
+    }
+
+    [Fact]
+    public async Task NotAnApprover_IsForbidden_NothingIsWritten()
+    {
+        Setup();
+        var (engine, id, wait) = await WaitingAsync();
+        var before = (await engine.GetRunAsync(id))!.Version;
+        var ex = await Assert.ThrowsAsync<ApprovalForbiddenException>(() => engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true), "intern", ["viewer"]));
+        Assert.Contains("its approvers are leads", ex.Message);
+        Assert.Equal(before, (await engine.GetRunAsync(id))!.Version);
+    }
+
+    [Fact]
+    public async Task FourEyes_TwoDistinctApproversNeeded_TheSamePersonTwiceIsRefused()
+    {
+        Setup(new ApprovalSpec { Levels = [new(["leads"], null)], Required = 2 });
+        var (engine, id, wait) = await WaitingAsync();
+        await engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true), "lea", ["leads"]);
+        Assert.Equal(RunStatus.Waiting, (await engine.GetRunAsync(id))!.Status);
+        Assert.Empty(_f.Keys);
+        await Assert.ThrowsAsync<RunStateConflictException>(() => engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true), "lea", ["leads"]));
+        Assert.Equal(["lea"], (await engine.ListApprovalsAsync()).Single().Votes);
+
+        await engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true), "max", ["leads"]);
+        var run = await EngineFixture.WaitAsync(engine, id);
+        Assert.Equal("after: refund:big", run.Output);
+    }
+
+    [Theory]
+    [InlineData(ApprovalTimeoutAction.Reject, RunStatus.Succeeded, "after: nobody approved the call before its last deadline; it did not run (policy 'big-refunds')", 0)]
+    [InlineData(ApprovalTimeoutAction.Approve, RunStatus.Succeeded, "after: refund:big", 1)]
+    [InlineData(ApprovalTimeoutAction.Fail, RunStatus.Failed, null, 0)]
+    public async Task Escalation_EachLevelsDeadlineMovesItOn_ThenOnTimeoutApplies(ApprovalTimeoutAction onTimeout, RunStatus status, string? output, int ran)
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        _f.Time = time;
+        Setup(new ApprovalSpec
+        {
+            Levels = [new(["oncall"], TimeSpan.FromMinutes(30)), new(["leads"], TimeSpan.FromMinutes(90))],
+            OnTimeout = onTimeout,
+        });
+        var (engine, id, wait) = await WaitingAsync();
+        Assert.Equal(0, wait.Level);
+        Assert.Equal(["oncall"], wait.Approvers);
+        Assert.Equal(time.GetUtcNow().AddMinutes(30), wait.Deadline);
+
+        time.Advance(TimeSpan.FromMinutes(29));
+        Assert.Equal(0, ((ApprovalWait)(await engine.GetRunAsync(id))!.WaitingFor!).Level);
+        var escalated = await AdvanceUntilAsync(engine, id, time, r => r.WaitingFor is ApprovalWait { Level: 1 });
+        var level1 = (ApprovalWait)escalated.WaitingFor!;
+        Assert.Equal(["leads"], level1.Approvers);
+        Assert.Equal(wait.Step, level1.Step);
+        await Assert.ThrowsAsync<ApprovalForbiddenException>(() => engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true), "ann", ["oncall"]));
+
+        var done = await AdvanceUntilAsync(engine, id, time, r => r.Status.IsTerminal());
+        Assert.Equal(status, done.Status);
+        if (output is not null) Assert.Equal(output, done.Output);
+        else Assert.Equal("approval-timeout", done.Outcome);
+        Assert.Equal(ran, _f.Keys.Count);
+        Assert.Equal(2, (await engine.ReadJournalAsync(id)).Select(r => r.Entry).OfType<WaitExpired>().Count()); // once per level
+    }
+
+    [Fact]
+    public async Task PendingApproval_SurvivesARestartOfTheEngine()
+    {
+        Setup();
+        var (engine, id, wait) = await WaitingAsync();
+        await engine.StopAsync();
+        await _f.DisposeEnginesAsync();
+
+        var again = await _f.StartAsync();
+        Assert.Equal(id, Assert.Single(await again.ListApprovalsAsync()).Run.Id);
+        await again.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true), "lea", ["leads"]);
+        Assert.Equal("after: refund:big", (await EngineFixture.WaitAsync(again, id)).Output);
+    }
+
+    private static async Task<RunRecord> AdvanceUntilAsync(BureauEngine engine, string id, FakeTimeProvider time, Func<RunRecord, bool> done)
+    {
+        for (var i = 0; i < 400; i++)
+        {
+            var run = (await engine.GetRunAsync(id))!;
+            if (done(run)) return run;
+            time.Advance(TimeSpan.FromMinutes(1));
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+        throw new TimeoutException($"run {id} never reached the state");
+    }
+}
