@@ -66,6 +66,13 @@ public static class BureauEndpointRouteBuilderExtensions
             .WithName("ResolveStep").WithSummary("Decide the in-doubt step a waiting run waits on: done, retry or failed.")
             .Body<ResolveStepBody>()
             .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+        v1.MapGet("/approvals", (Delegate)ApprovalsApi.ListAsync).Needs(ApiPermission.Resolve)
+            .WithName("ListApprovals").WithSummary("Approvals runs wait for (?state=open), those the caller may answer: the proposed tool call, approvers, level, deadline.")
+            .ProducesProblem(400);
+        v1.MapPost("/approvals/{id}/decision", ApprovalsApi.DecideAsync).Needs(ApiPermission.Resolve)
+            .WithName("DecideApproval").WithSummary("Approve (optionally with edited arguments) or reject; the first decisive answer wins, a later one is 409 naming who answered.")
+            .Body<ApprovalDecisionBody>()
+            .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).ProducesProblem(400).ProducesProblem(403).ProducesProblem(404).ProducesProblem(409);
         v1.MapGet("/runs/{id}/events", RunEventStream.StreamAsync).Needs(ApiPermission.Read)
             .WithName("RunEvents").WithSummary("Server-Sent Events: one per journal entry (id = step n, event = kind), then `end`. Resumes from Last-Event-ID.")
             .Produces(StatusCodes.Status200OK, contentType: "text/event-stream").ProducesProblem(404);

@@ -18,7 +18,7 @@ internal enum ApiPermission
 }
 
 /// <summary>Who is calling: a key (by id) or a loopback client while no key exists.</summary>
-internal sealed record ApiCaller(string Actor, ApiKeyRole Role);
+internal sealed record ApiCaller(string Actor, ApiKeyRole Role, string? Name = null);
 
 /// <summary>
 /// Checks each <c>/v1</c> request: with keys in the store, an <c>Authorization: Bearer bk_...</c>
@@ -48,7 +48,7 @@ internal sealed class ApiAccess(IApiKeyStore keys)
             var record = await keys.FindAsync(id, ct);
             if (record is null || !ApiKeys.Matches(record, key))
                 throw new ApiException(StatusCodes.Status401Unauthorized, "unauthorized", $"the API key bk_{id} is unknown or revoked", field: "Authorization");
-            caller = new ApiCaller("key:" + id, record.Role);
+            caller = new ApiCaller("key:" + id, record.Role, record.Name);
         }
         else if (await keys.AnyActiveAsync(ct))
         {

@@ -285,6 +285,7 @@ internal sealed record HealthAnswer(string Status);
 internal sealed record StartRunBody(string Agent, string Input);
 internal sealed record CancelRunBody(string? Reason);
 internal sealed record ResolveStepBody(long Step, string As, string? Result);
+internal sealed record ApprovalDecisionBody(string Decision, string? Reason, System.Text.Json.JsonElement? Arguments);
 internal sealed record CreateKeyBody(string Role, string? Name);
 internal sealed record UsageDoc(long InputTokens, long OutputTokens, long TotalTokens);
 internal sealed record WaitingForDoc(string Reason, long Step, string? Tool, string? Key, string? Arguments);

@@ -114,6 +114,31 @@ public sealed class BureauBuilder : IBureauBuilder
         return this;
     }
 
+    /// <summary>
+    /// Adds a tool-call policy rule after those already added (a manifest's rules come first when it
+    /// is added first): before every tool call the rules are evaluated in order and the first whose
+    /// conditions hold decides: allow, deny (the model is told why) or require an approval.
+    /// </summary>
+    public BureauBuilder AddPolicy(PolicyRule rule)
+    {
+        ArgumentNullException.ThrowIfNull(rule);
+        lock (_code) _code.Definitions.Merge(new BureauDefinitions { Policies = new PolicySet { Rules = [rule] } });
+        return this;
+    }
+
+    /// <summary>What applies to tools of <paramref name="effect"/> when no rule matches (for example: write tools require approval).</summary>
+    public BureauBuilder AddPolicyDefault(ToolEffect effect, PolicyAction action, ApprovalSpec? approval = null)
+    {
+        lock (_code)
+        {
+            _code.Definitions.Merge(new BureauDefinitions
+            {
+                Policies = new PolicySet { Defaults = new Dictionary<ToolEffect, PolicyAction> { [effect] = action }, DefaultApproval = approval ?? _code.Definitions.Policies.DefaultApproval },
+            });
+        }
+        return this;
+    }
+
     /// <summary>Defines a model agents can name.</summary>
     public BureauBuilder AddModel(ModelDefinition model)
     {
