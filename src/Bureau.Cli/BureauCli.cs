@@ -18,6 +18,8 @@ internal static class BureauCli
             ServeCommand.Create(),
             KeysCommand.Create(),
             HealthCommand.Create(),
+            ApprovalsCommand.Create(),
+            ApprovalsCommand.PolicyCommand(),
         };
 
         try

@@ -22,6 +22,7 @@ internal static class JournalText
         RunWaiting w => $"waiting ({w.WaitingFor.Reason}) on step {w.WaitingFor.Step}{Deadline(w.WaitingFor)}",
         WaitAnswered a => $"step {a.Step} ({a.Reason}) answered{(a.Actor is null ? "" : " by " + a.Actor)}: {Cut(OneLine(a.Answer ?? ""), 80)}",
         WaitExpired e => $"step {e.Step} ({e.Reason}): the deadline {e.Deadline:u} passed with no answer",
+        PolicyApplied p => $"{WireNames.Of(p.Action)} by policy '{p.Rule}' for {p.Tool}{(p.Reason is null ? "" : ": " + p.Reason)}",
         ChildRunStarted c => $"{(c.Label is null ? "" : c.Label + ": ")}{c.RunKind} {c.Target} as run {c.ChildRunId}: {Cut(c.Input, 80)}",
         ChildRunFinished c => $"run {c.ChildRunId} {c.Status.ToWireName()}: {Cut(c.Output ?? c.Error ?? "", 80)}",
         StepResolved r => $"step {r.Step} resolved as {WireNames.Of(r.Resolution)}{(r.Actor is null ? "" : " by " + r.Actor)}",

@@ -95,6 +95,11 @@ internal static class RunCommand
                 stdout.WriteLine($"run {run.Id} is waiting ({w.Reason}): step {w.Step} called '{w.Tool}' with key {w.Key}, and a crash left its outcome unknown{(w.Deadline is { } d ? $" (if nobody decides by {d:u}, the call counts as failed)" : "")}.");
                 stdout.WriteLine($"Decide with: bureau runs resolve {run.Id} --step {w.Step} --as done|retry|failed --db {db}");
                 break;
+            case RunStatus.Waiting when run.WaitingFor is ApprovalWait a:
+                stdout.WriteLine($"run {run.Id} waits for an approval: '{a.Tool}' with {a.Arguments} (policy '{a.Rule}'); "
+                    + $"approvers: {(a.Approvers.Count == 0 ? "any approver" : string.Join(", ", a.Approvers))}{(a.Deadline is { } ad ? $", until {ad:u}" : "")}.");
+                stdout.WriteLine($"Decide with: bureau approvals approve|reject {run.Id}:{a.Step} --db {db} (or POST /v1/approvals/{run.Id}:{a.Step}/decision)");
+                break;
             case RunStatus.Waiting when run.WaitingFor is { } w:
                 stdout.WriteLine($"run {run.Id} is waiting ({w.Reason}) on step {w.Step}{(w.Deadline is { } deadline ? $" until {deadline:u}" : "")}.");
                 break;
