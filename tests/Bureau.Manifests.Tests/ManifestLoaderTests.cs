@@ -176,7 +176,6 @@ public sealed class ManifestLoaderTests
 
     [Theory]
     [InlineData("triggers")]
-    [InlineData("policies")]
     [InlineData("memory")]
     public void LoadText_ReservedTopLevelKey_IsNotSupportedYet(string key)
     {
