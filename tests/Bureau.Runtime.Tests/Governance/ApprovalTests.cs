@@ -188,6 +188,31 @@ public sealed class ApprovalTests : IAsyncDisposable
         Assert.Equal("after: refund:big", (await EngineFixture.WaitAsync(again, id)).Output);
     }
 
+    [Fact]
+    public async Task DocsSnippet_PoliciesInCSharp_AskForTheApproval()
+    {
+        var builder = new { Services = new Microsoft.Extensions.DependencyInjection.ServiceCollection() };
+
+        // docs/governance.md, "In C#"
+        builder.Services.AddBureau()
+            .AddPolicy(new PolicyRule
+            {
+                Name = "big-refunds",
+                When = new PolicyConditions { Tools = ["refund"], Arguments = [ArgumentCondition.Parse("$.amount > 100", out _)!] },
+                Action = PolicyAction.RequireApproval,
+                Reason = "refunds over 100 need a lead",
+                Approval = new ApprovalSpec { Levels = [new(["support-leads"], TimeSpan.FromMinutes(30))], EditableArguments = true },
+            })
+            .AddPolicyDefault(ToolEffect.Write, PolicyAction.RequireApproval);
+
+        await using var provider = Microsoft.Extensions.DependencyInjection.ServiceCollectionContainerBuilderExtensions.BuildServiceProvider(builder.Services);
+        var policies = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<BureauDeployment>(provider).Definitions.Policies;
+        var big = PolicyEvaluator.Evaluate(policies, new PolicyContext("a", "refund", ToolEffect.Write, """{"amount":250}"""));
+        var other = PolicyEvaluator.Evaluate(policies, new PolicyContext("a", "email", ToolEffect.Write, "{}"));
+        Assert.Equal((PolicyAction.RequireApproval, "big-refunds"), (big.Action, big.Rule));
+        Assert.Equal((PolicyAction.RequireApproval, "default:write"), (other.Action, other.Rule));
+    }
+
     private static async Task<RunRecord> AdvanceUntilAsync(BureauEngine engine, string id, FakeTimeProvider time, Func<RunRecord, bool> done)
     {
         for (var i = 0; i < 400; i++)
