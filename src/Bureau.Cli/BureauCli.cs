@@ -20,6 +20,7 @@ internal static class BureauCli
             HealthCommand.Create(),
             ApprovalsCommand.Create(),
             ApprovalsCommand.PolicyCommand(),
+            AuditCommand.Create(),
         };
 
         try

@@ -64,6 +64,21 @@ internal static class Migrations
         """
         CREATE TABLE store_probe(id INTEGER PRIMARY KEY, at INTEGER NOT NULL, pad BLOB);
         """,
+        // 5: the audit log, a hash chain (see AuditChain).
+        """
+        CREATE TABLE audit(
+            seq INTEGER PRIMARY KEY,
+            at INTEGER NOT NULL,
+            actor TEXT,
+            action TEXT NOT NULL,
+            run_id TEXT,
+            step INTEGER,
+            detail TEXT,
+            prev TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE INDEX audit_by_run ON audit(run_id) WHERE run_id IS NOT NULL;
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

@@ -52,7 +52,9 @@ public sealed class SqliteApiKeyStore : IApiKeyStore
     {
         ArgumentNullException.ThrowIfNull(key);
         await using var c = await OpenAsync(cancellationToken);
+        await using var tx = (SqliteTransaction)await c.BeginTransactionAsync(System.Data.IsolationLevel.Serializable, cancellationToken); // BEGIN IMMEDIATE: the audit head is ours
         await using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
         cmd.CommandText = "INSERT INTO api_keys(id, name, role, hash, created_at, revoked_at) VALUES($id, $name, $role, $hash, $created, $revoked)";
         cmd.Parameters.AddWithValue("$id", key.Id);
         cmd.Parameters.AddWithValue("$name", (object?)key.Name ?? DBNull.Value);
@@ -63,6 +65,9 @@ public sealed class SqliteApiKeyStore : IApiKeyStore
         try
         {
             await cmd.ExecuteNonQueryAsync(cancellationToken);
+            AuditChain.Append(c, tx, AuditChain.ReadHead(c, tx), key.CreatedAt, key.Name ?? "bk_" + key.Id, "key.created", null, null,
+                new System.Text.Json.Nodes.JsonObject { ["key"] = "bk_" + key.Id, ["name"] = key.Name, ["role"] = key.Role.ToWireName() }.ToJsonString());
+            await tx.CommitAsync(cancellationToken);
         }
         catch (SqliteException ex) when (ex.SqliteErrorCode == 19 /* CONSTRAINT */)
         {
@@ -101,13 +106,18 @@ public sealed class SqliteApiKeyStore : IApiKeyStore
     public async Task<bool> RevokeAsync(string id, DateTimeOffset at, CancellationToken cancellationToken = default)
     {
         await using var c = await OpenAsync(cancellationToken);
+        await using var tx = (SqliteTransaction)await c.BeginTransactionAsync(System.Data.IsolationLevel.Serializable, cancellationToken);
         await using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
         cmd.CommandText = "UPDATE api_keys SET revoked_at = $at WHERE id = $id AND revoked_at IS NULL";
         cmd.Parameters.AddWithValue("$id", id);
         cmd.Parameters.AddWithValue("$at", at.ToUnixTimeMilliseconds());
         try
         {
-            return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
+            var revoked = await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
+            if (revoked) AuditChain.Append(c, tx, AuditChain.ReadHead(c, tx), at, null, "key.revoked", null, null, new System.Text.Json.Nodes.JsonObject { ["key"] = "bk_" + id }.ToJsonString());
+            await tx.CommitAsync(cancellationToken);
+            return revoked;
         }
         catch (SqliteException ex) when (SqliteFaults.Classify(ex, _options.Path) is { } fault)
         {

@@ -10,7 +10,7 @@ namespace Bureau.Storage.Sqlite;
 /// that groups whatever is pending into one transaction, so one fsync serves every run that appended
 /// meanwhile (group commit). Reads use their own pooled connections and never wait for the writer.
 /// </summary>
-public sealed class SqliteRunStore : IRunStore
+public sealed class SqliteRunStore : IRunStore, IAuditLog
 {
     private readonly SqliteStoreOptions _options;
     private readonly string _connectionString;
@@ -291,6 +291,20 @@ public sealed class SqliteRunStore : IRunStore
             if (f.Exists && suffix != "-shm") size += f.Length;
         }
         return size;
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<AuditRecord>> ReadAuditAsync(long afterSeq = 0, int limit = 1000, CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenReaderAsync(cancellationToken);
+        return await AuditChain.ReadAsync(c, afterSeq, Math.Clamp(limit, 1, 100_000), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<AuditVerification> VerifyAuditAsync(CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenReaderAsync(cancellationToken);
+        return await AuditChain.VerifyAsync(c, cancellationToken);
     }
 
     /// <inheritdoc />

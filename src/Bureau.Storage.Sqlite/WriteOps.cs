@@ -47,7 +47,17 @@ internal sealed class WriterCommands : IDisposable
     public void Enlist(SqliteTransaction tx)
     {
         Transaction = tx;
+        _auditHead = null;
         foreach (var cmd in _all) cmd.Transaction = tx;
+    }
+
+    private (long Seq, string Hash)? _auditHead;
+
+    /// <summary>Appends an audit entry in the batch's transaction (the head is read once per transaction, then kept).</summary>
+    public void Audit(DateTimeOffset at, string? actor, string action, string? runId, long? step, string? detail)
+    {
+        var c = Transaction!.Connection!;
+        _auditHead = AuditChain.Append(c, Transaction, _auditHead ?? AuditChain.ReadHead(c, Transaction), at, actor, action, runId, step, detail);
     }
 
     /// <summary>The transaction of the batch being written (for operations with statements of their own).</summary>
@@ -91,6 +101,7 @@ internal abstract class WriteOp
         ins.Bind(4, SqliteRunStore.ToUnixMs(at));
         ins.Bind(5, cmds.Entries.Serialize(entry));
         ins.Execute();
+        if (AuditChain.Of(entry) is { } audit) cmds.Audit(at, audit.Actor, audit.Action, runId, n, audit.Detail?.ToJsonString());
     }
 }
 

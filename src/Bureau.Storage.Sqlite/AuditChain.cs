@@ -1,0 +1,123 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.Data.Sqlite;
+
+namespace Bureau.Storage.Sqlite;
+
+/// <summary>
+/// The audit log's hash chain in SQLite (table <c>audit</c>). Entries are written in the transaction
+/// of what they record: the journal entries a person or policy caused (run started, canceled,
+/// resolved; policy applied; approval asked, escalated, answered, timed out) and key changes. The
+/// head is read inside the write transaction, so writers on other connections (the key store) chain
+/// after it correctly.
+/// </summary>
+internal static class AuditChain
+{
+    public const string Genesis = "0000000000000000000000000000000000000000000000000000000000000000";
+
+    /// <summary>The audit entry a journal entry makes, if it makes one: (actor, action, detail).</summary>
+    public static (string? Actor, string Action, JsonObject? Detail)? Of(JournalEntry entry) => entry switch
+    {
+        RunStarted s => (s.Actor, "run.started", new JsonObject { ["agent"] = s.Agent, ["kind"] = s.RunKind, ["parentRunId"] = s.ParentRunId }),
+        RunCanceled c => (c.Actor, "run.canceled", new JsonObject { ["reason"] = c.Reason }),
+        StepResolved r => (r.Actor, "step.resolved", new JsonObject { ["step"] = r.Step, ["as"] = WireNames.Of(r.Resolution) }),
+        PolicyApplied p => ("policy", "policy.applied", new JsonObject { ["tool"] = p.Tool, ["action"] = WireNames.Of(p.Action), ["rule"] = p.Rule, ["reason"] = p.Reason }),
+        RunWaiting { WaitingFor: ApprovalWait a } => ("policy", a.Level == 0 ? "approval.asked" : "approval.escalated",
+            new JsonObject { ["approval"] = a.Step, ["tool"] = a.Tool, ["level"] = a.Level, ["approvers"] = new JsonArray([.. a.Approvers.Select(x => (JsonNode?)x)]), ["deadline"] = a.Deadline }),
+        WaitAnswered { Reason: ApprovalWait.ReasonName } w => (w.Actor, "approval.answered", new JsonObject { ["approval"] = w.Step, ["answer"] = w.Answer is null ? null : JsonNode.Parse(w.Answer) }),
+        WaitExpired { Reason: ApprovalWait.ReasonName } e => ("bureau:timer", "approval.timed-out", new JsonObject { ["approval"] = e.Step, ["deadline"] = e.Deadline }),
+        _ => null,
+    };
+
+    /// <summary>The head (last seq and hash) as the transaction sees it.</summary>
+    public static (long Seq, string Hash) ReadHead(SqliteConnection c, SqliteTransaction tx)
+    {
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+        using var r = cmd.ExecuteReader();
+        return r.Read() ? (r.GetInt64(0), r.GetString(1)) : (0, Genesis);
+    }
+
+    /// <summary>Appends one entry after <paramref name="head"/>; returns the new head.</summary>
+    public static (long Seq, string Hash) Append(SqliteConnection c, SqliteTransaction tx, (long Seq, string Hash) head,
+        DateTimeOffset at, string? actor, string action, string? runId, long? step, string? detail)
+    {
+        var seq = head.Seq + 1;
+        var atMs = at.ToUnixTimeMilliseconds();
+        var hash = Hash(head.Hash, seq, atMs, actor, action, runId, step, detail);
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = "INSERT INTO audit(seq, at, actor, action, run_id, step, detail, prev, hash) VALUES($seq, $at, $actor, $action, $run, $step, $detail, $prev, $hash)";
+        cmd.Parameters.AddWithValue("$seq", seq);
+        cmd.Parameters.AddWithValue("$at", atMs);
+        cmd.Parameters.AddWithValue("$actor", (object?)actor ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$action", action);
+        cmd.Parameters.AddWithValue("$run", (object?)runId ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$step", (object?)step ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$detail", (object?)detail ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$prev", head.Hash);
+        cmd.Parameters.AddWithValue("$hash", hash);
+        cmd.ExecuteNonQuery();
+        return (seq, hash);
+    }
+
+    public static string Hash(string previous, long seq, long atMs, string? actor, string action, string? runId, long? step, string? detail)
+    {
+        // Length-prefixed fields: no two different entries serialize to the same bytes.
+        var sb = new StringBuilder();
+        foreach (var field in new[] { previous, seq.ToString(CultureInfo.InvariantCulture), atMs.ToString(CultureInfo.InvariantCulture), actor, action, runId,
+                     step?.ToString(CultureInfo.InvariantCulture), detail })
+        {
+            if (field is null) sb.Append("-1:");
+            else sb.Append(field.Length.ToString(CultureInfo.InvariantCulture)).Append(':').Append(field);
+            sb.Append('|');
+        }
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));
+    }
+
+    public static async Task<IReadOnlyList<AuditRecord>> ReadAsync(SqliteConnection c, long afterSeq, int limit, CancellationToken ct)
+    {
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT seq, at, actor, action, run_id, step, detail, prev, hash FROM audit WHERE seq > $after ORDER BY seq LIMIT $limit";
+        cmd.Parameters.AddWithValue("$after", afterSeq);
+        cmd.Parameters.AddWithValue("$limit", limit);
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        var list = new List<AuditRecord>();
+        while (await r.ReadAsync(ct))
+        {
+            list.Add(new AuditRecord(r.GetInt64(0), DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(1)), r.IsDBNull(2) ? null : r.GetString(2), r.GetString(3),
+                r.IsDBNull(4) ? null : r.GetString(4), r.IsDBNull(5) ? null : r.GetInt64(5), r.IsDBNull(6) ? null : r.GetString(6), r.GetString(7), r.GetString(8)));
+        }
+        return list;
+    }
+
+    /// <summary>Walks the chain in seq order (by rowid order of seq), page by page, and names the first entry that does not follow.</summary>
+    public static async Task<AuditVerification> VerifyAsync(SqliteConnection c, CancellationToken ct)
+    {
+        var expectedSeq = 1L;
+        var previous = Genesis;
+        long count = 0;
+        while (true)
+        {
+            var page = await ReadAsync(c, expectedSeq - 1, 5000, ct);
+            if (page.Count == 0) break;
+            foreach (var e in page)
+            {
+                count++;
+                if (e.Seq != expectedSeq)
+                    return new AuditVerification(count, expectedSeq, $"entry {expectedSeq} is missing (the next is {e.Seq}): deleted");
+                if (e.Previous != previous)
+                    return new AuditVerification(count, e.Seq, $"entry {e.Seq} does not follow entry {e.Seq - 1} (its previous hash differs): an entry before it was changed, or entries were reordered");
+                var hash = Hash(e.Previous, e.Seq, e.At.ToUnixTimeMilliseconds(), e.Actor, e.Action, e.RunId, e.Step, e.Detail);
+                if (hash != e.Hash)
+                    return new AuditVerification(count, e.Seq, $"entry {e.Seq} was changed after it was written (its content does not match its hash)");
+                previous = e.Hash;
+                expectedSeq++;
+            }
+        }
+        return new AuditVerification(count, null, null);
+    }
+}
