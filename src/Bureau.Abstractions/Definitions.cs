@@ -308,6 +308,13 @@ public abstract class ToolDefinition
     /// <summary>How long one tool step may take, all attempts and waits included; null: no limit beyond the retry's caps.</summary>
     public TimeSpan? StepTimeout { get; init; }
 
+    /// <summary>
+    /// For a <c>write</c> tool: the tool that undoes a completed call of this one in a rollback. It
+    /// gets <c>{"arguments": ORIGINAL_ARGUMENTS, "result": ORIGINAL_RESULT}</c> (the result parsed as JSON
+    /// when it is JSON) and an idempotency key of its own; it must be safe to run again with that key.
+    /// </summary>
+    public string? Compensate { get; init; }
+
     /// <summary>The action applied to an in-doubt call: the declared one or the effect's default.</summary>
     public InDoubtAction EffectiveInDoubtAction => OnInDoubt ?? (Effect == ToolEffect.Write ? InDoubtAction.Wait : InDoubtAction.Retry);
 }
@@ -449,6 +456,9 @@ public sealed class AgentDefinition
 
     /// <summary>Whether a run may start with an empty (or blank) input. Default false: such a submission is refused before anything is written.</summary>
     public bool AllowEmptyInput { get; init; }
+
+    /// <summary>When a run of this agent fails or is canceled after completed writes, roll it back: compensate them in reverse order (a <c>rollback</c> child run).</summary>
+    public bool RollbackOnFailure { get; init; }
 }
 
 /// <summary>

@@ -152,6 +152,9 @@ public static class RunKinds
 
     /// <summary>A team: an orchestration whose members run as child runs (manifest <c>teams:</c>).</summary>
     public const string Team = "team";
+
+    /// <summary>A rollback: compensates the completed writes of the run named by its input, newest first (a child of that run).</summary>
+    public const string Rollback = "rollback";
 }
 
 /// <summary>One append to a run's journal: entries numbered from <c>ExpectedVersion + 1</c>.</summary>

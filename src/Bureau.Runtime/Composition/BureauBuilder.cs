@@ -51,6 +51,7 @@ public static class BureauServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IToolCallFilter, Resilience.ToolResilienceFilter>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunExecutor, AgentRunExecutor>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunExecutor, Teams.TeamRunExecutor>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunExecutor, Governance.RollbackRunExecutor>());
         services.TryAddSingleton<ICrashPoints>(NoCrashPoints.Instance);
         services.TryAddSingleton(sp => new BureauEngine(
             sp.GetRequiredService<IOptions<BureauOptions>>().Value,

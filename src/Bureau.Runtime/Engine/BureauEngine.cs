@@ -370,7 +370,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
             {
                 status = await executor.ExecuteAsync(context);
             }
-            if (status.IsTerminal()) await RunEndedAsync(run);
+            if (status.IsTerminal()) await RunEndedAsync(run, failed: status == RunStatus.Failed);
             return status;
         }
         catch (OperationCanceledException) when (execution.Cancel.IsCancellationRequested && context is not null)
@@ -468,7 +468,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         {
             return; // moved on meanwhile (canceled, or another executor); nothing to end
         }
-        await RunEndedAsync(run);
+        await RunEndedAsync(run, failed: true);
     }
 
     /// <summary>
@@ -476,12 +476,17 @@ public sealed partial class BureauEngine : IAsyncDisposable
     /// its unfinished children are canceled too. Best effort: a parent's wait re-checks its children
     /// on its own deadline, so a crash here loses nothing.
     /// </summary>
-    private async Task RunEndedAsync(RunRecord run, string? canceledBy = null, bool canceled = false)
+    private async Task RunEndedAsync(RunRecord run, string? canceledBy = null, bool canceled = false, bool failed = false)
     {
         try
         {
             if (canceled) await CancelChildrenAsync(run.Id, canceledBy);
             if (run.ParentRunId is not null) await WakeParentAsync(run.ParentRunId, run.Id);
+            if ((canceled || failed) && run.Kind == RunKinds.Agent && Definitions.Agents.TryGetValue(run.Agent, out var agent) && agent.RollbackOnFailure
+                && _executors.ContainsKey(RunKinds.Rollback))
+            {
+                await RollbackAsync(run.Id, "bureau:rollback-on-failure");
+            }
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -508,6 +513,27 @@ public sealed partial class BureauEngine : IAsyncDisposable
                 // A sibling woke it, or it moved on: read again.
             }
         }
+    }
+
+    /// <summary>
+    /// Rolls a finished run back: starts a <c>rollback</c> run (a child of it) that compensates its
+    /// completed writes, newest first, with each write tool's declared compensation. Once per run:
+    /// asking again returns the same rollback run.
+    /// </summary>
+    /// <exception cref="RunNotFoundException">No such run.</exception>
+    /// <exception cref="RunStateConflictException">The run has not finished (cancel it first), or is itself a rollback.</exception>
+    public async Task<SubmitResult> RollbackAsync(string runId, string? actor = null, CancellationToken cancellationToken = default)
+    {
+        var run = await Store.GetRunAsync(runId, cancellationToken) ?? throw new RunNotFoundException(runId);
+        if (!run.Status.IsTerminal())
+            throw new RunStateConflictException(runId, run.Status, $"run {runId} is {run.Status.ToWireName()}: only a finished run can be rolled back (cancel it first)");
+        if (run.Kind != RunKinds.Agent)
+            throw new RunStateConflictException(runId, run.Status, $"run {runId} is a {run.Kind} run; roll back the agent runs that made the writes");
+        // One rollback at a time; after a failed one, a new one (it skips what the earlier ones compensated).
+        var earlier = (await Store.ListRunsAsync(new RunQuery { ParentRunId = runId, Limit = 1000 }, cancellationToken)).Items.Where(r => r.Kind == RunKinds.Rollback).ToList();
+        if (earlier.FirstOrDefault(r => r.Status != RunStatus.Failed) is { } current) return new SubmitResult(current, Created: false);
+        var key = earlier.Count == 0 ? "rollback:" + runId : $"rollback:{runId}:{earlier.Count + 1}";
+        return await SubmitAsync(new RunRequest(run.Agent, runId, key, actor, RunKinds.Rollback, runId), cancellationToken);
     }
 
     /// <summary>Cancels every unfinished child of a canceled run (their children follow in turn).</summary>
