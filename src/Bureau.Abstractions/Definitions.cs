@@ -457,6 +457,13 @@ public sealed class AgentDefinition
     /// <summary>Whether a run may start with an empty (or blank) input. Default false: such a submission is refused before anything is written.</summary>
     public bool AllowEmptyInput { get; init; }
 
+    /// <summary>
+    /// Ask the model to state its confidence (0 to 1) with every tool call: each tool's declared
+    /// parameters gain a required <c>confidence</c> number, which Bureau takes out before validating
+    /// and running the call and gives to the policy (a rule can send calls below a threshold to a person).
+    /// </summary>
+    public bool StateConfidence { get; init; }
+
     /// <summary>When a run of this agent fails or is canceled after completed writes, roll it back: compensate them in reverse order (a <c>rollback</c> child run).</summary>
     public bool RollbackOnFailure { get; init; }
 }

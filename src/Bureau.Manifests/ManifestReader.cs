@@ -31,7 +31,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static readonly string[] s_effects = ["read", "idempotent", "write"];
     private static readonly string[] s_inDoubtActions = ["wait", "retry", "fail"];
     private static readonly string[] s_httpMethods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-    private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop", "allowEmptyInput", "rollbackOnFailure"];
+    private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop", "allowEmptyInput", "rollbackOnFailure", "stateConfidence"];
     private static readonly string[] s_budgetKeys = ["maxSteps", "maxTokens", "maxWallTime", "maxQueueTime", "maxCost"];
     private static readonly string[] s_loopKeys = ["maxRepeatedCalls", "maxTurnsWithoutProgress", "action"];
     private static readonly string[] s_loopActions = ["stop", "warn"];
@@ -793,6 +793,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             LoopDetection = loop,
             AllowEmptyInput = map.TryGetValue("allowEmptyInput", out var ae) && Boolean(ae) == true,
             RollbackOnFailure = map.TryGetValue("rollbackOnFailure", out var rf) && Boolean(rf) == true,
+            StateConfidence = map.TryGetValue("stateConfidence", out var sc) && Boolean(sc) == true,
         };
     }
 

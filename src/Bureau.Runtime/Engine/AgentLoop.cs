@@ -303,12 +303,14 @@ internal sealed partial class AgentLoop : IResilienceJournal
     private async Task<RunStatus?> HandleCallAsync(PendingCall call, LoopDetectionSettings loop)
     {
         var c = call.Call;
+        _confidence = null;
+        if (_agent.Definition.StateConfidence && call.State == CallState.NotStarted) (c, _confidence) = Confidence.Take(c);
         if (call.State == CallState.NotStarted && _state.Approvals.ContainsKey(c.CallId))
         {
             // Asked for approval before the run waited: the decision (or the deadline) decides now.
             var check0 = _agent.Validator.Check(_agent.Definition, c.Name, c.Arguments);
             if (!check0.IsValid) return await RejectAsync(c, check0.Error!);
-            var gate0 = await PolicyGateAsync(call, check0);
+            var gate0 = await PolicyGateAsync(call, c, check0);
             if (gate0.Check is null) return gate0.Stop;
             return await RunAllowedAsync(call, gate0.Call!, gate0.Check);
         }
@@ -336,7 +338,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
 
         if (!_kind.Policies.IsEmpty)
         {
-            var gate = await PolicyGateAsync(call, check);
+            var gate = await PolicyGateAsync(call, c, check);
             if (gate.Check is null) return gate.Stop;
             return await RunAllowedAsync(call, gate.Call!, gate.Check);
         }
@@ -373,6 +375,9 @@ internal sealed partial class AgentLoop : IResilienceJournal
         return await RunIntentAsync(call, tool, check.Arguments);
     }
 
+    /// <summary>The confidence the model stated for the call being handled (agents that state confidence).</summary>
+    private double? _confidence;
+
     private readonly record struct PolicyGate(RunStatus? Stop, ToolCallRecord? Call, ToolCallCheck? Check);
 
     /// <summary>
@@ -380,14 +385,13 @@ internal sealed partial class AgentLoop : IResilienceJournal
     /// model is told why), or asks for an approval and waits; resumed, it applies the decision, or
     /// after a level's deadline escalates to the next level or applies the policy's onTimeout.
     /// </summary>
-    private async Task<PolicyGate> PolicyGateAsync(PendingCall call, ToolCallCheck check)
+    private async Task<PolicyGate> PolicyGateAsync(PendingCall call, ToolCallRecord c, ToolCallCheck check)
     {
-        var c = call.Call;
         var effect = check.Tool!.Definition.Effect;
         if (!_state.Approvals.TryGetValue(c.CallId, out var progress))
         {
             var decision = PolicyEvaluator.Evaluate(_kind.Policies, new PolicyContext(_agent.Definition.Name, c.Name, effect, c.Arguments,
-                Tokens: _state.Usage.TotalTokens, Cost: (decimal)_state.Cost, Actor: _run.Run.Actor, Now: Time.GetUtcNow()));
+                Confidence: _confidence, Tokens: _state.Usage.TotalTokens, Cost: (decimal)_state.Cost, Actor: _run.Run.Actor, Now: Time.GetUtcNow()));
             switch (decision.Action)
             {
                 case PolicyAction.Allow:

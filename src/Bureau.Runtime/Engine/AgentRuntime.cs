@@ -23,7 +23,7 @@ internal sealed class AgentRuntime
         Validator = validator;
         ChatOptions = new ChatOptions
         {
-            Tools = tools.Count == 0 ? null : [.. tools.Select(t => t.ToDeclaration())],
+            Tools = tools.Count == 0 ? null : [.. tools.Select(t => definition.StateConfidence ? Governance.Confidence.Declaration(t) : t.ToDeclaration())],
             ToolMode = tools.Count == 0 ? null : ChatToolMode.Auto,
         };
     }
