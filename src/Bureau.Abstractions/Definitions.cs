@@ -511,7 +511,7 @@ public sealed class BureauDefinitions
         foreach (var t in other.Tools.Values) Add(t);
         foreach (var a in other.Agents.Values) Add(a);
         foreach (var t in other.Teams.Values) Add(t);
-        if (!other.Policies.IsEmpty)
+        if (!other.Policies.IsEmpty || other.Policies.Notify.Count > 0)
         {
             var defaults = new Dictionary<ToolEffect, PolicyAction>(Policies.Defaults);
             foreach (var (effect, action) in other.Policies.Defaults) defaults[effect] = action;
@@ -519,6 +519,7 @@ public sealed class BureauDefinitions
             {
                 Rules = [.. Policies.Rules, .. other.Policies.Rules],
                 Defaults = defaults,
+                Notify = [.. Policies.Notify, .. other.Policies.Notify],
                 DefaultApproval = other.Policies.Defaults.Count > 0 ? other.Policies.DefaultApproval : Policies.DefaultApproval,
             };
         }

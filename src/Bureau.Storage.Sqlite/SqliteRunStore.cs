@@ -301,6 +301,14 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
     }
 
     /// <inheritdoc />
+    public async Task AppendAuditAsync(DateTimeOffset at, string? actor, string action, string? runId, long? step, string? detail, CancellationToken cancellationToken = default)
+    {
+        var op = new AuditOp(at, actor, action, runId, step, detail);
+        Enqueue(op);
+        await op.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <inheritdoc />
     public async Task<AuditVerification> VerifyAuditAsync(CancellationToken cancellationToken = default)
     {
         await using var c = await OpenReaderAsync(cancellationToken);

@@ -66,6 +66,8 @@ public static class BureauServiceCollectionExtensions
             sp.GetRequiredService<ICrashPoints>()));
         services.AddSingleton<BureauRuntimeService>();
         services.AddHostedService(sp => sp.GetRequiredService<BureauRuntimeService>());
+        services.TryAddSingleton(new Governance.ApprovalNotificationOptions());
+        services.AddHostedService<Governance.ApprovalNotifications>();
         return new BureauBuilder(services, code);
     }
 }
