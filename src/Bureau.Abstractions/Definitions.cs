@@ -464,6 +464,21 @@ public sealed class AgentDefinition
     /// </summary>
     public bool StateConfidence { get; init; }
 
+    /// <summary>
+    /// Agents this agent may call as tools (the tool's name is the agent's; its one argument is the
+    /// <c>task</c>). Each call is a child run; the callee may use only the tools both it and the caller
+    /// may use (the intersection), never more.
+    /// </summary>
+    public IReadOnlyList<string> Delegates { get; init; } = [];
+
+    /// <summary>A copy that may use only <paramref name="tools"/> (a delegate runs with the intersection of its tools and its caller's).</summary>
+    public AgentDefinition WithTools(IReadOnlyList<string> tools) => new()
+    {
+        Name = Name, Model = Model, Instructions = Instructions, Description = Description, Tools = tools, Budgets = Budgets,
+        LoopDetection = LoopDetection, AllowEmptyInput = AllowEmptyInput, StateConfidence = StateConfidence, Delegates = Delegates,
+        RollbackOnFailure = RollbackOnFailure,
+    };
+
     /// <summary>When a run of this agent fails or is canceled after completed writes, roll it back: compensate them in reverse order (a <c>rollback</c> child run).</summary>
     public bool RollbackOnFailure { get; init; }
 }

@@ -31,7 +31,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static readonly string[] s_effects = ["read", "idempotent", "write"];
     private static readonly string[] s_inDoubtActions = ["wait", "retry", "fail"];
     private static readonly string[] s_httpMethods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-    private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop", "allowEmptyInput", "rollbackOnFailure", "stateConfidence"];
+    private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop", "allowEmptyInput", "rollbackOnFailure", "stateConfidence", "delegates"];
     private static readonly string[] s_budgetKeys = ["maxSteps", "maxTokens", "maxWallTime", "maxQueueTime", "maxCost"];
     private static readonly string[] s_loopKeys = ["maxRepeatedCalls", "maxTurnsWithoutProgress", "action"];
     private static readonly string[] s_loopActions = ["stop", "warn"];
@@ -158,6 +158,20 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         }
         foreach (var e in agentEntries)
             if (ReadAgent(e, modelNames, toolNames) is { } agent) definitions.Add(agent);
+        var agentNameSet = new Names(agentEntries.Select(e => e.Name));
+        foreach (var e in agentEntries)
+        {
+            if (!definitions.Agents.TryGetValue(e.Name, out var agent) || Peek(e.Value, "delegates") is not { } de) continue;
+            foreach (var name in agent.Delegates)
+            {
+                if (!agentNameSet.Contains(name))
+                    Error(de.Value, $"{e.Path}.delegates", $"agent '{e.Name}' delegates to '{name}', which is not an agent{ReferenceHint(name, agentNameSet)}");
+                else if (name == e.Name)
+                    Error(de.Value, $"{e.Path}.delegates", $"agent '{e.Name}' cannot delegate to itself");
+                else if (agent.Tools.Contains(name))
+                    Error(de.Value, $"{e.Path}.delegates", $"agent '{e.Name}' has a tool named '{name}' too: a delegate is called by its name, so the names must differ");
+            }
+        }
         if (top.TryGetValue("policies", out var policies) && ReadPolicies(policies, new Names(agentEntries.Select(e => e.Name)), toolNames) is { } policySet)
             definitions.Policies = policySet;
         if (top.TryGetValue("teams", out var teams))
@@ -794,6 +808,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             AllowEmptyInput = map.TryGetValue("allowEmptyInput", out var ae) && Boolean(ae) == true,
             RollbackOnFailure = map.TryGetValue("rollbackOnFailure", out var rf) && Boolean(rf) == true,
             StateConfidence = map.TryGetValue("stateConfidence", out var sc) && Boolean(sc) == true,
+            Delegates = map.TryGetValue("delegates", out var dl) ? StringItems(dl) ?? [] : [],
         };
     }
 

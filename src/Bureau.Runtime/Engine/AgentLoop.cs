@@ -36,7 +36,14 @@ internal sealed class AgentRunExecutor : IRunExecutor
                     throw new ArgumentException($"agent '{a.Name}': tool '{name}' is not defined", nameof(deployment));
                 agentTools.Add(tool);
             }
-            agents[a.Name] = new AgentRuntime(a, model, models.Get(model), agentTools, validator);
+            var delegates = new List<AITool>();
+            foreach (var d in a.Delegates)
+            {
+                if (!definitions.Agents.TryGetValue(d, out var callee))
+                    throw new ArgumentException($"agent '{a.Name}': delegate '{d}' is not an agent", nameof(deployment));
+                delegates.Add(Delegation.Declaration(callee));
+            }
+            agents[a.Name] = new AgentRuntime(a, model, models.Get(model), agentTools, validator, delegates);
         }
         Agents = agents;
         Targets = agents.Keys;
@@ -108,6 +115,9 @@ internal sealed partial class AgentLoop : IResilienceJournal
                 failure: new RunFailure("internal", null, _state.Version + 1, null, null, $"deploy agent '{run.Agent}' in this host, or cancel the run"));
         }
 
+        if (run.ParentRunId is not null && await AllowedToolsAsync(run, 0) is { } allowed && allowed.Count < _agent.Definition.Tools.Count)
+            _agent = _agent.Restricted(allowed); // a delegate: never more than its caller may do
+
         _state = new RunState(_runId, _agent.Definition.Instructions);
         Load();
         if (_state.Finished is { } done) return done.Status;
@@ -134,6 +144,20 @@ internal sealed partial class AgentLoop : IResilienceJournal
             _state.BeginExecution(now);
         }
         return await LoopAsync();
+    }
+
+    /// <summary>
+    /// For a run an agent started as a delegate (its parent is an agent run): the tools it may use, the
+    /// intersection of its own and its caller's (the caller's being, in turn, limited by its own
+    /// caller). Null when the run is not a delegate (no parent, or a team's member).
+    /// </summary>
+    private async Task<IReadOnlyList<string>?> AllowedToolsAsync(RunRecord run, int depth)
+    {
+        if (run.ParentRunId is null || depth > 16 || !_kind.Agents.TryGetValue(run.Agent, out var self)) return null;
+        var parent = await _run.Engine.Store.GetRunAsync(run.ParentRunId, CancellationToken.None);
+        if (parent is null || parent.Kind != RunKinds.Agent || !_kind.Agents.TryGetValue(parent.Agent, out var caller)) return null;
+        var callerMay = await AllowedToolsAsync(parent, depth + 1) ?? caller.Definition.Tools;
+        return [.. self.Definition.Tools.Where(callerMay.Contains)];
     }
 
     private string ResumeReason(RunRecord run)
@@ -302,6 +326,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
     /// <summary>Handles one tool call; returns a status when the run stops (waits, loops, budget).</summary>
     private async Task<RunStatus?> HandleCallAsync(PendingCall call, LoopDetectionSettings loop)
     {
+        if (_agent.Definition.Delegates.Contains(call.Call.Name)) return await HandleDelegationAsync(call);
         var c = call.Call;
         _confidence = null;
         if (_agent.Definition.StateConfidence && call.State == CallState.NotStarted) (c, _confidence) = Confidence.Take(c);
@@ -343,6 +368,41 @@ internal sealed partial class AgentLoop : IResilienceJournal
             return await RunAllowedAsync(call, gate.Call!, gate.Check);
         }
         return await RunAllowedAsync(call, c, check);
+    }
+
+    /// <summary>
+    /// A call of another agent (a delegate): journaled as an intent, then done by a child run (found
+    /// again by the intent's key after a crash); the run waits for it and the child's answer becomes
+    /// the call's result.
+    /// </summary>
+    private async Task<RunStatus?> HandleDelegationAsync(PendingCall call)
+    {
+        var c = call.Call;
+        if (call.State == CallState.NotStarted)
+        {
+            var (valid, error) = Delegation.TaskOf(c.Arguments);
+            if (valid is null) return await RejectAsync(c, $"invalid arguments for agent '{c.Name}': {error}");
+            var step = _state.Version + 1;
+            await AppendAsync([new ToolIntent(c.CallId, c.Name, c.Arguments, ToolEffect.Idempotent, $"{_runId}:{step}")]);
+        }
+        var (task, _) = Delegation.TaskOf(call.IntentArguments ?? c.Arguments);
+        var child = (await _run.Engine.SubmitAsync(new RunRequest(c.Name, task!, call.IdempotencyKey, $"agent:{_agent.Definition.Name}", RunKinds.Agent, _runId))).Run;
+        if (!_state.StartedChildren.Contains(child.Id))
+            await AppendAsync([new ChildRunStarted(child.Id, c.Name, RunKinds.Agent, task!, "delegate:" + c.CallId)]);
+        if (!child.Status.IsTerminal())
+        {
+            var wait = new ChildRunsWait { Step = _state.Version + 1, RunIds = [child.Id], Deadline = Time.GetUtcNow() + Teams.TeamRunExecutor.RecheckEvery };
+            await AppendAsync([new RunWaiting(wait)], new RunUpdate { Status = RunStatus.Waiting, WaitingFor = wait, Usage = _state.Usage });
+            var now = await _run.Engine.Store.GetRunAsync(child.Id, CancellationToken.None);
+            if (now is null || !now.Status.IsTerminal()) return RunStatus.Waiting;
+            await AppendAsync([new WaitAnswered(wait.Step, ChildRunsWait.ReasonName, child.Id, "agent")], new RunUpdate { Status = RunStatus.Running, Usage = _state.Usage });
+            child = now;
+        }
+        var ok = child.Status == RunStatus.Succeeded;
+        var content = ok ? child.Output ?? "" : $"agent '{c.Name}' (run {child.Id}) {child.Status.ToWireName()}: {child.Error}";
+        await AppendAsync([new ChildRunFinished(child.Id, child.Status, child.Output, child.Error, child.Usage),
+            new ToolCompleted(c.CallId, c.Name, content, !ok, 0, call.IntentStep)]);
+        return null;
     }
 
     private async Task<RunStatus?> RejectAsync(ToolCallRecord c, string error)
