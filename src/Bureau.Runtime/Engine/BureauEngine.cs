@@ -397,13 +397,29 @@ public sealed partial class BureauEngine : IAsyncDisposable
 
     private static System.Diagnostics.Activity? StartSpan(RunRecord run)
     {
-        var span = BureauTelemetry.ActivitySource.StartActivity($"invoke_agent {run.Agent}", System.Diagnostics.ActivityKind.Internal);
-        span?.SetTag("gen_ai.operation.name", "invoke_agent");
+        // Every execution of every run of a tree (a team, its members, delegates) is in one trace, whose
+        // id comes from the root run's id: the same across executions, restarts and nodes, with nothing
+        // to store. An execution's parent is its run's parent run (a span id made from that run's id).
+        var root = run.RootRunId ?? run.Id;
+        var parent = new System.Diagnostics.ActivityContext(TraceIdOf(root), SpanIdOf(run.ParentRunId ?? root), System.Diagnostics.ActivityTraceFlags.Recorded, isRemote: true);
+        var operation = run.Kind == RunKinds.Team ? "invoke_workflow" : "invoke_agent";
+        var span = BureauTelemetry.ActivitySource.StartActivity($"{operation} {run.Agent}", System.Diagnostics.ActivityKind.Internal, parent);
+        span?.SetTag("gen_ai.operation.name", operation);
         span?.SetTag("gen_ai.agent.name", run.Agent);
         span?.SetTag("bureau.run.id", run.Id);
         span?.SetTag("bureau.run.kind", run.Kind);
+        if (run.ParentRunId is not null) span?.SetTag("bureau.run.parent_id", run.ParentRunId);
+        if (run.RootRunId is not null && run.RootRunId != run.Id) span?.SetTag("bureau.run.root_id", run.RootRunId);
         return span;
     }
+
+    /// <summary>The trace id of a tree of runs: the first 16 bytes of SHA-256 of its root run's id.</summary>
+    internal static System.Diagnostics.ActivityTraceId TraceIdOf(string rootRunId) =>
+        System.Diagnostics.ActivityTraceId.CreateFromBytes(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("trace:" + rootRunId)).AsSpan(0, 16));
+
+    /// <summary>The span id standing for a run (its executions' parent for its children).</summary>
+    internal static System.Diagnostics.ActivitySpanId SpanIdOf(string runId) =>
+        System.Diagnostics.ActivitySpanId.CreateFromBytes(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("run:" + runId)).AsSpan(0, 8));
 
     /// <summary>A run just accepted has exactly one entry, made from its row: no journal read.</summary>
     private static JournalRecord[] FreshJournal(RunRecord run) =>

@@ -381,4 +381,28 @@ public sealed class TeamTests : IAsyncDisposable
         Assert.Equal(RunStatus.Canceled, childRun.Status);
         Assert.Contains($"its parent run {team} was canceled", childRun.Error);
     }
+
+    [Fact]
+    public async Task Trace_EveryRunOfTheTreeIsInOneTrace_MembersUnderTheirTeam()
+    {
+        var spans = new ConcurrentBag<System.Diagnostics.Activity>();
+        using var listener = new System.Diagnostics.ActivityListener
+        {
+            ShouldListenTo = s => s.Name == "Bureau",
+            Sample = (ref System.Diagnostics.ActivityCreationOptions<System.Diagnostics.ActivityContext> _) => System.Diagnostics.ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = spans.Add,
+        };
+        System.Diagnostics.ActivitySource.AddActivityListener(listener);
+        Agent("a", i => i + "|a");
+        Agent("b", i => i + "|b");
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition { Name = "pipe", Pattern = TeamPattern.Sequential, Members = ["a", "b"] }, "x");
+
+        var ids = started.Select(s => s.ChildRunId).Append(run.Id).ToHashSet();
+        var ours = spans.Where(s => s.GetTagItem("bureau.run.id") is string id && ids.Contains(id)).ToList();
+        Assert.All(ours, s => Assert.Equal(BureauEngine.TraceIdOf(run.Id), s.TraceId));
+        Assert.Contains(ours, s => s.OperationName == "invoke_workflow pipe");
+        var members = ours.Where(s => (string?)s.GetTagItem("bureau.run.id") != run.Id).ToList();
+        Assert.Equal(2, members.Select(s => s.GetTagItem("bureau.run.id")).Distinct().Count());
+        Assert.All(members, s => Assert.Equal(BureauEngine.SpanIdOf(run.Id), s.ParentSpanId));
+    }
 }
