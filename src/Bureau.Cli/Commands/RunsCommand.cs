@@ -36,14 +36,9 @@ internal static class RunsCommand
             if (manifest is null)
             {
                 await using var store = await CliShared.OpenExistingStoreAsync(dbPath, ct);
-                var services = new ServiceCollection();
-                services.AddBureau(o => o.NodeId = "cli");
-                services.AddSingleton<IRunStore>(store);
-                await using var provider = services.BuildServiceProvider();
-                var engine = provider.GetRequiredService<BureauEngine>();
-                var target = await engine.GetRunAsync(runId, ct) ?? throw new RunNotFoundException(runId);
+                var target = await store.GetRunAsync(runId, ct) ?? throw new RunNotFoundException(runId);
                 // Without the manifest this process does not know the agent: submit the rollback as the engine would (the serving host checks it).
-                var submitted = await engine.Store.SubmitAsync(new NewRun
+                var submitted = await store.SubmitAsync(new NewRun
                 {
                     Id = RunIds.New(TimeProvider.System), Agent = target.Agent, Input = runId, Kind = RunKinds.Rollback, ParentRunId = runId, RootRunId = target.RootRunId ?? runId,
                     IdempotencyKey = "rollback:" + runId, Actor = actor, CreatedAt = DateTimeOffset.UtcNow,
@@ -325,15 +320,7 @@ internal static class RunsCommand
             var manifest = parse.GetValue(file);
             if (manifest is null)
             {
-                // The engine's commands without executing anything here: a host already serving this
-                // database (node "local") picks the run up once this command's claim lapses.
-                await using var store = await CliShared.OpenExistingStoreAsync(dbPath, ct);
-                var services = new ServiceCollection();
-                services.AddBureau(o => o.NodeId = "cli");
-                services.AddSingleton<IRunStore>(store);
-                await using var provider = services.BuildServiceProvider();
-                var engine = provider.GetRequiredService<BureauEngine>();
-                var run = await engine.ResolveAsync(runId, parse.GetValue(step), resolution, parse.GetValue(result), actor, ct);
+                var run = await CliShared.WithEngineCommandsAsync(dbPath, e => e.ResolveAsync(runId, parse.GetValue(step), resolution, parse.GetValue(result), actor, ct), ct);
                 Console.Out.WriteLine($"run {run.Id}: step {parse.GetValue(step)} resolved as {WireNames.Of(resolution)}; it continues when Bureau next runs on {dbPath} (a host serving it now picks it up within a minute; or pass --file to continue now).");
                 return 0;
             }
