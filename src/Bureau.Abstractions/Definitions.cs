@@ -472,9 +472,14 @@ public sealed class AgentDefinition
     public IReadOnlyList<string> Delegates { get; init; } = [];
 
     /// <summary>A copy that may use only <paramref name="tools"/> (a delegate runs with the intersection of its tools and its caller's).</summary>
-    public AgentDefinition WithTools(IReadOnlyList<string> tools) => new()
+    public AgentDefinition WithTools(IReadOnlyList<string> tools) => With(tools, Budgets);
+
+    /// <summary>A copy with <paramref name="budgets"/> (a team's member gets at most what the team has left).</summary>
+    public AgentDefinition WithBudgets(AgentBudgets budgets) => With(Tools, budgets);
+
+    private AgentDefinition With(IReadOnlyList<string> tools, AgentBudgets budgets) => new()
     {
-        Name = Name, Model = Model, Instructions = Instructions, Description = Description, Tools = tools, Budgets = Budgets,
+        Name = Name, Model = Model, Instructions = Instructions, Description = Description, Tools = tools, Budgets = budgets,
         LoopDetection = LoopDetection, AllowEmptyInput = AllowEmptyInput, StateConfidence = StateConfidence, Delegates = Delegates,
         RollbackOnFailure = RollbackOnFailure,
     };

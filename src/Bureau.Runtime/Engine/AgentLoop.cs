@@ -117,6 +117,11 @@ internal sealed partial class AgentLoop : IResilienceJournal
 
         if (run.ParentRunId is not null && await AllowedToolsAsync(run, 0) is { } allowed && allowed.Count < _agent.Definition.Tools.Count)
             _agent = _agent.Restricted(allowed); // a delegate: never more than its caller may do
+        if (run.ParentRunId is not null && await TeamTokensLeftAsync(run) is { } left && (_agent.Definition.Budgets.MaxTokens is not { } own || left < own))
+        {
+            var b = _agent.Definition.Budgets;
+            _agent = _agent.WithBudgets(new AgentBudgets { MaxTokens = Math.Max(1, left), MaxSteps = b.MaxSteps, MaxWallTime = b.MaxWallTime, MaxQueueTime = b.MaxQueueTime, MaxCost = b.MaxCost });
+        }
 
         _state = new RunState(_runId, _agent.Definition.Instructions);
         Load();
@@ -158,6 +163,29 @@ internal sealed partial class AgentLoop : IResilienceJournal
         if (parent is null || parent.Kind != RunKinds.Agent || !_kind.Agents.TryGetValue(parent.Agent, out var caller)) return null;
         var callerMay = await AllowedToolsAsync(parent, depth + 1) ?? caller.Definition.Tools;
         return [.. self.Definition.Tools.Where(callerMay.Contains)];
+    }
+
+    /// <summary>
+    /// For a team's member: the fewest tokens any team above it has left of its <c>budgets.maxTokens</c>
+    /// (its budget less what its members used so far), so a member cannot spend what its team was not
+    /// given. Null when no team above has a token budget.
+    /// </summary>
+    private async Task<long?> TeamTokensLeftAsync(RunRecord run)
+    {
+        long? left = null;
+        var definitions = _run.Engine.Definitions;
+        for (var (parentId, depth) = (run.ParentRunId, 0); parentId is not null && depth < 16; depth++)
+        {
+            var parent = await _run.Engine.Store.GetRunAsync(parentId, CancellationToken.None);
+            if (parent is null) break;
+            if (parent.Kind == RunKinds.Team && definitions.Teams.TryGetValue(parent.Agent, out var team) && team.Budgets.MaxTokens is { } budget)
+            {
+                var remaining = budget - parent.Usage.TotalTokens;
+                left = left is { } l ? Math.Min(l, remaining) : remaining;
+            }
+            parentId = parent.ParentRunId;
+        }
+        return left;
     }
 
     private string ResumeReason(RunRecord run)

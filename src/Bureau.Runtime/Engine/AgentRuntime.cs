@@ -46,4 +46,7 @@ internal sealed class AgentRuntime
     /// <summary>The same agent allowed only <paramref name="allowed"/> of its tools (a delegate's intersection with its caller's).</summary>
     public AgentRuntime Restricted(IReadOnlyList<string> allowed) =>
         new(Definition.WithTools(allowed), Model, Client, [.. Tools.Where(t => allowed.Contains(t.Name))], Validator, Delegates);
+
+    /// <summary>The same agent with other budgets.</summary>
+    public AgentRuntime WithBudgets(AgentBudgets budgets) => new(Definition.WithBudgets(budgets), Model, Client, Tools, Validator, Delegates);
 }

@@ -193,8 +193,9 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
         var fail = (FailTeam)move;
         var error = $"run {run.RunId} step {run.Version + 1}: {fail.Error}";
         var failure = await FailureAsync(run, fail, run.Version + 1);
-        await run.AppendAsync([new RunFinished(RunStatus.Failed, null, error, fail.Outcome, failure)],
-            new RunUpdate { Status = RunStatus.Failed, Error = error, Outcome = fail.Outcome, Usage = state.Usage });
+        var outcome = fail.Outcome == "member-failed" && failure.Cause == "budget" ? "budget" : fail.Outcome; // a member stopped by the team's shared budget
+        await run.AppendAsync([new RunFinished(RunStatus.Failed, null, error, outcome, failure)],
+            new RunUpdate { Status = RunStatus.Failed, Error = error, Outcome = outcome, Usage = state.Usage });
         return RunStatus.Failed;
     }
 

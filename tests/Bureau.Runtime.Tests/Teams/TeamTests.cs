@@ -329,6 +329,27 @@ public sealed class TeamTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Budgets_AMemberGetsOnlyWhatTheTeamHasLeft_AndIsStoppedByIt()
+    {
+        _f.AddTool("t", ToolEffect.Read);
+        _f.Definitions.Add(new AgentDefinition { Name = "worker", Model = "m", Instructions = "agent:worker", Tools = ["t"] });
+        // This test's model: the worker asks for a tool first (15 tokens), then answers (15 more): 30 a run.
+        _f.UseModel((msgs, turn) => turn == 1 ? FakeModel.Call("t", """{"key":"k"}""") : FakeModel.Text("done"));
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "pair", Pattern = TeamPattern.Sequential, Members = ["worker", "worker"], Budgets = new AgentBudgets { MaxTokens = 40 },
+        }, "x");
+
+        Assert.Equal((RunStatus.Failed, "budget"), (run.Status, run.Outcome));
+        var first = (await engine.GetRunAsync(started[0].ChildRunId))!;
+        var second = (await engine.GetRunAsync(started[1].ChildRunId))!;
+        Assert.Equal(RunStatus.Succeeded, first.Status); // 30 of the team's 40
+        Assert.Equal((RunStatus.Failed, "budget"), (second.Status, second.Outcome)); // started with 10 left: stopped after its first call
+        Assert.Contains("budget exceeded: tokens", second.Error);
+        Assert.Equal(15, second.Usage.TotalTokens);
+    }
+
+    [Fact]
     public async Task DocsSnippet_ARouterTeamInCSharp_RunsByItsName()
     {
         var builder = new { Services = new ServiceCollection() };
