@@ -181,6 +181,8 @@ public sealed record RunQuery
     public string? Agent { get; init; }
     /// <summary>Only the child runs of this run (its direct children).</summary>
     public string? ParentRunId { get; init; }
+    /// <summary>Only the runs of this tree below its root (children, their children, ...).</summary>
+    public string? RootRunId { get; init; }
     /// <summary>At most this many.</summary>
     public int Limit { get; init; } = 50;
     /// <summary>The <see cref="RunPage.Next"/> of the previous page.</summary>

@@ -315,6 +315,24 @@ public sealed class TeamTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Limits_TheRootTeamsMaxChildrenCountsTheWholeTree()
+    {
+        Agent("a", i => i + "|a");
+        _f.Definitions.Add(new TeamDefinition { Name = "inner", Pattern = TeamPattern.Parallel, Members = ["a", "a", "a"] });
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "outer", Pattern = TeamPattern.Sequential, Members = ["inner", "inner"], Limits = new TeamLimits { MaxChildren = 5 },
+        }, "x");
+
+        // outer -> inner (1) -> 3 agents (4 in the tree); the second inner (5) could not start its 3 members.
+        Assert.Equal(RunStatus.Failed, run.Status);
+        var second = (await engine.GetRunAsync(started[1].ChildRunId))!;
+        Assert.Equal((RunStatus.Failed, "limit"), (second.Status, second.Outcome));
+        Assert.Contains("limits.maxChildren is 5", second.Error);
+        Assert.Equal(5, (await engine.ListRunsAsync(new RunQuery { RootRunId = run.Id })).Items.Count);
+    }
+
+    [Fact]
     public async Task Budgets_TokensOfTheMembersAddUp_NoMemberStartsOnceSpent()
     {
         Agent("a", i => i + "|a");
