@@ -117,10 +117,12 @@ internal sealed partial class AgentLoop : IResilienceJournal
 
         if (run.ParentRunId is not null && await AllowedToolsAsync(run, 0) is { } allowed && allowed.Count < _agent.Definition.Tools.Count)
             _agent = _agent.Restricted(allowed); // a delegate: never more than its caller may do
-        if (run.ParentRunId is not null && await TeamTokensLeftAsync(run) is { } left && (_agent.Definition.Budgets.MaxTokens is not { } own || left < own))
+        if (run.ParentRunId is not null && await TeamBudgetLeftAsync(run) is var (tokensLeft, timeLeft) && (tokensLeft is not null || timeLeft is not null))
         {
             var b = _agent.Definition.Budgets;
-            _agent = _agent.WithBudgets(new AgentBudgets { MaxTokens = Math.Max(1, left), MaxSteps = b.MaxSteps, MaxWallTime = b.MaxWallTime, MaxQueueTime = b.MaxQueueTime, MaxCost = b.MaxCost });
+            var tokens = tokensLeft is { } tl && (b.MaxTokens is not { } ownTokens || tl < ownTokens) ? Math.Max(1, tl) : b.MaxTokens;
+            var wall = timeLeft is { } wl && (b.MaxWallTime is not { } ownWall || wl < ownWall) ? TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond, wl.Ticks)) : b.MaxWallTime;
+            _agent = _agent.WithBudgets(new AgentBudgets { MaxTokens = tokens, MaxSteps = b.MaxSteps, MaxWallTime = wall, MaxQueueTime = b.MaxQueueTime, MaxCost = b.MaxCost });
         }
 
         _state = new RunState(_runId, _agent.Definition.Instructions);
@@ -167,12 +169,14 @@ internal sealed partial class AgentLoop : IResilienceJournal
 
     /// <summary>
     /// For a team's member: the fewest tokens any team above it has left of its <c>budgets.maxTokens</c>
-    /// (its budget less what its members used so far), so a member cannot spend what its team was not
-    /// given. Null when no team above has a token budget.
+    /// (its budget less what its members used so far), and the least time any has left of its
+    /// <c>budgets.maxWallTime</c> (counted from the team's first step), so a member cannot spend what
+    /// its team was not given. Nulls when no team above has such a budget.
     /// </summary>
-    private async Task<long?> TeamTokensLeftAsync(RunRecord run)
+    private async Task<(long? Tokens, TimeSpan? Time)> TeamBudgetLeftAsync(RunRecord run)
     {
         long? left = null;
+        TimeSpan? timeLeft = null;
         var definitions = _run.Engine.Definitions;
         for (var (parentId, depth) = (run.ParentRunId, 0); parentId is not null && depth < 16; depth++)
         {
@@ -183,9 +187,15 @@ internal sealed partial class AgentLoop : IResilienceJournal
                 var remaining = budget - parent.Usage.TotalTokens;
                 left = left is { } l ? Math.Min(l, remaining) : remaining;
             }
+            if (parent.Kind == RunKinds.Team && definitions.Teams.TryGetValue(parent.Agent, out var timed) && timed.Budgets.MaxWallTime is { } wall)
+            {
+                var firstStep = (await _run.Engine.Store.ReadJournalAsync(parent.Id, 1, CancellationToken.None)).FirstOrDefault()?.At ?? parent.CreatedAt;
+                var remaining = firstStep + wall - Time.GetUtcNow();
+                timeLeft = timeLeft is { } t && t < remaining ? t : remaining;
+            }
             parentId = parent.ParentRunId;
         }
-        return left;
+        return (left, timeLeft);
     }
 
     private string ResumeReason(RunRecord run)

@@ -100,13 +100,18 @@ internal sealed partial class RunScheduler
     /// </summary>
     public void Schedule(string runId)
     {
-        if (_scheduled.TryAdd(runId, 0))
+        while (true)
         {
-            if (!_ready.Writer.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
-        }
-        else
-        {
+            if (_scheduled.TryAdd(runId, 0))
+            {
+                if (!_ready.Writer.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
+                return;
+            }
             _again[runId] = 0;
+            // The slot executing it sees the flag when it ends (Done)...
+            if (_scheduled.ContainsKey(runId)) return;
+            // ...unless it ended between our TryAdd and our flag: whoever takes the flag back schedules it.
+            if (!_again.TryRemove(runId, out _)) return;
         }
     }
 

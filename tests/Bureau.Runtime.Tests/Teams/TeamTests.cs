@@ -315,6 +315,34 @@ public sealed class TeamTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Budgets_TheTeamsWallTimeIsHandedDown_AMemberIsStoppedWhenTheTeamsTimeIsUp()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        _f.Time = time;
+        _f.AddTool("t", ToolEffect.Read);
+        _f.Definitions.Add(new AgentDefinition { Name = "worker", Model = "m", Instructions = "agent:worker", Tools = ["t"] });
+        _f.Definitions.Add(new TeamDefinition { Name = "hurry", Pattern = TeamPattern.Sequential, Members = ["worker"], Budgets = new AgentBudgets { MaxWallTime = TimeSpan.FromSeconds(10) } });
+        var model = _f.UseModel((msgs, turn) => turn == 1 ? FakeModel.Call("t", """{"key":"k"}""") : FakeModel.Text("done"));
+        var engine = await _f.StartAsync();
+        var teamId = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        model.BeforeAnswer = async (_, _, ct) =>
+        {
+            // The member's model call takes 15 s, once its team waits for it (the team's own 30 s re-check is not due).
+            var id = await teamId.Task;
+            while ((await engine.GetRunAsync(id, ct))!.Status != RunStatus.Waiting) await Task.Delay(5, ct);
+            time.Advance(TimeSpan.FromSeconds(15));
+        };
+        var team = (await engine.SubmitAsync(new RunRequest("hurry", "x"))).Run.Id;
+        teamId.SetResult(team);
+        var run = await FinishedAsync(engine, team);
+
+        var member = (await engine.ListRunsAsync(new RunQuery { ParentRunId = team })).Items.Single();
+        Assert.Equal((RunStatus.Failed, "budget"), (member.Status, member.Outcome)); // no time budget of its own: the team's 10 s
+        Assert.Contains("budget exceeded: time", member.Error);
+        Assert.Equal((RunStatus.Failed, "budget"), (run.Status, run.Outcome));
+    }
+
+    [Fact]
     public async Task Limits_TheRootTeamsMaxChildrenCountsTheWholeTree()
     {
         Agent("a", i => i + "|a");
