@@ -47,6 +47,13 @@ public sealed class ApprovalSpec
 
     /// <summary>How many distinct approvers must approve (four-eyes: 2). A single rejection rejects.</summary>
     public int Required { get; init; } = 1;
+
+    /// <summary>
+    /// When the call is rejected: false (the default) tells the model and the run goes on; true fails
+    /// the run (outcome <c>rejected</c>), so that an agent with <c>rollbackOnFailure</c> compensates the
+    /// writes it made before.
+    /// </summary>
+    public bool FailRunOnReject { get; init; }
 }
 
 /// <summary>

@@ -10,7 +10,7 @@ internal sealed partial class ManifestReader
     private static readonly string[] s_notifyKeys = ["kind", "url", "secret"];
     private static readonly string[] s_ruleKeys2 = ["name", "when", "action", "reason", "approval"];
     private static readonly string[] s_policyWhenKeys = ["agent", "tool", "effect", "args", "confidence", "tokens", "cost", "trigger", "time"];
-    private static readonly string[] s_approvalKeys = ["approvers", "timeout", "escalate", "onTimeout", "editableArgs", "required"];
+    private static readonly string[] s_approvalKeys = ["approvers", "timeout", "escalate", "onTimeout", "editableArgs", "required", "onReject"];
     private static readonly string[] s_levelKeys = ["approvers", "timeout"];
     private static readonly string[] s_policyActions = ["allow", "deny", "require_approval"];
     private static readonly string[] s_timeoutActions = ["reject", "approve", "fail"];
@@ -183,6 +183,7 @@ internal sealed partial class ManifestReader
             OnTimeout = onTimeout switch { "approve" => ApprovalTimeoutAction.Approve, "fail" => ApprovalTimeoutAction.Fail, _ => ApprovalTimeoutAction.Reject },
             EditableArguments = m.TryGetValue("editableArgs", out var ed) && Boolean(ed) == true,
             Required = required is { } r ? (int)r : 1,
+            FailRunOnReject = m.TryGetValue("onReject", out var orj) && Choice(orj, ["tell-model", "fail"]) == "fail",
         };
     }
 

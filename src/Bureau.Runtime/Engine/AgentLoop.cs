@@ -512,6 +512,13 @@ internal sealed partial class AgentLoop : IResilienceJournal
         }
 
         var approval = ApprovalSpecOf(progress.Rule);
+        if (progress.Rejection is { } refused && approval.FailRunOnReject)
+        {
+            var error = $"run {_runId} step {_state.Version + 1}: {refused.Actor} rejected the call of '{c.Name}' (approval {_runId}:{progress.Step}){(refused.Reason is null ? "" : ": " + refused.Reason)}";
+            await FinishAsync(RunStatus.Failed, null, error, "rejected",
+                failure: new RunFailure("policy", "rejected", progress.Step, "tool:" + c.Name, null, "a person rejected the call; the policy fails the run on a rejection"));
+            return new(RunStatus.Failed, null, null);
+        }
         if (progress.Rejection is { } no)
         {
             await AppendAsync([new ToolCompleted(c.CallId, c.Name, $"rejected by {no.Actor}{(no.Reason is null ? "" : ": " + no.Reason)}; the call did not run", true, 0, Failure: "policy")]);

@@ -149,6 +149,41 @@ public sealed class RollbackTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task RejectedAfterAWrite_TheRunFails_AndTheEarlierWriteIsCompensated()
+    {
+        Setup(rollbackOnFailure: true);
+        _f.UseModel((msgs, turn) => turn switch
+        {
+            1 => FakeModel.Call("refund", """{"key":"small"}""", "c1"),
+            2 => FakeModel.Call("refund", """{"key":"big"}""", "c2"),
+            _ => FakeModel.Text("done"),
+        });
+        _f.Definitions.Policies = new PolicySet
+        {
+            Rules =
+            [
+                new PolicyRule
+                {
+                    Name = "big", Action = PolicyAction.RequireApproval,
+                    When = new PolicyConditions { Tools = ["refund"], Arguments = [ArgumentCondition.Parse("$.key == 'big'", out _)!] },
+                    Approval = new ApprovalSpec { FailRunOnReject = true },
+                },
+            ],
+        };
+        var engine = await _f.StartAsync();
+        var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
+        var waiting = await EngineFixture.WaitAsync(engine, id);
+        await engine.DecideApprovalAsync(id, waiting.WaitingFor!.Step, new Bureau.Governance.ApprovalDecision(false, "too much"), "lea");
+
+        var run = await FinishedAsync(engine, id);
+        Assert.Equal((RunStatus.Failed, "rejected"), (run.Status, run.Outcome));
+        Assert.Contains("lea rejected the call of 'refund'", run.Error);
+        var rollback = await RollbackOfAsync(engine, id);
+        Assert.Equal(RunStatus.Succeeded, rollback.Status);
+        Assert.Equal(["small<-refund:small"], _undone); // the write made before the rejection is undone
+    }
+
+    [Fact]
     public async Task Rollback_OfAnUnfinishedRun_IsRefused()
     {
         Setup(rollbackOnFailure: false);
