@@ -35,6 +35,9 @@ public interface IAuditLog
     /// <summary>Recomputes the chain from the first entry; names the first entry that does not follow.</summary>
     Task<AuditVerification> VerifyAuditAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>The latest entry with <paramref name="action"/>, or null.</summary>
+    Task<AuditRecord?> LastAuditAsync(string action, CancellationToken cancellationToken = default);
+
     /// <summary>Appends an entry (for facts that are not journal entries, such as a notification sent or failed).</summary>
     Task AppendAuditAsync(DateTimeOffset at, string? actor, string action, string? runId, long? step, string? detail, CancellationToken cancellationToken = default);
 }

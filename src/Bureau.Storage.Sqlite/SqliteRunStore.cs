@@ -302,6 +302,17 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
     }
 
     /// <inheritdoc />
+    public async Task<AuditRecord?> LastAuditAsync(string action, CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenReaderAsync(cancellationToken);
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT seq FROM audit WHERE action = $action ORDER BY seq DESC LIMIT 1";
+        cmd.Parameters.AddWithValue("$action", action);
+        if (await cmd.ExecuteScalarAsync(cancellationToken) is not long seq) return null;
+        return (await AuditChain.ReadAsync(c, seq - 1, 1, cancellationToken)).FirstOrDefault();
+    }
+
+    /// <inheritdoc />
     public async Task AppendAuditAsync(DateTimeOffset at, string? actor, string action, string? runId, long? step, string? detail, CancellationToken cancellationToken = default)
     {
         var op = new AuditOp(at, actor, action, runId, step, detail);

@@ -111,4 +111,24 @@ public sealed class AuditTests : IAsyncDisposable
         Assert.Equal(3, result.FirstBad);
         Assert.Contains("does not follow entry 2", result.Problem);
     }
+
+    [Fact]
+    public async Task PolicyChanges_AreAudited_OnlyWhenThePolicyDiffers()
+    {
+        await using var store = new SqliteRunStore(new SqliteStoreOptions { Path = _f.DbPath });
+        await store.InitializeAsync();
+        var v1 = new PolicySet { Defaults = new Dictionary<ToolEffect, PolicyAction> { [ToolEffect.Write] = PolicyAction.RequireApproval } };
+        var v2 = new PolicySet { Defaults = new Dictionary<ToolEffect, PolicyAction> { [ToolEffect.Write] = PolicyAction.Deny } };
+        var now = DateTimeOffset.UtcNow;
+
+        await PolicyAudit.RecordAsync(v1, store, "bureau.yaml", now, TestContext.Current.CancellationToken);
+        await PolicyAudit.RecordAsync(v1, store, "bureau.yaml", now, TestContext.Current.CancellationToken); // a restart with the same policy
+        await PolicyAudit.RecordAsync(v2, store, "bureau.yaml", now, TestContext.Current.CancellationToken);
+
+        var audit = await store.ReadAuditAsync();
+        Assert.Equal(["policy.loaded", "policy.changed"], audit.Select(a => a.Action));
+        var changed = System.Text.Json.Nodes.JsonNode.Parse(audit[1].Detail!)!;
+        Assert.Equal((string?)System.Text.Json.Nodes.JsonNode.Parse(audit[0].Detail!)!["fingerprint"], (string?)changed["previous"]);
+        Assert.Equal("deny", (string?)changed["defaults"]!["write"]);
+    }
 }
