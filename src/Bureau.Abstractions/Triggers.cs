@@ -262,6 +262,12 @@ internal static partial class TriggerTemplate
     public static string InputFor(TriggerDefinition trigger, JsonElement data, JsonElement? defaultData = null) =>
         trigger.Input is { } t ? Render(t, data) : Default(defaultData ?? data);
 
-    /// <summary>UTF-8 text of a body that may not be JSON, for use as an input.</summary>
-    public static string Text(ReadOnlySpan<byte> body) => Encoding.UTF8.GetString(body);
+    /// <summary>A JSON string element holding <paramref name="text"/> (a body that is not JSON, as an event).</summary>
+    public static JsonElement StringElement(string text)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(text.Length + 16);
+        using (var writer = new Utf8JsonWriter(buffer)) writer.WriteStringValue(text);
+        using var doc = JsonDocument.Parse(buffer.WrittenMemory);
+        return doc.RootElement.Clone();
+    }
 }

@@ -21,6 +21,7 @@ public sealed class BureauDeployment
         var all = new BureauDefinitions();
         foreach (var path in options.Value.Manifests) all.Merge(LoadManifest(path));
         lock (code) all.Merge(code.Definitions);
+        Triggers.TriggerChecks.Check(all);
         Definitions = all;
     }
 
