@@ -14,9 +14,10 @@ namespace Bureau.Triggers;
 /// fired tick of a schedule is read back from the store (its newest run by key prefix) when the service starts,
 /// and the ticks missed since then follow the trigger's <see cref="CatchUpPolicy"/>.
 /// </summary>
-internal sealed partial class ScheduleService(IServiceProvider services, TimeProvider time, ILogger<ScheduleService> logger)
+internal sealed partial class ScheduleService(IServiceProvider services, TimeProvider time, ILoggerFactory loggerFactory)
     : BackgroundService
 {
+    private readonly ILogger _logger = loggerFactory.CreateLogger("Bureau.Schedules");
     // Resolved when the service runs, after the runtime service built (and checked) the deployment: a host whose
     // definitions are refused fails in one place, with the definitions' message.
     private BureauEngine? _engine;
@@ -116,8 +117,9 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
                 var delay = wake == DateTimeOffset.MaxValue ? MaxSleep : wake - time.GetUtcNow();
                 if (delay <= TimeSpan.Zero) continue;
                 if (delay > MaxSleep) delay = MaxSleep;
+                var sleep = Task.Delay(delay, time, stoppingToken); // armed before anyone may read that we sleep
                 SetSleeping(wake);
-                await Task.Delay(delay, time, stoppingToken);
+                await sleep;
                 SetSleeping(DateTimeOffset.MinValue);
             }
         }
@@ -135,11 +137,11 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
         {
             // Never fired: nothing was missed; the first tick is the next one.
             s.Next = s.Clock.NextAfter(now);
-            Log.Starting(logger, s.Definition.Name, s.Next, null);
+            Log.Starting(_logger, s.Definition.Name, s.Next, null);
             return;
         }
         s.Next = s.Clock.NextAfter(last.Value);
-        Log.Starting(logger, s.Definition.Name, s.Next, last);
+        Log.Starting(_logger, s.Definition.Name, s.Next, last);
         if (s.Next is { } next && next <= now) await FireDueAsync(s, now, startup: true, cancellationToken);
     }
 
@@ -159,7 +161,7 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
                 CatchUpPolicy.Once => latest,
                 _ => latest,
             };
-            Log.CatchingUp(logger, d.Name, count, WireNames.Of(d.CatchUp), fire.Count);
+            Log.CatchingUp(_logger, d.Name, count, WireNames.Of(d.CatchUp), fire.Count);
         }
         foreach (var tick in fire)
         {
@@ -170,7 +172,7 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
                 // Not fired: try this tick again shortly (the key makes a second attempt harmless).
-                Log.FireFailed(logger, ex, d.Name, tick);
+                Log.FireFailed(_logger, ex, d.Name, tick);
                 s.Next = tick;
                 s.RetryAt = time.GetUtcNow() + RetryDelay;
                 return;
@@ -185,7 +187,7 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
         if (d.Overlap == OverlapPolicy.Skip && s.LastRunId is { } previous
             && await Engine.GetRunAsync(previous, cancellationToken) is { } run && !run.Status.IsTerminal())
         {
-            Log.SkippedOverlap(logger, d.Name, tick, previous, run.Status.ToWireName());
+            Log.SkippedOverlap(_logger, d.Name, tick, previous, run.Status.ToWireName());
             return;
         }
         var tickText = tick.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
@@ -193,7 +195,7 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
         var input = TriggerTemplate.InputFor(d, doc.RootElement);
         var result = await Engine.SubmitAsync(new RunRequest(d.Agent, input, d.KeyOf(tick), d.Actor), cancellationToken);
         s.LastRunId = result.Run.Id;
-        Log.Fired(logger, d.Name, tick, result.Run.Id, result.Created);
+        Log.Fired(_logger, d.Name, tick, result.Run.Id, result.Created);
     }
 
     private static partial class Log
