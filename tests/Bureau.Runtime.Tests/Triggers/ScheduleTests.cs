@@ -90,6 +90,7 @@ public sealed class ScheduleTests : IAsyncDisposable
         Assert.Equal(("reporter", "schedule:minutely:2026-12-06T10:01:00Z", "report for 2026-12-06T10:01:00Z", "trigger:minutely"),
             (run.Agent, run.IdempotencyKey, run.Input, run.Actor));
 
+        await EndedAsync(); // overlap: skip (the default) would skip the next tick while this run goes on
         await AdvanceAsync(service, TimeSpan.FromSeconds(59));
         Assert.Single(await RunsAsync());
         await AdvanceAsync(service, TimeSpan.FromSeconds(1));
@@ -146,18 +147,14 @@ public sealed class ScheduleTests : IAsyncDisposable
     }
 
     [Fact]
-    public async Task Restart_WithinTheSameTick_DoesNotFireItAgain()
+    public async Task NeverFired_CatchUpAll_FiresNothingBeforeItsFirstTick()
     {
-        var schedule = new ScheduleTriggerDefinition { Name = "s", Agent = "reporter", Every = TimeSpan.FromMinutes(1), CatchUp = CatchUpPolicy.All };
-        var service = await StartAsync(schedule);
-        await AdvanceAsync(service, TimeSpan.FromSeconds(30));
-        await service.StopAsync(Ct);
-        _services.Remove(service);
-        await EndedAsync();
-        await _f.DisposeEnginesAsync();
-        _clock.Advance(TimeSpan.FromSeconds(20));
-        await StartAsync(schedule);
-        Assert.Single(await RunsAsync());
+        var service = await StartAsync(new ScheduleTriggerDefinition { Name = "s", Agent = "reporter", Every = TimeSpan.FromSeconds(7), CatchUp = CatchUpPolicy.All });
+        Assert.Empty(await RunsAsync()); // ticks before the schedule existed were not missed
+        await AdvanceAsync(service, TimeSpan.FromSeconds(1));
+        Assert.Empty(await RunsAsync());
+        await AdvanceAsync(service, TimeSpan.FromSeconds(1)); // 10:00:32 = 1796551232 s since the epoch, a multiple of 7
+        Assert.Equal("schedule:s:2026-12-06T10:00:32Z", Assert.Single(await RunsAsync()).IdempotencyKey);
     }
 
     [Theory]
