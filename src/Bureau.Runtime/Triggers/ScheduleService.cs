@@ -42,6 +42,8 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
         public DateTimeOffset? Next { get; set; }
         /// <summary>No earlier than this (after a failed submission).</summary>
         public DateTimeOffset RetryAt { get; set; } = DateTimeOffset.MinValue;
+        /// <summary>Whether the last tick fired was read from the store.</summary>
+        public bool Started { get; set; }
         /// <summary>The run of the last tick fired (for the overlap policy).</summary>
         public string? LastRunId { get; set; }
     }
@@ -103,16 +105,21 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
         try
         {
             while (!Engine.IsReady) await Task.Delay(TimeSpan.FromMilliseconds(200), time, stoppingToken); // the silo starts the engine later
-            var now = time.GetUtcNow();
-            foreach (var s in schedules) await StartAsync(s, now, stoppingToken);
             while (!stoppingToken.IsCancellationRequested)
             {
-                now = time.GetUtcNow();
+                var now = time.GetUtcNow();
                 foreach (var s in schedules)
                 {
-                    if (s.Next is { } next && next <= now && s.RetryAt <= now) await FireDueAsync(s, now, startup: false, stoppingToken);
+                    if (!s.Started)
+                    {
+                        if (s.RetryAt <= now) await StartAsync(s, now, stoppingToken);
+                    }
+                    else if (s.Next is { } next && next <= now && s.RetryAt <= now)
+                    {
+                        await FireDueAsync(s, now, startup: false, stoppingToken);
+                    }
                 }
-                var wake = schedules.Where(s => s.Next is not null).Select(s => s.Next!.Value > s.RetryAt ? s.Next.Value : s.RetryAt)
+                var wake = schedules.Where(s => s.Next is not null || !s.Started).Select(s => s.Next is { } n && n > s.RetryAt ? n : s.RetryAt)
                     .DefaultIfEmpty(DateTimeOffset.MaxValue).Min();
                 var delay = wake == DateTimeOffset.MaxValue ? MaxSleep : wake - time.GetUtcNow();
                 if (delay <= TimeSpan.Zero) continue;
@@ -131,7 +138,20 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
     /// <summary>At start: the ticks missed since the last one fired (read from the store) follow the catch-up policy.</summary>
     private async Task StartAsync(State s, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var (last, run) = await LastFiredAsync(Engine.Store, s.Definition, cancellationToken);
+        DateTimeOffset? last;
+        RunRecord? run;
+        try
+        {
+            (last, run) = await LastFiredAsync(Engine.Store, s.Definition, cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // The store could not be read: try again shortly; the ticks missed meanwhile follow the catch-up policy then.
+            Log.StartFailed(_logger, ex, s.Definition.Name);
+            s.RetryAt = time.GetUtcNow() + RetryDelay;
+            return;
+        }
+        s.Started = true;
         s.LastRunId = run?.Id;
         if (last is null)
         {
@@ -211,6 +231,9 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
 
         [LoggerMessage(4, LogLevel.Information, "Schedule {Schedule}: tick {Tick:o} skipped, run {RunId} of the previous tick is {Status} (overlap: skip)")]
         public static partial void SkippedOverlap(ILogger logger, string schedule, DateTimeOffset tick, string runId, string status);
+
+        [LoggerMessage(6, LogLevel.Error, "Schedule {Schedule}: its last tick could not be read from the store; trying again")]
+        public static partial void StartFailed(ILogger logger, Exception exception, string schedule);
 
         [LoggerMessage(5, LogLevel.Error, "Schedule {Schedule}: tick {Tick:o} could not be fired; trying again")]
         public static partial void FireFailed(ILogger logger, Exception exception, string schedule, DateTimeOffset tick);
