@@ -173,6 +173,28 @@ public sealed class WebhookTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task GitHub_FormEncodedDelivery_SignedAsSent_ReadsThePayloadField()
+    {
+        await StartAsync();
+        var form = "payload=" + Uri.EscapeDataString(Issue);
+        var req = GitHub(form);
+        req.Content = new StringContent(form, Encoding.UTF8, "application/x-www-form-urlencoded");
+        var (status, body) = await SendAsync(req);
+        Assert.Equal(HttpStatusCode.Accepted, status);
+        var run = await _host.WaitAsync((string)body["run"]!["id"]!);
+        Assert.Equal("New issue Login fails: Since today", run.Input);
+    }
+
+    [Fact]
+    public async Task GitHub_PathsMissingFromThePayload_RenderEmpty()
+    {
+        await StartAsync();
+        var (status, body) = await SendAsync(GitHub("""{"action":"opened","repository":{}}"""));
+        Assert.Equal(HttpStatusCode.Accepted, status);
+        Assert.Equal("New issue : ", (string?)body["run"]!["input"]);
+    }
+
+    [Fact]
     public async Task Webhook_WithApiKeysInTheStore_NeedsNoKeyButItsSignature()
     {
         await StartAsync();
