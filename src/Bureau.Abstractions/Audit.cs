@@ -34,4 +34,7 @@ public interface IAuditLog
 
     /// <summary>Recomputes the chain from the first entry; names the first entry that does not follow.</summary>
     Task<AuditVerification> VerifyAuditAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Appends an entry (for facts that are not journal entries, such as a notification sent or failed).</summary>
+    Task AppendAuditAsync(DateTimeOffset at, string? actor, string action, string? runId, long? step, string? detail, CancellationToken cancellationToken = default);
 }

@@ -308,6 +308,13 @@ public abstract class ToolDefinition
     /// <summary>How long one tool step may take, all attempts and waits included; null: no limit beyond the retry's caps.</summary>
     public TimeSpan? StepTimeout { get; init; }
 
+    /// <summary>
+    /// For a <c>write</c> tool: the tool that undoes a completed call of this one in a rollback. It
+    /// gets <c>{"arguments": ORIGINAL_ARGUMENTS, "result": ORIGINAL_RESULT}</c> (the result parsed as JSON
+    /// when it is JSON) and an idempotency key of its own; it must be safe to run again with that key.
+    /// </summary>
+    public string? Compensate { get; init; }
+
     /// <summary>The action applied to an in-doubt call: the declared one or the effect's default.</summary>
     public InDoubtAction EffectiveInDoubtAction => OnInDoubt ?? (Effect == ToolEffect.Write ? InDoubtAction.Wait : InDoubtAction.Retry);
 }
@@ -449,6 +456,36 @@ public sealed class AgentDefinition
 
     /// <summary>Whether a run may start with an empty (or blank) input. Default false: such a submission is refused before anything is written.</summary>
     public bool AllowEmptyInput { get; init; }
+
+    /// <summary>
+    /// Ask the model to state its confidence (0 to 1) with every tool call: each tool's declared
+    /// parameters gain a required <c>confidence</c> number, which Bureau takes out before validating
+    /// and running the call and gives to the policy (a rule can send calls below a threshold to a person).
+    /// </summary>
+    public bool StateConfidence { get; init; }
+
+    /// <summary>
+    /// Agents this agent may call as tools (the tool's name is the agent's; its one argument is the
+    /// <c>task</c>). Each call is a child run; the callee may use only the tools both it and the caller
+    /// may use (the intersection), never more.
+    /// </summary>
+    public IReadOnlyList<string> Delegates { get; init; } = [];
+
+    /// <summary>A copy that may use only <paramref name="tools"/> (a delegate runs with the intersection of its tools and its caller's).</summary>
+    public AgentDefinition WithTools(IReadOnlyList<string> tools) => With(tools, Budgets);
+
+    /// <summary>A copy with <paramref name="budgets"/> (a team's member gets at most what the team has left).</summary>
+    public AgentDefinition WithBudgets(AgentBudgets budgets) => With(Tools, budgets);
+
+    private AgentDefinition With(IReadOnlyList<string> tools, AgentBudgets budgets) => new()
+    {
+        Name = Name, Model = Model, Instructions = Instructions, Description = Description, Tools = tools, Budgets = budgets,
+        LoopDetection = LoopDetection, AllowEmptyInput = AllowEmptyInput, StateConfidence = StateConfidence, Delegates = Delegates,
+        RollbackOnFailure = RollbackOnFailure,
+    };
+
+    /// <summary>When a run of this agent fails or is canceled after completed writes, roll it back: compensate them in reverse order (a <c>rollback</c> child run).</summary>
+    public bool RollbackOnFailure { get; init; }
 }
 
 /// <summary>
@@ -501,7 +538,7 @@ public sealed class BureauDefinitions
         foreach (var a in other.Agents.Values) Add(a);
         foreach (var t in other.Teams.Values) Add(t);
         foreach (var t in other.Triggers.Values) Add(t);
-        if (!other.Policies.IsEmpty)
+        if (!other.Policies.IsEmpty || other.Policies.Notify.Count > 0)
         {
             var defaults = new Dictionary<ToolEffect, PolicyAction>(Policies.Defaults);
             foreach (var (effect, action) in other.Policies.Defaults) defaults[effect] = action;
@@ -509,6 +546,7 @@ public sealed class BureauDefinitions
             {
                 Rules = [.. Policies.Rules, .. other.Policies.Rules],
                 Defaults = defaults,
+                Notify = [.. Policies.Notify, .. other.Policies.Notify],
                 DefaultApproval = other.Policies.Defaults.Count > 0 ? other.Policies.DefaultApproval : Policies.DefaultApproval,
             };
         }

@@ -49,6 +49,15 @@ public sealed class ApprovalSpec
     public int Required { get; init; } = 1;
 }
 
+/// <summary>
+/// Where an approval is announced when it opens or escalates: a signed webhook (Standard Webhooks:
+/// <c>webhook-id</c>, <c>webhook-timestamp</c>, <c>webhook-signature</c>) or a Slack incoming webhook.
+/// </summary>
+/// <param name="Kind"><c>webhook</c> or <c>slack</c>.</param>
+/// <param name="Url">Where to POST.</param>
+/// <param name="Secret">For <c>webhook</c>: the signing secret (raw text, or <c>whsec_</c> and base64).</param>
+public sealed record ApprovalNotifier(string Kind, Uri Url, string? Secret = null);
+
 /// <summary>A comparison on the call's arguments: <c>$.amount &gt; 100</c>.</summary>
 /// <param name="Path">A JSONPath into the arguments (<c>$.a.b</c>, <c>$.items[0].price</c>).</param>
 /// <param name="Operator">One of <c>== != &gt; &gt;= &lt; &lt;=</c>, or <c>exists</c>.</param>
@@ -203,6 +212,9 @@ public sealed class PolicySet
 
     /// <summary>The approval asked for by a default of <see cref="PolicyAction.RequireApproval"/>.</summary>
     public ApprovalSpec DefaultApproval { get; init; } = new();
+
+    /// <summary>Where to announce approvals when they open or escalate.</summary>
+    public IReadOnlyList<ApprovalNotifier> Notify { get; init; } = [];
 
     /// <summary>True when there is nothing to evaluate (every call is allowed).</summary>
     public bool IsEmpty => Rules.Count == 0 && Defaults.Count == 0;

@@ -152,6 +152,9 @@ public static class RunKinds
 
     /// <summary>A team: an orchestration whose members run as child runs (manifest <c>teams:</c>).</summary>
     public const string Team = "team";
+
+    /// <summary>A rollback: compensates the completed writes of the run named by its input, newest first (a child of that run).</summary>
+    public const string Rollback = "rollback";
 }
 
 /// <summary>One append to a run's journal: entries numbered from <c>ExpectedVersion + 1</c>.</summary>
@@ -180,6 +183,8 @@ public sealed record RunQuery
     public string? ParentRunId { get; init; }
     /// <summary>Only runs whose idempotency key starts with this (a trigger's runs: <c>schedule:NAME:</c>, <c>trigger:NAME:</c>).</summary>
     public string? IdempotencyKeyPrefix { get; init; }
+    /// <summary>Only the runs of this tree below its root (children, their children, ...).</summary>
+    public string? RootRunId { get; init; }
     /// <summary>At most this many.</summary>
     public int Limit { get; init; } = 50;
     /// <summary>The <see cref="RunPage.Next"/> of the previous page.</summary>

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.CommandLine;
 using Bureau.Manifests;
 using Bureau.Storage.Sqlite;
@@ -42,6 +43,20 @@ internal static class CliShared
     }
 
     /// <summary>Opens the store of an existing database without starting the engine.</summary>
+    /// <summary>
+    /// The engine's commands (resolve, decide an approval) on a database, executing nothing here: a host
+    /// serving the database (node "local") picks the run up once this command's claim lapses.
+    /// </summary>
+    public static async Task<T> WithEngineCommandsAsync<T>(string dbPath, Func<BureauEngine, Task<T>> command, CancellationToken ct)
+    {
+        await using var store = await OpenExistingStoreAsync(dbPath, ct);
+        var services = new ServiceCollection();
+        services.AddBureau(o => o.NodeId = "cli");
+        services.AddSingleton<IRunStore>(store);
+        await using var provider = services.BuildServiceProvider();
+        return await command(provider.GetRequiredService<BureauEngine>());
+    }
+
     public static async Task<SqliteRunStore> OpenExistingStoreAsync(string db, CancellationToken ct)
     {
         if (!File.Exists(db)) throw new CliUsageException($"no database at '{db}' (use --db to name one)");

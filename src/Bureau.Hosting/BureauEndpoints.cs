@@ -67,6 +67,9 @@ public static class BureauEndpointRouteBuilderExtensions
             .WithName("ResolveStep").WithSummary("Decide the in-doubt step a waiting run waits on: done, retry or failed.")
             .Body<ResolveStepBody>()
             .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+        v1.MapPost("/runs/{id}/rollback", BureauApi.RollbackAsync).Needs(ApiPermission.StartOrCancel)
+            .WithName("RollbackRun").WithSummary("Compensate a finished run's completed writes, newest first (a rollback run, a child of it); asking again returns the same rollback.")
+            .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).Produces<RunSummaryDoc>(StatusCodes.Status200OK).ProducesProblem(404).ProducesProblem(409);
         v1.MapGet("/approvals", (Delegate)ApprovalsApi.ListAsync).Needs(ApiPermission.Resolve)
             .WithName("ListApprovals").WithSummary("Approvals runs wait for (?state=open), those the caller may answer: the proposed tool call, approvers, level, deadline.")
             .ProducesProblem(400);

@@ -6,7 +6,8 @@ namespace Bureau.Manifests;
 /// <summary>The <c>policies:</c> section.</summary>
 internal sealed partial class ManifestReader
 {
-    private static readonly string[] s_policyKeys = ["defaults", "approval", "rules"];
+    private static readonly string[] s_policyKeys = ["defaults", "approval", "rules", "notify"];
+    private static readonly string[] s_notifyKeys = ["kind", "url", "secret"];
     private static readonly string[] s_ruleKeys2 = ["name", "when", "action", "reason", "approval"];
     private static readonly string[] s_policyWhenKeys = ["agent", "tool", "effect", "args", "confidence", "tokens", "cost", "trigger", "time"];
     private static readonly string[] s_approvalKeys = ["approvers", "timeout", "escalate", "onTimeout", "editableArgs", "required"];
@@ -54,8 +55,22 @@ internal sealed partial class ManifestReader
                 rules.Add(new PolicyRule { Name = name, When = when, Action = ParseAction(action), Reason = reason, Approval = approval ?? defaultApproval });
             }
         }
+        var notify = new List<ApprovalNotifier>();
+        if (map.TryGetValue("notify", out var nf))
+        {
+            var items = Sequence(nf);
+            for (var i = 0; i < items.Count; i++)
+            {
+                var itemEntry = new Entry("notify", nf.Key, items[i], $"{nf.Path}[{i}]");
+                if (Map(itemEntry, "a notify target", s_notifyKeys, ["kind", "url"], null) is not { } nm) continue;
+                var kind = nm.TryGetValue("kind", out var ke) ? Choice(ke, ["webhook", "slack"]) : null;
+                var url = nm.TryGetValue("url", out var ue) ? AbsoluteUrl(ue) : null;
+                var secret = nm.TryGetValue("secret", out var se) ? Text(se) : null;
+                if (kind is not null && url is not null) notify.Add(new ApprovalNotifier(kind, url, string.IsNullOrEmpty(secret) ? null : secret));
+            }
+        }
         if (_diagnostics.Count > before) return null;
-        return new PolicySet { Rules = rules, Defaults = defaults, DefaultApproval = defaultApproval };
+        return new PolicySet { Rules = rules, Defaults = defaults, DefaultApproval = defaultApproval, Notify = notify };
     }
 
     private PolicyConditions? ReadConditions(Entry entry, Names agentNames, Names toolNames)

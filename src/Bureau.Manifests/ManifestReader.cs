@@ -25,13 +25,13 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static readonly string[] s_priceKeys = ["input", "output"];
     private static readonly string[] s_retryBoundaries = ["send"];
     private static readonly string[] s_toolKinds = ["process", "http"];
-    private static readonly string[] s_commonToolKeys = ["kind", "effect", "timeout", "description", "parameters", "onInDoubt", "inDoubtTimeout", "retry", "circuitBreaker", "maxConcurrency", "maxQueue", "stepTimeout"];
+    private static readonly string[] s_commonToolKeys = ["kind", "effect", "timeout", "description", "parameters", "onInDoubt", "inDoubtTimeout", "compensate", "retry", "circuitBreaker", "maxConcurrency", "maxQueue", "stepTimeout"];
     private static readonly string[] s_processToolKeys = [.. s_commonToolKeys, "command", "env", "maxOutputBytes"];
     private static readonly string[] s_httpToolKeys = [.. s_commonToolKeys, "method", "url", "headers", "maxResponseBytes"];
     private static readonly string[] s_effects = ["read", "idempotent", "write"];
     private static readonly string[] s_inDoubtActions = ["wait", "retry", "fail"];
     private static readonly string[] s_httpMethods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-    private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop", "allowEmptyInput"];
+    private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop", "allowEmptyInput", "rollbackOnFailure", "stateConfidence", "delegates"];
     private static readonly string[] s_budgetKeys = ["maxSteps", "maxTokens", "maxWallTime", "maxQueueTime", "maxCost"];
     private static readonly string[] s_loopKeys = ["maxRepeatedCalls", "maxTurnsWithoutProgress", "action"];
     private static readonly string[] s_loopActions = ["stop", "warn"];
@@ -52,6 +52,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static partial Regex TurnPattern();
 
     private readonly List<ManifestDiagnostic> _diagnostics = [];
+    private readonly List<(string Tool, Entry Compensate)> _compensations = [];
 
     /// <summary>The characters of keys and values produced so far, aliases expanded and <c>${VAR}</c> substituted.</summary>
     private long _expandedChars;
@@ -147,8 +148,30 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             if (ReadModel(e, modelNames) is { } model) definitions.Add(model);
         foreach (var e in toolEntries)
             if (ReadTool(e) is { } tool) definitions.Add(tool);
+        foreach (var (tool, c) in _compensations)
+        {
+            var name = Text(c);
+            if (name is not null && !toolNames.Contains(name))
+                Error(c.Value, c.Path, $"tool '{tool}' is compensated by '{name}', which is not defined under 'tools'{ReferenceHint(name, toolNames)}");
+            else if (name == tool)
+                Error(c.Value, c.Path, $"tool '{tool}' cannot compensate itself");
+        }
         foreach (var e in agentEntries)
             if (ReadAgent(e, modelNames, toolNames) is { } agent) definitions.Add(agent);
+        var agentNameSet = new Names(agentEntries.Select(e => e.Name));
+        foreach (var e in agentEntries)
+        {
+            if (!definitions.Agents.TryGetValue(e.Name, out var agent) || Peek(e.Value, "delegates") is not { } de) continue;
+            foreach (var name in agent.Delegates)
+            {
+                if (!agentNameSet.Contains(name))
+                    Error(de.Value, $"{e.Path}.delegates", $"agent '{e.Name}' delegates to '{name}', which is not an agent{ReferenceHint(name, agentNameSet)}");
+                else if (name == e.Name)
+                    Error(de.Value, $"{e.Path}.delegates", $"agent '{e.Name}' cannot delegate to itself");
+                else if (agent.Tools.Contains(name))
+                    Error(de.Value, $"{e.Path}.delegates", $"agent '{e.Name}' has a tool named '{name}' too: a delegate is called by its name, so the names must differ");
+            }
+        }
         if (top.TryGetValue("policies", out var policies) && ReadPolicies(policies, new Names(agentEntries.Select(e => e.Name)), toolNames) is { } policySet)
             definitions.Policies = policySet;
         if (top.TryGetValue("teams", out var teams))
@@ -510,6 +533,16 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         var toolQueue = map.TryGetValue("maxQueue", out var tq) ? Integer(tq, 0, 1_000_000) : null;
         var toolStep = map.TryGetValue("stepTimeout", out var ts) ? Duration(ts, allowZero: false) : null;
         InDoubtAction? inDoubtValue = inDoubt switch { "wait" => InDoubtAction.Wait, "retry" => InDoubtAction.Retry, "fail" => InDoubtAction.Fail, _ => null };
+        string? compensate = null;
+        if (map.TryGetValue("compensate", out var cp) && RequiredText(cp) is { } compensation)
+        {
+            if (effectValue != ToolEffect.Write) Error(cp.Key, cp.Path, $"tool '{entry.Name}': 'compensate' applies to write tools (it undoes a completed write), not {effect ?? "read"} ones");
+            else
+            {
+                compensate = compensation;
+                _compensations.Add((entry.Name, cp));
+            }
+        }
 
         if (kind == "process")
         {
@@ -527,6 +560,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
                 OnInDoubt = inDoubtValue,
                 InDoubtTimeout = inDoubtTimeout,
                 Retry = toolRetry, CircuitBreaker = toolBreaker, MaxConcurrency = (int?)toolConcurrency, MaxQueue = (int?)toolQueue, StepTimeout = toolStep,
+                Compensate = compensate,
                 Command = command,
                 WorkingDirectory = baseDirectory,
                 Environment = env,
@@ -549,6 +583,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             OnInDoubt = inDoubtValue,
             InDoubtTimeout = inDoubtTimeout,
             Retry = toolRetry, CircuitBreaker = toolBreaker, MaxConcurrency = (int?)toolConcurrency, MaxQueue = (int?)toolQueue, StepTimeout = toolStep,
+            Compensate = compensate,
             Method = method,
             Url = url,
             Headers = headers,
@@ -773,6 +808,9 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             Budgets = budgets,
             LoopDetection = loop,
             AllowEmptyInput = map.TryGetValue("allowEmptyInput", out var ae) && Boolean(ae) == true,
+            RollbackOnFailure = map.TryGetValue("rollbackOnFailure", out var rf) && Boolean(rf) == true,
+            StateConfidence = map.TryGetValue("stateConfidence", out var sc) && Boolean(sc) == true,
+            Delegates = map.TryGetValue("delegates", out var dl) ? StringItems(dl) ?? [] : [],
         };
     }
 

@@ -79,6 +79,10 @@ internal static class Migrations
         );
         CREATE INDEX audit_by_run ON audit(run_id) WHERE run_id IS NOT NULL;
         """,
+        // 6: runs by tree (a root team's limit on all the runs below it).
+        """
+        CREATE INDEX runs_by_root ON runs(root_run_id, seq);
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

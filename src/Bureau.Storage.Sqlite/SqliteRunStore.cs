@@ -192,6 +192,7 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
             cmd.Parameters.AddWithValue("$keyFrom", prefix);
             cmd.Parameters.AddWithValue("$keyTo", prefix[..^1] + (char)(prefix[^1] + 1));
         }
+        if (query.RootRunId is not null) { where.Add("root_run_id = $root AND id <> $root"); cmd.Parameters.AddWithValue("$root", query.RootRunId); }
         cmd.CommandText = $"SELECT {RunColumns}, seq FROM runs {(where.Count > 0 ? "WHERE " + string.Join(" AND ", where) : "")} ORDER BY seq DESC LIMIT $limit";
         cmd.Parameters.AddWithValue("$limit", limit + 1);
         var items = new List<RunRecord>();
@@ -305,6 +306,14 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
     {
         await using var c = await OpenReaderAsync(cancellationToken);
         return await AuditChain.ReadAsync(c, afterSeq, Math.Clamp(limit, 1, 100_000), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task AppendAuditAsync(DateTimeOffset at, string? actor, string action, string? runId, long? step, string? detail, CancellationToken cancellationToken = default)
+    {
+        var op = new AuditOp(at, actor, action, runId, step, detail);
+        Enqueue(op);
+        await op.Completion.Task.WaitAsync(cancellationToken);
     }
 
     /// <inheritdoc />

@@ -271,3 +271,12 @@ internal sealed class ProbeOp(DateTimeOffset at) : WriteOp
     public override void Complete() => Completion.TrySetResult();
     public override void Fail(Exception ex) => Completion.TrySetException(ex);
 }
+
+/// <summary>An audit entry that is not a journal entry (a notification sent or failed), chained in the writer's transaction.</summary>
+internal sealed class AuditOp(DateTimeOffset at, string? actor, string action, string? runId, long? step, string? detail) : WriteOp
+{
+    public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    public override void Execute(WriterCommands cmds) => cmds.Audit(at, actor, action, runId, step, detail);
+    public override void Complete() => Completion.TrySetResult();
+    public override void Fail(Exception ex) => Completion.TrySetException(ex);
+}

@@ -103,3 +103,44 @@ public sealed class PolicyManifestTests
         Assert.Equal(ApprovalTimeoutAction.Reject, rule.Approval.OnTimeout);
     }
 }
+
+/// <summary>Compensation and rollback keys.</summary>
+public sealed class CompensationManifestTests
+{
+    [Fact]
+    public void Compensate_NamesAToolThatUndoesAWrite_RollbackOnFailureOnTheAgent()
+    {
+        var result = Load("""
+            models: { m: { provider: scripted } }
+            tools:
+              refund: { kind: process, command: [x], effect: write, compensate: cancel_refund }
+              cancel_refund: { kind: process, command: [y], effect: write }
+            agents:
+              a: { model: m, tools: [refund], rollbackOnFailure: true }
+            """);
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        Assert.Equal("cancel_refund", result.Definitions!.Tools["refund"].Compensate);
+        Assert.True(result.Definitions.Agents["a"].RollbackOnFailure);
+    }
+
+    [Fact]
+    public void Compensate_UnknownTool_ErrorWithADidYouMean()
+    {
+        var d = Single(Load("""
+            models: { m: { provider: scripted } }
+            tools:
+              refund: { kind: process, command: [x], effect: write, compensate: cancel_refnd }
+              cancel_refund: { kind: process, command: [y], effect: write }
+            """), 3, 69, "tool 'refund' is compensated by 'cancel_refnd', which is not defined");
+        Assert.Contains("did you mean 'cancel_refund'?", d.Message);
+    }
+
+    [Fact]
+    public void Compensate_OnAReadTool_IsAnError()
+    {
+        Single(Load("""
+            tools:
+              lookup: { kind: process, command: [x], compensate: undo }
+            """), 2, 42, "'compensate' applies to write tools");
+    }
+}

@@ -119,4 +119,17 @@ public sealed class TeamManifestTests
         Assert.Equal(TeamPattern.Router, result.Definitions.Teams["specialists"].Pattern);
         Assert.Equal(("writer", "reviewer"), (result.Definitions.Teams["reply"].Supervisor, result.Definitions.Teams["reply"].Reviewer));
     }
+
+    [Fact]
+    public void Delegates_NameAgents_AnUnknownOneOrItselfIsAnError()
+    {
+        var ok = Load(Agents.Replace("planner: { model: m }", "planner: { model: m, delegates: [billing, technical] }"));
+        Assert.True(ok.Success, string.Join("\n", ok.Diagnostics));
+        Assert.Equal(["billing", "technical"], ok.Definitions!.Agents["planner"].Delegates);
+
+        var bad = Load(Agents.Replace("planner: { model: m }", "planner: { model: m, delegates: [biling, planner] }"));
+        Assert.False(bad.Success);
+        Assert.Contains(bad.Diagnostics, d => d.Message.Contains("delegates to 'biling', which is not an agent; did you mean 'billing'?", StringComparison.Ordinal));
+        Assert.Contains(bad.Diagnostics, d => d.Message.Contains("cannot delegate to itself", StringComparison.Ordinal));
+    }
 }

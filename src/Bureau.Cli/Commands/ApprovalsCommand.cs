@@ -17,16 +17,8 @@ internal static class ApprovalsCommand
         return cmd;
     }
 
-    /// <summary>The engine's commands on the database, executing nothing here (as <c>runs resolve</c>): a host serving it picks the run up.</summary>
-    private static async Task<T> WithEngineAsync<T>(string dbPath, Func<BureauEngine, Task<T>> action, CancellationToken ct)
-    {
-        await using var store = await CliShared.OpenExistingStoreAsync(dbPath, ct);
-        var services = new ServiceCollection();
-        services.AddBureau(o => o.NodeId = "cli");
-        services.AddSingleton<IRunStore>(store);
-        await using var provider = services.BuildServiceProvider();
-        return await action(provider.GetRequiredService<BureauEngine>());
-    }
+    private static Task<T> WithEngineAsync<T>(string dbPath, Func<BureauEngine, Task<T>> action, CancellationToken ct) =>
+        CliShared.WithEngineCommandsAsync(dbPath, action, ct);
 
     private static Command List()
     {

@@ -65,6 +65,7 @@ internal static class BenchCommand
         cmd.Subcommands.Add(Soak());
         cmd.Subcommands.Add(agentLoop);
         cmd.Subcommands.Add(FanOutBench.Create());
+        cmd.Subcommands.Add(ApprovalsBench.Create());
         return cmd;
     }
 

@@ -17,6 +17,48 @@ internal static class RunsCommand
         cmd.Subcommands.Add(Resolve());
         cmd.Subcommands.Add(Resume());
         cmd.Subcommands.Add(Failures());
+        cmd.Subcommands.Add(Rollback());
+        return cmd;
+    }
+
+    private static Command Rollback()
+    {
+        var id = new Argument<string>("id") { Description = "The finished run whose writes to compensate." };
+        var file = new Option<string?>("--file") { Description = "The manifest: run the rollback now, in this process, and wait for it (otherwise a host serving the database runs it).", HelpName = "FILE" };
+        var db = CliShared.DbOption();
+        var cmd = new Command("rollback", "Compensate a finished run's completed writes, newest first, with each write tool's declared compensation.") { id, file, db };
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var runId = parse.GetValue(id)!;
+            var dbPath = parse.GetValue(db)!;
+            var actor = "cli:" + Environment.UserName;
+            var manifest = parse.GetValue(file);
+            if (manifest is null)
+            {
+                await using var store = await CliShared.OpenExistingStoreAsync(dbPath, ct);
+                var target = await store.GetRunAsync(runId, ct) ?? throw new RunNotFoundException(runId);
+                // Without the manifest this process does not know the agent: submit the rollback as the engine would (the serving host checks it).
+                var submitted = await store.SubmitAsync(new NewRun
+                {
+                    Id = RunIds.New(TimeProvider.System), Agent = target.Agent, Input = runId, Kind = RunKinds.Rollback, ParentRunId = runId, RootRunId = target.RootRunId ?? runId,
+                    IdempotencyKey = "rollback:" + runId, Actor = actor, CreatedAt = DateTimeOffset.UtcNow,
+                    Started = new RunStarted(target.Agent, runId, actor, RunKinds.Rollback, runId, target.RootRunId ?? runId),
+                }, ct);
+                Console.Out.WriteLine($"rollback run {submitted.Run.Id} {(submitted.Created ? "queued" : "already exists")} for run {runId}; a host serving {dbPath} runs it (or pass --file to run it now)");
+                return 0;
+            }
+            var definitions = CliShared.LoadManifest(manifest, Console.Error);
+            if (definitions is null) return 2;
+            if (!File.Exists(dbPath)) throw new CliUsageException($"no database at '{dbPath}' (use --db to name one)");
+            await using var bureau = await EmbeddedBureau.StartAsync(definitions, dbPath, Storage.Sqlite.StoreDurability.Full, 64, LogLevel.Warning, ct);
+            var rollback = await bureau.Engine.RollbackAsync(runId, actor, ct);
+            Console.Error.WriteLine($"rollback run {rollback.Run.Id}{(rollback.Created ? "" : " (already there)")} for run {runId}");
+            await foreach (var e in bureau.Engine.WatchAsync(rollback.Run.Id, 1, untilWaiting: true, cancellationToken: ct))
+                Console.Error.WriteLine($"{e.Record!.N,4} {e.Record.Entry.Kind,-15} {JournalText.Describe(e.Record.Entry)}");
+            var final = (await bureau.Engine.GetRunAsync(rollback.Run.Id, ct))!;
+            RunCommand.PrintOutcome(final, dbPath, Console.Out);
+            return RunCommand.ExitCode(final.Status);
+        });
         return cmd;
     }
 
@@ -278,15 +320,7 @@ internal static class RunsCommand
             var manifest = parse.GetValue(file);
             if (manifest is null)
             {
-                // The engine's commands without executing anything here: a host already serving this
-                // database (node "local") picks the run up once this command's claim lapses.
-                await using var store = await CliShared.OpenExistingStoreAsync(dbPath, ct);
-                var services = new ServiceCollection();
-                services.AddBureau(o => o.NodeId = "cli");
-                services.AddSingleton<IRunStore>(store);
-                await using var provider = services.BuildServiceProvider();
-                var engine = provider.GetRequiredService<BureauEngine>();
-                var run = await engine.ResolveAsync(runId, parse.GetValue(step), resolution, parse.GetValue(result), actor, ct);
+                var run = await CliShared.WithEngineCommandsAsync(dbPath, e => e.ResolveAsync(runId, parse.GetValue(step), resolution, parse.GetValue(result), actor, ct), ct);
                 Console.Out.WriteLine($"run {run.Id}: step {parse.GetValue(step)} resolved as {WireNames.Of(resolution)}; it continues when Bureau next runs on {dbPath} (a host serving it now picks it up within a minute; or pass --file to continue now).");
                 return 0;
             }

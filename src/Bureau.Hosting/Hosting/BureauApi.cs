@@ -134,6 +134,12 @@ internal static class BureauApi
         return Json(RunDocuments.Summary(run), StatusCodes.Status202Accepted);
     }
 
+    public static async Task<IResult> RollbackAsync(HttpContext ctx, string id)
+    {
+        var result = await Engine(ctx).RollbackAsync(id, ApiAccess.Caller(ctx).Actor, ctx.RequestAborted);
+        return Json(RunDocuments.Summary(result.Run), result.Created ? StatusCodes.Status202Accepted : StatusCodes.Status200OK);
+    }
+
     public static async Task<IResult> ResolveAsync(HttpContext ctx, string id)
     {
         var body = (await RequestBody.ReadAsync(ctx, Options(ctx).MaxRequestBodyBytes, optional: false))!;

@@ -51,6 +51,7 @@ public static class BureauServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IToolCallFilter, Resilience.ToolResilienceFilter>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunExecutor, AgentRunExecutor>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunExecutor, Teams.TeamRunExecutor>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunExecutor, Governance.RollbackRunExecutor>());
         services.TryAddSingleton<ICrashPoints>(NoCrashPoints.Instance);
         services.TryAddSingleton(sp => new BureauEngine(
             sp.GetRequiredService<IOptions<BureauOptions>>().Value,
@@ -65,6 +66,8 @@ public static class BureauServiceCollectionExtensions
             sp.GetRequiredService<ICrashPoints>()));
         services.AddSingleton<BureauRuntimeService>();
         services.AddHostedService(sp => sp.GetRequiredService<BureauRuntimeService>());
+        services.TryAddSingleton(new Governance.ApprovalNotificationOptions());
+        services.AddHostedService<Governance.ApprovalNotifications>();
         return new BureauBuilder(services, code);
     }
 }

@@ -21,7 +21,6 @@ public sealed class BureauDeployment
         var all = new BureauDefinitions();
         foreach (var path in options.Value.Manifests) all.Merge(LoadManifest(path));
         lock (code) all.Merge(code.Definitions);
-        Triggers.TriggerChecks.Check(all);
         Definitions = all;
     }
 
@@ -87,6 +86,7 @@ internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedL
             "Bureau has no store: pick one with a Use*Storage call, for example services.AddBureau().UseSqliteStorage(\"bureau.db\")");
         // The engine first: building it checks the definitions (models, tools, teams), before any database is opened.
         var engine = services.GetRequiredService<BureauEngine>();
+        Triggers.TriggerChecks.Check(engine.Definitions);
         await store.InitializeAsync(cancellationToken);
         if (services.GetService<IApiKeyStore>() is { } keys) await keys.InitializeAsync(cancellationToken);
         _engine = engine;

@@ -36,7 +36,14 @@ internal sealed class AgentRunExecutor : IRunExecutor
                     throw new ArgumentException($"agent '{a.Name}': tool '{name}' is not defined", nameof(deployment));
                 agentTools.Add(tool);
             }
-            agents[a.Name] = new AgentRuntime(a, model, models.Get(model), agentTools, validator);
+            var delegates = new List<AITool>();
+            foreach (var d in a.Delegates)
+            {
+                if (!definitions.Agents.TryGetValue(d, out var callee))
+                    throw new ArgumentException($"agent '{a.Name}': delegate '{d}' is not an agent", nameof(deployment));
+                delegates.Add(Delegation.Declaration(callee));
+            }
+            agents[a.Name] = new AgentRuntime(a, model, models.Get(model), agentTools, validator, delegates);
         }
         Agents = agents;
         Targets = agents.Keys;
@@ -108,6 +115,14 @@ internal sealed partial class AgentLoop : IResilienceJournal
                 failure: new RunFailure("internal", null, _state.Version + 1, null, null, $"deploy agent '{run.Agent}' in this host, or cancel the run"));
         }
 
+        if (run.ParentRunId is not null && await AllowedToolsAsync(run, 0) is { } allowed && allowed.Count < _agent.Definition.Tools.Count)
+            _agent = _agent.Restricted(allowed); // a delegate: never more than its caller may do
+        if (run.ParentRunId is not null && await TeamTokensLeftAsync(run) is { } left && (_agent.Definition.Budgets.MaxTokens is not { } own || left < own))
+        {
+            var b = _agent.Definition.Budgets;
+            _agent = _agent.WithBudgets(new AgentBudgets { MaxTokens = Math.Max(1, left), MaxSteps = b.MaxSteps, MaxWallTime = b.MaxWallTime, MaxQueueTime = b.MaxQueueTime, MaxCost = b.MaxCost });
+        }
+
         _state = new RunState(_runId, _agent.Definition.Instructions);
         Load();
         if (_state.Finished is { } done) return done.Status;
@@ -134,6 +149,43 @@ internal sealed partial class AgentLoop : IResilienceJournal
             _state.BeginExecution(now);
         }
         return await LoopAsync();
+    }
+
+    /// <summary>
+    /// For a run an agent started as a delegate (its parent is an agent run): the tools it may use, the
+    /// intersection of its own and its caller's (the caller's being, in turn, limited by its own
+    /// caller). Null when the run is not a delegate (no parent, or a team's member).
+    /// </summary>
+    private async Task<IReadOnlyList<string>?> AllowedToolsAsync(RunRecord run, int depth)
+    {
+        if (run.ParentRunId is null || depth > 16 || !_kind.Agents.TryGetValue(run.Agent, out var self)) return null;
+        var parent = await _run.Engine.Store.GetRunAsync(run.ParentRunId, CancellationToken.None);
+        if (parent is null || parent.Kind != RunKinds.Agent || !_kind.Agents.TryGetValue(parent.Agent, out var caller)) return null;
+        var callerMay = await AllowedToolsAsync(parent, depth + 1) ?? caller.Definition.Tools;
+        return [.. self.Definition.Tools.Where(callerMay.Contains)];
+    }
+
+    /// <summary>
+    /// For a team's member: the fewest tokens any team above it has left of its <c>budgets.maxTokens</c>
+    /// (its budget less what its members used so far), so a member cannot spend what its team was not
+    /// given. Null when no team above has a token budget.
+    /// </summary>
+    private async Task<long?> TeamTokensLeftAsync(RunRecord run)
+    {
+        long? left = null;
+        var definitions = _run.Engine.Definitions;
+        for (var (parentId, depth) = (run.ParentRunId, 0); parentId is not null && depth < 16; depth++)
+        {
+            var parent = await _run.Engine.Store.GetRunAsync(parentId, CancellationToken.None);
+            if (parent is null) break;
+            if (parent.Kind == RunKinds.Team && definitions.Teams.TryGetValue(parent.Agent, out var team) && team.Budgets.MaxTokens is { } budget)
+            {
+                var remaining = budget - parent.Usage.TotalTokens;
+                left = left is { } l ? Math.Min(l, remaining) : remaining;
+            }
+            parentId = parent.ParentRunId;
+        }
+        return left;
     }
 
     private string ResumeReason(RunRecord run)
@@ -302,13 +354,16 @@ internal sealed partial class AgentLoop : IResilienceJournal
     /// <summary>Handles one tool call; returns a status when the run stops (waits, loops, budget).</summary>
     private async Task<RunStatus?> HandleCallAsync(PendingCall call, LoopDetectionSettings loop)
     {
+        if (_agent.Definition.Delegates.Contains(call.Call.Name)) return await HandleDelegationAsync(call);
         var c = call.Call;
+        _confidence = null;
+        if (_agent.Definition.StateConfidence && call.State == CallState.NotStarted) (c, _confidence) = Confidence.Take(c);
         if (call.State == CallState.NotStarted && _state.Approvals.ContainsKey(c.CallId))
         {
             // Asked for approval before the run waited: the decision (or the deadline) decides now.
             var check0 = _agent.Validator.Check(_agent.Definition, c.Name, c.Arguments);
             if (!check0.IsValid) return await RejectAsync(c, check0.Error!);
-            var gate0 = await PolicyGateAsync(call, check0);
+            var gate0 = await PolicyGateAsync(call, c, check0);
             if (gate0.Check is null) return gate0.Stop;
             return await RunAllowedAsync(call, gate0.Call!, gate0.Check);
         }
@@ -336,11 +391,46 @@ internal sealed partial class AgentLoop : IResilienceJournal
 
         if (!_kind.Policies.IsEmpty)
         {
-            var gate = await PolicyGateAsync(call, check);
+            var gate = await PolicyGateAsync(call, c, check);
             if (gate.Check is null) return gate.Stop;
             return await RunAllowedAsync(call, gate.Call!, gate.Check);
         }
         return await RunAllowedAsync(call, c, check);
+    }
+
+    /// <summary>
+    /// A call of another agent (a delegate): journaled as an intent, then done by a child run (found
+    /// again by the intent's key after a crash); the run waits for it and the child's answer becomes
+    /// the call's result.
+    /// </summary>
+    private async Task<RunStatus?> HandleDelegationAsync(PendingCall call)
+    {
+        var c = call.Call;
+        if (call.State == CallState.NotStarted)
+        {
+            var (valid, error) = Delegation.TaskOf(c.Arguments);
+            if (valid is null) return await RejectAsync(c, $"invalid arguments for agent '{c.Name}': {error}");
+            var step = _state.Version + 1;
+            await AppendAsync([new ToolIntent(c.CallId, c.Name, c.Arguments, ToolEffect.Idempotent, $"{_runId}:{step}")]);
+        }
+        var (task, _) = Delegation.TaskOf(call.IntentArguments ?? c.Arguments);
+        var child = (await _run.Engine.SubmitAsync(new RunRequest(c.Name, task!, call.IdempotencyKey, $"agent:{_agent.Definition.Name}", RunKinds.Agent, _runId))).Run;
+        if (!_state.StartedChildren.Contains(child.Id))
+            await AppendAsync([new ChildRunStarted(child.Id, c.Name, RunKinds.Agent, task!, "delegate:" + c.CallId)]);
+        if (!child.Status.IsTerminal())
+        {
+            var wait = new ChildRunsWait { Step = _state.Version + 1, RunIds = [child.Id], Deadline = Time.GetUtcNow() + Teams.TeamRunExecutor.RecheckEvery };
+            await AppendAsync([new RunWaiting(wait)], new RunUpdate { Status = RunStatus.Waiting, WaitingFor = wait, Usage = _state.Usage });
+            var now = await _run.Engine.Store.GetRunAsync(child.Id, CancellationToken.None);
+            if (now is null || !now.Status.IsTerminal()) return RunStatus.Waiting;
+            await AppendAsync([new WaitAnswered(wait.Step, ChildRunsWait.ReasonName, child.Id, "agent")], new RunUpdate { Status = RunStatus.Running, Usage = _state.Usage });
+            child = now;
+        }
+        var ok = child.Status == RunStatus.Succeeded;
+        var content = ok ? child.Output ?? "" : $"agent '{c.Name}' (run {child.Id}) {child.Status.ToWireName()}: {child.Error}";
+        await AppendAsync([new ChildRunFinished(child.Id, child.Status, child.Output, child.Error, child.Usage),
+            new ToolCompleted(c.CallId, c.Name, content, !ok, 0, call.IntentStep)]);
+        return null;
     }
 
     private async Task<RunStatus?> RejectAsync(ToolCallRecord c, string error)
@@ -373,6 +463,9 @@ internal sealed partial class AgentLoop : IResilienceJournal
         return await RunIntentAsync(call, tool, check.Arguments);
     }
 
+    /// <summary>The confidence the model stated for the call being handled (agents that state confidence).</summary>
+    private double? _confidence;
+
     private readonly record struct PolicyGate(RunStatus? Stop, ToolCallRecord? Call, ToolCallCheck? Check);
 
     /// <summary>
@@ -380,14 +473,13 @@ internal sealed partial class AgentLoop : IResilienceJournal
     /// model is told why), or asks for an approval and waits; resumed, it applies the decision, or
     /// after a level's deadline escalates to the next level or applies the policy's onTimeout.
     /// </summary>
-    private async Task<PolicyGate> PolicyGateAsync(PendingCall call, ToolCallCheck check)
+    private async Task<PolicyGate> PolicyGateAsync(PendingCall call, ToolCallRecord c, ToolCallCheck check)
     {
-        var c = call.Call;
         var effect = check.Tool!.Definition.Effect;
         if (!_state.Approvals.TryGetValue(c.CallId, out var progress))
         {
             var decision = PolicyEvaluator.Evaluate(_kind.Policies, new PolicyContext(_agent.Definition.Name, c.Name, effect, c.Arguments,
-                Tokens: _state.Usage.TotalTokens, Cost: (decimal)_state.Cost, Actor: _run.Run.Actor, Now: Time.GetUtcNow()));
+                Confidence: _confidence, Tokens: _state.Usage.TotalTokens, Cost: (decimal)_state.Cost, Actor: _run.Run.Actor, Now: Time.GetUtcNow()));
             switch (decision.Action)
             {
                 case PolicyAction.Allow:

@@ -370,7 +370,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
             {
                 status = await executor.ExecuteAsync(context);
             }
-            if (status.IsTerminal()) await RunEndedAsync(run);
+            if (status.IsTerminal()) await RunEndedAsync(run, failed: status == RunStatus.Failed);
             return status;
         }
         catch (OperationCanceledException) when (execution.Cancel.IsCancellationRequested && context is not null)
@@ -397,13 +397,29 @@ public sealed partial class BureauEngine : IAsyncDisposable
 
     private static System.Diagnostics.Activity? StartSpan(RunRecord run)
     {
-        var span = BureauTelemetry.ActivitySource.StartActivity($"invoke_agent {run.Agent}", System.Diagnostics.ActivityKind.Internal);
-        span?.SetTag("gen_ai.operation.name", "invoke_agent");
+        // Every execution of every run of a tree (a team, its members, delegates) is in one trace, whose
+        // id comes from the root run's id: the same across executions, restarts and nodes, with nothing
+        // to store. An execution's parent is its run's parent run (a span id made from that run's id).
+        var root = run.RootRunId ?? run.Id;
+        var parent = new System.Diagnostics.ActivityContext(TraceIdOf(root), SpanIdOf(run.ParentRunId ?? root), System.Diagnostics.ActivityTraceFlags.Recorded, isRemote: true);
+        var operation = run.Kind == RunKinds.Team ? "invoke_workflow" : "invoke_agent";
+        var span = BureauTelemetry.ActivitySource.StartActivity($"{operation} {run.Agent}", System.Diagnostics.ActivityKind.Internal, parent);
+        span?.SetTag("gen_ai.operation.name", operation);
         span?.SetTag("gen_ai.agent.name", run.Agent);
         span?.SetTag("bureau.run.id", run.Id);
         span?.SetTag("bureau.run.kind", run.Kind);
+        if (run.ParentRunId is not null) span?.SetTag("bureau.run.parent_id", run.ParentRunId);
+        if (run.RootRunId is not null && run.RootRunId != run.Id) span?.SetTag("bureau.run.root_id", run.RootRunId);
         return span;
     }
+
+    /// <summary>The trace id of a tree of runs: the first 16 bytes of SHA-256 of its root run's id.</summary>
+    internal static System.Diagnostics.ActivityTraceId TraceIdOf(string rootRunId) =>
+        System.Diagnostics.ActivityTraceId.CreateFromBytes(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("trace:" + rootRunId)).AsSpan(0, 16));
+
+    /// <summary>The span id standing for a run (its executions' parent for its children).</summary>
+    internal static System.Diagnostics.ActivitySpanId SpanIdOf(string runId) =>
+        System.Diagnostics.ActivitySpanId.CreateFromBytes(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("run:" + runId)).AsSpan(0, 8));
 
     /// <summary>A run just accepted has exactly one entry, made from its row: no journal read.</summary>
     private static JournalRecord[] FreshJournal(RunRecord run) =>
@@ -468,7 +484,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         {
             return; // moved on meanwhile (canceled, or another executor); nothing to end
         }
-        await RunEndedAsync(run);
+        await RunEndedAsync(run, failed: true);
     }
 
     /// <summary>
@@ -476,12 +492,17 @@ public sealed partial class BureauEngine : IAsyncDisposable
     /// its unfinished children are canceled too. Best effort: a parent's wait re-checks its children
     /// on its own deadline, so a crash here loses nothing.
     /// </summary>
-    private async Task RunEndedAsync(RunRecord run, string? canceledBy = null, bool canceled = false)
+    private async Task RunEndedAsync(RunRecord run, string? canceledBy = null, bool canceled = false, bool failed = false)
     {
         try
         {
             if (canceled) await CancelChildrenAsync(run.Id, canceledBy);
             if (run.ParentRunId is not null) await WakeParentAsync(run.ParentRunId, run.Id);
+            if ((canceled || failed) && run.Kind == RunKinds.Agent && Definitions.Agents.TryGetValue(run.Agent, out var agent) && agent.RollbackOnFailure
+                && _executors.ContainsKey(RunKinds.Rollback))
+            {
+                await RollbackAsync(run.Id, "bureau:rollback-on-failure");
+            }
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -508,6 +529,27 @@ public sealed partial class BureauEngine : IAsyncDisposable
                 // A sibling woke it, or it moved on: read again.
             }
         }
+    }
+
+    /// <summary>
+    /// Rolls a finished run back: starts a <c>rollback</c> run (a child of it) that compensates its
+    /// completed writes, newest first, with each write tool's declared compensation. Once per run:
+    /// asking again returns the same rollback run.
+    /// </summary>
+    /// <exception cref="RunNotFoundException">No such run.</exception>
+    /// <exception cref="RunStateConflictException">The run has not finished (cancel it first), or is itself a rollback.</exception>
+    public async Task<SubmitResult> RollbackAsync(string runId, string? actor = null, CancellationToken cancellationToken = default)
+    {
+        var run = await Store.GetRunAsync(runId, cancellationToken) ?? throw new RunNotFoundException(runId);
+        if (!run.Status.IsTerminal())
+            throw new RunStateConflictException(runId, run.Status, $"run {runId} is {run.Status.ToWireName()}: only a finished run can be rolled back (cancel it first)");
+        if (run.Kind != RunKinds.Agent)
+            throw new RunStateConflictException(runId, run.Status, $"run {runId} is a {run.Kind} run; roll back the agent runs that made the writes");
+        // One rollback at a time; after a failed one, a new one (it skips what the earlier ones compensated).
+        var earlier = (await Store.ListRunsAsync(new RunQuery { ParentRunId = runId, Limit = 1000 }, cancellationToken)).Items.Where(r => r.Kind == RunKinds.Rollback).ToList();
+        if (earlier.FirstOrDefault(r => r.Status != RunStatus.Failed) is { } current) return new SubmitResult(current, Created: false);
+        var key = earlier.Count == 0 ? "rollback:" + runId : $"rollback:{runId}:{earlier.Count + 1}";
+        return await SubmitAsync(new RunRequest(run.Agent, runId, key, actor, RunKinds.Rollback, runId), cancellationToken);
     }
 
     /// <summary>Cancels every unfinished child of a canceled run (their children follow in turn).</summary>

@@ -87,6 +87,8 @@ internal sealed class RunState
     public Dictionary<long, StepResolved> Resolutions { get; } = [];
     /// <summary>Approvals of the latest turn's calls, by call id.</summary>
     public Dictionary<string, ApprovalProgress> Approvals { get; } = new(StringComparer.Ordinal);
+    /// <summary>Child runs this run started (delegated agents).</summary>
+    public HashSet<string> StartedChildren { get; } = new(StringComparer.Ordinal);
     private readonly Dictionary<long, ApprovalProgress> _approvalsByStep = [];
     public TimeSpan TimeWaiting { get; private set; }
     public int TurnsWithoutProgress { get; private set; }
@@ -207,7 +209,10 @@ internal sealed class RunState
             case RunFinished f:
                 Finished = f;
                 break;
-            case BudgetExceeded or RunResumed or RunCanceled or ChildRunStarted or ChildRunFinished or AttemptFailed or DependencyWaited or ModelFallback:
+            case ChildRunStarted cs:
+                StartedChildren.Add(cs.ChildRunId);
+                break;
+            case BudgetExceeded or RunResumed or RunCanceled or ChildRunFinished or AttemptFailed or DependencyWaited or ModelFallback:
                 break;
             default:
                 throw new InvalidDataException($"run {RunId}, step {record.N}: unknown journal entry kind '{record.Entry.Kind}'");

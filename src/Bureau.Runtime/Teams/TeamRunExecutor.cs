@@ -72,7 +72,7 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
             await CollectFinishedAsync(run, state);
 
             var move = TeamPatterns.Next(team, state);
-            if (move is StartChildren start && Limit(team, state, start) is { } over) move = over;
+            if (move is StartChildren start && (Limit(team, state, start) ?? await TreeLimitAsync(run, start)) is { } over) move = over;
             if (move is StartChildren or WaitForChildren && Budget(team, state, run.Time.GetUtcNow()) is { } spent) move = spent;
 
             switch (move)
@@ -193,8 +193,9 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
         var fail = (FailTeam)move;
         var error = $"run {run.RunId} step {run.Version + 1}: {fail.Error}";
         var failure = await FailureAsync(run, fail, run.Version + 1);
-        await run.AppendAsync([new RunFinished(RunStatus.Failed, null, error, fail.Outcome, failure)],
-            new RunUpdate { Status = RunStatus.Failed, Error = error, Outcome = fail.Outcome, Usage = state.Usage });
+        var outcome = fail.Outcome == "member-failed" && failure.Cause == "budget" ? "budget" : fail.Outcome; // a member stopped by the team's shared budget
+        await run.AppendAsync([new RunFinished(RunStatus.Failed, null, error, outcome, failure)],
+            new RunUpdate { Status = RunStatus.Failed, Error = error, Outcome = outcome, Usage = state.Usage });
         return RunStatus.Failed;
     }
 
@@ -235,6 +236,20 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
         if (team.Budgets.MaxSteps is { } steps && state.Children.Count + start.Children.Count > steps)
             return new FailTeam($"budget exceeded: steps (team '{team.Name}' would start child run number {state.Children.Count + start.Children.Count}; budgets.maxSteps is {steps})", "budget");
         return null;
+    }
+
+    /// <summary>The root team's <c>limits.maxChildren</c> counts every run of the tree (children of nested teams and delegates too).</summary>
+    private async Task<FailTeam?> TreeLimitAsync(RunContext run, StartChildren start)
+    {
+        var rootId = run.Run.RootRunId ?? run.RunId;
+        if (rootId == run.RunId) return null; // this team is the root: its own limit already counted its children
+        var root = await run.Engine.Store.GetRunAsync(rootId, CancellationToken.None);
+        if (root is null || root.Kind != RunKinds.Team || !_definitions.Teams.TryGetValue(root.Agent, out var rootTeam)) return null;
+        var max = rootTeam.Limits.MaxChildren;
+        var below = (await run.Engine.Store.ListRunsAsync(new RunQuery { RootRunId = rootId, Limit = Math.Min(max + 1, 1000) }, CancellationToken.None)).Items.Count;
+        return below + start.Children.Count > max
+            ? new FailTeam($"the tree of team '{rootTeam.Name}' (run {rootId}) would have {below + start.Children.Count} runs below it; its limits.maxChildren is {max}", "limit")
+            : null;
     }
 
     private static FailTeam? Budget(TeamDefinition team, TeamState state, DateTimeOffset now)

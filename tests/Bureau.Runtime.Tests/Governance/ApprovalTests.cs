@@ -188,6 +188,52 @@ public sealed class ApprovalTests : IAsyncDisposable
         Assert.Equal("after: refund:big", (await EngineFixture.WaitAsync(again, id)).Output);
     }
 
+    [Theory]
+    [InlineData(0.4, true)]
+    [InlineData(0.9, false)]
+    public async Task StatedConfidence_BelowTheThreshold_GoesToAPerson_AboveItRuns_TheToolNeverSeesIt(double confidence, bool waits)
+    {
+        _f.AddTool("refund", ToolEffect.Write); // its schema allows only "key": a confidence left in would be rejected
+        _f.Definitions.Add(new AgentDefinition { Name = "a", Model = "m", Tools = ["refund"], StateConfidence = true });
+        _f.UseModel((msgs, turn) => turn == 1
+            ? FakeModel.Call("refund", $$"""{"key":"k","confidence":{{confidence.ToString(System.Globalization.CultureInfo.InvariantCulture)}}}""", "c1")
+            : FakeModel.Text("after: " + FakeModel.LastToolResult(msgs)));
+        _f.Definitions.Policies = new PolicySet
+        {
+            Rules = [new PolicyRule { Name = "unsure", When = new PolicyConditions { Confidence = new NumberCondition("<", 0.7) }, Action = PolicyAction.RequireApproval, Reason = "the model is unsure" }],
+        };
+        var engine = await _f.StartAsync();
+        var run = await EngineFixture.WaitAsync(engine, (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id);
+
+        if (waits)
+        {
+            var wait = Assert.IsType<ApprovalWait>(run.WaitingFor);
+            Assert.Equal(("unsure", """{"key":"k"}"""), (wait.Rule, wait.Arguments));
+            Assert.Empty(_f.Keys);
+        }
+        else
+        {
+            Assert.Equal((RunStatus.Succeeded, "after: refund:k"), (run.Status, run.Output));
+            var intent = Assert.Single((await engine.ReadJournalAsync(run.Id)).Select(r => r.Entry).OfType<ToolIntent>());
+            Assert.Equal("""{"key":"k"}""", intent.Arguments);
+        }
+    }
+
+    [Fact]
+    public void StatedConfidence_TheDeclarationAsksForIt()
+    {
+        var tool = new Bureau.Tools.ToolFactory().Create(new FunctionToolDefinition
+        {
+            Name = "refund", Effect = ToolEffect.Write,
+            Parameters = System.Text.Json.JsonDocument.Parse("""{"type":"object","properties":{"key":{"type":"string"}},"required":["key"],"additionalProperties":false}""").RootElement.Clone(),
+            Function = Microsoft.Extensions.AI.AIFunctionFactory.Create((string key) => key, "refund"),
+        });
+        var declared = (Microsoft.Extensions.AI.AIFunctionDeclaration)Confidence.Declaration(tool);
+        var schema = declared.JsonSchema;
+        Assert.Equal("number", schema.GetProperty("properties").GetProperty("confidence").GetProperty("type").GetString());
+        Assert.Equal(["key", "confidence"], schema.GetProperty("required").EnumerateArray().Select(e => e.GetString()));
+    }
+
     [Fact]
     public async Task DocsSnippet_PoliciesInCSharp_AskForTheApproval()
     {

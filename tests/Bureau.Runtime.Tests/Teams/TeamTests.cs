@@ -315,6 +315,24 @@ public sealed class TeamTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Limits_TheRootTeamsMaxChildrenCountsTheWholeTree()
+    {
+        Agent("a", i => i + "|a");
+        _f.Definitions.Add(new TeamDefinition { Name = "inner", Pattern = TeamPattern.Parallel, Members = ["a", "a", "a"] });
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "outer", Pattern = TeamPattern.Sequential, Members = ["inner", "inner"], Limits = new TeamLimits { MaxChildren = 5 },
+        }, "x");
+
+        // outer -> inner (1) -> 3 agents (4 in the tree); the second inner (5) could not start its 3 members.
+        Assert.Equal(RunStatus.Failed, run.Status);
+        var second = (await engine.GetRunAsync(started[1].ChildRunId))!;
+        Assert.Equal((RunStatus.Failed, "limit"), (second.Status, second.Outcome));
+        Assert.Contains("limits.maxChildren is 5", second.Error);
+        Assert.Equal(5, (await engine.ListRunsAsync(new RunQuery { RootRunId = run.Id })).Items.Count);
+    }
+
+    [Fact]
     public async Task Budgets_TokensOfTheMembersAddUp_NoMemberStartsOnceSpent()
     {
         Agent("a", i => i + "|a");
@@ -326,6 +344,27 @@ public sealed class TeamTests : IAsyncDisposable
         Assert.Contains("budget exceeded: tokens", run.Error);
         Assert.Equal("budget", (await FailureAsync(run.Id)).Cause);
         Assert.Equal(2, started.Count); // 15 tokens each: the third never started
+    }
+
+    [Fact]
+    public async Task Budgets_AMemberGetsOnlyWhatTheTeamHasLeft_AndIsStoppedByIt()
+    {
+        _f.AddTool("t", ToolEffect.Read);
+        _f.Definitions.Add(new AgentDefinition { Name = "worker", Model = "m", Instructions = "agent:worker", Tools = ["t"] });
+        // This test's model: the worker asks for a tool first (15 tokens), then answers (15 more): 30 a run.
+        _f.UseModel((msgs, turn) => turn == 1 ? FakeModel.Call("t", """{"key":"k"}""") : FakeModel.Text("done"));
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "pair", Pattern = TeamPattern.Sequential, Members = ["worker", "worker"], Budgets = new AgentBudgets { MaxTokens = 40 },
+        }, "x");
+
+        Assert.Equal((RunStatus.Failed, "budget"), (run.Status, run.Outcome));
+        var first = (await engine.GetRunAsync(started[0].ChildRunId))!;
+        var second = (await engine.GetRunAsync(started[1].ChildRunId))!;
+        Assert.Equal(RunStatus.Succeeded, first.Status); // 30 of the team's 40
+        Assert.Equal((RunStatus.Failed, "budget"), (second.Status, second.Outcome)); // started with 10 left: stopped after its first call
+        Assert.Contains("budget exceeded: tokens", second.Error);
+        Assert.Equal(15, second.Usage.TotalTokens);
     }
 
     [Fact]
@@ -380,5 +419,29 @@ public sealed class TeamTests : IAsyncDisposable
         var childRun = await FinishedAsync(engine, child);
         Assert.Equal(RunStatus.Canceled, childRun.Status);
         Assert.Contains($"its parent run {team} was canceled", childRun.Error);
+    }
+
+    [Fact]
+    public async Task Trace_EveryRunOfTheTreeIsInOneTrace_MembersUnderTheirTeam()
+    {
+        var spans = new ConcurrentBag<System.Diagnostics.Activity>();
+        using var listener = new System.Diagnostics.ActivityListener
+        {
+            ShouldListenTo = s => s.Name == "Bureau",
+            Sample = (ref System.Diagnostics.ActivityCreationOptions<System.Diagnostics.ActivityContext> _) => System.Diagnostics.ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = spans.Add,
+        };
+        System.Diagnostics.ActivitySource.AddActivityListener(listener);
+        Agent("a", i => i + "|a");
+        Agent("b", i => i + "|b");
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition { Name = "pipe", Pattern = TeamPattern.Sequential, Members = ["a", "b"] }, "x");
+
+        var ids = started.Select(s => s.ChildRunId).Append(run.Id).ToHashSet();
+        var ours = spans.Where(s => s.GetTagItem("bureau.run.id") is string id && ids.Contains(id)).ToList();
+        Assert.All(ours, s => Assert.Equal(BureauEngine.TraceIdOf(run.Id), s.TraceId));
+        Assert.Contains(ours, s => s.OperationName == "invoke_workflow pipe");
+        var members = ours.Where(s => (string?)s.GetTagItem("bureau.run.id") != run.Id).ToList();
+        Assert.Equal(2, members.Select(s => s.GetTagItem("bureau.run.id")).Distinct().Count());
+        Assert.All(members, s => Assert.Equal(BureauEngine.SpanIdOf(run.Id), s.ParentSpanId));
     }
 }
