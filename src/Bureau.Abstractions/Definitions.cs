@@ -509,11 +509,17 @@ public sealed class BureauDefinitions
     /// <summary>Teams by name (agents and teams share one namespace).</summary>
     public Dictionary<string, TeamDefinition> Teams { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>Triggers by name (webhooks, schedules, topics), each starting an agent or a team.</summary>
+    public Dictionary<string, TriggerDefinition> Triggers { get; } = new(StringComparer.Ordinal);
+
     /// <summary>The manifest file these came from, if any.</summary>
     public string? SourcePath { get; init; }
 
     /// <summary>Adds a team, replacing one of the same name.</summary>
     public BureauDefinitions Add(TeamDefinition team) { Teams[team.Name] = team; return this; }
+
+    /// <summary>Adds a trigger, replacing one of the same name.</summary>
+    public BureauDefinitions Add(TriggerDefinition trigger) { Triggers[trigger.Name] = trigger; return this; }
 
     /// <summary>Adds a model, replacing one of the same name.</summary>
     public BureauDefinitions Add(ModelDefinition model) { Models[model.Name] = model; return this; }
@@ -531,6 +537,7 @@ public sealed class BureauDefinitions
         foreach (var t in other.Tools.Values) Add(t);
         foreach (var a in other.Agents.Values) Add(a);
         foreach (var t in other.Teams.Values) Add(t);
+        foreach (var t in other.Triggers.Values) Add(t);
         if (!other.Policies.IsEmpty || other.Policies.Notify.Count > 0)
         {
             var defaults = new Dictionary<ToolEffect, PolicyAction>(Policies.Defaults);

@@ -21,6 +21,7 @@ internal static class BureauCli
             ApprovalsCommand.Create(),
             ApprovalsCommand.PolicyCommand(),
             AuditCommand.Create(),
+            SchedulesCommand.Create(),
         };
 
         try

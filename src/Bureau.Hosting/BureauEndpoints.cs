@@ -12,7 +12,8 @@ namespace Bureau;
 public static class BureauEndpointRouteBuilderExtensions
 {
     /// <summary>
-    /// Maps the REST API under <c>/v1</c> (runs, their live events, agents, keys), <c>/healthz</c>,
+    /// Maps the REST API under <c>/v1</c> (runs, their live events, agents, keys, CloudEvents), webhooks at
+    /// <c>/v1/hooks/{trigger}</c> (authenticated by their signature, not by a key), <c>/healthz</c>,
     /// <c>/readyz</c> and, unless <see cref="BureauHttpOptions.MapOpenApi"/> is off, the OpenAPI document at
     /// <c>/openapi/v1.json</c>. Every <c>/v1</c> route checks the caller's API key and role.
     /// Returns the <c>/v1</c> group, for adding conventions (CORS, rate limiting, ...).
@@ -96,6 +97,7 @@ public static class BureauEndpointRouteBuilderExtensions
             .Body<CreateKeyBody>().ProducesProblem(400);
         v1.MapDelete("/keys/{id}", BureauApi.RevokeKeyAsync).Needs(ApiPermission.ManageKeys)
             .WithName("RevokeKey").WithSummary("Revoke an API key.").ProducesProblem(404);
+        TriggerEndpoints.Map(endpoints, v1);
         return v1;
     }
 

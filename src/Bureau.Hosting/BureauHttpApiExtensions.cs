@@ -10,7 +10,7 @@ public static class BureauHttpApiExtensions
 {
     /// <summary>
     /// Adds the services of Bureau's REST API (API keys and roles, the loopback rule, the OpenAPI
-    /// document); options from the section <c>Bureau</c> (<see cref="BureauHttpOptions"/>). Map the
+    /// document) and the schedule triggers' service; options from the section <c>Bureau</c> (<see cref="BureauHttpOptions"/>). Map the
     /// endpoints with <c>app.MapBureau()</c>.
     /// </summary>
     public static TBuilder AddHttpApi<TBuilder>(this TBuilder builder, Action<BureauHttpOptions>? configure = null) where TBuilder : IBureauBuilder
@@ -23,6 +23,7 @@ public static class BureauHttpApiExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<BureauHttpOptions>, BureauHttpOptionsValidator>());
         services.AddSingleton<ApiAccess>();
         services.AddHostedService<BureauHostService>();
+        Triggers.ScheduleService.Register(services); // a host that serves the API (and its webhooks) fires the schedules too
         services.AddOpenApi();
         return builder;
     }

@@ -14,8 +14,8 @@ namespace Bureau.Manifests;
 /// </summary>
 internal sealed partial class ManifestReader(string file, string baseDirectory, string sourcePath, IReadOnlyDictionary<string, string?> environment, ManifestLimits limits)
 {
-    private static readonly string[] s_topKeys = ["version", "models", "tools", "agents", "teams", "policies"];
-    private static readonly string[] s_reservedTopKeys = ["triggers", "memory"];
+    private static readonly string[] s_topKeys = ["version", "models", "tools", "agents", "teams", "policies", "triggers"];
+    private static readonly string[] s_reservedTopKeys = ["memory"];
     private static readonly string[] s_providers = ["openai", "scripted"];
     private static readonly string[] s_modelResilienceKeys = ["retry", "circuitBreaker", "maxConcurrency", "maxQueue", "requestsPerMinute", "tokensPerMinute", "maxRateLimitWait", "attemptTimeout", "stepTimeout", "fallback", "price"];
     private static readonly string[] s_openAIKeys = ["provider", "endpoint", "model", "apiKey", "temperature", "maxOutputTokens", "timeout", "maxRetries", .. s_modelResilienceKeys];
@@ -176,6 +176,8 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             definitions.Policies = policySet;
         if (top.TryGetValue("teams", out var teams))
             ReadTeams(NameMap(teams, "team"), definitions, new Names(agentEntries.Select(e => e.Name)));
+        if (top.TryGetValue("triggers", out var triggers))
+            ReadTriggers(NameMap(triggers, "trigger"), definitions, RunnableNames(agentEntries, teams));
 
         return _diagnostics.Count == 0 ? definitions : null;
     }

@@ -185,6 +185,13 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
         if (query.Status is not null) { where.Add("status = $status"); cmd.Parameters.AddWithValue("$status", query.Status.Value.ToWireName()); }
         if (query.Agent is not null) { where.Add("agent = $agent"); cmd.Parameters.AddWithValue("$agent", query.Agent); }
         if (query.ParentRunId is not null) { where.Add("parent_run_id = $parent"); cmd.Parameters.AddWithValue("$parent", query.ParentRunId); }
+        if (query.IdempotencyKeyPrefix is { Length: > 0 } prefix)
+        {
+            // A range on the unique index: keys from the prefix up to (not including) the prefix with its last character incremented.
+            where.Add("idempotency_key >= $keyFrom AND idempotency_key < $keyTo");
+            cmd.Parameters.AddWithValue("$keyFrom", prefix);
+            cmd.Parameters.AddWithValue("$keyTo", prefix[..^1] + (char)(prefix[^1] + 1));
+        }
         if (query.RootRunId is not null) { where.Add("root_run_id = $root AND id <> $root"); cmd.Parameters.AddWithValue("$root", query.RootRunId); }
         cmd.CommandText = $"SELECT {RunColumns}, seq FROM runs {(where.Count > 0 ? "WHERE " + string.Join(" AND ", where) : "")} ORDER BY seq DESC LIMIT $limit";
         cmd.Parameters.AddWithValue("$limit", limit + 1);

@@ -175,7 +175,6 @@ public sealed class ManifestLoaderTests
     }
 
     [Theory]
-    [InlineData("triggers")]
     [InlineData("memory")]
     public void LoadText_ReservedTopLevelKey_IsNotSupportedYet(string key)
     {
@@ -606,7 +605,7 @@ public sealed class ManifestLoaderTests
                 modle: main
                 tools: [t, nope]
                 budgets: { maxSteps: lots }
-            triggers: {}
+            memory: {}
             """);
         Assert.False(result.Success);
         (int Line, int Column, string Start)[] expected =
@@ -620,7 +619,7 @@ public sealed class ManifestLoaderTests
             (17, 5, "unknown key 'modle' in agent 'clerk'; did you mean 'model'?"),
             (18, 16, "agent 'clerk' uses tool 'nope', which is not defined under 'tools'"),
             (19, 26, "'maxSteps' must be a whole number, not 'lots'"),
-            (20, 1, "'triggers' is not supported yet in this version of Bureau"),
+            (20, 1, "'memory' is not supported yet in this version of Bureau"),
         ];
         Assert.Equal(expected.Select(e => (e.Line, e.Column)), result.Diagnostics.Select(d => (d.Line, d.Column)));
         foreach (var (e, d) in expected.Zip(result.Diagnostics))

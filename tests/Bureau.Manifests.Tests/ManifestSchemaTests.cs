@@ -59,7 +59,8 @@ public sealed class ManifestSchemaTests
     [InlineData("models:\n  m: { provider: scripted, endpoint: 'http://x' }\n")]
     [InlineData("agents:\n  a: { model: m, budgets: { maxSteps: lots } }\n")]
     [InlineData("models:\n  m: { provider: scripted, latency: 10 seconds }\n")]
-    [InlineData("triggers: {}\n")]
+    [InlineData("agents:\n  a: { model: m }\ntriggers:\n  t: { kind: webhook, agent: a }\n")]
+    [InlineData("agents:\n  a: { model: m }\ntriggers:\n  t: { kind: schedule, agent: a, cron: '* * * * *', catchUp: sometimes }\n")]
     [InlineData("agents:\n  a: { model: m }\nteams:\n  t: { pattern: router, members: [a] }\n")]
     [InlineData("agents:\n  a: { model: m }\nteams:\n  t: { pattern: pipeline, members: [a] }\n")]
     public void Json_RejectsWhatTheLoaderRejects(string yaml)

@@ -33,11 +33,23 @@ internal static class ValidateCommand
         }
         var definitions = result.Definitions!;
         stdout.WriteLine($"{file}: valid ({Count(definitions.Models.Count, "model")}, {Count(definitions.Tools.Count, "tool")}, {Count(definitions.Agents.Count, "agent")}"
-            + (definitions.Teams.Count > 0 ? $", {Count(definitions.Teams.Count, "team")})" : ")"));
+            + (definitions.Teams.Count > 0 ? $", {Count(definitions.Teams.Count, "team")}" : "")
+            + (definitions.Triggers.Count > 0 ? $", {Count(definitions.Triggers.Count, "trigger")})" : ")"));
         foreach (var agent in definitions.Agents.Values)
             stdout.WriteLine($"  agent {agent.Name}  model={agent.Model}  tools={string.Join(",", agent.Tools)}");
         foreach (var team in definitions.Teams.Values)
             stdout.WriteLine($"  team {team.Name}  pattern={WireNames.Of(team.Pattern)}  uses={string.Join(",", team.Uses().Distinct(StringComparer.Ordinal))}");
+        foreach (var trigger in definitions.Triggers.Values)
+        {
+            var what = trigger switch
+            {
+                WebhookTriggerDefinition w => $"source={WireNames.Of(w.Source)}  POST /v1/hooks/{w.Name}" + (w.Events.Count > 0 ? $"  events={string.Join(",", w.Events)}" : ""),
+                ScheduleTriggerDefinition s => s.Cron is not null ? $"cron='{s.Cron}'" + (s.TimeZone is null ? "" : $" ({s.TimeZone})") : $"every={s.Every}",
+                TopicTriggerDefinition t => $"topic={t.Topic}",
+                _ => "",
+            };
+            stdout.WriteLine($"  trigger {trigger.Name}  kind={trigger.Kind}  starts={trigger.Agent}  {what}");
+        }
         return 0;
     }
 

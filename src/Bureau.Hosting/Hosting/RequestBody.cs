@@ -12,26 +12,7 @@ internal static class RequestBody
     public static async Task<JsonObject?> ReadAsync(HttpContext ctx, long maxBytes, bool optional)
     {
         var request = ctx.Request;
-        if (request.ContentLength > maxBytes) throw TooLarge(maxBytes);
-        var sizeFeature = ctx.Features.Get<IHttpMaxRequestBodySizeFeature>();
-        if (sizeFeature is { IsReadOnly: false }) sizeFeature.MaxRequestBodySize = maxBytes;
-
-        var buffer = new ArrayBufferWriter<byte>(4096);
-        try
-        {
-            while (true)
-            {
-                var memory = buffer.GetMemory(8192);
-                var read = await request.Body.ReadAsync(memory, ctx.RequestAborted);
-                if (read == 0) break;
-                buffer.Advance(read);
-                if (buffer.WrittenCount > maxBytes) throw TooLarge(maxBytes);
-            }
-        }
-        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            throw TooLarge(maxBytes);
-        }
+        var buffer = await ReadBytesAsync(ctx, maxBytes);
 
         if (buffer.WrittenCount == 0)
         {
@@ -59,7 +40,35 @@ internal static class RequestBody
         return node as JsonObject ?? throw ApiException.BadField("body", $"the body must be a JSON object, not {Describe(node)}");
     }
 
-    private static bool IsJson(string contentType)
+    /// <summary>The body's bytes as sent (what a signature covers), within the size limit (413 beyond it).</summary>
+    public static async Task<ArrayBufferWriter<byte>> ReadBytesAsync(HttpContext ctx, long maxBytes)
+    {
+        var request = ctx.Request;
+        if (request.ContentLength > maxBytes) throw TooLarge(maxBytes);
+        var sizeFeature = ctx.Features.Get<IHttpMaxRequestBodySizeFeature>();
+        if (sizeFeature is { IsReadOnly: false }) sizeFeature.MaxRequestBodySize = maxBytes;
+
+        var buffer = new ArrayBufferWriter<byte>(4096);
+        try
+        {
+            while (true)
+            {
+                var memory = buffer.GetMemory(8192);
+                var read = await request.Body.ReadAsync(memory, ctx.RequestAborted);
+                if (read == 0) break;
+                buffer.Advance(read);
+                if (buffer.WrittenCount > maxBytes) throw TooLarge(maxBytes);
+            }
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            throw TooLarge(maxBytes);
+        }
+
+        return buffer;
+    }
+
+    internal static bool IsJson(string contentType)
     {
         var mediaType = contentType.Split(';')[0].Trim();
         return mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)

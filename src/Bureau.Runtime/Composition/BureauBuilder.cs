@@ -118,6 +118,27 @@ public sealed class BureauBuilder : IBureauBuilder
     }
 
     /// <summary>
+    /// Deploys a trigger: a signed webhook (<c>POST /v1/hooks/NAME</c>), a schedule or a topic, starting an agent
+    /// or a team. Schedules fire in hosts that call <see cref="AddSchedules"/> (<c>AddHttpApi()</c> does).
+    /// </summary>
+    public BureauBuilder AddTrigger(TriggerDefinition trigger)
+    {
+        ArgumentNullException.ThrowIfNull(trigger);
+        lock (_code) _code.Definitions.Add(trigger);
+        return this;
+    }
+
+    /// <summary>
+    /// Fires the deployed schedule triggers in this host (a hosted service; each tick starts one run, also with
+    /// several hosts). <c>AddHttpApi()</c> calls it; a worker without the API calls it itself.
+    /// </summary>
+    public BureauBuilder AddSchedules()
+    {
+        Triggers.ScheduleService.Register(Services);
+        return this;
+    }
+
+    /// <summary>
     /// Adds a tool-call policy rule after those already added (a manifest's rules come first when it
     /// is added first): before every tool call the rules are evaluated in order and the first whose
     /// conditions hold decides: allow, deny (the model is told why) or require an approval.

@@ -86,6 +86,7 @@ internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedL
             "Bureau has no store: pick one with a Use*Storage call, for example services.AddBureau().UseSqliteStorage(\"bureau.db\")");
         // The engine first: building it checks the definitions (models, tools, teams), before any database is opened.
         var engine = services.GetRequiredService<BureauEngine>();
+        Triggers.TriggerChecks.Check(engine.Definitions);
         await store.InitializeAsync(cancellationToken);
         if (services.GetService<IApiKeyStore>() is { } keys) await keys.InitializeAsync(cancellationToken);
         if (store is IAuditLog audit && (!engine.Definitions.Policies.IsEmpty || engine.Definitions.Policies.Notify.Count > 0 || await audit.LastAuditAsync("policy.loaded", cancellationToken) is not null))

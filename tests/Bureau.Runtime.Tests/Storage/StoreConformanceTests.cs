@@ -184,6 +184,21 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ListRuns_ByIdempotencyKeyPrefix_OnlyThatPrefixNewestFirst()
+    {
+        var store = await OpenAsync();
+        await store.SubmitAsync(Run("s1", key: "schedule:night:2026-12-01T02:00:00Z"));
+        await store.SubmitAsync(Run("s2", key: "schedule:night:2026-12-02T02:00:00Z"));
+        await store.SubmitAsync(Run("o1", key: "schedule:nightly:2026-12-03T02:00:00Z"));
+        await store.SubmitAsync(Run("o2", key: "schedule:nigh;x"));
+        await store.SubmitAsync(Run("n1"));
+
+        Assert.Equal(["s2", "s1"], (await store.ListRunsAsync(new RunQuery { IdempotencyKeyPrefix = "schedule:night:" })).Items.Select(r => r.Id));
+        Assert.Equal(["s2"], (await store.ListRunsAsync(new RunQuery { IdempotencyKeyPrefix = "schedule:night:", Limit = 1 })).Items.Select(r => r.Id));
+        Assert.Empty((await store.ListRunsAsync(new RunQuery { IdempotencyKeyPrefix = "trigger:night:" })).Items);
+    }
+
+    [Fact]
     public async Task ListRuns_ForeignCursor_IsRejected()
     {
         var store = await OpenAsync();

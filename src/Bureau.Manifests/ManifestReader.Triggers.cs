@@ -1,0 +1,206 @@
+using Cronos;
+using YamlDotNet.RepresentationModel;
+
+namespace Bureau.Manifests;
+
+/// <summary>The <c>triggers:</c> section: webhooks, schedules and topics, each starting an agent or a team.</summary>
+internal sealed partial class ManifestReader
+{
+    private static readonly string[] s_triggerKinds = ["webhook", "schedule", "topic"];
+    private static readonly string[] s_commonTriggerKeys = ["kind", "agent", "input", "description"];
+    private static readonly Dictionary<string, string[]> s_triggerKindKeys = new(StringComparer.Ordinal)
+    {
+        ["webhook"] = ["source", "secret", "events", "signatureHeader", "idHeader", "tolerance"],
+        ["schedule"] = ["cron", "every", "timeZone", "catchUp", "maxCatchUp", "overlap"],
+        ["topic"] = ["topic"],
+    };
+    private static readonly Dictionary<string, string[]> s_triggerKindRequired = new(StringComparer.Ordinal)
+    {
+        ["webhook"] = ["source", "secret"],
+        ["schedule"] = [],
+        ["topic"] = ["topic"],
+    };
+    private static readonly string[] s_webhookSources = ["github", "slack", "standard", "hmac"];
+    private static readonly string[] s_catchUpPolicies = ["skip", "once", "all"];
+    private static readonly string[] s_overlapPolicies = ["skip", "allow"];
+
+    /// <summary>Agents and teams by name, read from the mappings as written (a team that failed to read still counts as a name).</summary>
+    private static Names RunnableNames(List<Entry> agentEntries, Entry? teams)
+    {
+        var names = new Names(agentEntries.Select(e => e.Name));
+        if (teams?.Value is YamlMappingNode map)
+            names.AddRange(map.Children.Keys.OfType<YamlScalarNode>().Select(k => k.Value).OfType<string>());
+        return names;
+    }
+
+    private void ReadTriggers(List<Entry> entries, BureauDefinitions definitions, Names runnable)
+    {
+        foreach (var e in entries)
+            if (ReadTrigger(e, runnable) is { } trigger) definitions.Add(trigger);
+    }
+
+    private TriggerDefinition? ReadTrigger(Entry entry, Names runnable)
+    {
+        var what = $"trigger '{entry.Name}'";
+        if (!NamePattern().IsMatch(entry.Name))
+            Error(entry.Key, entry.Path, $"trigger name '{entry.Name}' must be 1 to 64 letters, digits, '_' or '-' (it is part of the webhook's address)");
+        var kindEntry = Peek(entry.Value, "kind");
+        var kind = kindEntry is null ? null : Choice(kindEntry with { Path = entry.Path + ".kind" }, s_triggerKinds);
+        var allowed = kind is null
+            ? [.. s_commonTriggerKeys, .. s_triggerKindKeys.Values.SelectMany(k => k).Distinct()]
+            : s_commonTriggerKeys.Concat(s_triggerKindKeys[kind]).ToArray();
+        var foreign = kind is null ? null : s_triggerKindKeys
+            .Where(k => k.Key != kind)
+            .SelectMany(k => k.Value.Select(key => (Key: key, Kind: k.Key)))
+            .Where(k => !allowed.Contains(k.Key))
+            .GroupBy(k => k.Key)
+            .ToDictionary(g => g.Key, g => "kind " + string.Join(" or ", g.Select(k => k.Kind)), StringComparer.Ordinal);
+        var required = kind is null ? ["kind", "agent"] : new[] { "kind", "agent" }.Concat(s_triggerKindRequired[kind]).ToArray();
+        var map = Map(entry, what, allowed, required, foreign);
+        if (map is null || kind is null) return null;
+        var before = _diagnostics.Count;
+
+        string? agent = null;
+        if (map.TryGetValue("agent", out var ae) && RequiredText(ae) is { } name)
+        {
+            if (runnable.Contains(name)) agent = name;
+            else Error(ae.Value, ae.Path, $"{what} starts '{name}', which is neither an agent nor a team{ReferenceHint(name, runnable)}");
+        }
+        string? input = null;
+        if (map.TryGetValue("input", out var ie) && RequiredText(ie) is { } template)
+        {
+            if (TriggerTemplate.Check(template) is { } problem) Error(ie.Value, ie.Path, $"{what}: 'input' {problem}");
+            else input = template;
+        }
+        if (map.TryGetValue("description", out var de)) Text(de);
+
+        TriggerDefinition? result = kind switch
+        {
+            "webhook" => ReadWebhook(map, what, entry.Name, agent, input),
+            "schedule" => ReadSchedule(entry, map, what, agent, input),
+            _ => map.TryGetValue("topic", out var te) && RequiredText(te) is { } topic && agent is not null
+                ? new TopicTriggerDefinition { Name = entry.Name, Agent = agent, Input = input, Topic = topic }
+                : null,
+        };
+        return _diagnostics.Count > before ? null : result;
+    }
+
+    private WebhookTriggerDefinition? ReadWebhook(Dictionary<string, Entry> map, string what, string name, string? agent, string? input)
+    {
+        var source = map.TryGetValue("source", out var se) ? Choice(se, s_webhookSources) : null;
+        string? secret = null;
+        if (map.TryGetValue("secret", out var sec))
+        {
+            secret = Text(sec);
+            if (string.IsNullOrEmpty(secret))
+            {
+                Error(sec.Value, sec.Path, $"{what}: 'secret' is empty (an unsigned webhook would accept anyone's requests); set it, for example from the environment: ${{WEBHOOK_SECRET}}");
+                secret = null;
+            }
+            else if (source == "standard" && !StandardSecretIsValid(secret))
+            {
+                Error(sec.Value, sec.Path, $"{what}: a Standard Webhooks secret is 'whsec_' followed by base64 (the signing key), as the sender shows it");
+                secret = null;
+            }
+        }
+        var events = map.TryGetValue("events", out var ee) ? StringItems(ee) ?? [] : [];
+        if (ee is not null && source == "github")
+        {
+            var items = Sequence(ee);
+            for (var i = 0; i < events.Count && i < items.Count; i++)
+                if (events[i].Split('.') is { Length: > 2 } || events[i].StartsWith('.') || events[i].EndsWith('.'))
+                    Error(items[i], $"{ee.Path}[{i}]", $"{what}: GitHub event filter '{events[i]}' must be EVENT, EVENT.ACTION or EVENT.* (issues, issues.opened, pull_request.*)");
+        }
+        var signatureHeader = map.TryGetValue("signatureHeader", out var sh) ? RequiredText(sh) : null;
+        var idHeader = map.TryGetValue("idHeader", out var ih) ? RequiredText(ih) : null;
+        if (source != "hmac")
+        {
+            if (sh is not null) Error(sh.Key, sh.Path, $"{what}: 'signatureHeader' applies to source hmac only (source {source} has its own headers)");
+            if (ih is not null) Error(ih.Key, ih.Path, $"{what}: 'idHeader' applies to source hmac only (source {source} has its own headers)");
+        }
+        var tolerance = map.TryGetValue("tolerance", out var to) ? Duration(to, allowZero: false) : null;
+        if (to is not null && source is "github" or "hmac")
+            Error(to.Key, to.Path, $"{what}: 'tolerance' applies to sources slack and standard (source {source} signs no timestamp)");
+        if (agent is null || source is null || secret is null) return null;
+        return new WebhookTriggerDefinition
+        {
+            Name = name,
+            Agent = agent,
+            Input = input,
+            Source = source switch { "github" => WebhookSource.GitHub, "slack" => WebhookSource.Slack, "standard" => WebhookSource.Standard, _ => WebhookSource.Hmac },
+            Secret = secret,
+            Events = events,
+            SignatureHeader = signatureHeader ?? WebhookTriggerDefinition.DefaultSignatureHeader,
+            IdHeader = idHeader,
+            Tolerance = tolerance ?? WebhookTriggerDefinition.DefaultTolerance,
+        };
+    }
+
+    private static bool StandardSecretIsValid(string secret)
+    {
+        if (!secret.StartsWith("whsec_", StringComparison.Ordinal)) return false;
+        var key = secret["whsec_".Length..];
+        return key.Length > 0 && Convert.TryFromBase64String(key, new byte[key.Length], out _);
+    }
+
+    private ScheduleTriggerDefinition? ReadSchedule(Entry entry, Dictionary<string, Entry> map, string what, string? agent, string? input)
+    {
+        map.TryGetValue("cron", out var ce);
+        map.TryGetValue("every", out var ee);
+        if (ce is null && ee is null) Error(entry.Key, entry.Path, $"{what} needs 'cron' (a cron expression) or 'every' (an interval such as 10m)");
+        if (ce is not null && ee is not null) Error(ee.Key, ee.Path, $"{what} has both 'cron' and 'every'; keep one");
+        string? cron = null;
+        if (ce is not null && RequiredText(ce) is { } expression)
+        {
+            if (TryParseCron(expression, out var problem) is not null) cron = expression.Trim();
+            else Error(ce.Value, ce.Path, $"{what}: 'cron' {problem}");
+        }
+        TimeSpan? every = null;
+        if (ee is not null && Duration(ee, allowZero: false) is { } interval)
+        {
+            if (interval.Ticks % TimeSpan.TicksPerSecond != 0)
+                Error(ee.Value, ee.Path, $"{what}: 'every' must be whole seconds (1s or more), not {interval.TotalMilliseconds}ms");
+            else every = interval;
+        }
+        string? zone = null;
+        if (map.TryGetValue("timeZone", out var ze) && RequiredText(ze) is { } zoneId)
+        {
+            if (ce is null) Error(ze.Key, ze.Path, $"{what}: 'timeZone' applies to 'cron' ('every' counts in UTC)");
+            else if (!TimeZoneInfo.TryFindSystemTimeZoneById(zoneId, out _)) Error(ze.Value, ze.Path, $"{what}: unknown time zone '{zoneId}' (an IANA id such as Europe/Paris or America/New_York, or UTC)");
+            else zone = zoneId;
+        }
+        var catchUp = map.TryGetValue("catchUp", out var cu) ? Choice(cu, s_catchUpPolicies) : null;
+        var maxCatchUp = map.TryGetValue("maxCatchUp", out var mc) ? Integer(mc, 1, 10_000) : null;
+        if (mc is not null && catchUp != "all")
+            Error(mc.Key, mc.Path, $"{what}: 'maxCatchUp' applies to catchUp: all (catchUp is {catchUp ?? "skip"})");
+        var overlap = map.TryGetValue("overlap", out var ov) ? Choice(ov, s_overlapPolicies) : null;
+        if (agent is null || (cron is null && every is null)) return null;
+        return new ScheduleTriggerDefinition
+        {
+            Name = entry.Name,
+            Agent = agent,
+            Input = input,
+            Cron = cron,
+            Every = every,
+            TimeZone = zone,
+            CatchUp = catchUp switch { "once" => CatchUpPolicy.Once, "all" => CatchUpPolicy.All, _ => CatchUpPolicy.Skip },
+            MaxCatchUp = maxCatchUp is { } m ? (int)m : ScheduleTriggerDefinition.DefaultMaxCatchUp,
+            Overlap = overlap == "allow" ? OverlapPolicy.Allow : OverlapPolicy.Skip,
+        };
+    }
+
+    /// <summary>A cron expression of five fields (minute first) or six (seconds first), or null with the problem.</summary>
+    internal static CronExpression? TryParseCron(string expression, out string? problem)
+    {
+        problem = null;
+        var fields = expression.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Length;
+        if (fields is not (5 or 6) && !expression.TrimStart().StartsWith('@'))
+        {
+            problem = $"'{expression}' has {fields} fields; expected 5 (minute hour day month weekday) or 6 (seconds first)";
+            return null;
+        }
+        if (CronExpression.TryParse(expression.Trim(), fields == 6 ? CronFormat.IncludeSeconds : CronFormat.Standard, out var cron)) return cron;
+        problem = $"'{expression}' is not a valid cron expression (minute hour day month weekday, for example '0 9 * * MON-FRI')";
+        return null;
+    }
+}
