@@ -64,7 +64,7 @@ internal static class ServeCommand
                 return 2;
             }
             var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
-            Console.Error.WriteLine($"bureau: serving {definitions.Agents.Count} agent(s) from {manifest} on {string.Join(", ", addresses)} (db {dbPath}); Ctrl+C stops");
+            Console.Error.WriteLine($"bureau: serving {definitions.Agents.Count} agent(s){(definitions.Teams.Count > 0 ? $" and {definitions.Teams.Count} team(s)" : "")} from {manifest} on {string.Join(", ", addresses)} (db {dbPath}); Ctrl+C stops");
             try
             {
                 await Task.Delay(Timeout.Infinite, ct).WaitAsync(app.Lifetime.ApplicationStopping);
