@@ -306,13 +306,16 @@ internal static class AgentLoopBench
         try { File.WriteAllText("/proc/self/clear_refs", "5"); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
-    internal static double PeakRssMb()
+    internal static double PeakRssMb() => StatusMb("VmHWM");
+
+    /// <summary>A memory field of /proc/self/status (VmHWM, VmRSS) in MB; the working set where there is none.</summary>
+    internal static double StatusMb(string field)
     {
         try
         {
             foreach (var line in File.ReadLines("/proc/self/status"))
             {
-                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                if (line.StartsWith(field + ":", StringComparison.Ordinal))
                     return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) / 1024.0;
             }
         }

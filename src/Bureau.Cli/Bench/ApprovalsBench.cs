@@ -92,7 +92,7 @@ internal static class ApprovalsBench
         GC.WaitForPendingFinalizers();
         GC.Collect();
         await Task.Delay(500, ct);
-        var rssWaiting = Rss("VmRSS");
+        var rssWaiting = AgentLoopBench.StatusMb("VmRSS");
         var heapWaiting = GC.GetTotalMemory(forceFullCollection: true) / 1048576.0;
 
         var times = new List<double>(m);
@@ -116,7 +116,7 @@ internal static class ApprovalsBench
             ["runs_waiting"] = n,
             ["seconds_to_all_waiting"] = Math.Round(toWait, 1),
             ["rss_mb_while_waiting"] = Math.Round(rssWaiting, 1),
-            ["peak_rss_mb"] = Math.Round(Rss("VmHWM"), 1),
+            ["peak_rss_mb"] = Math.Round(AgentLoopBench.PeakRssMb(), 1),
             ["gc_heap_mb_while_waiting"] = Math.Round(heapWaiting, 1),
             ["active_executions_while_waiting"] = bureau.Engine.ActiveRuns,
             ["resumes"] = times.Count,
@@ -125,15 +125,5 @@ internal static class ApprovalsBench
             ["resume_max_ms"] = times.Count == 0 ? 0 : Math.Round(times[^1], 2),
             ["store_bytes"] = bureau.Store.SizeOnDisk(),
         };
-    }
-
-    private static double Rss(string field)
-    {
-        foreach (var line in File.ReadLines("/proc/self/status"))
-        {
-            if (line.StartsWith(field + ":", StringComparison.Ordinal))
-                return double.Parse(line.Split(':', StringSplitOptions.TrimEntries)[1].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) / 1024;
-        }
-        return double.NaN;
     }
 }

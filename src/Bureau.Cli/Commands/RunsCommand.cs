@@ -35,15 +35,7 @@ internal static class RunsCommand
             var manifest = parse.GetValue(file);
             if (manifest is null)
             {
-                await using var store = await CliShared.OpenExistingStoreAsync(dbPath, ct);
-                var target = await store.GetRunAsync(runId, ct) ?? throw new RunNotFoundException(runId);
-                // Without the manifest this process does not know the agent: submit the rollback as the engine would (the serving host checks it).
-                var submitted = await store.SubmitAsync(new NewRun
-                {
-                    Id = RunIds.New(TimeProvider.System), Agent = target.Agent, Input = runId, Kind = RunKinds.Rollback, ParentRunId = runId, RootRunId = target.RootRunId ?? runId,
-                    IdempotencyKey = "rollback:" + runId, Actor = actor, CreatedAt = DateTimeOffset.UtcNow,
-                    Started = new RunStarted(target.Agent, runId, actor, RunKinds.Rollback, runId, target.RootRunId ?? runId),
-                }, ct);
+                var submitted = await CliShared.WithEngineCommandsAsync(dbPath, e => e.RollbackAsync(runId, actor, ct), ct);
                 Console.Out.WriteLine($"rollback run {submitted.Run.Id} {(submitted.Created ? "queued" : "already exists")} for run {runId}; a host serving {dbPath} runs it (or pass --file to run it now)");
                 return 0;
             }

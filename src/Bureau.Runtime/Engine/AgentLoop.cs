@@ -115,15 +115,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
                 failure: new RunFailure("internal", null, _state.Version + 1, null, null, $"deploy agent '{run.Agent}' in this host, or cancel the run"));
         }
 
-        if (run.ParentRunId is not null && await AllowedToolsAsync(run, 0) is { } allowed && allowed.Count < _agent.Definition.Tools.Count)
-            _agent = _agent.Restricted(allowed); // a delegate: never more than its caller may do
-        if (run.ParentRunId is not null && await TeamBudgetLeftAsync(run) is var (tokensLeft, timeLeft) && (tokensLeft is not null || timeLeft is not null))
-        {
-            var b = _agent.Definition.Budgets;
-            var tokens = tokensLeft is { } tl && (b.MaxTokens is not { } ownTokens || tl < ownTokens) ? Math.Max(1, tl) : b.MaxTokens;
-            var wall = timeLeft is { } wl && (b.MaxWallTime is not { } ownWall || wl < ownWall) ? TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond, wl.Ticks)) : b.MaxWallTime;
-            _agent = _agent.WithBudgets(new AgentBudgets { MaxTokens = tokens, MaxSteps = b.MaxSteps, MaxWallTime = wall, MaxQueueTime = b.MaxQueueTime, MaxCost = b.MaxCost });
-        }
+        if (run.ParentRunId is not null) await ApplyAncestorLimitsAsync(run);
 
         _state = new RunState(_runId, _agent.Definition.Instructions);
         Load();
@@ -154,48 +146,52 @@ internal sealed partial class AgentLoop : IResilienceJournal
     }
 
     /// <summary>
-    /// For a run an agent started as a delegate (its parent is an agent run): the tools it may use, the
-    /// intersection of its own and its caller's (the caller's being, in turn, limited by its own
-    /// caller). Null when the run is not a delegate (no parent, or a team's member).
+    /// A child run is never given more than its ancestors were: a delegate (its parent an agent run)
+    /// may use only the tools it and every agent above it, up to the first non-agent, may use; a
+    /// team's member starts with at most the tokens and time every team above it has left of its
+    /// <c>budgets.maxTokens</c> and <c>budgets.maxWallTime</c> (counted from the team's first step).
+    /// One walk up the tree serves both.
     /// </summary>
-    private async Task<IReadOnlyList<string>?> AllowedToolsAsync(RunRecord run, int depth)
+    private async Task ApplyAncestorLimitsAsync(RunRecord run)
     {
-        if (run.ParentRunId is null || depth > 16 || !_kind.Agents.TryGetValue(run.Agent, out var self)) return null;
-        var parent = await _run.Engine.Store.GetRunAsync(run.ParentRunId, CancellationToken.None);
-        if (parent is null || parent.Kind != RunKinds.Agent || !_kind.Agents.TryGetValue(parent.Agent, out var caller)) return null;
-        var callerMay = await AllowedToolsAsync(parent, depth + 1) ?? caller.Definition.Tools;
-        return [.. self.Definition.Tools.Where(callerMay.Contains)];
-    }
-
-    /// <summary>
-    /// For a team's member: the fewest tokens any team above it has left of its <c>budgets.maxTokens</c>
-    /// (its budget less what its members used so far), and the least time any has left of its
-    /// <c>budgets.maxWallTime</c> (counted from the team's first step), so a member cannot spend what
-    /// its team was not given. Nulls when no team above has such a budget.
-    /// </summary>
-    private async Task<(long? Tokens, TimeSpan? Time)> TeamBudgetLeftAsync(RunRecord run)
-    {
-        long? left = null;
-        TimeSpan? timeLeft = null;
-        var definitions = _run.Engine.Definitions;
-        for (var (parentId, depth) = (run.ParentRunId, 0); parentId is not null && depth < 16; depth++)
+        var ancestors = new List<RunRecord>();
+        for (var parentId = run.ParentRunId; parentId is not null && ancestors.Count < 16;)
         {
             var parent = await _run.Engine.Store.GetRunAsync(parentId, CancellationToken.None);
             if (parent is null) break;
-            if (parent.Kind == RunKinds.Team && definitions.Teams.TryGetValue(parent.Agent, out var team) && team.Budgets.MaxTokens is { } budget)
+            ancestors.Add(parent);
+            parentId = parent.ParentRunId;
+        }
+
+        IReadOnlyList<string> allowed = _agent.Definition.Tools;
+        foreach (var caller in ancestors.TakeWhile(a => a.Kind == RunKinds.Agent))
+        {
+            if (_kind.Agents.TryGetValue(caller.Agent, out var callerAgent)) allowed = [.. allowed.Where(callerAgent.Definition.Tools.Contains)];
+        }
+        if (allowed.Count < _agent.Definition.Tools.Count) _agent = _agent.Restricted(allowed);
+
+        long? tokensLeft = null;
+        TimeSpan? timeLeft = null;
+        foreach (var parent in ancestors)
+        {
+            if (parent.Kind != RunKinds.Team || !_run.Engine.Definitions.Teams.TryGetValue(parent.Agent, out var team)) continue;
+            if (team.Budgets.MaxTokens is { } budget)
             {
                 var remaining = budget - parent.Usage.TotalTokens;
-                left = left is { } l ? Math.Min(l, remaining) : remaining;
+                tokensLeft = tokensLeft is { } l ? Math.Min(l, remaining) : remaining;
             }
-            if (parent.Kind == RunKinds.Team && definitions.Teams.TryGetValue(parent.Agent, out var timed) && timed.Budgets.MaxWallTime is { } wall)
+            if (team.Budgets.MaxWallTime is { } wall)
             {
                 var firstStep = (await _run.Engine.Store.ReadJournalAsync(parent.Id, 1, CancellationToken.None)).FirstOrDefault()?.At ?? parent.CreatedAt;
                 var remaining = firstStep + wall - Time.GetUtcNow();
                 timeLeft = timeLeft is { } t && t < remaining ? t : remaining;
             }
-            parentId = parent.ParentRunId;
         }
-        return (left, timeLeft);
+        if (tokensLeft is null && timeLeft is null) return;
+        var b = _agent.Definition.Budgets;
+        var tokens = tokensLeft is { } tl && (b.MaxTokens is not { } ownTokens || tl < ownTokens) ? Math.Max(1, tl) : b.MaxTokens;
+        var wallTime = timeLeft is { } wl && (b.MaxWallTime is not { } ownWall || wl < ownWall) ? TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond, wl.Ticks)) : b.MaxWallTime;
+        _agent = _agent.WithBudgets(new AgentBudgets { MaxTokens = tokens, MaxSteps = b.MaxSteps, MaxWallTime = wallTime, MaxQueueTime = b.MaxQueueTime, MaxCost = b.MaxCost });
     }
 
     private string ResumeReason(RunRecord run)

@@ -186,6 +186,12 @@ public sealed partial class BureauEngine : IAsyncDisposable
             var parent = await Store.GetRunAsync(request.ParentRunId, cancellationToken) ?? throw new RunNotFoundException(request.ParentRunId);
             root = parent.RootRunId ?? parent.Id;
         }
+        return await AcceptAsync(request, root, cancellationToken);
+    }
+
+    /// <summary>Writes a checked request as a new run (durably) and queues it here.</summary>
+    private async Task<SubmitResult> AcceptAsync(RunRequest request, string? root, CancellationToken cancellationToken)
+    {
         var id = _newId();
         var result = await Writer.SubmitAsync(new NewRun
         {
@@ -549,7 +555,9 @@ public sealed partial class BureauEngine : IAsyncDisposable
         var earlier = (await Store.ListRunsAsync(new RunQuery { ParentRunId = runId, Limit = 1000 }, cancellationToken)).Items.Where(r => r.Kind == RunKinds.Rollback).ToList();
         if (earlier.FirstOrDefault(r => r.Status != RunStatus.Failed) is { } current) return new SubmitResult(current, Created: false);
         var key = earlier.Count == 0 ? "rollback:" + runId : $"rollback:{runId}:{earlier.Count + 1}";
-        return await SubmitAsync(new RunRequest(run.Agent, runId, key, actor, RunKinds.Rollback, runId), cancellationToken);
+        // Not through SubmitAsync: the rollback names a run, not a target this process must deploy (a
+        // CLI without the manifest queues it for the host serving the database, which runs it).
+        return await AcceptAsync(new RunRequest(run.Agent, runId, key, actor, RunKinds.Rollback, runId), run.RootRunId ?? run.Id, cancellationToken);
     }
 
     /// <summary>Cancels every unfinished child of a canceled run (their children follow in turn).</summary>

@@ -15,9 +15,9 @@ internal static class PolicyAudit
     {
         var description = Describe(policies);
         var fingerprint = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(description.ToJsonString())));
-        var last = await audit.LastAuditAsync("policy.changed", ct) ?? await audit.LastAuditAsync("policy.loaded", ct);
-        var lastLoaded = await audit.LastAuditAsync("policy.loaded", ct);
-        if (lastLoaded is not null && (last is null || lastLoaded.Seq > last.Seq)) last = lastLoaded;
+        var changed = await audit.LastAuditAsync("policy.changed", ct);
+        var loaded = await audit.LastAuditAsync("policy.loaded", ct);
+        var last = changed is null || (loaded is not null && loaded.Seq > changed.Seq) ? loaded : changed;
         var previous = last?.Detail is { } d && JsonNode.Parse(d) is JsonObject o ? (string?)o["fingerprint"] : null;
         if (previous == fingerprint) return;
         description["fingerprint"] = fingerprint;

@@ -19,7 +19,7 @@ public sealed class NotificationTests : IAsyncDisposable
 
     public ValueTask DisposeAsync() => _f.DisposeAsync();
 
-    private async Task<(BureauEngine Engine, string RunId, long Step)> WaitingWithNotifierAsync(Uri url, int maxAttempts)
+    private async Task<(BureauEngine Engine, string RunId, long Step)> WaitingWithNotifierAsync(Uri url, int maxAttempts, Func<BureauEngine, string, long, Task>? beforeNotifierStarts = null)
     {
         _f.AddTool("refund", ToolEffect.Write);
         _f.AddAgent(tools: "refund");
@@ -35,9 +35,14 @@ public sealed class NotificationTests : IAsyncDisposable
         });
         var engine = await _f.StartAsync();
         var notifier = engine.Services.GetServices<IHostedService>().OfType<ApprovalNotifications>().Single();
-        await notifier.StartAsync(TestContext.Current.CancellationToken);
+        if (beforeNotifierStarts is null) await notifier.StartAsync(TestContext.Current.CancellationToken);
         var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
         var run = await EngineFixture.WaitAsync(engine, id);
+        if (beforeNotifierStarts is not null)
+        {
+            await beforeNotifierStarts(engine, id, run.WaitingFor!.Step);
+            await notifier.StartAsync(TestContext.Current.CancellationToken);
+        }
         return (engine, id, run.WaitingFor!.Step);
     }
 
@@ -84,5 +89,19 @@ public sealed class NotificationTests : IAsyncDisposable
         Assert.Contains("HTTP 500", (string)detail["error"]!);
         Assert.Equal(runId, failed.RunId);
         Assert.Equal(3, server.Requests.Count);
+    }
+
+    [Fact]
+    public async Task ApprovalAnsweredBeforeItsNotificationWentOut_IsNotAnnounced()
+    {
+        await using var server = new LoopbackServer((ctx, _) => LoopbackServer.Respond(ctx, 200, "ok"));
+        var (engine, runId, _) = await WaitingWithNotifierAsync(server.BaseAddress, maxAttempts: 3,
+            (e, id, step) => e.DecideApprovalAsync(id, step, new ApprovalDecision(false, "no"), "lea"));
+
+        // The notifier reads the audit log (approval.asked is there), finds the approval answered, sends nothing.
+        await EngineFixture.WaitAsync(engine, runId);
+        await Task.Delay(500, TestContext.Current.CancellationToken); // several poll intervals
+        Assert.Empty(server.Requests);
+        Assert.DoesNotContain(await ((IAuditLog)engine.Store).ReadAuditAsync(), a => a.Action.StartsWith("approval.notif", StringComparison.Ordinal));
     }
 }
