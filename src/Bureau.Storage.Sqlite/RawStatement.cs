@@ -63,17 +63,7 @@ internal sealed class RawStatement : IDisposable
 /// <summary>Serializes journal entries into one reused buffer (the writer is single-threaded).</summary>
 internal sealed class EntryBuffer
 {
-    private readonly ArrayBufferWriter<byte> _buffer = new(1024);
-    private readonly Utf8JsonWriter _writer;
+    private readonly EntryWriter _writer = new();
 
-    public EntryBuffer() => _writer = new Utf8JsonWriter(_buffer, new JsonWriterOptions { Encoder = BureauJson.StorageEncoder, SkipValidation = true });
-
-    public ReadOnlySpan<byte> Serialize(JournalEntry entry)
-    {
-        _buffer.ResetWrittenCount();
-        _writer.Reset(_buffer);
-        BureauJson.WriteEntry(_writer, entry);
-        _writer.Flush();
-        return _buffer.WrittenSpan;
-    }
+    public ReadOnlySpan<byte> Serialize(JournalEntry entry) => _writer.Write(entry);
 }
