@@ -14,6 +14,20 @@ internal sealed class JournalWriter(IRunStore store, IRunEventBus events, TimePr
     {
         var at = time.GetUtcNow();
         await store.AppendAsync(new AppendRequest { RunId = runId, ExpectedVersion = expectedVersion, Entries = entries, At = at, Update = update }, CancellationToken.None);
+        return Appended(runId, expectedVersion, at, entries, update, fold);
+    }
+
+    /// <summary>Appends an executor's entries after its <see cref="RunContext.Version"/> and moves the version on (one await, not two nested).</summary>
+    public async ValueTask AppendAsync(RunContext run, JournalEntry[] entries, RunUpdate? update)
+    {
+        var at = time.GetUtcNow();
+        var expectedVersion = run.Version;
+        await store.AppendAsync(new AppendRequest { RunId = run.RunId, ExpectedVersion = expectedVersion, Entries = entries, At = at, Update = update }, CancellationToken.None);
+        run.Version = Appended(run.RunId, expectedVersion, at, entries, update, run.Fold);
+    }
+
+    private long Appended(string runId, long expectedVersion, DateTimeOffset at, JournalEntry[] entries, RunUpdate? update, Action<JournalRecord>? fold)
+    {
         var records = new JournalRecord[entries.Length];
         for (var i = 0; i < entries.Length; i++)
         {
