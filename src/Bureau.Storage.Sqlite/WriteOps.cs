@@ -31,6 +31,7 @@ internal sealed class WriterCommands : IDisposable
             VALUES(?1, ?2, 'queued', ?3, ?4, ?4, 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
             """);
         MarkRunning = new RawStatement(c, "UPDATE runs SET status = 'running', updated_at = ?1 WHERE id = ?2 AND status = 'queued'");
+        Audits = new AuditAppender(c);
         _all = [FindByKey];
         _raw = [InsertJournal, BumpVersion, BumpVersionWithStatus, CurrentVersion, InsertRun, MarkRunning];
     }
@@ -38,6 +39,7 @@ internal sealed class WriterCommands : IDisposable
     public RawStatement InsertJournal { get; }
     public RawStatement BumpVersion { get; }
     public EntryBuffer Entries { get; } = new();
+    public AuditAppender Audits { get; }
     public RawStatement BumpVersionWithStatus { get; }
     public RawStatement CurrentVersion { get; }
     public SqliteCommand FindByKey { get; }
@@ -57,7 +59,7 @@ internal sealed class WriterCommands : IDisposable
     public void Audit(DateTimeOffset at, string? actor, string action, string? runId, long? step, string? detail)
     {
         var c = Transaction!.Connection!;
-        _auditHead = AuditChain.Append(c, Transaction, _auditHead ?? AuditChain.ReadHead(c, Transaction), at, actor, action, runId, step, detail);
+        _auditHead = Audits.Append(_auditHead ?? AuditChain.ReadHead(c, Transaction), at, actor, action, runId, step, detail);
     }
 
     /// <summary>The transaction of the batch being written (for operations with statements of their own).</summary>
@@ -67,6 +69,7 @@ internal sealed class WriterCommands : IDisposable
     {
         foreach (var cmd in _all) cmd.Dispose();
         foreach (var statement in _raw) statement.Dispose();
+        Audits.Dispose();
     }
 
     private static SqliteCommand Make(SqliteConnection c, string sql, params string[] names)

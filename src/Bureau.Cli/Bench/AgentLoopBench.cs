@@ -110,6 +110,7 @@ internal static class AgentLoopBench
         });
 
         var ids = new string[config.Runs];
+        if (Environment.GetEnvironmentVariable("BUREAU_BENCH_DEBUG") == "1") Console.Error.WriteLine($"rss before runs: {StatusMb("VmRSS"):F1} MB, heap {GC.GetTotalMemory(false) / 1e6:F1} MB, gen0 budget {GC.GetGCMemoryInfo().GenerationInfo[0].SizeAfterBytes / 1e6:F1}");
         var txBefore = bureau.Store.Stats.Transactions;
         var footprint = Footprint.Now();
         var wall = Stopwatch.StartNew();
@@ -124,6 +125,7 @@ internal static class AgentLoopBench
         await allDone.Task.WaitAsync(ct);
         wall.Stop();
         var used = Footprint.Now().Since(footprint);
+        if (Environment.GetEnvironmentVariable("BUREAU_BENCH_DEBUG") == "1") Console.Error.WriteLine($"rss after runs: {StatusMb("VmRSS"):F1} MB, heap {GC.GetTotalMemory(false) / 1e6:F1} MB, gcs {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}, committed {GC.GetGCMemoryInfo().TotalCommittedBytes / 1e6:F1} MB");
         var transactions = bureau.Store.Stats.Transactions - txBefore;
         var rss = PeakRssMb();
 
