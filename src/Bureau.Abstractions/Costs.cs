@@ -1,3 +1,6 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+
 namespace Bureau;
 
 /// <summary>How <see cref="IRunStore.ReadCostsAsync"/> groups runs.</summary>
@@ -63,6 +66,69 @@ public static class CostReport
             .GroupBy(r => KeyOf(r, query.By), StringComparer.Ordinal)
             .Select(g => new CostRow(g.Key, g.LongCount(), g.Sum(r => r.Usage.InputTokens), g.Sum(r => r.Usage.OutputTokens), Math.Round(g.Sum(r => r.Cost), 9)))
             .OrderBy(r => r.Key, StringComparer.Ordinal)];
+    }
+
+    /// <summary>The wire name of a grouping: <c>agent</c> or <c>day</c>.</summary>
+    public static string WireName(CostGrouping by) => by == CostGrouping.Day ? "day" : "agent";
+
+    /// <summary>Parses <c>agent</c> or <c>day</c>; false for anything else.</summary>
+    public static bool TryParseGrouping(string? text, out CostGrouping by)
+    {
+        by = text switch { "day" => CostGrouping.Day, _ => CostGrouping.Agent };
+        return text is "agent" or "day";
+    }
+
+    /// <summary>
+    /// Parses a report bound: a day (<c>2026-12-06</c>, its start in UTC) or a time (<c>2026-12-06T10:00Z</c>; UTC
+    /// when it names no offset). False for anything else.
+    /// </summary>
+    public static bool TryParseTime(string? text, out DateTimeOffset at)
+    {
+        at = default;
+        if (string.IsNullOrWhiteSpace(text)) return false;
+        text = text.Trim();
+        if (DateOnly.TryParseExact(text, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var day))
+        {
+            at = new DateTimeOffset(day.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+            return true;
+        }
+        // A time must have a date and a time of day: "12" or "tomorrow" is not one.
+        return text.Contains('T', StringComparison.OrdinalIgnoreCase) || text.Contains(' ', StringComparison.Ordinal)
+            ? DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out at)
+            : false;
+    }
+
+    /// <summary>
+    /// The report as JSON (<c>GET /v1/costs</c>, <c>bureau costs --json</c>): <c>by</c>, <c>since</c>, <c>until</c>,
+    /// <c>rows</c> (each with <c>agent</c> or <c>day</c>, <c>runs</c>, <c>inputTokens</c>, <c>outputTokens</c>, <c>cost</c>) and their <c>total</c>.
+    /// </summary>
+    public static JsonObject ToJson(IReadOnlyList<CostRow> rows, CostQuery query)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        ArgumentNullException.ThrowIfNull(query);
+        var key = WireName(query.By);
+        var items = new JsonArray();
+        foreach (var r in rows)
+        {
+            items.Add(new JsonObject
+            {
+                [key] = r.Key, ["runs"] = r.Runs, ["inputTokens"] = r.InputTokens, ["outputTokens"] = r.OutputTokens, ["cost"] = r.Cost,
+            });
+        }
+        return new JsonObject
+        {
+            ["by"] = key,
+            ["since"] = query.Since,
+            ["until"] = query.Until,
+            ["rows"] = items,
+            ["total"] = new JsonObject
+            {
+                ["runs"] = rows.Sum(r => r.Runs),
+                ["inputTokens"] = rows.Sum(r => r.InputTokens),
+                ["outputTokens"] = rows.Sum(r => r.OutputTokens),
+                ["cost"] = Math.Round(rows.Sum(r => r.Cost), 9),
+            },
+        };
     }
 
     /// <summary>Reads every run through <see cref="IRunStore.ListRunsAsync"/> and groups them: the fallback of stores without a query of their own.</summary>
