@@ -17,7 +17,7 @@ internal sealed class WriterCommands : IDisposable
             """
             UPDATE runs SET version = ?1, updated_at = ?2, status = ?3,
                 output = coalesce(?4, output), error = ?5, outcome = ?6,
-                input_tokens = coalesce(?7, input_tokens), output_tokens = coalesce(?8, output_tokens),
+                input_tokens = coalesce(?7, input_tokens), output_tokens = coalesce(?8, output_tokens), cost = coalesce(?15, cost),
                 waiting_for = ?9, wait_deadline = ?10,
                 claim_owner = CASE WHEN ?3 IN ('queued','running') THEN coalesce(?11, claim_owner) END,
                 claim_until = CASE WHEN ?3 IN ('queued','running') THEN coalesce(?12, claim_until) END
@@ -189,6 +189,7 @@ internal sealed class AppendOp(AppendRequest request) : WriteOp
             bump.Bind(12, u.Claim is { } claim ? SqliteRunStore.ToUnixMs(claim.Until) : null);
             bump.Bind(13, req.RunId);
             bump.Bind(14, req.ExpectedVersion);
+            bump.Bind(15, u.Cost);
             changed = bump.Execute();
         }
         else
