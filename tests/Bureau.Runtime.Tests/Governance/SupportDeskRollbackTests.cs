@@ -3,6 +3,7 @@ using Bureau.Governance;
 using Bureau.Manifests;
 using Bureau.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 using Xunit;
 
 namespace Bureau.Tests.Governance;
@@ -30,7 +31,7 @@ public sealed class SupportDeskRollbackTests : IAsyncDisposable
     private string Sample => Path.Combine(_dir.Path, "support-desk");
 
     /// <summary>Copies samples/support-desk (manifest, tools, data) so its tools write into the copy's data/ folder.</summary>
-    private async Task<BureauEngine> StartSampleAsync()
+    private async Task<BureauEngine> StartSampleAsync(TimeProvider? time = null)
     {
         var source = Path.Combine(RepoRoot(), "samples", "support-desk");
         foreach (var file in Directory.GetFiles(source, "*", SearchOption.AllDirectories))
@@ -43,6 +44,7 @@ public sealed class SupportDeskRollbackTests : IAsyncDisposable
         var loaded = ManifestLoader.LoadFile(Path.Combine(Sample, "bureau.yaml"), new Dictionary<string, string?>());
         Assert.True(loaded.Success, string.Join("\n", loaded.Diagnostics));
         var services = new ServiceCollection();
+        if (time is not null) services.AddSingleton(time);
         services.AddBureau().AddDefinitions(loaded.Definitions!).UseSqliteStorage(_dir.File("bureau.db"));
         _services = services.BuildServiceProvider();
         await _services.GetRequiredService<IRunStore>().InitializeAsync(Ct);
@@ -138,5 +140,43 @@ public sealed class SupportDeskRollbackTests : IAsyncDisposable
         Assert.Equal("refund-requested", (string?)TicketState(4711)["status"]);
         Assert.Equal(["update:refund-requested"], TicketLog());
         Assert.Empty((await engine.ListRunsAsync(new RunQuery { ParentRunId = done.Id })).Items);
+    }
+
+    [Fact]
+    public async Task NobodyAnswers_FinanceAfter30Minutes_RejectedAfterTwoHours_ModelToldAndTicketKept()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var engine = await StartSampleAsync(time);
+        var submitted = await engine.SubmitAsync(new RunRequest("triage", Ticket), Ct);
+        var waiting = await EngineFixture.WaitAsync(engine, submitted.Run.Id, 60);
+        var first = Assert.IsType<ApprovalWait>(waiting.WaitingFor);
+        Assert.Equal((0, time.GetUtcNow().AddMinutes(30)), (first.Level, first.Deadline));
+
+        time.Advance(TimeSpan.FromMinutes(29));
+        Assert.Equal(0, ((ApprovalWait)(await engine.GetRunAsync(waiting.Id))!.WaitingFor!).Level);
+        var escalated = await AdvanceUntilAsync(engine, waiting.Id, time, r => r.WaitingFor is ApprovalWait { Level: 1 });
+        Assert.Equal(["finance"], ((ApprovalWait)escalated.WaitingFor!).Approvers);
+        await Assert.ThrowsAsync<ApprovalForbiddenException>(() => engine.DecideApprovalAsync(waiting.Id, first.Step, new ApprovalDecision(true), "lead", ["support-leads"], Ct));
+
+        var done = await AdvanceUntilAsync(engine, waiting.Id, time, r => r.Status.IsTerminal());
+        Assert.Equal(RunStatus.Succeeded, done.Status); // onTimeout: reject tells the model; only a person's rejection fails the run
+        Assert.StartsWith("We could not get your refund approved yet", done.Output);
+        Assert.Equal(2, (await engine.ReadJournalAsync(done.Id)).Select(r => r.Entry).OfType<WaitExpired>().Count());
+        Assert.True(time.GetUtcNow() - first.Deadline!.Value >= TimeSpan.FromMinutes(90));
+        Assert.Equal("refund-requested", (string?)TicketState(4711)["status"]);
+        Assert.False(File.Exists(Path.Combine(Sample, "data", "refunds.log")));
+        Assert.Empty((await engine.ListRunsAsync(new RunQuery { ParentRunId = done.Id })).Items);
+    }
+
+    private static async Task<RunRecord> AdvanceUntilAsync(BureauEngine engine, string id, FakeTimeProvider time, Func<RunRecord, bool> done)
+    {
+        for (var i = 0; i < 400; i++)
+        {
+            var run = (await engine.GetRunAsync(id))!;
+            if (done(run)) return run;
+            time.Advance(TimeSpan.FromMinutes(1));
+            await Task.Delay(10, Ct);
+        }
+        throw new TimeoutException($"run {id} never reached the state expected");
     }
 }
