@@ -101,6 +101,7 @@ public static class BureauEndpointRouteBuilderExtensions
         v1.MapDelete("/keys/{id}", BureauApi.RevokeKeyAsync).Needs(ApiPermission.ManageKeys)
             .WithName("RevokeKey").WithSummary("Revoke an API key.").ProducesProblem(404);
         TriggerEndpoints.Map(endpoints, v1);
+        SlackApprovalsApi.Map(endpoints);
         return v1;
     }
 

@@ -68,6 +68,7 @@ public static class BureauServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<BureauRuntimeService>());
         services.TryAddSingleton(new Governance.ApprovalNotificationOptions());
         services.AddHostedService<Governance.ApprovalNotifications>();
+        services.AddHostedService<Governance.AuditCheckpointService>(); // only with an AuditCheckpointOptions key and file
         return new BureauBuilder(services, code);
     }
 }
