@@ -140,6 +140,59 @@ public sealed partial class BureauEngine : IAsyncDisposable
         await _timers.StartAsync(ExpireWaitAsync, cancellationToken); // deadlines that passed while down fire before the engine is ready
         _storageWatch.Start();
         IsReady = true;
+        _rollbackSweep = Task.Run(() => SweepRollbacksAsync(CancellationToken.None));
+    }
+
+    private const string RollbackOnFailureActor = "bureau:rollback-on-failure";
+
+    /// <summary>How far back the start-up sweep looks for failed runs whose rollback was never started.</summary>
+    internal static readonly TimeSpan RollbackSweepWindow = TimeSpan.FromHours(24);
+
+    private Task? _rollbackSweep;
+
+    /// <summary>The start-up sweep for rollbacks (tests wait on it).</summary>
+    internal Task RollbackSweep => _rollbackSweep ?? Task.CompletedTask;
+
+    /// <summary>
+    /// A run of an agent with <c>rollbackOnFailure</c> starts its rollback right after its failure is
+    /// journaled; a crash in between would lose it. At start, the failed and canceled runs of such
+    /// agents from the last <see cref="RollbackSweepWindow"/> that have no rollback run get one (the
+    /// rollback's idempotency key makes a repeat start nothing new). In the background: start is not delayed.
+    /// </summary>
+    private async Task SweepRollbacksAsync(CancellationToken cancellationToken)
+    {
+        if (!_executors.ContainsKey(RunKinds.Rollback)) return;
+        var since = TimeProvider.GetUtcNow() - RollbackSweepWindow;
+        try
+        {
+            foreach (var agent in Definitions.Agents.Values.Where(a => a.RollbackOnFailure))
+            {
+                foreach (var status in new[] { RunStatus.Failed, RunStatus.Canceled })
+                {
+                    string? cursor = null;
+                    do
+                    {
+                        var page = await Store.ListRunsAsync(new RunQuery { Agent = agent.Name, Status = status, Limit = 200, Cursor = cursor }, cancellationToken);
+                        foreach (var run in page.Items)
+                        {
+                            if (run.CreatedAt < since) { cursor = null; goto nextStatus; }
+                            if (run.Kind != RunKinds.Agent) continue;
+                            var children = await Store.ListRunsAsync(new RunQuery { ParentRunId = run.Id, Limit = 1000 }, cancellationToken);
+                            if (children.Items.Any(c => c.Kind == RunKinds.Rollback)) continue;
+                            Log.RollbackSwept(Logger, run.Id);
+                            await RollbackAsync(run.Id, RollbackOnFailureActor, cancellationToken);
+                        }
+                        cursor = page.Next;
+                    }
+                    while (cursor is not null && !IsStopping);
+                nextStatus:;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.RollbackSweepFailed(Logger, ex);
+        }
     }
 
     /// <summary>
@@ -507,7 +560,8 @@ public sealed partial class BureauEngine : IAsyncDisposable
             if ((canceled || failed) && run.Kind == RunKinds.Agent && Definitions.Agents.TryGetValue(run.Agent, out var agent) && agent.RollbackOnFailure
                 && _executors.ContainsKey(RunKinds.Rollback))
             {
-                await RollbackAsync(run.Id, "bureau:rollback-on-failure");
+                CrashPoints.Hit("before-rollback");
+                await RollbackAsync(run.Id, RollbackOnFailureActor);
             }
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
@@ -617,6 +671,12 @@ public sealed partial class BureauEngine : IAsyncDisposable
 
         [LoggerMessage(10, LogLevel.Debug, "Run {RunId}: marking it running failed")]
         public static partial void MarkRunningFailed(ILogger logger, string runId, Exception ex);
+
+        [LoggerMessage(28, LogLevel.Warning, "Run {RunId} failed without the rollback its agent asks for (the host stopped in between); starting it now")]
+        public static partial void RollbackSwept(ILogger logger, string runId);
+
+        [LoggerMessage(29, LogLevel.Error, "The start-up sweep for rollbacks of failed runs stopped; `bureau runs rollback ID` starts one by hand")]
+        public static partial void RollbackSweepFailed(ILogger logger, Exception ex);
 
         [LoggerMessage(27, LogLevel.Warning, "Run {RunId}: waking its parent or canceling its children failed (the parent re-checks on its own)")]
         public static partial void RunEndedHookFailed(ILogger logger, string runId, Exception ex);
