@@ -77,6 +77,7 @@ internal sealed partial class DeadLetterRecorder(IServiceProvider services, Time
         {
             var page = await engine.Store.ListRunsAsync(new RunQuery { Status = RunStatus.Failed, Limit = SweepLimit }, stoppingToken);
             foreach (var run in page.Items) await RecordAsync(store, run, stoppingToken);
+            _swept.TrySetResult();
             await foreach (var runId in _failed.Reader.ReadAllAsync(stoppingToken))
             {
                 try
@@ -94,11 +95,20 @@ internal sealed partial class DeadLetterRecorder(IServiceProvider services, Time
         }
     }
 
+    private readonly TaskCompletionSource _swept = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes once the start's sweep over the latest failed runs is done. For tests.</summary>
+    internal Task Swept => _swept.Task;
+
+    /// <summary>Raised after a failed run's dead letter is stored (or found stored). For tests.</summary>
+    internal event Action<DeadLetter>? Recorded;
+
     private async Task RecordAsync(IEventStore store, RunRecord run, CancellationToken ct)
     {
         if (run.Status != RunStatus.Failed || !IsTriggered(run)) return;
         var letter = For(run, time.GetUtcNow());
         if (await store.AddDeadLetterAsync(letter, ct)) Log.RunDeadLettered(_logger, run.Id, letter.Trigger, letter.Id);
+        Recorded?.Invoke(letter);
     }
 
     private static partial class Log
