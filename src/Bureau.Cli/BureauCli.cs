@@ -22,6 +22,7 @@ internal static class BureauCli
             ApprovalsCommand.PolicyCommand(),
             AuditCommand.Create(),
             SchedulesCommand.Create(),
+            EventsCommand.Create(),
         };
 
         try

@@ -311,4 +311,122 @@ public sealed class EventHandlingTests : IAsyncDisposable
         Assert.False(outcomes.Single().Result!.Created);
         Assert.Equal(2, await RunCountAsync());
     }
+
+    // ---- priorities and ordering keys ----
+
+    private async Task StartedAsync(string runId)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(20));
+        await foreach (var e in _host.Engine.WatchAsync(runId, includeActivity: true, cancellationToken: timeout.Token))
+            if (e.Activity == "model.started") return;
+    }
+
+    [Fact]
+    public async Task Priority_HigherRunPickedFirstWhenASlotFrees()
+    {
+        await _host.StartAsync(b => b.Services.Configure<BureauOptions>(o => o.MaxConcurrentRuns = 1));
+        var blocker = await _host.Engine.SubmitAsync(new RunRequest("slow", "hold"), Ct);
+        await StartedAsync(blocker.Run.Id);
+        var low = await _host.Engine.SubmitAsync(new RunRequest("slow", "low"), Ct);
+        var high = await _host.Engine.SubmitAsync(new RunRequest("slow", "high") { Priority = 5 }, Ct);
+
+        _host.Gate.Open("hold");
+        await StartedAsync(high.Run.Id);
+        Assert.Equal(RunStatus.Queued, (await _host.Engine.GetRunAsync(low.Run.Id, Ct))!.Status);
+        _host.Gate.Open("high");
+        _host.Gate.Open("low");
+        Assert.Equal(RunStatus.Succeeded, (await _host.WaitAsync(low.Run.Id)).Status);
+    }
+
+    [Fact]
+    public async Task OrderingKey_SameKeyRunsOneAtATimeInArrivalOrder_OthersGoOn()
+    {
+        await _host.StartAsync(b => b.Services.Configure<BureauOptions>(o => o.MaxConcurrentRuns = 4));
+        var a = await _host.Engine.SubmitAsync(new RunRequest("slow", "a") { OrderingKey = "issue:7" }, Ct);
+        var b = await _host.Engine.SubmitAsync(new RunRequest("slow", "b") { OrderingKey = "issue:7" }, Ct);
+        var c = await _host.Engine.SubmitAsync(new RunRequest("slow", "c") { OrderingKey = "issue:8" }, Ct);
+        await StartedAsync(a.Run.Id);
+        await StartedAsync(c.Run.Id);
+        _host.Gate.Open("b");
+        _host.Gate.Open("c");
+        await _host.WaitAsync(c.Run.Id); // another key is not held up
+        Assert.Equal(RunStatus.Queued, (await _host.Engine.GetRunAsync(b.Run.Id, Ct))!.Status);
+
+        _host.Gate.Open("a");
+        var first = await _host.WaitAsync(a.Run.Id);
+        var second = await _host.WaitAsync(b.Run.Id);
+        Assert.Equal((RunStatus.Succeeded, RunStatus.Succeeded), (first.Status, second.Status));
+        var bStarted = (await _host.Engine.ReadJournalAsync(b.Run.Id, cancellationToken: Ct)).Skip(1).First().At;
+        Assert.True(bStarted >= first.UpdatedAt, $"b's first step ({bStarted:o}) came before a ended ({first.UpdatedAt:o})");
+    }
+
+    [Fact]
+    public async Task WebhookOrderingKey_RenderedFromThePayload()
+    {
+        await _host.StartAsync(b => b.AddTrigger(new WebhookTriggerDefinition
+        {
+            Name = "gh", Agent = "slow", Source = WebhookSource.GitHub, Secret = Secret, Input = "{{$.issue.title}}", OrderingKey = "{{$.issue.number}}", Priority = 3,
+        }));
+        var (_, first) = await SendAsync(GitHub("""{"issue":{"number":7,"title":"one"}}""", "d-1"));
+        var (_, second) = await SendAsync(GitHub("""{"issue":{"number":7,"title":"two"}}""", "d-2"));
+        var firstId = (string)first["run"]!["id"]!;
+        var secondId = (string)second["run"]!["id"]!;
+        await StartedAsync(firstId);
+        _host.Gate.Open("two");
+        Assert.Equal(RunStatus.Queued, (await _host.Engine.GetRunAsync(secondId, Ct))!.Status);
+        _host.Gate.Open("one");
+        Assert.Equal(RunStatus.Succeeded, (await _host.WaitAsync(secondId)).Status);
+    }
+
+    // ---- poll ----
+
+    [Fact]
+    public async Task Poll_OneRunPerNewRow_CursorDurableAcrossRestart()
+    {
+        var source = Path.Combine(Path.GetDirectoryName(_host.Db)!, "tickets.db");
+        var cs = $"Data Source={source};Pooling=false";
+        async Task ExecAsync(string sql)
+        {
+            await using var c = new Microsoft.Data.Sqlite.SqliteConnection(cs);
+            await c.OpenAsync(Ct);
+            await using var cmd = c.CreateCommand();
+            cmd.CommandText = sql;
+            await cmd.ExecuteNonQueryAsync(Ct);
+        }
+        await ExecAsync("CREATE TABLE tickets(id INTEGER PRIMARY KEY, title TEXT); INSERT INTO tickets VALUES(1, 'refund'), (2, 'login');");
+        var poll = new PollTriggerDefinition
+        {
+            Name = "tickets", Agent = "echo", Provider = "Microsoft.Data.Sqlite", ConnectionString = cs, CursorColumn = "id",
+            Query = "SELECT id, title FROM tickets WHERE id > @cursor ORDER BY id LIMIT 100", Every = TimeSpan.FromHours(1), Input = "ticket {{$.data.id}}: {{$.data.title}}",
+        };
+        await _host.StartAsync(b => b.AddTrigger(poll));
+        var polls = _host.App.Services.GetRequiredService<Triggers.PollService>();
+        await polls.PollOnceAsync(poll, Ct); // the service polled at start too: the keys make that harmless
+        var runs = (await _host.Engine.ListRunsAsync(new RunQuery { IdempotencyKeyPrefix = "poll:tickets:" }, Ct)).Items.OrderBy(r => r.IdempotencyKey).ToList();
+        Assert.Equal(["poll:tickets:1", "poll:tickets:2"], runs.Select(r => r.IdempotencyKey));
+        Assert.Equal("ticket 1: refund", (await _host.WaitAsync(runs[0].Id)).Input);
+        Assert.Equal("2", await _host.App.Services.GetRequiredService<IEventStore>().GetCursorAsync("tickets", Ct));
+
+        await ExecAsync("INSERT INTO tickets VALUES(3, 'invoice');");
+        await _host.RestartAsync(b => b.AddTrigger(poll));
+        await _host.App.Services.GetRequiredService<Triggers.PollService>().PollOnceAsync(poll, Ct);
+        runs = (await _host.Engine.ListRunsAsync(new RunQuery { IdempotencyKeyPrefix = "poll:tickets:" }, Ct)).Items.OrderBy(r => r.IdempotencyKey).ToList();
+        Assert.Equal(["poll:tickets:1", "poll:tickets:2", "poll:tickets:3"], runs.Select(r => r.IdempotencyKey));
+        Assert.Equal("3", await _host.App.Services.GetRequiredService<IEventStore>().GetCursorAsync("tickets", Ct));
+        Assert.Equal(0, await _host.App.Services.GetRequiredService<Triggers.PollService>().PollOnceAsync(poll, Ct));
+    }
+
+    [Fact]
+    public async Task Poll_QueryWithoutTheCursorColumn_ClearError()
+    {
+        var poll = new PollTriggerDefinition
+        {
+            Name = "bad", Agent = "echo", Provider = "Microsoft.Data.Sqlite", ConnectionString = "Data Source=:memory:", CursorColumn = "id",
+            Query = "SELECT 1 AS other WHERE @cursor IS NOT NULL", Every = TimeSpan.FromHours(1),
+        };
+        await _host.StartAsync(b => b.AddTrigger(poll));
+        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => _host.App.Services.GetRequiredService<Triggers.PollService>().PollOnceAsync(poll, Ct));
+        Assert.Contains("poll trigger 'bad': the query returns no column 'id' (cursorColumn); it returns other", ex.Message);
+    }
 }

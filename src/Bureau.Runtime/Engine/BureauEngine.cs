@@ -12,7 +12,14 @@ namespace Bureau;
 /// <param name="Actor">Who or what asks (recorded in the journal).</param>
 /// <param name="Kind">The run kind (<see cref="RunKinds.Agent"/> by default); <paramref name="Agent"/> names its target.</param>
 /// <param name="ParentRunId">The parent, for a child run (its root is the parent's root).</param>
-public sealed record RunRequest(string Agent, string Input, string? IdempotencyKey = null, string? Actor = null, string Kind = RunKinds.Agent, string? ParentRunId = null);
+public sealed record RunRequest(string Agent, string Input, string? IdempotencyKey = null, string? Actor = null, string Kind = RunKinds.Agent, string? ParentRunId = null)
+{
+    /// <summary>Among runs ready to execute in this process, higher first (default 0; negative is allowed). Applies to the run's first execution on the node that accepts it.</summary>
+    public int Priority { get; init; }
+
+    /// <summary>Runs with the same ordering key execute one at a time, in the order they were accepted (e.g. <c>github:issue:42</c>); null: no ordering.</summary>
+    public string? OrderingKey { get; init; }
+}
 
 /// <summary>The named agent is not deployed.</summary>
 public sealed class UnknownAgentException(string agent, IEnumerable<string> known, string kind = RunKinds.Agent)
@@ -216,6 +223,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
                 request.Kind == RunKinds.Agent ? null : request.Kind, request.ParentRunId, root),
         }, cancellationToken);
         if (result.Created && request.ParentRunId is null) _queued.Accepted(id, request.Agent);
+        if (result.Created) _scheduler.SetOrder(id, request.Priority, request.OrderingKey); // claimed here at submit: scheduled only below
         if (result.Run.Status is RunStatus.Queued or RunStatus.Running) _scheduler.Schedule(result.Run.Id);
         return result;
     }

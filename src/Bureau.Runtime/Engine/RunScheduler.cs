@@ -12,7 +12,7 @@ namespace Bureau.Engine;
 /// </summary>
 internal sealed partial class RunScheduler
 {
-    private readonly Channel<string> _ready = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly ReadyQueue _ready = new();
     private readonly ConcurrentDictionary<string, byte> _scheduled = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
     private readonly SemaphoreSlim _slots;
@@ -83,7 +83,7 @@ internal sealed partial class RunScheduler
     {
         if (_stopping.IsCancellationRequested) return;
         await _stopping.CancelAsync();
-        _ready.Writer.TryComplete();
+        _ready.Complete();
         if (_dispatcher is not null) await _dispatcher;
         if (_claimer is not null) await _claimer;
         var deadline = _time.GetUtcNow() + _options.ShutdownGrace;
@@ -104,7 +104,7 @@ internal sealed partial class RunScheduler
         {
             if (_scheduled.TryAdd(runId, 0))
             {
-                if (!_ready.Writer.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
+                if (!_ready.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
                 return;
             }
             _again[runId] = 0;
@@ -177,22 +177,27 @@ internal sealed partial class RunScheduler
 
     private async Task DispatchAsync()
     {
-        var reader = _ready.Reader;
         try
         {
-            while (await reader.WaitToReadAsync(_stopping.Token))
+            // A slot first, then the run: the run picked is the best one ready when a slot frees (priorities).
+            while (true)
             {
-                while (reader.TryRead(out var runId))
+                await _slots.WaitAsync(_stopping.Token);
+                if (await _ready.ReadAsync(_stopping.Token) is not { } runId)
                 {
-                    await _slots.WaitAsync(_stopping.Token);
-                    _ = RunSlotAsync(runId);
+                    _slots.Release();
+                    return;
                 }
+                _ = RunSlotAsync(runId);
             }
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
         {
         }
     }
+
+    /// <summary>Gives a run accepted here its priority and ordering key; call before <see cref="Schedule"/>.</summary>
+    public void SetOrder(string runId, int priority, string? orderingKey) => _ready.SetOrder(runId, priority, orderingKey);
 
     /// <summary>Tries the runs waiting after an executor error now (the store writes again).</summary>
     public void RetryNow()
@@ -256,6 +261,7 @@ internal sealed partial class RunScheduler
 
     private void Done(string runId)
     {
+        _ready.Released(runId);
         _scheduled.TryRemove(runId, out _);
         if (_again.TryRemove(runId, out _) && !_stopping.IsCancellationRequested) Schedule(runId); // asked for while it executed
         if (_scheduled.Count < _backlog / 2) Wake();
@@ -274,7 +280,7 @@ internal sealed partial class RunScheduler
         catch (OperationCanceledException)
         {
         }
-        if (_stopping.IsCancellationRequested || !_ready.Writer.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
+        if (_stopping.IsCancellationRequested || !_ready.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
     }
 
     /// <summary>The wait before try <paramref name="attempt"/>+1: doubling from <see cref="FirstRetryDelay"/>, capped, ±20% jitter.</summary>

@@ -42,7 +42,11 @@ internal sealed partial class TriggerIngest(BureauEngine engine, IServiceProvide
         var input = TriggerTemplate.InputFor(trigger, ev, data);
         try
         {
-            var result = await engine.SubmitAsync(new RunRequest(trigger.Agent, input, key, trigger.Actor), cancellationToken);
+            var result = await engine.SubmitAsync(new RunRequest(trigger.Agent, input, key, trigger.Actor)
+            {
+                Priority = trigger.Priority,
+                OrderingKey = trigger.OrderingKeyFor(ev),
+            }, cancellationToken);
             return new TriggerOutcome(trigger, result, null);
         }
         catch (Exception ex) when (ex is UnknownAgentException or ArgumentException && Store is not null)
@@ -116,7 +120,10 @@ internal sealed partial class TriggerIngest(BureauEngine engine, IServiceProvide
         }
         engine.EnsureQueueRoom(agent);
         var n = letter.Retries + 1;
-        var result = await engine.SubmitAsync(new RunRequest(agent, input, $"{letter.Key}#retry-{n}", trigger?.Actor ?? "trigger:" + letter.Trigger), cancellationToken);
+        var result = await engine.SubmitAsync(new RunRequest(agent, input, $"{letter.Key}#retry-{n}", trigger?.Actor ?? "trigger:" + letter.Trigger)
+        {
+            Priority = trigger?.Priority ?? 0,
+        }, cancellationToken);
         await store.MarkRetriedAsync(letter.Id, n, result.Run.Id, time.GetUtcNow(), cancellationToken);
         Log.Retried(_logger, letter.Id, letter.Trigger, result.Run.Id);
         return ((await store.GetDeadLetterAsync(letter.Id, cancellationToken))!, result);
