@@ -26,7 +26,8 @@ public sealed class SupportDeskSampleTests
         var d = LoadSample();
         var triage = d.Agents["triage"];
         Assert.Equal("scripted", triage.Model);
-        Assert.Equal(["lookup_customer", "file_refund"], triage.Tools);
+        Assert.Equal(["lookup_customer", "file_refund", "escalate"], triage.Tools);
+        Assert.Equal("ticket.escalated", Assert.IsType<EmitToolDefinition>(d.Tools["escalate"]).Topic);
         Assert.Equal(ToolEffect.Read, d.Tools["lookup_customer"].Effect);
         var refund = Assert.IsType<ProcessToolDefinition>(d.Tools["file_refund"]);
         Assert.Equal(ToolEffect.Write, refund.Effect);
