@@ -228,6 +228,9 @@ public sealed partial class BureauEngine : IAsyncDisposable
         return result;
     }
 
+    /// <summary>Whether this process accepted the (top-level) run and has not started executing it yet.</summary>
+    internal bool IsQueuedHere(string runId) => _queued.IsPending(runId);
+
     /// <summary>Top-level runs this process accepted that have not started executing yet: of <paramref name="agent"/>, or of every agent when null.</summary>
     public int QueuedRuns(string? agent = null) => _queued.Count(agent);
 

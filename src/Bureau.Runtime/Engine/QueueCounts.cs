@@ -27,6 +27,9 @@ internal sealed class QueueCounts
         Interlocked.Decrement(ref _total);
     }
 
+    /// <summary>Whether the run was accepted here and has not started executing.</summary>
+    public bool IsPending(string runId) => _pending.ContainsKey(runId);
+
     public int Count(string? agent) =>
         agent is null ? Volatile.Read(ref _total) : _byAgent.TryGetValue(agent, out var n) ? n : 0;
 }

@@ -207,9 +207,10 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
         var d = s.Definition;
         if (d.Overlap != OverlapPolicy.Allow && s.LastRunId is { } previous
             && await Engine.GetRunAsync(previous, cancellationToken) is { } run && !run.Status.IsTerminal()
-            && (d.Overlap == OverlapPolicy.Skip || run.Status == RunStatus.Queued))
+            && (d.Overlap == OverlapPolicy.Skip || Engine.IsQueuedHere(previous)))
         {
-            // skip: the previous run is unfinished; queue-one: the previous run is itself the one queued (not started yet).
+            // skip: the previous run is unfinished; queue-one: the previous run is itself the one queued (not started yet;
+            // the engine knows, the stored status may lag: a run's "running" mark is written without waiting for it).
             Log.SkippedOverlap(_logger, d.Name, tick, previous, run.Status.ToWireName(), WireNames.Of(d.Overlap));
             return;
         }

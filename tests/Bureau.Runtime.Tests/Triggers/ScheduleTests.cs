@@ -203,6 +203,7 @@ public sealed class ScheduleTests : IAsyncDisposable
         var runs = await RunsAsync();
         Assert.Equal(["schedule:s:2026-12-06T10:01:00Z", "schedule:s:2026-12-06T10:02:00Z"], runs.Select(r => r.IdempotencyKey));
         Assert.Equal(RunStatus.Queued, runs[1].Status);
+        Assert.True(engine.IsQueuedHere(runs[1].Id));
         Assert.Equal(1, model.Calls); // the queued run has not started beside the first
 
         release.SetResult();
