@@ -30,6 +30,7 @@ internal sealed partial class RunScheduler
     private Task? _dispatcher;
     private Task? _claimer;
     private int _active;
+    private TaskCompletionSource? _idle;
 
     public RunScheduler(IRunStore store, BureauOptions options, TimeProvider time, ILogger logger)
     {
@@ -86,10 +87,16 @@ internal sealed partial class RunScheduler
         _ready.Complete();
         if (_dispatcher is not null) await _dispatcher;
         if (_claimer is not null) await _claimer;
-        var deadline = _time.GetUtcNow() + _options.ShutdownGrace;
-        while (ActiveRuns > 0 && _time.GetUtcNow() < deadline && !cancellationToken.IsCancellationRequested)
+        // Wait for the executing runs to reach a step boundary, at most the grace: woken by the last one ending
+        // (not by polling the clock, which may be a test's fake clock that never moves).
+        var idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _idle, idle);
+        if (ActiveRuns == 0) idle.TrySetResult();
+        if (!idle.Task.IsCompleted && _options.ShutdownGrace > TimeSpan.Zero && !cancellationToken.IsCancellationRequested)
         {
-            await Task.Delay(TimeSpan.FromMilliseconds(20), _time, cancellationToken);
+            using var grace = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            await Task.WhenAny(idle.Task, Task.Delay(_options.ShutdownGrace, _time, grace.Token));
+            await grace.CancelAsync();
         }
     }
 
@@ -220,7 +227,7 @@ internal sealed partial class RunScheduler
         }
         finally
         {
-            Interlocked.Decrement(ref _active);
+            if (Interlocked.Decrement(ref _active) == 0) Volatile.Read(ref _idle)?.TrySetResult();
             _slots.Release();
         }
         if (failure is null)
