@@ -242,15 +242,17 @@ internal sealed partial class RunScheduler
         if (storage is null && attempt >= MaxExecutorErrors)
         {
             Log.ExecutorGaveUp(_logger, runId, attempt, failure);
+            // Not retrying any more once the run's failure is journaled (and visible): taken out first, put back if that fails.
+            _failures.TryRemove(runId, out _);
             try
             {
                 await _giveUp!(runId, failure);
-                _failures.TryRemove(runId, out _);
                 Done(runId);
                 return;
             }
             catch (Exception ex)
             {
+                _failures[runId] = attempt;
                 storage = StorageFaultOf(ex);
                 Log.ExecutorFailed(_logger, runId, attempt, ex);
             }
