@@ -37,6 +37,25 @@ public static class BureauJson
     public static void WriteEntry(Utf8JsonWriter writer, JournalEntry entry) =>
         JsonSerializer.Serialize(writer, entry, s_storage.JournalEntry);
 
+    /// <summary>
+    /// The source generator's direct writer of an entry type (no serializer state: the polymorphic
+    /// path allocates a frame stack per call), or null where the generator made none. It writes the
+    /// entry's own members, without the <c>kind</c> discriminator; see <see cref="EntryWriter"/>.
+    /// </summary>
+    internal static Action<Utf8JsonWriter, JournalEntry>? FastWriter(Type entryType) => s_fastWriters.GetOrAdd(entryType, static type =>
+    {
+        var info = BureauJsonContext.Default.GetTypeInfo(type);
+        var handler = info?.GetType().GetProperty("SerializeHandler")?.GetValue(info) as Delegate;
+        if (handler is null) return null;
+        var method = typeof(BureauJson).GetMethod(nameof(Adapt), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!.MakeGenericMethod(type);
+        return (Action<Utf8JsonWriter, JournalEntry>)method.Invoke(null, [handler])!;
+    });
+
+    private static Action<Utf8JsonWriter, JournalEntry> Adapt<T>(Action<Utf8JsonWriter, T> handler) where T : JournalEntry =>
+        (writer, entry) => handler(writer, (T)entry);
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, Action<Utf8JsonWriter, JournalEntry>?> s_fastWriters = new();
+
     /// <summary>The encoder of stored entries (relaxed: quotes and non-ASCII text are not escaped).</summary>
     public static System.Text.Encodings.Web.JavaScriptEncoder StorageEncoder => System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping;
 
@@ -76,4 +95,68 @@ public static class BureauJson
 
     /// <summary>Serializes a value with Bureau's contract.</summary>
     public static string Serialize<T>(T value, JsonTypeInfo<T> typeInfo) => JsonSerializer.Serialize(value, typeInfo);
+}
+
+/// <summary>
+/// Writes journal entries exactly as <see cref="BureauJson.WriteEntry"/> does, into one reused
+/// buffer, through the source generator's direct writers where it made them: the storage writer's
+/// path for every appended entry. Not thread-safe: one per writer.
+/// </summary>
+public sealed class EntryWriter
+{
+    private readonly System.Buffers.ArrayBufferWriter<byte> _output = new(1024);
+    private readonly System.Buffers.ArrayBufferWriter<byte> _members = new(1024);
+    private readonly Utf8JsonWriter _outputWriter;
+    private readonly Utf8JsonWriter _membersWriter;
+
+    /// <summary>Creates a writer with the storage encoder.</summary>
+    public EntryWriter()
+    {
+        var options = new JsonWriterOptions { Encoder = BureauJson.StorageEncoder, SkipValidation = true };
+        _outputWriter = new Utf8JsonWriter(_output, options);
+        _membersWriter = new Utf8JsonWriter(_members, options);
+    }
+
+    /// <summary>The entry's JSON, discriminator first; valid until the next call.</summary>
+    public ReadOnlySpan<byte> Write(JournalEntry entry)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        _output.ResetWrittenCount();
+        if (BureauJson.FastWriter(entry.GetType()) is { } fast && IsPlain(entry.Kind))
+        {
+            _members.ResetWrittenCount();
+            _membersWriter.Reset(_members);
+            fast(_membersWriter, entry);
+            _membersWriter.Flush();
+            var members = _members.WrittenSpan; // {...}
+            Append("{\"kind\":\""u8);
+            var kind = _output.GetSpan(entry.Kind.Length);
+            for (var i = 0; i < entry.Kind.Length; i++) kind[i] = (byte)entry.Kind[i];
+            _output.Advance(entry.Kind.Length);
+            Append("\""u8);
+            if (members.Length > 2) Append(","u8);
+            Append(members[1..]);
+            return _output.WrittenSpan;
+        }
+        _outputWriter.Reset(_output);
+        BureauJson.WriteEntry(_outputWriter, entry);
+        _outputWriter.Flush();
+        return _output.WrittenSpan;
+    }
+
+    private void Append(ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(_output.GetSpan(bytes.Length));
+        _output.Advance(bytes.Length);
+    }
+
+    // Kind names are lower-case ASCII with dots and dashes: written as they are, never escaped.
+    private static bool IsPlain(string kind)
+    {
+        foreach (var c in kind)
+        {
+            if (c is not ((>= 'a' and <= 'z') or (>= '0' and <= '9') or '.' or '-' or '_')) return false;
+        }
+        return true;
+    }
 }

@@ -57,6 +57,14 @@ public interface IRunStore : IAsyncDisposable
     /// <summary>Waiting runs whose wait's deadline is at or before <paramref name="now"/>, earliest first.</summary>
     Task<IReadOnlyList<RunRecord>> ListDueWaitsAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Tokens and cost grouped per agent or per UTC day of the runs created in <see cref="CostQuery.Since"/> (inclusive)
+    /// to <see cref="CostQuery.Until"/> (exclusive); team runs are left out (their members are counted), see
+    /// <see cref="CostReport"/>. The default reads every run; a store should answer it with an indexed query.
+    /// </summary>
+    Task<IReadOnlyList<CostRow>> ReadCostsAsync(CostQuery query, CancellationToken cancellationToken = default) =>
+        CostReport.ReadByListingAsync(this, query, cancellationToken);
+
     /// <summary>The earliest deadline of any waiting run, or null when no wait has one.</summary>
     Task<DateTimeOffset?> NextWaitDeadlineAsync(CancellationToken cancellationToken = default);
 

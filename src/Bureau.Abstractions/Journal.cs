@@ -221,7 +221,8 @@ public sealed record ChildRunStarted(string ChildRunId, string Target, string Ru
 /// <param name="Output">Its output.</param>
 /// <param name="Error">Its error.</param>
 /// <param name="Usage">The tokens its tree used (for budgets shared down a tree).</param>
-public sealed record ChildRunFinished(string ChildRunId, RunStatus Status, string? Output, string? Error, UsageRecord? Usage = null) : JournalEntry
+/// <param name="Cost">What it cost (<see cref="RunRecord.Cost"/>; for budgets shared down a tree); null when nothing was priced.</param>
+public sealed record ChildRunFinished(string ChildRunId, RunStatus Status, string? Output, string? Error, UsageRecord? Usage = null, double? Cost = null) : JournalEntry
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "child.finished";

@@ -63,7 +63,23 @@ public sealed class ApprovalSpec
 /// <param name="Kind"><c>webhook</c> or <c>slack</c>.</param>
 /// <param name="Url">Where to POST.</param>
 /// <param name="Secret">For <c>webhook</c>: the signing secret (raw text, or <c>whsec_</c> and base64).</param>
-public sealed record ApprovalNotifier(string Kind, Uri Url, string? Secret = null);
+public sealed record ApprovalNotifier(string Kind, Uri Url, string? Secret = null)
+{
+    /// <summary>
+    /// For <c>slack</c>: the Slack app's Signing Secret. With it the message carries Approve and Reject
+    /// buttons, whose clicks Slack sends to <c>POST /v1/approvals/slack</c> (the app's interactivity
+    /// Request URL), verified with this secret.
+    /// </summary>
+    public string? SigningSecret { get; init; }
+
+    /// <summary>For <c>slack</c> with buttons: who each Slack user (by user id, <c>U…</c>) answers as. A user not listed may not answer.</summary>
+    public IReadOnlyDictionary<string, SlackApprover> Users { get; init; } = new Dictionary<string, SlackApprover>();
+}
+
+/// <summary>Who a Slack user answers approvals as: an approver name, and the roles or groups it belongs to (matched against a level's approvers).</summary>
+/// <param name="Name">The approver's name (journaled as who answered).</param>
+/// <param name="Roles">Roles and groups, such as <c>support-leads</c>.</param>
+public sealed record SlackApprover(string Name, IReadOnlyList<string> Roles);
 
 /// <summary>A comparison on the call's arguments: <c>$.amount &gt; 100</c>.</summary>
 /// <param name="Path">A JSONPath into the arguments (<c>$.a.b</c>, <c>$.items[0].price</c>).</param>

@@ -74,6 +74,11 @@ public sealed record RunRecord
     public string? Outcome { get; init; }
     /// <summary>Tokens used so far.</summary>
     public UsageRecord Usage { get; init; } = UsageRecord.Zero;
+    /// <summary>
+    /// What it cost so far (priced models only; any currency): for an agent run, its own model calls; for a team
+    /// run, the sum of its members' costs, as <see cref="Usage"/> sums their tokens.
+    /// </summary>
+    public double Cost { get; init; }
     /// <summary>When it was accepted.</summary>
     public required DateTimeOffset CreatedAt { get; init; }
     /// <summary>When it last changed.</summary>
@@ -133,6 +138,8 @@ public sealed record RunUpdate
     public string? Outcome { get; init; }
     /// <summary>Usage so far; null leaves it as is.</summary>
     public UsageRecord? Usage { get; init; }
+    /// <summary>Cost so far (<see cref="RunRecord.Cost"/>); null leaves it as is.</summary>
+    public double? Cost { get; init; }
     /// <summary>Why it waits (waiting runs); cleared otherwise. Its deadline, if any, is what the timer service fires.</summary>
     public WaitingFor? WaitingFor { get; init; }
     /// <summary>Claims the run for a scheduler in the same transaction (a command that requeues a run); null leaves the claim as is. A waiting or finished run is never claimed.</summary>

@@ -13,6 +13,7 @@ internal static class BureauCli
             ValidateCommand.Create(),
             RunCommand.Create(),
             RunsCommand.Create(),
+            CostsCommand.Create(),
             ReplayCommand.Create(),
             BenchCommand.Create(),
             ServeCommand.Create(),

@@ -23,6 +23,8 @@ internal static class CliComposition
                 o.Durability = durability;
             });
         if (orleans) bureau.UseOrleans(); // runs in grains of an embedded silo; in this process otherwise (decision 0010)
+        if (Commands.AuditCommand.Key(null) is { } auditKey) // BUREAU_AUDIT_KEY(_FILE): signed audit checkpoints every 1000 entries and at a clean stop
+            services.AddSingleton(new Governance.AuditCheckpointOptions { Key = auditKey, File = Governance.AuditCheckpointOptions.DefaultFile(dbPath) });
         ConfigureServices?.Invoke(services);
         return bureau;
     }

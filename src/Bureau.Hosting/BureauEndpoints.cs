@@ -90,6 +90,9 @@ public static class BureauEndpointRouteBuilderExtensions
         v1.MapGet("/failures", (Delegate)DependencyApi.FailuresAsync).Needs(ApiPermission.Read)
             .WithName("RunFailures").WithSummary("Failed and canceled runs grouped by cause and dependency (count, first and last seen, an example run, a hint); ?since=TIME.")
             .Produces<FailureListDoc>().ProducesProblem(400);
+        v1.MapGet("/costs", (Delegate)CostsApi.GetAsync).Needs(ApiPermission.Read)
+            .WithName("Costs").WithSummary("Tokens and cost per agent or per UTC day (?by=agent|day, ?since=DAY|TIME, ?until=DAY|TIME, until exclusive); team runs are not counted, their members are.")
+            .Produces<CostReportDoc>().ProducesProblem(400);
         v1.MapGet("/keys", (Delegate)BureauApi.ListKeysAsync).Needs(ApiPermission.ManageKeys)
             .WithName("ListKeys").WithSummary("API keys (ids, roles, dates; never the secret).");
         v1.MapPost("/keys", (Delegate)BureauApi.CreateKeyAsync).Needs(ApiPermission.ManageKeys)
@@ -98,6 +101,7 @@ public static class BureauEndpointRouteBuilderExtensions
         v1.MapDelete("/keys/{id}", BureauApi.RevokeKeyAsync).Needs(ApiPermission.ManageKeys)
             .WithName("RevokeKey").WithSummary("Revoke an API key.").ProducesProblem(404);
         TriggerEndpoints.Map(endpoints, v1);
+        SlackApprovalsApi.Map(endpoints);
         return v1;
     }
 

@@ -7,7 +7,8 @@ namespace Bureau.Manifests;
 internal sealed partial class ManifestReader
 {
     private static readonly string[] s_policyKeys = ["defaults", "approval", "rules", "notify"];
-    private static readonly string[] s_notifyKeys = ["kind", "url", "secret"];
+    private static readonly string[] s_notifyKeys = ["kind", "url", "secret", "signingSecret", "users"];
+    private static readonly string[] s_slackUserKeys = ["name", "roles"];
     private static readonly string[] s_ruleKeys2 = ["name", "when", "action", "reason", "approval"];
     private static readonly string[] s_policyWhenKeys = ["agent", "tool", "effect", "args", "confidence", "tokens", "cost", "trigger", "time"];
     private static readonly string[] s_approvalKeys = ["approvers", "timeout", "escalate", "onTimeout", "editableArgs", "required", "onReject"];
@@ -66,11 +67,53 @@ internal sealed partial class ManifestReader
                 var kind = nm.TryGetValue("kind", out var ke) ? Choice(ke, ["webhook", "slack"]) : null;
                 var url = nm.TryGetValue("url", out var ue) ? AbsoluteUrl(ue) : null;
                 var secret = nm.TryGetValue("secret", out var se) ? Text(se) : null;
-                if (kind is not null && url is not null) notify.Add(new ApprovalNotifier(kind, url, string.IsNullOrEmpty(secret) ? null : secret));
+                var signingSecret = nm.TryGetValue("signingSecret", out var ss) ? Text(ss) : null;
+                if (ss is not null && kind is not null && kind != "slack")
+                    Error(ss.Key, ss.Path, $"'signingSecret' applies to slack targets (the Slack app's Signing Secret, for the Approve and Reject buttons), not {kind}");
+                var users = new Dictionary<string, SlackApprover>(StringComparer.Ordinal);
+                if (nm.TryGetValue("users", out var ue2))
+                {
+                    if (kind is not null && kind != "slack")
+                        Error(ue2.Key, ue2.Path, $"'users' applies to slack targets (who each Slack user answers as), not {kind}");
+                    else if (string.IsNullOrEmpty(signingSecret))
+                        Error(ue2.Key, ue2.Path, "'users' needs 'signingSecret': without the Slack app's Signing Secret the message has no buttons to answer with");
+                    ReadSlackUsers(ue2, users);
+                }
+                if (kind is not null && url is not null)
+                {
+                    notify.Add(new ApprovalNotifier(kind, url, string.IsNullOrEmpty(secret) ? null : secret)
+                    {
+                        SigningSecret = string.IsNullOrEmpty(signingSecret) ? null : signingSecret,
+                        Users = users,
+                    });
+                }
             }
         }
         if (_diagnostics.Count > before) return null;
         return new PolicySet { Rules = rules, Defaults = defaults, DefaultApproval = defaultApproval, Notify = notify };
+    }
+
+    /// <summary><c>users: { U024BE7LH: grace, U0G9QF9C6: { name: ada, roles: [support-leads] } }</c>.</summary>
+    private void ReadSlackUsers(Entry entry, Dictionary<string, SlackApprover> users)
+    {
+        if (Map(entry, "'users'", null, [], null) is not { } map) return;
+        foreach (var (id, value) in map)
+        {
+            if (id.Length == 0 || !id.All(char.IsAsciiLetterOrDigit))
+            {
+                Error(value.Key, value.Path, $"'{id}' is not a Slack user id (letters and digits, such as U024BE7LH; a user's profile shows it under 'Copy member ID')");
+                continue;
+            }
+            if (value.Value is YamlScalarNode)
+            {
+                if (RequiredText(value) is { } name) users[id] = new SlackApprover(name, []);
+                continue;
+            }
+            if (Map(value, $"Slack user '{id}'", s_slackUserKeys, ["name"], null) is not { } um) continue;
+            var approver = um.TryGetValue("name", out var ne) ? RequiredText(ne) : null;
+            var roles = um.TryGetValue("roles", out var re) ? (re.Value is YamlSequenceNode ? StringItems(re) : RequiredText(re) is { } one ? [one] : null) : [];
+            if (approver is not null && roles is not null) users[id] = new SlackApprover(approver, roles);
+        }
     }
 
     private PolicyConditions? ReadConditions(Entry entry, Names agentNames, Names toolNames)

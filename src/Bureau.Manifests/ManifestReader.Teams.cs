@@ -28,7 +28,7 @@ internal sealed partial class ManifestReader
     private static readonly string[] s_memberFailurePolicies = ["fail", "continue", "retry"];
     private static readonly string[] s_roundLimitActions = ["fail", "accept"];
     private static readonly string[] s_teamLimitKeys = ["maxDepth", "maxFanOut", "maxChildren"];
-    private static readonly string[] s_teamBudgetKeys = ["maxSteps", "maxTokens", "maxWallTime"];
+    private static readonly string[] s_teamBudgetKeys = ["maxSteps", "maxTokens", "maxWallTime", "maxCost"];
     private static readonly string[] s_edgeKeys = ["from", "to", "when"];
     private static readonly string[] s_whenEdgeKeys = ["contains"];
 
@@ -192,7 +192,8 @@ internal sealed partial class ManifestReader
             var steps = bm.TryGetValue("maxSteps", out var st) ? Integer(st, 1, int.MaxValue) : null;
             var tokens = bm.TryGetValue("maxTokens", out var tk) ? Integer(tk, 1, long.MaxValue) : null;
             var wall = bm.TryGetValue("maxWallTime", out var wt) ? Duration(wt, allowZero: false) : null;
-            budgets = new AgentBudgets { MaxSteps = steps is { } sv ? (int)sv : null, MaxTokens = tokens, MaxWallTime = wall };
+            var cost = bm.TryGetValue("maxCost", out var mc2) ? Number(mc2, 0, double.MaxValue) : null;
+            budgets = new AgentBudgets { MaxSteps = steps is { } sv ? (int)sv : null, MaxTokens = tokens, MaxWallTime = wall, MaxCost = cost };
         }
 
         var policy = map.TryGetValue("onMemberFailure", out var pe) ? Choice(pe, s_memberFailurePolicies) : null;

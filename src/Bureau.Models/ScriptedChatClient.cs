@@ -125,7 +125,9 @@ public sealed class ScriptedChatClient : IChatClient
     {
     }
 
-    private static AdditionalPropertiesDictionary Labels() => new() { [ScriptedProperty] = true };
+    private static readonly object s_true = true;
+
+    private static AdditionalPropertiesDictionary Labels() => new() { [ScriptedProperty] = s_true };
 
     private readonly record struct ScriptAnswer(string? Text, FunctionCallContent[] Calls, UsageDetails Usage);
 

@@ -83,7 +83,17 @@ internal static class Migrations
         """
         CREATE INDEX runs_by_root ON runs(root_run_id, seq);
         """,
-        // 7: events: dead letters (events whose handling failed) and poll triggers' cursors (see SqliteEventStore).
+        // 7: each run's cost (its own model calls; a team's members summed), and runs by creation time for cost reports.
+        //    created_at never changes after the insert, so the index costs nothing on the append path. Agent runs
+        //    journaled before get their cost from their model answers (teams keep 0: their members are counted).
+        """
+        ALTER TABLE runs ADD COLUMN cost REAL NOT NULL DEFAULT 0;
+        CREATE INDEX runs_by_created ON runs(created_at);
+        UPDATE runs SET cost = coalesce((SELECT sum(json_extract(CAST(j.data AS TEXT), '$.cost')) FROM journal j
+            WHERE j.run_id = runs.id AND j.kind = 'model.response'), 0)
+        WHERE kind <> 'team';
+        """,
+        // 8: events: dead letters (events whose handling failed) and poll triggers' cursors (see SqliteEventStore).
         """
         CREATE TABLE dead_letters(
             seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -22,9 +22,13 @@ internal sealed class RawStatement : IDisposable
         SqliteException.ThrowExceptionForRC(raw.sqlite3_prepare_v2(_db, sql, out _stmt), _db);
     }
 
-    public void Bind(int index, string value) => Check(raw.sqlite3_bind_text(_stmt, index, value));
+    public void Bind(int index, string? value) => Check(value is null ? raw.sqlite3_bind_null(_stmt, index) : raw.sqlite3_bind_text(_stmt, index, value));
 
     public void Bind(int index, long value) => Check(raw.sqlite3_bind_int64(_stmt, index, value));
+
+    public void Bind(int index, long? value) => Check(value is { } v ? raw.sqlite3_bind_int64(_stmt, index, v) : raw.sqlite3_bind_null(_stmt, index));
+
+    public void Bind(int index, double? value) => Check(value is { } v ? raw.sqlite3_bind_double(_stmt, index, v) : raw.sqlite3_bind_null(_stmt, index));
 
     public void Bind(int index, ReadOnlySpan<byte> value) => Check(raw.sqlite3_bind_blob(_stmt, index, value));
 
@@ -37,6 +41,22 @@ internal sealed class RawStatement : IDisposable
         return raw.sqlite3_changes(_db);
     }
 
+    /// <summary>Runs a query for one integer: the first column of the first row, or null when there is no row.</summary>
+    public long? QueryInt64()
+    {
+        try
+        {
+            var rc = raw.sqlite3_step(_stmt);
+            if (rc == raw.SQLITE_ROW) return raw.sqlite3_column_type(_stmt, 0) == raw.SQLITE_NULL ? null : raw.sqlite3_column_int64(_stmt, 0);
+            if (rc != raw.SQLITE_DONE) SqliteException.ThrowExceptionForRC(rc, _db);
+            return null;
+        }
+        finally
+        {
+            raw.sqlite3_reset(_stmt);
+        }
+    }
+
     private void Check(int rc) => SqliteException.ThrowExceptionForRC(rc, _db);
 
     public void Dispose() => _stmt.Dispose();
@@ -45,17 +65,7 @@ internal sealed class RawStatement : IDisposable
 /// <summary>Serializes journal entries into one reused buffer (the writer is single-threaded).</summary>
 internal sealed class EntryBuffer
 {
-    private readonly ArrayBufferWriter<byte> _buffer = new(1024);
-    private readonly Utf8JsonWriter _writer;
+    private readonly EntryWriter _writer = new();
 
-    public EntryBuffer() => _writer = new Utf8JsonWriter(_buffer, new JsonWriterOptions { Encoder = BureauJson.StorageEncoder, SkipValidation = true });
-
-    public ReadOnlySpan<byte> Serialize(JournalEntry entry)
-    {
-        _buffer.ResetWrittenCount();
-        _writer.Reset(_buffer);
-        BureauJson.WriteEntry(_writer, entry);
-        _writer.Flush();
-        return _buffer.WrittenSpan;
-    }
+    public ReadOnlySpan<byte> Serialize(JournalEntry entry) => _writer.Write(entry);
 }

@@ -4,7 +4,7 @@ namespace Bureau.Storage.Sqlite;
 
 /// <summary>
 /// Dead letters and poll cursors in the same SQLite file as the runs (tables <c>dead_letters</c> and
-/// <c>poll_cursors</c>, migration step 7). Each call opens its own pooled connection (synchronous FULL, SQLite's
+/// <c>poll_cursors</c>, migration step 8). Each call opens its own pooled connection (synchronous FULL, SQLite's
 /// default), so it is safe beside a host on the same database (<c>bureau events dead</c> while <c>bureau serve</c> runs).
 /// </summary>
 public sealed class SqliteEventStore : IEventStore

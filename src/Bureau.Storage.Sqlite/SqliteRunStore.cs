@@ -289,6 +289,33 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
         return value is null or DBNull ? null : FromUnixMs(Convert.ToInt64(value, CultureInfo.InvariantCulture));
     }
 
+    /// <inheritdoc />
+    /// <remarks>One grouped query; a time range is a range on the <c>runs_by_created</c> index.</remarks>
+    public async Task<IReadOnlyList<CostRow>> ReadCostsAsync(CostQuery query, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        await using var c = await OpenReaderAsync(cancellationToken);
+        await using var cmd = c.CreateCommand();
+        var where = new List<string> { "kind <> 'team'" };
+        if (query.Since is { } since) { where.Add("created_at >= $since"); cmd.Parameters.AddWithValue("$since", ToUnixMs(since)); }
+        if (query.Until is { } until) { where.Add("created_at < $until"); cmd.Parameters.AddWithValue("$until", ToUnixMs(until)); }
+        var key = query.By == CostGrouping.Day ? $"created_at / {MsPerDay}" : "agent";
+        cmd.CommandText = $"""
+            SELECT {key} AS k, count(*), sum(input_tokens), sum(output_tokens), sum(cost) FROM runs
+            WHERE {string.Join(" AND ", where)} GROUP BY k ORDER BY k
+            """;
+        var rows = new List<CostRow>();
+        await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
+        while (await r.ReadAsync(cancellationToken))
+        {
+            var name = query.By == CostGrouping.Day ? CostReport.DayOf(FromUnixMs(r.GetInt64(0) * MsPerDay)) : r.GetString(0);
+            rows.Add(new CostRow(name, r.GetInt64(1), r.GetInt64(2), r.GetInt64(3), Math.Round(r.GetDouble(4), 9)));
+        }
+        return rows;
+    }
+
+    private const long MsPerDay = 86_400_000;
+
     /// <summary>Size on disk of the database and its WAL, in bytes.</summary>
     public long SizeOnDisk()
     {
@@ -481,8 +508,8 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
         cmd.ExecuteNonQuery();
     }
 
-    internal const string RunColumns = "id, agent, status, input, output, error, outcome, input_tokens, output_tokens, created_at, updated_at, version, waiting_for, idempotency_key, actor, kind, parent_run_id, root_run_id";
-    private const int RunColumnCount = 18;
+    internal const string RunColumns = "id, agent, status, input, output, error, outcome, input_tokens, output_tokens, created_at, updated_at, version, waiting_for, idempotency_key, actor, kind, parent_run_id, root_run_id, cost";
+    private const int RunColumnCount = 19;
 
     internal static RunRecord ReadRun(SqliteDataReader r)
     {
@@ -506,6 +533,7 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
             Kind = r.GetString(15),
             ParentRunId = r.IsDBNull(16) ? null : r.GetString(16),
             RootRunId = r.IsDBNull(17) ? null : r.GetString(17),
+            Cost = r.GetDouble(18),
         };
     }
 

@@ -7,42 +7,44 @@ namespace Bureau.Storage.Sqlite;
 internal sealed class WriterCommands : IDisposable
 {
     private readonly SqliteCommand[] _all;
+    private readonly RawStatement[] _raw;
 
     public WriterCommands(SqliteConnection c)
     {
         InsertJournal = new RawStatement(c, "INSERT INTO journal(run_id, n, kind, at, data) VALUES(?1, ?2, ?3, ?4, ?5)");
         BumpVersion = new RawStatement(c, "UPDATE runs SET version = ?1, updated_at = ?2 WHERE id = ?3 AND version = ?4");
-        BumpVersionWithStatus = Make(c,
+        BumpVersionWithStatus = new RawStatement(c,
             """
-            UPDATE runs SET version = $new, updated_at = $at, status = $status,
-                output = coalesce($output, output), error = $error, outcome = $outcome,
-                input_tokens = coalesce($in, input_tokens), output_tokens = coalesce($out, output_tokens),
-                waiting_for = $waiting, wait_deadline = $deadline,
-                claim_owner = CASE WHEN $status IN ('queued','running') THEN coalesce($claim_owner, claim_owner) END,
-                claim_until = CASE WHEN $status IN ('queued','running') THEN coalesce($claim_until, claim_until) END
-            WHERE id = $id AND version = $expected
-            """,
-            "$new", "$at", "$status", "$output", "$error", "$outcome", "$in", "$out", "$waiting", "$deadline", "$claim_owner", "$claim_until", "$id", "$expected");
-        CurrentVersion = Make(c, "SELECT version FROM runs WHERE id = $id", "$id");
+            UPDATE runs SET version = ?1, updated_at = ?2, status = ?3,
+                output = coalesce(?4, output), error = ?5, outcome = ?6,
+                input_tokens = coalesce(?7, input_tokens), output_tokens = coalesce(?8, output_tokens), cost = coalesce(?15, cost),
+                waiting_for = ?9, wait_deadline = ?10,
+                claim_owner = CASE WHEN ?3 IN ('queued','running') THEN coalesce(?11, claim_owner) END,
+                claim_until = CASE WHEN ?3 IN ('queued','running') THEN coalesce(?12, claim_until) END
+            WHERE id = ?13 AND version = ?14
+            """);
+        CurrentVersion = new RawStatement(c, "SELECT version FROM runs WHERE id = ?1");
         FindByKey = Make(c, $"SELECT {SqliteRunStore.RunColumns} FROM runs WHERE idempotency_key = $key", "$key");
-        InsertRun = Make(c,
+        InsertRun = new RawStatement(c,
             """
             INSERT INTO runs(id, agent, status, input, created_at, updated_at, version, idempotency_key, actor, kind, parent_run_id, root_run_id, claim_owner, claim_until)
-            VALUES($id, $agent, 'queued', $input, $at, $at, 1, $key, $actor, $kind, $parent, $root, $claim_owner, $claim_until)
-            """,
-            "$id", "$agent", "$input", "$at", "$key", "$actor", "$kind", "$parent", "$root", "$claim_owner", "$claim_until");
-        MarkRunning = Make(c, "UPDATE runs SET status = 'running', updated_at = $at WHERE id = $id AND status = 'queued'", "$at", "$id");
-        _all = [BumpVersionWithStatus, CurrentVersion, FindByKey, InsertRun, MarkRunning];
+            VALUES(?1, ?2, 'queued', ?3, ?4, ?4, 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+            """);
+        MarkRunning = new RawStatement(c, "UPDATE runs SET status = 'running', updated_at = ?1 WHERE id = ?2 AND status = 'queued'");
+        Audits = new AuditAppender(c);
+        _all = [FindByKey];
+        _raw = [InsertJournal, BumpVersion, BumpVersionWithStatus, CurrentVersion, InsertRun, MarkRunning];
     }
 
     public RawStatement InsertJournal { get; }
     public RawStatement BumpVersion { get; }
     public EntryBuffer Entries { get; } = new();
-    public SqliteCommand BumpVersionWithStatus { get; }
-    public SqliteCommand CurrentVersion { get; }
+    public AuditAppender Audits { get; }
+    public RawStatement BumpVersionWithStatus { get; }
+    public RawStatement CurrentVersion { get; }
     public SqliteCommand FindByKey { get; }
-    public SqliteCommand InsertRun { get; }
-    public SqliteCommand MarkRunning { get; }
+    public RawStatement InsertRun { get; }
+    public RawStatement MarkRunning { get; }
 
     public void Enlist(SqliteTransaction tx)
     {
@@ -57,7 +59,7 @@ internal sealed class WriterCommands : IDisposable
     public void Audit(DateTimeOffset at, string? actor, string action, string? runId, long? step, string? detail)
     {
         var c = Transaction!.Connection!;
-        _auditHead = AuditChain.Append(c, Transaction, _auditHead ?? AuditChain.ReadHead(c, Transaction), at, actor, action, runId, step, detail);
+        _auditHead = Audits.Append(_auditHead ?? AuditChain.ReadHead(c, Transaction), at, actor, action, runId, step, detail);
     }
 
     /// <summary>The transaction of the batch being written (for operations with statements of their own).</summary>
@@ -66,8 +68,8 @@ internal sealed class WriterCommands : IDisposable
     public void Dispose()
     {
         foreach (var cmd in _all) cmd.Dispose();
-        InsertJournal.Dispose();
-        BumpVersion.Dispose();
+        foreach (var statement in _raw) statement.Dispose();
+        Audits.Dispose();
     }
 
     private static SqliteCommand Make(SqliteConnection c, string sql, params string[] names)
@@ -124,18 +126,18 @@ internal sealed class SubmitOp(NewRun run) : WriteOp
             }
         }
         var ins = cmds.InsertRun;
-        Set(ins, "$id", run.Id);
-        Set(ins, "$agent", run.Agent);
-        Set(ins, "$input", run.Input);
-        Set(ins, "$at", SqliteRunStore.ToUnixMs(run.CreatedAt));
-        Set(ins, "$key", run.IdempotencyKey);
-        Set(ins, "$actor", run.Actor);
-        Set(ins, "$kind", run.Kind);
-        Set(ins, "$parent", run.ParentRunId);
-        Set(ins, "$root", run.RootRunId ?? run.Id);
-        Set(ins, "$claim_owner", run.Claim?.Owner);
-        Set(ins, "$claim_until", run.Claim is { } claim ? SqliteRunStore.ToUnixMs(claim.Until) : null);
-        ins.ExecuteNonQuery();
+        ins.Bind(1, run.Id);
+        ins.Bind(2, run.Agent);
+        ins.Bind(3, run.Input);
+        ins.Bind(4, SqliteRunStore.ToUnixMs(run.CreatedAt));
+        ins.Bind(5, run.IdempotencyKey);
+        ins.Bind(6, run.Actor);
+        ins.Bind(7, run.Kind);
+        ins.Bind(8, run.ParentRunId);
+        ins.Bind(9, run.RootRunId ?? run.Id);
+        ins.Bind(10, run.Claim?.Owner);
+        ins.Bind(11, run.Claim is { } claim ? SqliteRunStore.ToUnixMs(claim.Until) : null);
+        ins.Execute();
         InsertEntry(cmds, run.Id, 1, run.CreatedAt, run.Started);
         _result = new SubmitResult(new RunRecord
         {
@@ -173,21 +175,22 @@ internal sealed class AppendOp(AppendRequest request) : WriteOp
         if (req.Update is { } u)
         {
             var bump = cmds.BumpVersionWithStatus;
-            Set(bump, "$status", u.Status.ToWireName());
-            Set(bump, "$output", u.Output);
-            Set(bump, "$error", u.Error);
-            Set(bump, "$outcome", u.Outcome);
-            Set(bump, "$in", u.Usage?.InputTokens);
-            Set(bump, "$out", u.Usage?.OutputTokens);
-            Set(bump, "$waiting", u.WaitingFor is null ? null : JsonSerializer.Serialize(u.WaitingFor, BureauJsonContext.Default.WaitingFor));
-            Set(bump, "$deadline", u.WaitingFor?.Deadline is { } deadline ? SqliteRunStore.ToUnixMs(deadline) : null);
-            Set(bump, "$claim_owner", u.Claim?.Owner);
-            Set(bump, "$claim_until", u.Claim is { } claim ? SqliteRunStore.ToUnixMs(claim.Until) : null);
-            Set(bump, "$new", newVersion);
-            Set(bump, "$at", at);
-            Set(bump, "$id", req.RunId);
-            Set(bump, "$expected", req.ExpectedVersion);
-            changed = bump.ExecuteNonQuery();
+            bump.Bind(1, newVersion);
+            bump.Bind(2, at);
+            bump.Bind(3, u.Status.ToWireName());
+            bump.Bind(4, u.Output);
+            bump.Bind(5, u.Error);
+            bump.Bind(6, u.Outcome);
+            bump.Bind(7, u.Usage?.InputTokens);
+            bump.Bind(8, u.Usage?.OutputTokens);
+            bump.Bind(9, u.WaitingFor is null ? null : JsonSerializer.Serialize(u.WaitingFor, BureauJsonContext.Default.WaitingFor));
+            bump.Bind(10, u.WaitingFor?.Deadline is { } deadline ? SqliteRunStore.ToUnixMs(deadline) : null);
+            bump.Bind(11, u.Claim?.Owner);
+            bump.Bind(12, u.Claim is { } claim ? SqliteRunStore.ToUnixMs(claim.Until) : null);
+            bump.Bind(13, req.RunId);
+            bump.Bind(14, req.ExpectedVersion);
+            bump.Bind(15, u.Cost);
+            changed = bump.Execute();
         }
         else
         {
@@ -201,9 +204,8 @@ internal sealed class AppendOp(AppendRequest request) : WriteOp
         if (changed != 1)
         {
             var cur = cmds.CurrentVersion;
-            Set(cur, "$id", req.RunId);
-            var actual = cur.ExecuteScalar();
-            _conflict = new JournalConflictException(req.RunId, req.ExpectedVersion, actual is null or DBNull ? null : Convert.ToInt64(actual));
+            cur.Bind(1, req.RunId);
+            _conflict = new JournalConflictException(req.RunId, req.ExpectedVersion, cur.QueryInt64());
             return;
         }
         var n = req.ExpectedVersion;
@@ -228,9 +230,9 @@ internal sealed class MarkRunningOp(string runId, DateTimeOffset at) : WriteOp
     public override void Execute(WriterCommands cmds)
     {
         var cmd = cmds.MarkRunning;
-        Set(cmd, "$at", SqliteRunStore.ToUnixMs(at));
-        Set(cmd, "$id", runId);
-        cmd.ExecuteNonQuery();
+        cmd.Bind(1, SqliteRunStore.ToUnixMs(at));
+        cmd.Bind(2, runId);
+        cmd.Execute();
     }
 
     public override void Complete() => Completion.TrySetResult();

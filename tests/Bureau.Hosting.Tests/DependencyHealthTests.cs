@@ -24,7 +24,7 @@ public sealed class DownModel : IChatClient
     public void Dispose() { }
 }
 
-/// <summary><c>GET /v1/health/dependencies</c>, <c>GET /v1/failures</c> and the failure and cost of a run document.</summary>
+/// <summary><c>GET /v1/health/dependencies</c>, <c>GET /v1/failures</c>, <c>GET /v1/costs</c> and the failure and cost of a run document.</summary>
 public sealed class DependencyHealthTests : IAsyncDisposable
 {
     private readonly TestHost _host = new();
@@ -43,13 +43,21 @@ public sealed class DependencyHealthTests : IAsyncDisposable
         })
         .AddModel(new ChatClientModelDefinition { Name = "priced", Client = new EchoModel(), Price = new ModelPrice(1_000, 10_000) })
         .AddAgent(new AgentDefinition { Name = "fragile", Model = "down" })
-        .AddAgent(new AgentDefinition { Name = "paid", Model = "priced" }));
+        .AddAgent(new AgentDefinition { Name = "paid", Model = "priced" })
+        .AddTeam(new TeamDefinition { Name = "paid-pair", Pattern = TeamPattern.Sequential, Members = ["paid", "paid"] }));
 
-    private async Task<JsonObject> RunAsync(string agent)
+    private async Task<JsonObject> RunAsync(string agent, bool untilFinished = false)
     {
         using var res = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, "/v1/runs", new JsonObject { ["agent"] = agent, ["input"] = "x" }.ToJsonString()), Ct);
         var id = (string)(await Http.BodyAsync(res))["id"]!;
-        await _host.WaitAsync(id);
+        if (untilFinished)
+        {
+            // A team waits for its members: follow its journal to the end.
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+            timeout.CancelAfter(TimeSpan.FromSeconds(20));
+            await foreach (var _ in _host.Engine.WatchAsync(id, 0, untilWaiting: false, cancellationToken: timeout.Token)) { }
+        }
+        else await _host.WaitAsync(id);
         using var doc = await _host.Client.SendAsync(Http.Get($"/v1/runs/{id}"), Ct);
         return await Http.BodyAsync(doc);
     }
@@ -91,5 +99,47 @@ public sealed class DependencyHealthTests : IAsyncDisposable
         // The echo model reports 3 input and 2 output tokens: (3 × 1000 + 2 × 10000) / 1e6.
         Assert.Equal(0.023, (double)run["cost"]!, 9);
         Assert.Null(run["failure"]);
+    }
+
+    [Fact]
+    public async Task GetCosts_AnAgentRunAndATeamOfTwo_TheTeamsCostIsItsMembers_AndNoRunIsCountedTwice()
+    {
+        await StartAsync();
+
+        var first = await RunAsync("paid");
+        var team = await RunAsync("paid-pair", untilFinished: true);
+
+        Assert.Equal("succeeded", (string)team["status"]!);
+        Assert.Equal(0.046, (double)team["cost"]!, 9);   // two members at 0.023
+        Assert.Equal(10L, (long)team["usage"]!["totalTokens"]!);
+        using var byAgent = await _host.Client.SendAsync(Http.Get("/v1/costs"), Ct);
+        Assert.Equal(HttpStatusCode.OK, byAgent.StatusCode);
+        var report = await Http.BodyAsync(byAgent);
+        Assert.Equal("agent", (string)report["by"]!);
+        var row = Assert.Single(report["rows"]!.AsArray())!;   // the team's own row is not a second count of its members
+        Assert.Equal(("paid", 3L, 9L, 6L), ((string)row["agent"]!, (long)row["runs"]!, (long)row["inputTokens"]!, (long)row["outputTokens"]!));
+        Assert.Equal(0.069, (double)row["cost"]!, 9);
+        Assert.Equal(0.069, (double)report["total"]!["cost"]!, 9);
+
+        var today = ((DateTimeOffset)first["createdAt"]!).UtcDateTime.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        using var byDay = await _host.Client.SendAsync(Http.Get($"/v1/costs?by=day&since={today}"), Ct);
+        var day = Assert.Single((await Http.BodyAsync(byDay))["rows"]!.AsArray())!;
+        Assert.Equal((today, 3L), ((string)day["day"]!, (long)day["runs"]!));
+        Assert.Equal(0.069, (double)day["cost"]!, 9);
+
+        using var none = await _host.Client.SendAsync(Http.Get($"/v1/costs?until={today}"), Ct);
+        Assert.Empty((await Http.BodyAsync(none))["rows"]!.AsArray());
+    }
+
+    [Theory]
+    [InlineData("/v1/costs?since=yesterday", "since")]
+    [InlineData("/v1/costs?until=12", "until")]
+    [InlineData("/v1/costs?by=week", "by")]
+    [InlineData("/v1/costs?since=2026-12-06&until=2026-12-05", "until")]
+    public async Task GetCosts_BadQuery_ProblemNamesTheField(string url, string field)
+    {
+        await StartAsync();
+        using var res = await _host.Client.SendAsync(Http.Get(url), Ct);
+        await Http.ProblemAsync(res, 400, field);
     }
 }

@@ -92,6 +92,36 @@ public sealed class PolicyManifestTests
     }
 
     [Fact]
+    public void Notify_SlackWithSigningSecretAndUsers_ReadIntoDefinitions()
+    {
+        var result = Load(Base + """
+            policies:
+              notify:
+                - kind: slack
+                  url: https://hooks.slack.com/services/T0/B0/x
+                  signingSecret: s3cret
+                  users:
+                    U024BE7LH: grace
+                    U0G9QF9C6: { name: ada, roles: [support-leads, finance] }
+            """);
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        var slack = Assert.Single(result.Definitions!.Policies.Notify);
+        Assert.Equal(("slack", "s3cret"), (slack.Kind, slack.SigningSecret));
+        Assert.Equal(("grace", 0), (slack.Users["U024BE7LH"].Name, slack.Users["U024BE7LH"].Roles.Count));
+        Assert.Equal("ada", slack.Users["U0G9QF9C6"].Name);
+        Assert.Equal(["support-leads", "finance"], slack.Users["U0G9QF9C6"].Roles);
+    }
+
+    [Fact]
+    public void Notify_UsersWithoutSigningSecret_SigningSecretOnAWebhook_BadUserId_AreErrorsAtTheirLines()
+    {
+        Single(Load(Base + "policies:\n  notify:\n    - { kind: slack, url: \"https://hooks.slack.com/x\", users: { U1: a } }\n"), 10, 56, "'users' needs 'signingSecret'");
+        Single(Load(Base + "policies:\n  notify:\n    - { kind: webhook, url: \"https://ops.example.com/x\", signingSecret: s }\n"), 10, 58, "'signingSecret' applies to slack targets");
+        var bad = Load(Base + "policies:\n  notify:\n    - kind: slack\n      url: https://hooks.slack.com/x\n      signingSecret: s\n      users: { \"grace@example.com\": grace }\n");
+        Assert.Contains(bad.Diagnostics, d => d.Line == 13 && d.Message.Contains("'grace@example.com' is not a Slack user id", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void SupportDeskSample_BigRefundsNeedALead_EscalateToFinance_RejectedAfterTwoHours()
     {
         var result = Bureau.Manifests.ManifestLoader.LoadFile(Path.Combine(RepoRoot, "samples", "support-desk", "bureau.yaml"));

@@ -26,8 +26,11 @@ public sealed class SupportDeskSampleTests
         var d = LoadSample();
         var triage = d.Agents["triage"];
         Assert.Equal("scripted", triage.Model);
-        Assert.Equal(["lookup_customer", "file_refund", "escalate"], triage.Tools);
+        Assert.Equal(["lookup_customer", "update_ticket", "file_refund", "escalate"], triage.Tools);
         Assert.Equal("ticket.escalated", Assert.IsType<EmitToolDefinition>(d.Tools["escalate"]).Topic);
+        Assert.True(triage.RollbackOnFailure);
+        Assert.Equal("restore_ticket", d.Tools["update_ticket"].Compensate);
+        Assert.True(d.Policies.Rules.Single(r => r.Name == "big-refunds").Approval.FailRunOnReject);
         Assert.Equal(ToolEffect.Read, d.Tools["lookup_customer"].Effect);
         var refund = Assert.IsType<ProcessToolDefinition>(d.Tools["file_refund"]);
         Assert.Equal(ToolEffect.Write, refund.Effect);

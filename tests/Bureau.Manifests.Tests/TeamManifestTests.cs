@@ -30,7 +30,7 @@ public sealed class TeamManifestTests
                 join: { quorum: 1 }
                 merge: writer
                 limits: { maxFanOut: 4, maxChildren: 10, maxDepth: 2 }
-                budgets: { maxTokens: 5000, maxWallTime: 1m, maxSteps: 8 }
+                budgets: { maxTokens: 5000, maxWallTime: 1m, maxSteps: 8, maxCost: 2.5 }
               route: { pattern: router, planner: planner, members: [billing, technical], join: any }
               desk: { pattern: supervisor, supervisor: writer, reviewer: reviewer, members: [billing], maxRounds: 2, onRoundLimit: accept }
               hand: { pattern: handoff, members: [billing, technical], maxHandoffs: 1 }
@@ -50,6 +50,7 @@ public sealed class TeamManifestTests
         Assert.Equal(7, teams.Count);
         Assert.Equal((TeamPattern.Sequential, ChildFailurePolicy.Retry, 2), (teams["pipe"].Pattern, teams["pipe"].OnMemberFailure, teams["pipe"].Retries));
         Assert.Equal((1, "writer", 4, 10, 2, 5000L), (teams["fan"].Join.Quorum!.Value, teams["fan"].Merge, teams["fan"].Limits.MaxFanOut, teams["fan"].Limits.MaxChildren, teams["fan"].Limits.MaxDepth, teams["fan"].Budgets.MaxTokens!.Value));
+        Assert.Equal(2.5, teams["fan"].Budgets.MaxCost);
         Assert.Equal(TeamJoin.Any, teams["route"].Join);
         Assert.Equal(("writer", "reviewer", 2, true), (teams["desk"].Supervisor, teams["desk"].Reviewer, teams["desk"].MaxRounds, teams["desk"].AcceptAtRoundLimit));
         Assert.Equal(1, teams["hand"].MaxHandoffs);

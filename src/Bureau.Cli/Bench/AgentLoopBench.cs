@@ -14,7 +14,7 @@ internal sealed record AgentLoopConfig(int Runs, int Concurrency, int Steps, int
 
 /// <summary>One line of the report.</summary>
 internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, string Durability, double WallSeconds, double P50RunMs, double P99RunMs,
-    double PeakRssMb, long StoreBytes, int CorrectRuns, long Transactions)
+    double PeakRssMb, long StoreBytes, int CorrectRuns, long Transactions, Footprint Footprint)
 {
     public JsonObject ToJson() => new()
     {
@@ -34,7 +34,20 @@ internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, st
         ["store_bytes"] = StoreBytes,
         ["correct_runs"] = CorrectRuns,
         ["transactions"] = Transactions,
+        ["cpu_us_per_call"] = Math.Round(Footprint.CpuTime.TotalMicroseconds / ((double)Config.Runs * Config.Steps), 1),
+        ["alloc_bytes_per_call"] = Footprint.AllocatedBytes / ((long)Config.Runs * Config.Steps),
     };
+}
+
+/// <summary>
+/// CPU time and managed bytes allocated by the whole process over a measurement: less sensitive to other
+/// processes on the machine than wall time, so a change's effect shows on a busy machine too.
+/// </summary>
+internal readonly record struct Footprint(TimeSpan CpuTime, long AllocatedBytes)
+{
+    public static Footprint Now() => new(Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes(precise: true));
+
+    public Footprint Since(Footprint start) => new(CpuTime - start.CpuTime, AllocatedBytes - start.AllocatedBytes);
 }
 
 /// <summary>
@@ -97,7 +110,9 @@ internal static class AgentLoopBench
         });
 
         var ids = new string[config.Runs];
+        if (Environment.GetEnvironmentVariable("BUREAU_BENCH_DEBUG") == "1") Console.Error.WriteLine($"rss before runs: {StatusMb("VmRSS"):F1} MB, heap {GC.GetTotalMemory(false) / 1e6:F1} MB, gen0 budget {GC.GetGCMemoryInfo().GenerationInfo[0].SizeAfterBytes / 1e6:F1}");
         var txBefore = bureau.Store.Stats.Transactions;
+        var footprint = Footprint.Now();
         var wall = Stopwatch.StartNew();
         var submits = new Task[config.Runs];
         for (var r = 0; r < config.Runs; r++)
@@ -109,6 +124,8 @@ internal static class AgentLoopBench
         await Task.WhenAll(submits);
         await allDone.Task.WaitAsync(ct);
         wall.Stop();
+        var used = Footprint.Now().Since(footprint);
+        if (Environment.GetEnvironmentVariable("BUREAU_BENCH_DEBUG") == "1") Console.Error.WriteLine($"rss after runs: {StatusMb("VmRSS"):F1} MB, heap {GC.GetTotalMemory(false) / 1e6:F1} MB, gcs {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}, committed {GC.GetGCMemoryInfo().TotalCommittedBytes / 1e6:F1} MB");
         var transactions = bureau.Store.Stats.Transactions - txBefore;
         var rss = PeakRssMb();
 
@@ -125,7 +142,7 @@ internal static class AgentLoopBench
         }
         var bytes = bureau.Store.SizeOnDisk();
         return new AgentLoopResult("bureau", config, config.Durability == StoreDurability.Full ? "full" : "process",
-            wall.Elapsed.TotalSeconds, Percentile(durations, 0.50), Percentile(durations, 0.99), rss, bytes, correct, transactions);
+            wall.Elapsed.TotalSeconds, Percentile(durations, 0.50), Percentile(durations, 0.99), rss, bytes, correct, transactions, used);
     }
 
     /// <summary>Output `done r`, and the journal holds all K model calls and K-1 tool results with the right values.</summary>
@@ -158,6 +175,7 @@ internal static class AgentLoopBench
         var durations = new double[config.Runs];
         using var slots = new SemaphoreSlim(config.Concurrency);
         var done = 0;
+        var footprint = Footprint.Now();
         var wall = Stopwatch.StartNew();
         var tasks = new Task[config.Runs];
         for (var r = 0; r < config.Runs; r++)
@@ -187,6 +205,7 @@ internal static class AgentLoopBench
         }
         await Task.WhenAll(tasks);
         wall.Stop();
+        var used = Footprint.Now().Since(footprint);
         var rss = PeakRssMb();
         var correct = writer.CountCompleteRuns(2 * config.Steps - 1);
         var transactions = writer.Transactions;
@@ -194,7 +213,7 @@ internal static class AgentLoopBench
         var bytes = SizeOnDisk(config.DbPath);
         var list = durations.ToList();
         return new AgentLoopResult(full ? "floor" : "floor-normal", config, full ? "full" : "process", wall.Elapsed.TotalSeconds,
-            Percentile(list, 0.5), Percentile(list, 0.99), rss, bytes, correct, transactions);
+            Percentile(list, 0.5), Percentile(list, 0.99), rss, bytes, correct, transactions, used);
     }
 
     private sealed class FloorWriter : IAsyncDisposable

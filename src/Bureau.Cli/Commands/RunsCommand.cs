@@ -245,7 +245,7 @@ internal static class RunsCommand
             }
             var o = Console.Out;
             o.WriteLine($"run {run.Id}  agent {run.Agent}  {run.Status.ToWireName()}{(run.Outcome is null ? "" : " (" + run.Outcome + ")")}");
-            o.WriteLine($"created {run.CreatedAt:u}  updated {run.UpdatedAt:u}  tokens {run.Usage.InputTokens}+{run.Usage.OutputTokens}  cost {RunDocuments.CostOf(journal).ToString("0.######", System.Globalization.CultureInfo.InvariantCulture)}");
+            o.WriteLine($"created {run.CreatedAt:u}  updated {run.UpdatedAt:u}  tokens {run.Usage.InputTokens}+{run.Usage.OutputTokens}  cost {RunDocuments.CostOf(run, journal).ToString("0.######", System.Globalization.CultureInfo.InvariantCulture)}");
             if (Resilience.FailureReport.FailureOf(run, journal) is { } failure)
                 o.WriteLine($"cause: {JournalText.Cause(failure)}{(failure.Step is { } fs ? $" at step {fs}" : "")}; hint: {failure.Hint}");
             o.WriteLine($"input: {run.Input}");
@@ -266,7 +266,7 @@ internal static class RunsCommand
         var what = run.Kind == RunKinds.Agent ? "agent" : run.Kind;
         var result = run.Status == RunStatus.Succeeded ? run.Output : run.Error;
         o.WriteLine($"{branch}{run.Id}  {what} {run.Agent}  {run.Status.ToWireName()}{(run.Outcome is null ? "" : " (" + run.Outcome + ")")}"
-            + $"  tokens {run.Usage.TotalTokens}{(string.IsNullOrEmpty(result) ? "" : "  " + JournalText.Cut(result, 60))}");
+            + $"  tokens {run.Usage.TotalTokens}{(run.Cost == 0 ? "" : "  cost " + run.Cost.ToString("0.######", System.Globalization.CultureInfo.InvariantCulture))}{(string.IsNullOrEmpty(result) ? "" : "  " + JournalText.Cut(result, 60))}");
         if (depth >= 10) return;
         var children = new List<RunRecord>();
         string? cursor = null;

@@ -306,8 +306,8 @@ internal sealed record CreateKeyBody(string Role, string? Name);
 internal sealed record UsageDoc(long InputTokens, long OutputTokens, long TotalTokens);
 internal sealed record WaitingForDoc(string Reason, long Step, string? Tool, string? Key, string? Arguments);
 internal sealed record RunSummaryDoc(string Id, string Agent, string Status, string Input, string? Output, string? Error, string? Outcome,
-    UsageDoc Usage, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, long Version, WaitingForDoc? WaitingFor, string? Actor);
+    UsageDoc Usage, double Cost, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, long Version, WaitingForDoc? WaitingFor, string? Actor);
 internal sealed record StepDoc(long N, string Kind, DateTimeOffset At);
 internal sealed record RunDoc(string Id, string Agent, string Status, string Input, string? Output, string? Error, string? Outcome,
-    UsageDoc Usage, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, long Version, WaitingForDoc? WaitingFor, string? Actor, IReadOnlyList<StepDoc> Steps);
+    UsageDoc Usage, double Cost, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, long Version, WaitingForDoc? WaitingFor, string? Actor, IReadOnlyList<StepDoc> Steps);
 internal sealed record RunListDoc(IReadOnlyList<RunSummaryDoc> Items, string? Next);

@@ -57,12 +57,13 @@ internal sealed class ScriptConversation
         long chars = options?.Instructions?.Length ?? 0;
         for (var i = 0; i < _messages.Count; i++)
         {
-            foreach (var content in _messages[i].Contents)
+            var contents = _messages[i].Contents;
+            for (var j = 0; j < contents.Count; j++)
             {
-                chars += content switch
+                chars += contents[j] switch
                 {
                     TextContent t => t.Text.Length,
-                    FunctionResultContent r => ResultText(r.Result).Length,
+                    FunctionResultContent r => ResultChars(r.Result),
                     FunctionCallContent c => c.Name.Length + ArgumentsChars(c.Arguments),
                     _ => 0,
                 };
@@ -165,10 +166,22 @@ internal sealed class ScriptConversation
     {
         if (arguments is null || arguments.Count == 0) return 2;
         var chars = 2;
-        foreach (var (key, value) in arguments)
+        if (arguments is Dictionary<string, object?> dictionary)
         {
-            chars += key.Length + 4 + (value is string s ? s.Length + 2 : ResultText(value).Length);
+            foreach (var (key, value) in dictionary) chars += key.Length + 4 + (value is string s ? s.Length + 2 : ResultChars(value));
+            return chars;
         }
+        foreach (var (key, value) in arguments) chars += key.Length + 4 + (value is string s ? s.Length + 2 : ResultChars(value));
         return chars;
     }
+
+    /// <summary>The length of <see cref="ResultText"/>, without making the text where it is already there.</summary>
+    private static int ResultChars(object? result) => result switch
+    {
+        null => 0,
+        string s => s.Length,
+        JsonElement { ValueKind: JsonValueKind.String } e => e.GetString()!.Length,
+        JsonElement e => System.Text.Encoding.UTF8.GetCharCount(System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(e)),
+        _ => ResultText(result).Length,
+    };
 }

@@ -69,6 +69,7 @@ public static class BureauServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<BureauRuntimeService>());
         services.TryAddSingleton(new Governance.ApprovalNotificationOptions());
         services.AddHostedService<Governance.ApprovalNotifications>();
+        services.AddHostedService<Governance.AuditCheckpointService>(); // only with an AuditCheckpointOptions key and file
         Triggers.DeadLetterRecorder.Register(services);
         return new BureauBuilder(services, code);
     }

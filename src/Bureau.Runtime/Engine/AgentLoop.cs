@@ -148,8 +148,8 @@ internal sealed partial class AgentLoop : IResilienceJournal
     /// <summary>
     /// A child run is never given more than its ancestors were: a delegate (its parent an agent run)
     /// may use only the tools it and every agent above it, up to the first non-agent, may use; a
-    /// team's member starts with at most the tokens and time every team above it has left of its
-    /// <c>budgets.maxTokens</c> and <c>budgets.maxWallTime</c> (counted from the team's first step).
+    /// team's member starts with at most the tokens, cost and time every team above it has left of its
+    /// <c>budgets.maxTokens</c>, <c>budgets.maxCost</c> and <c>budgets.maxWallTime</c> (counted from the team's first step).
     /// One walk up the tree serves both.
     /// </summary>
     private async Task ApplyAncestorLimitsAsync(RunRecord run)
@@ -171,6 +171,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
         if (allowed.Count < _agent.Definition.Tools.Count) _agent = _agent.Restricted(allowed);
 
         long? tokensLeft = null;
+        double? costLeft = null;
         TimeSpan? timeLeft = null;
         foreach (var parent in ancestors)
         {
@@ -180,6 +181,11 @@ internal sealed partial class AgentLoop : IResilienceJournal
                 var remaining = budget - parent.Usage.TotalTokens;
                 tokensLeft = tokensLeft is { } l ? Math.Min(l, remaining) : remaining;
             }
+            if (team.Budgets.MaxCost is { } maxCost)
+            {
+                var remaining = Math.Round(maxCost - parent.Cost, 9); // costs are kept to 9 decimals: 0.06 - 0.04 leaves 0.02, not 0.019999...
+                costLeft = costLeft is { } l ? Math.Min(l, remaining) : remaining;
+            }
             if (team.Budgets.MaxWallTime is { } wall)
             {
                 var firstStep = (await _run.Engine.Store.ReadJournalAsync(parent.Id, 1, CancellationToken.None)).FirstOrDefault()?.At ?? parent.CreatedAt;
@@ -187,11 +193,12 @@ internal sealed partial class AgentLoop : IResilienceJournal
                 timeLeft = timeLeft is { } t && t < remaining ? t : remaining;
             }
         }
-        if (tokensLeft is null && timeLeft is null) return;
+        if (tokensLeft is null && timeLeft is null && costLeft is null) return;
         var b = _agent.Definition.Budgets;
         var tokens = tokensLeft is { } tl && (b.MaxTokens is not { } ownTokens || tl < ownTokens) ? Math.Max(1, tl) : b.MaxTokens;
         var wallTime = timeLeft is { } wl && (b.MaxWallTime is not { } ownWall || wl < ownWall) ? TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond, wl.Ticks)) : b.MaxWallTime;
-        _agent = _agent.WithBudgets(new AgentBudgets { MaxTokens = tokens, MaxSteps = b.MaxSteps, MaxWallTime = wallTime, MaxQueueTime = b.MaxQueueTime, MaxCost = b.MaxCost });
+        var cost = costLeft is { } cl && (b.MaxCost is not { } ownCost || cl < ownCost) ? Math.Max(0, cl) : b.MaxCost;
+        _agent = _agent.WithBudgets(new AgentBudgets { MaxTokens = tokens, MaxSteps = b.MaxSteps, MaxWallTime = wallTime, MaxQueueTime = b.MaxQueueTime, MaxCost = cost });
     }
 
     private string ResumeReason(RunRecord run)
@@ -434,7 +441,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
         }
         var ok = child.Status == RunStatus.Succeeded;
         var content = ok ? child.Output ?? "" : $"agent '{c.Name}' (run {child.Id}) {child.Status.ToWireName()}: {child.Error}";
-        await AppendAsync([new ChildRunFinished(child.Id, child.Status, child.Output, child.Error, child.Usage),
+        await AppendAsync([new ChildRunFinished(child.Id, child.Status, child.Output, child.Error, child.Usage, child.Cost == 0 ? null : child.Cost),
             new ToolCompleted(c.CallId, c.Name, content, !ok, 0, call.IntentStep)]);
         return null;
     }
@@ -733,7 +740,17 @@ internal sealed partial class AgentLoop : IResilienceJournal
     }
 
     /// <summary>Appends entries (numbered after the current version); the writer folds them into the state. Never canceled midway.</summary>
-    private ValueTask AppendAsync(JournalEntry[] entries, RunUpdate? update = null) => _run.AppendAsync(entries, update);
+    private ValueTask AppendAsync(JournalEntry[] entries, RunUpdate? update = null) => _run.AppendAsync(entries, WithCost(entries, update));
+
+    /// <summary>The row's cost goes wherever its usage goes: the run's cost once these entries are folded (unpriced runs: nothing to write).</summary>
+    private RunUpdate? WithCost(JournalEntry[] entries, RunUpdate? update)
+    {
+        if (update is not { Usage: not null, Cost: null }) return update;
+        var cost = _state.Cost;
+        foreach (var e in entries)
+            if (e is ModelResponded { Cost: { } c }) cost += c;
+        return cost == 0 ? update : update with { Cost = Math.Round(cost, 9) };
+    }
 
     private static partial class Log
     {

@@ -397,7 +397,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         RunContext? context = null;
         try
         {
-            var run = await Store.GetRunAsync(runId, CancellationToken.None)
+            var run = Writer.TakeFresh(runId) ?? await Store.GetRunAsync(runId, CancellationToken.None)
                 ?? throw new InvalidOperationException($"run {runId} does not exist");
             if (run.Status.IsTerminal()) return run.Status;
             if (run.Status == RunStatus.Waiting) return RunStatus.Waiting;

@@ -9,11 +9,34 @@ namespace Bureau.Engine;
 /// </summary>
 internal sealed class JournalWriter(IRunStore store, IRunEventBus events, TimeProvider time, WaitTimers timers)
 {
+    /// <summary>The most runs kept as submitted for their first execution (a burst beyond it is read from the store).</summary>
+    internal const int FreshRunsKept = 10_000;
+
+    // Runs this process just created and nothing has appended to since: the first execution takes the
+    // row from here instead of reading it back. Any append through this writer drops the run first.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, RunRecord> _fresh = new(StringComparer.Ordinal);
+
     /// <summary>Appends <paramref name="entries"/> after <paramref name="expectedVersion"/>; returns the new version.</summary>
     public async ValueTask<long> AppendAsync(string runId, long expectedVersion, JournalEntry[] entries, RunUpdate? update, Action<JournalRecord>? fold)
     {
+        _fresh.TryRemove(runId, out _);
         var at = time.GetUtcNow();
         await store.AppendAsync(new AppendRequest { RunId = runId, ExpectedVersion = expectedVersion, Entries = entries, At = at, Update = update }, CancellationToken.None);
+        return Appended(runId, expectedVersion, at, entries, update, fold);
+    }
+
+    /// <summary>Appends an executor's entries after its <see cref="RunContext.Version"/> and moves the version on (one await, not two nested).</summary>
+    public async ValueTask AppendAsync(RunContext run, JournalEntry[] entries, RunUpdate? update)
+    {
+        _fresh.TryRemove(run.RunId, out _);
+        var at = time.GetUtcNow();
+        var expectedVersion = run.Version;
+        await store.AppendAsync(new AppendRequest { RunId = run.RunId, ExpectedVersion = expectedVersion, Entries = entries, At = at, Update = update }, CancellationToken.None);
+        run.Version = Appended(run.RunId, expectedVersion, at, entries, update, run.Fold);
+    }
+
+    private long Appended(string runId, long expectedVersion, DateTimeOffset at, JournalEntry[] entries, RunUpdate? update, Action<JournalRecord>? fold)
+    {
         var records = new JournalRecord[entries.Length];
         for (var i = 0; i < entries.Length; i++)
         {
@@ -33,12 +56,16 @@ internal sealed class JournalWriter(IRunStore store, IRunEventBus events, TimePr
         var result = await store.SubmitAsync(run, cancellationToken);
         if (result.Created)
         {
+            if (_fresh.Count < FreshRunsKept) _fresh.TryAdd(run.Id, result.Run);
             events.Publish(run.Id, [new JournalRecord(1, run.CreatedAt, run.Started)]);
             BureauTelemetry.RunsStarted.Add(1, new KeyValuePair<string, object?>("bureau.run.kind", run.Kind));
             BureauTelemetry.JournalEntries.Add(1);
         }
         return result;
     }
+
+    /// <summary>The row of a run this process created and nothing has appended to since, once; null otherwise (read the store).</summary>
+    public RunRecord? TakeFresh(string runId) => _fresh.TryRemove(runId, out var run) ? run : null;
 
     private static void Count(RunStatus status)
     {

@@ -27,6 +27,7 @@ public static class RunDocuments
                 ["outputTokens"] = run.Usage.OutputTokens,
                 ["totalTokens"] = run.Usage.TotalTokens,
             },
+            ["cost"] = run.Cost,
             ["createdAt"] = run.CreatedAt,
             ["updatedAt"] = run.UpdatedAt,
             ["version"] = run.Version,
@@ -49,11 +50,21 @@ public static class RunDocuments
         return Math.Round(cost, 9);
     }
 
-    /// <summary>The summary with what the journal adds: <c>cost</c>, and <c>failure</c> for a failed or canceled run.</summary>
+    /// <summary>
+    /// The run's cost: its row's (an agent's own model calls, a team's members summed), or, for an agent run stored
+    /// before rows had a cost and not migrated, the sum over its journal.
+    /// </summary>
+    public static double CostOf(RunRecord run, IReadOnlyList<JournalRecord> journal)
+    {
+        ArgumentNullException.ThrowIfNull(run);
+        return run.Cost != 0 || run.Kind == RunKinds.Team ? run.Cost : CostOf(journal);
+    }
+
+    /// <summary>The summary with what the journal adds: <c>failure</c> for a failed or canceled run.</summary>
     private static JsonObject WithJournalFacts(RunRecord run, IReadOnlyList<JournalRecord> journal)
     {
         var o = Summary(run);
-        o["cost"] = CostOf(journal);
+        o["cost"] = CostOf(run, journal);
         if (Resilience.FailureReport.FailureOf(run, journal) is { } f)
             o["failure"] = JsonSerializer.SerializeToNode(f, BureauJsonContext.Default.RunFailure);
         return o;

@@ -52,7 +52,7 @@ public sealed class RunContext
     public IReadOnlyList<JournalRecord> Journal { get; }
 
     /// <summary>The number of the run's last entry (grows with each append).</summary>
-    public long Version { get; private set; }
+    public long Version { get; internal set; }
 
     /// <summary>Fires when the run is canceled; the engine then journals the cancellation.</summary>
     public CancellationToken CancellationToken => _execution.Cancel.Token;
@@ -77,10 +77,7 @@ public sealed class RunContext
     /// transaction), durably; then folds and publishes them. Never canceled midway.
     /// </summary>
     /// <exception cref="JournalConflictException">Another executor appended first: stop.</exception>
-    public async ValueTask AppendAsync(JournalEntry[] entries, RunUpdate? update = null)
-    {
-        Version = await _engine.Writer.AppendAsync(RunId, Version, entries, update, Fold);
-    }
+    public ValueTask AppendAsync(JournalEntry[] entries, RunUpdate? update = null) => _engine.Writer.AppendAsync(this, entries, update);
 
     /// <summary>Tells watchers what starts now (not journaled).</summary>
     public void PublishActivity(string activity, string detail) => _engine.Events.PublishActivity(RunId, activity, detail);

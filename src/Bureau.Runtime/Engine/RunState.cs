@@ -51,7 +51,7 @@ internal sealed class ApprovalProgress(long step, string callId, string rule)
 
 internal sealed class RunState
 {
-    private readonly Dictionary<string, int> _callCounts = new(StringComparer.Ordinal);
+    private readonly Dictionary<(string Tool, string Arguments), int> _callCounts = new();
     private readonly HashSet<string> _seenResults = new(StringComparer.Ordinal);
     private bool _turnLearnedSomething;
 
@@ -247,7 +247,7 @@ internal sealed class RunState
         _callCounts[key] = _callCounts.GetValueOrDefault(key) + 1;
     }
 
-    private static string CallKey(string tool, string arguments) => tool + "\u0000" + arguments;
+    private static (string Tool, string Arguments) CallKey(string tool, string arguments) => (tool, arguments);
 
     private void Complete(string callId, string content)
     {
@@ -279,9 +279,10 @@ internal sealed class RunState
         if (string.IsNullOrWhiteSpace(json)) return result;
         try
         {
-            using var doc = JsonDocument.Parse(json);
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) return result;
-            foreach (var p in doc.RootElement.EnumerateObject()) result[p.Name] = p.Value.Clone();
+            // One unpooled document backs every value: nothing to dispose, nothing to clone.
+            var root = JsonElement.Parse(json);
+            if (root.ValueKind != JsonValueKind.Object) return result;
+            foreach (var p in root.EnumerateObject()) result[p.Name] = p.Value;
         }
         catch (JsonException)
         {

@@ -24,6 +24,13 @@ public sealed class ApprovalNotificationOptions
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(10);
 }
 
+/// <summary>The action ids of the Slack message's buttons (their value is the approval id, <c>RUN:STEP</c>).</summary>
+internal static class SlackActions
+{
+    public const string Approve = "bureau.approve";
+    public const string Reject = "bureau.reject";
+}
+
 /// <summary>
 /// Announces approvals when they open or escalate, to the policy's <c>notify</c> targets. It works
 /// from the audit log (where <c>approval.asked</c> and <c>approval.escalated</c> are written in the
@@ -135,12 +142,7 @@ internal sealed partial class ApprovalNotifications(BureauDeployment deployment,
             string body;
             if (target.Kind == "slack")
             {
-                body = new JsonObject
-                {
-                    ["text"] = $"Approval {(entry.Action == "approval.escalated" ? "escalated" : "needed")}: run {payload["runId"]} wants to call {payload["tool"]} "
-                        + $"(level {((int?)payload["level"] ?? 0) + 1}, approvers: {payload["approvers"]?.ToJsonString() ?? "any"}). "
-                        + $"Decide: POST {payload["decide"]} or `bureau approvals approve|reject {payload["approval"]}`",
-                }.ToJsonString();
+                body = SlackMessage(entry, payload, buttons: target.SigningSecret is not null).ToJsonString();
             }
             else
             {
@@ -164,6 +166,35 @@ internal sealed partial class ApprovalNotifications(BureauDeployment deployment,
         {
             return ex.Message;
         }
+    }
+
+    /// <summary>
+    /// The Slack message: what is asked, and how to decide. With the app's Signing Secret configured, an
+    /// actions block with Approve and Reject buttons whose value is the approval id (Slack posts a click to
+    /// <c>POST /v1/approvals/slack</c>); the text stays as the notification's fallback.
+    /// </summary>
+    internal static JsonObject SlackMessage(AuditRecord entry, JsonObject payload, bool buttons)
+    {
+        var id = (string)payload["approval"]!;
+        var text = $"Approval {(entry.Action == "approval.escalated" ? "escalated" : "needed")}: run {payload["runId"]} wants to call {payload["tool"]} "
+            + $"(level {((int?)payload["level"] ?? 0) + 1}, approvers: {payload["approvers"]?.ToJsonString() ?? "any"}). ";
+        if (!buttons) return new JsonObject { ["text"] = text + $"Decide: POST {payload["decide"]} or `bureau approvals approve|reject {id}`" };
+        static JsonObject Button(string label, string action, string value, string style) => new()
+        {
+            ["type"] = "button", ["text"] = new JsonObject { ["type"] = "plain_text", ["text"] = label }, ["action_id"] = action, ["value"] = value, ["style"] = style,
+        };
+        return new JsonObject
+        {
+            ["text"] = text + $"Approve or reject here, or `bureau approvals approve|reject {id}`",
+            ["blocks"] = new JsonArray(
+                new JsonObject { ["type"] = "section", ["text"] = new JsonObject { ["type"] = "mrkdwn", ["text"] = text + $"Approval `{id}`" } },
+                new JsonObject
+                {
+                    ["type"] = "actions",
+                    ["block_id"] = "bureau-approval",
+                    ["elements"] = new JsonArray(Button("Approve", SlackActions.Approve, id, "primary"), Button("Reject", SlackActions.Reject, id, "danger")),
+                }),
+        };
     }
 
     /// <summary>Standard Webhooks: <c>v1,</c> base64 HMAC-SHA256 of <c>id.timestamp.body</c>; a <c>whsec_</c> secret is base64.</summary>

@@ -57,9 +57,15 @@ internal static class PolicyAudit
             ["rules"] = rules,
             ["defaults"] = defaults,
             ["defaultApproval"] = Approval(p.DefaultApproval),
-            ["notify"] = new JsonArray([.. p.Notify.Select(n => (JsonNode?)$"{n.Kind} {n.Url}")]),
+            ["notify"] = new JsonArray([.. p.Notify.Select(n => (JsonNode?)Notify(n))]),
         };
     }
+
+    /// <summary>A target without its secrets; with Slack buttons, who each Slack user answers as (who may approve is policy).</summary>
+    private static string Notify(ApprovalNotifier n) =>
+        n.SigningSecret is null
+            ? $"{n.Kind} {n.Url}"
+            : $"{n.Kind} {n.Url} buttons; users {string.Join(", ", n.Users.OrderBy(u => u.Key, StringComparer.Ordinal).Select(u => $"{u.Key}={u.Value.Name}[{string.Join(",", u.Value.Roles)}]"))}";
 
     private static string Approval(ApprovalSpec a) =>
         string.Join(" -> ", a.Levels.Select(l => $"[{string.Join(",", l.Approvers)}] {l.Timeout?.ToString() ?? "no deadline"}"))

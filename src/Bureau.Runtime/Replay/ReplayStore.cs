@@ -107,6 +107,7 @@ internal sealed class ReplayStore : IRunStore
                 Error = update.Error,
                 Outcome = update.Outcome,
                 Usage = update.Usage ?? _run.Usage,
+                Cost = update.Cost ?? _run.Cost,
                 WaitingFor = update.Status == RunStatus.Waiting ? update.WaitingFor : null,
             };
         _session.Version = version;

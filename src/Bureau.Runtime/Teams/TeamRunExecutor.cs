@@ -98,9 +98,10 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
         foreach (var record in await ReadChildrenAsync(run, unfinished))
         {
             if (!record.Status.IsTerminal()) continue;
-            (finished ??= []).Add(new ChildRunFinished(record.Id, record.Status, record.Output, record.Error, record.Usage));
+            (finished ??= []).Add(new ChildRunFinished(record.Id, record.Status, record.Output, record.Error, record.Usage, record.Cost == 0 ? null : record.Cost));
         }
-        if (finished is not null) await run.AppendAsync([.. finished], new RunUpdate { Status = RunStatus.Running, Usage = UsageAfter(state, finished) });
+        if (finished is not null)
+            await run.AppendAsync([.. finished], new RunUpdate { Status = RunStatus.Running, Usage = UsageAfter(state, finished), Cost = CostAfter(state, finished) });
     }
 
     /// <summary>The rows of <paramref name="children"/>, in their order: point reads for a few, one query by parent for many.</summary>
@@ -134,6 +135,13 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
         return total;
     }
 
+    private static double CostAfter(TeamState state, List<JournalEntry> finished)
+    {
+        var total = state.Cost;
+        foreach (var f in finished) total += ((ChildRunFinished)f).Cost ?? 0;
+        return Math.Round(total, 9);
+    }
+
     private async Task StartAsync(RunContext run, TeamDefinition team, TeamState state, IReadOnlyList<ChildPlan> plans)
     {
         var entries = new JournalEntry[plans.Count];
@@ -148,7 +156,7 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
             Log.ChildStarted(_logger, run.RunId, plan.Label, plan.Target, submitted.Run.Id);
         }
         run.PublishActivity("team.children", string.Join(", ", plans.Select(p => $"{p.Label} -> {p.Target}")));
-        await run.AppendAsync(entries, new RunUpdate { Status = RunStatus.Running, Usage = state.Usage });
+        await run.AppendAsync(entries, new RunUpdate { Status = RunStatus.Running, Usage = state.Usage, Cost = state.Cost });
     }
 
     /// <summary>Waits for the running children; returns null when one had already ended (go on now).</summary>
@@ -156,14 +164,14 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
     {
         var ids = state.Unfinished.Select(c => c.Id).ToList();
         var wait = new ChildRunsWait { Step = run.Version + 1, RunIds = ids, Deadline = run.Time.GetUtcNow() + RecheckEvery };
-        await run.AppendAsync([new RunWaiting(wait)], new RunUpdate { Status = RunStatus.Waiting, WaitingFor = wait, Usage = state.Usage });
+        await run.AppendAsync([new RunWaiting(wait)], new RunUpdate { Status = RunStatus.Waiting, WaitingFor = wait, Usage = state.Usage, Cost = state.Cost });
         // A child that ended just before the wait was journaled found the team running and woke nobody: look once more.
         foreach (var id in ids)
         {
             var child = await run.Engine.Store.GetRunAsync(id, CancellationToken.None);
             if (child is not null && child.Status.IsTerminal())
             {
-                await run.AppendAsync([new WaitAnswered(wait.Step, ChildRunsWait.ReasonName, id, "team")], new RunUpdate { Status = RunStatus.Running, Usage = state.Usage });
+                await run.AppendAsync([new WaitAnswered(wait.Step, ChildRunsWait.ReasonName, id, "team")], new RunUpdate { Status = RunStatus.Running, Usage = state.Usage, Cost = state.Cost });
                 return null;
             }
         }
@@ -187,7 +195,7 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
         if (move is FinishTeam ok)
         {
             await run.AppendAsync([new RunFinished(RunStatus.Succeeded, ok.Output, null, null)],
-                new RunUpdate { Status = RunStatus.Succeeded, Output = ok.Output, Usage = state.Usage });
+                new RunUpdate { Status = RunStatus.Succeeded, Output = ok.Output, Usage = state.Usage, Cost = state.Cost });
             return RunStatus.Succeeded;
         }
         var fail = (FailTeam)move;
@@ -195,7 +203,7 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
         var failure = await FailureAsync(run, fail, run.Version + 1);
         var outcome = fail.Outcome == "member-failed" && failure.Cause == "budget" ? "budget" : fail.Outcome; // a member stopped by the team's shared budget
         await run.AppendAsync([new RunFinished(RunStatus.Failed, null, error, outcome, failure)],
-            new RunUpdate { Status = RunStatus.Failed, Error = error, Outcome = outcome, Usage = state.Usage });
+            new RunUpdate { Status = RunStatus.Failed, Error = error, Outcome = outcome, Usage = state.Usage, Cost = state.Cost });
         return RunStatus.Failed;
     }
 
@@ -256,6 +264,8 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
     {
         if (team.Budgets.MaxTokens is { } tokens && state.Usage.TotalTokens > tokens)
             return new FailTeam($"budget exceeded: tokens ({state.Usage.TotalTokens} used by the team's members, budgets.maxTokens is {tokens})", "budget");
+        if (team.Budgets.MaxCost is { } cost && state.Cost >= cost)
+            return new FailTeam($"budget exceeded: cost ({state.Cost.ToString("0.#########", System.Globalization.CultureInfo.InvariantCulture)} spent by the team's members, budgets.maxCost is {cost.ToString(System.Globalization.CultureInfo.InvariantCulture)})", "budget");
         if (team.Budgets.MaxWallTime is { } wall && state.FirstChildAt is { } first && now - first > wall)
             return new FailTeam($"budget exceeded: time ({(now - first).TotalSeconds:0.###} s since the team's first step, budgets.maxWallTime is {wall.TotalSeconds:0.###} s)", "budget");
         return null;

@@ -12,6 +12,7 @@ internal sealed class TeamChild(int index, string id, string target, string inpu
     public string? Output { get; set; }
     public string? Error { get; set; }
     public UsageRecord Usage { get; set; } = UsageRecord.Zero;
+    public double Cost { get; set; }
     public bool Finished => Status is not null;
     public bool Succeeded => Status == RunStatus.Succeeded;
 }
@@ -40,6 +41,17 @@ internal sealed class TeamState
             var total = UsageRecord.Zero;
             foreach (var c in _children) total += c.Usage;
             return total;
+        }
+    }
+
+    /// <summary>What the finished children cost, summed (kept to 9 decimals, as each run's cost is).</summary>
+    public double Cost
+    {
+        get
+        {
+            var total = 0d;
+            foreach (var c in _children) total += c.Cost;
+            return Math.Round(total, 9);
         }
     }
 
@@ -74,6 +86,7 @@ internal sealed class TeamState
                 done.Output = f.Output;
                 done.Error = f.Error;
                 done.Usage = f.Usage ?? UsageRecord.Zero;
+                done.Cost = f.Cost ?? 0;
                 break;
         }
     }

@@ -20,7 +20,7 @@ internal static class ArgumentsJson
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     /// <summary>Parses <paramref name="json"/>; null with <paramref name="error"/> set (the message for the model) when it may not be used.</summary>
-    public static JsonDocument? Parse(string json, out string? error)
+    public static JsonElement? Parse(string json, out string? error)
     {
         byte[] utf8;
         try
@@ -36,7 +36,7 @@ internal static class ArgumentsJson
         {
             error = Check(utf8);
             // What passed the check parses: same grammar, same depth limit.
-            return error is null ? JsonDocument.Parse(utf8, new JsonDocumentOptions { MaxDepth = MaxDepth, AllowDuplicateProperties = false }) : null;
+            return error is null ? JsonElement.Parse(utf8, new JsonDocumentOptions { MaxDepth = MaxDepth, AllowDuplicateProperties = false }) : null;
         }
         catch (JsonException ex)
         {

@@ -33,7 +33,8 @@ internal sealed class FunctionTool : BureauTool
                 arguments[property.Name] = property.Value.Clone();
         }
         // WaitAsync: a function that ignores its token still cannot hold the call past its timeout.
-        var result = await _definition.Function.InvokeAsync(arguments, cancellationToken).AsTask().WaitAsync(cancellationToken);
+        var pending = _definition.Function.InvokeAsync(arguments, cancellationToken);
+        var result = pending.IsCompletedSuccessfully ? pending.Result : await pending.AsTask().WaitAsync(cancellationToken);
         return ToolOutcome.Success(ToText(result));
     }
 

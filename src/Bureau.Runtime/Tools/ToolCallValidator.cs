@@ -50,7 +50,7 @@ public sealed class ToolCallValidator
             {
                 // A registry per schema: nothing leaks into the global one, and equal $ids do not collide.
                 var schema = JsonSchema.FromText(text, new BuildOptions { SchemaRegistry = new SchemaRegistry() });
-                _schemas[name] = new CompiledSchema(schema, tool.ParametersSchema.Clone());
+                _schemas[name] = new CompiledSchema(schema, tool.ParametersSchema.Clone(), FlatSchema.TryCreate(tool.ParametersSchema));
             }
             catch (Exception ex) when (ex is JsonSchemaException or JsonException or InvalidOperationException or ArgumentException)
             {
@@ -76,16 +76,13 @@ public sealed class ToolCallValidator
         if (argumentsJson.Length > MaxArgumentsLength)
             return Invalid($"invalid arguments for tool '{toolName}': the arguments are longer than {MaxArgumentsLength} characters ({argumentsJson.Length}); send less", tool);
         // Strict: no name twice, no lone surrogate, no number beyond a double, bounded depth; see ArgumentsJson.
-        JsonElement arguments;
-        using (var doc = ArgumentsJson.Parse(argumentsJson, out var jsonError))
-        {
-            if (doc is null) return Invalid($"invalid arguments for tool '{toolName}': {jsonError}", tool);
-            arguments = doc.RootElement.Clone();
-        }
+        if (ArgumentsJson.Parse(argumentsJson, out var jsonError) is not { } arguments)
+            return Invalid($"invalid arguments for tool '{toolName}': {jsonError}", tool);
         if (arguments.ValueKind != JsonValueKind.Object)
             return Invalid($"invalid arguments for tool '{toolName}': expected a JSON object, got {SchemaErrors.Describe(arguments)}", tool);
 
         var compiled = _schemas.TryGetValue(toolName, out var c) ? c : throw new InvalidOperationException($"tool '{toolName}' was added after the validator was built");
+        if (compiled.Flat?.IsCertainlyValid(arguments) == true) return new ToolCallCheck(true, null, tool, arguments);
         EvaluationResults results;
         try
         {
@@ -113,5 +110,6 @@ public sealed class ToolCallValidator
     private static string DidYouMean(string name, IReadOnlyList<string> candidates) =>
         Suggestions.Closest(name, candidates) is { } best ? $" Did you mean '{best}'?" : string.Empty;
 
-    private sealed record CompiledSchema(JsonSchema Schema, JsonElement Document);
+    /// <summary>A tool's schema: compiled for the full evaluator, as written (for messages), and in flat form when it has that shape.</summary>
+    private sealed record CompiledSchema(JsonSchema Schema, JsonElement Document, FlatSchema? Flat);
 }

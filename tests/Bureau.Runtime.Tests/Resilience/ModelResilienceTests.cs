@@ -308,5 +308,54 @@ public sealed class ModelResilienceTests : IAsyncDisposable
         Assert.Equal(("cost", 0.03, 0.04), (exceeded.Budget, exceeded.Limit, exceeded.Used));
         Assert.Equal(("budget", "cost"), (Finished(journal).Failure!.Cause, Finished(journal).Failure!.Kind));
         Assert.Equal(2, journal.Select(r => r.Entry).OfType<ModelResponded>().Count());
+        Assert.Equal(0.04, run.Cost, 9); // the row keeps the cost, as it keeps the usage
+    }
+
+    [Fact]
+    public async Task RateLimit_TokensPerMinuteHit_TheRunWaitsRatherThanFails_AndTheJournalSaysSo()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        _f.ResilienceTime = clock;
+        // The fake model reports 15 tokens a call: the first run spends the whole minute's 15.
+        var model = _f.UseModel((_, _) => FakeModel.Text("ok"), tokensPerMinute: 15, maxRateLimitWait: TimeSpan.FromSeconds(30));
+        _f.AddAgent();
+        var engine = await _f.StartAsync();
+        var health = _f.Services.GetRequiredService<DependencyHealth>();
+
+        var (first, _) = await RunAsync(engine);
+        Assert.Equal(RunStatus.Succeeded, first.Status);
+        var second = (await engine.SubmitAsync(new RunRequest("a", "again"))).Run.Id;
+        await ToolTestSupport.WaitUntilAsync(() => health.Snapshot().Single(d => d.Name == "model:m").Waiting == 1, "the second run to wait for the tokens-per-minute limit");
+        Assert.Equal(1, model.Calls);
+
+        // Its estimate (26 characters / 4 = 6 tokens) is back in 24 s at 15 a minute: a wait within maxRateLimitWait (30 s).
+        clock.Advance(TimeSpan.FromSeconds(25));
+        var run = await EngineFixture.WaitAsync(engine, second);
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        Assert.Equal(2, model.Calls);
+        var waited = Assert.Single((await engine.ReadJournalAsync(second)).Select(r => r.Entry).OfType<DependencyWaited>());
+        Assert.Equal(("model:m", "tokens-per-minute"), (waited.Dependency, waited.Reason));
+        Assert.InRange(waited.WaitedMs, 24_000, 25_000);
+    }
+
+    [Fact]
+    public async Task RateLimit_TokensPerMinuteWaitLongerThanMaxRateLimitWait_FailsAtOnceAsModelRateLimited()
+    {
+        _f.ResilienceTime = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var model = _f.UseModel((_, _) => FakeModel.Text("ok"), tokensPerMinute: 15, maxRateLimitWait: TimeSpan.FromSeconds(1));
+        _f.AddAgent();
+        var engine = await _f.StartAsync();
+
+        await RunAsync(engine);
+        var (run, journal) = await RunAsync(engine, "again");
+
+        Assert.Equal(RunStatus.Failed, run.Status);
+        Assert.Equal(1, model.Calls); // the second run never reached the model
+        Assert.Contains("tokens-per-minute limit", run.Error);
+        Assert.Contains("maxRateLimitWait", run.Error);
+        var failure = Finished(journal).Failure!;
+        Assert.Equal(("model", "rate-limited", "model:m"), (failure.Cause, failure.Kind, failure.Dependency));
+        Assert.Empty(journal.Select(r => r.Entry).OfType<DependencyWaited>());
     }
 }

@@ -37,6 +37,57 @@ public abstract class StoreConformanceTests : IAsyncLifetime
 
     private static ModelResponded Answer(string text) => new(1, "m", "scripted", text, [], new UsageRecord(3, 4), "stop", 2, 1.5);
 
+    /// <summary>Submits a run created <paramref name="at"/> and finishes it with this usage and cost (a team: its members' sums).</summary>
+    protected static async Task AddCostedRunAsync(IRunStore store, string id, string agent, DateTimeOffset at, long input, long output, double cost,
+        string kind = RunKinds.Agent, string? parent = null)
+    {
+        await store.SubmitAsync(new NewRun
+        {
+            Id = id, Agent = agent, Kind = kind, ParentRunId = parent, RootRunId = parent, Input = "i", Started = new RunStarted(agent, "i"), CreatedAt = at,
+        });
+        await store.AppendAsync(new AppendRequest
+        {
+            RunId = id, ExpectedVersion = 1, At = at.AddSeconds(1),
+            Entries = [new RunFinished(RunStatus.Succeeded, "ok", null, null)],
+            Update = new RunUpdate { Status = RunStatus.Succeeded, Output = "ok", Usage = new UsageRecord(input, output), Cost = cost },
+        });
+    }
+
+    [Fact]
+    public async Task Append_UpdateWithCost_TheRowKeepsIt_AndAnUpdateWithoutCostLeavesItAsIs()
+    {
+        var store = await OpenAsync();
+        await AddCostedRunAsync(store, "c1", "a", T0, 10, 5, 0.25);
+        Assert.Equal((0.25, 15L), ((await store.GetRunAsync("c1"))!.Cost, (await store.GetRunAsync("c1"))!.Usage.TotalTokens));
+        await store.AppendAsync(new AppendRequest { RunId = "c1", ExpectedVersion = 2, At = T0, Entries = [new RunResumed("test")], Update = new RunUpdate { Status = RunStatus.Succeeded } });
+        Assert.Equal(0.25, (await store.GetRunAsync("c1"))!.Cost);
+        Assert.Equal(0.25, (await store.ListRunsAsync(new RunQuery())).Items.Single().Cost);
+    }
+
+    [Fact]
+    public async Task ReadCosts_PerAgentAndPerDay_CountTeamMembersOnceAndHonourTheRange()
+    {
+        var store = await OpenAsync();
+        var day1 = new DateTimeOffset(2026, 12, 5, 23, 0, 0, TimeSpan.Zero);
+        var day2 = new DateTimeOffset(2026, 12, 6, 1, 0, 0, TimeSpan.Zero);
+        await AddCostedRunAsync(store, "w1", "writer", day1, 100, 10, 0.5);
+        await AddCostedRunAsync(store, "w2", "writer", day2, 200, 20, 1.0);
+        await AddCostedRunAsync(store, "team", "desk", day2, 300, 30, 1.25, RunKinds.Team);   // its members' sums: not counted again
+        await AddCostedRunAsync(store, "m1", "writer", day2, 100, 10, 0.5, parent: "team");
+        await AddCostedRunAsync(store, "m2", "checker", day2, 200, 20, 0.75, parent: "team");
+
+        var byAgent = await store.ReadCostsAsync(new CostQuery { By = CostGrouping.Agent });
+        Assert.Equal([new CostRow("checker", 1, 200, 20, 0.75), new CostRow("writer", 3, 400, 40, 2.0)], byAgent);
+
+        var byDay = await store.ReadCostsAsync(new CostQuery { By = CostGrouping.Day });
+        Assert.Equal([new CostRow("2026-12-05", 1, 100, 10, 0.5), new CostRow("2026-12-06", 3, 500, 50, 2.25)], byDay);
+
+        // since inclusive, until exclusive, on the creation time.
+        var secondDay = await store.ReadCostsAsync(new CostQuery { By = CostGrouping.Agent, Since = day2, Until = day2.AddHours(1) });
+        Assert.Equal([new CostRow("checker", 1, 200, 20, 0.75), new CostRow("writer", 2, 300, 30, 1.5)], secondDay);
+        Assert.Empty(await store.ReadCostsAsync(new CostQuery { Until = day1 }));
+    }
+
     [Fact]
     public async Task Submit_NewRun_IsQueuedWithRunStartedAsStepOne()
     {

@@ -27,13 +27,13 @@ public sealed class EngineFixture : IAsyncDisposable
     public TimeProvider? Time { get; set; }
 
     public FakeModel UseModel(Func<IReadOnlyList<ChatMessage>, int, ChatResponse> answer, RetrySettings? retry = null, ModelPrice? price = null,
-        CircuitBreakerSettings? breaker = null, int? requestsPerMinute = null, TimeSpan? maxRateLimitWait = null, string name = "m")
+        CircuitBreakerSettings? breaker = null, int? requestsPerMinute = null, TimeSpan? maxRateLimitWait = null, string name = "m", long? tokensPerMinute = null)
     {
         var model = new FakeModel(answer);
         Definitions.Add(new ChatClientModelDefinition
         {
             Name = name, Client = model, Retry = retry, Price = price, CircuitBreaker = breaker,
-            RequestsPerMinute = requestsPerMinute, MaxRateLimitWait = maxRateLimitWait,
+            RequestsPerMinute = requestsPerMinute, TokensPerMinute = tokensPerMinute, MaxRateLimitWait = maxRateLimitWait,
         });
         return model;
     }

@@ -396,6 +396,42 @@ public sealed class TeamTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Budgets_TheTeamsCostIsHandedDown_NoMemberSpendsMoreThanWasLeft_AndTheTeamStopsWithBudget()
+    {
+        _f.AddTool("t", ToolEffect.Read);
+        _f.Definitions.Add(new AgentDefinition { Name = "worker", Model = "m", Instructions = "agent:worker", Tools = ["t"] });
+        // 10 input and 5 output tokens a call at these prices: 0.02 a call. A worker asks for a tool, then answers: 0.04 a run,
+        // so the three members would together cost 0.12, twice the team's 0.06.
+        _f.UseModel((msgs, turn) => turn == 1 ? FakeModel.Call("t", """{"key":"k"}""") : FakeModel.Text("done"), price: new ModelPrice(1000, 2000));
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "frugal", Pattern = TeamPattern.Sequential, Members = ["worker", "worker", "worker"], Budgets = new AgentBudgets { MaxCost = 0.06 },
+        }, "x");
+
+        Assert.Equal((RunStatus.Failed, "budget"), (run.Status, run.Outcome));
+        Assert.Equal(("budget", "cost"), ((await FailureAsync(run.Id)).Cause, (await FailureAsync(run.Id)).Kind));
+        Assert.Equal(2, started.Count); // the third never started
+        var members = new List<RunRecord>();
+        foreach (var s in started) members.Add((await engine.GetRunAsync(s.ChildRunId))!);
+        Assert.Equal((RunStatus.Succeeded, 0.04), (members[0].Status, members[0].Cost));
+        Assert.Equal((RunStatus.Failed, "budget"), (members[1].Status, members[1].Outcome)); // started with 0.02 left: stopped before its second call
+        var exceeded = (await engine.ReadJournalAsync(members[1].Id)).Select(r => r.Entry).OfType<BudgetExceeded>().Single();
+        Assert.Equal(("cost", 0.02, 0.02), (exceeded.Budget, exceeded.Limit, exceeded.Used));
+
+        // No member spent more than the team had left when it started; the team's cost is its members', as its journal tells.
+        var left = 0.06;
+        foreach (var m in members)
+        {
+            Assert.True(m.Cost <= left + 1e-9, $"member {m.Id} spent {m.Cost} with {left} left");
+            left -= m.Cost;
+        }
+        var finished = (await engine.ReadJournalAsync(run.Id)).Select(r => r.Entry).OfType<ChildRunFinished>().ToList();
+        Assert.Equal([0.04, 0.02], finished.Select(f => f.Cost ?? 0));
+        Assert.Equal(0.06, run.Cost, 9);
+        Assert.Equal(members.Sum(m => m.Usage.TotalTokens), run.Usage.TotalTokens);
+    }
+
+    [Fact]
     public async Task DocsSnippet_ARouterTeamInCSharp_RunsByItsName()
     {
         var builder = new { Services = new ServiceCollection() };
