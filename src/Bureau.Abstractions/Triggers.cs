@@ -27,7 +27,21 @@ public abstract class TriggerDefinition
     /// </summary>
     public string? Input { get; init; }
 
-    /// <summary>The kind: <c>webhook</c>, <c>schedule</c> or <c>topic</c>.</summary>
+    /// <summary>The priority of this trigger's runs among the runs ready to execute (higher first). Default 0.</summary>
+    public int Priority { get; init; }
+
+    /// <summary>
+    /// A template rendered from the event like <see cref="Input"/> (<c>{{$.issue.number}}</c>): this trigger's runs with
+    /// the same rendered key execute one at a time, in arrival order. Null: no ordering. An empty rendering: no ordering
+    /// for that event.
+    /// </summary>
+    public string? OrderingKey { get; init; }
+
+    /// <summary>The ordering key of the run started for <paramref name="data"/> (prefixed with the trigger's name), or null.</summary>
+    internal string? OrderingKeyFor(JsonElement data) =>
+        OrderingKey is { } template && TriggerTemplate.Render(template, data) is { Length: > 0 } key ? Name + ":" + key : null;
+
+    /// <summary>The kind: <c>webhook</c>, <c>schedule</c>, <c>topic</c> or <c>poll</c>.</summary>
     public abstract string Kind { get; }
 
     /// <summary>What runs started by this trigger record as their actor: <c>trigger:NAME</c>.</summary>
@@ -124,6 +138,11 @@ public enum OverlapPolicy
     [JsonStringEnumMemberName("skip")] Skip,
     /// <summary>Start a run anyway.</summary>
     [JsonStringEnumMemberName("allow")] Allow,
+    /// <summary>
+    /// Start one run that waits behind the unfinished one (it executes once the previous execution ends: the
+    /// schedule's runs share an ordering key); while that run has not started, further ticks are skipped.
+    /// </summary>
+    [JsonStringEnumMemberName("queue-one")] QueueOne,
 }
 
 /// <summary>
@@ -178,6 +197,43 @@ public sealed class TopicTriggerDefinition : TriggerDefinition
 
     /// <summary>The CloudEvents <c>type</c> subscribed to (<c>ticket.escalated</c>).</summary>
     public required string Topic { get; init; }
+}
+
+/// <summary>
+/// A trigger that watches a database table: every <see cref="Every"/> it runs <see cref="Query"/> through ADO.NET (the
+/// provider registered under <see cref="Provider"/>), with the parameter <c>@cursor</c> set to the last cursor value
+/// accepted, and starts a run per row returned, in order, as a CloudEvent (<c>data</c>: the row as a JSON object) with
+/// the key <c>poll:NAME:CURSOR</c>. The cursor (the row's <see cref="CursorColumn"/>) is stored after the rows' runs are
+/// accepted, so no row starts two runs, across restarts too.
+/// </summary>
+public sealed class PollTriggerDefinition : TriggerDefinition
+{
+    /// <inheritdoc />
+    public override string Kind => "poll";
+
+    /// <summary>The ADO.NET provider's invariant name: <c>Microsoft.Data.Sqlite</c> (registered by <c>UseSqliteStorage</c>), <c>Npgsql</c> (register <c>NpgsqlFactory.Instance</c> with <c>DbProviderFactories.RegisterFactory</c>).</summary>
+    public required string Provider { get; init; }
+
+    /// <summary>The connection string. Never logged or journaled.</summary>
+    public required string ConnectionString { get; init; }
+
+    /// <summary>The query: it returns the rows after <c>@cursor</c>, ordered by the cursor column, e.g. <c>SELECT id, title FROM tickets WHERE id &gt; @cursor ORDER BY id LIMIT 100</c>.</summary>
+    public required string Query { get; init; }
+
+    /// <summary>The column whose value orders the rows and becomes the cursor (and part of the run's key).</summary>
+    public required string CursorColumn { get; init; }
+
+    /// <summary>How often the query runs. Default 30 s.</summary>
+    public TimeSpan Every { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The cursor before any row was accepted. Default <c>0</c>. A cursor that reads as an integer is passed as one.</summary>
+    public string InitialCursor { get; init; } = "0";
+
+    /// <summary>The CloudEvents <c>type</c> of the rows' events (what <c>{{$.type}}</c> reads). Default <c>bureau.poll.row</c>.</summary>
+    public string EventType { get; init; } = "bureau.poll.row";
+
+    /// <summary>The prefix of this trigger's run keys: <c>poll:NAME:</c>.</summary>
+    public string KeyPrefix => "poll:" + Name + ":";
 }
 
 /// <summary>

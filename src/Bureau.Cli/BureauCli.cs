@@ -23,6 +23,7 @@ internal static class BureauCli
             ApprovalsCommand.PolicyCommand(),
             AuditCommand.Create(),
             SchedulesCommand.Create(),
+            EventsCommand.Create(),
         };
 
         try

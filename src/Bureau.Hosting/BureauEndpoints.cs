@@ -40,7 +40,7 @@ public static class BureauEndpointRouteBuilderExtensions
                 await ctx.HttpContext.RequestServices.GetRequiredService<ApiAccess>().AuthorizeAsync(ctx.HttpContext, permission);
                 return await next(ctx);
             }
-            catch (Exception ex) when (ex is ApiException or UnknownAgentException or EmptyInputException or RunNotFoundException or RunStateConflictException
+            catch (Exception ex) when (ex is ApiException or UnknownAgentException or EmptyInputException or RunNotFoundException or RunStateConflictException or QueueFullException or DeadLetterNotFoundException
                                        or StorageUnavailableException or BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge })
             {
                 if (ctx.HttpContext.Response.HasStarted) throw;

@@ -6,23 +6,25 @@ namespace Bureau.Manifests;
 /// <summary>The <c>triggers:</c> section: webhooks, schedules and topics, each starting an agent or a team.</summary>
 internal sealed partial class ManifestReader
 {
-    private static readonly string[] s_triggerKinds = ["webhook", "schedule", "topic"];
-    private static readonly string[] s_commonTriggerKeys = ["kind", "agent", "input", "description"];
+    private static readonly string[] s_triggerKinds = ["webhook", "schedule", "topic", "poll"];
+    private static readonly string[] s_commonTriggerKeys = ["kind", "agent", "input", "description", "priority", "orderingKey"];
     private static readonly Dictionary<string, string[]> s_triggerKindKeys = new(StringComparer.Ordinal)
     {
         ["webhook"] = ["source", "secret", "events", "signatureHeader", "idHeader", "tolerance"],
         ["schedule"] = ["cron", "every", "timeZone", "catchUp", "maxCatchUp", "overlap"],
         ["topic"] = ["topic"],
+        ["poll"] = ["provider", "connectionString", "query", "cursorColumn", "every", "initialCursor", "eventType"],
     };
     private static readonly Dictionary<string, string[]> s_triggerKindRequired = new(StringComparer.Ordinal)
     {
         ["webhook"] = ["source", "secret"],
         ["schedule"] = [],
         ["topic"] = ["topic"],
+        ["poll"] = ["provider", "connectionString", "query", "cursorColumn"],
     };
     private static readonly string[] s_webhookSources = ["github", "slack", "standard", "hmac"];
     private static readonly string[] s_catchUpPolicies = ["skip", "once", "all"];
-    private static readonly string[] s_overlapPolicies = ["skip", "allow"];
+    private static readonly string[] s_overlapPolicies = ["skip", "allow", "queue-one"];
 
     /// <summary>Agents and teams by name, read from the mappings as written (a team that failed to read still counts as a name).</summary>
     private static Names RunnableNames(List<Entry> agentEntries, Entry? teams)
@@ -73,19 +75,59 @@ internal sealed partial class ManifestReader
             else input = template;
         }
         if (map.TryGetValue("description", out var de)) Text(de);
+        var priority = map.TryGetValue("priority", out var pe) ? (int?)Integer(pe, -1000, 1000) : null;
+        string? orderingKey = null;
+        if (map.TryGetValue("orderingKey", out var oe) && RequiredText(oe) is { } ordering)
+        {
+            if (TriggerTemplate.Check(ordering) is { } problem) Error(oe.Value, oe.Path, $"{what}: 'orderingKey' {problem}");
+            else orderingKey = ordering;
+        }
+        var common = new TriggerCommon(priority ?? 0, orderingKey);
 
         TriggerDefinition? result = kind switch
         {
-            "webhook" => ReadWebhook(map, what, entry.Name, agent, input),
-            "schedule" => ReadSchedule(entry, map, what, agent, input),
+            "webhook" => ReadWebhook(map, what, entry.Name, agent, input, common),
+            "schedule" => ReadSchedule(entry, map, what, agent, input, common),
+            "poll" => ReadPoll(map, what, entry.Name, agent, input, common),
             _ => map.TryGetValue("topic", out var te) && RequiredText(te) is { } topic && agent is not null
-                ? new TopicTriggerDefinition { Name = entry.Name, Agent = agent, Input = input, Topic = topic }
+                ? new TopicTriggerDefinition { Name = entry.Name, Agent = agent, Input = input, Topic = topic, Priority = common.Priority, OrderingKey = common.OrderingKey }
                 : null,
         };
         return _diagnostics.Count > before ? null : result;
     }
 
-    private WebhookTriggerDefinition? ReadWebhook(Dictionary<string, Entry> map, string what, string name, string? agent, string? input)
+    /// <summary>What every trigger kind has besides its name, agent and input.</summary>
+    private readonly record struct TriggerCommon(int Priority, string? OrderingKey);
+
+    private PollTriggerDefinition? ReadPoll(Dictionary<string, Entry> map, string what, string name, string? agent, string? input, TriggerCommon common)
+    {
+        var provider = map.TryGetValue("provider", out var pr) ? RequiredText(pr) : null;
+        var connection = map.TryGetValue("connectionString", out var cs) ? RequiredText(cs) : null;
+        var query = map.TryGetValue("query", out var qe) ? RequiredText(qe) : null;
+        if (query is not null && !query.Contains("@cursor", StringComparison.Ordinal))
+        {
+            Error(qe!.Value, qe.Path, $"{what}: 'query' must use the parameter @cursor (the last cursor value accepted), e.g. SELECT id, title FROM tickets WHERE id > @cursor ORDER BY id LIMIT 100");
+            query = null;
+        }
+        var cursor = map.TryGetValue("cursorColumn", out var cc) ? RequiredText(cc) : null;
+        TimeSpan? every = null;
+        if (map.TryGetValue("every", out var ee) && Duration(ee, allowZero: false) is { } interval)
+        {
+            if (interval < TimeSpan.FromSeconds(1)) Error(ee.Value, ee.Path, $"{what}: 'every' must be at least 1s");
+            else every = interval;
+        }
+        var initial = map.TryGetValue("initialCursor", out var ic) ? RequiredText(ic) : null;
+        var type = map.TryGetValue("eventType", out var et) ? RequiredText(et) : null;
+        if (agent is null || provider is null || connection is null || query is null || cursor is null) return null;
+        return new PollTriggerDefinition
+        {
+            Name = name, Agent = agent, Input = input, Priority = common.Priority, OrderingKey = common.OrderingKey,
+            Provider = provider, ConnectionString = connection, Query = query, CursorColumn = cursor,
+            Every = every ?? TimeSpan.FromSeconds(30), InitialCursor = initial ?? "0", EventType = type ?? "bureau.poll.row",
+        };
+    }
+
+    private WebhookTriggerDefinition? ReadWebhook(Dictionary<string, Entry> map, string what, string name, string? agent, string? input, TriggerCommon common)
     {
         var source = map.TryGetValue("source", out var se) ? Choice(se, s_webhookSources) : null;
         string? secret = null;
@@ -133,6 +175,8 @@ internal sealed partial class ManifestReader
             SignatureHeader = signatureHeader ?? WebhookTriggerDefinition.DefaultSignatureHeader,
             IdHeader = idHeader,
             Tolerance = tolerance ?? WebhookTriggerDefinition.DefaultTolerance,
+            Priority = common.Priority,
+            OrderingKey = common.OrderingKey,
         };
     }
 
@@ -143,7 +187,7 @@ internal sealed partial class ManifestReader
         return key.Length > 0 && Convert.TryFromBase64String(key, new byte[key.Length], out _);
     }
 
-    private ScheduleTriggerDefinition? ReadSchedule(Entry entry, Dictionary<string, Entry> map, string what, string? agent, string? input)
+    private ScheduleTriggerDefinition? ReadSchedule(Entry entry, Dictionary<string, Entry> map, string what, string? agent, string? input, TriggerCommon common)
     {
         map.TryGetValue("cron", out var ce);
         map.TryGetValue("every", out var ee);
@@ -185,7 +229,9 @@ internal sealed partial class ManifestReader
             TimeZone = zone,
             CatchUp = catchUp switch { "once" => CatchUpPolicy.Once, "all" => CatchUpPolicy.All, _ => CatchUpPolicy.Skip },
             MaxCatchUp = maxCatchUp is { } m ? (int)m : ScheduleTriggerDefinition.DefaultMaxCatchUp,
-            Overlap = overlap == "allow" ? OverlapPolicy.Allow : OverlapPolicy.Skip,
+            Overlap = overlap switch { "allow" => OverlapPolicy.Allow, "queue-one" => OverlapPolicy.QueueOne, _ => OverlapPolicy.Skip },
+            Priority = common.Priority,
+            OrderingKey = common.OrderingKey,
         };
     }
 

@@ -24,7 +24,8 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static readonly string[] s_breakerKeys = ["enabled", "failureRatio", "minimumThroughput", "samplingDuration", "breakDuration"];
     private static readonly string[] s_priceKeys = ["input", "output"];
     private static readonly string[] s_retryBoundaries = ["send"];
-    private static readonly string[] s_toolKinds = ["process", "http"];
+    private static readonly string[] s_toolKinds = ["process", "http", "emit"];
+    private static readonly string[] s_emitToolKeys = ["kind", "topic", "source", "description", "timeout"];
     private static readonly string[] s_commonToolKeys = ["kind", "effect", "timeout", "description", "parameters", "onInDoubt", "inDoubtTimeout", "compensate", "retry", "circuitBreaker", "maxConcurrency", "maxQueue", "stepTimeout"];
     private static readonly string[] s_processToolKeys = [.. s_commonToolKeys, "command", "env", "maxOutputBytes"];
     private static readonly string[] s_httpToolKeys = [.. s_commonToolKeys, "method", "url", "headers", "maxResponseBytes"];
@@ -501,7 +502,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         if (kindEntry is not null)
         {
             if (Text(kindEntry) == "function")
-                Error(kindEntry.Value, kindEntry.Path, "kind 'function' is for tools defined in C# (FunctionToolDefinition); a manifest tool is 'process' or 'http'");
+                Error(kindEntry.Value, kindEntry.Path, "kind 'function' is for tools defined in C# (FunctionToolDefinition); a manifest tool is 'process', 'http' or 'emit'");
             else
                 kind = Choice(kindEntry, s_toolKinds);
         }
@@ -509,7 +510,8 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         {
             "process" => (s_processToolKeys, new[] { "kind", "command" }),
             "http" => (s_httpToolKeys, new[] { "kind", "url" }),
-            _ => (s_processToolKeys.Union(s_httpToolKeys).ToArray(), new[] { "kind" }),
+            "emit" => (s_emitToolKeys, new[] { "kind", "topic" }),
+            _ => (s_processToolKeys.Union(s_httpToolKeys).Union(s_emitToolKeys).ToArray(), new[] { "kind" }),
         };
         var foreign = kind switch
         {
@@ -519,6 +521,15 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         };
         var map = Map(entry, what, allowed, required, foreign);
         if (map is null || kind is null) return null;
+        if (kind == "emit")
+        {
+            // Publishes a CloudEvent of its topic (an event chain); idempotent by the call's key.
+            var topic = map.TryGetValue("topic", out var tp) ? RequiredText(tp) : null;
+            var source = map.TryGetValue("source", out var so) ? RequiredText(so) : null;
+            var emitDescription = map.TryGetValue("description", out var ed) ? Text(ed) : null;
+            var emitTimeout = map.TryGetValue("timeout", out var eto) ? Duration(eto, allowZero: false) : null;
+            return topic is null ? null : new EmitToolDefinition { Name = entry.Name, Topic = topic, Source = source, Description = emitDescription ?? $"Publish an event of type {topic} (its data is yours to give).", Timeout = emitTimeout };
+        }
 
         var effect = map.TryGetValue("effect", out var ef) ? Choice(ef, s_effects) : null;
         var timeout = map.TryGetValue("timeout", out var to) ? Duration(to, allowZero: false) : null;

@@ -93,6 +93,32 @@ internal static class Migrations
             WHERE j.run_id = runs.id AND j.kind = 'model.response'), 0)
         WHERE kind <> 'team';
         """,
+        // 8: events: dead letters (events whose handling failed) and poll triggers' cursors (see SqliteEventStore).
+        """
+        CREATE TABLE dead_letters(
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            key TEXT NOT NULL UNIQUE,
+            trigger TEXT NOT NULL,
+            event_id TEXT,
+            reason TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            input TEXT NOT NULL,
+            event TEXT,
+            data TEXT,
+            error TEXT NOT NULL,
+            run_id TEXT,
+            at INTEGER NOT NULL,
+            retries INTEGER NOT NULL DEFAULT 0,
+            retried_at INTEGER,
+            retry_run_id TEXT
+        );
+        CREATE TABLE poll_cursors(
+            trigger TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

@@ -40,6 +40,10 @@ public static class SqliteBureauBuilderExtensions
         services.AddSingleton<IRunStore>(sp => sp.GetRequiredService<SqliteRunStore>());
         services.TryAddSingleton(sp => new SqliteApiKeyStore(sp.GetRequiredService<IOptions<SqliteStoreOptions>>().Value));
         services.AddSingleton<IApiKeyStore>(sp => sp.GetRequiredService<SqliteApiKeyStore>());
+        System.Data.Common.DbProviderFactories.RegisterFactory("Microsoft.Data.Sqlite", Microsoft.Data.Sqlite.SqliteFactory.Instance); // for poll triggers
+        services.RemoveAll<IEventStore>();
+        services.TryAddSingleton(sp => new SqliteEventStore(sp.GetRequiredService<IOptions<SqliteStoreOptions>>().Value));
+        services.AddSingleton<IEventStore>(sp => sp.GetRequiredService<SqliteEventStore>());
         return builder;
     }
 

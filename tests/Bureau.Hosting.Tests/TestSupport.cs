@@ -105,6 +105,15 @@ public sealed class TestHost : IAsyncDisposable
         if (testServer) Client = App.GetTestClient();
     }
 
+    /// <summary>Stops the host (gracefully) and starts it again on the same database.</summary>
+    public async Task RestartAsync(Action<BureauBuilder>? configure = null, Action<WebApplicationBuilder>? configureHost = null)
+    {
+        Client?.Dispose();
+        await App.StopAsync(CancellationToken.None);
+        await App.DisposeAsync();
+        await StartAsync(configure, configureHost);
+    }
+
     /// <summary>Waits until the run ends or waits (from its journal, so no event can be missed).</summary>
     public async Task<RunRecord> WaitAsync(string id)
     {

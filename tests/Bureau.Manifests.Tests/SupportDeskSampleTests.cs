@@ -26,7 +26,8 @@ public sealed class SupportDeskSampleTests
         var d = LoadSample();
         var triage = d.Agents["triage"];
         Assert.Equal("scripted", triage.Model);
-        Assert.Equal(["lookup_customer", "update_ticket", "file_refund"], triage.Tools);
+        Assert.Equal(["lookup_customer", "update_ticket", "file_refund", "escalate"], triage.Tools);
+        Assert.Equal("ticket.escalated", Assert.IsType<EmitToolDefinition>(d.Tools["escalate"]).Topic);
         Assert.True(triage.RollbackOnFailure);
         Assert.Equal("restore_ticket", d.Tools["update_ticket"].Compensate);
         Assert.True(d.Policies.Rules.Single(r => r.Name == "big-refunds").Approval.FailRunOnReject);

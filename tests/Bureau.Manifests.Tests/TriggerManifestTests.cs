@@ -58,6 +58,55 @@ public sealed class TriggerManifestTests
     }
 
     [Fact]
+    public void PollTrigger_PriorityOrderingKey_QueueOne_AndEmitTool_Read()
+    {
+        var result = Load("""
+            models:
+              m: { provider: scripted }
+            tools:
+              escalate: { kind: emit, topic: ticket.escalated, description: Escalate a ticket. }
+            agents:
+              triage: { model: m, tools: [escalate] }
+            triggers:
+              tickets:
+                kind: poll
+                provider: Microsoft.Data.Sqlite
+                connectionString: "Data Source=tickets.db"
+                query: SELECT id, title FROM tickets WHERE id > @cursor ORDER BY id LIMIT 50
+                cursorColumn: id
+                every: 15s
+                agent: triage
+                input: "{{$.data.title}}"
+                priority: 5
+                orderingKey: "{{$.data.customer}}"
+              nightly: { kind: schedule, every: 1h, agent: triage, overlap: queue-one, priority: -1 }
+            """);
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        var t = result.Definitions!.Triggers;
+        var poll = Assert.IsType<PollTriggerDefinition>(t["tickets"]);
+        Assert.Equal(("Microsoft.Data.Sqlite", "Data Source=tickets.db", "id", TimeSpan.FromSeconds(15), "0", 5, "{{$.data.customer}}"),
+            (poll.Provider, poll.ConnectionString, poll.CursorColumn, poll.Every, poll.InitialCursor, poll.Priority, poll.OrderingKey));
+        var nightly = Assert.IsType<ScheduleTriggerDefinition>(t["nightly"]);
+        Assert.Equal((OverlapPolicy.QueueOne, -1), (nightly.Overlap, nightly.Priority));
+        var emit = Assert.IsType<EmitToolDefinition>(result.Definitions.Tools["escalate"]);
+        Assert.Equal(("ticket.escalated", ToolEffect.Idempotent), (emit.Topic, emit.Effect));
+    }
+
+    [Fact]
+    public void PollTrigger_QueryWithoutCursorParameter_IsRefusedAtItsLine()
+    {
+        Single(Load(Agents + "triggers:\n  t: { kind: poll, provider: p, connectionString: c, query: SELECT id FROM t, cursorColumn: id, agent: triage }\n"), 9, 61,
+            "trigger 't': 'query' must use the parameter @cursor");
+    }
+
+    [Fact]
+    public void Trigger_OrderingKeyNotAPath_IsRefused()
+    {
+        Single(Load(Agents + "triggers:\n  t: { kind: topic, topic: x, agent: triage, orderingKey: '{{issue}}' }\n"), 9, 59,
+            "trigger 't': 'orderingKey' placeholder '{{issue}}' is not a path");
+    }
+
+    [Fact]
     public void Trigger_AgentMisspelled_SuggestsTheClosestAgentOrTeam()
     {
         Single(Load(Agents + "triggers:\n  t: { kind: topic, topic: x, agent: traige }\n"), 9, 38,
@@ -68,7 +117,7 @@ public sealed class TriggerManifestTests
     [Fact]
     public void Trigger_UnknownKind_SuggestsTheClosest()
     {
-        Single(Load(Agents + "triggers:\n  t: { kind: webhok, agent: triage }\n"), 9, 14, "'kind' must be one of webhook, schedule, topic, not 'webhok'; did you mean 'webhook'?");
+        Single(Load(Agents + "triggers:\n  t: { kind: webhok, agent: triage }\n"), 9, 14, "'kind' must be one of webhook, schedule, topic, poll, not 'webhok'; did you mean 'webhook'?");
     }
 
     [Fact]

@@ -66,6 +66,7 @@ internal static class BenchCommand
         cmd.Subcommands.Add(agentLoop);
         cmd.Subcommands.Add(FanOutBench.Create());
         cmd.Subcommands.Add(ApprovalsBench.Create());
+        cmd.Subcommands.Add(IngestBench.Create());
         return cmd;
     }
 

@@ -46,8 +46,11 @@ internal static class ValidateCommand
                 WebhookTriggerDefinition w => $"source={WireNames.Of(w.Source)}  POST /v1/hooks/{w.Name}" + (w.Events.Count > 0 ? $"  events={string.Join(",", w.Events)}" : ""),
                 ScheduleTriggerDefinition s => s.Cron is not null ? $"cron='{s.Cron}'" + (s.TimeZone is null ? "" : $" ({s.TimeZone})") : $"every={s.Every}",
                 TopicTriggerDefinition t => $"topic={t.Topic}",
+                PollTriggerDefinition p => $"poll={p.Provider} every={p.Every} cursor={p.CursorColumn}",
                 _ => "",
             };
+            if (trigger.Priority != 0) what += $"  priority={trigger.Priority}";
+            if (trigger.OrderingKey is { } orderingKey) what += $"  orderingKey={orderingKey}";
             stdout.WriteLine($"  trigger {trigger.Name}  kind={trigger.Kind}  starts={trigger.Agent}  {what}");
         }
         return 0;

@@ -34,35 +34,79 @@ internal static class EventsApi
         var type = (string)envelope["type"]!;
         if (id.Length > WebhookApi.MaxEventIdLength)
             throw ApiException.BadField("id", $"the event's id is longer than {WebhookApi.MaxEventIdLength} characters");
-        var engine = ctx.RequestServices.GetRequiredService<BureauEngine>();
-        var subscribers = engine.Definitions.Triggers.Values.OfType<TopicTriggerDefinition>()
-            .Where(t => string.Equals(t.Topic, type, StringComparison.Ordinal))
-            .OrderBy(t => t.Name, StringComparer.Ordinal)
-            .ToList();
+        var ingest = ctx.RequestServices.GetRequiredService<Triggers.TriggerIngest>();
         using var doc = JsonDocument.Parse(envelope.ToJsonString());
-        var root = doc.RootElement;
-        var data = root.TryGetProperty("data", out var d) ? d : (JsonElement?)null;
+        var outcomes = await ingest.PublishAsync(doc.RootElement, ctx.RequestAborted);
         var runs = new JsonArray();
         var created = 0;
-        foreach (var trigger in subscribers)
+        foreach (var o in outcomes)
         {
-            var input = TriggerTemplate.InputFor(trigger, root, data ?? root);
-            var result = await engine.SubmitAsync(new RunRequest(trigger.Agent, input, $"event:{id}:{trigger.Name}", trigger.Actor), ctx.RequestAborted);
-            if (result.Created) created++;
-            runs.Add(new JsonObject
-            {
-                ["trigger"] = trigger.Name,
-                ["duplicate"] = !result.Created,
-                ["run"] = RunDocuments.Summary(result.Run),
-            });
+            if (o.Result is { Created: true } || o.DeadLetter is not null) created++;
+            runs.Add(o.Result is { } result
+                ? new JsonObject { ["trigger"] = o.Trigger.Name, ["duplicate"] = !result.Created, ["run"] = RunDocuments.Summary(result.Run) }
+                : new JsonObject { ["trigger"] = o.Trigger.Name, ["deadLetter"] = DeadLetterDocument(o.DeadLetter!) });
         }
         return BureauApi.Json(new JsonObject
         {
             ["id"] = id,
             ["type"] = type,
             ["runs"] = runs,
-            ["detail"] = subscribers.Count == 0 ? $"no topic trigger is subscribed to '{type}'; nothing was started or stored" : null,
+            ["detail"] = outcomes.Count == 0 ? $"no topic trigger is subscribed to '{type}'; nothing was started or stored" : null,
         }, created > 0 ? StatusCodes.Status202Accepted : StatusCodes.Status200OK);
+    }
+
+    /// <summary>A dead letter as the API shows it.</summary>
+    internal static JsonObject DeadLetterDocument(DeadLetter d) => new()
+    {
+        ["id"] = d.Id,
+        ["trigger"] = d.Trigger,
+        ["eventId"] = d.EventId,
+        ["reason"] = d.Reason,
+        ["agent"] = d.Agent,
+        ["error"] = d.Error,
+        ["runId"] = d.RunId,
+        ["key"] = d.Key,
+        ["input"] = d.Input,
+        ["at"] = d.At,
+        ["retries"] = d.Retries,
+        ["retriedAt"] = d.RetriedAt,
+        ["retryRunId"] = d.RetryRunId,
+    };
+
+    private static IEventStore DeadLetters(HttpContext ctx) => ctx.RequestServices.GetService<IEventStore>()
+        ?? throw new ApiException(StatusCodes.Status404NotFound, "no-dead-letters", "this host's storage keeps no dead letters");
+
+    /// <summary><c>GET /v1/events/dead?all=true&amp;limit=N</c>.</summary>
+    public static async Task<IResult> ListDeadAsync(HttpContext ctx)
+    {
+        var all = ctx.Request.Query["all"].ToString() is var a && (a == "true" || a == "1");
+        var limit = 100;
+        if (ctx.Request.Query.TryGetValue("limit", out var l) && (!int.TryParse(l.ToString(), out limit) || limit is < 1 or > 1000))
+            throw ApiException.BadField("limit", $"limit must be a whole number from 1 to 1000, not '{l}'");
+        var letters = await DeadLetters(ctx).ListDeadLettersAsync(all, limit, ctx.RequestAborted);
+        return BureauApi.Json(new JsonObject { ["items"] = new JsonArray([.. letters.Select(d => (JsonNode)DeadLetterDocument(d))]) });
+    }
+
+    /// <summary><c>GET /v1/events/dead/{id}</c>.</summary>
+    public static async Task<IResult> GetDeadAsync(HttpContext ctx, string id)
+    {
+        var letter = await DeadLetters(ctx).GetDeadLetterAsync(id, ctx.RequestAborted) ?? throw new DeadLetterNotFoundException(id);
+        var doc = DeadLetterDocument(letter);
+        doc["event"] = letter.Event is { } e ? JsonNode.Parse(e) : null;
+        return BureauApi.Json(doc);
+    }
+
+    /// <summary><c>POST /v1/events/dead/{id}/retry</c>: 202 with the new run (200 when this retry had already started it).</summary>
+    public static async Task<IResult> RetryDeadAsync(HttpContext ctx, string id)
+    {
+        DeadLetters(ctx);
+        var (letter, result) = await ctx.RequestServices.GetRequiredService<Triggers.TriggerIngest>().RetryAsync(id, ctx.RequestAborted);
+        ctx.Response.Headers.Location = $"{ctx.Request.PathBase}/v1/runs/{result.Run.Id}";
+        return BureauApi.Json(new JsonObject
+        {
+            ["deadLetter"] = DeadLetterDocument(letter),
+            ["run"] = RunDocuments.Summary(result.Run),
+        }, result.Created ? StatusCodes.Status202Accepted : StatusCodes.Status200OK);
     }
 
     /// <summary>The whole event is the body.</summary>

@@ -28,6 +28,9 @@ internal static class Problems
         RunStateConflictException c => Create(StatusCodes.Status409Conflict, "run-state-conflict", c.Message, runId: c.RunId, step: c.Step,
             extra: new() { ["runStatus"] = c.Status.ToWireName() }),
         StorageUnavailableException s => Unavailable(s),
+        QueueFullException q => new WithRetryAfter(Create(StatusCodes.Status429TooManyRequests, "queue-full", q.Message, "agent",
+            extra: new() { ["agent"] = q.Agent, ["queued"] = q.Queued, ["limit"] = q.Limit }), (int)Math.Ceiling(q.RetryAfter.TotalSeconds)),
+        DeadLetterNotFoundException d => Create(StatusCodes.Status404NotFound, "dead-letter-not-found", d.Message, "id"),
         BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } b => Create(StatusCodes.Status413PayloadTooLarge, "body-too-large", b.Message, "body"),
         _ => throw ex,
     };

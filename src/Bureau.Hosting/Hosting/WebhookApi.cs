@@ -68,8 +68,17 @@ internal static partial class WebhookApi
         }
 
         var data = ev.Payload ?? TriggerTemplate.StringElement(Encoding.UTF8.GetString(body.Span));
-        var input = TriggerTemplate.InputFor(hook, data);
-        var result = await engine.SubmitAsync(new RunRequest(hook.Agent, input, $"trigger:{hook.Name}:{ev.Id}", hook.Actor), ctx.RequestAborted);
+        var outcome = await ctx.RequestServices.GetRequiredService<Triggers.TriggerIngest>()
+            .StartAsync(hook, $"trigger:{hook.Name}:{ev.Id}", ev.Id, data, null, ctx.RequestAborted);
+        if (outcome.Result is not { } result)
+        {
+            // Accepted (durably, as a dead letter) though it could not start a run: the sender cannot fix that by sending again.
+            return BureauApi.Json(new JsonObject
+            {
+                ["status"] = "dead-letter", ["trigger"] = trigger, ["eventId"] = ev.Id,
+                ["deadLetter"] = EventsApi.DeadLetterDocument(outcome.DeadLetter!),
+            }, StatusCodes.Status202Accepted);
+        }
         Log.Accepted(logger, trigger, ev.Id, result.Run.Id, result.Created);
         ctx.Response.Headers.Location = $"{ctx.Request.PathBase}/v1/runs/{result.Run.Id}";
         return BureauApi.Json(new JsonObject

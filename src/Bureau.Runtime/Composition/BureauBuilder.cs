@@ -46,7 +46,8 @@ public static class BureauServiceCollectionExtensions
         services.TryAddSingleton(sp => new Resilience.ResilienceClock(sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<Resilience.DependencyHealth>();
         services.TryAddSingleton<Resilience.ModelGateway>();
-        services.TryAddSingleton(new ToolFactory());
+        services.TryAddSingleton(sp => new ToolFactory { Events = () => sp.GetRequiredService<Triggers.TriggerIngest>() });
+        services.TryAddSingleton<Triggers.TriggerIngest>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IToolCallFilter, TelemetryToolFilter>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IToolCallFilter, Resilience.ToolResilienceFilter>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunExecutor, AgentRunExecutor>());
@@ -69,6 +70,7 @@ public static class BureauServiceCollectionExtensions
         services.TryAddSingleton(new Governance.ApprovalNotificationOptions());
         services.AddHostedService<Governance.ApprovalNotifications>();
         services.AddHostedService<Governance.AuditCheckpointService>(); // only with an AuditCheckpointOptions key and file
+        Triggers.DeadLetterRecorder.Register(services);
         return new BureauBuilder(services, code);
     }
 }

@@ -89,6 +89,7 @@ internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedL
         Triggers.TriggerChecks.Check(engine.Definitions);
         await store.InitializeAsync(cancellationToken);
         if (services.GetService<IApiKeyStore>() is { } keys) await keys.InitializeAsync(cancellationToken);
+        if (services.GetService<IEventStore>() is { } events) await events.InitializeAsync(cancellationToken);
         if (store is IAuditLog audit && (!engine.Definitions.Policies.IsEmpty || engine.Definitions.Policies.Notify.Count > 0 || await audit.LastAuditAsync("policy.loaded", cancellationToken) is not null))
             await Governance.PolicyAudit.RecordAsync(engine.Definitions.Policies, audit, engine.Definitions.SourcePath ?? "code", services.GetRequiredService<TimeProvider>().GetUtcNow(), cancellationToken);
         _engine = engine;

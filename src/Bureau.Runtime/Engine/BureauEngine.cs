@@ -12,7 +12,14 @@ namespace Bureau;
 /// <param name="Actor">Who or what asks (recorded in the journal).</param>
 /// <param name="Kind">The run kind (<see cref="RunKinds.Agent"/> by default); <paramref name="Agent"/> names its target.</param>
 /// <param name="ParentRunId">The parent, for a child run (its root is the parent's root).</param>
-public sealed record RunRequest(string Agent, string Input, string? IdempotencyKey = null, string? Actor = null, string Kind = RunKinds.Agent, string? ParentRunId = null);
+public sealed record RunRequest(string Agent, string Input, string? IdempotencyKey = null, string? Actor = null, string Kind = RunKinds.Agent, string? ParentRunId = null)
+{
+    /// <summary>Among runs ready to execute in this process, higher first (default 0; negative is allowed). Applies to the run's first execution on the node that accepts it.</summary>
+    public int Priority { get; init; }
+
+    /// <summary>Runs with the same ordering key execute one at a time, in the order they were accepted (e.g. <c>github:issue:42</c>); null: no ordering.</summary>
+    public string? OrderingKey { get; init; }
+}
 
 /// <summary>The named agent is not deployed.</summary>
 public sealed class UnknownAgentException(string agent, IEnumerable<string> known, string kind = RunKinds.Agent)
@@ -63,6 +70,8 @@ public sealed partial class BureauEngine : IAsyncDisposable
     private readonly RunScheduler _scheduler;
     private readonly WaitTimers _timers;
     private readonly StorageWatch _storageWatch;
+    private readonly BureauOptions _options;
+    private readonly QueueCounts _queued = new();
     private int _started;
     private Task? _stopped;
 
@@ -77,6 +86,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         IServiceProvider services,
         ICrashPoints? crashPoints = null)
     {
+        _options = options;
         Definitions = deployment.Definitions;
         Store = store;
         Events = events;
@@ -136,7 +146,11 @@ public sealed partial class BureauEngine : IAsyncDisposable
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         if (Interlocked.Exchange(ref _started, 1) == 1) return;
-        await _scheduler.StartAsync(id => Activator.ExecuteAsync(id, CancellationToken.None), FailAfterErrorsAsync, cancellationToken);
+        await _scheduler.StartAsync(id =>
+        {
+            _queued.Started(id);
+            return Activator.ExecuteAsync(id, CancellationToken.None);
+        }, FailAfterErrorsAsync, cancellationToken);
         await _timers.StartAsync(ExpireWaitAsync, cancellationToken); // deadlines that passed while down fire before the engine is ready
         _storageWatch.Start();
         IsReady = true;
@@ -261,8 +275,33 @@ public sealed partial class BureauEngine : IAsyncDisposable
             Started = new RunStarted(request.Agent, request.Input, request.Actor,
                 request.Kind == RunKinds.Agent ? null : request.Kind, request.ParentRunId, root),
         }, cancellationToken);
+        if (result.Created && request.ParentRunId is null) _queued.Accepted(id, request.Agent);
+        if (result.Created) _scheduler.SetOrder(id, request.Priority, request.OrderingKey); // claimed here at submit: scheduled only below
         if (result.Run.Status is RunStatus.Queued or RunStatus.Running) _scheduler.Schedule(result.Run.Id);
         return result;
+    }
+
+    /// <summary>Whether this process accepted the (top-level) run and has not started executing it yet.</summary>
+    internal bool IsQueuedHere(string runId) => _queued.IsPending(runId);
+
+    /// <summary>Top-level runs this process accepted that have not started executing yet: of <paramref name="agent"/>, or of every agent when null.</summary>
+    public int QueuedRuns(string? agent = null) => _queued.Count(agent);
+
+    /// <summary>
+    /// Throws <see cref="QueueFullException"/> when a new run of <paramref name="agent"/> would go beyond
+    /// <see cref="BureauOptions.MaxQueuedRuns"/>, the agent's entry in <see cref="BureauOptions.AgentQueueLimits"/> or
+    /// <see cref="BureauOptions.MaxQueuedRunsPerAgent"/>. The edges (triggers, <c>POST /v1/runs</c>) call it before they
+    /// write anything; runs started inside runs (children, delegations) are never refused.
+    /// </summary>
+    /// <param name="agent">The agent or team.</param>
+    /// <param name="count">How many runs of it the request would start.</param>
+    public void EnsureQueueRoom(string agent, int count = 1)
+    {
+        if (_options.MaxQueuedRuns is { } global && _queued.Count(null) + count > global)
+            throw new QueueFullException(agent, _queued.Count(null), global, global: true, _options.QueueFullRetryAfter);
+        var limit = _options.AgentQueueLimits.TryGetValue(agent, out var own) ? own : _options.MaxQueuedRunsPerAgent;
+        if (limit is { } l && _queued.Count(agent) + count > l)
+            throw new QueueFullException(agent, _queued.Count(agent), l, global: false, _options.QueueFullRetryAfter);
     }
 
     /// <summary>The run's row, or null.</summary>

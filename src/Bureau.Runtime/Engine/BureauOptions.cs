@@ -31,8 +31,30 @@ public sealed class BureauOptions
     /// <summary>Makes run ids; default: time-ordered, 18 characters (<see cref="RunIds.New"/>). Not bound from configuration.</summary>
     public Func<string>? RunIdGenerator { get; set; }
 
+    /// <summary>
+    /// Most runs accepted by this process that wait to start, all agents together; a trigger or <c>POST /v1/runs</c>
+    /// beyond it is answered 429 with <c>Retry-After</c> and stores nothing. Null (default): no limit.
+    /// </summary>
+    public int? MaxQueuedRuns { get; set; }
+
+    /// <summary>Most runs of one agent (or team) accepted by this process that wait to start; beyond it, 429. Null (default): no limit.</summary>
+    public int? MaxQueuedRunsPerAgent { get; set; }
+
+    /// <summary>Per-agent queue limits overriding <see cref="MaxQueuedRunsPerAgent"/>: <c>Bureau:AgentQueueLimits:triage = 100</c>.</summary>
+    public Dictionary<string, int> AgentQueueLimits { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>The <c>Retry-After</c> of a 429 when a queue is full. Default 5 s.</summary>
+    public TimeSpan QueueFullRetryAfter { get; set; } = TimeSpan.FromSeconds(5);
+
     internal IEnumerable<string> Problems()
     {
+        if (MaxQueuedRuns < 1) yield return $"Bureau:MaxQueuedRuns must be at least 1 (is {MaxQueuedRuns})";
+        if (MaxQueuedRunsPerAgent < 1) yield return $"Bureau:MaxQueuedRunsPerAgent must be at least 1 (is {MaxQueuedRunsPerAgent})";
+        foreach (var (agent, limit) in AgentQueueLimits)
+        {
+            if (limit < 1) yield return $"Bureau:AgentQueueLimits:{agent} must be at least 1 (is {limit})";
+        }
+        if (QueueFullRetryAfter < TimeSpan.FromSeconds(1)) yield return $"Bureau:QueueFullRetryAfter must be at least 1 second (is {QueueFullRetryAfter})";
         if (MaxConcurrentRuns < 1) yield return $"Bureau:MaxConcurrentRuns must be at least 1 (is {MaxConcurrentRuns})";
         if (ShutdownGrace < TimeSpan.Zero) yield return $"Bureau:ShutdownGrace must not be negative (is {ShutdownGrace})";
         if (string.IsNullOrWhiteSpace(NodeId)) yield return "Bureau:NodeId must not be empty";

@@ -12,7 +12,7 @@ namespace Bureau.Engine;
 /// </summary>
 internal sealed partial class RunScheduler
 {
-    private readonly Channel<string> _ready = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly ReadyQueue _ready = new();
     private readonly ConcurrentDictionary<string, byte> _scheduled = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
     private readonly SemaphoreSlim _slots;
@@ -30,6 +30,7 @@ internal sealed partial class RunScheduler
     private Task? _dispatcher;
     private Task? _claimer;
     private int _active;
+    private TaskCompletionSource? _idle;
 
     public RunScheduler(IRunStore store, BureauOptions options, TimeProvider time, ILogger logger)
     {
@@ -83,13 +84,19 @@ internal sealed partial class RunScheduler
     {
         if (_stopping.IsCancellationRequested) return;
         await _stopping.CancelAsync();
-        _ready.Writer.TryComplete();
+        _ready.Complete();
         if (_dispatcher is not null) await _dispatcher;
         if (_claimer is not null) await _claimer;
-        var deadline = _time.GetUtcNow() + _options.ShutdownGrace;
-        while (ActiveRuns > 0 && _time.GetUtcNow() < deadline && !cancellationToken.IsCancellationRequested)
+        // Wait for the executing runs to reach a step boundary, at most the grace: woken by the last one ending
+        // (not by polling the clock, which may be a test's fake clock that never moves).
+        var idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _idle, idle);
+        if (ActiveRuns == 0) idle.TrySetResult();
+        if (!idle.Task.IsCompleted && _options.ShutdownGrace > TimeSpan.Zero && !cancellationToken.IsCancellationRequested)
         {
-            await Task.Delay(TimeSpan.FromMilliseconds(20), _time, cancellationToken);
+            using var grace = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            await Task.WhenAny(idle.Task, Task.Delay(_options.ShutdownGrace, _time, grace.Token));
+            await grace.CancelAsync();
         }
     }
 
@@ -104,7 +111,7 @@ internal sealed partial class RunScheduler
         {
             if (_scheduled.TryAdd(runId, 0))
             {
-                if (!_ready.Writer.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
+                if (!_ready.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
                 return;
             }
             _again[runId] = 0;
@@ -177,22 +184,27 @@ internal sealed partial class RunScheduler
 
     private async Task DispatchAsync()
     {
-        var reader = _ready.Reader;
         try
         {
-            while (await reader.WaitToReadAsync(_stopping.Token))
+            // A slot first, then the run: the run picked is the best one ready when a slot frees (priorities).
+            while (true)
             {
-                while (reader.TryRead(out var runId))
+                await _slots.WaitAsync(_stopping.Token);
+                if (await _ready.ReadAsync(_stopping.Token) is not { } runId)
                 {
-                    await _slots.WaitAsync(_stopping.Token);
-                    _ = RunSlotAsync(runId);
+                    _slots.Release();
+                    return;
                 }
+                _ = RunSlotAsync(runId);
             }
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
         {
         }
     }
+
+    /// <summary>Gives a run accepted here its priority and ordering key; call before <see cref="Schedule"/>.</summary>
+    public void SetOrder(string runId, int priority, string? orderingKey) => _ready.SetOrder(runId, priority, orderingKey);
 
     /// <summary>Tries the runs waiting after an executor error now (the store writes again).</summary>
     public void RetryNow()
@@ -215,7 +227,7 @@ internal sealed partial class RunScheduler
         }
         finally
         {
-            Interlocked.Decrement(ref _active);
+            if (Interlocked.Decrement(ref _active) == 0) Volatile.Read(ref _idle)?.TrySetResult();
             _slots.Release();
         }
         if (failure is null)
@@ -230,15 +242,17 @@ internal sealed partial class RunScheduler
         if (storage is null && attempt >= MaxExecutorErrors)
         {
             Log.ExecutorGaveUp(_logger, runId, attempt, failure);
+            // Not retrying any more once the run's failure is journaled (and visible): taken out first, put back if that fails.
+            _failures.TryRemove(runId, out _);
             try
             {
                 await _giveUp!(runId, failure);
-                _failures.TryRemove(runId, out _);
                 Done(runId);
                 return;
             }
             catch (Exception ex)
             {
+                _failures[runId] = attempt;
                 storage = StorageFaultOf(ex);
                 Log.ExecutorFailed(_logger, runId, attempt, ex);
             }
@@ -256,6 +270,7 @@ internal sealed partial class RunScheduler
 
     private void Done(string runId)
     {
+        _ready.Released(runId);
         _scheduled.TryRemove(runId, out _);
         if (_again.TryRemove(runId, out _) && !_stopping.IsCancellationRequested) Schedule(runId); // asked for while it executed
         if (_scheduled.Count < _backlog / 2) Wake();
@@ -274,7 +289,7 @@ internal sealed partial class RunScheduler
         catch (OperationCanceledException)
         {
         }
-        if (_stopping.IsCancellationRequested || !_ready.Writer.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
+        if (_stopping.IsCancellationRequested || !_ready.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
     }
 
     /// <summary>The wait before try <paramref name="attempt"/>+1: doubling from <see cref="FirstRetryDelay"/>, capped, ±20% jitter.</summary>

@@ -18,6 +18,9 @@ public sealed class ToolFactory
     /// <param name="httpClient">The client http tools send with; null uses a shared client without a timeout of its own (each tool's timeout applies).</param>
     public ToolFactory(HttpClient? httpClient = null) => _httpClient = httpClient;
 
+    /// <summary>Where <c>emit</c> tools publish (set by <c>AddBureau()</c>).</summary>
+    internal Func<Triggers.TriggerIngest>? Events { get; init; }
+
     /// <summary>Builds the tool.</summary>
     /// <exception cref="ArgumentException">The definition is of an unknown kind, or is invalid (the message names the tool and what is wrong).</exception>
     public BureauTool Create(ToolDefinition definition)
@@ -28,8 +31,10 @@ public sealed class ToolFactory
             ProcessToolDefinition p => new ProcessTool(p),
             HttpToolDefinition h => new HttpTool(h, _httpClient ?? s_sharedClient.Value),
             FunctionToolDefinition f => new FunctionTool(f),
+            EmitToolDefinition e => new EmitTool(e, Events ?? throw new ArgumentException(
+                $"tool '{e.Name}': an emit tool needs Bureau's event bus; build the factory through AddBureau()", nameof(definition))),
             _ => throw new ArgumentException(
-                $"tool '{definition.Name}': unknown kind '{definition.Kind}' ({definition.GetType().Name}); supported kinds: process, http, function",
+                $"tool '{definition.Name}': unknown kind '{definition.Kind}' ({definition.GetType().Name}); supported kinds: process, http, function, emit",
                 nameof(definition)),
         };
     }

@@ -51,6 +51,7 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
     /// <summary>Registers the service once.</summary>
     internal static void Register(IServiceCollection services)
     {
+        PollService.Register(services); // poll triggers fire where schedules do
         if (services.Any(d => d.ServiceType == typeof(ScheduleService))) return;
         services.AddSingleton<ScheduleService>();
         services.AddHostedService(sp => sp.GetRequiredService<ScheduleService>());
@@ -204,16 +205,24 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
     private async Task FireAsync(State s, DateTimeOffset tick, CancellationToken cancellationToken)
     {
         var d = s.Definition;
-        if (d.Overlap == OverlapPolicy.Skip && s.LastRunId is { } previous
-            && await Engine.GetRunAsync(previous, cancellationToken) is { } run && !run.Status.IsTerminal())
+        if (d.Overlap != OverlapPolicy.Allow && s.LastRunId is { } previous
+            && await Engine.GetRunAsync(previous, cancellationToken) is { } run && !run.Status.IsTerminal()
+            && (d.Overlap == OverlapPolicy.Skip || Engine.IsQueuedHere(previous)))
         {
-            Log.SkippedOverlap(_logger, d.Name, tick, previous, run.Status.ToWireName());
+            // skip: the previous run is unfinished; queue-one: the previous run is itself the one queued (not started yet;
+            // the engine knows, the stored status may lag: a run's "running" mark is written without waiting for it).
+            Log.SkippedOverlap(_logger, d.Name, tick, previous, run.Status.ToWireName(), WireNames.Of(d.Overlap));
             return;
         }
         var tickText = tick.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
         using var doc = JsonDocument.Parse(new JsonObject { ["schedule"] = d.Name, ["tick"] = tickText }.ToJsonString());
         var input = TriggerTemplate.InputFor(d, doc.RootElement);
-        var result = await Engine.SubmitAsync(new RunRequest(d.Agent, input, d.KeyOf(tick), d.Actor), cancellationToken);
+        var result = await Engine.SubmitAsync(new RunRequest(d.Agent, input, d.KeyOf(tick), d.Actor)
+        {
+            Priority = d.Priority,
+            // queue-one: the schedule's runs execute one at a time, so the one fired while another runs waits behind it.
+            OrderingKey = d.Overlap == OverlapPolicy.QueueOne ? "schedule:" + d.Name : d.OrderingKeyFor(doc.RootElement),
+        }, cancellationToken);
         s.LastRunId = result.Run.Id;
         Log.Fired(_logger, d.Name, tick, result.Run.Id, result.Created);
     }
@@ -229,8 +238,8 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
         [LoggerMessage(3, LogLevel.Warning, "Schedule {Schedule}: {Missed} ticks missed; catchUp {Policy} fires {Firing}")]
         public static partial void CatchingUp(ILogger logger, string schedule, long missed, string policy, int firing);
 
-        [LoggerMessage(4, LogLevel.Information, "Schedule {Schedule}: tick {Tick:o} skipped, run {RunId} of the previous tick is {Status} (overlap: skip)")]
-        public static partial void SkippedOverlap(ILogger logger, string schedule, DateTimeOffset tick, string runId, string status);
+        [LoggerMessage(4, LogLevel.Information, "Schedule {Schedule}: tick {Tick:o} skipped, run {RunId} of the previous tick is {Status} (overlap: {Overlap})")]
+        public static partial void SkippedOverlap(ILogger logger, string schedule, DateTimeOffset tick, string runId, string status, string overlap);
 
         [LoggerMessage(6, LogLevel.Error, "Schedule {Schedule}: its last tick could not be read from the store; trying again")]
         public static partial void StartFailed(ILogger logger, Exception exception, string schedule);

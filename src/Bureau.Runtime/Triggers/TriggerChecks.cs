@@ -13,6 +13,7 @@ internal static class TriggerChecks
             if (!definitions.Agents.ContainsKey(trigger.Agent) && !definitions.Teams.ContainsKey(trigger.Agent))
                 Problem($"'{trigger.Agent}' is neither an agent nor a team");
             if (trigger.Input is { } input && TriggerTemplate.Check(input) is { } bad) Problem("Input: " + bad);
+            if (trigger.OrderingKey is { } ordering && TriggerTemplate.Check(ordering) is { } badKey) Problem("OrderingKey: " + badKey);
             switch (trigger)
             {
                 case WebhookTriggerDefinition { Secret.Length: 0 }:
@@ -33,6 +34,14 @@ internal static class TriggerChecks
                     break;
                 case TopicTriggerDefinition { Topic.Length: 0 }:
                     Problem("the Topic is empty");
+                    break;
+                case PollTriggerDefinition p:
+                    if (string.IsNullOrWhiteSpace(p.Query)) Problem("the Query is empty");
+                    if (string.IsNullOrWhiteSpace(p.ConnectionString)) Problem("the ConnectionString is empty");
+                    if (string.IsNullOrWhiteSpace(p.CursorColumn)) Problem("the CursorColumn is empty");
+                    if (p.Every < TimeSpan.FromSeconds(1)) Problem($"Every must be at least 1 second (is {p.Every})");
+                    if (!System.Data.Common.DbProviderFactories.TryGetFactory(p.Provider, out _))
+                        Problem($"no ADO.NET provider '{p.Provider}' is registered (Microsoft.Data.Sqlite comes with UseSqliteStorage; register others with DbProviderFactories.RegisterFactory)");
                     break;
             }
         }

@@ -181,6 +181,36 @@ public sealed class ScheduleTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Overlap_QueueOne_OneRunWaitsBehindTheUnfinishedOne_FurtherTicksSkipped_ThenItRuns()
+    {
+        var release = _release;
+        _f.Definitions.Models.Clear();
+        var model = _f.UseModel((_, _) => FakeModel.Text("done"));
+        model.BeforeAnswer = (_, _, ct) => release.Task.WaitAsync(ct);
+        var service = await StartAsync(new ScheduleTriggerDefinition { Name = "s", Agent = "reporter", Every = TimeSpan.FromMinutes(1), Overlap = OverlapPolicy.QueueOne });
+        var engine = _f.Services.GetRequiredService<BureauEngine>();
+
+        await AdvanceAsync(service, TimeSpan.FromSeconds(30)); // 10:01: a run that does not end
+        var first = Assert.Single(await RunsAsync());
+        using (var started = CancellationTokenSource.CreateLinkedTokenSource(Ct))
+        {
+            started.CancelAfter(TimeSpan.FromSeconds(20));
+            await foreach (var e in engine.WatchAsync(first.Id, includeActivity: true, cancellationToken: started.Token))
+                if (e.Activity == "model.started") break;
+        }
+        await AdvanceAsync(service, TimeSpan.FromMinutes(1));  // 10:02: queued behind it
+        await AdvanceAsync(service, TimeSpan.FromMinutes(1));  // 10:03: one is queued already: skipped
+        var runs = await RunsAsync();
+        Assert.Equal(["schedule:s:2026-12-06T10:01:00Z", "schedule:s:2026-12-06T10:02:00Z"], runs.Select(r => r.IdempotencyKey));
+        Assert.Equal(RunStatus.Queued, runs[1].Status);
+        Assert.True(engine.IsQueuedHere(runs[1].Id));
+        Assert.Equal(1, model.Calls); // the queued run has not started beside the first
+
+        release.SetResult();
+        foreach (var r in runs) Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(engine, r.Id)).Status);
+    }
+
+    [Fact]
     public void CronClock_WithSecondsAndATimeZone_FollowsTheZonesOffsetAcrossDst()
     {
         var clock = ScheduleClock.For(new ScheduleTriggerDefinition { Name = "c", Agent = "a", Cron = "0 30 9 * * *", TimeZone = "Europe/Paris" });

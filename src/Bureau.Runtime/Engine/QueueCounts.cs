@@ -1,0 +1,35 @@
+using System.Collections.Concurrent;
+
+namespace Bureau.Engine;
+
+/// <summary>
+/// Top-level runs this process accepted and has not started executing yet, per agent: what the edges' queue limits
+/// count (<see cref="BureauEngine.EnsureQueueRoom"/>). A run counts from its acceptance to its first execution.
+/// Runs found unfinished at start (resumed from their journals) are not counted: they were accepted before.
+/// </summary>
+internal sealed class QueueCounts
+{
+    private readonly ConcurrentDictionary<string, string> _pending = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int> _byAgent = new(StringComparer.Ordinal);
+    private int _total;
+
+    public void Accepted(string runId, string agent)
+    {
+        if (!_pending.TryAdd(runId, agent)) return;
+        _byAgent.AddOrUpdate(agent, 1, (_, n) => n + 1);
+        Interlocked.Increment(ref _total);
+    }
+
+    public void Started(string runId)
+    {
+        if (!_pending.TryRemove(runId, out var agent)) return;
+        _byAgent.AddOrUpdate(agent, 0, (_, n) => n - 1);
+        Interlocked.Decrement(ref _total);
+    }
+
+    /// <summary>Whether the run was accepted here and has not started executing.</summary>
+    public bool IsPending(string runId) => _pending.ContainsKey(runId);
+
+    public int Count(string? agent) =>
+        agent is null ? Volatile.Read(ref _total) : _byAgent.TryGetValue(agent, out var n) ? n : 0;
+}
