@@ -116,14 +116,12 @@ internal static partial class WebhookApi
 
     private static Verified Slack(HttpRequest request, WebhookTriggerDefinition hook, ReadOnlySpan<byte> body, DateTimeOffset now)
     {
-        const string sigHeader = "X-Slack-Signature", tsHeader = "X-Slack-Request-Timestamp";
+        const string sigHeader = SlackSignature.SignatureHeader, tsHeader = SlackSignature.TimestampHeader;
         var timestamp = Header(request, tsHeader, hook) ?? throw Unauthorized(hook, tsHeader, $"the request has no {tsHeader} header");
         CheckTimestamp(hook, tsHeader, timestamp, now);
         var signature = Header(request, sigHeader, hook) ?? throw Unauthorized(hook, sigHeader, $"the request has no {sigHeader} header; set the trigger's secret to the Slack app's Signing Secret");
-        if (!signature.StartsWith("v0=", StringComparison.Ordinal) || !TryHex(signature["v0=".Length..], out var given))
-            throw Unauthorized(hook, sigHeader, $"{sigHeader} must be 'v0=' followed by 64 hex digits");
-        var signed = Concat(Encoding.UTF8.GetBytes($"v0:{timestamp}:"), body);
-        if (!Matches(HMACSHA256.HashData(Encoding.UTF8.GetBytes(hook.Secret), signed), given))
+        var given = SlackSignature.Parse(signature) ?? throw Unauthorized(hook, sigHeader, $"{sigHeader} must be 'v0=' followed by 64 hex digits");
+        if (!SlackSignature.Matches(hook.Secret, timestamp, body, given))
             throw Unauthorized(hook, sigHeader, $"{sigHeader} does not match the request signed with the trigger's secret (a wrong Signing Secret, or the body was changed)");
         var payload = JsonPayload(request, hook, body, github: false);
         var type = StringAt(payload, "type");
