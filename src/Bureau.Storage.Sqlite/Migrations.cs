@@ -122,6 +122,31 @@ internal static class Migrations
     ];
 
     /// <summary>The schema version this code writes.</summary>
+    /// <summary>
+    /// Readies the database for a store that shares it with the run store (keys, events): its folder,
+    /// WAL mode and the schema, whichever store opens it first. Storage faults come out classified.
+    /// </summary>
+    internal static async Task PrepareAsync(SqliteStoreOptions options, string connectionString, CancellationToken cancellationToken)
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(options.Path));
+        if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
+        try
+        {
+            await using var c = new SqliteConnection(connectionString);
+            await c.OpenAsync(cancellationToken);
+            await using (var wal = c.CreateCommand())
+            {
+                wal.CommandText = "PRAGMA journal_mode=WAL";
+                await wal.ExecuteNonQueryAsync(cancellationToken);
+            }
+            Apply(c);
+        }
+        catch (SqliteException ex) when (SqliteFaults.Classify(ex, options.Path) is { } fault)
+        {
+            throw fault;
+        }
+    }
+
     internal static int Latest => Steps.Length;
 
     internal static void Apply(SqliteConnection connection)

@@ -27,23 +27,7 @@ public sealed class SqliteApiKeyStore : IApiKeyStore
     public async Task InitializeAsync(CancellationToken cancellationToken = default)
     {
         if (_initialized) return;
-        var dir = Path.GetDirectoryName(Path.GetFullPath(_options.Path));
-        if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
-        try
-        {
-            await using var c = new SqliteConnection(_connectionString);
-            await c.OpenAsync(cancellationToken);
-            await using (var wal = c.CreateCommand())
-            {
-                wal.CommandText = "PRAGMA journal_mode=WAL";
-                await wal.ExecuteNonQueryAsync(cancellationToken);
-            }
-            Migrations.Apply(c);
-        }
-        catch (SqliteException ex) when (SqliteFaults.Classify(ex, _options.Path) is { } fault)
-        {
-            throw fault;
-        }
+        await Migrations.PrepareAsync(_options, _connectionString, cancellationToken);
         _initialized = true;
     }
 
