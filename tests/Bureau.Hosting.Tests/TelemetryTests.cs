@@ -49,6 +49,33 @@ public sealed class TelemetryTests : IAsyncDisposable
         Assert.Equal($"00-{traceId}-{server.SpanId}-01", started.TraceParent);
     }
 
+    [Fact]
+    public async Task DocsSnippet_UseOpenTelemetry_RegistersTheSdkWithOtlp_ContentCaptureOnlyWhenAsked()
+    {
+        var services = new ServiceCollection();
+        services.AddLogging();
+        // docs/observability.md, "Enabling it"
+        services.AddBureau()
+            .UseOpenTelemetry(o =>
+            {
+                o.OtlpEndpoint = new Uri("http://localhost:4317");
+                o.ServiceName = "support-desk";
+                o.CaptureContent = false;
+            });
+        await using (var provider = services.BuildServiceProvider())
+        {
+            Assert.NotNull(provider.GetService<TracerProvider>());
+            Assert.NotNull(provider.GetService<OpenTelemetry.Metrics.MeterProvider>());
+            Assert.False(provider.GetRequiredService<Microsoft.Extensions.Options.IOptions<BureauOptions>>().Value.Telemetry.CaptureContent);
+        }
+
+        var capturing = new ServiceCollection();
+        capturing.AddLogging();
+        capturing.AddBureau().UseOpenTelemetry(o => (o.ExportOtlp, o.CaptureContent) = (false, true));
+        await using var withContent = capturing.BuildServiceProvider();
+        Assert.True(withContent.GetRequiredService<Microsoft.Extensions.Options.IOptions<BureauOptions>>().Value.Telemetry.CaptureContent);
+    }
+
     [Theory]
     [InlineData("http://localhost:4317", null, true, "http://localhost:4317/")]
     [InlineData(null, "http://collector:4317", true, null)]

@@ -477,12 +477,19 @@ public sealed partial class BureauEngine : IAsyncDisposable
             var fresh = run.Status == RunStatus.Queued && run.Version == 1;
             if (fresh) _ = MarkRunningAsync(runId);
             RunStatus status;
-            using var scope = Logger.BeginScope(new RunLogScope(context));
             if (BureauTelemetry.ActivitySource.HasListeners())
             {
+                // Records written during the execution (by Bureau, tools, model clients) carry the run and step; only
+                // with telemetry on or debug logging: a scope costs about 1 KB per execution.
+                using var scope = Logger.BeginScope(new RunLogScope(context));
                 using var span = RunTelemetry.StartExecution(run, journal, await TraceParentAsync(run, journal, fresh), fresh, TimeProvider.GetUtcNow());
                 status = await executor.ExecuteAsync(context);
                 RunTelemetry.EndExecution(span, status);
+            }
+            else if (Logger.IsEnabled(LogLevel.Debug))
+            {
+                using var scope = Logger.BeginScope(new RunLogScope(context));
+                status = await executor.ExecuteAsync(context);
             }
             else status = await executor.ExecuteAsync(context);
             if (status.IsTerminal()) await RunEndedAsync(run, failed: status == RunStatus.Failed);

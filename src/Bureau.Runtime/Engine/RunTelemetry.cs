@@ -11,6 +11,13 @@ namespace Bureau.Engine;
 /// </summary>
 internal static class RunTelemetry
 {
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string, string), string> s_names = new();
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string[]> s_finishReasons = new(StringComparer.Ordinal);
+
+    /// <summary>A span's name, <c>{operation} {target}</c>, made once per pair (not per call).</summary>
+    public static string SpanName(string operation, string target) =>
+        s_names.TryGetValue((operation, target), out var name) ? name : s_names.GetOrAdd((operation, target), static k => k.Item1 + " " + k.Item2);
+
     /// <summary>
     /// The caller's trace context, journaled on the run's <see cref="RunStarted"/> (the HTTP request's span, a parent
     /// run's span, the application's own span): null when there is none.
@@ -46,24 +53,24 @@ internal static class RunTelemetry
     public static Activity? StartExecution(RunRecord run, IReadOnlyList<JournalRecord> journal, string? traceParent, bool fresh, DateTimeOffset now)
     {
         var parent = ParentOf(run, traceParent);
-        if (fresh) Finished($"queue {run.Agent}", parent, run.CreatedAt, now, run, static (s, _) => s.SetTag("bureau.operation.name", "queue"), (object?)null);
+        if (fresh) Finished(SpanName("queue", run.Agent), parent, run.CreatedAt, now, run, static (s, _) => s.AddTag("bureau.operation.name", "queue"), (object?)null);
         else if (LastWait(journal) is { } wait)
         {
             Finished($"wait {wait.Waiting.WaitingFor.Reason}", parent, wait.From, wait.To, run, static (s, w) =>
             {
-                s.SetTag("bureau.operation.name", "wait");
-                s.SetTag("bureau.wait.reason", w.Waiting.WaitingFor.Reason);
-                s.SetTag("bureau.wait.step", w.Waiting.WaitingFor.Step);
-                s.SetTag("bureau.wait.outcome", w.Outcome);
-                if (w.Waiting.WaitingFor is ApprovalWait a) s.SetTag("gen_ai.tool.name", a.Tool);
+                s.AddTag("bureau.operation.name", "wait");
+                s.AddTag("bureau.wait.reason", w.Waiting.WaitingFor.Reason);
+                s.AddTag("bureau.wait.step", w.Waiting.WaitingFor.Step);
+                s.AddTag("bureau.wait.outcome", w.Outcome);
+                if (w.Waiting.WaitingFor is ApprovalWait a) s.AddTag("gen_ai.tool.name", a.Tool);
                 if (w.Outcome == "expired") s.SetStatus(ActivityStatusCode.Error, "the wait's deadline passed");
             }, wait);
         }
         var operation = run.Kind == RunKinds.Team ? "invoke_workflow" : "invoke_agent";
-        var span = BureauTelemetry.ActivitySource.StartActivity($"{operation} {run.Agent}", ActivityKind.Internal, parent);
+        var span = BureauTelemetry.ActivitySource.StartActivity(SpanName(operation, run.Agent), ActivityKind.Internal, parent);
         if (span is null) return null;
-        span.SetTag("gen_ai.operation.name", operation);
-        span.SetTag(run.Kind == RunKinds.Team ? "gen_ai.workflow.name" : "gen_ai.agent.name", run.Agent);
+        span.AddTag("gen_ai.operation.name", operation);
+        span.AddTag(run.Kind == RunKinds.Team ? "gen_ai.workflow.name" : "gen_ai.agent.name", run.Agent);
         Tag(span, run);
         return span;
     }
@@ -72,16 +79,16 @@ internal static class RunTelemetry
     public static void EndExecution(Activity? span, RunStatus status)
     {
         if (span is null) return;
-        span.SetTag("bureau.run.status", status.ToWireName());
+        span.AddTag("bureau.run.status", status.ToWireName());
         if (status == RunStatus.Failed) span.SetStatus(ActivityStatusCode.Error, "the run failed");
     }
 
     private static void Tag(Activity span, RunRecord run)
     {
-        span.SetTag("bureau.run.id", run.Id);
-        span.SetTag("bureau.run.kind", run.Kind);
-        if (run.ParentRunId is not null) span.SetTag("bureau.run.parent_id", run.ParentRunId);
-        if (run.RootRunId is not null && run.RootRunId != run.Id) span.SetTag("bureau.run.root_id", run.RootRunId);
+        span.AddTag("bureau.run.id", run.Id);
+        span.AddTag("bureau.run.kind", run.Kind);
+        if (run.ParentRunId is not null) span.AddTag("bureau.run.parent_id", run.ParentRunId);
+        if (run.RootRunId is not null && run.RootRunId != run.Id) span.AddTag("bureau.run.root_id", run.RootRunId);
     }
 
     /// <summary>A span for something that already happened (from its journal times), which does not become current.</summary>
@@ -132,15 +139,14 @@ internal static class RunTelemetry
     /// <summary>Starts a model call's span: <c>chat {model}</c> (GenAI conventions), a client span.</summary>
     public static Activity? StartChat(AgentRuntime agent, string runId, int turn)
     {
-        var span = BureauTelemetry.ActivitySource.StartActivity($"chat {agent.ModelLabel}", ActivityKind.Client);
+        var span = BureauTelemetry.ActivitySource.StartActivity(SpanName("chat", agent.ModelLabel), ActivityKind.Client);
         if (span is null) return null;
-        span.SetTag("gen_ai.operation.name", "chat");
-        span.SetTag("gen_ai.provider.name", agent.Provider);
-        span.SetTag("gen_ai.request.model", agent.ModelLabel);
-        span.SetTag("gen_ai.agent.name", agent.Definition.Name);
-        span.SetTag("bureau.model", agent.ModelName);
-        span.SetTag("bureau.run.id", runId);
-        span.SetTag("bureau.turn", turn);
+        span.AddTag("gen_ai.operation.name", "chat");
+        span.AddTag("gen_ai.provider.name", agent.Provider);
+        span.AddTag("gen_ai.request.model", agent.ModelLabel);
+        span.AddTag("bureau.model", agent.ModelName);
+        span.AddTag("bureau.run.id", runId);
+        span.AddTag("bureau.turn", turn);
         return span;
     }
 
@@ -155,7 +161,7 @@ internal static class RunTelemetry
         var operation = new KeyValuePair<string, object?>("gen_ai.operation.name", "chat");
         if (answer is null)
         {
-            span?.SetTag("error.type", "model_call_failed");
+            span?.AddTag("error.type", "model_call_failed");
             span?.SetStatus(ActivityStatusCode.Error, "the model call failed or was stopped; the run's journal has the error");
             span?.Dispose();
             if (BureauTelemetry.OperationDuration.Enabled)
@@ -165,19 +171,18 @@ internal static class RunTelemetry
         var responseModel = new KeyValuePair<string, object?>("gen_ai.response.model", answer.Model);
         if (span is not null)
         {
-            span.SetTag("gen_ai.response.model", answer.Model);
-            span.SetTag("gen_ai.usage.input_tokens", answer.Usage.InputTokens);
-            span.SetTag("gen_ai.usage.output_tokens", answer.Usage.OutputTokens);
-            if (answer.FinishReason is not null) span.SetTag("gen_ai.response.finish_reasons", new[] { answer.FinishReason });
-            if (answer.Cost is { } cost) span.SetTag("bureau.model.cost", cost);
-            if (answer.Attempts is { } attempts) span.SetTag("bureau.attempts", attempts);
-            if (answer.AnsweredBy is not null) span.SetTag("bureau.model.answered_by", answer.AnsweredBy);
-            span.SetTag("bureau.tool_calls", answer.ToolCalls.Count);
+            span.AddTag("gen_ai.response.model", answer.Model);
+            span.AddTag("gen_ai.usage.input_tokens", answer.Usage.InputTokens);
+            span.AddTag("gen_ai.usage.output_tokens", answer.Usage.OutputTokens);
+            if (answer.FinishReason is not null) span.AddTag("gen_ai.response.finish_reasons", s_finishReasons.GetOrAdd(answer.FinishReason, static r => [r]));
+            if (answer.Cost is { } cost) span.AddTag("bureau.model.cost", cost);
+            if (answer.Attempts is { } attempts) span.AddTag("bureau.attempts", attempts);
+            if (answer.AnsweredBy is not null) span.AddTag("bureau.model.answered_by", answer.AnsweredBy);
             if (captureContent)
             {
-                if (answer.Text is not null) span.SetTag("gen_ai.output.text", answer.Text);
+                if (answer.Text is not null) span.AddTag("gen_ai.output.text", answer.Text);
                 if (answer.ToolCalls.Count > 0)
-                    span.SetTag("gen_ai.output.tool_calls", string.Join("\n", answer.ToolCalls.Select(c => $"{c.Name}({c.Arguments})")));
+                    span.AddTag("gen_ai.output.tool_calls", string.Join("\n", answer.ToolCalls.Select(c => $"{c.Name}({c.Arguments})")));
             }
             span.Dispose();
         }

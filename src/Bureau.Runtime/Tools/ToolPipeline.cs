@@ -109,19 +109,17 @@ internal sealed class TelemetryToolFilter(Microsoft.Extensions.Options.IOptions<
     private async ValueTask<ToolOutcome> TracedAsync(ToolCall call, ToolCallHandler next)
     {
         using var span = BureauTelemetry.ActivitySource.HasListeners()
-            ? BureauTelemetry.ActivitySource.StartActivity($"execute_tool {call.Tool.Name}", ActivityKind.Internal)
+            ? BureauTelemetry.ActivitySource.StartActivity(Engine.RunTelemetry.SpanName("execute_tool", call.Tool.Name), ActivityKind.Internal)
             : null;
         if (span is not null)
         {
-            span.SetTag("gen_ai.operation.name", "execute_tool");
-            span.SetTag("gen_ai.tool.name", call.Tool.Name);
-            span.SetTag("gen_ai.tool.call.id", call.CallId);
-            span.SetTag("gen_ai.tool.type", "function");
-            span.SetTag("gen_ai.agent.name", call.Agent.Name);
-            span.SetTag("bureau.tool.effect", WireNames.Of(call.Tool.Definition.Effect));
-            span.SetTag("bureau.run.id", call.RunId);
-            span.SetTag("bureau.step", call.Step);
-            if (_captureContent) span.SetTag("gen_ai.tool.call.arguments", call.ArgumentsText);
+            span.AddTag("gen_ai.operation.name", "execute_tool");
+            span.AddTag("gen_ai.tool.name", call.Tool.Name);
+            span.AddTag("gen_ai.tool.call.id", call.CallId);
+            span.AddTag("bureau.tool.effect", WireNames.Of(call.Tool.Definition.Effect));
+            span.AddTag("bureau.run.id", call.RunId);
+            span.AddTag("bureau.step", call.Step);
+            if (_captureContent) span.AddTag("gen_ai.tool.call.arguments", call.ArgumentsText);
         }
         var started = Stopwatch.GetTimestamp();
         ToolOutcome outcome;
@@ -132,7 +130,7 @@ internal sealed class TelemetryToolFilter(Microsoft.Extensions.Options.IOptions<
         catch (Exception ex)
         {
             var type = ex is OperationCanceledException ? "canceled" : ex.GetType().FullName ?? "exception";
-            span?.SetTag("error.type", type);
+            span?.AddTag("error.type", type);
             span?.SetStatus(ActivityStatusCode.Error, ex is OperationCanceledException ? "canceled" : ex.Message);
             Measure(call, started, type);
             throw;
@@ -143,13 +141,13 @@ internal sealed class TelemetryToolFilter(Microsoft.Extensions.Options.IOptions<
             error = Engine.RunTelemetry.ErrorType(outcome.Failure);
             // The error's text is the tool's answer (content): on the span only when content capture is on.
             span?.SetStatus(ActivityStatusCode.Error, _captureContent ? Excerpt(outcome.Content) : null);
-            span?.SetTag("error.type", error);
+            span?.AddTag("error.type", error);
         }
         if (span is not null)
         {
-            span.SetTag("bureau.tool.outcome", error is null ? "ok" : "error");
-            if (outcome.Attempts > 1) span.SetTag("bureau.attempts", outcome.Attempts);
-            if (_captureContent) span.SetTag("gen_ai.tool.call.result", Excerpt(outcome.Content, 4096));
+            span.AddTag("bureau.tool.outcome", error is null ? "ok" : "error");
+            if (outcome.Attempts > 1) span.AddTag("bureau.attempts", outcome.Attempts);
+            if (_captureContent) span.AddTag("gen_ai.tool.call.result", Excerpt(outcome.Content, 4096));
         }
         Measure(call, started, error);
         return outcome;

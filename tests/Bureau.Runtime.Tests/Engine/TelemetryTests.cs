@@ -3,6 +3,8 @@ using System.Diagnostics;
 using Bureau.Governance;
 using Bureau.Tests.Support;
 using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Xunit;
 
 namespace Bureau.Tests.Engine;
@@ -208,5 +210,56 @@ public sealed class TelemetryTests : IAsyncDisposable
         Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(restarted, id)).Status);
         var agent = Assert.Single(SpansOf(id), s => s.OperationName == "invoke_agent teller");
         Assert.Equal((caller.TraceId, caller.SpanId), (agent.TraceId, agent.ParentSpanId));
+    }
+
+    [Fact]
+    public async Task LogsWrittenDuringAnExecution_CarryTheRunAndTheStepThen()
+    {
+        var logs = new ScopeCapturingLoggerProvider();
+        _f.AddTool("lookup", ToolEffect.Read);
+        _f.AddAgent("scoped", tools: "lookup");
+        _f.UseModel((_, turn) => turn == 1 ? FakeModel.Call("lookup", """{"wrong":1}""", "c1") : FakeModel.Text("done"));
+        _f.Configure = b => b.Services.AddSingleton<ILoggerFactory>(new LoggerFactory([logs]));
+        var engine = await _f.StartAsync();
+        var id = (await engine.SubmitAsync(new RunRequest("scoped", "x"))).Run.Id;
+        await EngineFixture.WaitAsync(engine, id);
+
+        // The rejected call is logged once its rejection is journaled (step 3, after run.started and the model's answer):
+        // the scope says the step the run is at when the record is written, not when the execution began (step 1).
+        var rejected = Assert.Single(logs.Records, r => r.Message.Contains("rejected before running") && r.Message.Contains(id));
+        Assert.Contains("step 3", rejected.Message);
+        Assert.Equal(id, rejected.Scope["RunId"]);
+        Assert.Equal("scoped", rejected.Scope["Agent"]);
+        Assert.Equal(3L, rejected.Scope["Step"]);
+    }
+
+    private sealed class ScopeCapturingLoggerProvider : ILoggerProvider, ISupportExternalScope
+    {
+        private IExternalScopeProvider _scopes = new LoggerExternalScopeProvider();
+
+        public ConcurrentQueue<(string Message, Dictionary<string, object?> Scope)> Records { get; } = new();
+
+        public ILogger CreateLogger(string categoryName) => new Logger(this);
+
+        public void SetScopeProvider(IExternalScopeProvider scopeProvider) => _scopes = scopeProvider;
+
+        public void Dispose() { }
+
+        private sealed class Logger(ScopeCapturingLoggerProvider owner) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => owner._scopes.Push(state);
+
+            public bool IsEnabled(LogLevel logLevel) => true;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                var scope = new Dictionary<string, object?>(StringComparer.Ordinal);
+                owner._scopes.ForEachScope((s, d) =>
+                {
+                    if (s is IEnumerable<KeyValuePair<string, object?>> pairs) foreach (var (k, v) in pairs) d[k] = v;
+                }, scope);
+                owner.Records.Enqueue((formatter(state, exception), scope));
+            }
+        }
     }
 }
