@@ -107,13 +107,20 @@ public sealed class TelemetryMetricsTests : IAsyncDisposable
         var engine = await _f.StartAsync();
 
         var first = (await engine.SubmitAsync(new RunRequest("holder", "first"))).Run.Id;
-        await entered.Task.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
-        var more = new[] { (await engine.SubmitAsync(new RunRequest("holder", "second"))).Run.Id, (await engine.SubmitAsync(new RunRequest("holder", "third"))).Run.Id };
-        _listener.RecordObservableInstruments();
-        Assert.Contains(2d, Of("bureau.queue.depth").Select(m => m.Value));
-        Assert.Contains(1d, Of("bureau.runs.active").Select(m => m.Value));
+        string[] more;
+        try
+        {
+            await entered.Task.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
+            more = [(await engine.SubmitAsync(new RunRequest("holder", "second"))).Run.Id, (await engine.SubmitAsync(new RunRequest("holder", "third"))).Run.Id];
+            _listener.RecordObservableInstruments();
+            Assert.Contains(2d, Of("bureau.queue.depth").Select(m => m.Value));
+            Assert.Contains(1d, Of("bureau.runs.active").Select(m => m.Value));
+        }
+        finally
+        {
+            release.TrySetResult(); // a failed assertion must not leave the run holding the only slot
+        }
 
-        release.SetResult();
         foreach (var id in more.Prepend(first)) Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(engine, id)).Status);
     }
 }

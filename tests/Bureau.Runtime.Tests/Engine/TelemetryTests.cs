@@ -20,6 +20,8 @@ public sealed class TelemetryTests : IAsyncDisposable
     private readonly EngineFixture _f = new();
     private readonly ConcurrentQueue<Activity> _spans = new();
     private readonly ActivityListener _listener;
+    private readonly object _gate = new();
+    private TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public TelemetryTests()
     {
@@ -27,7 +29,13 @@ public sealed class TelemetryTests : IAsyncDisposable
         {
             ShouldListenTo = s => s.Name is BureauTelemetry.Name or "Bureau.Tests.Caller",
             Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-            ActivityStopped = _spans.Enqueue,
+            ActivityStopped = span =>
+            {
+                _spans.Enqueue(span);
+                TaskCompletionSource stopped;
+                lock (_gate) (stopped, _stopped) = (_stopped, new(TaskCreationOptions.RunContinuationsAsynchronously));
+                stopped.TrySetResult();
+            },
         };
         ActivitySource.AddActivityListener(_listener);
     }
@@ -39,6 +47,29 @@ public sealed class TelemetryTests : IAsyncDisposable
     }
 
     private List<Activity> SpansOf(string runId) => [.. _spans.Where(s => (string?)s.GetTagItem("bureau.run.id") == runId)];
+
+    /// <summary>
+    /// Waits until the execution of <paramref name="runId"/> that ended with <paramref name="status"/> has ended its span:
+    /// an execution's span ends after its last journal entry, so after the run's watchers saw it end or wait.
+    /// </summary>
+    private async Task ExecutionEndedAsync(string runId, string status)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        while (true)
+        {
+            Task stopped;
+            lock (_gate) stopped = _stopped.Task;
+            if (SpansOf(runId).Any(s => s.OperationName.StartsWith("invoke_agent ", StringComparison.Ordinal) && (string?)s.GetTagItem("bureau.run.status") == status)) return;
+            try
+            {
+                await stopped.WaitAsync(timeout.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                throw new TimeoutException($"run {runId}: no invoke_agent span with bureau.run.status {status} ended within 20 s");
+            }
+        }
+    }
 
     private void ToolCallingAgent()
     {
@@ -71,6 +102,7 @@ public sealed class TelemetryTests : IAsyncDisposable
         }
         var run = await EngineFixture.WaitAsync(engine, id);
         Assert.Equal(RunStatus.Succeeded, run.Status);
+        await ExecutionEndedAsync(id, "succeeded");
 
         var started = Assert.IsType<RunStarted>((await engine.ReadJournalAsync(id))[0].Entry);
         Assert.Equal($"00-{caller.TraceId}-{caller.SpanId}-01", started.TraceParent);
@@ -136,6 +168,7 @@ public sealed class TelemetryTests : IAsyncDisposable
         var engine = await _f.StartAsync();
         var id = (await engine.SubmitAsync(new RunRequest("teller", "x"))).Run.Id;
         await EngineFixture.WaitAsync(engine, id);
+        await ExecutionEndedAsync(id, "succeeded");
 
         Assert.Null(Assert.IsType<RunStarted>((await engine.ReadJournalAsync(id))[0].Entry).TraceParent);
         var agent = Assert.Single(SpansOf(id), s => s.OperationName == "invoke_agent teller");
@@ -170,6 +203,7 @@ public sealed class TelemetryTests : IAsyncDisposable
         }
         var waiting = await EngineFixture.WaitAsync(engine, id);
         var wait = Assert.IsType<ApprovalWait>(waiting.WaitingFor);
+        await ExecutionEndedAsync(id, "waiting");
         Assert.Equal(1, await engine.CountApprovalsOpenAsync(TestContext.Current.CancellationToken));
 
         // The process ends; a new engine on the same database answers the approval and resumes the run.
@@ -179,6 +213,7 @@ public sealed class TelemetryTests : IAsyncDisposable
         var run = await EngineFixture.WaitAsync(restarted, id);
         Assert.Equal(RunStatus.Succeeded, run.Status);
         Assert.Equal(0, await restarted.CountApprovalsOpenAsync(TestContext.Current.CancellationToken));
+        await ExecutionEndedAsync(id, "succeeded");
 
         var spans = SpansOf(id);
         var executions = spans.Where(s => s.OperationName == "invoke_agent clerk").OrderBy(s => s.StartTimeUtc).ToList();
@@ -208,6 +243,7 @@ public sealed class TelemetryTests : IAsyncDisposable
 
         var restarted = await _f.StartAsync();
         Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(restarted, id)).Status);
+        await ExecutionEndedAsync(id, "succeeded");
         var agent = Assert.Single(SpansOf(id), s => s.OperationName == "invoke_agent teller");
         Assert.Equal((caller.TraceId, caller.SpanId), (agent.TraceId, agent.ParentSpanId));
     }
