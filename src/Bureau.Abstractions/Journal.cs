@@ -36,7 +36,16 @@ public abstract record JournalEntry
 }
 
 /// <summary>The run was accepted. Kind, parent and root are written only when they are not the defaults (an agent run at the top of its tree).</summary>
-public sealed record RunStarted(string Agent, string Input, string? Actor = null, string? RunKind = null, string? ParentRunId = null, string? RootRunId = null) : JournalEntry
+/// <param name="Agent">The agent (or, for other run kinds, the target).</param>
+/// <param name="Input">The run's input.</param>
+/// <param name="Actor">Who or what started it.</param>
+/// <param name="RunKind">The run kind, when not <c>agent</c>.</param>
+/// <param name="ParentRunId">The parent run, for a child run.</param>
+/// <param name="RootRunId">The root of the run's tree, for a child run.</param>
+/// <param name="TraceParent">The W3C <c>traceparent</c> of the span the run was submitted in (an HTTP request, its parent
+/// run), recorded when telemetry is on: every execution of the run joins that trace, also after a restart. Null otherwise
+/// (and in journals written before it existed).</param>
+public sealed record RunStarted(string Agent, string Input, string? Actor = null, string? RunKind = null, string? ParentRunId = null, string? RootRunId = null, string? TraceParent = null) : JournalEntry
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "run.started";

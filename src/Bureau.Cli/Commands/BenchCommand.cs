@@ -28,9 +28,13 @@ internal static class BenchCommand
             Description = "Runs done first on a throwaway database and left out of the report, so JIT and first-activation costs are not measured (0: none).",
             DefaultValueFactory = _ => 200,
         };
+        var telemetry = new Option<bool>("--telemetry")
+        {
+            Description = "Measure Bureau with telemetry on (the OpenTelemetry SDK recording every span and metric, exported to nowhere): reported as bureau+telemetry.",
+        };
         var agentLoop = new Command("agent-loop", "The agent-loop workload (shared/workloads/agent-loop.md): Bureau, then floor (synchronous=FULL) and floor-normal (synchronous=NORMAL).")
         {
-            runs, concurrency, steps, latency, db, durability, skipFloor, warmup, executors,
+            runs, concurrency, steps, latency, db, durability, skipFloor, warmup, executors, telemetry,
         };
         agentLoop.SetAction(async (parse, ct) =>
         {
@@ -45,6 +49,7 @@ internal static class BenchCommand
             if (config.Runs < 1 || config.Concurrency < 1 || config.Steps < 1 || config.LatencyMs < 0 || parse.GetValue(warmup) < 0)
                 throw new CliUsageException("--runs, --concurrency and --steps must be at least 1, --model-latency-ms and --warmup at least 0");
 
+            using var otel = parse.GetValue(telemetry) ? new BenchTelemetry() : null;
             if (parse.GetValue(warmup) is > 0 and var warm)
             {
                 var warmConfig = config with { Runs = warm, DbPath = config.DbPath + ".warmup" };
@@ -54,7 +59,8 @@ internal static class BenchCommand
                 AgentLoopBench.DeleteDb(warmConfig.DbPath);
             }
 
-            await MeasureAsync("bureau", config, p => AgentLoopBench.RunBureauAsync(config, p, ct));
+            await MeasureAsync(otel is null ? "bureau" : "bureau+telemetry", config, p => AgentLoopBench.RunBureauAsync(config, p, ct));
+            if (otel is not null) Console.Error.WriteLine($"telemetry: {otel.Spans} spans exported");
             if (!parse.GetValue(skipFloor))
             {
                 await MeasureAsync("floor", config, p => AgentLoopBench.RunFloorAsync(config, full: true, p, ct));

@@ -246,7 +246,9 @@ internal sealed partial class AgentLoop : IResilienceJournal
             }
 
             // 3. Ask the model; journal its answer before anything it asks for runs.
+            var chat = BureauTelemetry.ObservesModelCalls ? ChatTelemetry.Start(_agent, _runId, _state.Turns + 1) : null;
             var response = await CallModelAsync();
+            chat?.End(response?.Entry, _run.Engine.Options.Telemetry.CaptureContent);
             if (response is null) return RunStatus.Failed;
             var answer = response.Value;
             if (answer.Entry.ToolCalls.Count == 0)

@@ -74,6 +74,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
     private readonly QueueCounts _queued = new();
     private int _started;
     private Task? _stopped;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string?> _traceHandOff = new(StringComparer.Ordinal);
 
     internal BureauEngine(
         BureauOptions options,
@@ -88,6 +89,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
     {
         _options = options;
         Definitions = deployment.Definitions;
+        Options = options;
         Store = store;
         Events = events;
         TimeProvider = timeProvider;
@@ -106,6 +108,9 @@ public sealed partial class BureauEngine : IAsyncDisposable
 
     /// <summary>What is deployed.</summary>
     public BureauDefinitions Definitions { get; }
+
+    /// <summary>The runtime's options.</summary>
+    internal BureauOptions Options { get; }
 
     /// <summary>The store.</summary>
     public IRunStore Store { get; }
@@ -154,6 +159,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         await _timers.StartAsync(ExpireWaitAsync, cancellationToken); // deadlines that passed while down fire before the engine is ready
         _storageWatch.Start();
         IsReady = true;
+        TrackStarted();
         _rollbackSweep = Task.Run(() => SweepRollbacksAsync(CancellationToken.None));
     }
 
@@ -222,6 +228,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
 
     private async Task StopCoreAsync(CancellationToken cancellationToken)
     {
+        UntrackStarted();
         await _timers.StopAsync();
         await _storageWatch.StopAsync();
         await _scheduler.StopAsync(cancellationToken);
@@ -260,6 +267,10 @@ public sealed partial class BureauEngine : IAsyncDisposable
     private async Task<SubmitResult> AcceptAsync(RunRequest request, string? root, CancellationToken cancellationToken)
     {
         var id = _newId();
+        // The caller's span (an HTTP request, a parent run, the application's own) is journaled: every execution of
+        // the run, here or after a restart, is its child.
+        var traced = BureauTelemetry.ActivitySource.HasListeners();
+        var traceParent = traced ? RunTelemetry.CallerTraceParent() : null;
         var result = await Writer.SubmitAsync(new NewRun
         {
             Id = id,
@@ -273,10 +284,11 @@ public sealed partial class BureauEngine : IAsyncDisposable
             Actor = request.Actor,
             Claim = _scheduler.NewClaim(),
             Started = new RunStarted(request.Agent, request.Input, request.Actor,
-                request.Kind == RunKinds.Agent ? null : request.Kind, request.ParentRunId, root),
+                request.Kind == RunKinds.Agent ? null : request.Kind, request.ParentRunId, root, traceParent),
         }, cancellationToken);
         if (result.Created && request.ParentRunId is null) _queued.Accepted(id, request.Agent);
         if (result.Created) _scheduler.SetOrder(id, request.Priority, request.OrderingKey); // claimed here at submit: scheduled only below
+        if (traced && result.Created && _traceHandOff.Count < 10_000) _traceHandOff[id] = traceParent; // a miss reads the journal
         if (result.Run.Status is RunStatus.Queued or RunStatus.Running) _scheduler.Schedule(result.Run.Id);
         return result;
     }
@@ -462,12 +474,24 @@ public sealed partial class BureauEngine : IAsyncDisposable
             {
                 return await FinishUnrunnableAsync(context, $"run kind '{run.Kind}' is not registered in this host");
             }
-            if (run.Status == RunStatus.Queued && run.Version == 1) _ = MarkRunningAsync(runId);
+            var fresh = run.Status == RunStatus.Queued && run.Version == 1;
+            if (fresh) _ = MarkRunningAsync(runId);
             RunStatus status;
-            using (BureauTelemetry.ActivitySource.HasListeners() ? StartSpan(run) : null)
+            if (BureauTelemetry.ActivitySource.HasListeners())
             {
+                // Records written during the execution (by Bureau, tools, model clients) carry the run and step; only
+                // with telemetry on or debug logging: a scope costs about 1 KB per execution.
+                using var scope = Logger.BeginScope(new RunLogScope(context));
+                using var span = RunTelemetry.StartExecution(run, journal, await TraceParentAsync(run, journal, fresh), fresh, TimeProvider.GetUtcNow());
+                status = await executor.ExecuteAsync(context);
+                RunTelemetry.EndExecution(span, status);
+            }
+            else if (Logger.IsEnabled(LogLevel.Debug))
+            {
+                using var scope = Logger.BeginScope(new RunLogScope(context));
                 status = await executor.ExecuteAsync(context);
             }
+            else status = await executor.ExecuteAsync(context);
             if (status.IsTerminal()) await RunEndedAsync(run, failed: status == RunStatus.Failed);
             return status;
         }
@@ -493,31 +517,23 @@ public sealed partial class BureauEngine : IAsyncDisposable
         }
     }
 
-    private static System.Diagnostics.Activity? StartSpan(RunRecord run)
+    /// <summary>
+    /// The journaled caller's trace context of a run executing now. A fresh run accepted here takes it from the
+    /// hand-off <see cref="AcceptAsync"/> left (no journal read); one accepted elsewhere or before a restart reads it.
+    /// </summary>
+    private async Task<string?> TraceParentAsync(RunRecord run, IReadOnlyList<JournalRecord> journal, bool fresh)
     {
-        // Every execution of every run of a tree (a team, its members, delegates) is in one trace, whose
-        // id comes from the root run's id: the same across executions, restarts and nodes, with nothing
-        // to store. An execution's parent is its run's parent run (a span id made from that run's id).
-        var root = run.RootRunId ?? run.Id;
-        var parent = new System.Diagnostics.ActivityContext(TraceIdOf(root), SpanIdOf(run.ParentRunId ?? root), System.Diagnostics.ActivityTraceFlags.Recorded, isRemote: true);
-        var operation = run.Kind == RunKinds.Team ? "invoke_workflow" : "invoke_agent";
-        var span = BureauTelemetry.ActivitySource.StartActivity($"{operation} {run.Agent}", System.Diagnostics.ActivityKind.Internal, parent);
-        span?.SetTag("gen_ai.operation.name", operation);
-        span?.SetTag("gen_ai.agent.name", run.Agent);
-        span?.SetTag("bureau.run.id", run.Id);
-        span?.SetTag("bureau.run.kind", run.Kind);
-        if (run.ParentRunId is not null) span?.SetTag("bureau.run.parent_id", run.ParentRunId);
-        if (run.RootRunId is not null && run.RootRunId != run.Id) span?.SetTag("bureau.run.root_id", run.RootRunId);
-        return span;
+        if (!fresh) return journal.Count > 0 && journal[0].Entry is RunStarted s ? s.TraceParent : null;
+        if (_traceHandOff.TryRemove(run.Id, out var handed)) return handed;
+        var stored = await Store.ReadJournalAsync(run.Id, 0, CancellationToken.None);
+        return stored.Count > 0 && stored[0].Entry is RunStarted started ? started.TraceParent : null;
     }
 
-    /// <summary>The trace id of a tree of runs: the first 16 bytes of SHA-256 of its root run's id.</summary>
-    internal static System.Diagnostics.ActivityTraceId TraceIdOf(string rootRunId) =>
-        System.Diagnostics.ActivityTraceId.CreateFromBytes(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("trace:" + rootRunId)).AsSpan(0, 16));
+    /// <summary>The trace id of a tree of runs submitted with no caller's context.</summary>
+    internal static System.Diagnostics.ActivityTraceId TraceIdOf(string rootRunId) => RunTelemetry.TraceIdOf(rootRunId);
 
-    /// <summary>The span id standing for a run (its executions' parent for its children).</summary>
-    internal static System.Diagnostics.ActivitySpanId SpanIdOf(string runId) =>
-        System.Diagnostics.ActivitySpanId.CreateFromBytes(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("run:" + runId)).AsSpan(0, 8));
+    /// <summary>The span id standing for a run with no caller's context.</summary>
+    internal static System.Diagnostics.ActivitySpanId SpanIdOf(string runId) => RunTelemetry.SpanIdOf(runId);
 
     /// <summary>A run just accepted has exactly one entry, made from its row: no journal read.</summary>
     private static JournalRecord[] FreshJournal(RunRecord run) =>

@@ -28,6 +28,12 @@ public sealed class BureauOptions
     /// <summary>How long a scheduler's claim on unfinished runs holds without renewal; another node picks them up after it. Default 30 s.</summary>
     public TimeSpan ClaimLease { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Telemetry settings (section <c>Bureau:Telemetry</c>). Telemetry itself is off unless enabled: <c>UseOpenTelemetry()</c>
+    /// (Bureau.Hosting), <c>bureau serve --otlp URL</c> or <c>OTEL_EXPORTER_OTLP_ENDPOINT</c>. See docs/observability.md.
+    /// </summary>
+    public BureauTelemetryOptions Telemetry { get; set; } = new();
+
     /// <summary>Makes run ids; default: time-ordered, 18 characters (<see cref="RunIds.New"/>). Not bound from configuration.</summary>
     public Func<string>? RunIdGenerator { get; set; }
 
@@ -64,4 +70,19 @@ public sealed class BureauOptions
             if (string.IsNullOrWhiteSpace(Manifests[i])) yield return $"Bureau:Manifests:{i} must name a manifest file";
         }
     }
+}
+
+/// <summary>
+/// Bureau's telemetry settings read by the runtime (section <c>Bureau:Telemetry</c>). Whether telemetry is exported, and
+/// where, is decided where the OpenTelemetry SDK is wired: <c>UseOpenTelemetry()</c> in Bureau.Hosting, <c>bureau serve
+/// --otlp</c>, the <c>OTEL_EXPORTER_OTLP_*</c> environment variables.
+/// </summary>
+public sealed class BureauTelemetryOptions
+{
+    /// <summary>
+    /// Put model answers and tool arguments and results on spans (<c>gen_ai.output.text</c>, <c>gen_ai.output.tool_calls</c>,
+    /// <c>gen_ai.tool.call.arguments</c>, <c>gen_ai.tool.call.result</c>). Default false: spans carry names, ids, tokens,
+    /// durations and outcomes only. Secrets (API keys, header values, environment variables) are never on a span either way.
+    /// </summary>
+    public bool CaptureContent { get; set; }
 }

@@ -46,7 +46,7 @@ internal sealed class JournalWriter(IRunStore store, IRunEventBus events, TimePr
         events.Publish(runId, records);
         BureauTelemetry.JournalEntries.Add(entries.Length);
         if (update?.WaitingFor?.Deadline is { } deadline) timers.Nudge(deadline);
-        if (update is not null) Count(update.Status);
+        if (update is not null) Count(update);
         return expectedVersion + entries.Length;
     }
 
@@ -67,10 +67,11 @@ internal sealed class JournalWriter(IRunStore store, IRunEventBus events, TimePr
     /// <summary>The row of a run this process created and nothing has appended to since, once; null otherwise (read the store).</summary>
     public RunRecord? TakeFresh(string runId) => _fresh.TryRemove(runId, out var run) ? run : null;
 
-    private static void Count(RunStatus status)
+    private static void Count(RunUpdate update)
     {
-        if (status.IsTerminal() && BureauTelemetry.RunsFinished.Enabled)
-            BureauTelemetry.RunsFinished.Add(1, new KeyValuePair<string, object?>("bureau.run.status", status.ToWireName()));
+        if (update.Status.IsTerminal() && BureauTelemetry.RunsFinished.Enabled)
+            BureauTelemetry.RunsFinished.Add(1, new KeyValuePair<string, object?>("bureau.run.status", update.Status.ToWireName()),
+                new KeyValuePair<string, object?>("bureau.run.outcome", update.Outcome ?? (update.Status == RunStatus.Succeeded ? "succeeded" : update.Status.ToWireName())));
     }
 }
 

@@ -43,6 +43,9 @@ internal sealed partial class RunScheduler
     }
 
     public int ActiveRuns => Volatile.Read(ref _active);
+
+    /// <summary>Runs queued here for a free slot (scheduled, not executing): the <c>bureau.queue.depth</c> gauge.</summary>
+    public int QueuedRuns => Math.Max(0, _scheduled.Count - ActiveRuns);
     public bool IsStopping => _stopping.IsCancellationRequested;
 
     /// <summary>A claim for runs this node accepts or requeues now.</summary>

@@ -6,7 +6,7 @@ namespace Bureau.Tools;
 
 /// <summary>
 /// Sends an HTTP request: GET carries the arguments as the query string, other methods as a JSON body.
-/// Every request carries <c>Idempotency-Key</c>. The response body is the result; a 4xx or 5xx answer is
+/// Every request carries <c>Idempotency-Key</c>, and <c>traceparent</c> when the call is traced. The response body is the result; a 4xx or 5xx answer is
 /// a tool error with the status and an excerpt of the body.
 /// </summary>
 internal sealed class HttpTool : BureauTool
@@ -51,6 +51,12 @@ internal sealed class HttpTool : BureauTool
         }
         request.Headers.Remove("Idempotency-Key");
         request.Headers.TryAddWithoutValidation("Idempotency-Key", invocation.IdempotencyKey);
+        // The call's span (execute_tool) as the request's parent; HttpClient's own propagation skips a request that has one.
+        if (System.Diagnostics.Activity.Current is { IdFormat: System.Diagnostics.ActivityIdFormat.W3C } span && !request.Headers.Contains("traceparent"))
+        {
+            request.Headers.TryAddWithoutValidation("traceparent", span.Id);
+            if (span.TraceStateString is { Length: > 0 } state) request.Headers.TryAddWithoutValidation("tracestate", state);
+        }
 
         using var response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         var encoding = Charset(response);

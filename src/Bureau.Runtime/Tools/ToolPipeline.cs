@@ -93,25 +93,74 @@ internal sealed class ToolPipeline
     public ValueTask<ToolOutcome> InvokeAsync(ToolCall call) => _handler(call);
 }
 
-/// <summary>An <c>execute_tool</c> span per call (GenAI semantic conventions), when anyone listens.</summary>
-internal sealed class TelemetryToolFilter : IToolCallFilter
+/// <summary>
+/// An <c>execute_tool</c> span per call (GenAI semantic conventions) and the tool measurements (step latency, errors),
+/// when anyone listens. Arguments and results go on the span only when content capture is on.
+/// </summary>
+internal sealed class TelemetryToolFilter(Microsoft.Extensions.Options.IOptions<BureauOptions> options) : IToolCallFilter
 {
+    private readonly bool _captureContent = options.Value.Telemetry.CaptureContent;
+
     public ToolFilterStage Stage => ToolFilterStage.Telemetry;
 
     public ValueTask<ToolOutcome> InvokeAsync(ToolCall call, ToolCallHandler next) =>
-        BureauTelemetry.ActivitySource.HasListeners() ? TracedAsync(call, next) : next(call);
+        BureauTelemetry.ObservesToolCalls ? TracedAsync(call, next) : next(call);
 
-    private static async ValueTask<ToolOutcome> TracedAsync(ToolCall call, ToolCallHandler next)
+    private async ValueTask<ToolOutcome> TracedAsync(ToolCall call, ToolCallHandler next)
     {
-        using var span = BureauTelemetry.ActivitySource.StartActivity($"execute_tool {call.Tool.Name}", ActivityKind.Internal);
-        span?.SetTag("gen_ai.operation.name", "execute_tool");
-        span?.SetTag("gen_ai.tool.name", call.Tool.Name);
-        span?.SetTag("gen_ai.tool.call.id", call.CallId);
-        span?.SetTag("bureau.tool.effect", WireNames.Of(call.Tool.Definition.Effect));
-        span?.SetTag("bureau.run.id", call.RunId);
-        span?.SetTag("bureau.step", call.Step);
-        var outcome = await next(call);
-        if (outcome.IsError) span?.SetStatus(ActivityStatusCode.Error, outcome.Content.Length > 200 ? outcome.Content[..200] : outcome.Content);
+        using var span = BureauTelemetry.ActivitySource.HasListeners()
+            ? BureauTelemetry.ActivitySource.StartActivity(Engine.RunTelemetry.SpanName("execute_tool", call.Tool.Name), ActivityKind.Internal)
+            : null;
+        if (span is not null)
+        {
+            span.AddTag("gen_ai.operation.name", "execute_tool");
+            span.AddTag("gen_ai.tool.name", call.Tool.Name);
+            span.AddTag("gen_ai.tool.call.id", call.CallId);
+            span.AddTag("bureau.tool.effect", WireNames.Of(call.Tool.Definition.Effect));
+            span.AddTag("bureau.run.id", call.RunId);
+            span.AddTag("bureau.step", call.Step);
+            if (_captureContent) span.AddTag("gen_ai.tool.call.arguments", call.ArgumentsText);
+        }
+        var started = Stopwatch.GetTimestamp();
+        ToolOutcome outcome;
+        try
+        {
+            outcome = await next(call);
+        }
+        catch (Exception ex)
+        {
+            var type = ex is OperationCanceledException ? "canceled" : ex.GetType().FullName ?? "exception";
+            span?.AddTag("error.type", type);
+            span?.SetStatus(ActivityStatusCode.Error, ex is OperationCanceledException ? "canceled" : ex.Message);
+            Measure(call, started, type);
+            throw;
+        }
+        string? error = null;
+        if (outcome.IsError)
+        {
+            error = Engine.RunTelemetry.ErrorType(outcome.Failure);
+            // The error's text is the tool's answer (content): on the span only when content capture is on.
+            span?.SetStatus(ActivityStatusCode.Error, _captureContent ? Excerpt(outcome.Content) : null);
+            span?.AddTag("error.type", error);
+        }
+        if (span is not null)
+        {
+            span.AddTag("bureau.tool.outcome", error is null ? "ok" : "error");
+            if (outcome.Attempts > 1) span.AddTag("bureau.attempts", outcome.Attempts);
+            if (_captureContent) span.AddTag("gen_ai.tool.call.result", Excerpt(outcome.Content, 4096));
+        }
+        Measure(call, started, error);
         return outcome;
     }
+
+    private static void Measure(ToolCall call, long started, string? error)
+    {
+        var tool = new KeyValuePair<string, object?>("gen_ai.tool.name", call.Tool.Name);
+        if (BureauTelemetry.StepDuration.Enabled)
+            BureauTelemetry.StepDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, new("bureau.step.kind", "tool"), new("gen_ai.agent.name", call.Agent.Name), tool);
+        if (error is not null && BureauTelemetry.ToolErrors.Enabled)
+            BureauTelemetry.ToolErrors.Add(1, tool, new("error.type", error), new("bureau.tool.effect", WireNames.Of(call.Tool.Definition.Effect)));
+    }
+
+    private static string Excerpt(string content, int max = 200) => content.Length > max ? content[..max] : content;
 }

@@ -35,6 +35,30 @@ public sealed class HttpToolTests
     }
 
     [Fact]
+    public async Task InvokeAsync_InATracedCall_SendsTheCallsSpanAsTraceparent()
+    {
+        await using var server = new LoopbackServer((ctx, _) => LoopbackServer.Respond(ctx, 200, "ok"));
+        var tool = Tool(server.BaseAddress);
+        using var span = new System.Diagnostics.Activity("execute_tool svc").SetIdFormat(System.Diagnostics.ActivityIdFormat.W3C).Start();
+
+        await tool.InvokeAsync(Invocation("svc"), TestContext.Current.CancellationToken);
+
+        Assert.Equal(span.Id, Assert.Single(server.Requests).Headers["traceparent"]);
+    }
+
+    [Fact]
+    public async Task InvokeAsync_Untraced_SendsNoTraceparent()
+    {
+        await using var server = new LoopbackServer((ctx, _) => LoopbackServer.Respond(ctx, 200, "ok"));
+        var tool = Tool(server.BaseAddress);
+        System.Diagnostics.Activity.Current = null;
+
+        await tool.InvokeAsync(Invocation("svc"), TestContext.Current.CancellationToken);
+
+        Assert.Null(Assert.Single(server.Requests).Headers["traceparent"]);
+    }
+
+    [Fact]
     public async Task InvokeAsync_ConfiguredIdempotencyKeyHeader_IsReplacedByTheCallsKey()
     {
         await using var server = new LoopbackServer((ctx, _) => LoopbackServer.Respond(ctx, 200, "ok"));
