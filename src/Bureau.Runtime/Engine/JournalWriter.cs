@@ -14,12 +14,13 @@ internal sealed class JournalWriter(IRunStore store, IRunEventBus events, TimePr
 
     // Runs this process just created and nothing has appended to since: the first execution takes the
     // row from here instead of reading it back. Any append through this writer drops the run first.
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, RunRecord> _fresh = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, RunRecord> _fresh = new(concurrencyLevel: 64, capacity: 1024, StringComparer.Ordinal);
+    private int _freshCount; // the dictionary's Count takes all its locks
 
     /// <summary>Appends <paramref name="entries"/> after <paramref name="expectedVersion"/>; returns the new version.</summary>
     public async ValueTask<long> AppendAsync(string runId, long expectedVersion, JournalEntry[] entries, RunUpdate? update, Action<JournalRecord>? fold)
     {
-        _fresh.TryRemove(runId, out _);
+        DropFresh(runId);
         var at = time.GetUtcNow();
         await store.AppendAsync(new AppendRequest { RunId = runId, ExpectedVersion = expectedVersion, Entries = entries, At = at, Update = update }, CancellationToken.None);
         return Appended(runId, expectedVersion, at, entries, update, fold);
@@ -28,7 +29,7 @@ internal sealed class JournalWriter(IRunStore store, IRunEventBus events, TimePr
     /// <summary>Appends an executor's entries after its <see cref="RunContext.Version"/> and moves the version on (one await, not two nested).</summary>
     public async ValueTask AppendAsync(RunContext run, JournalEntry[] entries, RunUpdate? update)
     {
-        _fresh.TryRemove(run.RunId, out _);
+        DropFresh(run.RunId);
         var at = time.GetUtcNow();
         var expectedVersion = run.Version;
         await store.AppendAsync(new AppendRequest { RunId = run.RunId, ExpectedVersion = expectedVersion, Entries = entries, At = at, Update = update }, CancellationToken.None);
@@ -56,7 +57,7 @@ internal sealed class JournalWriter(IRunStore store, IRunEventBus events, TimePr
         var result = await store.SubmitAsync(run, cancellationToken);
         if (result.Created)
         {
-            if (_fresh.Count < FreshRunsKept) _fresh.TryAdd(run.Id, result.Run);
+            if (Volatile.Read(ref _freshCount) < FreshRunsKept && _fresh.TryAdd(run.Id, result.Run)) Interlocked.Increment(ref _freshCount);
             events.Publish(run.Id, [new JournalRecord(1, run.CreatedAt, run.Started)]);
             BureauTelemetry.RunsStarted.Add(1, new KeyValuePair<string, object?>("bureau.run.kind", run.Kind));
             BureauTelemetry.JournalEntries.Add(1);
@@ -65,7 +66,17 @@ internal sealed class JournalWriter(IRunStore store, IRunEventBus events, TimePr
     }
 
     /// <summary>The row of a run this process created and nothing has appended to since, once; null otherwise (read the store).</summary>
-    public RunRecord? TakeFresh(string runId) => _fresh.TryRemove(runId, out var run) ? run : null;
+    public RunRecord? TakeFresh(string runId)
+    {
+        if (!_fresh.ContainsKey(runId) || !_fresh.TryRemove(runId, out var run)) return null; // the lookup takes no lock
+        Interlocked.Decrement(ref _freshCount);
+        return run;
+    }
+
+    private void DropFresh(string runId)
+    {
+        if (_fresh.ContainsKey(runId) && _fresh.TryRemove(runId, out _)) Interlocked.Decrement(ref _freshCount);
+    }
 
     private static void Count(RunUpdate update)
     {

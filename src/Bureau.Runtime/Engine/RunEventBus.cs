@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 
 namespace Bureau;
 
@@ -35,8 +36,11 @@ public interface IRunEventBus
 /// <summary>The in-process event bus: a dictionary lookup per publish when nobody listens.</summary>
 public sealed class InProcessRunEventBus : IRunEventBus
 {
-    private readonly ConcurrentDictionary<string, Subscribers> _byRun = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, RunEvent> _current = new(StringComparer.Ordinal);
+    // Striped wider than the default (one lock per core): every step of every run writes here.
+    private readonly ConcurrentDictionary<string, Subscribers> _byRun = new(concurrencyLevel: 64, capacity: 256, StringComparer.Ordinal);
+    // A run's current activity, in a box made once per execution: each step sets and clears the box
+    // without a dictionary write (lock-free); the box goes when the execution stops (the run ends or waits).
+    private readonly ConcurrentDictionary<string, StrongBox<RunEvent?>> _current = new(concurrencyLevel: 64, capacity: 1024, StringComparer.Ordinal);
     private volatile Action<RunEvent>[] _all = [];
     private readonly Lock _gate = new();
 
@@ -63,12 +67,16 @@ public sealed class InProcessRunEventBus : IRunEventBus
     }
 
     /// <inheritdoc />
-    public RunEvent? CurrentActivity(string runId) => _current.TryGetValue(runId, out var e) ? e : null;
+    public RunEvent? CurrentActivity(string runId) => _current.TryGetValue(runId, out var box) ? Volatile.Read(ref box.Value) : null;
 
     /// <inheritdoc />
     public void Publish(string runId, IReadOnlyList<JournalRecord> records)
     {
-        if (!_current.IsEmpty) _current.TryRemove(runId, out _);
+        if (_current.TryGetValue(runId, out var box))
+        {
+            Volatile.Write(ref box.Value, null);
+            if (records.Count > 0 && records[^1].Entry is RunFinished or RunWaiting) _current.TryRemove(runId, out _);
+        }
         var all = _all;
         _byRun.TryGetValue(runId, out var subs);
         if (all.Length == 0 && subs is null) return;
@@ -80,14 +88,11 @@ public sealed class InProcessRunEventBus : IRunEventBus
     {
         var all = _all;
         _byRun.TryGetValue(runId, out var subs);
-        if (all.Length == 0 && subs is null)
-        {
-            // Nobody listens now; a watcher that subscribes mid-call still learns of it.
-            _current[runId] = new RunEvent(runId, null, activity, detail);
-            return;
-        }
+        // Kept also when nobody listens now: a watcher that subscribes mid-call still learns of it.
         var e = new RunEvent(runId, null, activity, detail);
-        _current[runId] = e;
+        var box = _current.TryGetValue(runId, out var existing) ? existing : _current.GetOrAdd(runId, static _ => new StrongBox<RunEvent?>());
+        Volatile.Write(ref box.Value, e);
+        if (all.Length == 0 && subs is null) return;
         Dispatch(e, subs, all);
     }
 

@@ -13,7 +13,9 @@ namespace Bureau.Engine;
 internal sealed partial class RunScheduler
 {
     private readonly ReadyQueue _ready = new();
-    private readonly ConcurrentDictionary<string, byte> _scheduled = new(StringComparer.Ordinal);
+    // Striped wider than the default (one lock per core): every execution adds and removes here.
+    private readonly ConcurrentDictionary<string, byte> _scheduled = new(concurrencyLevel: 64, capacity: 1024, StringComparer.Ordinal);
+    private int _scheduledCount; // _scheduled.Count takes every lock of the dictionary: kept here instead
     private readonly CancellationTokenSource _stopping = new();
     private readonly SemaphoreSlim _slots;
     private readonly IRunStore _store;
@@ -45,7 +47,7 @@ internal sealed partial class RunScheduler
     public int ActiveRuns => Volatile.Read(ref _active);
 
     /// <summary>Runs queued here for a free slot (scheduled, not executing): the <c>bureau.queue.depth</c> gauge.</summary>
-    public int QueuedRuns => Math.Max(0, _scheduled.Count - ActiveRuns);
+    public int QueuedRuns => Math.Max(0, Volatile.Read(ref _scheduledCount) - ActiveRuns);
     public bool IsStopping => _stopping.IsCancellationRequested;
 
     /// <summary>A claim for runs this node accepts or requeues now.</summary>
@@ -112,9 +114,9 @@ internal sealed partial class RunScheduler
     {
         while (true)
         {
-            if (_scheduled.TryAdd(runId, 0))
+            if (AddScheduled(runId))
             {
-                if (!_ready.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
+                if (!_ready.TryWrite(runId)) RemoveScheduled(runId);
                 return;
             }
             _again[runId] = 0;
@@ -130,7 +132,7 @@ internal sealed partial class RunScheduler
         var total = 0;
         while (!_stopping.IsCancellationRequested)
         {
-            var room = _backlog - _scheduled.Count;
+            var room = _backlog - Volatile.Read(ref _scheduledCount);
             if (room <= 0) break;
             var ids = await _store.ClaimAsync(NewClaim(), _time.GetUtcNow(), room, ct);
             foreach (var id in ids) Schedule(id);
@@ -271,12 +273,24 @@ internal sealed partial class RunScheduler
         _ = RetryLaterAsync(runId, attempt);
     }
 
+    private bool AddScheduled(string runId)
+    {
+        if (!_scheduled.TryAdd(runId, 0)) return false;
+        Interlocked.Increment(ref _scheduledCount);
+        return true;
+    }
+
+    private void RemoveScheduled(string runId)
+    {
+        if (_scheduled.TryRemove(runId, out _)) Interlocked.Decrement(ref _scheduledCount);
+    }
+
     private void Done(string runId)
     {
         _ready.Released(runId);
-        _scheduled.TryRemove(runId, out _);
-        if (_again.TryRemove(runId, out _) && !_stopping.IsCancellationRequested) Schedule(runId); // asked for while it executed
-        if (_scheduled.Count < _backlog / 2) Wake();
+        RemoveScheduled(runId);
+        if (_again.ContainsKey(runId) && _again.TryRemove(runId, out _) && !_stopping.IsCancellationRequested) Schedule(runId); // asked for while it executed
+        if (Volatile.Read(ref _scheduledCount) < _backlog / 2) Wake();
     }
 
     /// <summary>Requeues the run (it stays scheduled here meanwhile) after a backoff with jitter, or at once on <see cref="RetryNow"/>.</summary>
@@ -292,7 +306,7 @@ internal sealed partial class RunScheduler
         catch (OperationCanceledException)
         {
         }
-        if (_stopping.IsCancellationRequested || !_ready.TryWrite(runId)) _scheduled.TryRemove(runId, out _);
+        if (_stopping.IsCancellationRequested || !_ready.TryWrite(runId)) RemoveScheduled(runId);
     }
 
     /// <summary>The wait before try <paramref name="attempt"/>+1: doubling from <see cref="FirstRetryDelay"/>, capped, ±20% jitter.</summary>
