@@ -89,8 +89,9 @@ internal static class AgentLoopBench
     {
         DeleteDb(config.DbPath);
         ResetPeakRss();
-        var starts = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
-        var ends = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
+        // Sized and striped for the runs up front: the harness's own bookkeeping should not contend with the engine.
+        var starts = new ConcurrentDictionary<string, long>(concurrencyLevel: 64, capacity: config.Runs, StringComparer.Ordinal);
+        var ends = new ConcurrentDictionary<string, long>(concurrencyLevel: 64, capacity: config.Runs, StringComparer.Ordinal);
         var allDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var finished = 0;
 
@@ -110,7 +111,6 @@ internal static class AgentLoopBench
         });
 
         var ids = new string[config.Runs];
-        if (Environment.GetEnvironmentVariable("BUREAU_BENCH_DEBUG") == "1") Console.Error.WriteLine($"rss before runs: {StatusMb("VmRSS"):F1} MB, heap {GC.GetTotalMemory(false) / 1e6:F1} MB, gen0 budget {GC.GetGCMemoryInfo().GenerationInfo[0].SizeAfterBytes / 1e6:F1}");
         var txBefore = bureau.Store.Stats.Transactions;
         var footprint = Footprint.Now();
         var wall = Stopwatch.StartNew();
@@ -125,7 +125,6 @@ internal static class AgentLoopBench
         await allDone.Task.WaitAsync(ct);
         wall.Stop();
         var used = Footprint.Now().Since(footprint);
-        if (Environment.GetEnvironmentVariable("BUREAU_BENCH_DEBUG") == "1") Console.Error.WriteLine($"rss after runs: {StatusMb("VmRSS"):F1} MB, heap {GC.GetTotalMemory(false) / 1e6:F1} MB, gcs {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}, committed {GC.GetGCMemoryInfo().TotalCommittedBytes / 1e6:F1} MB");
         var transactions = bureau.Store.Stats.Transactions - txBefore;
         var rss = PeakRssMb();
 
