@@ -477,9 +477,12 @@ public sealed class AgentDefinition
     /// <summary>A copy with <paramref name="budgets"/> (a team's member gets at most what the team has left).</summary>
     public AgentDefinition WithBudgets(AgentBudgets budgets) => With(Tools, budgets);
 
-    private AgentDefinition With(IReadOnlyList<string> tools, AgentBudgets budgets) => new()
+    /// <summary>A copy on another model and, when given, other instructions (a what-if fork of a run).</summary>
+    public AgentDefinition WithModel(string model, string? instructions = null) => With(Tools, Budgets, model, instructions ?? Instructions);
+
+    private AgentDefinition With(IReadOnlyList<string> tools, AgentBudgets budgets, string? model = null, string? instructions = null) => new()
     {
-        Name = Name, Model = Model, Instructions = Instructions, Description = Description, Tools = tools, Budgets = budgets,
+        Name = Name, Model = model ?? Model, Instructions = instructions ?? Instructions, Description = Description, Tools = tools, Budgets = budgets,
         LoopDetection = LoopDetection, AllowEmptyInput = AllowEmptyInput, StateConfidence = StateConfidence, Delegates = Delegates,
         RollbackOnFailure = RollbackOnFailure,
     };

@@ -22,16 +22,30 @@ internal static class ReplayCommand
             DefaultValueFactory = _ => "bureau.yaml",
             HelpName = "FILE",
         };
-        var json = CliShared.JsonOption("Print {\"runId\",\"steps\",\"reproduced\",\"divergence\"} on stdout.");
-        var cmd = new Command("replay", "Replay a finished run against its journal, with no model or tool call, and report the first step the engine does differently (exit 0 same steps, 1 divergence, 2 bad input).")
+        var json = CliShared.JsonOption("Print {\"runId\",\"steps\",\"reproduced\",\"divergence\"} on stdout (with --from-step: {\"runId\",\"fork\",\"steps\"}).");
+        var fromStep = new Option<long?>("--from-step") { Description = "What-if: fork a new run that shares the journal up to step N and goes on live (model and tools called), in a throwaway database; show both runs' steps side by side.", HelpName = "N" };
+        var model = new Option<string?>("--model") { Description = "With --from-step: the model the fork goes on with (a model of the manifest).", HelpName = "M" };
+        var instructions = new Option<string?>("--instructions") { Description = "With --from-step: a file with the instructions the fork goes on with.", HelpName = "FILE" };
+        var allowWrites = new Option<bool>("--allow-writes") { Description = "With --from-step: let the fork call write tools (left out by default: a what-if should change nothing)." };
+        var cmd = new Command("replay", "Replay a finished run against its journal, with no model or tool call, and report the first step the engine does differently (exit 0 same steps, 1 divergence, 2 bad input); or, with --from-step, fork it as a what-if.")
         {
-            id, db, file, json,
+            id, db, file, json, fromStep, model, instructions, allowWrites,
         };
-        cmd.SetAction((parse, ct) => RunAsync(parse.GetValue(id)!, parse.GetValue(db)!, parse.GetValue(file)!, parse.GetResult(file) is { Implicit: false }, parse.GetValue(json), ct));
+        cmd.SetAction((parse, ct) =>
+        {
+            var forkStep = parse.GetValue(fromStep);
+            if (forkStep is null && (parse.GetValue(model) is not null || parse.GetValue(instructions) is not null || parse.GetValue(allowWrites)))
+            {
+                Console.Error.WriteLine("bureau: --model, --instructions and --allow-writes go with --from-step N (the step the fork goes on after)");
+                return Task.FromResult(2);
+            }
+            var fork = forkStep is { } n ? new ReplayFork.Options(n, parse.GetValue(model), parse.GetValue(instructions), parse.GetValue(allowWrites)) : null;
+            return RunAsync(parse.GetValue(id)!, parse.GetValue(db)!, parse.GetValue(file)!, parse.GetResult(file) is { Implicit: false }, parse.GetValue(json), fork, ct);
+        });
         return cmd;
     }
 
-    private static async Task<int> RunAsync(string runId, string db, string file, bool fileGiven, bool json, CancellationToken ct)
+    private static async Task<int> RunAsync(string runId, string db, string file, bool fileGiven, bool json, ReplayFork.Options? fork, CancellationToken ct)
     {
         var stderr = Console.Error;
         IReadOnlyList<JournalRecord> journal;
@@ -53,6 +67,7 @@ internal static class ReplayCommand
                 file = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(runId))!, manifest);
             var definitionsOfFile = LoadDefinitions(file, stderr);
             if (definitionsOfFile is null) return 2;
+            if (fork is not null) return await ReplayFork.RunAsync(definitionsOfFile, recorded.RunId, recorded.Journal, fork, json, ct);
             return await ReplayAsync(definitionsOfFile, recorded.RunId, recorded.Journal, file, json, ct);
         }
         if (!File.Exists(db))
@@ -78,6 +93,7 @@ internal static class ReplayCommand
             }
             journal = await store.ReadJournalAsync(runId, 0, ct);
         }
+        if (fork is not null) return await ReplayFork.RunAsync(definitions, runId, journal, fork, json, ct);
         return await ReplayAsync(definitions, runId, journal, file, json, ct);
     }
 
