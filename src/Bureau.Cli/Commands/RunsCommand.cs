@@ -89,7 +89,9 @@ internal static class RunsCommand
             {
                 var cause = g.Cause + (g.Kind is null ? "" : "/" + g.Kind);
                 o.WriteLine($"{g.Count,5}  {cause,-24} {g.Dependency ?? "-",-24} {g.FirstSeen:u} {g.LastSeen:u} {g.ExampleRun}");
-                o.WriteLine($"       hint: {g.Hint}");
+                if (g.Signature is not null) o.WriteLine($"       error: {g.Signature}");
+                o.WriteLine($"       hint: {g.Hint}{(g.ExampleStep is { } step ? $" (the example failed at step {step})" : "")}");
+                if (g.ByDay is { Count: > 1 } days) o.WriteLine($"       by day: {string.Join(", ", days.Select(d => $"{d.Key} {d.Value}"))}");
             }
             return 0;
         });

@@ -50,5 +50,6 @@ internal static class DependencyApi
 internal sealed record DependencyDoc(string Name, string Circuit, DateTimeOffset? RetryAt, long Calls, long Failures, long Rejected, int InFlight, int Waiting,
     int? MaxConcurrency, string? LastError, DateTimeOffset? LastFailureAt);
 internal sealed record DependencyListDoc(IReadOnlyList<DependencyDoc> Items);
-internal sealed record FailureGroupDoc(string Cause, string? Kind, string? Dependency, int Count, DateTimeOffset FirstSeen, DateTimeOffset LastSeen, string ExampleRun, string Hint);
+internal sealed record FailureGroupDoc(string Cause, string? Kind, string? Dependency, int Count, DateTimeOffset FirstSeen, DateTimeOffset LastSeen, string ExampleRun, long? ExampleStep,
+    string? Signature, string Hint, IReadOnlyDictionary<string, int> ByDay);
 internal sealed record FailureListDoc(IReadOnlyList<FailureGroupDoc> Groups);

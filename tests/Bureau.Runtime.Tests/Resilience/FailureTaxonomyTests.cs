@@ -134,6 +134,35 @@ public sealed class FailureTaxonomyTests : IAsyncDisposable
         Assert.Equal(("model", "unavailable", "model:m", 3), (g.Cause, g.Kind, g.Dependency, g.Count));
         Assert.Equal(ids[^1], g.ExampleRun);
         Assert.True(g.FirstSeen <= g.LastSeen);
+        Assert.Equal(2, g.ExampleStep); // the model call after run.started
+        Assert.DoesNotContain(ids[^1], g.Signature); // the run id is taken out: the three runs' errors are one signature
+        Assert.Equal(3, Assert.Single(g.ByDay!).Value);
         Assert.Empty(await FailureReport.ReadAsync(engine.Store, since: DateTimeOffset.UtcNow.AddMinutes(1), maxRuns: 100));
+    }
+
+    [Theory]
+    [InlineData("model 'm' failed at turn 1 (run 01m96cebsmazh0dtyv, step 2): down", "model '…' failed at turn N (run <id>, step N): down")]
+    [InlineData("tool 'x' timed out after 30.5 s (key 01m96cebsmazh0dtyv:7)", "tool '…' timed out after N s (key <id>:N)")]
+    [InlineData("request 3f2504e0-4f89-11d3-9a0c-0305e82c3301 refused: \"quota\"", "request # refused: '…'")]
+    [InlineData("", null)]
+    public void Signature_TakesOutWhatVariesBetweenRuns(string error, string? expected) => Assert.Equal(expected, FailureReport.Signature(error));
+
+    [Fact]
+    public void Group_DifferentErrorsOfOneCause_AreDifferentGroups_ByDayCounted()
+    {
+        var day1 = new DateTimeOffset(2026, 12, 5, 10, 0, 0, TimeSpan.Zero);
+        var day2 = day1.AddDays(1);
+        (RunRecord, RunFailure) Failed(string id, DateTimeOffset at, string error) =>
+            (new RunRecord { Id = id, Agent = "a", Status = RunStatus.Failed, Input = "", CreatedAt = at, UpdatedAt = at, Version = 3, Error = error },
+             new RunFailure("tool", "error", 3, "tool:t", 1, "h"));
+        var groups = FailureReport.Group([
+            Failed("r1", day1, "tool 't' failed (run r1aaaaaaaaaaa1): disk full"),
+            Failed("r2", day2, "tool 't' failed (run r2aaaaaaaaaaa2): disk full"),
+            Failed("r3", day2, "tool 't' failed (run r3aaaaaaaaaaa3): permission denied"),
+        ]);
+        Assert.Equal(2, groups.Count);
+        var full = groups.Single(g => g.Signature!.EndsWith("disk full", StringComparison.Ordinal));
+        Assert.Equal((2, "r2"), (full.Count, full.ExampleRun));
+        Assert.Equal([KeyValuePair.Create("2026-12-05", 1), KeyValuePair.Create("2026-12-06", 1)], full.ByDay!);
     }
 }
