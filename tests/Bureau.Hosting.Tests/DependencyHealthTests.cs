@@ -84,9 +84,14 @@ public sealed class DependencyHealthTests : IAsyncDisposable
         Assert.Equal((2L, 2L, 1L), ((long)down["calls"]!, (long)down["failures"]!, (long)down["rejected"]!));
 
         using var failures = await _host.Client.SendAsync(Http.Get("/v1/failures"), Ct);
-        var group = Assert.Single((await Http.BodyAsync(failures))["groups"]!.AsArray())!;
-        Assert.Equal(("model", "model:down", 3), ((string)group["cause"]!, (string)group["dependency"]!, (int)group["count"]!));
-        Assert.Equal((string)fast["id"]!, (string)group["exampleRun"]!);
+        // One cause and dependency, two errors: the model's own failure (twice) and the open breaker (once).
+        var groups = (await Http.BodyAsync(failures))["groups"]!.AsArray();
+        Assert.Equal(2, groups.Count);
+        Assert.All(groups, g => Assert.Equal(("model", "model:down"), ((string)g!["cause"]!, (string)g!["dependency"]!)));
+        Assert.Equal([2, 1], groups.Select(g => (int)g!["count"]!));
+        var breaker = groups[1]!;
+        Assert.Equal((string)fast["id"]!, (string)breaker["exampleRun"]!);
+        Assert.Contains("circuit breaker is open", (string)breaker["signature"]!);
     }
 
     [Fact]
