@@ -266,6 +266,16 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
     }
 
     /// <inheritdoc />
+    public Task<IReadOnlyList<string>> DeleteRunsAsync(RunDeletion deletion, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(deletion);
+        if (deletion.RunIds.Count == 0) return Task.FromResult<IReadOnlyList<string>>([]);
+        var op = new DeleteRunsOp(deletion);
+        Enqueue(op);
+        return op.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <inheritdoc />
     public async Task<IReadOnlyList<RunRecord>> ListDueWaitsAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken = default)
     {
         await using var c = await OpenReaderAsync(cancellationToken);
