@@ -8,7 +8,7 @@ namespace Bureau;
 /// <param name="Seq">The entry's position, from 1, without gaps.</param>
 /// <param name="At">When.</param>
 /// <param name="Actor">Who (an API key, a CLI user, a trigger, the timer, a child run's team).</param>
-/// <param name="Action">What: <c>run.started</c>, <c>run.canceled</c>, <c>step.resolved</c>, <c>policy.applied</c>, <c>approval.asked</c>, <c>approval.escalated</c>, <c>approval.answered</c>, <c>approval.timed-out</c>, <c>key.created</c>, <c>key.revoked</c>.</param>
+/// <param name="Action">What: <c>run.started</c>, <c>run.canceled</c>, <c>step.resolved</c>, <c>policy.applied</c>, <c>approval.asked</c>, <c>approval.escalated</c>, <c>approval.answered</c>, <c>approval.timed-out</c>, <c>key.created</c>, <c>key.revoked</c>, <c>retention.deleted</c>.</param>
 /// <param name="RunId">The run concerned, if any.</param>
 /// <param name="Step">The journal step concerned, if any.</param>
 /// <param name="Detail">More, as JSON.</param>

@@ -484,11 +484,46 @@ public sealed class AgentDefinition
     {
         Name = Name, Model = model ?? Model, Instructions = instructions ?? Instructions, Description = Description, Tools = tools, Budgets = budgets,
         LoopDetection = LoopDetection, AllowEmptyInput = AllowEmptyInput, StateConfidence = StateConfidence, Delegates = Delegates,
-        RollbackOnFailure = RollbackOnFailure,
+        RollbackOnFailure = RollbackOnFailure, Retention = Retention,
     };
 
     /// <summary>When a run of this agent fails or is canceled after completed writes, roll it back: compensate them in reverse order (a <c>rollback</c> child run).</summary>
     public bool RollbackOnFailure { get; init; }
+
+    /// <summary>How long its finished runs are kept; null (default): for ever.</summary>
+    public AgentRetention? Retention { get; init; }
+}
+
+/// <summary>
+/// Which finished runs of an agent the runtime deletes (with their journals) in the background. A finished run
+/// goes when it ended more than <see cref="KeepDays"/> ago or is not among the <see cref="KeepRuns"/> newest
+/// finished runs; a failed run ended less than <see cref="KeepFailedDays"/> ago stays whatever the others say.
+/// Queued, running and waiting runs, and runs whose root run has not finished, are never deleted.
+/// </summary>
+public sealed class AgentRetention
+{
+    /// <summary>Days a finished run is kept after it ended; null: no limit by age.</summary>
+    public int? KeepDays { get; init; }
+
+    /// <summary>How many of the newest finished runs are kept; null: no limit by count.</summary>
+    public int? KeepRuns { get; init; }
+
+    /// <summary>Days a failed run is kept after it ended (a failed run younger than that is kept even beyond <see cref="KeepRuns"/>); null: as <see cref="KeepDays"/>.</summary>
+    public int? KeepFailedDays { get; init; }
+
+    /// <summary>A folder where the runs are written as JSON lines (<c>bureau runs export</c>'s format) before they are deleted; null: not exported.</summary>
+    public string? ExportTo { get; init; }
+
+    /// <summary>Whether a run that ended at <paramref name="endedAt"/> with <paramref name="status"/>, the <paramref name="newerFinished"/>-th newest finished run of its agent (from 0), goes at <paramref name="now"/>.</summary>
+    public bool ShouldDelete(RunStatus status, DateTimeOffset endedAt, int newerFinished, DateTimeOffset now)
+    {
+        if (!status.IsTerminal()) return false;
+        var age = now - endedAt;
+        if (status == RunStatus.Failed && KeepFailedDays is { } failedDays)
+            return age >= TimeSpan.FromDays(failedDays);
+        if (KeepDays is { } days && age >= TimeSpan.FromDays(days)) return true;
+        return KeepRuns is { } runs && newerFinished >= runs;
+    }
 }
 
 /// <summary>

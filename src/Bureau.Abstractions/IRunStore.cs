@@ -65,6 +65,15 @@ public interface IRunStore : IAsyncDisposable
     Task<IReadOnlyList<CostRow>> ReadCostsAsync(CostQuery query, CancellationToken cancellationToken = default) =>
         CostReport.ReadByListingAsync(this, query, cancellationToken);
 
+    /// <summary>
+    /// Deletes finished runs and their journal entries, in one transaction serialized with appends, and writes one
+    /// audit entry (<c>retention.deleted</c>, with the count and the ids) in the same transaction when any went.
+    /// A run that is not finished (queued, running, waiting), whose root run is not finished, or that is the root of
+    /// an unfinished run is left, checked inside the transaction. Audit entries are never deleted. Returns the ids deleted.
+    /// </summary>
+    Task<IReadOnlyList<string>> DeleteRunsAsync(RunDeletion deletion, CancellationToken cancellationToken = default) =>
+        throw new NotSupportedException($"{GetType().Name} does not delete runs (retention needs a store that does, such as SQLite)");
+
     /// <summary>The earliest deadline of any waiting run, or null when no wait has one.</summary>
     Task<DateTimeOffset?> NextWaitDeadlineAsync(CancellationToken cancellationToken = default);
 

@@ -228,3 +228,19 @@ public sealed class JournalConflictException : Exception
     /// <summary>What the store had, or null if the run does not exist.</summary>
     public long? ActualVersion { get; }
 }
+
+/// <summary>Finished runs to delete (<see cref="IRunStore.DeleteRunsAsync"/>).</summary>
+public sealed class RunDeletion
+{
+    /// <summary>The runs' ids.</summary>
+    public required IReadOnlyList<string> RunIds { get; init; }
+
+    /// <summary>When (the audit entry's time).</summary>
+    public required DateTimeOffset At { get; init; }
+
+    /// <summary>Who (the audit entry's actor), such as <c>retention</c>.</summary>
+    public string? Actor { get; init; }
+
+    /// <summary>Why, added to the audit entry's detail (such as the agent and its policy).</summary>
+    public string? Reason { get; init; }
+}

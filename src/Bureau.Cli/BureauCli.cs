@@ -14,6 +14,7 @@ internal static class BureauCli
             RunCommand.Create(),
             RunsCommand.Create(),
             CostsCommand.Create(),
+            StatsCommand.Create(),
             ReplayCommand.Create(),
             BenchCommand.Create(),
             ServeCommand.Create(),

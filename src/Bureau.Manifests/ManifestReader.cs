@@ -32,7 +32,8 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static readonly string[] s_effects = ["read", "idempotent", "write"];
     private static readonly string[] s_inDoubtActions = ["wait", "retry", "fail"];
     private static readonly string[] s_httpMethods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-    private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop", "allowEmptyInput", "rollbackOnFailure", "stateConfidence", "delegates"];
+    private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop", "allowEmptyInput", "rollbackOnFailure", "stateConfidence", "delegates", "retention"];
+    private static readonly string[] s_retentionKeys = ["keepDays", "keepRuns", "keepFailedDays", "exportTo"];
     private static readonly string[] s_budgetKeys = ["maxSteps", "maxTokens", "maxWallTime", "maxQueueTime", "maxCost"];
     private static readonly string[] s_loopKeys = ["maxRepeatedCalls", "maxTurnsWithoutProgress", "action"];
     private static readonly string[] s_loopActions = ["stop", "warn"];
@@ -808,6 +809,8 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             };
         }
 
+        var retention = map.TryGetValue("retention", out var re) ? ReadRetention(re, entry.Name) : null;
+
         if (model is null) return null;
         return new AgentDefinition
         {
@@ -822,7 +825,27 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             RollbackOnFailure = map.TryGetValue("rollbackOnFailure", out var rf) && Boolean(rf) == true,
             StateConfidence = map.TryGetValue("stateConfidence", out var sc) && Boolean(sc) == true,
             Delegates = map.TryGetValue("delegates", out var dl) ? StringItems(dl) ?? [] : [],
+            Retention = retention,
         };
+    }
+
+    /// <summary><c>retention: { keepDays, keepRuns, keepFailedDays, exportTo }</c> of an agent.</summary>
+    private AgentRetention? ReadRetention(Entry entry, string agent)
+    {
+        if (Map(entry, "'retention'", s_retentionKeys, [], null) is not { } rm) return null;
+        var days = rm.TryGetValue("keepDays", out var kd) ? Integer(kd, 1, 36_500) : null;
+        var runs = rm.TryGetValue("keepRuns", out var kr) ? Integer(kr, 1, int.MaxValue) : null;
+        var failedDays = rm.TryGetValue("keepFailedDays", out var kf) ? Integer(kf, 1, 36_500) : null;
+        var exportTo = rm.TryGetValue("exportTo", out var ex) ? RequiredText(ex) : null;
+        if (!rm.ContainsKey("keepDays") && !rm.ContainsKey("keepRuns") && !rm.ContainsKey("keepFailedDays"))
+        {
+            if (rm.Count == 0 && entry.Value is YamlMappingNode { Children.Count: > 0 }) return null; // only unknown keys, each reported
+            Error(entry.Key, entry.Path, $"agent '{agent}': 'retention' needs keepDays, keepRuns or keepFailedDays (leave it out to keep every run)");
+            return null;
+        }
+        if (days is { } d && failedDays is { } f && f < d)
+            Error(kf!.Value, kf.Path, $"'keepFailedDays' ({f}) must be at least 'keepDays' ({d}): failed runs are kept longer, not shorter");
+        return new AgentRetention { KeepDays = (int?)days, KeepRuns = (int?)runs, KeepFailedDays = (int?)failedDays, ExportTo = exportTo };
     }
 
     // ---- node helpers ----

@@ -266,6 +266,16 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
     }
 
     /// <inheritdoc />
+    public Task<IReadOnlyList<string>> DeleteRunsAsync(RunDeletion deletion, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(deletion);
+        if (deletion.RunIds.Count == 0) return Task.FromResult<IReadOnlyList<string>>([]);
+        var op = new DeleteRunsOp(deletion);
+        Enqueue(op);
+        return op.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <inheritdoc />
     public async Task<IReadOnlyList<RunRecord>> ListDueWaitsAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken = default)
     {
         await using var c = await OpenReaderAsync(cancellationToken);
@@ -315,6 +325,40 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
     }
 
     private const long MsPerDay = 86_400_000;
+
+    /// <summary>
+    /// Runs, journal entries and journal bytes (the stored entries' lengths, an approximation of the space they take:
+    /// SQLite's dbstat is not always compiled in) per agent, newest data included, plus audit entries and the size on disk.
+    /// </summary>
+    public async Task<StoreStats> ReadStatsAsync(CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenReaderAsync(cancellationToken);
+        var agents = new SortedDictionary<string, AgentStoreStats>(StringComparer.Ordinal);
+        await using (var cmd = c.CreateCommand())
+        {
+            cmd.CommandText = "SELECT agent, count(*) FROM runs GROUP BY agent";
+            await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
+            while (await r.ReadAsync(cancellationToken)) agents[r.GetString(0)] = new AgentStoreStats(r.GetString(0), r.GetInt64(1), 0, 0);
+        }
+        await using (var cmd = c.CreateCommand())
+        {
+            cmd.CommandText = "SELECT r.agent, count(*), coalesce(sum(length(j.data)), 0) FROM journal j JOIN runs r ON r.id = j.run_id GROUP BY r.agent";
+            await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
+            while (await r.ReadAsync(cancellationToken))
+            {
+                var name = r.GetString(0);
+                var runs = agents.TryGetValue(name, out var a) ? a.Runs : 0;
+                agents[name] = new AgentStoreStats(name, runs, r.GetInt64(1), r.GetInt64(2));
+            }
+        }
+        long audit;
+        await using (var cmd = c.CreateCommand())
+        {
+            cmd.CommandText = "SELECT count(*) FROM audit";
+            audit = Convert.ToInt64(await cmd.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);
+        }
+        return new StoreStats([.. agents.Values], audit, SizeOnDisk());
+    }
 
     /// <summary>Size on disk of the database and its WAL, in bytes.</summary>
     public long SizeOnDisk()
@@ -540,6 +584,19 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
     internal static DateTimeOffset FromUnixMs(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
     internal static long ToUnixMs(DateTimeOffset t) => t.ToUnixTimeMilliseconds();
 }
+
+/// <summary>What a store holds per agent (<see cref="SqliteRunStore.ReadStatsAsync"/>, <c>bureau stats</c>).</summary>
+/// <param name="Agents">Per agent (or team), by name.</param>
+/// <param name="AuditEntries">Entries of the audit log (never deleted by retention).</param>
+/// <param name="FileBytes">The database file and its write-ahead log, in bytes.</param>
+public sealed record StoreStats(IReadOnlyList<AgentStoreStats> Agents, long AuditEntries, long FileBytes);
+
+/// <summary>One agent's share of a store.</summary>
+/// <param name="Agent">The agent (or team).</param>
+/// <param name="Runs">Its runs, every status.</param>
+/// <param name="JournalEntries">Their journal entries.</param>
+/// <param name="JournalBytes">The entries' stored length in bytes (an approximation of their space on disk).</param>
+public sealed record AgentStoreStats(string Agent, long Runs, long JournalEntries, long JournalBytes);
 
 /// <summary>Counters of the store's writer.</summary>
 public sealed class StoreWriterStats

@@ -282,3 +282,49 @@ internal sealed class AuditOp(DateTimeOffset at, string? actor, string action, s
     public override void Complete() => Completion.TrySetResult();
     public override void Fail(Exception ex) => Completion.TrySetException(ex);
 }
+
+/// <summary>
+/// Deletes finished runs and their journals, with one <c>retention.deleted</c> audit entry for those that went,
+/// in the writer's transaction (so never between a run's read of its version and its append).
+/// </summary>
+internal sealed class DeleteRunsOp(RunDeletion deletion) : WriteOp
+{
+    private const string Finished = "('succeeded','failed','canceled')";
+    private readonly List<string> _deleted = [];
+    public TaskCompletionSource<IReadOnlyList<string>> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public override void Execute(WriterCommands cmds)
+    {
+        var tx = cmds.Transaction!;
+        using var run = tx.Connection!.CreateCommand();
+        run.Transaction = tx;
+        run.CommandText = $"""
+            DELETE FROM runs WHERE id = $id AND status IN {Finished}
+              AND NOT EXISTS (SELECT 1 FROM runs root WHERE root.id = runs.root_run_id AND root.id <> runs.id AND root.status NOT IN {Finished})
+              AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.root_run_id = runs.id AND c.id <> runs.id AND c.status NOT IN {Finished})
+              AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.parent_run_id = runs.id AND c.status NOT IN {Finished})
+            """;
+        var id = run.Parameters.Add("$id", SqliteType.Text);
+        using var journal = tx.Connection.CreateCommand();
+        journal.Transaction = tx;
+        journal.CommandText = "DELETE FROM journal WHERE run_id = $id";
+        var journalId = journal.Parameters.Add("$id", SqliteType.Text);
+        foreach (var runId in deletion.RunIds.Distinct(StringComparer.Ordinal))
+        {
+            id.Value = runId;
+            if (run.ExecuteNonQuery() != 1) continue;
+            journalId.Value = runId;
+            journal.ExecuteNonQuery();
+            _deleted.Add(runId);
+        }
+        if (_deleted.Count == 0) return;
+        var detail = new System.Text.Json.Nodes.JsonObject { ["count"] = _deleted.Count };
+        if (deletion.Reason is not null) detail["reason"] = deletion.Reason;
+        detail["runs"] = new System.Text.Json.Nodes.JsonArray([.. _deleted.Select(d => (System.Text.Json.Nodes.JsonNode?)d)]);
+        cmds.Audit(deletion.At, deletion.Actor, "retention.deleted", null, null, detail.ToJsonString());
+    }
+
+    public override void Reset() => _deleted.Clear();
+    public override void Complete() => Completion.TrySetResult([.. _deleted]);
+    public override void Fail(Exception ex) => Completion.TrySetException(ex);
+}

@@ -18,6 +18,49 @@ internal static class RunsCommand
         cmd.Subcommands.Add(Resume());
         cmd.Subcommands.Add(Failures());
         cmd.Subcommands.Add(Rollback());
+        cmd.Subcommands.Add(Export());
+        return cmd;
+    }
+
+    private static Command Export()
+    {
+        var agent = new Option<string?>("--agent") { Description = "Only runs of this agent.", HelpName = "NAME" };
+        var status = new Option<string?>("--status") { Description = "Only runs with this status (succeeded, failed, canceled). Default: every finished run.", HelpName = "STATUS" };
+        var before = new Option<string?>("--before")
+        {
+            Description = "Only runs that ended before this day (2026-12-06, UTC), time (2026-12-06T10:00Z) or span back from now (30d).",
+            HelpName = "TIME|SPAN",
+        };
+        var output = new Option<string?>("--out") { Description = "Write to this file (replaced if there). Default: stdout.", HelpName = "FILE" };
+        var db = CliShared.DbOption();
+        var cmd = new Command("export", "Write finished runs as JSON lines: one object per run, its record and its journal (the document of runs show --json).")
+        {
+            agent, status, before, output, db,
+        };
+        cmd.SetAction(async (parse, ct) =>
+        {
+            RunStatus? s = null;
+            if (parse.GetValue(status) is { } statusText)
+            {
+                if (!RunStatusExtensions.TryParseWireName(statusText, out var parsed) || !parsed.IsTerminal())
+                    throw new CliUsageException($"--status must be one of succeeded, failed, canceled (only finished runs are exported); not '{statusText}'");
+                s = parsed;
+            }
+            var query = new RunExportQuery { Agent = parse.GetValue(agent), Status = s, Before = CostsCommand.ParseBound("--before", parse.GetValue(before), DateTimeOffset.UtcNow) };
+            await using var store = await CliShared.OpenExistingStoreAsync(parse.GetValue(db)!, ct);
+            var file = parse.GetValue(output);
+            if (file is null)
+            {
+                await using var stdout = Console.OpenStandardOutput();
+                await RunExport.WriteAsync(store, query, stdout, ct);
+                return 0;
+            }
+            int count;
+            await using (var stream = new FileStream(file, FileMode.Create, FileAccess.Write, FileShare.Read))
+                count = await RunExport.WriteAsync(store, query, stream, ct);
+            Console.Error.WriteLine($"{count} run(s) written to {file}");
+            return 0;
+        });
         return cmd;
     }
 

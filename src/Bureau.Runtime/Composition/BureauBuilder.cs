@@ -70,6 +70,8 @@ public static class BureauServiceCollectionExtensions
         services.TryAddSingleton(new Governance.ApprovalNotificationOptions());
         services.AddHostedService<Governance.ApprovalNotifications>();
         services.AddHostedService<Governance.AuditCheckpointService>(); // only with an AuditCheckpointOptions key and file
+        services.TryAddSingleton<Retention.RetentionService>();
+        services.AddHostedService(sp => sp.GetRequiredService<Retention.RetentionService>()); // only when an agent has a retention policy
         Triggers.DeadLetterRecorder.Register(services);
         return new BureauBuilder(services, code);
     }

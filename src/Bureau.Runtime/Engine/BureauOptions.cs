@@ -52,8 +52,13 @@ public sealed class BureauOptions
     /// <summary>The <c>Retry-After</c> of a 429 when a queue is full. Default 5 s.</summary>
     public TimeSpan QueueFullRetryAfter { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>How agents' retention policies (<c>retention:</c> in the manifest) are applied (section <c>Bureau:Retention</c>).</summary>
+    public BureauRetentionOptions Retention { get; set; } = new();
+
     internal IEnumerable<string> Problems()
     {
+        if (Retention.SweepInterval < TimeSpan.FromSeconds(1)) yield return $"Bureau:Retention:SweepInterval must be at least 1 second (is {Retention.SweepInterval})";
+        if (Retention.BatchSize is < 1 or > 10_000) yield return $"Bureau:Retention:BatchSize must be between 1 and 10000 (is {Retention.BatchSize})";
         if (MaxQueuedRuns < 1) yield return $"Bureau:MaxQueuedRuns must be at least 1 (is {MaxQueuedRuns})";
         if (MaxQueuedRunsPerAgent < 1) yield return $"Bureau:MaxQueuedRunsPerAgent must be at least 1 (is {MaxQueuedRunsPerAgent})";
         foreach (var (agent, limit) in AgentQueueLimits)
@@ -70,6 +75,16 @@ public sealed class BureauOptions
             if (string.IsNullOrWhiteSpace(Manifests[i])) yield return $"Bureau:Manifests:{i} must name a manifest file";
         }
     }
+}
+
+/// <summary>How the retention sweep runs (section <c>Bureau:Retention</c>): at start, then every <see cref="SweepInterval"/>.</summary>
+public sealed class BureauRetentionOptions
+{
+    /// <summary>Time between sweeps. Default 1 hour.</summary>
+    public TimeSpan SweepInterval { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>Most runs deleted in one write transaction (one audit entry each); small, so appends queued behind it wait little. Default 100.</summary>
+    public int BatchSize { get; set; } = 100;
 }
 
 /// <summary>
