@@ -8,29 +8,8 @@ namespace Bureau.Storage.Sqlite;
 /// runs on the database (<c>bureau keys create</c> beside <c>bureau serve</c>): each call opens its own
 /// connection, and SQLite's locking orders the writes.
 /// </summary>
-public sealed class SqliteApiKeyStore : IApiKeyStore
+public sealed class SqliteApiKeyStore(SqliteStoreOptions options) : SqliteSideStore(options, "the API key store"), IApiKeyStore
 {
-    private readonly SqliteStoreOptions _options;
-    private readonly string _connectionString;
-    private bool _initialized;
-
-    /// <summary>Creates the store; call <see cref="InitializeAsync"/> before use.</summary>
-    public SqliteApiKeyStore(SqliteStoreOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        _options = options;
-        _connectionString = options.ConnectionString();
-    }
-
-    /// <inheritdoc />
-    public async Task InitializeAsync(CancellationToken cancellationToken = default)
-    {
-        if (_initialized) return;
-        await Migrations.PrepareAsync(_options, _connectionString, cancellationToken);
-        _initialized = true;
-    }
-
     /// <inheritdoc />
     public async Task AddAsync(ApiKeyRecord key, CancellationToken cancellationToken = default)
     {
@@ -57,7 +36,7 @@ public sealed class SqliteApiKeyStore : IApiKeyStore
         {
             throw new InvalidOperationException($"an API key with id {key.Id} already exists", ex);
         }
-        catch (SqliteException ex) when (SqliteFaults.Classify(ex, _options.Path) is { } fault)
+        catch (SqliteException ex) when (SqliteFaults.Classify(ex, Options.Path) is { } fault)
         {
             throw fault;
         }
@@ -103,7 +82,7 @@ public sealed class SqliteApiKeyStore : IApiKeyStore
             await tx.CommitAsync(cancellationToken);
             return revoked;
         }
-        catch (SqliteException ex) when (SqliteFaults.Classify(ex, _options.Path) is { } fault)
+        catch (SqliteException ex) when (SqliteFaults.Classify(ex, Options.Path) is { } fault)
         {
             throw fault;
         }
@@ -134,13 +113,5 @@ public sealed class SqliteApiKeyStore : IApiKeyStore
             CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(4)),
             RevokedAt = r.IsDBNull(5) ? null : DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(5)),
         };
-    }
-
-    private async Task<SqliteConnection> OpenAsync(CancellationToken ct)
-    {
-        if (!_initialized) throw new InvalidOperationException("the API key store is not initialized: call InitializeAsync first");
-        var c = new SqliteConnection(_connectionString);
-        await c.OpenAsync(ct);
-        return c;
     }
 }

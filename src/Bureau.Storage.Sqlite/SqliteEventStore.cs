@@ -7,29 +7,8 @@ namespace Bureau.Storage.Sqlite;
 /// <c>poll_cursors</c>, migration step 8). Each call opens its own pooled connection (synchronous FULL, SQLite's
 /// default), so it is safe beside a host on the same database (<c>bureau events dead</c> while <c>bureau serve</c> runs).
 /// </summary>
-public sealed class SqliteEventStore : IEventStore
+public sealed class SqliteEventStore(SqliteStoreOptions options) : SqliteSideStore(options, "the event store"), IEventStore
 {
-    private readonly SqliteStoreOptions _options;
-    private readonly string _connectionString;
-    private bool _initialized;
-
-    /// <summary>Creates the store; call <see cref="InitializeAsync"/> before use.</summary>
-    public SqliteEventStore(SqliteStoreOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        _options = options;
-        _connectionString = options.ConnectionString();
-    }
-
-    /// <inheritdoc />
-    public async Task InitializeAsync(CancellationToken cancellationToken = default)
-    {
-        if (_initialized) return;
-        await Migrations.PrepareAsync(_options, _connectionString, cancellationToken);
-        _initialized = true;
-    }
-
     /// <inheritdoc />
     public async Task<bool> AddDeadLetterAsync(DeadLetter letter, CancellationToken cancellationToken = default)
     {
@@ -141,17 +120,9 @@ public sealed class SqliteEventStore : IEventStore
         {
             return await cmd.ExecuteNonQueryAsync(ct);
         }
-        catch (SqliteException ex) when (SqliteFaults.Classify(ex, _options.Path) is { } fault)
+        catch (SqliteException ex) when (SqliteFaults.Classify(ex, Options.Path) is { } fault)
         {
             throw fault;
         }
-    }
-
-    private async Task<SqliteConnection> OpenAsync(CancellationToken ct)
-    {
-        if (!_initialized) throw new InvalidOperationException("the event store is not initialized: call InitializeAsync first");
-        var c = new SqliteConnection(_connectionString);
-        await c.OpenAsync(ct);
-        return c;
     }
 }
