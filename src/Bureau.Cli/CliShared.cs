@@ -10,6 +10,43 @@ internal static class CliShared
 {
     public const string DefaultDb = "bureau.db";
 
+    /// <summary><c>--otlp URL</c> and <c>--otlp-protocol grpc|http</c> (serve and run).</summary>
+    public static (Option<string?> Endpoint, Option<string> Protocol) OtlpOptions()
+    {
+        var endpoint = new Option<string?>("--otlp")
+        {
+            Description = "Send traces, metrics and logs to this OTLP endpoint (e.g. http://localhost:4317). Default: OTEL_EXPORTER_OTLP_ENDPOINT if set, else telemetry is off.",
+            HelpName = "URL",
+        };
+        var protocol = new Option<string>("--otlp-protocol")
+        {
+            Description = "grpc (port 4317) or http (HTTP/protobuf, port 4318).",
+            DefaultValueFactory = _ => "grpc",
+        };
+        protocol.AcceptOnlyFromAmong("grpc", "http");
+        return (endpoint, protocol);
+    }
+
+    /// <summary>
+    /// What <c>--otlp</c> (or OTEL_EXPORTER_OTLP_ENDPOINT) asks for, as a step for the command's composition;
+    /// null when telemetry stays off.
+    /// </summary>
+    /// <exception cref="CliUsageException">The address is not an absolute http(s) address.</exception>
+    public static CliTelemetry? Telemetry(System.CommandLine.ParseResult parse, (Option<string?> Endpoint, Option<string> Protocol) options)
+    {
+        var telemetry = BureauOpenTelemetryExtensions.ResolveEndpoint(parse.GetValue(options.Endpoint), Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        if (telemetry.Error is not null) throw new CliUsageException(telemetry.Error);
+        if (!telemetry.Enabled) return null;
+        var http = parse.GetValue(options.Protocol) == "http";
+        return new CliTelemetry(
+            bureau => bureau.UseOpenTelemetry(o =>
+            {
+                o.OtlpEndpoint = telemetry.Endpoint;
+                o.OtlpProtocol = http ? OpenTelemetry.Exporter.OtlpExportProtocol.HttpProtobuf : OpenTelemetry.Exporter.OtlpExportProtocol.Grpc;
+            }),
+            telemetry.Endpoint?.ToString() ?? Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT") ?? "");
+    }
+
     public static Option<string> DbOption() => new("--db")
     {
         Description = "The database file (created if missing).",
@@ -68,3 +105,6 @@ internal static class CliShared
 
 /// <summary>A usage error: printed as `bureau: MESSAGE`, exit code 2.</summary>
 internal sealed class CliUsageException(string message) : Exception(message);
+
+/// <summary>Telemetry a command was asked for: the composition step, and where it goes (for the start line).</summary>
+internal sealed record CliTelemetry(Action<BureauBuilder> Apply, string Endpoint);

@@ -49,7 +49,7 @@ internal sealed class EmbeddedBureau : IAsyncDisposable
     public SqliteRunStore Store { get; }
 
     public static async Task<EmbeddedBureau> StartAsync(BureauDefinitions definitions, string dbPath, StoreDurability durability,
-        int maxConcurrentRuns, LogLevel logLevel, CancellationToken cancellationToken, bool orleans = false)
+        int maxConcurrentRuns, LogLevel logLevel, CancellationToken cancellationToken, bool orleans = false, Action<BureauBuilder>? configure = null)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
@@ -59,7 +59,8 @@ internal sealed class EmbeddedBureau : IAsyncDisposable
         builder.Logging.AddFilter("Orleans", LogLevel.Error);
         builder.Logging.AddFilter("Microsoft", LogLevel.Error);
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None); // a failed start is printed as one line
-        CliComposition.Add(builder.Services, definitions, dbPath, durability, maxConcurrentRuns, orleans);
+        var bureau = CliComposition.Add(builder.Services, definitions, dbPath, durability, maxConcurrentRuns, orleans);
+        configure?.Invoke(bureau);
         var host = builder.Build();
         try
         {

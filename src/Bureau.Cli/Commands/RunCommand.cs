@@ -20,17 +20,19 @@ internal static class RunCommand
         var db = CliShared.DbOption();
         var json = CliShared.JsonOption("Print only {\"runId\",\"status\",\"output\"} on stdout; progress goes to stderr.");
         var durability = CliShared.DurabilityOption();
+        var otlp = CliShared.OtlpOptions();
         var cmd = new Command("run", "Run an agent once, in this process, durably (exit 0 succeeded, 1 failed or canceled, 3 waiting).")
         {
-            file, agent, input, key, db, json, durability,
+            file, agent, input, key, db, json, durability, otlp.Endpoint, otlp.Protocol,
         };
         cmd.SetAction((parse, ct) => RunAsync(
             parse.GetValue(file)!, parse.GetValue(agent)!, parse.GetValue(input)!, parse.GetValue(key),
-            parse.GetValue(db)!, parse.GetValue(json), CliShared.ParseDurability(parse.GetValue(durability)!), ct));
+            parse.GetValue(db)!, parse.GetValue(json), CliShared.ParseDurability(parse.GetValue(durability)!), CliShared.Telemetry(parse, otlp), ct));
         return cmd;
     }
 
-    private static async Task<int> RunAsync(string file, string agent, string input, string? key, string db, bool json, Storage.Sqlite.StoreDurability durability, CancellationToken ct)
+    private static async Task<int> RunAsync(string file, string agent, string input, string? key, string db, bool json, Storage.Sqlite.StoreDurability durability,
+        CliTelemetry? telemetry, CancellationToken ct)
     {
         var stderr = Console.Error;
         var definitions = CliShared.LoadManifest(file, stderr);
@@ -49,7 +51,7 @@ internal static class RunCommand
                 : $"bureau: agent '{agent}' uses model '{scripted[0]}', the SCRIPTED model: answers come from its rules, not from a real model.");
         }
 
-        await using var bureau = await EmbeddedBureau.StartAsync(definitions, db, durability, 64, LogLevel.Warning, ct);
+        await using var bureau = await EmbeddedBureau.StartAsync(definitions, db, durability, 64, LogLevel.Warning, ct, configure: telemetry?.Apply);
         var submitted = await bureau.Engine.SubmitAsync(new RunRequest(agent, input, key, Actor: "cli:" + Environment.UserName), ct);
         var run = submitted.Run;
         stderr.WriteLine(submitted.Created

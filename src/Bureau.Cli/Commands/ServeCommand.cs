@@ -26,20 +26,10 @@ internal static class ServeCommand
             HelpName = "URL",
         };
         var durability = CliShared.DurabilityOption();
-        var otlp = new Option<string?>("--otlp")
-        {
-            Description = "Send traces, metrics and logs to this OTLP endpoint (e.g. http://localhost:4317). Default: OTEL_EXPORTER_OTLP_ENDPOINT if set, else telemetry is off.",
-            HelpName = "URL",
-        };
-        var otlpProtocol = new Option<string>("--otlp-protocol")
-        {
-            Description = "grpc (port 4317) or http (HTTP/protobuf, port 4318).",
-            DefaultValueFactory = _ => "grpc",
-        };
-        otlpProtocol.AcceptOnlyFromAmong("grpc", "http");
+        var otlp = CliShared.OtlpOptions();
         var cmd = new Command("serve", "Serve the REST API (/v1, live events, /healthz, /readyz, /openapi/v1.json) until Ctrl+C or SIGTERM; unfinished runs resume at start.")
         {
-            file, db, urls, durability, otlp, otlpProtocol,
+            file, db, urls, durability, otlp.Endpoint, otlp.Protocol,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -62,17 +52,9 @@ internal static class ServeCommand
             builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None); // a failed start is printed as one line
             builder.Logging.AddFilter("Polly", LogLevel.Warning);
             builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
-            var telemetry = BureauOpenTelemetryExtensions.ResolveEndpoint(parse.GetValue(otlp), Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT"));
-            if (telemetry.Error is not null) throw new CliUsageException(telemetry.Error);
+            var telemetry = CliShared.Telemetry(parse, otlp);
             var bureau = CliComposition.Add(builder.Services, definitions, dbPath, storeDurability, maxConcurrentRuns: null).AddHttpApi(); // Bureau:MaxConcurrentRuns from configuration
-            if (telemetry.Enabled)
-            {
-                bureau.UseOpenTelemetry(o =>
-                {
-                    o.OtlpEndpoint = telemetry.Endpoint;
-                    o.OtlpProtocol = parse.GetValue(otlpProtocol) == "http" ? OpenTelemetry.Exporter.OtlpExportProtocol.HttpProtobuf : OpenTelemetry.Exporter.OtlpExportProtocol.Grpc;
-                });
-            }
+            telemetry?.Apply(bureau);
             await using var app = builder.Build();
             app.MapBureau();
             try
@@ -86,8 +68,7 @@ internal static class ServeCommand
             }
             var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
             Console.Error.WriteLine($"bureau: serving {definitions.Agents.Count} agent(s){(definitions.Teams.Count > 0 ? $" and {definitions.Teams.Count} team(s)" : "")} from {manifest} on {string.Join(", ", addresses)} (db {dbPath}); Ctrl+C stops");
-            if (telemetry.Enabled)
-                Console.Error.WriteLine($"bureau: telemetry to {telemetry.Endpoint?.ToString() ?? Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT")} (OTLP)");
+            if (telemetry is not null) Console.Error.WriteLine($"bureau: telemetry to {telemetry.Endpoint} (OTLP)");
             try
             {
                 await Task.Delay(Timeout.Infinite, ct).WaitAsync(app.Lifetime.ApplicationStopping);
