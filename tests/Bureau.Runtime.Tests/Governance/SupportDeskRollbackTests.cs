@@ -170,11 +170,13 @@ public sealed class SupportDeskRollbackTests : IAsyncDisposable
 
     private static async Task<RunRecord> AdvanceUntilAsync(BureauEngine engine, string id, FakeTimeProvider time, Func<RunRecord, bool> done)
     {
-        for (var i = 0; i < 400; i++)
+        for (var i = 0; i < 4000; i++)
         {
             var run = (await engine.GetRunAsync(id))!;
             if (done(run)) return run;
-            time.Advance(TimeSpan.FromMinutes(1));
+            // The clock moves only while the run waits: moving it while the run executes would spend the
+            // agent's wall-time budget (2 minutes) on a busy machine, where an execution takes longer than a tick.
+            if (run.Status == RunStatus.Waiting) time.Advance(TimeSpan.FromMinutes(1));
             await Task.Delay(10, Ct);
         }
         throw new TimeoutException($"run {id} never reached the state expected");
