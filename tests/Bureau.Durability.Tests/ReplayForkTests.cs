@@ -89,6 +89,23 @@ public sealed class ReplayForkTests : IDisposable
     }
 
     [Fact]
+    public async Task Fork_AllowWrites_RunsTheWriteToolsInTheFork()
+    {
+        var db = Path.Combine(_dir, "runs.db");
+        using (await BureauAsync(0, "run", "bureau.yaml", "--agent", "clerk", "--input", "o-9", "--db", db)) { }
+        string id;
+        using (var list = await BureauAsync(0, "runs", "list", "--db", db, "--json"))
+            id = (string)JsonNode.Parse(list.Stdout)!["items"]![0]!["id"]!;
+
+        // From step 3 on the same model: the fork asks for ship again, and with --allow-writes it runs.
+        using var fork = await BureauAsync(0, "replay", id, "--db", db, "--from-step", "3", "--allow-writes", "--json");
+        var doc = JsonNode.Parse(fork.Stdout)!;
+        Assert.Empty(doc["fork"]!["writeToolsLeftOut"]!.AsArray());
+        Assert.Equal(("succeeded", "A done with o-9"), ((string)doc["fork"]!["status"]!, (string)doc["fork"]!["output"]!));
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(_dir, "ship.log")).Length); // the recorded run's write, and the fork's
+    }
+
+    [Fact]
     public async Task Fork_BadArguments_AreUsageErrors()
     {
         var db = Path.Combine(_dir, "runs.db");

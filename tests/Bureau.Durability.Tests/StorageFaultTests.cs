@@ -21,7 +21,9 @@ public sealed class StorageFaultTests : IDisposable
     public StorageFaultTests()
     {
         Directory.CreateDirectory(_dir);
-        File.WriteAllText(Path.Combine(_dir, "step.sh"), "cat >/dev/null\nsleep 0.3\necho ok\n");
+        // A second per tool call: the runs must still be mid-way when the test has filled the disk (on a busy
+        // machine that takes longer than the 0.3 s steps these runs had, and they had all finished).
+        File.WriteAllText(Path.Combine(_dir, "step.sh"), "cat >/dev/null\nsleep 1\necho ok\n");
         File.WriteAllText(Path.Combine(_dir, "bureau.yaml"), """
             models:
               script:

@@ -9,7 +9,8 @@ namespace Bureau.Engine;
 /// </summary>
 internal sealed class QueueCounts
 {
-    private readonly ConcurrentDictionary<string, string> _pending = new(StringComparer.Ordinal);
+    // Striped wider than the default (one lock per core): every execution looks here.
+    private readonly ConcurrentDictionary<string, string> _pending = new(concurrencyLevel: 64, capacity: 1024, StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int> _byAgent = new(StringComparer.Ordinal);
     private int _total;
 
@@ -22,7 +23,8 @@ internal sealed class QueueCounts
 
     public void Started(string runId)
     {
-        if (!_pending.TryRemove(runId, out var agent)) return;
+        // Most executions are of runs not pending here (resumed, or already started): the lookup takes no lock.
+        if (!_pending.ContainsKey(runId) || !_pending.TryRemove(runId, out var agent)) return;
         _byAgent.AddOrUpdate(agent, 0, (_, n) => n - 1);
         Interlocked.Decrement(ref _total);
     }

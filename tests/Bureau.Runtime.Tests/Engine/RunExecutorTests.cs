@@ -353,7 +353,7 @@ public sealed class RunExecutorTests : IAsyncLifetime
     public async Task Cancel_QueuedRun_IsJournaledWithoutAnExecutor()
     {
         _f.AddAgent();
-        _f.UseModel((_, _) => FakeModel.Text("x"));
+        var model = _f.UseModel((_, _) => FakeModel.Text("x"));
         var engine = await _f.StartAsync(start: false);
         var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
 
@@ -362,6 +362,7 @@ public sealed class RunExecutorTests : IAsyncLifetime
         var run = await EngineFixture.WaitAsync(engine, id);
         Assert.Equal(RunStatus.Canceled, run.Status);
         Assert.Equal(["run.started", "run.canceled", "run.finished"], Kinds(await engine.ReadJournalAsync(id)));
+        Assert.Equal(0, model.Calls); // the row kept from the submission was dropped by the cancellation: nothing executed on it
     }
 
     [Fact]

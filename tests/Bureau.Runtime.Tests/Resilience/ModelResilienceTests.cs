@@ -258,6 +258,16 @@ public sealed class ModelResilienceTests : IAsyncDisposable
         _f.ResilienceTime = clock;
         var model = _f.UseModel((_, _) => FakeModel.Text("ok"), requestsPerMinute: 1, maxRateLimitWait: TimeSpan.FromMinutes(2));
         _f.AddAgent();
+        var waited = await SecondRunWaitsAsync(clock, model, TimeSpan.FromMinutes(1));
+        Assert.Equal(("model:m", "requests-per-minute", 60_000d), (waited.Dependency, waited.Reason, waited.WaitedMs));
+    }
+
+    /// <summary>
+    /// A first run spends the model's limit; a second waits for it (the health view counts it waiting, the model
+    /// is not called); after <paramref name="advance"/> on the clock it succeeds. Returns its one wait entry.
+    /// </summary>
+    private async Task<DependencyWaited> SecondRunWaitsAsync(FakeTimeProvider clock, FakeModel model, TimeSpan advance)
+    {
         var engine = await _f.StartAsync();
         var health = _f.Services.GetRequiredService<DependencyHealth>();
 
@@ -267,12 +277,12 @@ public sealed class ModelResilienceTests : IAsyncDisposable
         await ToolTestSupport.WaitUntilAsync(() => health.Snapshot().Single(d => d.Name == "model:m").Waiting == 1, "the second run to wait for the rate limit");
         Assert.Equal(1, model.Calls);
 
-        clock.Advance(TimeSpan.FromMinutes(1));
+        clock.Advance(advance);
         var run = await EngineFixture.WaitAsync(engine, second);
 
         Assert.Equal(RunStatus.Succeeded, run.Status);
-        var waited = Assert.Single((await engine.ReadJournalAsync(second)).Select(r => r.Entry).OfType<DependencyWaited>());
-        Assert.Equal(("model:m", "requests-per-minute", 60_000d), (waited.Dependency, waited.Reason, waited.WaitedMs));
+        Assert.Equal(2, model.Calls);
+        return Assert.Single((await engine.ReadJournalAsync(second)).Select(r => r.Entry).OfType<DependencyWaited>());
     }
 
     [Fact]
@@ -319,22 +329,8 @@ public sealed class ModelResilienceTests : IAsyncDisposable
         // The fake model reports 15 tokens a call: the first run spends the whole minute's 15.
         var model = _f.UseModel((_, _) => FakeModel.Text("ok"), tokensPerMinute: 15, maxRateLimitWait: TimeSpan.FromSeconds(30));
         _f.AddAgent();
-        var engine = await _f.StartAsync();
-        var health = _f.Services.GetRequiredService<DependencyHealth>();
-
-        var (first, _) = await RunAsync(engine);
-        Assert.Equal(RunStatus.Succeeded, first.Status);
-        var second = (await engine.SubmitAsync(new RunRequest("a", "again"))).Run.Id;
-        await ToolTestSupport.WaitUntilAsync(() => health.Snapshot().Single(d => d.Name == "model:m").Waiting == 1, "the second run to wait for the tokens-per-minute limit");
-        Assert.Equal(1, model.Calls);
-
         // Its estimate (26 characters / 4 = 6 tokens) is back in 24 s at 15 a minute: a wait within maxRateLimitWait (30 s).
-        clock.Advance(TimeSpan.FromSeconds(25));
-        var run = await EngineFixture.WaitAsync(engine, second);
-
-        Assert.Equal(RunStatus.Succeeded, run.Status);
-        Assert.Equal(2, model.Calls);
-        var waited = Assert.Single((await engine.ReadJournalAsync(second)).Select(r => r.Entry).OfType<DependencyWaited>());
+        var waited = await SecondRunWaitsAsync(clock, model, TimeSpan.FromSeconds(25));
         Assert.Equal(("model:m", "tokens-per-minute"), (waited.Dependency, waited.Reason));
         Assert.InRange(waited.WaitedMs, 24_000, 25_000);
     }
