@@ -240,9 +240,10 @@ public sealed class OpenAICompatibleTests
     [Fact]
     public async Task GetResponseAsync_AttemptTimesOut_RetriedThenSucceeds()
     {
-        await using var server = Start(Slow(TimeSpan.FromSeconds(5), Json(Completion("too late"))), Json(Completion("in time")));
+        // The timeout leaves a busy machine time to deliver the request; the slow answer never comes before it.
+        await using var server = Start(Slow(TimeSpan.FromSeconds(60), Json(Completion("too late"))), Json(Completion("in time")));
         var clock = new InstantTimeProvider();
-        using var client = new ModelClientFactory(timeProvider: clock).Create(Model(server, maxRetries: 1, timeout: TimeSpan.FromMilliseconds(300)));
+        using var client = new ModelClientFactory(timeProvider: clock).Create(Model(server, maxRetries: 1, timeout: TimeSpan.FromSeconds(2)));
 
         var response = await client.GetResponseAsync([new ChatMessage(ChatRole.User, "hi")], cancellationToken: Ct);
 
@@ -265,13 +266,14 @@ public sealed class OpenAICompatibleTests
     [Fact]
     public async Task GetResponseAsync_AnswerSlowerThanTimeout_ThrowsTimeoutNamingTheModel()
     {
-        await using var server = Start(Slow(TimeSpan.FromSeconds(5), Json(Completion("too late"))));
-        using var client = new ModelClientFactory().Create(Model(server, maxRetries: 0, timeout: TimeSpan.FromMilliseconds(300)));
+        await using var server = Start(Slow(TimeSpan.FromSeconds(60), Json(Completion("too late"))));
+        using var client = new ModelClientFactory().Create(Model(server, maxRetries: 0, timeout: TimeSpan.FromSeconds(2)));
 
         var ex = await Assert.ThrowsAsync<TimeoutException>(() => client.GetResponseAsync([new ChatMessage(ChatRole.User, "hi")], cancellationToken: Ct));
 
         Assert.Contains("'main'", ex.Message);
-        Assert.Single(server.Requests);
+        Assert.Contains("within 2s", ex.Message);
+        Assert.Single(await server.WaitForRequestsAsync(1));   // sent once: no retry with maxRetries 0
     }
 
     [Fact]

@@ -43,6 +43,17 @@ internal sealed class ChatCompletionsServer : IAsyncDisposable
     /// <summary>The requests received so far, in order of arrival.</summary>
     public IReadOnlyList<ReceivedRequest> Requests => [.. _requests];
 
+    /// <summary>
+    /// The requests received once at least <paramref name="count"/> have arrived (or after 10 s): a client
+    /// that gave up may do so before the server has finished reading what it sent.
+    /// </summary>
+    public async Task<IReadOnlyList<ReceivedRequest>> WaitForRequestsAsync(int count)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (_requests.Count < count && DateTime.UtcNow < deadline) await Task.Delay(20);
+        return Requests;
+    }
+
     public static ChatCompletionsServer Start(params Responder[] responders)
     {
         if (responders.Length == 0) throw new ArgumentException("Give the server at least one responder.", nameof(responders));
