@@ -35,16 +35,26 @@ internal sealed class SqliteDatabaseLock : IDisposable
                 throw InUse(dbPath);
             }
         }
-        // FileShare.ReadWrite: no lock of .NET's own (it can be switched off by an environment variable); flock below.
-        var file = new FileStream(full, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
-        var range = new FileLockRange { Type = WriteLock, Whence = 0, Start = LockOffset, Length = 1 };
-        if (fcntl((int)file.SafeFileHandle.DangerousGetHandle(), OfdSetLock, ref range) == 0)
-            return new SqliteDatabaseLock(file);
-        var errno = Marshal.GetLastPInvokeError();
-        file.Dispose();
-        if (errno is EAgain or EAccess) throw InUse(dbPath);
-        throw new IOException($"could not lock the database {dbPath} (fcntl failed, errno {errno})");
+        // A lock released a moment ago can still be held for a while: a child process forked by this
+        // process (a process tool starting) shares the open file until it execs. Try again for a second
+        // before saying another engine has it.
+        var deadline = Environment.TickCount64 + ReleaseGraceMs;
+        while (true)
+        {
+            // FileShare.ReadWrite: no lock of .NET's own (it can be switched off by an environment variable); fcntl below.
+            var file = new FileStream(full, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
+            var range = new FileLockRange { Type = WriteLock, Whence = 0, Start = LockOffset, Length = 1 };
+            if (fcntl((int)file.SafeFileHandle.DangerousGetHandle(), OfdSetLock, ref range) == 0)
+                return new SqliteDatabaseLock(file);
+            var errno = Marshal.GetLastPInvokeError();
+            file.Dispose();
+            if (errno is not (EAgain or EAccess)) throw new IOException($"could not lock the database {dbPath} (fcntl failed, errno {errno})");
+            if (Environment.TickCount64 >= deadline) throw InUse(dbPath);
+            Thread.Sleep(50);
+        }
     }
+
+    private const int ReleaseGraceMs = 1000;
 
     private static InvalidOperationException InUse(string dbPath) =>
         new($"the database {dbPath} is in use by another Bureau engine (one engine per database file, whatever path or link reaches it; stop it, or use --db / Bureau:Sqlite:Path to name another file)");
