@@ -72,7 +72,7 @@ public static class BureauEndpointRouteBuilderExtensions
             .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).Produces<RunSummaryDoc>(StatusCodes.Status200OK).ProducesProblem(404).ProducesProblem(409);
         v1.MapGet("/approvals", (Delegate)ApprovalsApi.ListAsync).Needs(ApiPermission.Resolve)
             .WithName("ListApprovals").WithSummary("Approvals runs wait for (?state=open), those the caller may answer: the proposed tool call, approvers, level, deadline.")
-            .ProducesProblem(400);
+            .Produces<ApprovalListDoc>().ProducesProblem(400);
         v1.MapPost("/approvals/{id}/decision", ApprovalsApi.DecideAsync).Needs(ApiPermission.Resolve)
             .WithName("DecideApproval").WithSummary("Approve (optionally with edited arguments) or reject; the first decisive answer wins, a later one is 409 naming who answered.")
             .Body<ApprovalDecisionBody>()
@@ -81,9 +81,9 @@ public static class BureauEndpointRouteBuilderExtensions
             .WithName("RunEvents").WithSummary("Server-Sent Events: one per journal entry (id = step n, event = kind), then `end`. Resumes from Last-Event-ID.")
             .Produces(StatusCodes.Status200OK, contentType: "text/event-stream").ProducesProblem(404);
         v1.MapGet("/agents", BureauApi.Agents).Needs(ApiPermission.Read)
-            .WithName("ListAgents").WithSummary("The deployed agents.");
+            .WithName("ListAgents").WithSummary("The deployed agents and teams.").Produces<AgentListDoc>();
         v1.MapGet("/agents/{name}", BureauApi.Agent).Needs(ApiPermission.Read)
-            .WithName("GetAgent").WithSummary("One deployed agent: model, tools, budgets.").ProducesProblem(404);
+            .WithName("GetAgent").WithSummary("One deployed agent (model, tools, budgets) or team (pattern, members).").Produces<AgentDoc>().ProducesProblem(404);
         v1.MapGet("/health/dependencies", DependencyApi.Dependencies).Needs(ApiPermission.Read)
             .WithName("DependencyHealth").WithSummary("The models and tools this process calls: circuit breaker state (and when an open one is tried again), calls, failures, rejections, in flight.")
             .Produces<DependencyListDoc>();
@@ -94,12 +94,12 @@ public static class BureauEndpointRouteBuilderExtensions
             .WithName("Costs").WithSummary("Tokens and cost per agent or per UTC day (?by=agent|day, ?since=DAY|TIME, ?until=DAY|TIME, until exclusive); team runs are not counted, their members are.")
             .Produces<CostReportDoc>().ProducesProblem(400);
         v1.MapGet("/keys", (Delegate)BureauApi.ListKeysAsync).Needs(ApiPermission.ManageKeys)
-            .WithName("ListKeys").WithSummary("API keys (ids, roles, dates; never the secret).");
+            .WithName("ListKeys").WithSummary("API keys (ids, roles, dates; never the secret); ?revoked=true includes revoked ones.").Produces<KeyListDoc>();
         v1.MapPost("/keys", (Delegate)BureauApi.CreateKeyAsync).Needs(ApiPermission.ManageKeys)
             .WithName("CreateKey").WithSummary("Create an API key; the answer is the only time the key is shown.")
-            .Body<CreateKeyBody>().ProducesProblem(400);
+            .Body<CreateKeyBody>().Produces<CreatedKeyDoc>(StatusCodes.Status201Created).ProducesProblem(400);
         v1.MapDelete("/keys/{id}", BureauApi.RevokeKeyAsync).Needs(ApiPermission.ManageKeys)
-            .WithName("RevokeKey").WithSummary("Revoke an API key.").ProducesProblem(404);
+            .WithName("RevokeKey").WithSummary("Revoke an API key.").Produces(StatusCodes.Status204NoContent).ProducesProblem(404);
         TriggerEndpoints.Map(endpoints, v1);
         SlackApprovalsApi.Map(endpoints);
         return v1;

@@ -24,7 +24,7 @@ public static class BureauHttpApiExtensions
         services.AddSingleton<ApiAccess>();
         services.AddHostedService<BureauHostService>();
         Triggers.ScheduleService.Register(services); // a host that serves the API (and its webhooks) fires the schedules too
-        services.AddOpenApi();
+        services.AddOpenApi(OpenApiContract.Configure);
         return builder;
     }
 }

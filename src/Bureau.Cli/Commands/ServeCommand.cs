@@ -66,6 +66,13 @@ internal static class ServeCommand
                 Console.Error.WriteLine("bureau: " + ex.Message);
                 return 2;
             }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                // Ctrl+C or SIGTERM before the host was up: what had started stops; nothing was accepted yet.
+                Console.Error.WriteLine("bureau: stopped while starting");
+                await app.StopAsync(CancellationToken.None);
+                return 0;
+            }
             var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
             Console.Error.WriteLine($"bureau: serving {definitions.Agents.Count} agent(s){(definitions.Teams.Count > 0 ? $" and {definitions.Teams.Count} team(s)" : "")} from {manifest} on {string.Join(", ", addresses)} (db {dbPath}); Ctrl+C stops");
             if (telemetry is not null) Console.Error.WriteLine($"bureau: telemetry to {telemetry.Endpoint} (OTLP)");

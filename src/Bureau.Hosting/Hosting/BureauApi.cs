@@ -311,3 +311,42 @@ internal sealed record StepDoc(long N, string Kind, DateTimeOffset At);
 internal sealed record RunDoc(string Id, string Agent, string Status, string Input, string? Output, string? Error, string? Outcome,
     UsageDoc Usage, double Cost, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, long Version, WaitingForDoc? WaitingFor, string? Actor, IReadOnlyList<StepDoc> Steps);
 internal sealed record RunListDoc(IReadOnlyList<RunSummaryDoc> Items, string? Next);
+internal sealed record AgentSummaryDoc(string Name, string Kind, string? Description, string? Model, IReadOnlyList<string>? Tools, string? Pattern, IReadOnlyList<string>? Members);
+internal sealed record AgentListDoc(IReadOnlyList<AgentSummaryDoc> Items);
+internal sealed record AgentToolDoc(string Name, string Kind, string Effect, string? Description);
+internal sealed record AgentBudgetsDoc(int? MaxSteps, long? MaxTokens, double? MaxWallTimeSeconds);
+internal sealed record LoopDetectionDoc(int MaxRepeatedCalls, int MaxTurnsWithoutProgress, string Action);
+internal sealed record TeamLimitsDoc(int MaxDepth, int MaxFanOut, int MaxChildren);
+/// <summary>An agent (<c>kind: agent</c>: model, tools, budgets) or a team (<c>kind: team</c>: pattern, members and its roles).</summary>
+internal sealed record AgentDoc(string Name, string Kind, string? Description, string? Model, string? Instructions, string? Provider,
+    IReadOnlyList<AgentToolDoc>? Tools, AgentBudgetsDoc? Budgets, LoopDetectionDoc? LoopDetection,
+    string? Pattern, IReadOnlyList<string>? Members, IReadOnlyList<string>? Uses, string? Join, string? Merge, string? Planner,
+    string? Supervisor, string? Reviewer, string? OnMemberFailure, TeamLimitsDoc? Limits);
+internal sealed record KeyDocument(string Id, string? Name, string Role, DateTimeOffset CreatedAt, DateTimeOffset? RevokedAt);
+internal sealed record KeyListDoc(IReadOnlyList<KeyDocument> Items);
+/// <summary>The created key: <c>key</c> is the secret, shown this once.</summary>
+internal sealed record CreatedKeyDoc(string Id, string? Name, string Role, DateTimeOffset CreatedAt, DateTimeOffset? RevokedAt, string Key);
+internal sealed record ApprovalDoc(string Id, string RunId, long Step, string Agent, string? Tool, System.Text.Json.JsonElement? Arguments,
+    string? Question, string? Rule, int Level, IReadOnlyList<string> Approvers, int Required, IReadOnlyList<string> ApprovedBy,
+    bool EditableArguments, DateTimeOffset? Deadline, DateTimeOffset WaitingSince);
+internal sealed record ApprovalListDoc(IReadOnlyList<ApprovalDoc> Items);
+internal sealed record DeadLetterDoc(string Id, string Trigger, string? EventId, string Reason, string? Agent, string? Error, string? RunId,
+    string? Key, string? Input, DateTimeOffset At, int Retries, DateTimeOffset? RetriedAt, string? RetryRunId);
+internal sealed record DeadLetterListDoc(IReadOnlyList<DeadLetterDoc> Items);
+/// <summary>A dead letter with the event it kept (<c>event</c>: the CloudEvent or webhook payload).</summary>
+internal sealed record DeadLetterWithEventDoc(string Id, string Trigger, string? EventId, string Reason, string? Agent, string? Error, string? RunId,
+    string? Key, string? Input, DateTimeOffset At, int Retries, DateTimeOffset? RetriedAt, string? RetryRunId, System.Text.Json.JsonElement? Event);
+internal sealed record DeadLetterRetryDoc(DeadLetterDoc DeadLetter, RunSummaryDoc Run);
+/// <summary>What one subscribed topic trigger did with the event: started (or found) a run, or kept a dead letter.</summary>
+internal sealed record EventOutcomeDoc(string Trigger, bool? Duplicate, RunSummaryDoc? Run, DeadLetterDoc? DeadLetter);
+internal sealed record PublishedEventDoc(string Id, string Type, IReadOnlyList<EventOutcomeDoc> Runs, string? Detail);
+/// <summary><c>status</c>: accepted, duplicate, ignored (not one of the trigger's events), dead-letter, pong (GitHub's ping), challenge answered elsewhere.</summary>
+internal sealed record WebhookAnswerDoc(string Status, string Trigger, string? EventId, RunSummaryDoc? Run, DeadLetterDoc? DeadLetter, string? Detail);
+
+/// <summary>The message Slack shows the user who clicked (also posted to the interaction's response_url).</summary>
+internal sealed record SlackAnswerDoc(
+    string? Text,
+    [property: System.Text.Json.Serialization.JsonPropertyName("replace_original")] bool? ReplaceOriginal,
+    [property: System.Text.Json.Serialization.JsonPropertyName("response_type")] string? ResponseType,
+    string? Status,
+    string? Detail);

@@ -57,7 +57,7 @@ internal static partial class SlackApprovalsApi
             })
             .WithTags("bureau").WithName("SlackApprovalAction")
             .WithSummary("Slack's interactivity Request URL: a click on an approval message's Approve or Reject button, verified by the Slack app's Signing Secret.")
-            .Produces(StatusCodes.Status200OK).ProducesProblem(400).ProducesProblem(401).ProducesProblem(404).ProducesProblem(413);
+            .Produces<SlackAnswerDoc>(StatusCodes.Status200OK).ProducesProblem(400).ProducesProblem(401).ProducesProblem(404).ProducesProblem(413);
     }
 
     public static async Task<IResult> InteractAsync(HttpContext ctx)

@@ -26,20 +26,22 @@ internal static class TriggerEndpoints
         });
         hooks.MapPost("/{trigger}", WebhookApi.ReceiveAsync)
             .WithName("ReceiveWebhook").WithSummary("A webhook trigger's deliveries (GitHub, Slack, Standard Webhooks, HMAC): verified by signature, 202 once the run is durable, 200 with the same run for a delivery seen before.")
-            .Produces(StatusCodes.Status202Accepted).Produces(StatusCodes.Status200OK)
+            .Produces<WebhookAnswerDoc>(StatusCodes.Status202Accepted).Produces<WebhookAnswerDoc>(StatusCodes.Status200OK)
             .ProducesProblem(400).ProducesProblem(401).ProducesProblem(404).ProducesProblem(413).ProducesProblem(429).ProducesProblem(503);
 
         v1.MapPost("/events", (Delegate)EventsApi.PublishAsync).WithMetadata(new PermissionMetadata(ApiPermission.StartOrCancel))
             .WithName("PublishEvent").WithSummary("A CloudEvent 1.0 (structured or binary mode): every topic trigger subscribed to its type starts a run (idempotent by event id).")
-            .Produces(StatusCodes.Status202Accepted).Produces(StatusCodes.Status200OK)
+            .Produces<PublishedEventDoc>(StatusCodes.Status202Accepted).Produces<PublishedEventDoc>(StatusCodes.Status200OK)
             .ProducesProblem(400).ProducesProblem(404).ProducesProblem(413).ProducesProblem(415).ProducesProblem(429).ProducesProblem(503);
 
         v1.MapGet("/events/dead", (Delegate)EventsApi.ListDeadAsync).WithMetadata(new PermissionMetadata(ApiPermission.Read))
-            .WithName("ListDeadLetters").WithSummary("Events whose handling failed (their run was refused, or failed): newest first; ?all=true includes retried ones.");
+            .WithName("ListDeadLetters").WithSummary("Events whose handling failed (their run was refused, or failed): newest first; ?all=true includes retried ones.")
+            .Produces<DeadLetterListDoc>().ProducesProblem(400);
         v1.MapGet("/events/dead/{id}", (Delegate)EventsApi.GetDeadAsync).WithMetadata(new PermissionMetadata(ApiPermission.Read))
-            .WithName("GetDeadLetter").WithSummary("One dead letter.").ProducesProblem(404);
+            .WithName("GetDeadLetter").WithSummary("One dead letter, with the event it kept.").Produces<DeadLetterWithEventDoc>().ProducesProblem(404);
         v1.MapPost("/events/dead/{id}/retry", (Delegate)EventsApi.RetryDeadAsync).WithMetadata(new PermissionMetadata(ApiPermission.StartOrCancel))
             .WithName("RetryDeadLetter").WithSummary("Starts the dead letter's run again (the input rendered with the trigger as deployed now); 202 with the run.")
+            .Produces<DeadLetterRetryDoc>(StatusCodes.Status202Accepted).Produces<DeadLetterRetryDoc>(StatusCodes.Status200OK)
             .ProducesProblem(400).ProducesProblem(404).ProducesProblem(429).ProducesProblem(503);
     }
 }

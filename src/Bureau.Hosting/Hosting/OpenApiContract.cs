@@ -1,0 +1,91 @@
+using Microsoft.AspNetCore.OpenApi;
+using Microsoft.OpenApi;
+
+namespace Bureau.Hosting;
+
+/// <summary>
+/// What the OpenAPI document says beyond the endpoints' own metadata: who may call (an HTTP bearer
+/// scheme, the API key), the answers every key-checked route can give (401, 403), the license, the
+/// tags, and a server address without a trailing slash. Checked by <c>redocly lint</c> in the tests.
+/// </summary>
+internal static class OpenApiContract
+{
+    /// <summary>The security scheme's name in <c>components.securitySchemes</c>.</summary>
+    public const string Scheme = "apiKey";
+
+    /// <summary>Operations that authenticate by a signature of their own, not by an API key.</summary>
+    private static readonly HashSet<string> s_signed = new(StringComparer.Ordinal) { "ReceiveWebhook", "SlackApprovalAction" };
+
+    public static void Configure(OpenApiOptions options)
+    {
+        options.AddDocumentTransformer((document, _, _) =>
+        {
+            Document(document);
+            return Task.CompletedTask;
+        });
+        options.AddOperationTransformer((operation, _, _) =>
+        {
+            Operation(operation);
+            return Task.CompletedTask;
+        });
+    }
+
+    private static void Document(OpenApiDocument document)
+    {
+        document.Info ??= new OpenApiInfo();
+        document.Info.Title = "Bureau";
+        document.Info.Description = "Bureau's REST API: start, watch, cancel and resolve durable agent runs; approvals, events, webhooks, keys, costs and health. " +
+            "Errors are application/problem+json naming the field, run and step concerned.";
+        document.Info.License = new OpenApiLicense { Name = "MIT", Identifier = "MIT" };
+        if (document.Servers is { } servers)
+            foreach (var server in servers)
+                if (server.Url is { Length: > 1 } url && url.EndsWith('/')) server.Url = url.TrimEnd('/');
+
+        document.Components ??= new OpenApiComponents();
+        document.Components.SecuritySchemes ??= new Dictionary<string, IOpenApiSecurityScheme>();
+        document.Components.SecuritySchemes[Scheme] = new OpenApiSecurityScheme
+        {
+            Type = SecuritySchemeType.Http,
+            Scheme = "bearer",
+            Description = "An API key (`bureau keys create --role ROLE`, or POST /v1/keys), sent as `Authorization: Bearer KEY`. " +
+                "A host that requires no keys (loopback only, no key created) lets loopback callers in without one.",
+        };
+        document.Security = [new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(Scheme, document)] = [] }];
+
+        document.Tags ??= new HashSet<OpenApiTag>();
+        foreach (var tag in document.Tags)
+        {
+            tag.Description ??= tag.Name switch
+            {
+                "bureau" => "Runs, approvals, agents, keys, costs and health: every route checks the caller's API key and role.",
+                "triggers" => "Webhooks (authenticated by their signature) and CloudEvents that start runs.",
+                _ => tag.Name,
+            };
+        }
+    }
+
+    private static void Operation(OpenApiOperation operation)
+    {
+        if (operation.OperationId is { } id && s_signed.Contains(id))
+        {
+            operation.Security = [];   // signed by the sender (GitHub, Slack, Standard Webhooks, HMAC), no API key
+            return;
+        }
+        operation.Responses ??= new OpenApiResponses();
+        Add(operation.Responses, "401", "No API key, or one that is unknown or revoked (a host that requires keys).");
+        Add(operation.Responses, "403", "The key's role does not allow this.");
+    }
+
+    private static void Add(OpenApiResponses responses, string status, string description)
+    {
+        if (responses.ContainsKey(status)) return;
+        responses[status] = new OpenApiResponse
+        {
+            Description = description,
+            Content = new Dictionary<string, OpenApiMediaType>
+            {
+                ["application/problem+json"] = new() { Schema = new OpenApiSchemaReference("ProblemDetails") },
+            },
+        };
+    }
+}
