@@ -18,6 +18,18 @@ if ! command -v dotnet >/dev/null 2>&1; then
   exit 2
 fi
 
+# Node.js tools the tests run (pinned by package-lock.json): the OpenAPI linter, client generator and compiler.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "test.sh: installing nodejs and npm with apt-get" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+for dir in tests/openapi; do
+  if [ ! -d "$dir/node_modules" ]; then
+    echo "test.sh: npm ci in $dir" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+done
+
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 dotnet build Bureau.slnx -c Release -v quiet -nologo -clp:ErrorsOnly
 

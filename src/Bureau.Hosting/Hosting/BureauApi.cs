@@ -304,24 +304,33 @@ internal sealed record ResolveStepBody(long Step, string As, string? Result);
 internal sealed record ApprovalDecisionBody(string Decision, string? Reason, System.Text.Json.JsonElement? Arguments);
 internal sealed record CreateKeyBody(string Role, string? Name);
 internal sealed record UsageDoc(long InputTokens, long OutputTokens, long TotalTokens);
-internal sealed record WaitingForDoc(string Reason, long Step, string? Tool, string? Key, string? Arguments);
+/// <summary>What a waiting run waits for: <c>reason</c> (in-doubt, approval, children, timer, ...), the step, a deadline when it has one, then the wait's own fields.</summary>
+internal sealed record WaitingForDoc(string Reason, long Step, DateTimeOffset? Deadline = null);
+/// <summary>A run. <c>waitingFor</c>, <c>actor</c>, <c>kind</c> (team runs), <c>parentRunId</c> and <c>rootRunId</c> (child runs) appear only when they apply.</summary>
 internal sealed record RunSummaryDoc(string Id, string Agent, string Status, string Input, string? Output, string? Error, string? Outcome,
-    UsageDoc Usage, double Cost, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, long Version, WaitingForDoc? WaitingFor, string? Actor);
+    UsageDoc Usage, double Cost, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, long Version, WaitingForDoc? WaitingFor = null, string? Actor = null,
+    string? Kind = null, string? ParentRunId = null, string? RootRunId = null);
+/// <summary>Why a failed or canceled run ended: the cause class, the step, the dependency and a hint.</summary>
+internal sealed record FailureDoc(string Cause, string Hint, string? Kind = null, long? Step = null, string? Dependency = null, int? Attempts = null);
+/// <summary>A journal entry: its number, time and kind, then the entry's own fields (docs/concepts.md lists the kinds).</summary>
 internal sealed record StepDoc(long N, string Kind, DateTimeOffset At);
+/// <summary>A run with every step of its journal; <c>failure</c> explains a failed or canceled one.</summary>
 internal sealed record RunDoc(string Id, string Agent, string Status, string Input, string? Output, string? Error, string? Outcome,
-    UsageDoc Usage, double Cost, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, long Version, WaitingForDoc? WaitingFor, string? Actor, IReadOnlyList<StepDoc> Steps);
+    UsageDoc Usage, double Cost, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, long Version, IReadOnlyList<StepDoc> Steps, WaitingForDoc? WaitingFor = null, string? Actor = null,
+    string? Kind = null, string? ParentRunId = null, string? RootRunId = null, FailureDoc? Failure = null);
 internal sealed record RunListDoc(IReadOnlyList<RunSummaryDoc> Items, string? Next);
-internal sealed record AgentSummaryDoc(string Name, string Kind, string? Description, string? Model, IReadOnlyList<string>? Tools, string? Pattern, IReadOnlyList<string>? Members);
+/// <summary>An agent (<c>model</c>, <c>tools</c>) or a team (<c>pattern</c>, <c>members</c>).</summary>
+internal sealed record AgentSummaryDoc(string Name, string Kind, string? Description, string? Model = null, IReadOnlyList<string>? Tools = null, string? Pattern = null, IReadOnlyList<string>? Members = null);
 internal sealed record AgentListDoc(IReadOnlyList<AgentSummaryDoc> Items);
 internal sealed record AgentToolDoc(string Name, string Kind, string Effect, string? Description);
 internal sealed record AgentBudgetsDoc(int? MaxSteps, long? MaxTokens, double? MaxWallTimeSeconds);
 internal sealed record LoopDetectionDoc(int MaxRepeatedCalls, int MaxTurnsWithoutProgress, string Action);
 internal sealed record TeamLimitsDoc(int MaxDepth, int MaxFanOut, int MaxChildren);
 /// <summary>An agent (<c>kind: agent</c>: model, tools, budgets) or a team (<c>kind: team</c>: pattern, members and its roles).</summary>
-internal sealed record AgentDoc(string Name, string Kind, string? Description, string? Model, string? Instructions, string? Provider,
-    IReadOnlyList<AgentToolDoc>? Tools, AgentBudgetsDoc? Budgets, LoopDetectionDoc? LoopDetection,
-    string? Pattern, IReadOnlyList<string>? Members, IReadOnlyList<string>? Uses, string? Join, string? Merge, string? Planner,
-    string? Supervisor, string? Reviewer, string? OnMemberFailure, TeamLimitsDoc? Limits);
+internal sealed record AgentDoc(string Name, string Kind, string? Description, string? Model = null, string? Instructions = null, string? Provider = null,
+    IReadOnlyList<AgentToolDoc>? Tools = null, AgentBudgetsDoc? Budgets = null, LoopDetectionDoc? LoopDetection = null,
+    string? Pattern = null, IReadOnlyList<string>? Members = null, IReadOnlyList<string>? Uses = null, string? Join = null, string? Merge = null, string? Planner = null,
+    string? Supervisor = null, string? Reviewer = null, string? OnMemberFailure = null, TeamLimitsDoc? Limits = null);
 internal sealed record KeyDocument(string Id, string? Name, string Role, DateTimeOffset CreatedAt, DateTimeOffset? RevokedAt);
 internal sealed record KeyListDoc(IReadOnlyList<KeyDocument> Items);
 /// <summary>The created key: <c>key</c> is the secret, shown this once.</summary>
@@ -338,15 +347,15 @@ internal sealed record DeadLetterWithEventDoc(string Id, string Trigger, string?
     string? Key, string? Input, DateTimeOffset At, int Retries, DateTimeOffset? RetriedAt, string? RetryRunId, System.Text.Json.JsonElement? Event);
 internal sealed record DeadLetterRetryDoc(DeadLetterDoc DeadLetter, RunSummaryDoc Run);
 /// <summary>What one subscribed topic trigger did with the event: started (or found) a run, or kept a dead letter.</summary>
-internal sealed record EventOutcomeDoc(string Trigger, bool? Duplicate, RunSummaryDoc? Run, DeadLetterDoc? DeadLetter);
+internal sealed record EventOutcomeDoc(string Trigger, bool? Duplicate = null, RunSummaryDoc? Run = null, DeadLetterDoc? DeadLetter = null);
 internal sealed record PublishedEventDoc(string Id, string Type, IReadOnlyList<EventOutcomeDoc> Runs, string? Detail);
 /// <summary><c>status</c>: accepted, duplicate, ignored (not one of the trigger's events), dead-letter, pong (GitHub's ping), challenge answered elsewhere.</summary>
-internal sealed record WebhookAnswerDoc(string Status, string Trigger, string? EventId, RunSummaryDoc? Run, DeadLetterDoc? DeadLetter, string? Detail);
+internal sealed record WebhookAnswerDoc(string Status, string? Trigger = null, string? EventId = null, RunSummaryDoc? Run = null, DeadLetterDoc? DeadLetter = null, string? Detail = null);
 
 /// <summary>The message Slack shows the user who clicked (also posted to the interaction's response_url).</summary>
 internal sealed record SlackAnswerDoc(
-    string? Text,
-    [property: System.Text.Json.Serialization.JsonPropertyName("replace_original")] bool? ReplaceOriginal,
-    [property: System.Text.Json.Serialization.JsonPropertyName("response_type")] string? ResponseType,
-    string? Status,
-    string? Detail);
+    string? Text = null,
+    [property: System.Text.Json.Serialization.JsonPropertyName("replace_original")] bool? ReplaceOriginal = null,
+    [property: System.Text.Json.Serialization.JsonPropertyName("response_type")] string? ResponseType = null,
+    string? Status = null,
+    string? Detail = null);

@@ -29,6 +29,7 @@ internal static class CostsApi
     }
 }
 
-internal sealed record CostRowDoc(string? Agent, string? Day, long Runs, long InputTokens, long OutputTokens, double Cost);
+/// <summary>One row: <c>agent</c> when grouped by agent, <c>day</c> when grouped by day.</summary>
+internal sealed record CostRowDoc(long Runs, long InputTokens, long OutputTokens, double Cost, string? Agent = null, string? Day = null);
 internal sealed record CostTotalDoc(long Runs, long InputTokens, long OutputTokens, double Cost);
 internal sealed record CostReportDoc(string By, DateTimeOffset? Since, DateTimeOffset? Until, IReadOnlyList<CostRowDoc> Rows, CostTotalDoc Total);

@@ -23,6 +23,14 @@ internal static class OpenApiContract
             Document(document);
             return Task.CompletedTask;
         });
+        options.AddSchemaTransformer((schema, context, _) =>
+        {
+            var type = context.JsonTypeInfo.Type;
+            // Open shapes: a journal entry's and a wait's own fields follow their kind.
+            if (type == typeof(StepDoc) || type == typeof(WaitingForDoc)) schema.AdditionalProperties = new OpenApiSchema();
+            else if (type == typeof(Microsoft.AspNetCore.Mvc.ProblemDetails)) Problem(schema);
+            return Task.CompletedTask;
+        });
         options.AddOperationTransformer((operation, _, _) =>
         {
             Operation(operation);
@@ -62,6 +70,17 @@ internal static class OpenApiContract
                 _ => tag.Name,
             };
         }
+    }
+
+    /// <summary>Bureau's problems name what is wrong and where: <c>code</c>, <c>field</c>, <c>runId</c>, <c>step</c>, and fields of their own (a 409's <c>runStatus</c>, a 429's <c>agent</c>, <c>queued</c>, <c>limit</c>, a 503's <c>fault</c>).</summary>
+    private static void Problem(OpenApiSchema schema)
+    {
+        schema.Properties ??= new Dictionary<string, IOpenApiSchema>();
+        schema.Properties["code"] = new OpenApiSchema { Type = JsonSchemaType.String, Description = "What went wrong, for programs: invalid-request, run-not-found, unknown-agent, queue-full, storage-unavailable, ..." };
+        schema.Properties["field"] = new OpenApiSchema { Type = JsonSchemaType.String | JsonSchemaType.Null, Description = "The request's field, header or parameter at fault." };
+        schema.Properties["runId"] = new OpenApiSchema { Type = JsonSchemaType.String | JsonSchemaType.Null, Description = "The run concerned." };
+        schema.Properties["step"] = new OpenApiSchema { Type = JsonSchemaType.Integer | JsonSchemaType.Null, Format = "int64", Description = "The run's step concerned." };
+        schema.AdditionalProperties = new OpenApiSchema();
     }
 
     private static void Operation(OpenApiOperation operation)
