@@ -35,7 +35,7 @@ dotnet build Bureau.slnx -c Release -v quiet -nologo -clp:ErrorsOnly
 
 log=$(mktemp)
 set +e
-dotnet test Bureau.slnx -c Release --no-build -v quiet -nologo --blame-hang-timeout 5m 2>&1 | tee "$log"
+dotnet test Bureau.slnx -c Release --no-build -v quiet -nologo --logger "console;verbosity=minimal" --blame-hang-timeout 5m 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 

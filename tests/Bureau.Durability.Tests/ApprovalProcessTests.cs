@@ -62,7 +62,7 @@ public sealed class ApprovalProcessTests : IDisposable
         var db = Path.Combine(_dir, "approvals.db");
         var env = new Dictionary<string, string> { ["LEDGER_DIR"] = _dir };
         var url = $"http://127.0.0.1:{ServeSupport.FreePort()}";
-        using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(10) };
+        using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(60) };
         string runId;
         using (var server = BureauProcess.Start(_dir, env, "serve", "bureau.yaml", "--db", db, "--urls", url))
         {

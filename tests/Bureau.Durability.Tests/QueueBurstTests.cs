@@ -20,7 +20,7 @@ public sealed class QueueBurstTests : IDisposable
     public QueueBurstTests()
     {
         Directory.CreateDirectory(_dir);
-        File.WriteAllText(Path.Combine(_dir, "step.sh"), "cat >/dev/null\nsleep 0.1\necho ok\n");
+        File.WriteAllText(Path.Combine(_dir, "step.sh"), "cat >/dev/null\nsleep 0.25\necho ok\n");
         File.WriteAllText(Path.Combine(_dir, "bureau.yaml"), """
             models:
               script:
@@ -41,11 +41,11 @@ public sealed class QueueBurstTests : IDisposable
               patient:
                 model: script
                 tools: [step]
-                budgets: { maxWallTime: 1s }
+                budgets: { maxWallTime: 4s }
               impatient:
                 model: script
                 tools: [step]
-                budgets: { maxWallTime: 1s, maxQueueTime: 1s }
+                budgets: { maxWallTime: 4s, maxQueueTime: 1s }
             """);
     }
 
@@ -82,7 +82,8 @@ public sealed class QueueBurstTests : IDisposable
             var wait = journal[1].At - journal[0].At; // accepted -> first step
             if (wait > longestWait) longestWait = wait;
         }
-        Assert.True(longestWait > TimeSpan.FromSeconds(1), $"the burst never queued a run past maxWallTime (longest wait {longestWait})");
+        // A run executes in about 0.5 s (two 0.25 s steps), 4 s of headroom for a loaded machine; 40 runs two at a time queue the last for ~10 s.
+        Assert.True(longestWait > TimeSpan.FromSeconds(4), $"the burst never queued a run past maxWallTime (longest wait {longestWait})");
 
         // Impatient runs either ran and succeeded, or expired in the queue without running a step.
         var expired = 0;
@@ -103,7 +104,7 @@ public sealed class QueueBurstTests : IDisposable
             }
         }
         Assert.True(expired >= 1, "no run waited past maxQueueTime"); // the queue's tail expired (on a loaded machine even the head may)
-        TestContext.Current.TestOutputHelper?.WriteLine($"longest queue wait {longestWait.TotalSeconds:0.0}s with maxWallTime 1s; {expired}/{impatient.Count} impatient runs expired");
+        TestContext.Current.TestOutputHelper?.WriteLine($"longest queue wait {longestWait.TotalSeconds:0.0}s with maxWallTime 4s; {expired}/{impatient.Count} impatient runs expired");
     }
 
     private static async Task UntilFinishedAsync(SqliteRunStore store, List<string> runs, BureauProcess server, CancellationToken ct)

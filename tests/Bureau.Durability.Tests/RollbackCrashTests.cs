@@ -69,7 +69,7 @@ public sealed class RollbackCrashTests : IDisposable
         var ct = TestContext.Current.CancellationToken;
         var db = Path.Combine(_dir, "rollback.db");
         var url = $"http://127.0.0.1:{ServeSupport.FreePort()}";
-        using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(10) };
+        using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(60) };
 
         var server = Serve(db, url, crashAt: "before-rollback");
         string id;

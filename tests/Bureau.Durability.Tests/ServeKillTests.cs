@@ -60,7 +60,7 @@ public sealed class ServeKillTests : IDisposable
         var ct = TestContext.Current.CancellationToken;
         var db = Path.Combine(_dir, "serve.db");
         var url = $"http://127.0.0.1:{ServeSupport.FreePort()}";
-        using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(10) };
+        using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(60) };
         var server = Serve(db, url);
         await ServeSupport.WaitReadyAsync(http, server, ProcessTimeout, ct);
 

@@ -66,7 +66,7 @@ public sealed class StorageFaultTests : IDisposable
         _mounted = mnt;
         var db = Path.Combine(mnt, "bureau.db");
         var url = $"http://127.0.0.1:{ServeSupport.FreePort()}";
-        using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(10) };
+        using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(60) };
         using var server = BureauProcess.Start(_dir, new Dictionary<string, string>(), "serve", "bureau.yaml", "--db", db, "--urls", url);
         await ServeSupport.WaitReadyAsync(http, server, ProcessTimeout, ct);
 
@@ -199,7 +199,7 @@ public sealed class StorageFaultTests : IDisposable
         var ct = TestContext.Current.CancellationToken;
         var db = Path.Combine(_dir, "wal.db");
         var url = $"http://127.0.0.1:{ServeSupport.FreePort()}";
-        using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(10) };
+        using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(60) };
         using (var server = BureauProcess.Start(_dir, new Dictionary<string, string>(), "serve", "bureau.yaml", "--db", db, "--urls", url))
         {
             await ServeSupport.WaitReadyAsync(http, server, ProcessTimeout, ct);
@@ -282,7 +282,7 @@ public sealed class StorageFaultTests : IDisposable
         const int runs = 40;
         var db = Path.Combine(_dir, "fiu.db");
         var url = $"http://127.0.0.1:{ServeSupport.FreePort()}";
-        using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(10) };
+        using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(60) };
         var server = BureauProcess.StartVia(["fiu-run", "-x"], _dir, new Dictionary<string, string>(), "serve", "bureau.yaml", "--db", db, "--urls", url);
         try
         {

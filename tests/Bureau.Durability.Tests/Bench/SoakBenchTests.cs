@@ -39,7 +39,9 @@ public sealed class SoakBenchTests : IDisposable
             Assert.Equal(JsonValueKind.Number, report.GetProperty(key).ValueKind);
 
         var samples = report.GetProperty("samples").EnumerateArray().ToList();
-        Assert.InRange(samples.Count, 4, 5); // t=0, then one a second (and one at the end when the last interval was cut short)
+        // t=0, then one a second (and one at the end when the last interval was cut short); a loaded machine may
+        // miss a tick (the sampler's timer does not queue missed ticks).
+        Assert.InRange(samples.Count, 3, 5);
         Assert.Equal(samples.Count, p.Stderr.Split('\n').Count(l => l.StartsWith("soak: {", StringComparison.Ordinal)));
         foreach (var s in samples)
         {

@@ -170,7 +170,8 @@ public sealed class SupportDeskRollbackTests : IAsyncDisposable
 
     private static async Task<RunRecord> AdvanceUntilAsync(BureauEngine engine, string id, FakeTimeProvider time, Func<RunRecord, bool> done)
     {
-        for (var i = 0; i < 4000; i++)
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);   // the sample's tools are python scripts: slow on a loaded machine
+        while (DateTime.UtcNow < deadline)
         {
             var run = (await engine.GetRunAsync(id))!;
             if (done(run)) return run;
@@ -179,6 +180,6 @@ public sealed class SupportDeskRollbackTests : IAsyncDisposable
             if (run.Status == RunStatus.Waiting) time.Advance(TimeSpan.FromMinutes(1));
             await Task.Delay(10, Ct);
         }
-        throw new TimeoutException($"run {id} never reached the state expected");
+        throw new TimeoutException($"run {id} never reached the state expected within 3 minutes: {(await engine.GetRunAsync(id))?.Status}");
     }
 }
