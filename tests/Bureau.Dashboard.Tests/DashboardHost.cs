@@ -78,7 +78,7 @@ public sealed class DashboardHost : IAsyncDisposable
     /// <summary>Lets the <c>lookup</c> tool answer.</summary>
     public void OpenLookup() => _lookupGate.TrySetResult();
 
-    public async Task StartAsync()
+    public async Task StartAsync(string dashboardPath = "/")
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = _dir });
         builder.WebHost.UseUrls("http://127.0.0.1:0");
@@ -127,7 +127,7 @@ public sealed class DashboardHost : IAsyncDisposable
             });
         App = builder.Build();
         App.MapBureau();
-        App.MapBureauDashboard();
+        App.MapBureauDashboard(dashboardPath);
         await App.StartAsync(Ct);
         BaseUrl = App.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single().TrimEnd('/');
         Client = new HttpClient { BaseAddress = new Uri(BaseUrl), Timeout = TimeSpan.FromSeconds(60) };
