@@ -51,7 +51,7 @@ public sealed class DownModel : IChatClient
 /// <summary>
 /// The real Bureau host (Kestrel on a free loopback port, SQLite in a temp folder) with the Dashboard at <c>/</c>
 /// and agents for each page: <c>echo</c>; <c>looker</c> (scripted: calls the <c>lookup</c> tool, which waits until
-/// the test opens it, then answers); <c>refunder</c> (a refund over 100 needs an approval); <c>fragile</c> (its model is down);
+/// the test opens it, then answers); <c>refunder</c> (a refund over 100 needs an approval); <c>fragile</c> (its model is down; two attempts);
 /// the team <c>pair</c> (echo, then echo).
 /// </summary>
 public sealed class DashboardHost : IAsyncDisposable
@@ -87,7 +87,7 @@ public sealed class DashboardHost : IAsyncDisposable
             .AddHttpApi(o => o.HeartbeatInterval = TimeSpan.FromSeconds(1))
             .UseSqliteStorage(Db)
             .AddChatClient("echo", new EchoModel())
-            .AddModel(new ChatClientModelDefinition { Name = "down", Client = new DownModel(), Retry = new RetrySettings { MaxAttempts = 1 } })
+            .AddModel(new ChatClientModelDefinition { Name = "down", Client = new DownModel(), Retry = new RetrySettings { MaxAttempts = 2, Delay = TimeSpan.FromMilliseconds(100) } })
             .AddModel(new ScriptedModelDefinition
             {
                 Name = "look-script",

@@ -152,6 +152,13 @@ public sealed class DashboardTests(Chromium chromium) : IAsyncLifetime
 
         await group.GetByRole(AriaRole.Link, new() { Name = id }).ClickAsync();
         await Expect(_page.Locator("#failure")).ToContainTextAsync(new Regex("Failed at step \\d+: model \\(unavailable\\) in model:down"));
+        // The retry: the first attempt failed and was retried, the second gave up.
+        await Expect(_page.Locator("#failure")).ToContainTextAsync("after 2 attempts");
+        await Expect(_page.Locator("#timeline li[data-kind='attempt.failed']")).ToHaveCountAsync(2);
+        await Expect(_page.Locator("#timeline li[data-kind='attempt.failed']").First).ToContainTextAsync("model:down");
+        await Expect(_page.Locator("#timeline li[data-kind='attempt.failed']").First).ToContainTextAsync(new Regex("Retry in\\s*\\d+ ms"));
+        await Expect(_page.Locator("#timeline li[data-kind='attempt.failed']").Last).ToContainTextAsync(new Regex("Retry\\s*none"));
+        await Expect(_page.Locator("#timeline li[data-kind='run.finished']")).ToContainTextAsync("failed");
         NoPageErrors();
     }
 
@@ -197,6 +204,25 @@ public sealed class DashboardTests(Chromium chromium) : IAsyncLifetime
 
         await _page.GotoAsync(_host.BaseUrl + "/#/approvals");
         await Expect(_page.Locator("#approvals")).ToContainTextAsync("needs a key with the approver (or admin) role");
+        NoPageErrors();
+    }
+
+    [Fact]
+    public async Task Agents_ListsAgentsAndTeams_WithWhatTheirRunsUsed()
+    {
+        var id = await _host.SubmitAsync("echo", "count me");
+        await _host.WaitAsync(id);
+
+        await _page.GotoAsync(_host.BaseUrl + "/#/agents");
+        var echo = _page.Locator("#agents tr[data-agent='echo']");
+        await Expect(echo).ToContainTextAsync("Answers with its input.");
+        await Expect(echo).ToContainTextAsync("12 in / 5 out");
+        await Expect(_page.Locator("#agents tr[data-agent='looker']")).ToContainTextAsync("lookup");
+        var team = _page.Locator("#agents tr[data-agent='pair']");
+        await Expect(team).ToContainTextAsync("team");
+        await Expect(team).ToContainTextAsync("echo, echo");
+        await team.GetByRole(AriaRole.Link, new() { Name = "pair" }).ClickAsync();
+        await Expect(_page.Locator("#f-agent")).ToHaveValueAsync("pair");
         NoPageErrors();
     }
 

@@ -366,7 +366,7 @@
       case 'attempt.failed':
         li.classList.add('warn');
         append(li, dl([['Dependency', s.dependency], ['Attempt', s.attempt], ['Class', s['class']], ['Error', s.error],
-          ['Retry in', s.retryInMs != null ? Math.round(s.retryInMs) + ' ms' : 'no retry'], ['Gave up', s.gaveUp]]));
+          s.retryInMs != null ? ['Retry in', Math.round(s.retryInMs) + ' ms'] : ['Retry', 'none' + (s.gaveUp ? ' (gave up: ' + s.gaveUp + ')' : '')]]));
         break;
       case 'child.started':
         append(li, dl([['Child', runLink(s.childRunId)], ['Runs', s.target + ' (' + s.runKind + ')'], ['Role', s.label], ['Input', short(s.input, 300)]]));
@@ -392,15 +392,22 @@
   async function agentsPage(signal) {
     replace(main, heading('Agents and teams'), el('p', null, 'Loading…'));
     try {
-      const doc = await api('/agents', { signal });
-      const table = el('table', { id: 'agents' }, el('caption', null, 'Deployed agents and teams'),
-        el('thead', null, el('tr', null, ['Name', 'Kind', 'Model or pattern', 'Tools or members', 'Description'].map(h => el('th', { scope: 'col' }, h)))),
-        el('tbody', null, doc.items.map(a => el('tr', null,
-          el('td', null, el('a', { href: '#/runs?agent=' + encodeURIComponent(a.name) }, a.name)),
-          el('td', null, a.kind),
-          el('td', null, a.kind === 'team' ? a.pattern : a.model),
-          el('td', null, (a.kind === 'team' ? a.members : a.tools || []).join(', ')),
-          el('td', null, a.description || '')))));
+      const [doc, costs] = await Promise.all([api('/agents', { signal }), api('/costs?by=agent', { signal }).catch(() => null)]);
+      const spent = new Map(((costs && costs.rows) || []).map(r => [r.agent, r]));
+      const table = el('table', { id: 'agents' }, el('caption', null, 'Deployed agents and teams; runs, tokens and cost of all time (a team\'s are its members\')'),
+        el('thead', null, el('tr', null, ['Name', 'Kind', 'Model or pattern', 'Tools or members', 'Description', 'Runs', 'Tokens', 'Cost'].map(h => el('th', { scope: 'col' }, h)))),
+        el('tbody', null, doc.items.map(a => {
+          const c = spent.get(a.name);
+          return el('tr', { 'data-agent': a.name },
+            el('td', null, el('a', { href: '#/runs?agent=' + encodeURIComponent(a.name) }, a.name)),
+            el('td', null, a.kind),
+            el('td', null, a.kind === 'team' ? a.pattern : a.model),
+            el('td', null, (a.kind === 'team' ? a.members : a.tools || []).join(', ')),
+            el('td', null, a.description || ''),
+            el('td', { class: 'num' }, c ? c.runs : ''),
+            el('td', { class: 'num' }, c ? tokens(c) : ''),
+            el('td', { class: 'num' }, c ? money(c.cost) : ''));
+        })));
       replace(main, heading('Agents and teams'), doc.items.length ? table : el('p', null, 'Nothing is deployed.'));
     } catch (e) {
       if (!signal.aborted) replace(main, heading('Agents and teams'), problem(e));
