@@ -29,8 +29,9 @@ public sealed class DashboardServingTests : IAsyncDisposable
         Assert.DoesNotContain("unsafe-inline", csp);
         Assert.Equal("nosniff", page.Headers.GetValues("X-Content-Type-Options").Single());
         var html = await page.Content.ReadAsStringAsync(Ct);
-        Assert.Contains("src=\"/dashboard/app.js\"", html);
-        Assert.Contains("href=\"/dashboard/app.css\"", html);
+        Assert.Contains("src=\"dashboard/app.js\"", html);
+        Assert.Contains("href=\"dashboard/app.css\"", html);
+        Assert.Contains("<meta name=\"bureau-mount\" content=\"/\">", html);
         Assert.DoesNotContain("http", html.Replace("http-equiv", "", StringComparison.Ordinal)); // nothing from elsewhere
 
         using var js = await _host.Client.GetAsync("/dashboard/app.js", Ct);
@@ -57,7 +58,7 @@ public sealed class DashboardServingTests : IAsyncDisposable
         Assert.Equal("/bureau/", noSlash.Headers.Location?.OriginalString);
 
         var html = await _host.Client.GetStringAsync("/bureau/", Ct);
-        Assert.Contains("src=\"/bureau/dashboard/app.js\"", html);
+        Assert.Contains("<meta name=\"bureau-mount\" content=\"/bureau/\">", html);
         using var css = await _host.Client.GetAsync("/bureau/dashboard/app.css", Ct);
         Assert.Equal(HttpStatusCode.OK, css.StatusCode);
         using var root = await _host.Client.GetAsync("/", Ct);

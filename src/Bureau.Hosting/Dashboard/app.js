@@ -8,6 +8,10 @@
   const main = document.getElementById('main');
   const statusLine = document.getElementById('status');
   let page = null; // the AbortController of the page on screen: its requests and streams end when it goes
+  // The API is beside the Dashboard's mount path (the host's path base, if any, comes before both).
+  const mount = document.querySelector('meta[name="bureau-mount"]').content;
+  const here = location.pathname;
+  const API = (here.endsWith(mount) ? here.slice(0, here.length - mount.length) : '') + '/v1';
 
   // ---- DOM ----------------------------------------------------------------------------------------
   /** Makes an element: attrs are attributes (on* keys are listeners), children are nodes or strings (as text). */
@@ -49,7 +53,7 @@
     opts = opts || {};
     const init = { method: opts.method || 'GET', headers: headers(opts.body ? { 'Content-Type': 'application/json' } : null), signal: opts.signal || (page && page.signal) };
     if (opts.body) init.body = JSON.stringify(opts.body);
-    const res = await fetch('/v1' + path, init);
+    const res = await fetch(API + path, init);
     const text = await res.text();
     let doc = null;
     try { doc = text ? JSON.parse(text) : null; } catch { doc = null; }
@@ -72,7 +76,7 @@
         try {
           const h = headers({ Accept: 'text/event-stream' });
           if (lastId !== null) h['Last-Event-ID'] = lastId;
-          const res = await fetch('/v1' + path, { headers: h, signal, cache: 'no-store' });
+          const res = await fetch(API + path, { headers: h, signal, cache: 'no-store' });
           if (!res.ok) {
             let detail = res.status + ' ' + res.statusText;
             try { detail = (await res.json()).detail || detail; } catch { /* not a problem document */ }
@@ -202,7 +206,7 @@
 
     const rows = new Map();
     const render = () => {
-      const sorted = [...rows.values()].sort((a, b) => (b.createdAt || '').localeCompare(a.createdAt || '') || b.id.localeCompare(a.id));
+      const sorted = [...rows.values()].sort((a, b) => (Date.parse(b.createdAt) || 0) - (Date.parse(a.createdAt) || 0) || b.id.localeCompare(a.id));
       replace(body, sorted.length ? sorted.map(r => el('tr', { 'data-run': r.id, 'data-status': r.status },
         el('td', null, runLink(r.id), r.parentRunId ? el('span', { class: 'muted' }, ' child') : null),
         el('td', null, r.agent),
@@ -548,14 +552,15 @@
   }
 
   // ---- Router -------------------------------------------------------------------------------------
-  function route() {
+  function route(ev) {
     if (page) page.abort();
+    if (ev) main.focus({ preventScroll: true }); // a new page: screen readers start at its content
     page = new AbortController();
     const signal = page.signal;
     const path = location.hash.replace(/^#/, '').split('?')[0] || '/runs';
     for (const a of document.querySelectorAll('nav a')) {
-      const here = path.startsWith(a.getAttribute('href').slice(1)) || (path.startsWith('/run/') && a.getAttribute('href') === '#/runs');
-      if (here) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+      const current = path.startsWith(a.getAttribute('href').slice(1)) || (path.startsWith('/run/') && a.getAttribute('href') === '#/runs');
+      if (current) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
     }
     say('');
     const run = path.match(/^\/run\/(.+)$/);
@@ -576,15 +581,15 @@
     keyInput.value = '';
     keyInput.placeholder = key() ? 'key set for this tab' : 'none: loopback access';
     say(key() ? 'Using the API key for this tab.' : '');
-    route();
+    route(null);
   });
   document.getElementById('key-forget').addEventListener('click', () => {
     sessionStorage.removeItem(KEY);
     keyInput.placeholder = 'none: loopback access';
     say('Forgot the API key.');
-    route();
+    route(null);
   });
   if (key()) keyInput.placeholder = 'key set for this tab';
   window.addEventListener('hashchange', route);
-  route();
+  route(null);
 })();
