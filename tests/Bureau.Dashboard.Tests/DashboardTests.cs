@@ -137,6 +137,24 @@ public sealed class DashboardTests(Chromium chromium) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RejectingFromTheInbox_ResumesTheRunWithoutTheToolCall()
+    {
+        var id = await _host.SubmitAsync("refunder", "refund order 8");
+        Assert.Equal(RunStatus.Waiting, (await _host.WaitAsync(id)).Status);
+
+        await _page.GotoAsync(_host.BaseUrl + "/#/approvals");
+        var card = _page.Locator("article.approval").Filter(new() { HasText = id });
+        await card.GetByLabel("Reason").FillAsync("not eligible");
+        await card.GetByRole(AriaRole.Button, new() { Name = "Reject" }).ClickAsync();
+
+        var run = await _host.WaitAsync(id, orWaiting: false);
+        Assert.NotEqual(RunStatus.Waiting, run.Status);
+        Assert.Empty(_host.Refunds);
+        await Expect(_page.Locator("#approvals")).ToContainTextAsync("Nothing waits for an answer.");
+        NoPageErrors();
+    }
+
+    [Fact]
     public async Task FailuresView_GroupsTheFailedRun_AndTheRunExplainsItsFailure()
     {
         var id = await _host.SubmitAsync("fragile", "try the model");
