@@ -80,6 +80,9 @@ public static class BureauEndpointRouteBuilderExtensions
         v1.MapGet("/runs/{id}/events", RunEventStream.StreamAsync).Needs(ApiPermission.Read)
             .WithName("RunEvents").WithSummary("Server-Sent Events: one per journal entry (id = step n, event = kind), then `end`. Resumes from Last-Event-ID.")
             .Produces(StatusCodes.Status200OK, contentType: "text/event-stream").ProducesProblem(404);
+        v1.MapGet("/runs/events", (Delegate)RunListStream.StreamAsync).Needs(ApiPermission.Read)
+            .WithName("RunListEvents").WithSummary("Server-Sent Events: `run` with a run's summary each time a run is submitted, waits, resumes or ends (`resync`: read the list again). Nothing is replayed.")
+            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream");
         v1.MapGet("/agents", BureauApi.Agents).Needs(ApiPermission.Read)
             .WithName("ListAgents").WithSummary("The deployed agents and teams.").Produces<AgentListDoc>();
         v1.MapGet("/agents/{name}", BureauApi.Agent).Needs(ApiPermission.Read)

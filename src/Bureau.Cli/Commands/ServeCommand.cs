@@ -57,6 +57,7 @@ internal static class ServeCommand
             telemetry?.Apply(bureau);
             await using var app = builder.Build();
             app.MapBureau();
+            app.MapBureauDashboard(); // the Dashboard at / (docs/observability.md#dashboard)
             try
             {
                 await app.StartAsync(ct);
@@ -74,7 +75,7 @@ internal static class ServeCommand
                 return 0;
             }
             var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
-            Console.Error.WriteLine($"bureau: serving {definitions.Agents.Count} agent(s){(definitions.Teams.Count > 0 ? $" and {definitions.Teams.Count} team(s)" : "")} from {manifest} on {string.Join(", ", addresses)} (db {dbPath}); Ctrl+C stops");
+            Console.Error.WriteLine($"bureau: serving {definitions.Agents.Count} agent(s){(definitions.Teams.Count > 0 ? $" and {definitions.Teams.Count} team(s)" : "")} from {manifest} on {string.Join(", ", addresses)} (db {dbPath}; Dashboard at /); Ctrl+C stops");
             if (telemetry is not null) Console.Error.WriteLine($"bureau: telemetry to {telemetry.Endpoint} (OTLP)");
             try
             {
