@@ -18,6 +18,15 @@ if ! command -v dotnet >/dev/null 2>&1; then
   exit 2
 fi
 
+# Clients nobody here wrote (the openai npm client, AG-UI's protocol types), pinned in package-lock.json: installed
+# when node and npm exist and the packages are missing (without node, InteropClientTests skip).
+interop_js=tests/Bureau.Hosting.Tests/Interop/js
+if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1 \
+   && { [ ! -d "$interop_js/node_modules/openai" ] || [ ! -d "$interop_js/node_modules/@ag-ui/core" ] || [ ! -d "$interop_js/node_modules/zod" ]; }; then
+  echo "test.sh: installing the npm packages of $interop_js" >&2
+  (cd "$interop_js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 dotnet build Bureau.slnx -c Release -v quiet -nologo -clp:ErrorsOnly
 

@@ -17,7 +17,10 @@ public sealed class OpenAiApiTests : IAsyncDisposable
 
     public ValueTask DisposeAsync() => _host.DisposeAsync();
 
-    private Task StartAsync() => _host.StartAsync(b => b
+    private Task StartAsync() => _host.StartAsync(Configure);
+
+    /// <summary>refunder (a refund that needs approval) and spinner (a run that fails: it spends its steps budget), beside the host's echo agents.</summary>
+    internal static void Configure(BureauBuilder b) => b
         .AddModel(new ScriptedModelDefinition
         {
             Name = "script",
@@ -43,7 +46,7 @@ public sealed class OpenAiApiTests : IAsyncDisposable
             Action = PolicyAction.RequireApproval,
             Reason = "refunds need a lead",
             Approval = new ApprovalSpec { Levels = [new(["support-leads"], TimeSpan.FromMinutes(30))] },
-        }));
+        });
 
     private async Task<HttpResponseMessage> PostAsync(string path, string json, string? key = null) =>
         await _host.Client.SendAsync(Http.Json(HttpMethod.Post, path, json, key), Ct);
