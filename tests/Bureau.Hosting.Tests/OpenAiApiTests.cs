@@ -19,7 +19,8 @@ public sealed class OpenAiApiTests : IAsyncDisposable
 
     private Task StartAsync() => _host.StartAsync(Configure);
 
-    /// <summary>refunder (a refund that needs approval) and spinner (a run that fails: it spends its steps budget), beside the host's echo agents.</summary>
+    /// <summary>refunder (a refund that needs approval), spinner (a run that fails: it spends its steps budget) and the team desk
+    /// (echo, then refunder), beside the host's echo agents.</summary>
     internal static void Configure(BureauBuilder b) => b
         .AddModel(new ScriptedModelDefinition
         {
@@ -39,6 +40,7 @@ public sealed class OpenAiApiTests : IAsyncDisposable
         .AddTool(AIFunctionFactory.Create((string q) => "found " + q, "lookup"), ToolEffect.Read)
         .AddAgent(new AgentDefinition { Name = "refunder", Model = "script", Tools = ["refund"] })
         .AddAgent(new AgentDefinition { Name = "spinner", Model = "looper", Tools = ["lookup"], Budgets = new AgentBudgets { MaxSteps = 2 } })
+        .AddTeam(new TeamDefinition { Name = "desk", Pattern = TeamPattern.Sequential, Members = ["echo", "refunder"], Description = "Echo, then a refund." })
         .AddPolicy(new PolicyRule
         {
             Name = "refunds",
@@ -205,6 +207,29 @@ public sealed class OpenAiApiTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task TeamWhoseMemberWaitsForApproval_AnswersWithTheMemberRunAndApprovalId()
+    {
+        await StartAsync();
+        using var res = await PostAsync("/v1/chat/completions", """{"model":"desk","messages":[{"role":"user","content":"refund order 9"}]}""");
+        Assert.Equal(HttpStatusCode.OK, res.StatusCode);
+        var body = await Http.BodyAsync(res);
+        var teamRunId = (string)body["id"]!;
+        var waiting = body["bureau"]!["waiting_for"]!;
+        var memberRunId = (string)waiting["run_id"]!;
+        Assert.NotEqual(teamRunId, memberRunId);
+        var member = await _host.Engine.GetRunAsync(memberRunId, Ct);
+        Assert.Equal((teamRunId, "refunder", RunStatus.Waiting), (member!.ParentRunId, member.Agent, member.Status));
+        Assert.Contains($"its member run {memberRunId}", (string)body["choices"]![0]!["message"]!["content"]!);
+
+        using (var approve = await PostAsync($"/v1/approvals/{(string)waiting["approval_id"]!}/decision", """{"decision":"approve"}"""))
+            Assert.Equal(HttpStatusCode.Accepted, approve.StatusCode);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+        await foreach (var _ in _host.Engine.WatchAsync(teamRunId, 0, cancellationToken: timeout.Token)) { } // to its end (the team waits for its members meanwhile)
+        Assert.Equal(RunStatus.Succeeded, (await _host.Engine.GetRunAsync(teamRunId, Ct))!.Status);
+    }
+
+    [Fact]
     public async Task FailedRun_Chat422NamingTheRun_ResponsesStatusFailed()
     {
         await StartAsync();
@@ -255,7 +280,8 @@ public sealed class OpenAiApiTests : IAsyncDisposable
         var body = await Http.BodyAsync(await _host.Client.GetAsync("/v1/models", Ct));
         Assert.Equal("list", (string?)body["object"]);
         var ids = body["data"]!.AsArray().Select(m => (string)m!["id"]!).ToList();
-        Assert.Equal(["echo", "pager", "refunder", "slow", "spinner"], ids);
+        Assert.Equal(["desk", "echo", "pager", "refunder", "slow", "spinner"], ids);
+        Assert.Equal("bureau:team", (string?)body["data"]![0]!["owned_by"]);
         Assert.All(body["data"]!.AsArray(), m => Assert.Equal("model", (string?)m!["object"]));
         using var one = await _host.Client.GetAsync("/v1/models/echo", Ct);
         Assert.Equal("Answers with its input.", (string?)(await Http.BodyAsync(one))["description"]);

@@ -359,8 +359,8 @@ internal static class OpenAiApi
         return run;
     }
 
-    private static Task<RunEnd> FollowAsync(HttpContext ctx, string runId, Func<JournalRecord, ValueTask>? onRecord, Func<ValueTask>? onIdle) =>
-        RunFollower.FollowAsync(Engine(ctx), runId, onRecord, onIdle, Options(ctx).HeartbeatInterval,
+    private static Task<RunEnd> FollowAsync(HttpContext ctx, string runId, Func<RunEvent, ValueTask>? onEvent, Func<ValueTask>? onIdle) =>
+        RunFollower.FollowAsync(Engine(ctx), runId, onEvent, onIdle, Options(ctx).HeartbeatInterval,
             ctx.RequestServices.GetRequiredService<TimeProvider>(), ctx.RequestAborted);
 
     private static void SetStatus(HttpContext ctx, RunEnd end)
@@ -406,7 +406,7 @@ internal static class OpenAiApi
         return OpenAiErrors.Create(StatusCodes.Status422UnprocessableEntity, (string)e["message"]!, (string)e["type"]!, null, (string?)e["code"], run.Id);
     }
 
-    private static async Task<Sse> SseAsync(HttpContext ctx)
+    internal static async Task<Sse> SseAsync(HttpContext ctx)
     {
         var response = ctx.Response;
         response.StatusCode = StatusCodes.Status200OK;

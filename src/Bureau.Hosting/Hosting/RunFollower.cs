@@ -25,13 +25,16 @@ internal static class RunFollower
 
     /// <param name="engine">The engine.</param>
     /// <param name="runId">The run.</param>
-    /// <param name="onRecord">Called for each journal record of the run, in order (null: not needed).</param>
+    /// <param name="onEvent">Called for each journal record of the run after <paramref name="afterStep"/>, in order, and, with
+    /// <paramref name="includeActivity"/>, for activities (a model call or tool starting); null: not needed.</param>
     /// <param name="onIdle">Called after <paramref name="heartbeat"/> without a record (for keep-alive comments; null: none).</param>
     /// <param name="heartbeat">How long without a record before <paramref name="onIdle"/>.</param>
     /// <param name="time">The clock of the heartbeat.</param>
     /// <param name="cancellationToken">Stops following (the client went away); the run goes on.</param>
-    public static async Task<RunEnd> FollowAsync(BureauEngine engine, string runId, Func<JournalRecord, ValueTask>? onRecord, Func<ValueTask>? onIdle,
-        TimeSpan heartbeat, TimeProvider time, CancellationToken cancellationToken)
+    /// <param name="afterStep">Follow from the step after this one (0: from the start).</param>
+    /// <param name="includeActivity">Whether <paramref name="onEvent"/> also gets activities.</param>
+    public static async Task<RunEnd> FollowAsync(BureauEngine engine, string runId, Func<RunEvent, ValueTask>? onEvent, Func<ValueTask>? onIdle,
+        TimeSpan heartbeat, TimeProvider time, CancellationToken cancellationToken, long afterStep = 0, bool includeActivity = false)
     {
         // A descendant that starts waiting for a person shows only in its own journal: listen to every run's
         // waits (rare events) and look down the tree when one comes.
@@ -42,7 +45,7 @@ internal static class RunFollower
         });
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var ct = stop.Token;
-        var events = engine.WatchAsync(runId, 0, includeActivity: false, untilWaiting: false, cancellationToken: ct).GetAsyncEnumerator(ct);
+        var events = engine.WatchAsync(runId, afterStep, includeActivity, untilWaiting: false, cancellationToken: ct).GetAsyncEnumerator(ct);
         Task<bool>? next = null;
         try
         {
@@ -74,8 +77,13 @@ internal static class RunFollower
                     continue;
                 }
                 if (!await next) break;
-                var record = events.Current.Record!;
-                if (onRecord is not null) await onRecord(record);
+                var current = events.Current;
+                if (onEvent is not null) await onEvent(current);
+                if (current.Record is not { } record)
+                {
+                    next = events.MoveNextAsync().AsTask();
+                    continue;
+                }
                 if (record.Entry is RunWaiting w)
                 {
                     var run = await GetAsync(engine, runId, ct);

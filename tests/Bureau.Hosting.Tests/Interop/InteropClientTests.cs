@@ -23,11 +23,67 @@ public sealed class InteropClientTests : IAsyncDisposable
 
     public ValueTask DisposeAsync() => _host.DisposeAsync();
 
-    private async Task<(string Url, string Key)> StartAsync()
+    private async Task<(string Url, string Key)> StartAsync(ApiKeyRole role = ApiKeyRole.Operator)
     {
         await _host.StartAsync(OpenAiApiTests.Configure, b => b.WebHost.UseUrls("http://127.0.0.1:0"), testServer: false);
         var url = _host.App.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single();
-        return (url, await _host.CreateKeyAsync(ApiKeyRole.Operator));
+        return (url, await _host.CreateKeyAsync(role));
+    }
+
+    [Fact]
+    public async Task AguiClient_EveryEventValid_TextToolCallsStepsInterruptResumeAndError()
+    {
+        var script = Node.Script("agui-client.mjs", "@ag-ui/client");
+        var (url, key) = await StartAsync(ApiKeyRole.Admin);
+        var output = await Node.RunAsync(script, new() { ["BUREAU_URL"] = url, ["BUREAU_KEY"] = key });
+        var dump = output.ToJsonString();
+
+        Assert.True(output["invalid"]!.AsArray().Count == 0, "events that fail AG-UI's schemas: " + output["invalid"]!.ToJsonString());
+
+        var raw = output["raw"]!;
+        Assert.Equal(["RUN_STARTED", "STEP_STARTED", "TEXT_MESSAGE_START", "TEXT_MESSAGE_CONTENT", "TEXT_MESSAGE_END", "STEP_FINISHED", "RUN_FINISHED"],
+            raw["types"]!.AsArray().Select(t => (string)t!));
+        Assert.Equal(("thread-raw", "run-raw-1"), ((string)raw["first"]!["threadId"]!, (string)raw["first"]!["runId"]!));
+        Assert.Equal("echo: raw ag-ui", (string?)raw["text"]);
+        Assert.Equal(("success", "echo: raw ag-ui"), ((string)raw["last"]!["outcome"]!["type"]!, (string)raw["last"]!["result"]!));
+        var rawRun = await _host.Engine.GetRunAsync((string)raw["runId"]!, Ct);
+        Assert.Equal((RunStatus.Succeeded, "raw ag-ui"), (rawRun!.Status, rawRun.Input));
+        Assert.Equal(5, (int)raw["last"]!["usage"]![0]!["totalTokens"]!);
+
+        var echo = output["echo"]!;
+        Assert.Equal("success", (string?)echo["finished"]!["outcome"]);
+        var answer = echo["messages"]!.AsArray().Last()!;
+        Assert.Equal(("assistant", "echo: from the ag-ui client"), ((string)answer["role"]!, (string)answer["content"]!));
+
+        var refund = output["refund"]!;
+        Assert.True(refund["interrupt"] is JsonObject, dump);
+        Assert.Equal("interrupt", (string?)refund["first"]!["finished"]!["outcome"]);
+        var interrupt = refund["interrupt"]!;
+        var waitingRunId = (string)interrupt["metadata"]!["bureau"]!["runId"]!;
+        Assert.Equal(("approval", "refund"), ((string)interrupt["reason"]!, (string)interrupt["metadata"]!["bureau"]!["tool"]!));
+        Assert.StartsWith(waitingRunId + ":", (string)interrupt["id"]!);
+        Assert.Contains("TOOL_CALL_START", refund["first"]!["events"]!.AsArray().Select(t => (string)t!));
+        Assert.Equal("success", (string?)refund["second"]!["finished"]!["outcome"]);
+        var finalRun = await _host.Engine.GetRunAsync(waitingRunId, Ct);
+        Assert.Equal((RunStatus.Succeeded, "done: refunded 250"), (finalRun!.Status, finalRun.Output));
+        var messages = refund["messages"]!.AsArray();
+        var call = messages.Single(m => m!["toolCalls"] is JsonArray { Count: > 0 })!["toolCalls"]![0]!;
+        Assert.Equal(("refund", 250), ((string)call["function"]!["name"]!, (int)JsonNode.Parse((string)call["function"]!["arguments"]!)!["amount"]!));
+        var result = messages.Single(m => (string?)m!["role"] == "tool")!;
+        Assert.Equal(((string?)call["id"], "refunded 250"), ((string?)result["toolCallId"], (string?)result["content"]));
+        Assert.Equal("done: refunded 250", (string?)messages.Last()!["content"]);
+
+        var replay = output["replay"]!;
+        var types = replay["types"]!.AsArray().Select(t => (string)t!).ToList();
+        Assert.Equal("RUN_STARTED", types[0]);
+        Assert.Equal(["TOOL_CALL_START", "TOOL_CALL_ARGS", "TOOL_CALL_END"], types.SkipWhile(t => t != "TOOL_CALL_START").Take(3));
+        Assert.Equal(["refunded 250"], replay["results"]!.AsArray().Select(r => (string)r!));
+        Assert.Equal("success", (string?)replay["last"]!["outcome"]!["type"]);
+
+        var failing = output["failing"]!;
+        Assert.True(failing["error"] is JsonObject, dump);
+        Assert.Equal("budget", (string?)failing["error"]!["code"]);
+        Assert.Equal("RUN_ERROR", (string?)failing["events"]!.AsArray().Last());
     }
 
     [Fact]
@@ -38,7 +94,7 @@ public sealed class InteropClientTests : IAsyncDisposable
         var output = await Node.RunAsync(script, new() { ["BUREAU_URL"] = url, ["BUREAU_KEY"] = key });
 
         var models = output["models"]!.AsArray().Select(m => (string)m!["id"]!).ToList();
-        Assert.Equal(["echo", "pager", "refunder", "slow", "spinner"], models);
+        Assert.Equal(["desk", "echo", "pager", "refunder", "slow", "spinner"], models);
 
         var plain = output["plain"]!;
         Assert.Equal(("echo: from node", "assistant", "stop", "chat.completion"), ((string)plain["content"]!, (string)plain["role"]!, (string)plain["finish"]!, (string)plain["object"]!));
