@@ -18,11 +18,12 @@ if ! command -v dotnet >/dev/null 2>&1; then
   exit 2
 fi
 
-# Clients nobody here wrote (the openai npm client, AG-UI's protocol types), pinned in package-lock.json: installed
+# Clients nobody here wrote (the openai npm client, AG-UI's client and protocol types), pinned in package-lock.json: installed
 # when node and npm exist and the packages are missing (without node, InteropClientTests skip).
 interop_js=tests/Bureau.Hosting.Tests/Interop/js
-if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1 \
-   && { [ ! -d "$interop_js/node_modules/openai" ] || [ ! -d "$interop_js/node_modules/@ag-ui/core" ] || [ ! -d "$interop_js/node_modules/zod" ]; }; then
+interop_missing=0
+for p in openai @ag-ui/client @ag-ui/core zod; do [ -d "$interop_js/node_modules/$p" ] || interop_missing=1; done
+if [ "$interop_missing" -eq 1 ] && command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
   echo "test.sh: installing the npm packages of $interop_js" >&2
   (cd "$interop_js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
