@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Bureau.Governance;
+using Bureau.Engine;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
@@ -139,16 +140,16 @@ internal static class AguiApi
     }
 
     /// <summary>AG-UI messages as the conversation of the run's input: the last is the user's (activity and reasoning messages are left out).</summary>
-    private static List<OpenAiConversation.Message> ReadMessages(JsonObject body)
+    private static List<ConversationMessage> ReadMessages(JsonObject body)
     {
-        var messages = new List<OpenAiConversation.Message>();
+        var messages = new List<ConversationMessage>();
         if (body["context"] is JsonArray context)
         {
             for (var i = 0; i < context.Count; i++)
             {
                 var path = $"context[{i}]";
                 if (context[i] is not JsonObject c) throw ApiException.BadField(path, $"'{path}' must be an object {{description, value}}");
-                messages.Add(new OpenAiConversation.Message("context: " + (OpenAiConversation.String(c, "description", path) ?? ""), OpenAiConversation.String(c, "value", path) ?? ""));
+                messages.Add(new ConversationMessage("context: " + (OpenAiConversation.String(c, "description", path) ?? ""), OpenAiConversation.String(c, "value", path) ?? ""));
             }
         }
         if (body["messages"] is not JsonArray array)
@@ -171,7 +172,7 @@ internal static class AguiApi
             if (role == "assistant" && m["toolCalls"] is JsonArray calls && calls.Count > 0)
                 text = (text.Length > 0 ? text + " " : "") + $"(asked for the tools: {string.Join(", ", calls.OfType<JsonObject>().Select(c => (string?)c["function"]?["name"]))})";
             if (role == "tool") role = "tool " + (OpenAiConversation.String(m, "toolCallId", path) ?? "");
-            messages.Add(new OpenAiConversation.Message(role, text));
+            messages.Add(new ConversationMessage(role, text));
         }
         if (messages.Count == 0 || messages[^1].Role != "user")
         {

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Bureau.Engine;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.DependencyInjection;
@@ -154,7 +155,7 @@ internal static class OpenAiApi
         {
             var previous = await Engine(ctx).GetRunAsync(previousId, ctx.RequestAborted)
                 ?? throw new ApiException(StatusCodes.Status404NotFound, "not_found", $"previous_response_id '{previousId}' names no response (no run has that id)", "previous_response_id");
-            messages.InsertRange(0, [new OpenAiConversation.Message("user", previous.Input), new OpenAiConversation.Message("assistant", previous.Output ?? "")]);
+            messages.InsertRange(0, [new ConversationMessage("user", previous.Input), new ConversationMessage("assistant", previous.Output ?? "")]);
         }
         var input = OpenAiConversation.ToInput(messages);
         var run = await SubmitAsync(ctx, model, input);

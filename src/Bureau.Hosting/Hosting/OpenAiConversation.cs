@@ -2,31 +2,19 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Bureau.Engine;
+using Message = Bureau.Engine.ConversationMessage;
 
 namespace Bureau.Hosting;
 
 /// <summary>
-/// Turns an OpenAI-style conversation into a run's input (docs/decisions/0026): the last message, which must be
-/// the user's, is what the agent answers; the messages before it (system, developer, user, assistant, tool)
-/// are context, written above it as a transcript. A conversation of one user message is its text, as is.
-/// The agent's own instructions are never replaced: a client's system message is context like the rest.
+/// Reads OpenAI-style conversations (chat completions' <c>messages</c>, the Responses API's <c>input</c>) with errors
+/// that name the field; <see cref="ConversationInput"/> turns them into a run's input (docs/decisions/0026).
 /// </summary>
 internal static class OpenAiConversation
 {
-    /// <summary>One message of the conversation, as text.</summary>
-    public readonly record struct Message(string Role, string Text);
-
     /// <summary>The run's input for <paramref name="messages"/> (the last is the user's, checked by the readers).</summary>
-    public static string ToInput(IReadOnlyList<Message> messages)
-    {
-        var last = messages[^1].Text;
-        if (messages.Count == 1) return last;
-        var sb = new StringBuilder("Earlier in this conversation:\n");
-        for (var i = 0; i < messages.Count - 1; i++)
-            sb.Append('[').Append(messages[i].Role).Append("] ").Append(messages[i].Text).Append('\n');
-        sb.Append("\nThe message to answer:\n").Append(last);
-        return sb.ToString();
-    }
+    public static string ToInput(IReadOnlyList<Message> messages) => ConversationInput.ToInput(messages);
 
     /// <summary>Reads chat completions' <c>messages</c>; errors name the field (<c>messages[2].content</c>).</summary>
     public static List<Message> ReadChatMessages(JsonObject body)

@@ -1,6 +1,6 @@
 using System.Threading.Channels;
 
-namespace Bureau.Hosting;
+namespace Bureau.Engine;
 
 /// <summary>How far a followed run got: it ended, or it (or a run of its tree) waits for a person.</summary>
 /// <param name="Run">The followed run, as stored when following stopped.</param>
@@ -12,7 +12,7 @@ internal sealed record RunEnd(RunRecord Run, RunRecord? WaitingRun)
 }
 
 /// <summary>
-/// Follows a run for the protocol endpoints (OpenAI-compatible, AG-UI): its journal from the start, then
+/// Follows a run for the protocol endpoints (OpenAI-compatible, AG-UI) and the Agent Framework adapter: its journal from the start, then
 /// live, until it ends or waits for a person: an approval, an in-doubt step or an external event, its own
 /// or one of its descendants' (a team's member, a delegated agent). Waits that resolve by themselves (for
 /// child runs, for a timer) are followed through. The run goes on when the follower stops; only the
