@@ -36,13 +36,17 @@ internal static class RunFollower
     public static async Task<RunEnd> FollowAsync(BureauEngine engine, string runId, Func<RunEvent, ValueTask>? onEvent, Func<ValueTask>? onIdle,
         TimeSpan heartbeat, TimeProvider time, CancellationToken cancellationToken, long afterStep = 0, bool includeActivity = false)
     {
-        // A descendant that starts waiting for a person shows only in its own journal: listen to every run's
-        // waits (rare events) and look down the tree when one comes.
+        // A descendant that starts waiting for a person shows only in its own journal: once the run has started a
+        // child, listen to every run's waits (rare events) and look down the tree when one comes. A run without
+        // children costs no listener. A run that waits for its children is looked down at that moment too, so a
+        // member that waited before the listener came is found.
         var descendantWaits = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
-        using var all = engine.Events.SubscribeAll(e =>
+        IDisposable? all = null;
+        void Listen() => all ??= engine.Events.SubscribeAll(e =>
         {
             if (e.RunId != runId && e.Record?.Entry is RunWaiting w && NeedsPerson(w.WaitingFor)) descendantWaits.Writer.TryWrite(true);
         });
+        if (afterStep > 0) Listen(); // its children may have started before the step we follow from
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var ct = stop.Token;
         var events = engine.WatchAsync(runId, afterStep, includeActivity, untilWaiting: false, cancellationToken: ct).GetAsyncEnumerator(ct);
@@ -84,14 +88,18 @@ internal static class RunFollower
                     next = events.MoveNextAsync().AsTask();
                     continue;
                 }
+                if (record.Entry is ChildRunStarted) Listen();
                 if (record.Entry is RunWaiting w)
                 {
                     var run = await GetAsync(engine, runId, ct);
                     if (run.Status == RunStatus.Waiting && run.Version == record.N)
                     {
                         if (NeedsPerson(w.WaitingFor)) return new RunEnd(run, run);
-                        if (w.WaitingFor is ChildRunsWait && await FindWaitingDescendantAsync(engine, runId, ct) is { } waiting)
-                            return new RunEnd(run, waiting);
+                        if (w.WaitingFor is ChildRunsWait)
+                        {
+                            Listen();
+                            if (await FindWaitingDescendantAsync(engine, runId, ct) is { } waiting) return new RunEnd(run, waiting);
+                        }
                     }
                 }
                 next = events.MoveNextAsync().AsTask();
@@ -100,6 +108,7 @@ internal static class RunFollower
         }
         finally
         {
+            all?.Dispose();
             await stop.CancelAsync();
             if (next is not null)
             {
