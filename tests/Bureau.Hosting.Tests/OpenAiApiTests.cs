@@ -230,6 +230,28 @@ public sealed class OpenAiApiTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task StreamCutByARestart_TheRunGoesOn_ItsResponseIsReadByItsId()
+    {
+        await StartAsync();
+        using var req = Http.Json(HttpMethod.Post, "/v1/chat/completions", """{"model":"slow","stream":true,"messages":[{"role":"user","content":"survive"}]}""");
+        var res = await _host.Client.SendAsync(req, HttpCompletionOption.ResponseHeadersRead, Ct);
+        var runId = res.Headers.GetValues("x-bureau-run-id").Single();
+        using (var sse = new SseReader(await res.Content.ReadAsStreamAsync(Ct)))
+        {
+            var first = await sse.NextAsync(Ct);
+            Assert.Equal("assistant", (string?)first!.Json["choices"]![0]!["delta"]!["role"]); // accepted, durable, the model is being asked
+        }
+        res.Dispose();
+
+        await _host.RestartAsync(Configure); // the stream is gone; the run is in the store
+        _host.Gate.Open("survive");
+        await _host.WaitAsync(runId);
+        using var get = await _host.Client.GetAsync($"/v1/responses/{runId}", Ct);
+        var doc = await Http.BodyAsync(get);
+        Assert.Equal(("completed", "opened: survive"), ((string)doc["status"]!, (string)doc["output"]![0]!["content"]![0]!["text"]!));
+    }
+
+    [Fact]
     public async Task FailedRun_Chat422NamingTheRun_ResponsesStatusFailed()
     {
         await StartAsync();
