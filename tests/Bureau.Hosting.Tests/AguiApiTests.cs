@@ -103,8 +103,28 @@ public sealed class AguiApiTests : IAsyncDisposable
         Assert.Empty((await _host.Engine.ListRunsAsync(new RunQuery(), Ct)).Items);
 
         var operatorKey = await _host.CreateKeyAsync(ApiKeyRole.Operator);
-        using var forbidden = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, "/v1/agents/echo/agui",
-            """{"threadId":"t","runId":"r","messages":[],"resume":[{"interruptId":"x:1","status":"resolved","payload":{"approved":true}}]}""", operatorKey), Ct);
-        await Http.ProblemAsync(forbidden, 403, "resume");
+        var approverKey = await _host.CreateKeyAsync(ApiKeyRole.Approver);
+        var viewerKey = await _host.CreateKeyAsync(ApiKeyRole.Viewer);
+        using (var forbidden = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, "/v1/agents/echo/agui",
+                   """{"threadId":"t","runId":"r","messages":[],"resume":[{"interruptId":"x:1","status":"resolved","payload":{"approved":true}}]}""", operatorKey), Ct))
+            await Http.ProblemAsync(forbidden, 403, "resume");
+        using (var forbidden = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, "/v1/agents/echo/agui", Input("t", "r", "x"), approverKey), Ct))
+            await Http.ProblemAsync(forbidden, 403);
+        using (var forbidden = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, "/v1/agents/echo/agui", Input("t", "r", "x"), viewerKey), Ct))
+            await Http.ProblemAsync(forbidden, 403);
+        Assert.Empty((await _host.Engine.ListRunsAsync(new RunQuery(), Ct)).Items);
+
+        // An operator starts the run; an approver (not an operator) answers its interrupt and follows it to the end.
+        var waiting = await StreamAsync(Http.Json(HttpMethod.Post, "/v1/agents/refunder/agui", Input("t2", "r1", "refund order 5"), operatorKey));
+        var interruptId = (string)waiting[^1]["outcome"]!["interrupts"]![0]!["id"]!;
+        var resume = new JsonObject
+        {
+            ["threadId"] = "t2", ["runId"] = "r2", ["messages"] = new JsonArray(),
+            ["resume"] = new JsonArray(new JsonObject { ["interruptId"] = interruptId, ["status"] = "resolved", ["payload"] = new JsonObject { ["approved"] = false, ["reason"] = "not this one" } }),
+        };
+        var resumed = await StreamAsync(Http.Json(HttpMethod.Post, "/v1/agents/refunder/agui", resume.ToJsonString(), approverKey));
+        Assert.Equal("success", (string?)resumed[^1]["outcome"]!["type"]);
+        var rejected = resumed.Single(e => (string?)e["type"] == "TOOL_CALL_RESULT");
+        Assert.Equal((string)waiting[^1]["outcome"]!["interrupts"]![0]!["toolCallId"]!, (string?)rejected["toolCallId"]);
     }
 }

@@ -47,7 +47,7 @@ public sealed class OpenAiApiTests : IAsyncDisposable
             When = new PolicyConditions { Tools = ["refund"] },
             Action = PolicyAction.RequireApproval,
             Reason = "refunds need a lead",
-            Approval = new ApprovalSpec { Levels = [new(["support-leads"], TimeSpan.FromMinutes(30))] },
+            Approval = new ApprovalSpec { Levels = [new(["support-leads", "approver"], TimeSpan.FromMinutes(30))] }, // the role approver: any approver key
         });
 
     private async Task<HttpResponseMessage> PostAsync(string path, string json, string? key = null) =>

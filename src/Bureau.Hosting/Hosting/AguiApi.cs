@@ -36,12 +36,12 @@ internal static class AguiApi
         long after = 0;
         if (body["resume"] is JsonArray { Count: > 0 } resume)
         {
-            if (!ApiAccess.Allows(caller.Role, ApiPermission.Resolve))
-                throw new ApiException(StatusCodes.Status403Forbidden, "forbidden", $"answering interrupts (resume) needs the role approver (or admin); the caller has the role {caller.Role.ToWireName()}", "resume");
+            ApiAccess.Demand(ctx, ApiPermission.Resolve, "answering interrupts (resume)", "resume");
             (followed, after) = await ResumeAsync(ctx, name, resume, caller);
         }
         else
         {
+            ApiAccess.Demand(ctx, ApiPermission.StartOrCancel, "starting a run");
             var messages = ReadMessages(body);
             var input = OpenAiConversation.ToInput(messages);
             engine.EnsureQueueRoom(name);

@@ -29,7 +29,8 @@ internal static class InteropEndpoints
         v1.MapGet("/models/{model}", (Delegate)OpenAiApi.Model).WithMetadata(new PermissionMetadata(ApiPermission.Read), new OpenAiErrorShape())
             .WithTags("openai").WithName("OpenAiGetModel").WithSummary("One deployed agent or team, as an OpenAI model.");
 
-        v1.MapPost("/agents/{name}/agui", (Delegate)AguiApi.RunAsync).WithMetadata(new PermissionMetadata(ApiPermission.StartOrCancel))
+        // Any key passes the route; the handler asks for operator to start a run and approver to resume (answer approvals).
+        v1.MapPost("/agents/{name}/agui", (Delegate)AguiApi.RunAsync).WithMetadata(new PermissionMetadata(ApiPermission.Read))
             .WithTags("ag-ui").WithName("AguiRunAgent")
             .WithSummary("AG-UI: POST a RunAgentInput, receive the run as AG-UI events (SSE). `resume` answers the interrupts (approvals) the last stream ended on (approver or admin).")
             .Produces(StatusCodes.Status200OK, contentType: "text/event-stream").ProducesProblem(400).ProducesProblem(403).ProducesProblem(404).ProducesProblem(409);
