@@ -79,6 +79,8 @@ public sealed class AguiApiTests : IAsyncDisposable
             events.Select(e => (string)e["type"]!));
         Assert.Equal((runId, runId), ((string)events[0]["threadId"]!, (string)events[0]["runId"]!));
         Assert.Equal("echo: replay me", (string?)events[3]["delta"]);
+        var stamps = events.Select(e => (long)e["timestamp"]!).ToList();
+        Assert.Equal(stamps.Order(), stamps); // a replay's events carry the journal's times, in order
         using var missing = await _host.Client.GetAsync("/v1/runs/nope/agui", Ct);
         await Http.ProblemAsync(missing, 404, runId: "nope");
     }

@@ -195,7 +195,9 @@ internal static class AguiApi
             foreach (var r in await engine.ReadJournalAsync(runId, 0, ctx.RequestAborted))
                 if (r.N <= after) mapper.Remember(r);
         }
-        await mapper.RunStartedAsync();
+        // A stream from the first step starts when the run did (its entries' timestamps follow); a resumed one, now.
+        var started = after == 0 ? (await engine.GetRunAsync(runId, ctx.RequestAborted))?.CreatedAt : null;
+        await mapper.RunStartedAsync(started);
         var end = await RunFollower.FollowAsync(engine, runId, mapper.OnEventAsync, sse.CommentAsync, Options(ctx).HeartbeatInterval, time, ctx.RequestAborted,
             after, includeActivity: true);
         await mapper.EndAsync(end);
@@ -218,12 +220,12 @@ internal sealed class AguiEvents(OpenAiApi.Sse sse, string runId, string threadI
         return sse.DataAsync(o);
     }
 
-    public Task RunStartedAsync() => WriteAsync("RUN_STARTED", new JsonObject
+    public Task RunStartedAsync(DateTimeOffset? at) => WriteAsync("RUN_STARTED", new JsonObject
     {
         ["threadId"] = threadId,
         ["runId"] = aguiRunId,
         ["metadata"] = new JsonObject { ["bureau"] = new JsonObject { ["runId"] = runId } },
-    });
+    }, at);
 
     /// <summary>Learns the ids of the tool calls of an entry streamed before (by an earlier stream of the run).</summary>
     public void Remember(JournalRecord r)
