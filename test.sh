@@ -19,12 +19,13 @@ if ! command -v dotnet >/dev/null 2>&1; then
   exit 2
 fi
 
-# Node.js tools the tests run (pinned by package-lock.json): the OpenAPI linter, client generator and compiler.
+# Node.js tools and clients the tests run, nobody here wrote them (pinned by package-lock.json): the OpenAPI linter,
+# client generator and compiler; the openai npm client, AG-UI's client and protocol types.
 if ! command -v npm >/dev/null 2>&1; then
   echo "test.sh: installing nodejs and npm with apt-get" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
-for dir in tests/openapi; do
+for dir in tests/openapi tests/Bureau.Hosting.Tests/Interop/js; do
   if [ ! -d "$dir/node_modules" ]; then
     echo "test.sh: npm ci in $dir" >&2
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)

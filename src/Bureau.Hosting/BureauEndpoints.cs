@@ -12,7 +12,8 @@ namespace Bureau;
 public static class BureauEndpointRouteBuilderExtensions
 {
     /// <summary>
-    /// Maps the REST API under <c>/v1</c> (runs, their live events, agents, keys, CloudEvents), webhooks at
+    /// Maps the REST API under <c>/v1</c> (runs, their live events, agents, keys, CloudEvents; the OpenAI-compatible
+    /// <c>/v1/chat/completions</c>, <c>/v1/responses</c> and <c>/v1/models</c>; AG-UI streams), webhooks at
     /// <c>/v1/hooks/{trigger}</c> (authenticated by their signature, not by a key), <c>/healthz</c>,
     /// <c>/readyz</c> and, unless <see cref="BureauHttpOptions.MapOpenApi"/> is off, the OpenAPI document at
     /// <c>/openapi/v1.json</c>. Every <c>/v1</c> route checks the caller's API key and role.
@@ -44,7 +45,7 @@ public static class BureauEndpointRouteBuilderExtensions
                                        or StorageUnavailableException or BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge })
             {
                 if (ctx.HttpContext.Response.HasStarted) throw;
-                return Problems.From(ex);
+                return OpenAiErrors.Wants(ctx.HttpContext) ? OpenAiErrors.From(ex) : Problems.From(ex);
             }
         });
 
@@ -104,6 +105,7 @@ public static class BureauEndpointRouteBuilderExtensions
         v1.MapDelete("/keys/{id}", BureauApi.RevokeKeyAsync).Needs(ApiPermission.ManageKeys)
             .WithName("RevokeKey").WithSummary("Revoke an API key.").Produces(StatusCodes.Status204NoContent).ProducesProblem(404);
         TriggerEndpoints.Map(endpoints, v1);
+        InteropEndpoints.Map(v1);
         SlackApprovalsApi.Map(endpoints);
         return v1;
     }

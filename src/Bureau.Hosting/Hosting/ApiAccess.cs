@@ -78,6 +78,14 @@ internal sealed class ApiAccess(IApiKeyStore keys)
         _ => false,
     };
 
+    /// <summary>For a route whose need depends on the request (checked after the body is read): 403 unless the caller's role allows <paramref name="needed"/>.</summary>
+    public static void Demand(HttpContext ctx, ApiPermission needed, string what, string? field = null)
+    {
+        var caller = Caller(ctx);
+        if (!Allows(caller.Role, needed))
+            throw new ApiException(StatusCodes.Status403Forbidden, "forbidden", $"{what} needs the role {Needed(needed)}; the caller has the role {caller.Role.ToWireName()}", field);
+    }
+
     private static string Needed(ApiPermission p) => p switch
     {
         ApiPermission.StartOrCancel => "operator (or admin)",

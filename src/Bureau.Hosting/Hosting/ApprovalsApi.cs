@@ -12,7 +12,7 @@ internal static class ApprovalsApi
     private static BureauEngine Engine(HttpContext ctx) => ctx.RequestServices.GetRequiredService<BureauEngine>();
 
     /// <summary>The caller's name and the names it answers as: its key's name, its key id, its role. Admins answer any approval.</summary>
-    private static (string Actor, IReadOnlyCollection<string>? Roles) Identity(ApiCaller caller) =>
+    internal static (string Actor, IReadOnlyCollection<string>? Roles) Identity(ApiCaller caller) =>
         caller.Role == ApiKeyRole.Admin
             ? (caller.Name ?? caller.Actor, null)
             : (caller.Name ?? caller.Actor, [caller.Role.ToWireName(), caller.Actor, .. caller.Name is null ? Array.Empty<string>() : [caller.Name]]);
