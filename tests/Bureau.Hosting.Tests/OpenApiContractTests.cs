@@ -67,7 +67,7 @@ public sealed class OpenApiContractTests : IAsyncLifetime
         await File.WriteAllTextAsync(Path.Combine(dir, "check.ts"), check.ToString(), Ct);
         (code, output) = await NodeAsync("tsc", $"--noEmit --strict --target es2022 --module es2022 --moduleResolution bundler \"{Path.Combine(dir, "check.ts")}\"");
         Assert.True(code == 0, $"the generated types do not accept the host's answers (tsc exit {code}):\n{output}\n\nchecked:\n{check}");
-        Assert.True(answers.Count >= 18, $"only {answers.Count} answers were captured");
+        Assert.True(answers.Count >= 20, $"only {answers.Count} answers were captured");
     }
 
     /// <summary>One real answer per documented operation and status that a host without triggers can give.</summary>
@@ -111,6 +111,8 @@ public sealed class OpenApiContractTests : IAsyncLifetime
         await Capture("PublishEvent", Post("/v1/events", """{"specversion":"1.0","id":"e1","source":"/tests","type":"nobody.listens"}""", "application/cloudevents+json"), HttpStatusCode.OK);
         await Capture("ListDeadLetters", Get("/v1/events/dead"), HttpStatusCode.OK);
         await Capture("GetDeadLetter", Get("/v1/events/dead/none"), HttpStatusCode.NotFound);
+        await Capture("OpenAiChatCompletions", Post("/v1/chat/completions", """{"model":"nobody","messages":[{"role":"user","content":"hi"}]}"""), HttpStatusCode.NotFound);
+        await Capture("OpenAiChatCompletions", Post("/v1/chat/completions", """{"model":"echo"}"""), HttpStatusCode.BadRequest);
         await Capture("ListKeys", Get("/v1/keys"), HttpStatusCode.OK);
         // Last: once a key exists, the host requires one.
         var key = await Capture("CreateKey", Post("/v1/keys", """{"role":"admin","name":"typed"}"""), HttpStatusCode.Created);

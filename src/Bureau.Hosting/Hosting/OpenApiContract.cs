@@ -31,9 +31,10 @@ internal static class OpenApiContract
             else if (type == typeof(Microsoft.AspNetCore.Mvc.ProblemDetails)) Problem(schema);
             return Task.CompletedTask;
         });
-        options.AddOperationTransformer((operation, _, _) =>
+        options.AddOperationTransformer((operation, context, _) =>
         {
-            Operation(operation);
+            var openAi = context.Description.ActionDescriptor.EndpointMetadata.OfType<OpenAiErrorShape>().Any();
+            Operation(operation, openAi);
             return Task.CompletedTask;
         });
     }
@@ -50,6 +51,8 @@ internal static class OpenApiContract
                 if (server.Url is { Length: > 1 } url && url.EndsWith('/')) server.Url = url.TrimEnd('/');
 
         document.Components ??= new OpenApiComponents();
+        document.Components.Schemas ??= new Dictionary<string, IOpenApiSchema>();
+        document.Components.Schemas[OpenAiErrorSchema] = OpenAiError();
         document.Components.SecuritySchemes ??= new Dictionary<string, IOpenApiSecurityScheme>();
         document.Components.SecuritySchemes[Scheme] = new OpenApiSecurityScheme
         {
@@ -67,6 +70,8 @@ internal static class OpenApiContract
             {
                 "bureau" => "Runs, approvals, agents, keys, costs and health: every route checks the caller's API key and role.",
                 "triggers" => "Webhooks (authenticated by their signature) and CloudEvents that start runs.",
+                "openai" => "OpenAI-compatible chat completions, responses and models: `model` names a deployed agent or team; errors in OpenAI's shape.",
+                "ag-ui" => "AG-UI event streams of runs, for agent front ends.",
                 _ => tag.Name,
             };
         }
@@ -83,7 +88,7 @@ internal static class OpenApiContract
         schema.AdditionalProperties = new OpenApiSchema();
     }
 
-    private static void Operation(OpenApiOperation operation)
+    private static void Operation(OpenApiOperation operation, bool openAiErrors)
     {
         if (operation.OperationId is { } id && s_signed.Contains(id))
         {
@@ -91,11 +96,15 @@ internal static class OpenApiContract
             return;
         }
         operation.Responses ??= new OpenApiResponses();
-        Add(operation.Responses, "401", "No API key, or one that is unknown or revoked (a host that requires keys).");
-        Add(operation.Responses, "403", "The key's role does not allow this.");
+        Add(operation.Responses, "401", "No API key, or one that is unknown or revoked (a host that requires keys).", openAiErrors);
+        Add(operation.Responses, "403", "The key's role does not allow this.", openAiErrors);
+        if (!openAiErrors) return;
+        // The OpenAI-compatible routes answer errors in OpenAI's shape, not as problems (docs/interop.md).
+        Add(operation.Responses, "400", "The request is not valid: error.param names the field.", openAiErrors);
+        Add(operation.Responses, "404", "No deployed agent or team has that name (model_not_found), or no such run.", openAiErrors);
     }
 
-    private static void Add(OpenApiResponses responses, string status, string description)
+    private static void Add(OpenApiResponses responses, string status, string description, bool openAiErrors)
     {
         if (responses.ContainsKey(status)) return;
         responses[status] = new OpenApiResponse
@@ -103,8 +112,32 @@ internal static class OpenApiContract
             Description = description,
             Content = new Dictionary<string, OpenApiMediaType>
             {
-                ["application/problem+json"] = new() { Schema = new OpenApiSchemaReference("ProblemDetails") },
+                [openAiErrors ? "application/json" : "application/problem+json"] = new() { Schema = new OpenApiSchemaReference(openAiErrors ? OpenAiErrorSchema : "ProblemDetails") },
             },
         };
     }
+
+    private const string OpenAiErrorSchema = "OpenAiError";
+
+    /// <summary>OpenAI's error body: <c>{"error":{"message","type","param","code"}}</c>.</summary>
+    private static OpenApiSchema OpenAiError() => new()
+    {
+        Type = JsonSchemaType.Object,
+        Required = new HashSet<string> { "error" },
+        Properties = new Dictionary<string, IOpenApiSchema>
+        {
+            ["error"] = new OpenApiSchema
+            {
+                Type = JsonSchemaType.Object,
+                Required = new HashSet<string> { "message", "type" },
+                Properties = new Dictionary<string, IOpenApiSchema>
+                {
+                    ["message"] = new OpenApiSchema { Type = JsonSchemaType.String },
+                    ["type"] = new OpenApiSchema { Type = JsonSchemaType.String, Description = "invalid_request_error, authentication_error, permission_error, not_found_error, rate_limit_error, server_error" },
+                    ["param"] = new OpenApiSchema { Type = JsonSchemaType.String | JsonSchemaType.Null },
+                    ["code"] = new OpenApiSchema { Type = JsonSchemaType.String | JsonSchemaType.Null },
+                },
+            },
+        },
+    };
 }
