@@ -28,10 +28,11 @@ internal static class PostgreSqlFaults
             };
             return fault is { } f ? new StorageUnavailableException(f, store, $"the store cannot write to {store}: {what} ({pg.SqlState}: {pg.MessageText})", ex) : null;
         }
-        // Npgsql raises NpgsqlException (not PostgresException) when the server cannot be reached or the connection broke.
-        if (ex is NpgsqlException or SocketException or TimeoutException || ex.InnerException is SocketException or IOException)
+        // Npgsql raises NpgsqlException (not PostgresException) when the server cannot be reached or the connection broke:
+        // then it is transient, or wraps the socket or stream error. Any other NpgsqlException (a bug) keeps its own type.
+        if (ex is NpgsqlException { IsTransient: true } or SocketException
+            || (ex is NpgsqlException && ex.InnerException is SocketException or IOException or TimeoutException))
         {
-            if (ex is NpgsqlException { InnerException: null } && ex is not NpgsqlException { IsTransient: true }) return null;
             return new StorageUnavailableException(StorageFault.IoError, store,
                 $"the store cannot write to {store}: the server cannot be reached or the connection broke ({ex.Message})", ex);
         }
