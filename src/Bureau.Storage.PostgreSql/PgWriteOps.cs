@@ -8,7 +8,9 @@ namespace Bureau.Storage.PostgreSql;
 /// What the writer gathers for the second round trip of a batch: the journal rows of every op whose row change took,
 /// the audit entries (chained in op order) and the journals of deleted runs.
 /// </summary>
-internal sealed class PgBatchContext((long Seq, string Hash)? auditHead)
+/// <param name="auditHead">The audit chain's head, when the batch took the audit lock.</param>
+/// <param name="entries">The writer's reused serializer of journal entries (the writer's thread only).</param>
+internal sealed class PgBatchContext((long Seq, string Hash)? auditHead, EntryWriter entries)
 {
     private readonly List<string> _runIds = [];
     private readonly List<long> _ns = [];
@@ -26,7 +28,7 @@ internal sealed class PgBatchContext((long Seq, string Hash)? auditHead)
         _ns.Add(n);
         _kinds.Add(entry.Kind);
         _ats.Add(at.ToUnixTimeMilliseconds());
-        _data.Add(BureauJson.SerializeEntry(entry));
+        _data.Add(entries.Write(entry).ToArray());
         if (AuditFormat.Of(entry) is { } a) AddAudit(at, a.Actor, a.Action, runId, n, a.Detail?.ToJsonString());
     }
 

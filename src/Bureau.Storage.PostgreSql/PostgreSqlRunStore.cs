@@ -21,6 +21,7 @@ public sealed class PostgreSqlRunStore : IRunStore, IAuditLog
     private readonly Channel<PgWriteOp> _queue = Channel.CreateUnbounded<PgWriteOp>(new UnboundedChannelOptions { SingleReader = true });
     private Task? _writerLoop;
     private volatile StorageHealth _health = StorageHealth.Ok;
+    private readonly EntryWriter _entries = new(); // the writer loop's only
     private int _disposed;
 
     /// <summary>Creates the store on its own connection pool; call <see cref="InitializeAsync"/> before use.</summary>
@@ -455,7 +456,7 @@ public sealed class PostgreSqlRunStore : IRunStore, IAuditLog
                     }
                 }
             }
-            var ctx = new PgBatchContext(head);
+            var ctx = new PgBatchContext(head, _entries);
             var next = 0;
             foreach (var op in batch)
             {
