@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using Xunit;
@@ -171,6 +172,38 @@ public sealed class PostgreSqlStoreTests : IAsyncDisposable
     {
         var ex = Assert.Throws<ArgumentException>(() => new PostgreSqlStoreOptions { ConnectionString = "Host=x", Schema = "bureau; DROP TABLE runs" }.Validate());
         Assert.Contains("Bureau:PostgreSql:Schema", ex.Message);
+    }
+
+    [Fact]
+    public async Task UsePostgreSqlStorage_FromConfiguration_TakesTheConnectionStringAndSchema()
+    {
+        var services = new ServiceCollection();
+        services.AddSingleton<Microsoft.Extensions.Configuration.IConfiguration>(new Microsoft.Extensions.Configuration.ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                ["Bureau:PostgreSql:ConnectionString"] = _db.ConnectionString,
+                ["Bureau:PostgreSql:Schema"] = _db.Schema,
+            }).Build());
+        // docs/storage.md, "In code" (the connection string from configuration instead of in the call)
+        services.AddBureau(o => o.NodeId = Environment.MachineName).UsePostgreSqlStorage();
+        await using var provider = services.BuildServiceProvider();
+        var runs = provider.GetRequiredService<IRunStore>();
+        await runs.InitializeAsync(TestContext.Current.CancellationToken);
+        await runs.SubmitAsync(new NewRun { Id = "cfg", Agent = "a", Input = "i", Started = new RunStarted("a", "i"), CreatedAt = T0 }, TestContext.Current.CancellationToken);
+        await using var c = new NpgsqlConnection(_db.ConnectionString);
+        await c.OpenAsync(TestContext.Current.CancellationToken);
+        await using var cmd = new NpgsqlCommand($"SELECT id FROM {_db.Schema}.runs", c);
+        Assert.Equal("cfg", await cmd.ExecuteScalarAsync(TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
+    public void UsePostgreSqlStorage_WithoutAConnectionString_FailsNamingTheKey()
+    {
+        var services = new ServiceCollection();
+        services.AddBureau().UsePostgreSqlStorage();
+        using var provider = services.BuildServiceProvider();
+        var ex = Assert.Throws<Microsoft.Extensions.Options.OptionsValidationException>(() => provider.GetRequiredService<IRunStore>());
+        Assert.Contains("Bureau:PostgreSql:ConnectionString must be set", ex.Message);
     }
 
     [Fact]
