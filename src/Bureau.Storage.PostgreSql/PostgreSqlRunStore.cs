@@ -19,7 +19,7 @@ public sealed class PostgreSqlRunStore : IRunStore, IAuditLog
     private readonly PostgreSqlDatabase _db;
     private readonly bool _ownsDatabase;
     private readonly Channel<PgWriteOp> _queue = Channel.CreateUnbounded<PgWriteOp>(new UnboundedChannelOptions { SingleReader = true });
-    private Task? _writerLoop;
+    private volatile Task? _writerLoop;
     private volatile StorageHealth _health = StorageHealth.Ok;
     private readonly EntryWriter _entries = new(); // the writer loop's only
     private int _disposed;
@@ -54,7 +54,10 @@ public sealed class PostgreSqlRunStore : IRunStore, IAuditLog
     {
         if (_writerLoop is not null) return;
         await _db.MigrateAsync(cancellationToken);
-        _writerLoop = Task.Run(WriterLoopAsync, CancellationToken.None);
+        lock (_queue)
+        {
+            _writerLoop ??= Task.Run(WriterLoopAsync, CancellationToken.None); // one writer, however many callers initialize
+        }
     }
 
     /// <inheritdoc />

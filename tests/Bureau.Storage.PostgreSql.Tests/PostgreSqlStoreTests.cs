@@ -79,6 +79,35 @@ public sealed class PostgreSqlStoreTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task TwoNodes_AppendingToTheSameRunsInTurn_KeepEveryJournalGapFree()
+    {
+        // Each run's appends alternate between the nodes (as a run moves between nodes) while all runs go at once: both
+        // writers' batches mix runs, and whichever node writes a step, the run's journal continues where it stood.
+        var a = await NodeAsync();
+        var b = await NodeAsync();
+        const int runs = 40, steps = 10;
+        await Task.WhenAll(Enumerable.Range(0, runs).Select(i => a.SubmitAsync(Run("t" + i, minute: i))));
+        await Task.WhenAll(Enumerable.Range(0, runs).Select(async i =>
+        {
+            for (var v = 1; v <= steps; v++)
+            {
+                var node = (i + v) % 2 == 0 ? a : b;
+                await node.AppendAsync(new AppendRequest
+                {
+                    RunId = "t" + i, ExpectedVersion = v, At = T0,
+                    Entries = [v == steps ? new RunCanceled("done", "key:ops", []) : new RunResumed($"{i}-{v}")], // the last one audits
+                });
+            }
+        }));
+        for (var i = 0; i < runs; i++)
+        {
+            var journal = await b.ReadJournalAsync("t" + i);
+            Assert.Equal(Enumerable.Range(1, steps + 1).Select(n => (long)n), journal.Select(j => j.N));
+        }
+        Assert.Equal(new AuditVerification(2 * runs, null, null), await a.VerifyAuditAsync());
+    }
+
+    [Fact]
     public async Task TwoNodes_ClaimTogether_NeverGetTheSameRun_AndBetweenThemGetAll()
     {
         var a = await NodeAsync();
