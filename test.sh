@@ -20,10 +20,15 @@ fi
 
 # PostgreSQL store tests (docs/decisions/0030): a throwaway server (initdb in a temp dir, a free loopback port), stopped
 # and deleted when this script exits; BUREAU_TEST_POSTGRES tells the tests where it is. Only a machine where postgresql
-# cannot be installed skips them (they say why); a server that is installed but does not start fails the run.
+# cannot be installed skips them (they say why); a server that is installed but does not start fails the run. A
+# BUREAU_TEST_POSTGRES set beforehand names a server of your own instead (the tests make and drop t_* schemas there).
 . tests/pg.sh
 pg_rc=0
-pg_start || pg_rc=$?
+if [ -n "${BUREAU_TEST_POSTGRES:-}" ]; then
+  echo "test.sh: PostgreSQL tests use the server BUREAU_TEST_POSTGRES names" >&2
+else
+  pg_start || pg_rc=$?
+fi
 if [ "$pg_rc" -eq 3 ]; then
   echo "test.sh: PostgreSQL cannot be installed here: the PostgreSQL store tests are skipped" >&2
 elif [ "$pg_rc" -ne 0 ]; then

@@ -54,7 +54,7 @@ internal static class BenchCommand
             if (parse.GetValue(warmup) is > 0 and var warm)
             {
                 var warmConfig = config with { Runs = warm, DbPath = config.DbPath + ".warmup" };
-                Console.Error.WriteLine($"warm-up: {warm} runs of each system on {warmConfig.DbPath} (not reported)");
+                Console.Error.WriteLine($"warm-up: {warm} runs of each system on {(config.Postgres is null ? warmConfig.DbPath : "PostgreSQL (schema " + AgentLoopBench.BenchSchema + ")")} (not reported)");
                 await AgentLoopBench.RunBureauAsync(warmConfig, new Progress<int>(), ct);
                 if (!parse.GetValue(skipFloor) && config.Postgres is null) await AgentLoopBench.RunFloorAsync(warmConfig, full: true, new Progress<int>(), ct);
                 AgentLoopBench.DeleteDb(warmConfig.DbPath);
