@@ -31,6 +31,23 @@ for dir in tests/openapi tests/Bureau.Hosting.Tests/Interop/js; do
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
 done
+# PostgreSQL store tests (docs/decisions/0030): a throwaway server (initdb in a temp dir, a free loopback port), stopped
+# and deleted when this script exits; BUREAU_TEST_POSTGRES tells the tests where it is. Only a machine where postgresql
+# cannot be installed skips them (they say why); a server that is installed but does not start fails the run. A
+# BUREAU_TEST_POSTGRES set beforehand names a server of your own instead (the tests make and drop t_* schemas there).
+. tests/pg.sh
+pg_rc=0
+if [ -n "${BUREAU_TEST_POSTGRES:-}" ]; then
+  echo "test.sh: PostgreSQL tests use the server BUREAU_TEST_POSTGRES names" >&2
+else
+  pg_start || pg_rc=$?
+fi
+if [ "$pg_rc" -eq 3 ]; then
+  echo "test.sh: PostgreSQL cannot be installed here: the PostgreSQL store tests are skipped" >&2
+elif [ "$pg_rc" -ne 0 ]; then
+  echo "test.sh: PostgreSQL is installed but did not start (see above)" >&2
+  exit 1
+fi
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 dotnet build Bureau.slnx -c Release -v quiet -nologo -clp:ErrorsOnly

@@ -2,7 +2,7 @@ namespace Bureau;
 
 /// <summary>
 /// Where runs and their journals live. Every implementation passes the store conformance suite
-/// (tests/Bureau.Runtime.Tests, StoreConformanceTests).
+/// (tests/Bureau.TestKit, StoreConformanceTests and the suites beside it).
 /// </summary>
 /// <remarks>
 /// Durability: when <see cref="SubmitAsync"/> or <see cref="AppendAsync"/> completes, what it wrote

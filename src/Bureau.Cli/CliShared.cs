@@ -54,6 +54,9 @@ internal static class CliShared
         HelpName = "PATH",
     };
 
+    /// <summary><c>--postgres CONNECTION_STRING</c>: keep runs in PostgreSQL (docs/storage.md).</summary>
+    public static Option<string?> PostgresOption(string description) => new("--postgres") { Description = description, HelpName = "CONNECTION_STRING" };
+
     public static Option<bool> JsonOption(string what) => new("--json") { Description = what };
 
     public static Option<string> DurabilityOption() => new("--durability")

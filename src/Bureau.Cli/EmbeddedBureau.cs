@@ -1,3 +1,4 @@
+using Bureau.Storage.PostgreSql;
 using Bureau.Storage.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -11,17 +12,28 @@ internal static class CliComposition
     /// <summary>Test hosts add services here (crash points) before a command builds its host. Never set by the <c>bureau</c> executable.</summary>
     public static Action<IServiceCollection>? ConfigureServices { get; set; }
 
-    /// <summary>Bureau's services for a command: the definitions, the SQLite store at <paramref name="dbPath"/>, and the executors.</summary>
+    /// <summary>
+    /// Bureau's services for a command: the definitions, the store (the SQLite file at <paramref name="dbPath"/>, or
+    /// PostgreSQL when <paramref name="postgres"/> is given: options from <c>Bureau:PostgreSql</c>, then it), and the executors.
+    /// </summary>
     /// <remarks><paramref name="maxConcurrentRuns"/>: set by the command (bench), or null to keep <c>Bureau:MaxConcurrentRuns</c> from configuration (serve).</remarks>
-    public static BureauBuilder Add(IServiceCollection services, BureauDefinitions definitions, string dbPath, StoreDurability durability, int? maxConcurrentRuns, bool orleans = false)
+    public static BureauBuilder Add(IServiceCollection services, BureauDefinitions definitions, string dbPath, StoreDurability durability, int? maxConcurrentRuns, bool orleans = false,
+        Action<PostgreSqlStoreOptions>? postgres = null)
     {
         var bureau = services.AddBureau(o => o.MaxConcurrentRuns = maxConcurrentRuns ?? o.MaxConcurrentRuns)
-            .AddDefinitions(definitions)
-            .UseSqliteStorage(o =>
+            .AddDefinitions(definitions);
+        if (postgres is not null)
+        {
+            bureau.UsePostgreSqlStorage(postgres);
+        }
+        else
+        {
+            bureau.UseSqliteStorage(o =>
             {
                 o.Path = dbPath;
                 o.Durability = durability;
             });
+        }
         if (orleans) bureau.UseOrleans(); // runs in grains of an embedded silo; in this process otherwise (decision 0010)
         if (Commands.AuditCommand.Key(null) is { } auditKey) // BUREAU_AUDIT_KEY(_FILE): signed audit checkpoints every 1000 entries and at a clean stop
             services.AddSingleton(new Governance.AuditCheckpointOptions { Key = auditKey, File = Governance.AuditCheckpointOptions.DefaultFile(dbPath) });
@@ -42,14 +54,34 @@ internal sealed class EmbeddedBureau : IAsyncDisposable
     {
         _host = host;
         Engine = host.Services.GetRequiredService<BureauEngine>();
-        Store = host.Services.GetRequiredService<SqliteRunStore>();
+        Runs = host.Services.GetRequiredService<IRunStore>();
+        _sqlite = Runs as SqliteRunStore;
     }
 
+    private readonly SqliteRunStore? _sqlite;
+
     public BureauEngine Engine { get; }
-    public SqliteRunStore Store { get; }
+
+    /// <summary>The store, SQLite or PostgreSQL.</summary>
+    public IRunStore Runs { get; }
+
+    /// <summary>The SQLite store (commands that work on a database file).</summary>
+    public SqliteRunStore Store => _sqlite ?? throw new InvalidOperationException("this command works on a SQLite database, not on PostgreSQL");
+
+    /// <summary>Transactions the store's writer committed (group commit: fewer than the writes).</summary>
+    public long WriterTransactions => Runs switch
+    {
+        SqliteRunStore s => s.Stats.Transactions,
+        PostgreSqlRunStore p => p.Stats.Transactions,
+        _ => 0,
+    };
+
+    /// <summary>The SQLite database's size on disk, or 0 on PostgreSQL (the server's files are not this process's).</summary>
+    public long StoreBytes => _sqlite?.SizeOnDisk() ?? 0;
 
     public static async Task<EmbeddedBureau> StartAsync(BureauDefinitions definitions, string dbPath, StoreDurability durability,
-        int maxConcurrentRuns, LogLevel logLevel, CancellationToken cancellationToken, bool orleans = false, Action<BureauBuilder>? configure = null)
+        int maxConcurrentRuns, LogLevel logLevel, CancellationToken cancellationToken, bool orleans = false, Action<BureauBuilder>? configure = null,
+        Action<PostgreSqlStoreOptions>? postgres = null)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
@@ -59,7 +91,7 @@ internal sealed class EmbeddedBureau : IAsyncDisposable
         builder.Logging.AddFilter("Orleans", LogLevel.Error);
         builder.Logging.AddFilter("Microsoft", LogLevel.Error);
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None); // a failed start is printed as one line
-        var bureau = CliComposition.Add(builder.Services, definitions, dbPath, durability, maxConcurrentRuns, orleans);
+        var bureau = CliComposition.Add(builder.Services, definitions, dbPath, durability, maxConcurrentRuns, orleans, postgres);
         configure?.Invoke(bureau);
         var host = builder.Build();
         try

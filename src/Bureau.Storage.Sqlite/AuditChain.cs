@@ -1,6 +1,3 @@
-using System.Globalization;
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json.Nodes;
 using Microsoft.Data.Sqlite;
 
@@ -15,21 +12,10 @@ namespace Bureau.Storage.Sqlite;
 /// </summary>
 internal static class AuditChain
 {
-    public const string Genesis = "0000000000000000000000000000000000000000000000000000000000000000";
+    public const string Genesis = AuditFormat.Genesis;
 
-    /// <summary>The audit entry a journal entry makes, if it makes one: (actor, action, detail).</summary>
-    public static (string? Actor, string Action, JsonObject? Detail)? Of(JournalEntry entry) => entry switch
-    {
-        RunStarted s => (s.Actor, "run.started", new JsonObject { ["agent"] = s.Agent, ["kind"] = s.RunKind, ["parentRunId"] = s.ParentRunId }),
-        RunCanceled c => (c.Actor, "run.canceled", new JsonObject { ["reason"] = c.Reason }),
-        StepResolved r => (r.Actor, "step.resolved", new JsonObject { ["step"] = r.Step, ["as"] = WireNames.Of(r.Resolution) }),
-        PolicyApplied p => ("policy", "policy.applied", new JsonObject { ["tool"] = p.Tool, ["action"] = WireNames.Of(p.Action), ["rule"] = p.Rule, ["reason"] = p.Reason }),
-        RunWaiting { WaitingFor: ApprovalWait a } => ("policy", a.Level == 0 ? "approval.asked" : "approval.escalated",
-            new JsonObject { ["approval"] = a.Step, ["tool"] = a.Tool, ["level"] = a.Level, ["approvers"] = new JsonArray([.. a.Approvers.Select(x => (JsonNode?)x)]), ["deadline"] = a.Deadline }),
-        WaitAnswered { Reason: ApprovalWait.ReasonName } w => (w.Actor, "approval.answered", new JsonObject { ["approval"] = w.Step, ["answer"] = w.Answer is null ? null : JsonNode.Parse(w.Answer) }),
-        WaitExpired { Reason: ApprovalWait.ReasonName } e => ("bureau:timer", "approval.timed-out", new JsonObject { ["approval"] = e.Step, ["deadline"] = e.Deadline }),
-        _ => null,
-    };
+    /// <summary>The audit entry a journal entry makes, if it makes one (<see cref="AuditFormat.Of"/>).</summary>
+    public static (string? Actor, string Action, JsonObject? Detail)? Of(JournalEntry entry) => AuditFormat.Of(entry);
 
     /// <summary>The head (last seq and hash) as the transaction sees it.</summary>
     public static (long Seq, string Hash) ReadHead(SqliteConnection c, SqliteTransaction tx)
@@ -64,19 +50,8 @@ internal static class AuditChain
         return (seq, hash);
     }
 
-    public static string Hash(string previous, long seq, long atMs, string? actor, string action, string? runId, long? step, string? detail)
-    {
-        // Length-prefixed fields: no two different entries serialize to the same bytes.
-        var sb = new StringBuilder();
-        foreach (var field in new[] { previous, seq.ToString(CultureInfo.InvariantCulture), atMs.ToString(CultureInfo.InvariantCulture), actor, action, runId,
-                     step?.ToString(CultureInfo.InvariantCulture), detail })
-        {
-            if (field is null) sb.Append("-1:");
-            else sb.Append(field.Length.ToString(CultureInfo.InvariantCulture)).Append(':').Append(field);
-            sb.Append('|');
-        }
-        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));
-    }
+    public static string Hash(string previous, long seq, long atMs, string? actor, string action, string? runId, long? step, string? detail) =>
+        AuditFormat.Hash(previous, seq, atMs, actor, action, runId, step, detail);
 
     public static async Task<IReadOnlyList<AuditRecord>> ReadAsync(SqliteConnection c, long afterSeq, int limit, CancellationToken ct)
     {
@@ -94,30 +69,7 @@ internal static class AuditChain
         return list;
     }
 
-    /// <summary>Walks the chain in seq order (by rowid order of seq), page by page, and names the first entry that does not follow.</summary>
-    public static async Task<AuditVerification> VerifyAsync(SqliteConnection c, CancellationToken ct)
-    {
-        var expectedSeq = 1L;
-        var previous = Genesis;
-        long count = 0;
-        while (true)
-        {
-            var page = await ReadAsync(c, expectedSeq - 1, 5000, ct);
-            if (page.Count == 0) break;
-            foreach (var e in page)
-            {
-                count++;
-                if (e.Seq != expectedSeq)
-                    return new AuditVerification(count, expectedSeq, $"entry {expectedSeq} is missing (the next is {e.Seq}): deleted");
-                if (e.Previous != previous)
-                    return new AuditVerification(count, e.Seq, $"entry {e.Seq} does not follow entry {e.Seq - 1} (its previous hash differs): an entry before it was changed, or entries were reordered");
-                var hash = Hash(e.Previous, e.Seq, e.At.ToUnixTimeMilliseconds(), e.Actor, e.Action, e.RunId, e.Step, e.Detail);
-                if (hash != e.Hash)
-                    return new AuditVerification(count, e.Seq, $"entry {e.Seq} was changed after it was written (its content does not match its hash)");
-                previous = e.Hash;
-                expectedSeq++;
-            }
-        }
-        return new AuditVerification(count, null, null);
-    }
+    /// <summary>Walks the chain in seq order, page by page, and names the first entry that does not follow (<see cref="AuditFormat.VerifyAsync"/>).</summary>
+    public static Task<AuditVerification> VerifyAsync(SqliteConnection c, CancellationToken ct) =>
+        AuditFormat.VerifyAsync(after => ReadAsync(c, after, 5000, ct));
 }

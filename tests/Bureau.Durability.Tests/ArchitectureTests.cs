@@ -16,10 +16,11 @@ public sealed class ArchitectureTests
         ["Bureau.Manifests"] = ["Bureau.Abstractions"],
         ["Bureau.Models"] = ["Bureau.Abstractions"],
         ["Bureau.Storage.Sqlite"] = ["Bureau.Abstractions"],
+        ["Bureau.Storage.PostgreSql"] = ["Bureau.Abstractions"],
         ["Bureau.Runtime"] = ["Bureau.Abstractions", "Bureau.Manifests", "Bureau.Models"],
         ["Bureau.Orleans"] = ["Bureau.Abstractions", "Bureau.Runtime", "Bureau.Manifests", "Bureau.Models"],
         ["Bureau.Hosting"] = ["Bureau.Abstractions", "Bureau.Runtime", "Bureau.Manifests", "Bureau.Models"],
-        ["bureau"] = ["Bureau.Abstractions", "Bureau.Runtime", "Bureau.Manifests", "Bureau.Models", "Bureau.Orleans", "Bureau.Hosting", "Bureau.Storage.Sqlite"],
+        ["bureau"] = ["Bureau.Abstractions", "Bureau.Runtime", "Bureau.Manifests", "Bureau.Models", "Bureau.Orleans", "Bureau.Hosting", "Bureau.Storage.Sqlite", "Bureau.Storage.PostgreSql"],
     };
 
     [Fact]

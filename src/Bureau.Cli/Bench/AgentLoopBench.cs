@@ -10,7 +10,8 @@ using Microsoft.Extensions.Logging;
 namespace Bureau.Cli.Bench;
 
 /// <summary>The parameters of the agent-loop workload (shared/workloads/agent-loop.md).</summary>
-internal sealed record AgentLoopConfig(int Runs, int Concurrency, int Steps, int LatencyMs, string DbPath, StoreDurability Durability, bool Orleans = false);
+/// <remarks><paramref name="Postgres"/>: a connection string to run on PostgreSQL (schema <c>bureau_bench</c>, dropped first) instead of the SQLite file.</remarks>
+internal sealed record AgentLoopConfig(int Runs, int Concurrency, int Steps, int LatencyMs, string DbPath, StoreDurability Durability, bool Orleans = false, string? Postgres = null);
 
 /// <summary>One line of the report.</summary>
 internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, string Durability, double WallSeconds, double P50RunMs, double P99RunMs,
@@ -87,7 +88,8 @@ internal static class AgentLoopBench
 
     public static async Task<AgentLoopResult> RunBureauAsync(AgentLoopConfig config, IProgress<int> progress, CancellationToken ct)
     {
-        DeleteDb(config.DbPath);
+        if (config.Postgres is { } pg) await DropBenchSchemaAsync(pg, ct);
+        else DeleteDb(config.DbPath);
         ResetPeakRss();
         // Sized and striped for the runs up front: the harness's own bookkeeping should not contend with the engine.
         var starts = new ConcurrentDictionary<string, long>(concurrencyLevel: 64, capacity: config.Runs, StringComparer.Ordinal);
@@ -96,7 +98,8 @@ internal static class AgentLoopBench
         var finished = 0;
 
         await using var bureau = await EmbeddedBureau.StartAsync(Definitions(config.Steps, config.LatencyMs), config.DbPath, config.Durability,
-            config.Concurrency, LogLevel.Warning, ct, config.Orleans);
+            config.Concurrency, LogLevel.Warning, ct, config.Orleans,
+            postgres: config.Postgres is { } cs ? o => { o.ConnectionString = cs; o.Schema = BenchSchema; } : null);
         using var sub = bureau.Engine.Events.SubscribeAll(e =>
         {
             var now = Stopwatch.GetTimestamp();
@@ -111,7 +114,7 @@ internal static class AgentLoopBench
         });
 
         var ids = new string[config.Runs];
-        var txBefore = bureau.Store.Stats.Transactions;
+        var txBefore = bureau.WriterTransactions;
         var footprint = Footprint.Now();
         var wall = Stopwatch.StartNew();
         var submits = new Task[config.Runs];
@@ -125,7 +128,7 @@ internal static class AgentLoopBench
         await allDone.Task.WaitAsync(ct);
         wall.Stop();
         var used = Footprint.Now().Since(footprint);
-        var transactions = bureau.Store.Stats.Transactions - txBefore;
+        var transactions = bureau.WriterTransactions - txBefore;
         var rss = PeakRssMb();
 
         var durations = new List<double>(config.Runs);
@@ -137,11 +140,29 @@ internal static class AgentLoopBench
         var correct = 0;
         for (var r = 0; r < config.Runs; r++)
         {
-            if (await IsCorrectAsync(bureau.Store, ids[r], r, config.Steps, ct)) correct++;
+            if (await IsCorrectAsync(bureau.Runs, ids[r], r, config.Steps, ct)) correct++;
         }
-        var bytes = bureau.Store.SizeOnDisk();
-        return new AgentLoopResult("bureau", config, config.Durability == StoreDurability.Full ? "full" : "process",
+        var bytes = bureau.StoreBytes;
+        return new AgentLoopResult(config.Postgres is null ? "bureau" : "bureau-postgres", config, config.Postgres is not null ? "postgres" : config.Durability == StoreDurability.Full ? "full" : "process",
             wall.Elapsed.TotalSeconds, Percentile(durations, 0.50), Percentile(durations, 0.99), rss, bytes, correct, transactions, used);
+    }
+
+    /// <summary>The schema the PostgreSQL measurement uses, dropped before each.</summary>
+    public const string BenchSchema = "bureau_bench";
+
+    private static async Task DropBenchSchemaAsync(string connectionString, CancellationToken ct)
+    {
+        try
+        {
+            await using var c = new Npgsql.NpgsqlConnection(connectionString);
+            await c.OpenAsync(ct);
+            await using var cmd = new Npgsql.NpgsqlCommand($"DROP SCHEMA IF EXISTS {BenchSchema} CASCADE", c);
+            await cmd.ExecuteNonQueryAsync(ct);
+        }
+        catch (Exception ex) when (ex is Npgsql.NpgsqlException or ArgumentException)
+        {
+            throw new CliUsageException($"--postgres: {ex.Message}");
+        }
     }
 
     /// <summary>Output `done r`, and the journal holds all K model calls and K-1 tool results with the right values.</summary>
@@ -168,7 +189,8 @@ internal static class AgentLoopBench
     /// </summary>
     public static async Task<AgentLoopResult> RunFloorAsync(AgentLoopConfig config, bool full, IProgress<int> progress, CancellationToken ct)
     {
-        DeleteDb(config.DbPath);
+        if (config.Postgres is { } pg) await DropBenchSchemaAsync(pg, ct);
+        else DeleteDb(config.DbPath);
         ResetPeakRss();
         await using var writer = new FloorWriter(config.DbPath, full);
         var durations = new double[config.Runs];

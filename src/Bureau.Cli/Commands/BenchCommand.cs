@@ -17,6 +17,7 @@ internal static class BenchCommand
         var db = new Option<string>("--db") { Description = "The database file (deleted and recreated for each system).", DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "bureau-bench", "agent-loop.db") };
         var durability = CliShared.DurabilityOption();
         var skipFloor = new Option<bool>("--no-floor") { Description = "Measure Bureau only." };
+        var postgres = CliShared.PostgresOption("Run on PostgreSQL (schema bureau_bench, dropped first) instead of the SQLite file; the SQLite floors are not measured.");
         var executors = new Option<string>("--executors")
         {
             Description = "Where runs execute: local (directly in this process, as bureau serve and run do) or orleans (a grain per run in an embedded silo).",
@@ -34,7 +35,7 @@ internal static class BenchCommand
         };
         var agentLoop = new Command("agent-loop", "The agent-loop workload (shared/workloads/agent-loop.md): Bureau, then floor (synchronous=FULL) and floor-normal (synchronous=NORMAL).")
         {
-            runs, concurrency, steps, latency, db, durability, skipFloor, warmup, executors, telemetry,
+            runs, concurrency, steps, latency, db, durability, skipFloor, warmup, executors, telemetry, postgres,
         };
         agentLoop.SetAction(async (parse, ct) =>
         {
@@ -45,7 +46,7 @@ internal static class BenchCommand
                 var other => throw new CliUsageException($"--executors must be orleans or local, not '{other}'"),
             };
             var config = new AgentLoopConfig(parse.GetValue(runs), parse.GetValue(concurrency), parse.GetValue(steps), parse.GetValue(latency),
-                parse.GetValue(db)!, CliShared.ParseDurability(parse.GetValue(durability)!), orleans);
+                parse.GetValue(db)!, CliShared.ParseDurability(parse.GetValue(durability)!), orleans, parse.GetValue(postgres));
             if (config.Runs < 1 || config.Concurrency < 1 || config.Steps < 1 || config.LatencyMs < 0 || parse.GetValue(warmup) < 0)
                 throw new CliUsageException("--runs, --concurrency and --steps must be at least 1, --model-latency-ms and --warmup at least 0");
 
@@ -53,15 +54,15 @@ internal static class BenchCommand
             if (parse.GetValue(warmup) is > 0 and var warm)
             {
                 var warmConfig = config with { Runs = warm, DbPath = config.DbPath + ".warmup" };
-                Console.Error.WriteLine($"warm-up: {warm} runs of each system on {warmConfig.DbPath} (not reported)");
+                Console.Error.WriteLine($"warm-up: {warm} runs of each system on {(config.Postgres is null ? warmConfig.DbPath : "PostgreSQL (schema " + AgentLoopBench.BenchSchema + ")")} (not reported)");
                 await AgentLoopBench.RunBureauAsync(warmConfig, new Progress<int>(), ct);
-                if (!parse.GetValue(skipFloor)) await AgentLoopBench.RunFloorAsync(warmConfig, full: true, new Progress<int>(), ct);
+                if (!parse.GetValue(skipFloor) && config.Postgres is null) await AgentLoopBench.RunFloorAsync(warmConfig, full: true, new Progress<int>(), ct);
                 AgentLoopBench.DeleteDb(warmConfig.DbPath);
             }
 
             await MeasureAsync(otel is null ? "bureau" : "bureau+telemetry", config, p => AgentLoopBench.RunBureauAsync(config, p, ct));
             if (otel is not null) Console.Error.WriteLine($"telemetry: {otel.Spans} spans exported");
-            if (!parse.GetValue(skipFloor))
+            if (!parse.GetValue(skipFloor) && config.Postgres is null)
             {
                 await MeasureAsync("floor", config, p => AgentLoopBench.RunFloorAsync(config, full: true, p, ct));
                 await MeasureAsync("floor-normal", config, p => AgentLoopBench.RunFloorAsync(config, full: false, p, ct));

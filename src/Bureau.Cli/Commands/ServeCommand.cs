@@ -10,7 +10,7 @@ using Microsoft.Extensions.Options;
 
 namespace Bureau.Cli.Commands;
 
-/// <summary><c>bureau serve FILE [--db PATH] [--urls URL] [--otlp URL]</c>: the REST API until stopped.</summary>
+/// <summary><c>bureau serve FILE [--db PATH | --postgres CONNECTION_STRING] [--urls URL] [--otlp URL]</c>: the REST API until stopped.</summary>
 internal static class ServeCommand
 {
     public const string DefaultUrls = "http://127.0.0.1:5080";
@@ -27,9 +27,10 @@ internal static class ServeCommand
         };
         var durability = CliShared.DurabilityOption();
         var otlp = CliShared.OtlpOptions();
+        var postgres = CliShared.PostgresOption("Keep runs in PostgreSQL instead of the SQLite file (as Bureau:Storage=postgres with Bureau:PostgreSql:ConnectionString); --db and --durability then do not apply.");
         var cmd = new Command("serve", "Serve the REST API (/v1, live events, /healthz, /readyz, /openapi/v1.json) until Ctrl+C or SIGTERM; unfinished runs resume at start.")
         {
-            file, db, urls, durability, otlp.Endpoint, otlp.Protocol,
+            file, db, urls, durability, otlp.Endpoint, otlp.Protocol, postgres,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -53,7 +54,9 @@ internal static class ServeCommand
             builder.Logging.AddFilter("Polly", LogLevel.Warning);
             builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
             var telemetry = CliShared.Telemetry(parse, otlp);
-            var bureau = CliComposition.Add(builder.Services, definitions, dbPath, storeDurability, maxConcurrentRuns: null).AddHttpApi(); // Bureau:MaxConcurrentRuns from configuration
+            var pg = Storage(builder.Configuration, parse.GetValue(postgres));
+            var bureau = CliComposition.Add(builder.Services, definitions, dbPath, storeDurability, maxConcurrentRuns: null, // Bureau:MaxConcurrentRuns from configuration
+                postgres: pg is null ? null : o => { if (pg.Length > 0) o.ConnectionString = pg; }).AddHttpApi();
             telemetry?.Apply(bureau);
             await using var app = builder.Build();
             app.MapBureau();
@@ -75,7 +78,7 @@ internal static class ServeCommand
                 return 0;
             }
             var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
-            Console.Error.WriteLine($"bureau: serving {definitions.Agents.Count} agent(s){(definitions.Teams.Count > 0 ? $" and {definitions.Teams.Count} team(s)" : "")} from {manifest} on {string.Join(", ", addresses)} (db {dbPath}; Dashboard at /); Ctrl+C stops");
+            Console.Error.WriteLine($"bureau: serving {definitions.Agents.Count} agent(s){(definitions.Teams.Count > 0 ? $" and {definitions.Teams.Count} team(s)" : "")} from {manifest} on {string.Join(", ", addresses)} ({(pg is null ? "db " + dbPath : app.Services.GetRequiredService<Bureau.Storage.PostgreSql.PostgreSqlDatabase>().Name)}; Dashboard at /); Ctrl+C stops");
             if (telemetry is not null) Console.Error.WriteLine($"bureau: telemetry to {telemetry.Endpoint} (OTLP)");
             try
             {
@@ -89,5 +92,24 @@ internal static class ServeCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// The store serve uses: null for the SQLite file; for PostgreSQL (<c>--postgres</c>, or <c>Bureau:Storage</c> =
+    /// <c>postgres</c>) the connection string given, or "" to take <c>Bureau:PostgreSql:ConnectionString</c> from configuration.
+    /// </summary>
+    internal static string? Storage(Microsoft.Extensions.Configuration.IConfiguration configuration, string? postgresOption)
+    {
+        if (postgresOption is not null)
+        {
+            if (string.IsNullOrWhiteSpace(postgresOption)) throw new CliUsageException("--postgres needs a connection string (Host=...;Database=...;Username=...)");
+            return postgresOption;
+        }
+        return configuration["Bureau:Storage"]?.Trim().ToLowerInvariant() switch
+        {
+            null or "" or "sqlite" => null,
+            "postgres" or "postgresql" => "",
+            var other => throw new CliUsageException($"Bureau:Storage must be sqlite or postgres, not '{other}'"),
+        };
     }
 }

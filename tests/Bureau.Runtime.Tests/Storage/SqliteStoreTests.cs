@@ -1,4 +1,5 @@
 using Bureau.Storage.Sqlite;
+using Bureau.TestKit;
 using Bureau.Tests.Support;
 using Microsoft.Data.Sqlite;
 using Xunit;

@@ -1,10 +1,11 @@
 using Xunit;
 
-namespace Bureau.Tests.Storage;
+namespace Bureau.TestKit;
 
 /// <summary>
 /// The contract every <see cref="IRunStore"/> passes. A backend's test class derives from this and
-/// says how to open a fresh store (and reopen the same one).
+/// says how to open a fresh store (and reopen the same one): SQLite in Bureau.Runtime.Tests,
+/// PostgreSQL in Bureau.Storage.PostgreSql.Tests.
 /// </summary>
 public abstract class StoreConformanceTests : IAsyncLifetime
 {
@@ -22,9 +23,9 @@ public abstract class StoreConformanceTests : IAsyncLifetime
         return s;
     }
 
-    public ValueTask InitializeAsync() => ValueTask.CompletedTask;
+    public virtual ValueTask InitializeAsync() => ValueTask.CompletedTask;
 
-    public async ValueTask DisposeAsync()
+    public virtual async ValueTask DisposeAsync()
     {
         foreach (var s in _opened) await s.DisposeAsync();
     }

@@ -1,0 +1,139 @@
+using Npgsql;
+
+namespace Bureau.Storage.PostgreSql;
+
+/// <summary>
+/// Versioned schema migrations, tracked in the table <c>schema_version</c> of Bureau's schema, applied in one
+/// transaction under an advisory lock (nodes starting together migrate once). Append only: never edit a shipped step.
+/// Times are Unix milliseconds (<c>bigint</c>), as in the SQLite store: the same truncation, the same day arithmetic.
+/// </summary>
+internal static class PostgreSqlMigrations
+{
+    /// <summary>The advisory lock key of migrations ('bureau_m').</summary>
+    private const long MigrationLock = 0x6275726561755f6d;
+
+    internal static readonly string[] Steps =
+    [
+        // 1: everything the SQLite store has after its 8 steps, in one.
+        """
+        CREATE TABLE runs(
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id text COLLATE "C" NOT NULL UNIQUE,
+            agent text COLLATE "C" NOT NULL,
+            kind text NOT NULL DEFAULT 'agent',
+            parent_run_id text COLLATE "C",
+            root_run_id text COLLATE "C",
+            status text NOT NULL,
+            input text NOT NULL,
+            output text,
+            error text,
+            outcome text,
+            input_tokens bigint NOT NULL DEFAULT 0,
+            output_tokens bigint NOT NULL DEFAULT 0,
+            cost double precision NOT NULL DEFAULT 0,
+            created_at bigint NOT NULL,
+            updated_at bigint NOT NULL,
+            version bigint NOT NULL,
+            waiting_for text,
+            wait_deadline bigint,
+            idempotency_key text COLLATE "C" UNIQUE,
+            actor text,
+            claim_owner text COLLATE "C",
+            claim_until bigint
+        );
+        CREATE INDEX runs_by_status ON runs(status, seq);
+        CREATE INDEX runs_by_agent ON runs(agent, seq);
+        CREATE INDEX runs_by_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL;
+        CREATE INDEX runs_by_root ON runs(root_run_id, seq);
+        CREATE INDEX runs_by_deadline ON runs(wait_deadline) WHERE wait_deadline IS NOT NULL;
+        CREATE INDEX runs_by_created ON runs(created_at);
+        CREATE INDEX runs_unfinished ON runs(seq) WHERE status IN ('queued','running');
+        CREATE INDEX runs_by_claim_owner ON runs(claim_owner) WHERE claim_owner IS NOT NULL;
+        CREATE TABLE journal(
+            run_id text COLLATE "C" NOT NULL,
+            n bigint NOT NULL,
+            kind text NOT NULL,
+            at bigint NOT NULL,
+            data bytea NOT NULL,
+            PRIMARY KEY(run_id, n)
+        );
+        CREATE TABLE api_keys(
+            id text COLLATE "C" PRIMARY KEY,
+            name text,
+            role text NOT NULL,
+            hash text NOT NULL,
+            created_at bigint NOT NULL,
+            revoked_at bigint
+        );
+        CREATE TABLE store_probe(id integer PRIMARY KEY, at bigint NOT NULL);
+        CREATE TABLE audit(
+            seq bigint PRIMARY KEY,
+            at bigint NOT NULL,
+            actor text,
+            action text NOT NULL,
+            run_id text,
+            step bigint,
+            detail text,
+            prev text NOT NULL,
+            hash text NOT NULL
+        );
+        CREATE INDEX audit_by_run ON audit(run_id) WHERE run_id IS NOT NULL;
+        CREATE INDEX audit_by_action ON audit(action, seq);
+        CREATE TABLE dead_letters(
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id text NOT NULL UNIQUE,
+            key text NOT NULL UNIQUE,
+            trigger text NOT NULL,
+            event_id text,
+            reason text NOT NULL,
+            agent text NOT NULL,
+            input text NOT NULL,
+            event text,
+            data text,
+            error text NOT NULL,
+            run_id text,
+            at bigint NOT NULL,
+            retries integer NOT NULL DEFAULT 0,
+            retried_at bigint,
+            retry_run_id text
+        );
+        CREATE TABLE poll_cursors(
+            trigger text PRIMARY KEY,
+            value text NOT NULL,
+            at bigint NOT NULL
+        );
+        """,
+    ];
+
+    /// <summary>The schema version this code writes.</summary>
+    internal static int Latest => Steps.Length;
+
+    internal static async Task ApplyAsync(PostgreSqlDatabase db, CancellationToken ct)
+    {
+        await using var c = await db.DataSource.OpenConnectionAsync(ct);
+        await using var tx = await c.BeginTransactionAsync(ct);
+        await ExecAsync(c, tx, $"SELECT pg_advisory_xact_lock({MigrationLock})", ct);
+        await ExecAsync(c, tx, $"CREATE SCHEMA IF NOT EXISTS {db.Options.Schema}", ct);
+        await ExecAsync(c, tx, "CREATE TABLE IF NOT EXISTS schema_version(version integer NOT NULL)", ct);
+        int current;
+        await using (var cmd = new NpgsqlCommand("SELECT max(version) FROM schema_version", c, tx))
+            current = await cmd.ExecuteScalarAsync(ct) is int v ? v : 0;
+        if (current > Latest)
+        {
+            throw new InvalidOperationException(
+                $"the schema {db.Options.Schema} of {db.Name} is version {current}, newer than this Bureau understands ({Latest}); upgrade Bureau");
+        }
+        for (var v = current; v < Latest; v++)
+        {
+            await ExecAsync(c, tx, Steps[v], ct);
+            await ExecAsync(c, tx, $"DELETE FROM schema_version; INSERT INTO schema_version(version) VALUES({v + 1})", ct);
+        }
+        await tx.CommitAsync(ct);
+    }
+
+    private static async Task ExecAsync(NpgsqlConnection c, NpgsqlTransaction tx, string sql, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand(sql, c, tx);
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+}

@@ -1,0 +1,177 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using Bureau.Storage.PostgreSql;
+using Npgsql;
+using Xunit;
+
+namespace Bureau.Durability.Tests;
+
+/// <summary>
+/// ServeKillTests on PostgreSQL: a real `bureau serve --postgres` takes 100 runs over HTTP while it is SIGKILLed twice
+/// and restarted: every accepted run ends succeeded or waiting (in doubt), none is lost or doubled, and the write tool
+/// never ran twice for one key. Needs a server (BUREAU_TEST_POSTGRES; test.sh starts one, docs/decisions/0030).
+/// </summary>
+public sealed class ServeKillPostgreSqlTests : IAsyncDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "bureau-serve-kill-pg", Guid.NewGuid().ToString("n"));
+    private readonly string _schema = "t_" + Guid.NewGuid().ToString("n");
+    private readonly string _server;
+    private static readonly TimeSpan ProcessTimeout = TimeSpan.FromSeconds(60);
+
+    public ServeKillPostgreSqlTests()
+    {
+        var cs = Environment.GetEnvironmentVariable("BUREAU_TEST_POSTGRES");
+        if (string.IsNullOrWhiteSpace(cs))
+            Assert.Skip("PostgreSQL tests need a server: set BUREAU_TEST_POSTGRES to a connection string, or run them under tests/pg.sh (which installs and starts a throwaway one)");
+        _server = cs;
+        Directory.CreateDirectory(_dir);
+        File.WriteAllText(Path.Combine(_dir, "ledger.sh"), "args=$(cat)\necho \"$BUREAU_IDEMPOTENCY_KEY\" >> \"$LEDGER_DIR/ledger.txt\"\necho \"recorded $args\"\n");
+        File.WriteAllText(Path.Combine(_dir, "bureau.yaml"), """
+            models:
+              script:
+                provider: scripted
+                rules:
+                  - when: { turn: 1, input: '(?<key>k\d+)' }
+                    calls:
+                      - tool: ledger
+                        args: { n: "{{key}}" }
+                  - reply: "done"
+            tools:
+              ledger:
+                kind: process
+                command: ["sh", "ledger.sh"]
+                effect: write
+                env: [LEDGER_DIR]
+                parameters: { type: object, properties: { n: { type: string } }, required: [n] }
+            agents:
+              clerk:
+                model: script
+                tools: [ledger]
+            """);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+        await using var c = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(_server) { Pooling = false }.ConnectionString);
+        await c.OpenAsync();
+        await using var cmd = new NpgsqlCommand($"DROP SCHEMA IF EXISTS {_schema} CASCADE", c);
+        await cmd.ExecuteNonQueryAsync();
+    }
+
+    private BureauProcess Serve(string url) =>
+        BureauProcess.Start(_dir, new Dictionary<string, string> { ["LEDGER_DIR"] = _dir, ["Bureau__PostgreSql__Schema"] = _schema },
+            "serve", "bureau.yaml", "--postgres", _server, "--urls", url);
+
+    [Fact]
+    public async Task ServePostgres_KilledTwiceUnderLoad_EveryAcceptedRunEndsOnceWithoutDuplicateWrites()
+    {
+        const int runs = 100, kills = 2;
+        var ct = TestContext.Current.CancellationToken;
+        var url = $"http://127.0.0.1:{ServeSupport.FreePort()}";
+        using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(10) };
+        var server = Serve(url);
+        try
+        {
+            await ServeSupport.WaitReadyAsync(http, server, ProcessTimeout, ct);
+
+            var accepted = new System.Collections.Concurrent.ConcurrentDictionary<string, string>(); // key -> run id
+            var conflicts = new System.Collections.Concurrent.ConcurrentBag<string>();
+            var gate = new SemaphoreSlim(8);
+            var submitters = Enumerable.Range(0, runs).Select(async i =>
+            {
+                var key = $"k{i:000}";
+                await gate.WaitAsync(ct);
+                try
+                {
+                    for (var attempt = 0; ; attempt++)
+                    {
+                        try
+                        {
+                            var req = new HttpRequestMessage(HttpMethod.Post, "/v1/runs")
+                            {
+                                Content = new StringContent(new JsonObject { ["agent"] = "clerk", ["input"] = key }.ToJsonString(), Encoding.UTF8, "application/json"),
+                            };
+                            req.Headers.Add("Idempotency-Key", key);
+                            using var res = await http.SendAsync(req, ct);
+                            if (res.StatusCode is HttpStatusCode.Accepted or HttpStatusCode.OK)
+                            {
+                                var id = (string)JsonNode.Parse(await res.Content.ReadAsStringAsync(ct))!["id"]!;
+                                if (accepted.TryGetValue(key, out var before) && before != id) conflicts.Add($"{key}: {before} then {id}");
+                                accepted[key] = id;
+                                return;
+                            }
+                        }
+                        catch (HttpRequestException) { }
+                        catch (TaskCanceledException) when (!ct.IsCancellationRequested) { }
+                        if (attempt > 2000) throw new TimeoutException($"{key} was never accepted");
+                        await Task.Delay(20, ct); // the server is down: retry with the same key, as a client would
+                    }
+                }
+                finally
+                {
+                    gate.Release();
+                }
+            }).ToList();
+
+            var random = new Random(20261206);
+            for (var k = 0; k < kills; k++)
+            {
+                await Task.Delay(random.Next(150, 900), ct); // a random moment under load
+                server.Kill();
+                server.Dispose();
+                server = Serve(url);
+                await ServeSupport.WaitReadyAsync(http, server, ProcessTimeout, ct);
+            }
+            await Task.WhenAll(submitters);
+            Assert.Empty(conflicts);
+            Assert.Equal(runs, accepted.Count);
+
+            // The last server (never killed) finishes what is left: wait until no accepted run is queued or running.
+            await using var store = new PostgreSqlRunStore(new PostgreSqlStoreOptions { ConnectionString = _server, Schema = _schema });
+            await store.InitializeAsync(ct);
+            var deadline = DateTime.UtcNow.AddSeconds(120);
+            while (true)
+            {
+                var open = 0;
+                foreach (var id in accepted.Values)
+                {
+                    if ((await store.GetRunAsync(id, ct))?.Status is RunStatus.Queued or RunStatus.Running) open++;
+                }
+                if (open == 0) break;
+                Assert.True(DateTime.UtcNow < deadline, $"{open} runs still queued or running 120 s after the last restart\n{server.Stderr}");
+                await Task.Delay(250, ct);
+            }
+
+            var all = await store.ListRunsAsync(new RunQuery { Limit = 1000 }, ct);
+            Assert.Equal(runs, all.Items.Count); // no run lost, none doubled by a retried submission
+            var waiting = 0;
+            foreach (var (key, id) in accepted)
+            {
+                var run = await store.GetRunAsync(id, ct);
+                Assert.True(run is not null, $"accepted run {id} ({key}) is lost");
+                Assert.True(run.Status is RunStatus.Succeeded or RunStatus.Waiting, $"run {id} ({key}) is {run.Status}: {run.Error}");
+                Assert.Equal(key, run.Input);
+                if (run.Status == RunStatus.Waiting)
+                {
+                    waiting++;
+                    Assert.Equal(("in-doubt", "ledger"), (run.WaitingFor!.Reason, Assert.IsType<InDoubtWait>(run.WaitingFor).Tool));
+                }
+            }
+            var ledgerFile = Path.Combine(_dir, "ledger.txt");
+            var ledger = File.Exists(ledgerFile) ? File.ReadAllLines(ledgerFile) : [];
+            Assert.Equal(ledger.Length, ledger.Distinct().Count()); // the write tool ran at most once per key
+            var ids = accepted.Values.ToHashSet();
+            Assert.All(ledger, l => Assert.Contains(l.Split(':')[0], ids));
+            Assert.True((await store.VerifyAuditAsync(ct)).IsIntact);
+            TestContext.Current.TestOutputHelper?.WriteLine($"{runs} runs accepted over HTTP, {kills} kills, {waiting} waiting in doubt, {ledger.Length} ledger writes, 0 duplicates");
+        }
+        finally
+        {
+            server.Terminate();
+            await server.WaitAsync(ProcessTimeout);
+            server.Dispose();
+        }
+    }
+}
