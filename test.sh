@@ -18,6 +18,17 @@ if ! command -v dotnet >/dev/null 2>&1; then
   exit 2
 fi
 
+# MCP client tests run a server nobody here wrote (@modelcontextprotocol/server-filesystem, pinned in
+# tests/mcp-servers/package.json): installed with npm when missing; node and npm come from Debian when absent.
+if [ ! -f tests/mcp-servers/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "test.sh: installing nodejs npm with apt-get" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  echo "test.sh: installing the npm MCP test servers in tests/mcp-servers" >&2
+  (cd tests/mcp-servers && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 dotnet build Bureau.slnx -c Release -v quiet -nologo -clp:ErrorsOnly
 

@@ -24,7 +24,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static readonly string[] s_breakerKeys = ["enabled", "failureRatio", "minimumThroughput", "samplingDuration", "breakDuration"];
     private static readonly string[] s_priceKeys = ["input", "output"];
     private static readonly string[] s_retryBoundaries = ["send"];
-    private static readonly string[] s_toolKinds = ["process", "http", "emit"];
+    private static readonly string[] s_toolKinds = ["process", "http", "emit", "mcp"];
     private static readonly string[] s_emitToolKeys = ["kind", "topic", "source", "description", "timeout"];
     private static readonly string[] s_commonToolKeys = ["kind", "effect", "timeout", "description", "parameters", "onInDoubt", "inDoubtTimeout", "compensate", "retry", "circuitBreaker", "maxConcurrency", "maxQueue", "stepTimeout"];
     private static readonly string[] s_processToolKeys = [.. s_commonToolKeys, "command", "env", "maxOutputBytes"];
@@ -512,7 +512,8 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             "process" => (s_processToolKeys, new[] { "kind", "command" }),
             "http" => (s_httpToolKeys, new[] { "kind", "url" }),
             "emit" => (s_emitToolKeys, new[] { "kind", "topic" }),
-            _ => (s_processToolKeys.Union(s_httpToolKeys).Union(s_emitToolKeys).ToArray(), new[] { "kind" }),
+            "mcp" => (s_mcpToolKeys, new[] { "kind" }),
+            _ => (s_processToolKeys.Union(s_httpToolKeys).Union(s_emitToolKeys).Union(s_mcpToolKeys).ToArray(), new[] { "kind" }),
         };
         var foreign = kind switch
         {
@@ -555,6 +556,13 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
                 _compensations.Add((entry.Name, cp));
             }
         }
+
+        if (kind == "mcp")
+            return ReadMcpServer(entry, map, new McpServerToolDefinition
+            {
+                Name = entry.Name, Command = null, Description = description, Effect = effectValue, Timeout = timeout, OnInDoubt = inDoubtValue, InDoubtTimeout = inDoubtTimeout,
+                Retry = toolRetry, CircuitBreaker = toolBreaker, MaxConcurrency = (int?)toolConcurrency, MaxQueue = (int?)toolQueue, StepTimeout = toolStep,
+            });
 
         if (kind == "process")
         {
