@@ -9,6 +9,7 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v sh >/dev/null 2>&1 || need_apt+=(dash)
 command -v fiu-run >/dev/null 2>&1 || need_apt+=(fiu-utils)   # storage fault injection (fsync EIO), RELIABILITY R6
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)  # run bureau as a non-root user (read-only database test)
+command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)    # sandboxed process tools (docs/decisions/0029); prlimit is util-linux
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} with apt-get" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -27,7 +27,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static readonly string[] s_toolKinds = ["process", "http", "emit", "mcp"];
     private static readonly string[] s_emitToolKeys = ["kind", "topic", "source", "description", "timeout"];
     private static readonly string[] s_commonToolKeys = ["kind", "effect", "timeout", "description", "parameters", "onInDoubt", "inDoubtTimeout", "compensate", "retry", "circuitBreaker", "maxConcurrency", "maxQueue", "stepTimeout"];
-    private static readonly string[] s_processToolKeys = [.. s_commonToolKeys, "command", "env", "maxOutputBytes"];
+    private static readonly string[] s_processToolKeys = [.. s_commonToolKeys, "command", "env", "maxOutputBytes", "sandbox"];
     private static readonly string[] s_httpToolKeys = [.. s_commonToolKeys, "method", "url", "headers", "maxResponseBytes"];
     private static readonly string[] s_effects = ["read", "idempotent", "write"];
     private static readonly string[] s_inDoubtActions = ["wait", "retry", "fail"];
@@ -569,6 +569,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             var command = map.TryGetValue("command", out var cm) ? Command(cm) : null;
             var env = map.TryGetValue("env", out var en) ? ProcessEnvironment(en) : new Dictionary<string, string?>();
             var maxOutput = map.TryGetValue("maxOutputBytes", out var mo) ? Integer(mo, 1, int.MaxValue) : null;
+            var sandbox = map.TryGetValue("sandbox", out var sb) ? ReadSandbox(sb) : null;
             if (command is null) return null;
             return new ProcessToolDefinition
             {
@@ -585,6 +586,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
                 WorkingDirectory = baseDirectory,
                 Environment = env,
                 MaxOutputBytes = maxOutput is { } mv ? (int)mv : ProcessToolDefinition.DefaultMaxOutputBytes,
+                Sandbox = sandbox,
             };
         }
 

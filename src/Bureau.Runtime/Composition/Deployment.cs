@@ -93,6 +93,8 @@ internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedL
         // The engine first: building it checks the definitions (models, tools, teams), before any database is opened.
         var engine = services.GetRequiredService<BureauEngine>();
         Triggers.TriggerChecks.Check(engine.Definitions);
+        // Sandboxed process tools: what this machine cannot apply is said now, not discovered at the first call (docs/decisions/0029).
+        Tools.ToolSandbox.ReportAtStart(engine.Definitions, services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("Bureau.Sandbox"));
         await store.InitializeAsync(cancellationToken);
         if (services.GetService<IApiKeyStore>() is { } keys) await keys.InitializeAsync(cancellationToken);
         if (services.GetService<IEventStore>() is { } events) await events.InitializeAsync(cancellationToken);
