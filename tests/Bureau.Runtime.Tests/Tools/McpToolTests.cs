@@ -43,6 +43,32 @@ public sealed class McpToolTests : IAsyncDisposable
     }
 
     [Fact]
+    public void DocsSnippet_CSharpRegistration_DeploysTheServersEntries()
+    {
+        var services = new Microsoft.Extensions.DependencyInjection.ServiceCollection();
+
+        // docs/mcp.md, "Tools from MCP servers": the C# registration
+        services.AddBureau()
+            .AddTool(new McpServerToolDefinition
+            {
+                Name = "files",
+                Command = ["node", "server-filesystem/dist/index.js", "/srv/data"],
+                Exclude = ["move_file"],
+                Effects = new Dictionary<string, ToolEffect> { ["create_directory"] = ToolEffect.Idempotent },
+            })
+            .AddTool(new McpServerToolDefinition
+            {
+                Name = "crm",
+                Url = new Uri("https://mcp.example.com/mcp"),
+                BearerTokenVariable = "CRM_MCP_TOKEN",
+            });
+
+        var code = services.Single(d => d.ServiceType == typeof(CodeDefinitions)).ImplementationInstance as CodeDefinitions;
+        Assert.Equal(["crm", "files"], code!.Definitions.Tools.Values.OfType<McpServerToolDefinition>().Select(t => t.Name).Order(StringComparer.Ordinal));
+        Assert.Equal("files_", ((McpServerToolDefinition)code.Definitions.Tools["files"]).EffectivePrefix);
+    }
+
+    [Fact]
     public void Stdio_ToolsAreListedFilteredAndGivenEffects()
     {
         var definitions = Expand(McpTestSupport.StdioServer(exclude: ["fail"], effects: new Dictionary<string, ToolEffect> { ["env"] = ToolEffect.Idempotent }));
