@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Bureau.Tests.Support;
 using Bureau.Tools;
+using Microsoft.Extensions.Logging;
 using Xunit;
 using static Bureau.Tests.Tools.ToolTestSupport;
 
@@ -262,6 +263,44 @@ public sealed class ProcessSandboxTests : IAsyncDisposable
         Assert.Contains("Read-only file system", result.Content);
         Assert.Contains("sandboxed (bubblewrap)", result.Note);
         Assert.False(File.Exists(Path.Combine(target, "pwned")));
+    }
+
+    [Fact]
+    public async Task HostStart_SaysWhatOfASandboxThisMachineDoesNotApply()
+    {
+        RequireSandbox();
+        var logs = new CapturingLoggerProvider();
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddProvider(logs);
+        builder.Services.AddBureau()
+            .UseSqliteStorage(Path.Combine(_dir.Path, "bureau.db"))
+            .AddTool(Python("dotnetish", "print(1)", new SandboxSettings { MaxMemoryMB = 0, Writable = ["missing"] }));
+        using var host = builder.Build();
+
+        await host.StartAsync(Ct);
+        await host.StopAsync(Ct);
+
+        var warnings = logs.Lines.Where(l => l.Level == Microsoft.Extensions.Logging.LogLevel.Warning).Select(l => l.Message).ToList();
+        Assert.Contains("tool 'dotnetish': sandbox: memory is not limited (maxMemoryMB: 0)", warnings);
+        if (ToolSandbox.Machine.IsRoot)
+            Assert.Contains(warnings, w => w.StartsWith($"tool 'dotnetish': sandbox: writable path {Path.Combine(_dir.Path, "missing")} does not exist", StringComparison.Ordinal));
+        Assert.Contains(logs.Lines, l => l.Message.StartsWith("tool 'dotnetish': sandboxed (bubblewrap)", StringComparison.Ordinal));
+    }
+
+    private sealed class CapturingLoggerProvider : Microsoft.Extensions.Logging.ILoggerProvider
+    {
+        public System.Collections.Concurrent.ConcurrentQueue<(Microsoft.Extensions.Logging.LogLevel Level, string Message)> Lines { get; } = new();
+        public Microsoft.Extensions.Logging.ILogger CreateLogger(string categoryName) => new Logger(this);
+        public void Dispose() { }
+
+        private sealed class Logger(CapturingLoggerProvider owner) : Microsoft.Extensions.Logging.ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+            public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+            public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+                owner.Lines.Enqueue((logLevel, formatter(state, exception)));
+        }
     }
 
     private static IEnumerable<int> ProcessesOf(int uid)
