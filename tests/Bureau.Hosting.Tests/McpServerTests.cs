@@ -134,3 +134,32 @@ public sealed class McpServerTests(KeyedHostFixture fixture) : IClassFixture<Key
         }
     }
 }
+
+/// <summary>/mcp without API keys: loopback clients are served, as on /v1.</summary>
+public sealed class McpServerWithoutKeysTests : IAsyncLifetime
+{
+    private readonly TestHost _host = new();
+
+    public async ValueTask InitializeAsync() => await _host.StartAsync();
+
+    public ValueTask DisposeAsync() => _host.DisposeAsync();
+
+    [Fact]
+    public async Task LoopbackClient_WithoutAKey_ListsAndCallsWhenNoKeyExists()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var transport = new HttpClientTransport(new HttpClientTransportOptions
+        {
+            Endpoint = new Uri(_host.Client.BaseAddress!, "/mcp"),
+            TransportMode = HttpTransportMode.StreamableHttp,
+        }, _host.Client, ownsHttpClient: false);
+        await using var client = await McpClient.CreateAsync(transport, cancellationToken: ct);
+
+        Assert.Contains("pager", (await client.ListToolsAsync(cancellationToken: ct)).Select(t => t.Name));
+        var result = await client.CallToolAsync("pager", new Dictionary<string, object?> { ["input"] = "no keys here" }, cancellationToken: ct);
+
+        Assert.Equal("echo: no keys here", Assert.IsType<TextContentBlock>(Assert.Single(result.Content)).Text);
+        var run = await _host.Engine.GetRunAsync(result.Meta!["bureau/runId"]!.GetValue<string>(), ct);
+        Assert.Equal("loopback", run!.Actor);
+    }
+}
