@@ -66,7 +66,14 @@ public sealed class McpServerConnection : IAsyncDisposable
     public async Task<McpClient> GetClientAsync(CancellationToken cancellationToken)
     {
         var client = Volatile.Read(ref _client);
-        if (client is not null && !client.Completion.IsCompleted) return client;
+        if (client is not null && !client.Completion.IsCompleted)
+        {
+            // A stdio server may have died without the client noticing yet (the end of its stdout not read): a ping
+            // (local, well under a millisecond) that fails on the transport proves it before the call is sent, so the
+            // call goes to a new server instead of failing. An HTTP server is not pinged: a request costs a round trip.
+            if (_server.Command is null || await AliveAsync(client, cancellationToken)) return client;
+            await ForgetAsync(client);
+        }
         await _gate.WaitAsync(cancellationToken);
         try
         {
@@ -86,6 +93,30 @@ public sealed class McpServerConnection : IAsyncDisposable
         finally
         {
             _gate.Release();
+        }
+    }
+
+    /// <summary>False only when a ping fails on the transport (the server is gone); a slow or refused ping is not proof.</summary>
+    private static async Task<bool> AliveAsync(McpClient client, CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(TimeSpan.FromSeconds(5));
+        try
+        {
+            await client.PingAsync(cancellationToken: deadline.Token);
+            return true;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return true;
+        }
+        catch (ModelContextProtocol.McpProtocolException)
+        {
+            return true;   // it answered, with an error: it is alive
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            return false;
         }
     }
 
