@@ -10,6 +10,7 @@ command -v sh >/dev/null 2>&1 || need_apt+=(dash)
 command -v fiu-run >/dev/null 2>&1 || need_apt+=(fiu-utils)   # storage fault injection (fsync EIO), RELIABILITY R6
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)  # run bureau as a non-root user (read-only database test)
 [ -x "${BUREAU_CHROMIUM:-/usr/bin/chromium}" ] || need_apt+=(chromium)  # the Dashboard's browser tests (Playwright drives Debian's chromium)
+command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)    # sandboxed process tools (docs/decisions/0029); prlimit is util-linux
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} with apt-get" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -20,12 +21,13 @@ if ! command -v dotnet >/dev/null 2>&1; then
 fi
 
 # Node.js tools and clients the tests run, nobody here wrote them (pinned by package-lock.json): the OpenAPI linter,
-# client generator and compiler; the openai npm client, AG-UI's client and protocol types.
+# client generator and compiler; the openai npm client, AG-UI's client and protocol types; an MCP server
+# (@modelcontextprotocol/server-filesystem) for the MCP client tests.
 if ! command -v npm >/dev/null 2>&1; then
   echo "test.sh: installing nodejs and npm with apt-get" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
-for dir in tests/openapi tests/Bureau.Hosting.Tests/Interop/js; do
+for dir in tests/openapi tests/Bureau.Hosting.Tests/Interop/js tests/mcp-servers; do
   if [ ! -d "$dir/node_modules" ]; then
     echo "test.sh: npm ci in $dir" >&2
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)

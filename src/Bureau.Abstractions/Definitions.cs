@@ -342,6 +342,9 @@ public sealed class ProcessToolDefinition : ToolDefinition
 
     /// <summary>The stdout limit used when none is set: 1 MiB.</summary>
     public const int DefaultMaxOutputBytes = 1024 * 1024;
+
+    /// <summary>How the program is confined (bubblewrap and rlimits); null: not sandboxed.</summary>
+    public SandboxSettings? Sandbox { get; init; }
 }
 
 /// <summary>A tool that sends an HTTP request; the response body is the result.</summary>

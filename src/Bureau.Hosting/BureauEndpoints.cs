@@ -107,6 +107,7 @@ public static class BureauEndpointRouteBuilderExtensions
         TriggerEndpoints.Map(endpoints, v1);
         InteropEndpoints.Map(v1);
         SlackApprovalsApi.Map(endpoints);
+        if (options.MapMcp) McpAgentServer.Map(endpoints).ExcludeFromDescription();
         return v1;
     }
 

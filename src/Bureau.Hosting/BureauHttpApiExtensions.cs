@@ -25,6 +25,7 @@ public static class BureauHttpApiExtensions
         services.AddHostedService<BureauHostService>();
         Triggers.ScheduleService.Register(services); // a host that serves the API (and its webhooks) fires the schedules too
         services.AddOpenApi(OpenApiContract.Configure);
+        McpAgentServer.Register(services); // the agents as MCP tools at /mcp (MapBureau maps it)
         return builder;
     }
 }

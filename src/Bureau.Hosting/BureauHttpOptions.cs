@@ -20,6 +20,9 @@ public sealed class BureauHttpOptions
 
     /// <summary>Longest <c>Idempotency-Key</c> header accepted, in characters. Default 200.</summary>
     public int MaxIdempotencyKeyLength { get; set; } = 200;
+
+    /// <summary>Whether <c>MapBureau()</c> also serves the deployed agents as MCP tools at <c>/mcp</c> (streamable HTTP, same keys and roles). Default true.</summary>
+    public bool MapMcp { get; set; } = true;
 }
 
 /// <summary>Checks <see cref="BureauHttpOptions"/>; each failure names its configuration key.</summary>

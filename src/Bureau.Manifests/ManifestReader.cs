@@ -24,10 +24,10 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static readonly string[] s_breakerKeys = ["enabled", "failureRatio", "minimumThroughput", "samplingDuration", "breakDuration"];
     private static readonly string[] s_priceKeys = ["input", "output"];
     private static readonly string[] s_retryBoundaries = ["send"];
-    private static readonly string[] s_toolKinds = ["process", "http", "emit"];
+    private static readonly string[] s_toolKinds = ["process", "http", "emit", "mcp"];
     private static readonly string[] s_emitToolKeys = ["kind", "topic", "source", "description", "timeout"];
     private static readonly string[] s_commonToolKeys = ["kind", "effect", "timeout", "description", "parameters", "onInDoubt", "inDoubtTimeout", "compensate", "retry", "circuitBreaker", "maxConcurrency", "maxQueue", "stepTimeout"];
-    private static readonly string[] s_processToolKeys = [.. s_commonToolKeys, "command", "env", "maxOutputBytes"];
+    private static readonly string[] s_processToolKeys = [.. s_commonToolKeys, "command", "env", "maxOutputBytes", "sandbox"];
     private static readonly string[] s_httpToolKeys = [.. s_commonToolKeys, "method", "url", "headers", "maxResponseBytes"];
     private static readonly string[] s_effects = ["read", "idempotent", "write"];
     private static readonly string[] s_inDoubtActions = ["wait", "retry", "fail"];
@@ -512,7 +512,8 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             "process" => (s_processToolKeys, new[] { "kind", "command" }),
             "http" => (s_httpToolKeys, new[] { "kind", "url" }),
             "emit" => (s_emitToolKeys, new[] { "kind", "topic" }),
-            _ => (s_processToolKeys.Union(s_httpToolKeys).Union(s_emitToolKeys).ToArray(), new[] { "kind" }),
+            "mcp" => (s_mcpToolKeys, new[] { "kind" }),
+            _ => (s_processToolKeys.Union(s_httpToolKeys).Union(s_emitToolKeys).Union(s_mcpToolKeys).ToArray(), new[] { "kind" }),
         };
         var foreign = kind switch
         {
@@ -556,11 +557,19 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             }
         }
 
+        if (kind == "mcp")
+            return ReadMcpServer(entry, map, new McpServerToolDefinition
+            {
+                Name = entry.Name, Command = null, Description = description, Effect = effectValue, Timeout = timeout, OnInDoubt = inDoubtValue, InDoubtTimeout = inDoubtTimeout,
+                Retry = toolRetry, CircuitBreaker = toolBreaker, MaxConcurrency = (int?)toolConcurrency, MaxQueue = (int?)toolQueue, StepTimeout = toolStep,
+            });
+
         if (kind == "process")
         {
             var command = map.TryGetValue("command", out var cm) ? Command(cm) : null;
             var env = map.TryGetValue("env", out var en) ? ProcessEnvironment(en) : new Dictionary<string, string?>();
             var maxOutput = map.TryGetValue("maxOutputBytes", out var mo) ? Integer(mo, 1, int.MaxValue) : null;
+            var sandbox = map.TryGetValue("sandbox", out var sb) ? ReadSandbox(sb) : null;
             if (command is null) return null;
             return new ProcessToolDefinition
             {
@@ -577,6 +586,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
                 WorkingDirectory = baseDirectory,
                 Environment = env,
                 MaxOutputBytes = maxOutput is { } mv ? (int)mv : ProcessToolDefinition.DefaultMaxOutputBytes,
+                Sandbox = sandbox,
             };
         }
 

@@ -37,6 +37,13 @@ internal static class ValidateCommand
             + (definitions.Triggers.Count > 0 ? $", {Count(definitions.Triggers.Count, "trigger")})" : ")"));
         foreach (var agent in definitions.Agents.Values)
             stdout.WriteLine($"  agent {agent.Name}  model={agent.Model}  tools={string.Join(",", agent.Tools)}");
+        foreach (var tool in definitions.Tools.Values.OfType<ProcessToolDefinition>().Where(t => t.Sandbox is not null))
+        {
+            // What this machine cannot apply of a tool's sandbox (bubblewrap missing, limits not enforceable, paths).
+            var directory = Path.GetFullPath(tool.WorkingDirectory ?? Directory.GetCurrentDirectory());
+            stdout.WriteLine($"  tool {tool.Name}  {Bureau.Tools.ToolSandbox.Describe(tool.Sandbox!, directory)}");
+            foreach (var line in Bureau.Tools.ToolSandbox.NotApplied(tool.Sandbox!, directory)) stdout.WriteLine($"    not applied here: {line}");
+        }
         foreach (var team in definitions.Teams.Values)
             stdout.WriteLine($"  team {team.Name}  pattern={WireNames.Of(team.Pattern)}  uses={string.Join(",", team.Uses().Distinct(StringComparer.Ordinal))}");
         foreach (var trigger in definitions.Triggers.Values)

@@ -39,14 +39,16 @@ public static class BureauServiceCollectionExtensions
 
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<ILoggerFactory>(Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
-        services.TryAddSingleton(sp => new BureauDeployment(sp.GetRequiredService<IOptions<BureauOptions>>(), sp.GetRequiredService<CodeDefinitions>()));
+        services.TryAddSingleton(sp => new Tools.Mcp.McpConnections(sp.GetRequiredService<ILoggerFactory>()));
+        services.TryAddSingleton(sp => new BureauDeployment(sp.GetRequiredService<IOptions<BureauOptions>>(), sp.GetRequiredService<CodeDefinitions>(),
+            sp.GetRequiredService<Tools.Mcp.McpConnections>(), sp.GetRequiredService<ILoggerFactory>()));
         services.TryAddSingleton<IRunEventBus, InProcessRunEventBus>();
         services.TryAddSingleton(sp => new Models.ModelClientFactory(timeProvider: sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<ChatClients>();
         services.TryAddSingleton(sp => new Resilience.ResilienceClock(sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<Resilience.DependencyHealth>();
         services.TryAddSingleton<Resilience.ModelGateway>();
-        services.TryAddSingleton(sp => new ToolFactory { Events = () => sp.GetRequiredService<Triggers.TriggerIngest>() });
+        services.TryAddSingleton(sp => new ToolFactory { Events = () => sp.GetRequiredService<Triggers.TriggerIngest>(), Mcp = () => sp.GetRequiredService<Tools.Mcp.McpConnections>() });
         services.TryAddSingleton<Triggers.TriggerIngest>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IToolCallFilter, TelemetryToolFilter>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IToolCallFilter, Resilience.ToolResilienceFilter>());

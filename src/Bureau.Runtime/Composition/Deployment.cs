@@ -16,11 +16,17 @@ internal sealed class CodeDefinitions
 /// <summary>What this host deploys: the manifests' definitions, then those added in code.</summary>
 public sealed class BureauDeployment
 {
-    internal BureauDeployment(IOptions<BureauOptions> options, CodeDefinitions code)
+    internal BureauDeployment(IOptions<BureauOptions> options, CodeDefinitions code, Tools.Mcp.McpConnections? mcp = null, Microsoft.Extensions.Logging.ILoggerFactory? loggers = null)
     {
         var all = new BureauDefinitions();
         foreach (var path in options.Value.Manifests) all.Merge(LoadManifest(path));
         lock (code) all.Merge(code.Definitions);
+        // MCP servers: their tools are listed now, each deployed as a tool of its own (docs/decisions/0028).
+        if (all.Tools.Values.Any(t => t is McpServerToolDefinition))
+        {
+            if (mcp is null) throw new InvalidOperationException("MCP servers are deployed, but this host has no MCP connections (compose it with AddBureau())");
+            Tools.Mcp.McpToolListing.Expand(all, mcp, (loggers ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger("Bureau.Mcp"));
+        }
         Definitions = all;
     }
 
@@ -87,6 +93,8 @@ internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedL
         // The engine first: building it checks the definitions (models, tools, teams), before any database is opened.
         var engine = services.GetRequiredService<BureauEngine>();
         Triggers.TriggerChecks.Check(engine.Definitions);
+        // Sandboxed process tools: what this machine cannot apply is said now, not discovered at the first call (docs/decisions/0029).
+        Tools.ToolSandbox.ReportAtStart(engine.Definitions, services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("Bureau.Sandbox"));
         await store.InitializeAsync(cancellationToken);
         if (services.GetService<IApiKeyStore>() is { } keys) await keys.InitializeAsync(cancellationToken);
         if (services.GetService<IEventStore>() is { } events) await events.InitializeAsync(cancellationToken);

@@ -50,10 +50,29 @@ internal sealed class ProcessTool : BureauTool
         if (program is null)
             return ToolOutcome.Error($"program '{_definition.Command[0]}' not found ({DescribeLookup(_definition.Command[0], workingDirectory)})", ToolFailure.NotSent);
 
+        // A sandboxed tool runs inside bubblewrap, or not at all (docs/decisions/0029).
+        var launched = program;
+        IEnumerable<string> launchArguments = _definition.Command.Skip(1);
+        string? sandboxNote = null;
+        if (_definition.Sandbox is { } sandbox)
+        {
+            try
+            {
+                (launched, var wrapped) = ToolSandbox.Wrap(sandbox, program, launchArguments, workingDirectory);
+                launchArguments = wrapped;
+            }
+            catch (InvalidOperationException ex)
+            {
+                return ToolOutcome.Error($"tool '{Name}' is sandboxed and was not run: {ex.Message}", ToolFailure.NotSent);
+            }
+            var notApplied = ToolSandbox.NotApplied(sandbox, workingDirectory);
+            sandboxNote = ToolSandbox.Describe(sandbox, workingDirectory) + (notApplied.Count == 0 ? string.Empty : "; not applied: " + string.Join("; ", notApplied));
+        }
+
         // All or nothing: the arguments are complete before anything starts.
         using var arguments = ToolArgumentsFile.Create(Encoding.UTF8.GetBytes(invocation.Arguments.GetRawText()));
         var psi = ToolProcessLauncher.CreateStartInfo(
-            program, _definition.Command.Skip(1), workingDirectory, environment, arguments.Path, Environment.ProcessId);
+            launched, launchArguments, workingDirectory, environment, arguments.Path, Environment.ProcessId);
 
         Process process;
         try
@@ -90,6 +109,7 @@ internal sealed class ProcessTool : BureauTool
 
         // The program exited: what it left running in its session is stray.
         var notes = new List<string>();
+        if (sandboxNote is not null) notes.Add(sandboxNote);
         var strays = ToolProcessLauncher.KillSession(session);
         if (strays.Count > 0) notes.Add(StrayNote(strays));
         if (!await PipesClosedAsync([stdout, stderr], stop))
@@ -105,7 +125,9 @@ internal sealed class ProcessTool : BureauTool
                 return ToolOutcome.Error($"could not start '{program}': {reason}", ToolFailure.NotSent) with { Note = note };
             // 128+N: killed by signal N (the session leader reports it so): a crash, not an answer.
             var failure = exitCode > 128 ? ToolFailure.Crash : ToolFailure.Error;
-            return ToolOutcome.Error(tail.Length == 0 ? $"exit code {exitCode} (nothing on stderr)" : $"exit code {exitCode}: {tail}", failure) with { Note = note };
+            var limit = _definition.Sandbox is { } s ? ToolSandbox.ExitReason(exitCode, s) : null;
+            var code = limit is null ? $"exit code {exitCode}" : $"exit code {exitCode}, {limit}";
+            return ToolOutcome.Error(tail.Length == 0 ? $"{code} (nothing on stderr)" : $"{code}: {tail}", failure) with { Note = note };
         }
         // Trailing line breaks are dropped, as a shell's $(...) does: `echo`/`print` end with one.
         return ToolOutcome.Success(output.TrimEnd('\r', '\n')) with { Note = note };

@@ -21,6 +21,11 @@ public sealed class ToolFactory
     /// <summary>Where <c>emit</c> tools publish (set by <c>AddBureau()</c>).</summary>
     internal Func<Triggers.TriggerIngest>? Events { get; init; }
 
+    /// <summary>The connections <c>mcp</c> tools call through (set by <c>AddBureau()</c>); null: a registry of the factory's own.</summary>
+    internal Func<Mcp.McpConnections>? Mcp { get; init; }
+
+    private Mcp.McpConnections? _ownMcp;
+
     /// <summary>Builds the tool.</summary>
     /// <exception cref="ArgumentException">The definition is of an unknown kind, or is invalid (the message names the tool and what is wrong).</exception>
     public BureauTool Create(ToolDefinition definition)
@@ -33,8 +38,11 @@ public sealed class ToolFactory
             FunctionToolDefinition f => new FunctionTool(f),
             EmitToolDefinition e => new EmitTool(e, Events ?? throw new ArgumentException(
                 $"tool '{e.Name}': an emit tool needs Bureau's event bus; build the factory through AddBureau()", nameof(definition))),
+            Bureau.McpToolDefinition m => new Mcp.McpTool(m, Mcp?.Invoke() ?? LazyInitializer.EnsureInitialized(ref _ownMcp, () => new Mcp.McpConnections())),
+            McpServerToolDefinition s => throw new ArgumentException(
+                $"tool '{s.Name}': an MCP server's tools are listed when the host starts (AddBureau()); its entry is not a tool of its own", nameof(definition)),
             _ => throw new ArgumentException(
-                $"tool '{definition.Name}': unknown kind '{definition.Kind}' ({definition.GetType().Name}); supported kinds: process, http, function, emit",
+                $"tool '{definition.Name}': unknown kind '{definition.Kind}' ({definition.GetType().Name}); supported kinds: process, http, function, emit, mcp",
                 nameof(definition)),
         };
     }

@@ -1,0 +1,63 @@
+using Xunit;
+using static Bureau.Manifests.Tests.TestSupport;
+
+namespace Bureau.Manifests.Tests;
+
+/// <summary>A process tool's <c>sandbox:</c>.</summary>
+public sealed class SandboxManifestTests
+{
+    [Fact]
+    public void Sandbox_Mapping_IsRead()
+    {
+        var yaml = """
+            tools:
+              convert:
+                kind: process
+                command: [python3, convert.py]
+                effect: write
+                sandbox:
+                  writable: [out, /var/lib/convert]
+                  network: allow
+                  maxCpuTime: 10s
+                  maxMemoryMB: 256
+                  maxProcesses: 16
+            """;
+        var result = Load(yaml);
+
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        Assert.Empty(ManifestSchemaTests.SchemaErrors(ManifestSchemaTests.YamlAsJson(yaml)));
+        var sandbox = Assert.IsType<ProcessToolDefinition>(result.Definitions!.Tools["convert"]).Sandbox!;
+        Assert.Equal(["out", "/var/lib/convert"], sandbox.Writable);
+        Assert.Equal(SandboxNetwork.Allow, sandbox.Network);
+        Assert.Equal(TimeSpan.FromSeconds(10), sandbox.MaxCpuTime);
+        Assert.Equal((256, 16, 65534), (sandbox.MaxMemoryMB, sandbox.MaxProcesses, sandbox.User));
+    }
+
+    [Fact]
+    public void Sandbox_True_UsesTheDefaults_False_IsNone_Absent_IsNone()
+    {
+        var on = Load("tools:\n  t: { kind: process, command: [x], sandbox: true }\n");
+        var off = Load("tools:\n  t: { kind: process, command: [x], sandbox: false }\n");
+        var absent = Load("tools:\n  t: { kind: process, command: [x] }\n");
+
+        var sandbox = Assert.IsType<ProcessToolDefinition>(on.Definitions!.Tools["t"]).Sandbox!;
+        Assert.Equal((SandboxNetwork.Deny, 0, null), (sandbox.Network, sandbox.Writable.Count, sandbox.MaxMemoryMB));
+        Assert.Null(Assert.IsType<ProcessToolDefinition>(off.Definitions!.Tools["t"]).Sandbox);
+        Assert.Null(Assert.IsType<ProcessToolDefinition>(absent.Definitions!.Tools["t"]).Sandbox);
+    }
+
+    [Fact]
+    public void Sandbox_BadNetwork_IsAnErrorAtItsValue()
+    {
+        var result = Load("tools:\n  t:\n    kind: process\n    command: [x]\n    sandbox: { network: some }\n");
+        Single(result, 5, 25, "'network' must be one of deny, allow, not 'some'");
+    }
+
+    [Fact]
+    public void Sandbox_UnknownKey_IsAnError()
+    {
+        var result = Load("tools:\n  t:\n    kind: process\n    command: [x]\n    sandbox: { writeable: [a] }\n");
+        Assert.False(result.Success);
+        Assert.Contains(result.Diagnostics, d => d.Message.Contains("writeable", StringComparison.Ordinal));
+    }
+}
