@@ -119,6 +119,38 @@ internal static class Migrations
             at INTEGER NOT NULL
         ) WITHOUT ROWID;
         """,
+        // 9: long-term memory (see SqliteMemoryStore): every version of every fact, with provenance; the head version of a
+        //    key is live = 1 (a forgotten fact's head has no value). write_key deduplicates a run's writes across a crash.
+        //    memory_text indexes the current values for full-text recall (FTS5, bm25); memory_vectors holds their embeddings.
+        """
+        CREATE TABLE memory_facts(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            value TEXT,
+            supersedes INTEGER,
+            live INTEGER NOT NULL DEFAULT 1,
+            outcome TEXT NOT NULL,
+            run_id TEXT,
+            step INTEGER,
+            agent TEXT,
+            actor TEXT,
+            at INTEGER NOT NULL,
+            write_key TEXT UNIQUE,
+            UNIQUE(scope, key, version)
+        );
+        CREATE UNIQUE INDEX memory_heads ON memory_facts(scope, key) WHERE live = 1;
+        CREATE INDEX memory_by_run ON memory_facts(run_id) WHERE run_id IS NOT NULL;
+        CREATE VIRTUAL TABLE memory_text USING fts5(scope UNINDEXED, key, value, tokenize = 'porter unicode61');
+        CREATE TABLE memory_vectors(
+            fact_id INTEGER PRIMARY KEY,
+            scope TEXT NOT NULL,
+            model TEXT NOT NULL,
+            vector BLOB NOT NULL
+        );
+        CREATE INDEX memory_vectors_by_scope ON memory_vectors(scope);
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

@@ -43,6 +43,23 @@ internal sealed class AgentRunExecutor : IRunExecutor
                     throw new ArgumentException($"agent '{a.Name}': delegate '{d}' is not an agent", nameof(deployment));
                 delegates.Add(Delegation.Declaration(callee));
             }
+            if (a.Memory is { } memory)
+            {
+                // The built-in memory tools are declared beside the delegates; the loop handles their calls itself.
+                foreach (var name in memory.Tools)
+                {
+                    if (!AgentMemory.ToolNames.Contains(name))
+                        throw new ArgumentException($"agent '{a.Name}': memory tool '{name}' does not exist; memory tools: {string.Join(", ", AgentMemory.ToolNames)}", nameof(deployment));
+                    if (a.Tools.Contains(name) || a.Delegates.Contains(name))
+                        throw new ArgumentException($"agent '{a.Name}': '{name}' is both a memory tool and one of its tools or delegates; rename the tool or leave it out of memory.tools", nameof(deployment));
+                }
+                foreach (var kind in memory.Scopes)
+                {
+                    if (!MemoryScopes.All.Contains(kind))
+                        throw new ArgumentException($"agent '{a.Name}': memory scope '{kind}' does not exist; scopes: {string.Join(", ", MemoryScopes.All)}", nameof(deployment));
+                }
+                delegates.AddRange(Memory.MemoryTools.Declarations(memory));
+            }
             agents[a.Name] = new AgentRuntime(a, model, models.Get(model), agentTools, validator, delegates);
         }
         Agents = agents;
@@ -370,6 +387,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
     private async Task<RunStatus?> HandleCallAsync(PendingCall call, LoopDetectionSettings loop)
     {
         if (_agent.Definition.Delegates.Contains(call.Call.Name)) return await HandleDelegationAsync(call);
+        if (Memory.MemoryTools.IsMemoryTool(_agent.Definition.Memory, call.Call.Name)) return await HandleMemoryAsync(call);
         var c = call.Call;
         _confidence = null;
         if (_agent.Definition.StateConfidence && call.State == CallState.NotStarted) (c, _confidence) = Confidence.Take(c);

@@ -1,0 +1,278 @@
+using System.Globalization;
+using System.Text;
+using Microsoft.Data.Sqlite;
+
+namespace Bureau.Storage.Sqlite;
+
+/// <summary>
+/// Long-term memory in the runs' SQLite file (tables <c>memory_facts</c>, <c>memory_text</c> and <c>memory_vectors</c>,
+/// migration step 9; decision 0023). Every version of a fact is a row; the newest of a key is its head. A write runs in
+/// one <c>BEGIN IMMEDIATE</c> transaction (SQLite serializes writers), so the compare-and-set on the head's version
+/// is atomic across threads, connections and processes. Recall by text uses FTS5 (bm25) over the current values.
+/// Each call opens its own pooled connection, so it is safe beside a host on the same database.
+/// </summary>
+public sealed class SqliteMemoryStore(SqliteStoreOptions options) : SqliteSideStore(options, "the memory store"), IMemoryStore
+{
+    private const string Columns = "id, scope, key, version, value, supersedes, live, outcome, run_id, step, agent, actor, at";
+
+    /// <inheritdoc />
+    public async Task<MemoryWriteResult> WriteAsync(MemoryWrite write, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(write);
+        Check(write);
+        try
+        {
+            await using var c = await OpenAsync(cancellationToken);
+            await using var tx = c.BeginTransaction(deferred: false);
+            if (write.IdempotencyKey is { } writeKey && await ReadOneAsync(c, tx, "write_key = $k", p => p.AddWithValue("$k", writeKey), cancellationToken) is { } done)
+            {
+                tx.Commit();
+                return new MemoryWriteResult(OutcomeOf(done.Outcome), done.Fact, null, Repeated: true);
+            }
+
+            var head = await ReadOneAsync(c, tx, "scope = $s AND key = $key AND live = 1",
+                p => { p.AddWithValue("$s", write.Scope); p.AddWithValue("$key", write.Key); }, cancellationToken);
+            var version = head?.Fact.Version ?? 0;
+            var live = head?.Fact.Value;
+            if (write.Value is null && live is null) return new MemoryWriteResult(MemoryWriteOutcome.Absent, null, head?.Fact);
+
+            var holds = write.ExpectedVersion switch
+            {
+                null => true,
+                0 => live is null,
+                var expected => expected == version,
+            };
+            var value = write.Value;
+            var outcome = value is null ? MemoryWriteOutcome.Forgotten : MemoryWriteOutcome.Written;
+            if (!holds)
+            {
+                switch (write.OnConflict)
+                {
+                    case MemoryConflictRule.LastWriterWins:
+                        break;
+                    case MemoryConflictRule.Append when value is not null:
+                        if (live is not null)
+                        {
+                            value = live + "\n" + value;
+                            outcome = MemoryWriteOutcome.Merged;
+                        }
+                        break;
+                    default:
+                        return new MemoryWriteResult(MemoryWriteOutcome.Conflict, null, head?.Fact);
+                }
+            }
+            if (value is not null && value.Length > MemoryScopes.MaxValueLength)
+                throw new ArgumentException($"memory {write.Scope}/{write.Key}: the merged value would be longer than {MemoryScopes.MaxValueLength} characters", nameof(write));
+
+            if (head is not null)
+            {
+                await ExecAsync(c, tx, "UPDATE memory_facts SET live = 0 WHERE id = $id", p => p.AddWithValue("$id", head.Id), cancellationToken);
+                await ExecAsync(c, tx, "DELETE FROM memory_text WHERE rowid = $id", p => p.AddWithValue("$id", head.Id), cancellationToken);
+                await ExecAsync(c, tx, "DELETE FROM memory_vectors WHERE fact_id = $id", p => p.AddWithValue("$id", head.Id), cancellationToken);
+            }
+            var pv = write.Provenance;
+            var fact = new MemoryFact(write.Scope, write.Key, version + 1, value, pv, head is null ? null : version);
+            await using (var insert = c.CreateCommand())
+            {
+                insert.Transaction = tx;
+                insert.CommandText = """
+                    INSERT INTO memory_facts(scope, key, version, value, supersedes, live, outcome, run_id, step, agent, actor, at, write_key)
+                    VALUES($scope, $key, $version, $value, $supersedes, 1, $outcome, $run, $step, $agent, $actor, $at, $write_key);
+                    SELECT last_insert_rowid();
+                    """;
+                insert.Parameters.AddWithValue("$scope", fact.Scope);
+                insert.Parameters.AddWithValue("$key", fact.Key);
+                insert.Parameters.AddWithValue("$version", fact.Version);
+                insert.Parameters.AddWithValue("$value", (object?)value ?? DBNull.Value);
+                insert.Parameters.AddWithValue("$supersedes", (object?)fact.Supersedes ?? DBNull.Value);
+                insert.Parameters.AddWithValue("$outcome", OutcomeName(outcome));
+                insert.Parameters.AddWithValue("$run", (object?)pv.RunId ?? DBNull.Value);
+                insert.Parameters.AddWithValue("$step", (object?)pv.Step ?? DBNull.Value);
+                insert.Parameters.AddWithValue("$agent", (object?)pv.Agent ?? DBNull.Value);
+                insert.Parameters.AddWithValue("$actor", (object?)pv.Actor ?? DBNull.Value);
+                insert.Parameters.AddWithValue("$at", pv.At.ToUnixTimeMilliseconds());
+                insert.Parameters.AddWithValue("$write_key", (object?)write.IdempotencyKey ?? DBNull.Value);
+                var id = Convert.ToInt64(await insert.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);
+                if (value is not null)
+                {
+                    await ExecAsync(c, tx, "INSERT INTO memory_text(rowid, scope, key, value) VALUES($id, $scope, $key, $value)", p =>
+                    {
+                        p.AddWithValue("$id", id);
+                        p.AddWithValue("$scope", fact.Scope);
+                        p.AddWithValue("$key", fact.Key);
+                        p.AddWithValue("$value", value);
+                    }, cancellationToken);
+                }
+            }
+            tx.Commit();
+            return new MemoryWriteResult(outcome, fact with { Provenance = pv with { At = DateTimeOffset.FromUnixTimeMilliseconds(pv.At.ToUnixTimeMilliseconds()) } });
+        }
+        catch (SqliteException ex) when (SqliteFaults.Classify(ex, Options.Path) is { } fault)
+        {
+            throw fault;
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<MemoryFact?> GetAsync(string scope, string key, CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenAsync(cancellationToken);
+        var head = await ReadOneAsync(c, null, "scope = $s AND key = $key AND live = 1 AND value IS NOT NULL",
+            p => { p.AddWithValue("$s", scope); p.AddWithValue("$key", key); }, cancellationToken);
+        return head?.Fact;
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<MemoryFact>> HistoryAsync(string scope, string key, CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenAsync(cancellationToken);
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = $"SELECT {Columns} FROM memory_facts WHERE scope = $s AND key = $key ORDER BY version";
+        cmd.Parameters.AddWithValue("$s", scope);
+        cmd.Parameters.AddWithValue("$key", key);
+        return await ReadAllAsync(cmd, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<MemoryFact>> ListAsync(string scope, string? afterKey = null, int limit = 100, CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenAsync(cancellationToken);
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = $"SELECT {Columns} FROM memory_facts WHERE scope = $s AND live = 1 AND value IS NOT NULL AND key > $after ORDER BY key LIMIT $limit";
+        cmd.Parameters.AddWithValue("$s", scope);
+        cmd.Parameters.AddWithValue("$after", afterKey ?? "");
+        cmd.Parameters.AddWithValue("$limit", Math.Clamp(limit, 1, 1000));
+        return await ReadAllAsync(cmd, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<MemoryHit>> RecallAsync(MemoryRecall recall, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(recall);
+        if (recall.Scopes.Count == 0) return [];
+        await using var c = await OpenAsync(cancellationToken);
+        if (recall.Key is { } key)
+        {
+            var hits = new List<MemoryHit>();
+            foreach (var scope in recall.Scopes)
+            {
+                var head = await ReadOneAsync(c, null, "scope = $s AND key = $key AND live = 1 AND value IS NOT NULL",
+                    p => { p.AddWithValue("$s", scope); p.AddWithValue("$key", key); }, cancellationToken);
+                if (head is not null) hits.Add(new MemoryHit(head.Fact, null));
+            }
+            return hits;
+        }
+        var match = MatchExpression(recall.Query);
+        if (match is null) return [];
+        await using var cmd = c.CreateCommand();
+        var names = new StringBuilder();
+        for (var i = 0; i < recall.Scopes.Count; i++)
+        {
+            if (i > 0) names.Append(", ");
+            names.Append("$s").Append(i);
+            cmd.Parameters.AddWithValue("$s" + i, recall.Scopes[i]);
+        }
+        cmd.CommandText = $"""
+            SELECT {string.Join(", ", Columns.Split(", ").Select(col => "f." + col))}, bm25(memory_text) AS rank
+            FROM memory_text JOIN memory_facts f ON f.id = memory_text.rowid
+            WHERE memory_text MATCH $match AND memory_text.scope IN ({names})
+            ORDER BY rank LIMIT $limit
+            """;
+        cmd.Parameters.AddWithValue("$match", match);
+        cmd.Parameters.AddWithValue("$limit", Math.Clamp(recall.Limit, 1, 100));
+        var result = new List<MemoryHit>();
+        await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
+        while (await r.ReadAsync(cancellationToken)) result.Add(new MemoryHit(Read(r).Fact, Math.Round(-r.GetDouble(13), 6)));
+        return result;
+    }
+
+    /// <summary>
+    /// The FTS5 query of free text: its words, each quoted (so no character of the text is FTS5 syntax), any of
+    /// them matching; bm25 ranks facts with more and rarer words higher. Null when the text has no word.
+    /// </summary>
+    internal static string? MatchExpression(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        var words = new List<string>();
+        var current = new StringBuilder();
+        foreach (var ch in text)
+        {
+            if (char.IsLetterOrDigit(ch)) current.Append(ch);
+            else if (current.Length > 0)
+            {
+                words.Add(current.ToString());
+                current.Clear();
+            }
+        }
+        if (current.Length > 0) words.Add(current.ToString());
+        if (words.Count == 0) return null;
+        return string.Join(" OR ", words.Distinct(StringComparer.OrdinalIgnoreCase).Take(64).Select(w => "\"" + w + "\""));
+    }
+
+    private static void Check(MemoryWrite write)
+    {
+        if (MemoryScopes.Problem(write.Scope) is { } scopeProblem) throw new ArgumentException($"memory write: {scopeProblem}", nameof(write));
+        if (MemoryScopes.KeyProblem(write.Key) is { } keyProblem) throw new ArgumentException($"memory write to {write.Scope}: {keyProblem}", nameof(write));
+        if (write.Value is { Length: > MemoryScopes.MaxValueLength })
+            throw new ArgumentException($"memory write to {write.Scope}/{write.Key}: the value is longer than {MemoryScopes.MaxValueLength} characters", nameof(write));
+        if (write.ExpectedVersion is < 0) throw new ArgumentException($"memory write to {write.Scope}/{write.Key}: expectedVersion must be 0 or more", nameof(write));
+    }
+
+    private sealed record Row(long Id, MemoryFact Fact, string Outcome);
+
+    private static async Task<Row?> ReadOneAsync(SqliteConnection c, SqliteTransaction? tx, string where, Action<SqliteParameterCollection> bind, CancellationToken ct)
+    {
+        await using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = $"SELECT {Columns} FROM memory_facts WHERE {where}";
+        bind(cmd.Parameters);
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        return await r.ReadAsync(ct) ? Read(r) : null;
+    }
+
+    private static async Task<IReadOnlyList<MemoryFact>> ReadAllAsync(SqliteCommand cmd, CancellationToken ct)
+    {
+        var list = new List<MemoryFact>();
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        while (await r.ReadAsync(ct)) list.Add(Read(r).Fact);
+        return list;
+    }
+
+    private static Row Read(SqliteDataReader r)
+    {
+        var version = r.GetInt64(3);
+        var live = r.GetInt64(6) == 1;
+        var provenance = new MemoryProvenance(
+            r.IsDBNull(8) ? null : r.GetString(8),
+            r.IsDBNull(9) ? null : r.GetInt64(9),
+            r.IsDBNull(10) ? null : r.GetString(10),
+            DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(12)),
+            r.IsDBNull(11) ? null : r.GetString(11));
+        var fact = new MemoryFact(r.GetString(1), r.GetString(2), version, r.IsDBNull(4) ? null : r.GetString(4), provenance,
+            r.IsDBNull(5) ? null : r.GetInt64(5), live ? null : version + 1);
+        return new Row(r.GetInt64(0), fact, r.GetString(7));
+    }
+
+    private static async Task ExecAsync(SqliteConnection c, SqliteTransaction tx, string sql, Action<SqliteParameterCollection> bind, CancellationToken ct)
+    {
+        await using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = sql;
+        bind(cmd.Parameters);
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    private static string OutcomeName(MemoryWriteOutcome outcome) => outcome switch
+    {
+        MemoryWriteOutcome.Merged => "merged",
+        MemoryWriteOutcome.Forgotten => "forgotten",
+        _ => "written",
+    };
+
+    private static MemoryWriteOutcome OutcomeOf(string name) => name switch
+    {
+        "merged" => MemoryWriteOutcome.Merged,
+        "forgotten" => MemoryWriteOutcome.Forgotten,
+        _ => MemoryWriteOutcome.Written,
+    };
+}
