@@ -25,6 +25,7 @@ internal static class BureauCli
             AuditCommand.Create(),
             SchedulesCommand.Create(),
             EventsCommand.Create(),
+            MemoryCommand.Create(),
         };
 
         try
