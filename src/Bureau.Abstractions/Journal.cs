@@ -30,6 +30,7 @@ namespace Bureau;
 [JsonDerivedType(typeof(PolicyApplied), PolicyApplied.KindName)]
 [JsonDerivedType(typeof(MemoryRead), MemoryRead.KindName)]
 [JsonDerivedType(typeof(MemoryWritten), MemoryWritten.KindName)]
+[JsonDerivedType(typeof(ConversationSummarized), ConversationSummarized.KindName)]
 public abstract record JournalEntry
 {
     /// <summary>The entry's kind, as stored and as the host's event stream names it.</summary>
@@ -379,6 +380,27 @@ public sealed record MemoryWritten(string CallId, string Tool, string Scope, str
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "memory.write";
+    /// <inheritdoc />
+    [JsonIgnore]
+    public override string Kind => KindName;
+}
+
+/// <summary>
+/// The conversation no longer fit the agent's window (<c>memory.window</c>, overflow <c>summarize</c>): a model summarized
+/// its older messages. Journaled before the model call it was made for; from here on the summary stands in for the
+/// first <see cref="Covers"/> messages of the conversation (after the system prompt and the input), and a resumed or
+/// replayed run uses this summary, never a new one.
+/// </summary>
+/// <param name="Turn">The model turn it was made for.</param>
+/// <param name="Covers">How many messages of the conversation, from its start, the summary replaces.</param>
+/// <param name="Summary">The summary.</param>
+/// <param name="Model">The model that wrote it.</param>
+/// <param name="Usage">The tokens the summary call used (they count against the run's token budget).</param>
+/// <param name="DurationMs">How long the summary call took.</param>
+public sealed record ConversationSummarized(int Turn, int Covers, string Summary, string Model, UsageRecord Usage, double DurationMs) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "window.summarized";
     /// <inheritdoc />
     [JsonIgnore]
     public override string Kind => KindName;

@@ -16,8 +16,8 @@ internal sealed partial class ManifestReader
     {
         if (Map(entry, "'memory'", s_memoryKeys, [], null) is not { } mm) return null;
         var defaults = new AgentMemory();
-        var scopes = mm.TryGetValue("scopes", out var sc) ? Items(sc, [.. MemoryScopes.All], "scope") : defaults.Scopes;
-        var tools = mm.TryGetValue("tools", out var tl) ? Items(tl, [.. AgentMemory.ToolNames], "memory tool") : defaults.Tools;
+        var scopes = mm.TryGetValue("scopes", out var sc) ? Items(sc, [.. MemoryScopes.All], "scope", atLeastOne: true) : defaults.Scopes;
+        var tools = mm.TryGetValue("tools", out var tl) ? Items(tl, [.. AgentMemory.ToolNames], "memory tool", atLeastOne: false) : defaults.Tools;
         var onConflict = mm.TryGetValue("onConflict", out var oc) ? Choice(oc, s_conflictRules) : null;
         var team = mm.TryGetValue("team", out var te) ? RequiredText(te) : null;
         var tenant = mm.TryGetValue("tenant", out var tn) ? RequiredText(tn) : null;
@@ -60,7 +60,7 @@ internal sealed partial class ManifestReader
     }
 
     /// <summary>A list of names, each one of <paramref name="choices"/>, none twice.</summary>
-    private List<string> Items(Entry entry, string[] choices, string what)
+    private List<string> Items(Entry entry, string[] choices, string what, bool atLeastOne)
     {
         var list = new List<string>();
         var items = Sequence(entry);
@@ -71,7 +71,7 @@ internal sealed partial class ManifestReader
             if (list.Contains(name)) Error(items[i], item.Path, $"{what} '{name}' is listed twice");
             else list.Add(name);
         }
-        if (items.Count == 0 && entry.Value is YamlSequenceNode) Error(entry.Value, entry.Path, $"'{entry.Name}' must list at least one {what}");
+        if (atLeastOne && items.Count == 0 && entry.Value is YamlSequenceNode) Error(entry.Value, entry.Path, $"'{entry.Name}' must list at least one {what}");
         return list;
     }
 }

@@ -40,6 +40,12 @@ public sealed class MemoryManifestTests
         Assert.Equal((4, 3, MemoryConflictRule.Reject, "default", 5), (m.Scopes.Count, m.Tools.Count, m.OnConflict, m.Tenant, m.RecallLimit));
         Assert.Null(m.Window);
 
+        var windowOnly = Load(Agent("{ tools: [], window: { maxTokens: 2000 } }"));
+        Assert.True(windowOnly.Success, string.Join("\n", windowOnly.Diagnostics));
+        Assert.Empty(windowOnly.Definitions!.Agents["desk"].Memory!.Tools);
+        Assert.Equal(WindowOverflow.DropOldest, windowOnly.Definitions.Agents["desk"].Memory!.Window!.Overflow);
+        Assert.Empty(ManifestSchemaTests.SchemaErrors(ManifestSchemaTests.YamlAsJson(Agent("{ tools: [], window: { maxTokens: 2000 } }"))));
+
         var none = Load(Agent("{}").Replace("    memory: {}", ""));
         Assert.Null(none.Definitions!.Agents["desk"].Memory);
     }

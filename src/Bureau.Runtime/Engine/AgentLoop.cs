@@ -290,12 +290,27 @@ internal sealed partial class AgentLoop : IResilienceJournal
         using var timeLimit = RemainingTime() is { } remaining ? new CancellationTokenSource(remaining, Time) : null;
         using var linked = timeLimit is null ? null : CancellationTokenSource.CreateLinkedTokenSource(_cancel, timeLimit.Token);
         var token = linked?.Token ?? _cancel;
+        IList<ChatMessage> request = _state.Messages;
+        if (_agent.Definition.Memory?.Window is { } window)
+        {
+            try
+            {
+                using var scope = ResilienceScope.Enter(this);
+                request = await WindowAsync(window, turn, token);
+            }
+            catch (OperationCanceledException) when (timeLimit?.IsCancellationRequested == true && !_cancel.IsCancellationRequested)
+            {
+                await BudgetStopAsync(new BudgetExceeded("time", _agent.Definition.Budgets.MaxWallTime!.Value.TotalSeconds, Math.Round(ActiveTime().TotalSeconds, 3)));
+                return null;
+            }
+        }
+        var requestMessages = request.Count;
         _run.InFlight = $"model call {turn} ({_agent.ModelName})";
         _run.PublishActivity("model.started", $"{_agent.ModelLabel} turn {turn}");
         try
         {
             using var scope = ResilienceScope.Enter(this);
-            response = await _agent.Client.GetResponseAsync(_state.Messages, _agent.ChatOptions, token);
+            response = await _agent.Client.GetResponseAsync(request, _agent.ChatOptions, token);
         }
         catch (OperationCanceledException) when (timeLimit?.IsCancellationRequested == true && !_cancel.IsCancellationRequested)
         {
@@ -316,7 +331,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
         }
         _run.CrashPoints.Hit("after-model");
         var elapsed = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-        return new ModelAnswer(ToEntry(response, turn, elapsed));
+        return new ModelAnswer(ToEntry(response, turn, elapsed, requestMessages));
     }
 
     private RunFailure ModelFailureOf(Exception ex, long step)
@@ -342,7 +357,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
         return new RunFailure("model", kind, step, "model:" + model, attempts, hint);
     }
 
-    private ModelResponded ToEntry(ChatResponse response, int turn, double elapsedMs)
+    private ModelResponded ToEntry(ChatResponse response, int turn, double elapsedMs, int requestMessages)
     {
         List<ToolCallRecord>? calls = null;
         foreach (var message in response.Messages)
@@ -376,7 +391,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
             (IReadOnlyList<ToolCallRecord>?)calls ?? [],
             usage,
             response.FinishReason?.Value,
-            _state.Messages.Count,
+            requestMessages,
             Math.Round(elapsedMs, 3),
             price is null ? null : Math.Round(price.CostOf(usage), 9),
             fellBack ? answeredBy : null,
