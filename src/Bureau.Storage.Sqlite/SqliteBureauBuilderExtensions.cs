@@ -45,7 +45,8 @@ public static class SqliteBureauBuilderExtensions
         services.TryAddSingleton(sp => new SqliteEventStore(sp.GetRequiredService<IOptions<SqliteStoreOptions>>().Value));
         services.AddSingleton<IEventStore>(sp => sp.GetRequiredService<SqliteEventStore>());
         services.RemoveAll<IMemoryStore>();
-        services.TryAddSingleton(sp => new SqliteMemoryStore(sp.GetRequiredService<IOptions<SqliteStoreOptions>>().Value));
+        services.TryAddSingleton(sp => new SqliteMemoryStore(sp.GetRequiredService<IOptions<SqliteStoreOptions>>().Value,
+            sp.GetService<Microsoft.Extensions.AI.IEmbeddingGenerator<string, Microsoft.Extensions.AI.Embedding<float>>>())); // recall by meaning when the app registers one
         services.AddSingleton<IMemoryStore>(sp => sp.GetRequiredService<SqliteMemoryStore>());
         return builder;
     }

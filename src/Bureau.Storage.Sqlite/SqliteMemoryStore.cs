@@ -1,6 +1,8 @@
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.AI;
 
 namespace Bureau.Storage.Sqlite;
 
@@ -10,9 +12,30 @@ namespace Bureau.Storage.Sqlite;
 /// one <c>BEGIN IMMEDIATE</c> transaction (SQLite serializes writers), so the compare-and-set on the head's version
 /// is atomic across threads, connections and processes. Recall by text uses FTS5 (bm25) over the current values.
 /// Each call opens its own pooled connection, so it is safe beside a host on the same database.
+/// With an <see cref="IEmbeddingGenerator{TInput, TEmbedding}"/> (decision 0024), each current value also gets an
+/// embedding (table <c>memory_vectors</c>, per model), and a search fuses the full-text ranking with the cosine
+/// ranking of the scopes' vectors (reciprocal rank fusion).
 /// </summary>
-public sealed class SqliteMemoryStore(SqliteStoreOptions options) : SqliteSideStore(options, "the memory store"), IMemoryStore
+public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
 {
+    private readonly IEmbeddingGenerator<string, Embedding<float>>? _embeddings;
+    private readonly string _embeddingModel;
+
+    /// <summary>Creates the store: full-text recall only.</summary>
+    public SqliteMemoryStore(SqliteStoreOptions options) : this(options, null)
+    {
+    }
+
+    /// <summary>Creates the store; with <paramref name="embeddings"/>, recall by query also ranks by meaning (vectors kept per model id).</summary>
+    public SqliteMemoryStore(SqliteStoreOptions options, IEmbeddingGenerator<string, Embedding<float>>? embeddings) : base(options, "the memory store")
+    {
+        _embeddings = embeddings;
+        _embeddingModel = embeddings?.GetService<EmbeddingGeneratorMetadata>()?.DefaultModelId ?? embeddings?.GetType().Name ?? "";
+    }
+
+    /// <summary>The constant of reciprocal rank fusion: a hit's score is the sum over rankings of 1 / (k + rank).</summary>
+    internal const int FusionK = 60;
+
     private const string Columns = "id, scope, key, version, value, supersedes, live, outcome, run_id, step, agent, actor, at";
 
     /// <inheritdoc />
@@ -20,6 +43,8 @@ public sealed class SqliteMemoryStore(SqliteStoreOptions options) : SqliteSideSt
     {
         ArgumentNullException.ThrowIfNull(write);
         Check(write);
+        // Embedded before the write lock is taken (a model call may be slow); a merged value is embedded under it.
+        var embedding = _embeddings is not null && write.Value is { } text ? await EmbedAsync(text, cancellationToken) : null;
         try
         {
             await using var c = await OpenAsync(cancellationToken);
@@ -102,6 +127,17 @@ public sealed class SqliteMemoryStore(SqliteStoreOptions options) : SqliteSideSt
                         p.AddWithValue("$key", fact.Key);
                         p.AddWithValue("$value", value);
                     }, cancellationToken);
+                    if (_embeddings is not null)
+                    {
+                        var vector = outcome == MemoryWriteOutcome.Merged ? await EmbedAsync(value, cancellationToken) : embedding!;
+                        await ExecAsync(c, tx, "INSERT INTO memory_vectors(fact_id, scope, model, vector) VALUES($id, $scope, $model, $vector)", p =>
+                        {
+                            p.AddWithValue("$id", id);
+                            p.AddWithValue("$scope", fact.Scope);
+                            p.AddWithValue("$model", _embeddingModel);
+                            p.AddWithValue("$vector", MemoryMarshal.AsBytes(vector.AsSpan()).ToArray());
+                        }, cancellationToken);
+                    }
                 }
             }
             tx.Commit();
@@ -162,16 +198,19 @@ public sealed class SqliteMemoryStore(SqliteStoreOptions options) : SqliteSideSt
             }
             return hits;
         }
-        var match = MatchExpression(recall.Query);
+        var limit = Math.Clamp(recall.Limit, 1, 100);
+        var text = await FullTextAsync(c, recall.Scopes, recall.Query, _embeddings is null ? limit : Math.Max(limit * 4, 20), cancellationToken);
+        if (_embeddings is null || string.IsNullOrWhiteSpace(recall.Query)) return text.Take(limit).ToList();
+        var vectors = await NearestAsync(c, recall.Scopes, await EmbedAsync(recall.Query, cancellationToken), Math.Max(limit * 4, 20), cancellationToken);
+        return Fuse(text, vectors, limit);
+    }
+
+    private static async Task<List<MemoryHit>> FullTextAsync(SqliteConnection c, IReadOnlyList<string> scopes, string? query, int limit, CancellationToken ct)
+    {
+        var match = MatchExpression(query);
         if (match is null) return [];
         await using var cmd = c.CreateCommand();
-        var names = new StringBuilder();
-        for (var i = 0; i < recall.Scopes.Count; i++)
-        {
-            if (i > 0) names.Append(", ");
-            names.Append("$s").Append(i);
-            cmd.Parameters.AddWithValue("$s" + i, recall.Scopes[i]);
-        }
+        var names = ScopeParameters(cmd, scopes);
         cmd.CommandText = $"""
             SELECT {string.Join(", ", Columns.Split(", ").Select(col => "f." + col))}, bm25(memory_text) AS rank
             FROM memory_text JOIN memory_facts f ON f.id = memory_text.rowid
@@ -179,12 +218,100 @@ public sealed class SqliteMemoryStore(SqliteStoreOptions options) : SqliteSideSt
             ORDER BY rank LIMIT $limit
             """;
         cmd.Parameters.AddWithValue("$match", match);
-        cmd.Parameters.AddWithValue("$limit", Math.Clamp(recall.Limit, 1, 100));
+        cmd.Parameters.AddWithValue("$limit", limit);
         var result = new List<MemoryHit>();
-        await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
-        while (await r.ReadAsync(cancellationToken)) result.Add(new MemoryHit(Read(r).Fact, Math.Round(-r.GetDouble(13), 6)));
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        while (await r.ReadAsync(ct)) result.Add(new MemoryHit(Read(r).Fact, Math.Round(-r.GetDouble(13), 6)));
         return result;
     }
+
+    /// <summary>The facts whose vectors (of this store's model) are nearest the query's, by cosine similarity: an exact scan of the scopes' vectors.</summary>
+    private async Task<List<MemoryHit>> NearestAsync(SqliteConnection c, IReadOnlyList<string> scopes, float[] query, int limit, CancellationToken ct)
+    {
+        var best = new PriorityQueue<long, double>();
+        await using (var cmd = c.CreateCommand())
+        {
+            var names = ScopeParameters(cmd, scopes);
+            cmd.CommandText = $"SELECT fact_id, vector FROM memory_vectors WHERE model = $model AND scope IN ({names})";
+            cmd.Parameters.AddWithValue("$model", _embeddingModel);
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            var queryNorm = Norm(query);
+            while (await r.ReadAsync(ct))
+            {
+                var vector = MemoryMarshal.Cast<byte, float>((byte[])r.GetValue(1));
+                if (vector.Length != query.Length) continue;
+                var similarity = Dot(query, vector) / (queryNorm * Norm(vector) + 1e-12);
+                if (similarity <= 0) continue; // orthogonal or opposite: not about the query at all
+                best.Enqueue(r.GetInt64(0), similarity);
+                if (best.Count > limit) best.Dequeue();
+            }
+        }
+        var ranked = new List<(long Id, double Similarity)>();
+        while (best.TryDequeue(out var id, out var similarity)) ranked.Add((id, similarity));
+        ranked.Reverse();
+        var hits = new List<MemoryHit>(ranked.Count);
+        foreach (var (id, similarity) in ranked)
+        {
+            var row = await ReadOneAsync(c, null, "id = $id", p => p.AddWithValue("$id", id), ct);
+            if (row is not null) hits.Add(new MemoryHit(row.Fact, Math.Round(similarity, 6)));
+        }
+        return hits;
+    }
+
+    /// <summary>Reciprocal rank fusion of the full-text and the vector rankings; the score is the fused one.</summary>
+    internal static List<MemoryHit> Fuse(IReadOnlyList<MemoryHit> text, IReadOnlyList<MemoryHit> vectors, int limit)
+    {
+        var scores = new Dictionary<(string, string), (MemoryFact Fact, double Score)>();
+        void Add(IReadOnlyList<MemoryHit> ranking)
+        {
+            for (var i = 0; i < ranking.Count; i++)
+            {
+                var f = ranking[i].Fact;
+                var key = (f.Scope, f.Key);
+                var add = 1.0 / (FusionK + i + 1);
+                scores[key] = scores.TryGetValue(key, out var s) ? (s.Fact, s.Score + add) : (f, add);
+            }
+        }
+        Add(text);
+        Add(vectors);
+        return [.. scores.Values.OrderByDescending(s => s.Score).ThenBy(s => s.Fact.Key, StringComparer.Ordinal).Take(limit)
+            .Select(s => new MemoryHit(s.Fact, Math.Round(s.Score, 6)))];
+    }
+
+    private async Task<float[]> EmbedAsync(string text, CancellationToken ct)
+    {
+        var embedding = await _embeddings!.GenerateAsync(text, cancellationToken: ct);
+        return embedding.Vector.ToArray();
+    }
+
+    private static string ScopeParameters(SqliteCommand cmd, IReadOnlyList<string> scopes)
+    {
+        var names = new StringBuilder();
+        for (var i = 0; i < scopes.Count; i++)
+        {
+            if (i > 0) names.Append(", ");
+            names.Append("$s").Append(i);
+            cmd.Parameters.AddWithValue("$s" + i, scopes[i]);
+        }
+        return names.ToString();
+    }
+
+    private static double Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        var sum = 0f;
+        var i = 0;
+        if (System.Numerics.Vector.IsHardwareAccelerated)
+        {
+            var acc = System.Numerics.Vector<float>.Zero;
+            var width = System.Numerics.Vector<float>.Count;
+            for (; i <= a.Length - width; i += width) acc += new System.Numerics.Vector<float>(a[i..]) * new System.Numerics.Vector<float>(b[i..]);
+            sum = System.Numerics.Vector.Sum(acc);
+        }
+        for (; i < a.Length; i++) sum += a[i] * b[i];
+        return sum;
+    }
+
+    private static double Norm(ReadOnlySpan<float> a) => Math.Sqrt(Dot(a, a));
 
     /// <summary>
     /// The FTS5 query of free text: its words, each quoted (so no character of the text is FTS5 syntax), any of
