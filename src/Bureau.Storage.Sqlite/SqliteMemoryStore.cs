@@ -49,104 +49,133 @@ public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
         {
             await using var c = await OpenAsync(cancellationToken);
             await using var tx = c.BeginTransaction(deferred: false);
-            if (write.IdempotencyKey is { } writeKey && await ReadOneAsync(c, tx, "write_key = $k", p => p.AddWithValue("$k", writeKey), cancellationToken) is { } done)
-            {
-                tx.Commit();
-                return new MemoryWriteResult(OutcomeOf(done.Outcome), done.Fact, null, Repeated: true);
-            }
-
-            var head = await ReadOneAsync(c, tx, "scope = $s AND key = $key AND live = 1",
-                p => { p.AddWithValue("$s", write.Scope); p.AddWithValue("$key", write.Key); }, cancellationToken);
-            var version = head?.Fact.Version ?? 0;
-            var live = head?.Fact.Value;
-            if (write.Value is null && live is null) return new MemoryWriteResult(MemoryWriteOutcome.Absent, null, head?.Fact);
-
-            var holds = write.ExpectedVersion switch
-            {
-                null => true,
-                0 => live is null,
-                var expected => expected == version,
-            };
-            var value = write.Value;
-            var outcome = value is null ? MemoryWriteOutcome.Forgotten : MemoryWriteOutcome.Written;
-            if (!holds)
-            {
-                switch (write.OnConflict)
-                {
-                    case MemoryConflictRule.LastWriterWins:
-                        break;
-                    case MemoryConflictRule.Append when value is not null:
-                        if (live is not null)
-                        {
-                            value = live + "\n" + value;
-                            outcome = MemoryWriteOutcome.Merged;
-                        }
-                        break;
-                    default:
-                        return new MemoryWriteResult(MemoryWriteOutcome.Conflict, null, head?.Fact);
-                }
-            }
-            if (value is not null && value.Length > MemoryScopes.MaxValueLength)
-                throw new ArgumentException($"memory {write.Scope}/{write.Key}: the merged value would be longer than {MemoryScopes.MaxValueLength} characters", nameof(write));
-
-            if (head is not null)
-            {
-                await ExecAsync(c, tx, "UPDATE memory_facts SET live = 0 WHERE id = $id", p => p.AddWithValue("$id", head.Id), cancellationToken);
-                await ExecAsync(c, tx, "DELETE FROM memory_text WHERE rowid = $id", p => p.AddWithValue("$id", head.Id), cancellationToken);
-                await ExecAsync(c, tx, "DELETE FROM memory_vectors WHERE fact_id = $id", p => p.AddWithValue("$id", head.Id), cancellationToken);
-            }
-            var pv = write.Provenance;
-            var fact = new MemoryFact(write.Scope, write.Key, version + 1, value, pv, head is null ? null : version);
-            await using (var insert = c.CreateCommand())
-            {
-                insert.Transaction = tx;
-                insert.CommandText = """
-                    INSERT INTO memory_facts(scope, key, version, value, supersedes, live, outcome, run_id, step, agent, actor, at, write_key)
-                    VALUES($scope, $key, $version, $value, $supersedes, 1, $outcome, $run, $step, $agent, $actor, $at, $write_key);
-                    SELECT last_insert_rowid();
-                    """;
-                insert.Parameters.AddWithValue("$scope", fact.Scope);
-                insert.Parameters.AddWithValue("$key", fact.Key);
-                insert.Parameters.AddWithValue("$version", fact.Version);
-                insert.Parameters.AddWithValue("$value", (object?)value ?? DBNull.Value);
-                insert.Parameters.AddWithValue("$supersedes", (object?)fact.Supersedes ?? DBNull.Value);
-                insert.Parameters.AddWithValue("$outcome", OutcomeName(outcome));
-                insert.Parameters.AddWithValue("$run", (object?)pv.RunId ?? DBNull.Value);
-                insert.Parameters.AddWithValue("$step", (object?)pv.Step ?? DBNull.Value);
-                insert.Parameters.AddWithValue("$agent", (object?)pv.Agent ?? DBNull.Value);
-                insert.Parameters.AddWithValue("$actor", (object?)pv.Actor ?? DBNull.Value);
-                insert.Parameters.AddWithValue("$at", pv.At.ToUnixTimeMilliseconds());
-                insert.Parameters.AddWithValue("$write_key", (object?)write.IdempotencyKey ?? DBNull.Value);
-                var id = Convert.ToInt64(await insert.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);
-                if (value is not null)
-                {
-                    await ExecAsync(c, tx, "INSERT INTO memory_text(rowid, scope, key, value) VALUES($id, $scope, $key, $value)", p =>
-                    {
-                        p.AddWithValue("$id", id);
-                        p.AddWithValue("$scope", fact.Scope);
-                        p.AddWithValue("$key", fact.Key);
-                        p.AddWithValue("$value", value);
-                    }, cancellationToken);
-                    if (_embeddings is not null)
-                    {
-                        var vector = outcome == MemoryWriteOutcome.Merged ? await EmbedAsync(value, cancellationToken) : embedding!;
-                        await ExecAsync(c, tx, "INSERT INTO memory_vectors(fact_id, scope, model, vector) VALUES($id, $scope, $model, $vector)", p =>
-                        {
-                            p.AddWithValue("$id", id);
-                            p.AddWithValue("$scope", fact.Scope);
-                            p.AddWithValue("$model", _embeddingModel);
-                            p.AddWithValue("$vector", MemoryMarshal.AsBytes(vector.AsSpan()).ToArray());
-                        }, cancellationToken);
-                    }
-                }
-            }
-            tx.Commit();
-            return new MemoryWriteResult(outcome, fact with { Provenance = pv with { At = DateTimeOffset.FromUnixTimeMilliseconds(pv.At.ToUnixTimeMilliseconds()) } });
+            var result = await ApplyAsync(c, tx, write, embedding, cancellationToken);
+            if (result.Succeeded) tx.Commit();
+            return result;
         }
         catch (SqliteException ex) when (SqliteFaults.Classify(ex, Options.Path) is { } fault)
         {
             throw fault;
         }
+    }
+
+    /// <summary>
+    /// Applies many writes in one transaction (one fsync), each exactly as <see cref="WriteAsync"/> would, in order: an
+    /// import, or the loading of a benchmark's facts. Returns each write's result.
+    /// </summary>
+    public async Task<IReadOnlyList<MemoryWriteResult>> WriteManyAsync(IReadOnlyList<MemoryWrite> writes, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(writes);
+        foreach (var w in writes) Check(w);
+        var embeddings = new float[]?[writes.Count];
+        for (var i = 0; i < writes.Count; i++)
+            if (_embeddings is not null && writes[i].Value is { } text) embeddings[i] = await EmbedAsync(text, cancellationToken);
+        try
+        {
+            await using var c = await OpenAsync(cancellationToken);
+            await using var tx = c.BeginTransaction(deferred: false);
+            var results = new List<MemoryWriteResult>(writes.Count);
+            for (var i = 0; i < writes.Count; i++) results.Add(await ApplyAsync(c, tx, writes[i], embeddings[i], cancellationToken));
+            tx.Commit();
+            return results;
+        }
+        catch (SqliteException ex) when (SqliteFaults.Classify(ex, Options.Path) is { } fault)
+        {
+            throw fault;
+        }
+    }
+
+    private async Task<MemoryWriteResult> ApplyAsync(SqliteConnection c, SqliteTransaction tx, MemoryWrite write, float[]? embedding, CancellationToken cancellationToken)
+    {
+        if (write.IdempotencyKey is { } writeKey && await ReadOneAsync(c, tx, "write_key = $k", p => p.AddWithValue("$k", writeKey), cancellationToken) is { } done)
+            return new MemoryWriteResult(OutcomeOf(done.Outcome), done.Fact, null, Repeated: true);
+
+        var head = await ReadOneAsync(c, tx, "scope = $s AND key = $key AND live = 1",
+            p => { p.AddWithValue("$s", write.Scope); p.AddWithValue("$key", write.Key); }, cancellationToken);
+        var version = head?.Fact.Version ?? 0;
+        var live = head?.Fact.Value;
+        if (write.Value is null && live is null) return new MemoryWriteResult(MemoryWriteOutcome.Absent, null, head?.Fact);
+
+        var holds = write.ExpectedVersion switch
+        {
+            null => true,
+            0 => live is null,
+            var expected => expected == version,
+        };
+        var value = write.Value;
+        var outcome = value is null ? MemoryWriteOutcome.Forgotten : MemoryWriteOutcome.Written;
+        if (!holds)
+        {
+            switch (write.OnConflict)
+            {
+                case MemoryConflictRule.LastWriterWins:
+                    break;
+                case MemoryConflictRule.Append when value is not null:
+                    if (live is not null)
+                    {
+                        value = live + "\n" + value;
+                        outcome = MemoryWriteOutcome.Merged;
+                    }
+                    break;
+                default:
+                    return new MemoryWriteResult(MemoryWriteOutcome.Conflict, null, head?.Fact);
+            }
+        }
+        if (value is not null && value.Length > MemoryScopes.MaxValueLength)
+            throw new ArgumentException($"memory {write.Scope}/{write.Key}: the merged value would be longer than {MemoryScopes.MaxValueLength} characters", nameof(write));
+
+        if (head is not null)
+        {
+            await ExecAsync(c, tx, "UPDATE memory_facts SET live = 0 WHERE id = $id", p => p.AddWithValue("$id", head.Id), cancellationToken);
+            await ExecAsync(c, tx, "DELETE FROM memory_text WHERE rowid = $id", p => p.AddWithValue("$id", head.Id), cancellationToken);
+            await ExecAsync(c, tx, "DELETE FROM memory_vectors WHERE fact_id = $id", p => p.AddWithValue("$id", head.Id), cancellationToken);
+        }
+        var pv = write.Provenance;
+        var fact = new MemoryFact(write.Scope, write.Key, version + 1, value, pv, head is null ? null : version);
+        await using (var insert = c.CreateCommand())
+        {
+            insert.Transaction = tx;
+            insert.CommandText = """
+                INSERT INTO memory_facts(scope, key, version, value, supersedes, live, outcome, run_id, step, agent, actor, at, write_key)
+                VALUES($scope, $key, $version, $value, $supersedes, 1, $outcome, $run, $step, $agent, $actor, $at, $write_key);
+                SELECT last_insert_rowid();
+                """;
+            insert.Parameters.AddWithValue("$scope", fact.Scope);
+            insert.Parameters.AddWithValue("$key", fact.Key);
+            insert.Parameters.AddWithValue("$version", fact.Version);
+            insert.Parameters.AddWithValue("$value", (object?)value ?? DBNull.Value);
+            insert.Parameters.AddWithValue("$supersedes", (object?)fact.Supersedes ?? DBNull.Value);
+            insert.Parameters.AddWithValue("$outcome", OutcomeName(outcome));
+            insert.Parameters.AddWithValue("$run", (object?)pv.RunId ?? DBNull.Value);
+            insert.Parameters.AddWithValue("$step", (object?)pv.Step ?? DBNull.Value);
+            insert.Parameters.AddWithValue("$agent", (object?)pv.Agent ?? DBNull.Value);
+            insert.Parameters.AddWithValue("$actor", (object?)pv.Actor ?? DBNull.Value);
+            insert.Parameters.AddWithValue("$at", pv.At.ToUnixTimeMilliseconds());
+            insert.Parameters.AddWithValue("$write_key", (object?)write.IdempotencyKey ?? DBNull.Value);
+            var id = Convert.ToInt64(await insert.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);
+            if (value is not null)
+            {
+                await ExecAsync(c, tx, "INSERT INTO memory_text(rowid, scope, key, value) VALUES($id, $scope, $key, $value)", p =>
+                {
+                    p.AddWithValue("$id", id);
+                    p.AddWithValue("$scope", fact.Scope);
+                    p.AddWithValue("$key", fact.Key);
+                    p.AddWithValue("$value", value);
+                }, cancellationToken);
+                if (_embeddings is not null)
+                {
+                    var vector = outcome == MemoryWriteOutcome.Merged ? await EmbedAsync(value, cancellationToken) : embedding!;
+                    await ExecAsync(c, tx, "INSERT INTO memory_vectors(fact_id, scope, model, vector) VALUES($id, $scope, $model, $vector)", p =>
+                    {
+                        p.AddWithValue("$id", id);
+                        p.AddWithValue("$scope", fact.Scope);
+                        p.AddWithValue("$model", _embeddingModel);
+                        p.AddWithValue("$vector", MemoryMarshal.AsBytes(vector.AsSpan()).ToArray());
+                    }, cancellationToken);
+                }
+            }
+        }
+        return new MemoryWriteResult(outcome, fact with { Provenance = pv with { At = DateTimeOffset.FromUnixTimeMilliseconds(pv.At.ToUnixTimeMilliseconds()) } });
     }
 
     /// <inheritdoc />
@@ -212,10 +241,10 @@ public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
         await using var cmd = c.CreateCommand();
         var names = ScopeParameters(cmd, scopes);
         cmd.CommandText = $"""
-            SELECT {string.Join(", ", Columns.Split(", ").Select(col => "f." + col))}, bm25(memory_text) AS rank
+            SELECT {string.Join(", ", Columns.Split(", ").Select(col => "f." + col))}, memory_text.rank
             FROM memory_text JOIN memory_facts f ON f.id = memory_text.rowid
             WHERE memory_text MATCH $match AND memory_text.scope IN ({names})
-            ORDER BY rank LIMIT $limit
+            ORDER BY memory_text.rank LIMIT $limit
             """;
         cmd.Parameters.AddWithValue("$match", match);
         cmd.Parameters.AddWithValue("$limit", limit);
@@ -315,7 +344,9 @@ public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
 
     /// <summary>
     /// The FTS5 query of free text: its words, each quoted (so no character of the text is FTS5 syntax), any of
-    /// them matching; bm25 ranks facts with more and rarer words higher. Null when the text has no word.
+    /// them matching; bm25 ranks facts with more and rarer words higher. Common English words (<c>the</c>, <c>what</c>,
+    /// ...) are left out unless nothing else is left: they match nearly every fact, add nothing to the ranking, and make
+    /// the search score every fact. Null when the text has no word.
     /// </summary>
     internal static string? MatchExpression(string? text)
     {
@@ -332,9 +363,21 @@ public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
             }
         }
         if (current.Length > 0) words.Add(current.ToString());
-        if (words.Count == 0) return null;
-        return string.Join(" OR ", words.Distinct(StringComparer.OrdinalIgnoreCase).Take(64).Select(w => "\"" + w + "\""));
+        var distinct = words.Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+        var meaningful = distinct.Where(w => !s_stopWords.Contains(w)).ToList();
+        if (meaningful.Count > 0) distinct = meaningful;
+        if (distinct.Count == 0) return null;
+        return string.Join(" OR ", distinct.Take(64).Select(w => "\"" + w + "\""));
     }
+
+    private static readonly HashSet<string> s_stopWords = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "a", "about", "all", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do", "does", "for",
+        "from", "get", "got", "had", "has", "have", "he", "her", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my",
+        "no", "not", "now", "of", "on", "or", "our", "she", "should", "so", "some", "that", "the", "their", "them", "then", "there", "these",
+        "they", "this", "those", "to", "too", "up", "us", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "why", "will",
+        "with", "would", "you", "your",
+    };
 
     private static void Check(MemoryWrite write)
     {

@@ -54,6 +54,6 @@ public sealed class RecallQualityTests(ITestOutputHelper output) : IDisposable
         var recall = await RecallAt5Async(store, set, output);
 
         output.WriteLine($"recall@5 (SQLite FTS5, bm25): {recall:0.000}");
-        Assert.True(recall >= 0.80, $"recall@5 fell to {recall:0.000}");
+        Assert.True(recall >= 0.90, $"recall@5 fell to {recall:0.000}");
     }
 }

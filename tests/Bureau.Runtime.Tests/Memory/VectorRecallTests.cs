@@ -31,11 +31,19 @@ internal sealed class ConceptEmbedder(string model = "concepts-v1") : IEmbedding
             {
                 var word = s_synonyms.GetValueOrDefault(raw, raw).ToLowerInvariant();
                 if (word.Length < 4) continue; // short words carry little meaning here
-                v[(int)((uint)StringComparer.Ordinal.GetHashCode(word) % 64)] += 1;
+                v[(int)(Fnv(word) % 64)] += 1;
             }
             result.Add(new Embedding<float>(v) { ModelId = model });
         }
         return Task.FromResult(result);
+    }
+
+    /// <summary>FNV-1a: the same in every process (string.GetHashCode is randomized per process).</summary>
+    private static uint Fnv(string word)
+    {
+        var hash = 2166136261u;
+        foreach (var ch in word) hash = (hash ^ ch) * 16777619u;
+        return hash;
     }
 
     public object? GetService(Type serviceType, object? serviceKey = null) =>

@@ -258,7 +258,9 @@ public sealed class SqliteMemoryStoreTests : MemoryStoreConformanceTests, IDispo
     public void Dispose() => _dir.Dispose();
 
     [Theory]
-    [InlineData("refund \"now\" -x:y", "\"refund\" OR \"now\" OR \"x\" OR \"y\"")]
+    [InlineData("refund \"ASAP\" -x:y", "\"refund\" OR \"ASAP\" OR \"x\" OR \"y\"")]
+    [InlineData("What is the plan of the customer?", "\"plan\" OR \"customer\"")]
+    [InlineData("who is it", "\"who\" OR \"is\" OR \"it\"")]
     [InlineData("  ?! ", null)]
     public void MatchExpression_QuotesEachWord_SoNoTextIsQuerySyntax(string text, string? expected) =>
         Assert.Equal(expected, SqliteMemoryStore.MatchExpression(text));
