@@ -151,6 +151,44 @@ internal static class Migrations
         );
         CREATE INDEX memory_vectors_by_scope ON memory_vectors(scope);
         """,
+        // 10: teams' operational boards (see SqliteBoardStore): tasks claimed once (a claim is an UPDATE ... WHERE status = 'open'),
+        //     decisions (append-only), compare-and-set keys.
+        """
+        CREATE TABLE board_tasks(
+            board TEXT NOT NULL,
+            id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            title TEXT NOT NULL,
+            detail TEXT,
+            status TEXT NOT NULL,
+            claimed_by TEXT,
+            version INTEGER NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            note TEXT,
+            PRIMARY KEY(board, id)
+        ) WITHOUT ROWID;
+        CREATE INDEX board_tasks_by_seq ON board_tasks(board, seq);
+        CREATE TABLE board_decisions(
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            board TEXT NOT NULL,
+            title TEXT NOT NULL,
+            text TEXT NOT NULL,
+            by TEXT NOT NULL,
+            at INTEGER NOT NULL
+        );
+        CREATE INDEX board_decisions_by_board ON board_decisions(board, seq);
+        CREATE TABLE board_keys(
+            board TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            by TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            PRIMARY KEY(board, key)
+        ) WITHOUT ROWID;
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

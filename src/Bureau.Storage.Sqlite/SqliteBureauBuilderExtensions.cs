@@ -48,6 +48,9 @@ public static class SqliteBureauBuilderExtensions
         services.TryAddSingleton(sp => new SqliteMemoryStore(sp.GetRequiredService<IOptions<SqliteStoreOptions>>().Value,
             sp.GetService<Microsoft.Extensions.AI.IEmbeddingGenerator<string, Microsoft.Extensions.AI.Embedding<float>>>())); // recall by meaning when the app registers one
         services.AddSingleton<IMemoryStore>(sp => sp.GetRequiredService<SqliteMemoryStore>());
+        services.RemoveAll<IBoardStore>();
+        services.TryAddSingleton(sp => new SqliteBoardStore(sp.GetRequiredService<IOptions<SqliteStoreOptions>>().Value));
+        services.AddSingleton<IBoardStore>(sp => sp.GetRequiredService<SqliteBoardStore>());
         return builder;
     }
 
