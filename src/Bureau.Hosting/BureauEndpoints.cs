@@ -103,6 +103,7 @@ public static class BureauEndpointRouteBuilderExtensions
         TriggerEndpoints.Map(endpoints, v1);
         SlackApprovalsApi.Map(endpoints);
         MemoryApi.Map(v1);
+        BoardsApi.Map(v1);
         return v1;
     }
 
