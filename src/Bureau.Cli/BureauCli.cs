@@ -26,6 +26,7 @@ internal static class BureauCli
             SchedulesCommand.Create(),
             EventsCommand.Create(),
             MemoryCommand.Create(),
+            BoardCommand.Create(),
         };
 
         try
