@@ -487,7 +487,7 @@ public sealed class AgentDefinition
     {
         Name = Name, Model = model ?? Model, Instructions = instructions ?? Instructions, Description = Description, Tools = tools, Budgets = budgets,
         LoopDetection = LoopDetection, AllowEmptyInput = AllowEmptyInput, StateConfidence = StateConfidence, Delegates = Delegates,
-        RollbackOnFailure = RollbackOnFailure, Retention = Retention,
+        RollbackOnFailure = RollbackOnFailure, Retention = Retention, Memory = Memory,
     };
 
     /// <summary>When a run of this agent fails or is canceled after completed writes, roll it back: compensate them in reverse order (a <c>rollback</c> child run).</summary>
@@ -495,6 +495,9 @@ public sealed class AgentDefinition
 
     /// <summary>How long its finished runs are kept; null (default): for ever.</summary>
     public AgentRetention? Retention { get; init; }
+
+    /// <summary>Its memory (the <c>remember</c>, <c>recall</c> and <c>forget</c> tools, its conversation window); null: none.</summary>
+    public AgentMemory? Memory { get; init; }
 }
 
 /// <summary>

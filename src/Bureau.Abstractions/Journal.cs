@@ -28,6 +28,9 @@ namespace Bureau;
 [JsonDerivedType(typeof(DependencyWaited), DependencyWaited.KindName)]
 [JsonDerivedType(typeof(ModelFallback), ModelFallback.KindName)]
 [JsonDerivedType(typeof(PolicyApplied), PolicyApplied.KindName)]
+[JsonDerivedType(typeof(MemoryRead), MemoryRead.KindName)]
+[JsonDerivedType(typeof(MemoryWritten), MemoryWritten.KindName)]
+[JsonDerivedType(typeof(ConversationSummarized), ConversationSummarized.KindName)]
 public abstract record JournalEntry
 {
     /// <summary>The entry's kind, as stored and as the host's event stream names it.</summary>
@@ -334,6 +337,70 @@ public sealed record PolicyApplied(string CallId, string Tool, PolicyAction Acti
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "policy.applied";
+    /// <inheritdoc />
+    [JsonIgnore]
+    public override string Kind => KindName;
+}
+
+/// <summary>
+/// A <c>recall</c> read long-term memory: what it found, as it was then (values, versions, provenance). The call's
+/// <see cref="ToolCompleted"/> follows in the same append; a resumed or replayed run sees these values, never the store's.
+/// </summary>
+/// <param name="CallId">The model's id of the call.</param>
+/// <param name="Scopes">The scope addresses looked in.</param>
+/// <param name="Key">The key read, for an exact read.</param>
+/// <param name="Query">The search text, for a search.</param>
+/// <param name="Hits">What was found, best first.</param>
+public sealed record MemoryRead(string CallId, IReadOnlyList<string> Scopes, string? Key, string? Query, IReadOnlyList<MemoryHit> Hits) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "memory.read";
+    /// <inheritdoc />
+    [JsonIgnore]
+    public override string Kind => KindName;
+}
+
+/// <summary>
+/// A <c>remember</c> or <c>forget</c> wrote long-term memory (or was refused: a conflict). Follows the call's
+/// <see cref="ToolIntent"/>, whose key (<c>RUN:STEP</c>) the store deduplicates: a write interrupted by a crash is
+/// completed once, never applied twice. The call's <see cref="ToolCompleted"/> follows in the same append.
+/// </summary>
+/// <param name="CallId">The model's id of the call.</param>
+/// <param name="Tool"><c>remember</c> or <c>forget</c>.</param>
+/// <param name="Scope">The scope address.</param>
+/// <param name="Key">The key.</param>
+/// <param name="Outcome">What the write did.</param>
+/// <param name="ExpectedVersion">The version the write expected (0: absent; null: no condition).</param>
+/// <param name="Fact">The version written, when one was.</param>
+/// <param name="Current">On a conflict, the current version the writer was told about.</param>
+/// <param name="IntentStep">The step of the call's intent (its idempotency key's step).</param>
+/// <param name="Repeated">True when the store had applied the write before (a crash came between the write and this entry).</param>
+public sealed record MemoryWritten(string CallId, string Tool, string Scope, string Key, MemoryWriteOutcome Outcome, long? ExpectedVersion, MemoryFact? Fact,
+    MemoryFact? Current, long IntentStep, bool Repeated = false) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "memory.write";
+    /// <inheritdoc />
+    [JsonIgnore]
+    public override string Kind => KindName;
+}
+
+/// <summary>
+/// The conversation no longer fit the agent's window (<c>memory.window</c>, overflow <c>summarize</c>): a model summarized
+/// its older messages. Journaled before the model call it was made for; from here on the summary stands in for the
+/// first <see cref="Covers"/> messages of the conversation (after the system prompt and the input), and a resumed or
+/// replayed run uses this summary, never a new one.
+/// </summary>
+/// <param name="Turn">The model turn it was made for.</param>
+/// <param name="Covers">How many messages of the conversation, from its start, the summary replaces.</param>
+/// <param name="Summary">The summary.</param>
+/// <param name="Model">The model that wrote it.</param>
+/// <param name="Usage">The tokens the summary call used (they count against the run's token budget).</param>
+/// <param name="DurationMs">How long the summary call took.</param>
+public sealed record ConversationSummarized(int Turn, int Covers, string Summary, string Model, UsageRecord Usage, double DurationMs) : JournalEntry
+{
+    /// <summary>The stored kind.</summary>
+    public const string KindName = "window.summarized";
     /// <inheritdoc />
     [JsonIgnore]
     public override string Kind => KindName;

@@ -25,6 +25,8 @@ internal static class BureauCli
             AuditCommand.Create(),
             SchedulesCommand.Create(),
             EventsCommand.Create(),
+            MemoryCommand.Create(),
+            BoardCommand.Create(),
         };
 
         try

@@ -29,6 +29,11 @@ internal static class JournalText
         RunResumed r => $"resumed from the journal ({r.Reason})",
         RunCanceled c => $"canceled{(c.Actor is null ? "" : " by " + c.Actor)}{(c.Reason is null ? "" : ": " + c.Reason)}{(c.InFlight.Count == 0 ? "" : "; in flight: " + string.Join(", ", c.InFlight))}",
         RunFinished f => f.Status == RunStatus.Succeeded ? $"succeeded: {Cut(OneLine(f.Output ?? ""), 100)}" : $"{f.Status.ToWireName()}: {f.Error}{Failure(f.Failure)}",
+        MemoryRead r => $"recall {(r.Key is null ? "\"" + Cut(r.Query ?? "", 60) + "\"" : r.Key)} in {string.Join(", ", r.Scopes)}: "
+            + (r.Hits.Count == 0 ? "nothing found" : string.Join("; ", r.Hits.Take(3).Select(h => $"{h.Fact.Scope}/{h.Fact.Key} v{h.Fact.Version}{(h.Fact.Provenance.Agent is null ? "" : " by " + h.Fact.Provenance.Agent)}{(h.Fact.Provenance.RunId is null ? "" : " (run " + h.Fact.Provenance.RunId + ")")}")) + (r.Hits.Count > 3 ? $" and {r.Hits.Count - 3} more" : "")),
+        MemoryWritten w => w.Outcome == MemoryWriteOutcome.Conflict
+            ? $"{w.Tool} {w.Scope}/{w.Key}: CONFLICT, expected v{w.ExpectedVersion}, current v{w.Current?.Version ?? 0}{(w.Current?.Provenance.Agent is { } by ? " by " + by : "")}"
+            : $"{w.Tool} {w.Scope}/{w.Key}: {WireNames.Of(w.Outcome)} v{w.Fact?.Version}{(w.Fact?.Supersedes is { } s ? $" (supersedes v{s})" : "")}{(w.Repeated ? ", completed after a crash" : "")}",
         _ => entry.Kind,
     };
 

@@ -107,6 +107,8 @@ public static class BureauEndpointRouteBuilderExtensions
         TriggerEndpoints.Map(endpoints, v1);
         InteropEndpoints.Map(v1);
         SlackApprovalsApi.Map(endpoints);
+        MemoryApi.Map(v1);
+        BoardsApi.Map(v1);
         if (options.MapMcp) McpAgentServer.Map(endpoints).ExcludeFromDescription();
         return v1;
     }

@@ -32,7 +32,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static readonly string[] s_effects = ["read", "idempotent", "write"];
     private static readonly string[] s_inDoubtActions = ["wait", "retry", "fail"];
     private static readonly string[] s_httpMethods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-    private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop", "allowEmptyInput", "rollbackOnFailure", "stateConfidence", "delegates", "retention"];
+    private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop", "allowEmptyInput", "rollbackOnFailure", "stateConfidence", "delegates", "retention", "memory"];
     private static readonly string[] s_retentionKeys = ["keepDays", "keepRuns", "keepFailedDays", "exportTo"];
     private static readonly string[] s_budgetKeys = ["maxSteps", "maxTokens", "maxWallTime", "maxQueueTime", "maxCost"];
     private static readonly string[] s_loopKeys = ["maxRepeatedCalls", "maxTurnsWithoutProgress", "action"];
@@ -820,6 +820,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         }
 
         var retention = map.TryGetValue("retention", out var re) ? ReadRetention(re, entry.Name) : null;
+        var memory = map.TryGetValue("memory", out var mem) ? ReadMemory(mem, entry.Name, modelNames) : null;
 
         if (model is null) return null;
         return new AgentDefinition
@@ -836,6 +837,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             StateConfidence = map.TryGetValue("stateConfidence", out var sc) && Boolean(sc) == true,
             Delegates = map.TryGetValue("delegates", out var dl) ? StringItems(dl) ?? [] : [],
             Retention = retention,
+            Memory = memory,
         };
     }
 

@@ -119,6 +119,76 @@ internal static class Migrations
             at INTEGER NOT NULL
         ) WITHOUT ROWID;
         """,
+        // 9: long-term memory (see SqliteMemoryStore): every version of every fact, with provenance; the head version of a
+        //    key is live = 1 (a forgotten fact's head has no value). write_key deduplicates a run's writes across a crash.
+        //    memory_text indexes the current values for full-text recall (FTS5, bm25); memory_vectors holds their embeddings.
+        """
+        CREATE TABLE memory_facts(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            value TEXT,
+            supersedes INTEGER,
+            live INTEGER NOT NULL DEFAULT 1,
+            outcome TEXT NOT NULL,
+            run_id TEXT,
+            step INTEGER,
+            agent TEXT,
+            actor TEXT,
+            at INTEGER NOT NULL,
+            write_key TEXT UNIQUE,
+            UNIQUE(scope, key, version)
+        );
+        CREATE UNIQUE INDEX memory_heads ON memory_facts(scope, key) WHERE live = 1;
+        CREATE INDEX memory_by_run ON memory_facts(run_id) WHERE run_id IS NOT NULL;
+        CREATE VIRTUAL TABLE memory_text USING fts5(scope UNINDEXED, key, value, tokenize = 'porter unicode61');
+        CREATE TABLE memory_vectors(
+            fact_id INTEGER PRIMARY KEY,
+            scope TEXT NOT NULL,
+            model TEXT NOT NULL,
+            vector BLOB NOT NULL
+        );
+        CREATE INDEX memory_vectors_by_scope ON memory_vectors(scope);
+        """,
+        // 10: teams' operational boards (see SqliteBoardStore): tasks claimed once (a claim is an UPDATE ... WHERE status = 'open'),
+        //     decisions (append-only), compare-and-set keys.
+        """
+        CREATE TABLE board_tasks(
+            board TEXT NOT NULL,
+            id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            title TEXT NOT NULL,
+            detail TEXT,
+            status TEXT NOT NULL,
+            claimed_by TEXT,
+            version INTEGER NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            note TEXT,
+            PRIMARY KEY(board, id)
+        ) WITHOUT ROWID;
+        CREATE INDEX board_tasks_by_seq ON board_tasks(board, seq);
+        CREATE TABLE board_decisions(
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            board TEXT NOT NULL,
+            title TEXT NOT NULL,
+            text TEXT NOT NULL,
+            by TEXT NOT NULL,
+            at INTEGER NOT NULL
+        );
+        CREATE INDEX board_decisions_by_board ON board_decisions(board, seq);
+        CREATE TABLE board_keys(
+            board TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            by TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            PRIMARY KEY(board, key)
+        ) WITHOUT ROWID;
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

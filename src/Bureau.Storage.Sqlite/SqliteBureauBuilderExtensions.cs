@@ -12,7 +12,7 @@ public static class SqliteBureauBuilderExtensions
     /// <summary>The configuration section of <see cref="SqliteStoreOptions"/>.</summary>
     public const string SectionName = "Bureau:Sqlite";
 
-    /// <summary>Keeps runs, journals and API keys in the SQLite file at <paramref name="path"/> (created if missing).</summary>
+    /// <summary>Keeps runs, journals, API keys and long-term memory in the SQLite file at <paramref name="path"/> (created if missing).</summary>
     public static TBuilder UseSqliteStorage<TBuilder>(this TBuilder builder, string path) where TBuilder : IBureauBuilder
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
@@ -44,6 +44,13 @@ public static class SqliteBureauBuilderExtensions
         services.RemoveAll<IEventStore>();
         services.TryAddSingleton(sp => new SqliteEventStore(sp.GetRequiredService<IOptions<SqliteStoreOptions>>().Value));
         services.AddSingleton<IEventStore>(sp => sp.GetRequiredService<SqliteEventStore>());
+        services.RemoveAll<IMemoryStore>();
+        services.TryAddSingleton(sp => new SqliteMemoryStore(sp.GetRequiredService<IOptions<SqliteStoreOptions>>().Value,
+            sp.GetService<Microsoft.Extensions.AI.IEmbeddingGenerator<string, Microsoft.Extensions.AI.Embedding<float>>>())); // recall by meaning when the app registers one
+        services.AddSingleton<IMemoryStore>(sp => sp.GetRequiredService<SqliteMemoryStore>());
+        services.RemoveAll<IBoardStore>();
+        services.TryAddSingleton(sp => new SqliteBoardStore(sp.GetRequiredService<IOptions<SqliteStoreOptions>>().Value));
+        services.AddSingleton<IBoardStore>(sp => sp.GetRequiredService<SqliteBoardStore>());
         return builder;
     }
 

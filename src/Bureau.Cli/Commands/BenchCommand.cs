@@ -74,6 +74,7 @@ internal static class BenchCommand
         cmd.Subcommands.Add(FanOutBench.Create());
         cmd.Subcommands.Add(ApprovalsBench.Create());
         cmd.Subcommands.Add(IngestBench.Create());
+        cmd.Subcommands.Add(MemoryBench.Create());
         return cmd;
     }
 

@@ -98,6 +98,11 @@ internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedL
         await store.InitializeAsync(cancellationToken);
         if (services.GetService<IApiKeyStore>() is { } keys) await keys.InitializeAsync(cancellationToken);
         if (services.GetService<IEventStore>() is { } events) await events.InitializeAsync(cancellationToken);
+        var memory = services.GetService<IMemoryStore>();
+        if (memory is null && engine.Definitions.Agents.Values.FirstOrDefault(a => a.Memory is not null) is { } remembering)
+            throw new InvalidOperationException($"agent '{remembering.Name}' has memory, but this host has no memory store: pick one with UseSqliteStorage, or register an IMemoryStore");
+        if (memory is not null) await memory.InitializeAsync(cancellationToken);
+        if (services.GetService<IBoardStore>() is { } boards) await boards.InitializeAsync(cancellationToken);
         if (store is IAuditLog audit && (!engine.Definitions.Policies.IsEmpty || engine.Definitions.Policies.Notify.Count > 0 || await audit.LastAuditAsync("policy.loaded", cancellationToken) is not null))
             await Governance.PolicyAudit.RecordAsync(engine.Definitions.Policies, audit, engine.Definitions.SourcePath ?? "code", services.GetRequiredService<TimeProvider>().GetUtcNow(), cancellationToken);
         _engine = engine;

@@ -43,6 +43,23 @@ internal sealed class AgentRunExecutor : IRunExecutor
                     throw new ArgumentException($"agent '{a.Name}': delegate '{d}' is not an agent", nameof(deployment));
                 delegates.Add(Delegation.Declaration(callee));
             }
+            if (a.Memory is { } memory)
+            {
+                // The built-in memory tools are declared beside the delegates; the loop handles their calls itself.
+                foreach (var name in memory.Tools)
+                {
+                    if (!AgentMemory.ToolNames.Contains(name))
+                        throw new ArgumentException($"agent '{a.Name}': memory tool '{name}' does not exist; memory tools: {string.Join(", ", AgentMemory.ToolNames)}", nameof(deployment));
+                    if (a.Tools.Contains(name) || a.Delegates.Contains(name))
+                        throw new ArgumentException($"agent '{a.Name}': '{name}' is both a memory tool and one of its tools or delegates; rename the tool or leave it out of memory.tools", nameof(deployment));
+                }
+                foreach (var kind in memory.Scopes)
+                {
+                    if (!MemoryScopes.All.Contains(kind))
+                        throw new ArgumentException($"agent '{a.Name}': memory scope '{kind}' does not exist; scopes: {string.Join(", ", MemoryScopes.All)}", nameof(deployment));
+                }
+                delegates.AddRange(Memory.MemoryTools.Declarations(memory));
+            }
             agents[a.Name] = new AgentRuntime(a, model, models.Get(model), agentTools, validator, delegates);
         }
         Agents = agents;
@@ -273,12 +290,27 @@ internal sealed partial class AgentLoop : IResilienceJournal
         using var timeLimit = RemainingTime() is { } remaining ? new CancellationTokenSource(remaining, Time) : null;
         using var linked = timeLimit is null ? null : CancellationTokenSource.CreateLinkedTokenSource(_cancel, timeLimit.Token);
         var token = linked?.Token ?? _cancel;
+        IList<ChatMessage> request = _state.Messages;
+        if (_agent.Definition.Memory?.Window is { } window)
+        {
+            try
+            {
+                using var scope = ResilienceScope.Enter(this);
+                request = await WindowAsync(window, turn, token);
+            }
+            catch (OperationCanceledException) when (timeLimit?.IsCancellationRequested == true && !_cancel.IsCancellationRequested)
+            {
+                await BudgetStopAsync(new BudgetExceeded("time", _agent.Definition.Budgets.MaxWallTime!.Value.TotalSeconds, Math.Round(ActiveTime().TotalSeconds, 3)));
+                return null;
+            }
+        }
+        var requestMessages = request.Count;
         _run.InFlight = $"model call {turn} ({_agent.ModelName})";
         _run.PublishActivity("model.started", $"{_agent.ModelLabel} turn {turn}");
         try
         {
             using var scope = ResilienceScope.Enter(this);
-            response = await _agent.Client.GetResponseAsync(_state.Messages, _agent.ChatOptions, token);
+            response = await _agent.Client.GetResponseAsync(request, _agent.ChatOptions, token);
         }
         catch (OperationCanceledException) when (timeLimit?.IsCancellationRequested == true && !_cancel.IsCancellationRequested)
         {
@@ -299,7 +331,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
         }
         _run.CrashPoints.Hit("after-model");
         var elapsed = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-        return new ModelAnswer(ToEntry(response, turn, elapsed));
+        return new ModelAnswer(ToEntry(response, turn, elapsed, requestMessages));
     }
 
     private RunFailure ModelFailureOf(Exception ex, long step)
@@ -325,7 +357,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
         return new RunFailure("model", kind, step, "model:" + model, attempts, hint);
     }
 
-    private ModelResponded ToEntry(ChatResponse response, int turn, double elapsedMs)
+    private ModelResponded ToEntry(ChatResponse response, int turn, double elapsedMs, int requestMessages)
     {
         List<ToolCallRecord>? calls = null;
         foreach (var message in response.Messages)
@@ -359,7 +391,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
             (IReadOnlyList<ToolCallRecord>?)calls ?? [],
             usage,
             response.FinishReason?.Value,
-            _state.Messages.Count,
+            requestMessages,
             Math.Round(elapsedMs, 3),
             price is null ? null : Math.Round(price.CostOf(usage), 9),
             fellBack ? answeredBy : null,
@@ -370,6 +402,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
     private async Task<RunStatus?> HandleCallAsync(PendingCall call, LoopDetectionSettings loop)
     {
         if (_agent.Definition.Delegates.Contains(call.Call.Name)) return await HandleDelegationAsync(call);
+        if (Memory.MemoryTools.IsMemoryTool(_agent.Definition.Memory, call.Call.Name)) return await HandleMemoryAsync(call);
         var c = call.Call;
         _confidence = null;
         if (_agent.Definition.StateConfidence && call.State == CallState.NotStarted) (c, _confidence) = Confidence.Take(c);

@@ -89,6 +89,10 @@ internal sealed class RunState
     public Dictionary<string, ApprovalProgress> Approvals { get; } = new(StringComparer.Ordinal);
     /// <summary>Child runs this run started (delegated agents).</summary>
     public HashSet<string> StartedChildren { get; } = new(StringComparer.Ordinal);
+    /// <summary>The version of each fact (scope address, key) this run last read or wrote: a memory write's default compare-and-set condition (0: absent).</summary>
+    public Dictionary<(string Scope, string Key), long> MemorySeen { get; } = [];
+    /// <summary>The latest summary of the conversation's older messages (a window with overflow <c>summarize</c>), or null.</summary>
+    public ConversationSummarized? Summary { get; private set; }
     private readonly Dictionary<long, ApprovalProgress> _approvalsByStep = [];
     public TimeSpan TimeWaiting { get; private set; }
     public int TurnsWithoutProgress { get; private set; }
@@ -211,6 +215,17 @@ internal sealed class RunState
                 break;
             case ChildRunStarted cs:
                 StartedChildren.Add(cs.ChildRunId);
+                break;
+            case MemoryRead mr:
+                foreach (var hit in mr.Hits) MemorySeen[(hit.Fact.Scope, hit.Fact.Key)] = hit.Fact.Version;
+                break;
+            case MemoryWritten mw:
+                if (mw.Fact is { } written) MemorySeen[(written.Scope, written.Key)] = written.Version;
+                else if (mw.Outcome == MemoryWriteOutcome.Conflict) MemorySeen[(mw.Scope, mw.Key)] = mw.Current?.Version ?? 0;
+                break;
+            case ConversationSummarized cs:
+                Summary = cs;
+                Usage += cs.Usage;
                 break;
             case BudgetExceeded or RunResumed or RunCanceled or ChildRunFinished or AttemptFailed or DependencyWaited or ModelFallback:
                 break;

@@ -5,7 +5,7 @@ namespace Bureau.Replay;
 
 /// <summary>
 /// The replay's model: answers each model call with the recorded answer of the same turn (the turn is
-/// the number of assistant messages in the request, plus one). It never calls a real model. A turn the
+/// the number of model answers the replayed run has journaled, plus one), and a summary call with the recorded summary. It never calls a real model. A turn the
 /// recording does not have fails the call, which the replayed run journals, and the replay reports as
 /// a divergence.
 /// </summary>
@@ -20,10 +20,23 @@ internal sealed class ReplayChatClient(ReplaySession session) : IChatClient
             await Task.Delay(TimeSpan.FromSeconds(stopped.Limit + 5), cancellationToken);
             throw new InvalidOperationException($"replay of run {session.RunId}: the recorded run's time budget ({stopped.Limit}s) stopped the model call after step {session.Version}; the replayed run's did not");
         }
-        var turn = 1;
-        foreach (var m in messages)
+        if (session.Next?.Entry is ConversationSummarized summarized)
         {
-            if (m.Role == ChatRole.Assistant) turn++;
+            // The loop asks for a summary of the conversation's older messages: the recorded one.
+            return new ChatResponse(new ChatMessage(ChatRole.Assistant, summarized.Summary))
+            {
+                ModelId = summarized.Model,
+                Usage = new UsageDetails { InputTokenCount = summarized.Usage.InputTokens, OutputTokenCount = summarized.Usage.OutputTokens, TotalTokenCount = summarized.Usage.TotalTokens },
+            };
+        }
+        // The replayed run's journal is the recorded one up to session.Version (every append is checked against it), so its
+        // turn is the recorded model answers up to there, plus one. (Counting the request's assistant messages would miss
+        // those a conversation window left out.)
+        var turn = 1;
+        foreach (var r in session.Recorded)
+        {
+            if (r.N > session.Version) break;
+            if (r.Entry is ModelResponded) turn++;
         }
         ModelResponded? recorded = null;
         foreach (var r in session.Recorded)

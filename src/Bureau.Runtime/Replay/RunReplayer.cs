@@ -32,7 +32,8 @@ public sealed record ReplayResult(string RunId, string Agent, int Steps, long St
 /// Replays a finished run against its journal with the current engine and the given definitions, and
 /// reports whether the engine takes the same steps (decision 0013). Model answers and tool results
 /// are served from the journal (a replay <c>IChatClient</c> through <c>ConfigureChatClients</c>, and
-/// the innermost tool filter through <c>AddToolFilter</c>): no real model or tool is called. The run
+/// the innermost tool filter through <c>AddToolFilter</c>), and so are memory reads and writes (a replay
+/// <see cref="IMemoryStore"/>): no real model, tool or memory is called. The run
 /// executes in a throwaway in-memory store, never the database it came from. What a person or the
 /// timer service did (resolutions, answers, expiries, a cancellation of a waiting run) is done again
 /// at the same point; an interrupted execution (a crash) is interrupted again where the next
@@ -71,6 +72,7 @@ public sealed class RunReplayer
         if (_loggerFactory is not null) services.AddSingleton(_loggerFactory);
         services.AddSingleton(session);
         services.AddSingleton<IRunStore>(store);
+        services.AddSingleton<IMemoryStore>(new ReplayMemoryStore(session));
         var client = new ReplayChatClient(session);
         services.AddBureau(o => o.NodeId = "replay")
             .AddDefinitions(_definitions)

@@ -38,7 +38,7 @@ public static partial class StepComparison
         var json = (JsonObject)JsonNode.Parse(BureauJson.SerializeEntry(entry))!;
         switch (entry)
         {
-            case ModelResponded or ToolCompleted:
+            case ModelResponded or ToolCompleted or ConversationSummarized:
                 json.Remove("durationMs");
                 break;
             case RunWaiting:

@@ -91,6 +91,7 @@ public sealed class EngineFixture : IAsyncDisposable
         var provider = services.BuildServiceProvider();
         _owned.Insert(0, provider);
         await provider.GetRequiredService<IRunStore>().InitializeAsync();
+        if (provider.GetService<IMemoryStore>() is { } memory) await memory.InitializeAsync(); // as the host's start does
         var engine = provider.GetRequiredService<BureauEngine>();
         Services = provider;
         _owned.Insert(0, engine);
