@@ -18,6 +18,16 @@ if ! command -v dotnet >/dev/null 2>&1; then
   exit 2
 fi
 
+# The A2A tests' client: the protocol's JS SDK (tests/a2a, pinned by package-lock.json).
+if [ ! -d tests/a2a/node_modules ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "test.sh: installing nodejs and npm with apt-get" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  echo "test.sh: npm ci in tests/a2a" >&2
+  (cd tests/a2a && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 dotnet build Bureau.slnx -c Release -v quiet -nologo -clp:ErrorsOnly
 

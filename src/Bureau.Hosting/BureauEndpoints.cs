@@ -102,6 +102,7 @@ public static class BureauEndpointRouteBuilderExtensions
             .WithName("RevokeKey").WithSummary("Revoke an API key.").ProducesProblem(404);
         TriggerEndpoints.Map(endpoints, v1);
         SlackApprovalsApi.Map(endpoints);
+        Bureau.Hosting.A2A.A2AEndpoints.Map(endpoints);
         return v1;
     }
 

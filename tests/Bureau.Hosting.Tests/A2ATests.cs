@@ -1,0 +1,321 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit;
+
+namespace Bureau.Hosting.Tests;
+
+/// <summary>
+/// A2A 1.0 driven by a client nobody here wrote: the A2A JS SDK (@a2a-js/sdk, from tests/a2a: test.sh runs npm ci
+/// there) against a host on a loopback port, over each binding; it reads the agent card, sends, streams, gets, lists,
+/// subscribes and cancels (tests/a2a/client.mjs asserts each answer).
+/// </summary>
+public sealed class A2AClientTests : IAsyncDisposable
+{
+    private readonly TestHost _host = new();
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+    private static readonly string s_tools = Path.Combine(FindRoot(), "tests", "a2a");
+
+    public ValueTask DisposeAsync() => _host.DisposeAsync();
+
+    private async Task<string> StartAsync()
+    {
+        await _host.StartAsync(configureHost: b => b.WebHost.UseUrls("http://127.0.0.1:0"), testServer: false);
+        return _host.App.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single();
+    }
+
+    [Theory]
+    [InlineData("JSONRPC")]
+    [InlineData("HTTP+JSON")]
+    public async Task JsSdkClient_SendsStreamsGetsListsSubscribesCancels(string binding)
+    {
+        var url = await StartAsync();
+
+        var (code, output) = await NodeAsync(url, binding, key: null);
+
+        Assert.True(code == 0, output);
+        Assert.Contains($"OK {binding}", output);
+        // The tasks are runs: two of agent echo (the message sent twice started one), the slow one canceled.
+        var echo = (await _host.Engine.ListRunsAsync(new RunQuery { Agent = "echo" }, Ct)).Items;
+        Assert.Equal(2, echo.Count);
+        Assert.All(echo, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+        Assert.All(echo, r => Assert.StartsWith("a2a:", r.IdempotencyKey));
+        var slow = Assert.Single((await _host.Engine.ListRunsAsync(new RunQuery { Agent = "slow" }, Ct)).Items);
+        Assert.Equal(RunStatus.Canceled, slow.Status);
+    }
+
+    [Fact]
+    public async Task JsSdkClient_WithApiKeys_ReadsTheCardsBearerSchemeAndSendsTheKey()
+    {
+        var url = await StartAsync();
+        var key = await _host.CreateKeyAsync(ApiKeyRole.Operator);
+
+        var (code, output) = await NodeAsync(url, "HTTP+JSON", key);
+
+        Assert.True(code == 0, output);
+        var run = (await _host.Engine.ListRunsAsync(new RunQuery { Agent = "echo" }, Ct)).Items[^1];
+        Assert.StartsWith("key:", run.Actor);
+    }
+
+    private static async Task<(int Code, string Output)> NodeAsync(string url, string binding, string? key)
+    {
+        Assert.True(Directory.Exists(Path.Combine(s_tools, "node_modules", "@a2a-js", "sdk")),
+            $"{s_tools}/node_modules is missing: run `npm ci --prefix tests/a2a` (test.sh does) with Node.js installed");
+        var start = new ProcessStartInfo("node") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = s_tools };
+        start.ArgumentList.Add("client.mjs");
+        start.ArgumentList.Add(url);
+        start.ArgumentList.Add(binding);
+        if (key is not null) start.ArgumentList.Add(key);
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync(Ct);
+        var stderr = process.StandardError.ReadToEndAsync(Ct);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromMinutes(3));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"node client.mjs {binding} did not finish within 3 minutes: {await stdout}{await stderr}");
+        }
+        return (process.ExitCode, await stdout + await stderr);
+    }
+
+    private static string FindRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Bureau.slnx"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("Bureau.slnx not found above " + AppContext.BaseDirectory);
+    }
+}
+
+/// <summary>A2A's cards, errors, access and state mapping, request by request.</summary>
+public sealed class A2AProtocolTests : IAsyncDisposable
+{
+    private readonly TestHost _host = new();
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public ValueTask DisposeAsync() => _host.DisposeAsync();
+
+    private static string Rpc(string method, string @params, string id = "7") =>
+        $$"""{"jsonrpc":"2.0","id":{{id}},"method":"{{method}}","params":{{@params}}}""";
+
+    private async Task<(HttpStatusCode Status, JsonObject Body)> RpcAsync(string path, string body, string? key = null)
+    {
+        using var res = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, path, body, key), Ct);
+        return (res.StatusCode, await Http.BodyAsync(res));
+    }
+
+    private static JsonObject Error(JsonObject body, int code)
+    {
+        Assert.Equal("2.0", (string?)body["jsonrpc"]);
+        var error = body["error"]?.AsObject();
+        Assert.True(error is not null && (int)error["code"]! == code, $"expected error {code}: {body.ToJsonString()}");
+        Assert.False(string.IsNullOrEmpty((string?)error["message"]));
+        return error;
+    }
+
+    [Fact]
+    public async Task HostCard_ListsTheAgentsAsSkills_AgentCard_PointsAtItsOwnEndpoints()
+    {
+        await _host.StartAsync();
+
+        var card = await Http.BodyAsync(await _host.Client.GetAsync("/.well-known/agent-card.json", Ct));
+        Assert.Equal(["echo", "pager", "slow"], card["skills"]!.AsArray().Select(s => (string)s!["id"]!));
+        Assert.Equal("http://localhost/a2a", (string?)card["supportedInterfaces"]![0]!["url"]);
+        Assert.Null(card["securitySchemes"]); // no keys: loopback only, nothing to declare
+
+        var echo = await Http.BodyAsync(await _host.Client.GetAsync("/a2a/agents/echo/.well-known/agent-card.json", Ct));
+        Assert.Equal(("echo", "Answers with its input."), ((string?)echo["name"], (string?)echo["description"]));
+        var interfaces = echo["supportedInterfaces"]!.AsArray();
+        Assert.Equal(["JSONRPC", "HTTP+JSON"], interfaces.Select(i => (string)i!["protocolBinding"]!));
+        Assert.All(interfaces, i => Assert.Equal(("http://localhost/a2a/agents/echo", "1.0"), ((string?)i!["url"], (string?)i["protocolVersion"])));
+        Assert.True((bool)echo["capabilities"]!["streaming"]!);
+
+        using var unknown = await _host.Client.GetAsync("/a2a/agents/nobody/.well-known/agent-card.json", Ct);
+        Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
+        Assert.Contains("echo, pager, slow", (string?)(await Http.BodyAsync(unknown))["error"]!["message"]);
+    }
+
+    [Fact]
+    public async Task Card_WithKeys_IsPublicAndDeclaresTheBearerKey_CallsWithoutAKeyAreRefused()
+    {
+        await _host.StartAsync();
+        var viewer = await _host.CreateKeyAsync(ApiKeyRole.Viewer);
+
+        var card = await Http.BodyAsync(await _host.Client.GetAsync("/a2a/agents/echo/.well-known/agent-card.json", Ct));
+        Assert.Equal("Bearer", (string?)card["securitySchemes"]!["bureauApiKey"]!["httpAuthSecurityScheme"]!["scheme"]);
+        Assert.NotNull(card["securityRequirements"]![0]!["schemes"]!["bureauApiKey"]);
+
+        var send = Rpc("SendMessage", """{"message":{"messageId":"m1","role":"ROLE_USER","parts":[{"text":"hi"}]}}""");
+        var (status, body) = await RpcAsync("/a2a/agents/echo", send);
+        Assert.Equal(HttpStatusCode.Unauthorized, status);
+        Assert.Equal("Authorization", (string?)Error(body, -32600)["data"]!["field"]);
+
+        (status, body) = await RpcAsync("/a2a/agents/echo", send, viewer);
+        Assert.Equal(HttpStatusCode.Forbidden, status);
+        Assert.Contains("operator", (string?)Error(body, -32600)["message"]);
+
+        using var rest = await _host.Client.SendAsync(Http.Get("/a2a/agents/echo/tasks"), Ct);
+        Assert.Equal(HttpStatusCode.Unauthorized, rest.StatusCode);
+        Assert.Equal("UNAUTHENTICATED", (string?)(await Http.BodyAsync(rest))["error"]!["status"]);
+
+        // A viewer reads: let in, and told the task does not exist.
+        (status, body) = await RpcAsync("/a2a/agents/echo", Rpc("GetTask", """{"id":"nope"}"""), viewer);
+        Assert.Equal(HttpStatusCode.OK, status);
+        Error(body, -32001);
+        Assert.Empty((await _host.Engine.ListRunsAsync(new RunQuery(), Ct)).Items); // nothing refused started anything
+    }
+
+    [Fact]
+    public async Task UnknownTask_IsTaskNotFound_InBothBindings()
+    {
+        await _host.StartAsync();
+
+        var (status, body) = await RpcAsync("/a2a/agents/echo", Rpc("GetTask", """{"id":"r-missing"}""", "\"abc\""));
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("abc", (string?)body["id"]);
+        Assert.Equal("r-missing", (string?)Error(body, -32001)["data"]!["taskId"]);
+
+        using var rest = await _host.Client.GetAsync("/a2a/agents/echo/tasks/r-missing", Ct);
+        Assert.Equal(HttpStatusCode.NotFound, rest.StatusCode);
+        var error = (await Http.BodyAsync(rest))["error"]!;
+        Assert.Equal(("NOT_FOUND", "TASK_NOT_FOUND"), ((string?)error["status"], (string?)error["details"]![0]!["reason"]));
+
+        // Another agent's task is not found through this agent's endpoint.
+        var (_, sent) = await RpcAsync("/a2a/agents/pager", Rpc("SendMessage", """{"message":{"messageId":"p1","parts":[{"text":"x"}]}}"""));
+        var pagerTask = (string)sent["result"]!["task"]!["id"]!;
+        (_, body) = await RpcAsync("/a2a/agents/echo", Rpc("GetTask", $$"""{"id":"{{pagerTask}}"}"""));
+        Error(body, -32001);
+    }
+
+    [Theory]
+    [InlineData("SendMessage", """{}""", "message")]
+    [InlineData("SendMessage", """{"message":{"messageId":"m","parts":[]}}""", "message.parts")]
+    [InlineData("SendMessage", """{"message":{"messageId":5,"parts":[{"text":"x"}]}}""", "message.messageId")]
+    [InlineData("SendMessage", """{"message":{"messageId":"m","role":"ROLE_AGENT","parts":[{"text":"x"}]}}""", "message.role")]
+    [InlineData("SendMessage", """{"message":{"messageId":"m","parts":[{"text":"x"}]},"configuration":{"historyLength":-1}}""", "configuration.historyLength")]
+    [InlineData("ListTasks", """{"pageSize":0}""", "pageSize")]
+    [InlineData("ListTasks", """{"status":"TASK_STATE_SLEEPING"}""", "status")]
+    [InlineData("GetTask", """{}""", "id")]
+    public async Task BadParams_AreInvalidParamsNamingTheField_AndStartNothing(string method, string @params, string field)
+    {
+        await _host.StartAsync();
+
+        var (status, body) = await RpcAsync("/a2a/agents/echo", Rpc(method, @params));
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        var error = Error(body, -32602);
+        Assert.Equal(field, (string?)error["data"]!["field"]);
+        Assert.Contains(field, (string?)error["message"]);
+        Assert.Empty((await _host.Engine.ListRunsAsync(new RunQuery(), Ct)).Items);
+    }
+
+    [Fact]
+    public async Task NotJsonRpc_ParseErrorUnknownMethodFileParts_HaveTheirCodes()
+    {
+        await _host.StartAsync();
+
+        Error((await RpcAsync("/a2a/agents/echo", "{nope")).Body, -32700);
+        Error((await RpcAsync("/a2a/agents/echo", """{"jsonrpc":"1.0","id":1,"method":"GetTask"}""")).Body, -32600);
+        Error((await RpcAsync("/a2a/agents/echo", Rpc("tasks/get", "{}"))).Body, -32601);
+        var file = Error((await RpcAsync("/a2a/agents/echo", Rpc("SendMessage", """{"message":{"messageId":"f","parts":[{"url":"https://example.com/a.pdf"}]}}"""))).Body, -32005);
+        Assert.Equal("message.parts[0]", (string?)file["data"]!["field"]);
+        var (status, body) = await RpcAsync("/a2a/agents/nobody", Rpc("GetTask", """{"id":"x"}"""));
+        Assert.Equal(HttpStatusCode.NotFound, status);
+        Error(body, -32600);
+    }
+
+    [Fact]
+    public async Task HostEndpoint_RoutesByMetadataAgent_AndAsksForOneWhenSeveralAreDeployed()
+    {
+        await _host.StartAsync();
+
+        var error = Error((await RpcAsync("/a2a", Rpc("SendMessage", """{"message":{"messageId":"h1","parts":[{"text":"x"}]}}"""))).Body, -32602);
+        Assert.Equal("metadata.agent", (string?)error["data"]!["field"]);
+
+        var (_, body) = await RpcAsync("/a2a", Rpc("SendMessage", """{"message":{"messageId":"h2","parts":[{"text":"routed"}]},"metadata":{"agent":"echo"}}"""));
+        var task = body["result"]!["task"]!;
+        Assert.Equal("TASK_STATE_COMPLETED", (string?)task["status"]!["state"]);
+        Assert.Equal("echo: routed", (string?)task["artifacts"]![0]!["parts"]![0]!["text"]);
+        Assert.Equal("echo", (string?)task["metadata"]!["agent"]);
+    }
+
+    [Fact]
+    public async Task RunWaitingForApproval_IsInputRequired_ThenCompletedOnceApproved()
+    {
+        await _host.StartAsync(b => b
+            .AddModel(new ScriptedModelDefinition
+            {
+                Name = "script",
+                Rules =
+                [
+                    new ScriptRule { When = new ScriptCondition { TurnFrom = 1, TurnTo = 1 }, Calls = [new ScriptToolCall { Tool = "refund", Arguments = new JsonObject { ["amount"] = 250 } }] },
+                    new ScriptRule { Reply = "done: {{last}}" },
+                ],
+            })
+            .AddTool(AIFunctionFactory.Create((int amount) => "refunded " + amount, "refund"), ToolEffect.Write)
+            .AddAgent(new AgentDefinition { Name = "refunder", Model = "script", Tools = ["refund"] })
+            .AddPolicy(new PolicyRule
+            {
+                Name = "big-refunds",
+                When = new PolicyConditions { Tools = ["refund"] },
+                Action = PolicyAction.RequireApproval,
+                Reason = "refunds need a lead",
+                Approval = new ApprovalSpec { Levels = [new(["support-leads"], TimeSpan.FromMinutes(30))] },
+            }));
+
+        // Blocking send: it returns when the task needs a person, not when it finishes.
+        using var res = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, "/a2a/agents/refunder/message:send",
+            """{"message":{"messageId":"r1","contextId":"ticket-7","role":"ROLE_USER","parts":[{"text":"refund order 7"}]}}"""), Ct);
+        Assert.Equal(HttpStatusCode.OK, res.StatusCode);
+        var task = (await Http.BodyAsync(res))["task"]!;
+        var id = (string)task["id"]!;
+        Assert.Equal(("TASK_STATE_INPUT_REQUIRED", "ticket-7"), ((string?)task["status"]!["state"], (string?)task["contextId"]));
+        Assert.Contains("approval", (string?)task["status"]!["message"]!["parts"]![0]!["text"]);
+
+        // A message to it is refused (a person decides, through approvals), and the run is untouched.
+        using var answer = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, "/a2a/agents/refunder/message:send",
+            $$$"""{"message":{"messageId":"r2","taskId":"{{{id}}}","parts":[{"text":"yes"}]}}"""), Ct);
+        Assert.Equal(HttpStatusCode.BadRequest, answer.StatusCode);
+        Assert.Equal("UNSUPPORTED_OPERATION", (string?)(await Http.BodyAsync(answer))["error"]!["details"]![0]!["reason"]);
+
+        var run = await _host.Engine.GetRunAsync(id, Ct);
+        using var decided = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, $"/v1/approvals/{id}:{run!.WaitingFor!.Step}/decision", """{"decision":"approve"}"""), Ct);
+        Assert.Equal(HttpStatusCode.Accepted, decided.StatusCode);
+        await _host.WaitAsync(id);
+
+        var done = await Http.BodyAsync(await _host.Client.GetAsync($"/a2a/agents/refunder/tasks/{id}", Ct));
+        Assert.Equal("TASK_STATE_COMPLETED", (string?)done["status"]!["state"]);
+        Assert.Equal("done: refunded 250", (string?)done["artifacts"]![0]!["parts"]![0]!["text"]);
+        var listed = await Http.BodyAsync(await _host.Client.GetAsync("/a2a/agents/refunder/tasks?contextId=ticket-7", Ct));
+        Assert.Equal(id, (string?)Assert.Single(listed["tasks"]!.AsArray())!["id"]);
+    }
+
+    [Fact]
+    public async Task RestStream_IsServerSentEventsOfStreamResponses_EndingWithTheFinalStatus()
+    {
+        await _host.StartAsync();
+
+        using var req = Http.Json(HttpMethod.Post, "/a2a/agents/echo/message:stream", """{"message":{"messageId":"s1","parts":[{"text":"live"}]}}""");
+        using var res = await _host.Client.SendAsync(req, HttpCompletionOption.ResponseHeadersRead, Ct);
+        Assert.Equal("text/event-stream", res.Content.Headers.ContentType?.MediaType);
+        var text = await res.Content.ReadAsStringAsync(Ct);
+        var events = text.Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+            .Where(e => e.StartsWith("data: ", StringComparison.Ordinal))
+            .Select(e => JsonNode.Parse(e["data: ".Length..])!.AsObject()).ToList();
+
+        Assert.Equal("task", events[0].First().Key);
+        var artifact = Assert.Single(events, e => e.ContainsKey("artifactUpdate"))["artifactUpdate"]!;
+        Assert.Equal(("echo: live", true), ((string?)artifact["artifact"]!["parts"]![0]!["text"], (bool)artifact["lastChunk"]!));
+        Assert.Equal("TASK_STATE_COMPLETED", (string?)events[^1]["statusUpdate"]!["status"]!["state"]);
+    }
+}
