@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
+using System.Net.Sockets;
 using Xunit;
 
 namespace Bureau.Hosting.Tests;
@@ -317,5 +318,136 @@ public sealed class A2AProtocolTests : IAsyncDisposable
         var artifact = Assert.Single(events, e => e.ContainsKey("artifactUpdate"))["artifactUpdate"]!;
         Assert.Equal(("echo: live", true), ((string?)artifact["artifact"]!["parts"]![0]!["text"], (bool)artifact["lastChunk"]!));
         Assert.Equal("TASK_STATE_COMPLETED", (string?)events[^1]["statusUpdate"]!["status"]!["state"]);
+    }
+}
+
+/// <summary>A2A push notifications: configs kept durably, SSRF checks, delivery with retries and backoff.</summary>
+public sealed class A2APushTests : IAsyncDisposable
+{
+    private readonly TestHost _host = new();
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public ValueTask DisposeAsync() => _host.DisposeAsync();
+
+    private Task StartAsync(bool allowPrivate) => _host.StartAsync(configureHost: b => b.Services.Configure<A2AOptions>(o =>
+    {
+        o.AllowPrivatePushUrls = allowPrivate;
+        o.PushRetryDelay = TimeSpan.FromMilliseconds(200);
+    }));
+
+    private async Task<JsonObject> RpcAsync(string method, string @params)
+    {
+        using var res = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, "/a2a/agents/slow",
+            $$"""{"jsonrpc":"2.0","id":1,"method":"{{method}}","params":{{@params}}}"""), Ct);
+        Assert.Equal(HttpStatusCode.OK, res.StatusCode);
+        return await Http.BodyAsync(res);
+    }
+
+    private async Task<string> PendingTaskAsync(string text, string push = "")
+    {
+        var body = await RpcAsync("SendMessage",
+            $$$"""{"message":{"messageId":"{{{Guid.NewGuid()}}}","parts":[{"text":"{{{text}}}"}]},"configuration":{"returnImmediately":true{{{push}}}}}""");
+        return (string)body["result"]!["task"]!["id"]!;
+    }
+
+    [Theory]
+    [InlineData("127.0.0.1", true)]
+    [InlineData("10.1.2.3", true)]
+    [InlineData("172.16.5.4", true)]
+    [InlineData("192.168.1.1", true)]
+    [InlineData("169.254.169.254", true)]
+    [InlineData("100.64.0.1", true)]
+    [InlineData("0.0.0.0", true)]
+    [InlineData("::1", true)]
+    [InlineData("fe80::1", true)]
+    [InlineData("fd00::1", true)]
+    [InlineData("::ffff:127.0.0.1", true)]
+    [InlineData("8.8.8.8", false)]
+    [InlineData("172.32.0.1", false)]
+    [InlineData("2606:4700:4700::1111", false)]
+    public void NonPublicAddresses_AreRecognized(string address, bool nonPublic) =>
+        Assert.Equal(nonPublic, Bureau.Hosting.A2A.A2APushTargets.IsNonPublic(IPAddress.Parse(address)));
+
+    [Theory]
+    [InlineData("http://127.0.0.1:9/hook", "non-public")]
+    [InlineData("http://localhost/hook", "non-public")]
+    [InlineData("http://169.254.169.254/latest/meta-data", "non-public")]
+    [InlineData("http://[::1]/hook", "non-public")]
+    [InlineData("ftp://example.com/hook", "http or https")]
+    [InlineData("http://user:pw@example.com/hook", "credentials")]
+    public async Task PushUrl_ToAPrivateAddressOrNotHttp_IsRefusedNamingTheField_AndNothingIsStarted(string url, string says)
+    {
+        await StartAsync(allowPrivate: false);
+        var task = await PendingTaskAsync("wait");
+
+        var error = (await RpcAsync("CreateTaskPushNotificationConfig", $$"""{"taskId":"{{task}}","url":"{{url}}"}"""))["error"]!;
+        Assert.Equal(-32602, (int)error["code"]!);
+        Assert.Equal("url", (string?)error["data"]!["field"]);
+        Assert.Contains(says, (string?)error["message"]);
+
+        // The same URL given with a message refuses the message: no run is started.
+        error = (await RpcAsync("SendMessage",
+            $$$$"""{"message":{"messageId":"m-push","parts":[{"text":"x"}]},"configuration":{"taskPushNotificationConfig":{"url":"{{{{url}}}}"}}}"""))["error"]!;
+        Assert.Equal("configuration.taskPushNotificationConfig.url", (string?)error["data"]!["field"]);
+        Assert.Single((await _host.Engine.ListRunsAsync(new RunQuery { Agent = "slow" }, Ct)).Items);
+        var list = await RpcAsync("ListTaskPushNotificationConfigs", $$"""{"taskId":"{{task}}"}""");
+        Assert.Empty(list["result"]!["configs"]!.AsArray());
+        _host.Gate.Open("wait"); // lets the host stop without waiting for the run
+    }
+
+    [Fact]
+    public async Task Push_WhenAllowed_SendsTheTasksChanges_ARefusedDeliveryIsRetried()
+    {
+        var attempts = 0;
+        await using var receiver = new Bureau.Tests.Tools.LoopbackServer((ctx, _) =>
+            Bureau.Tests.Tools.LoopbackServer.Respond(ctx, Interlocked.Increment(ref attempts) == 1 ? 503 : 200, "")); // the first delivery fails
+        await StartAsync(allowPrivate: true);
+
+        var push = $$$""","taskPushNotificationConfig":{"url":"{{{receiver.BaseAddress}}}hook","token":"tok-1","authentication":{"scheme":"Bearer","credentials":"c1"}}""";
+        var task = await PendingTaskAsync("pushed", push);
+        _host.Gate.Open("pushed");
+        Assert.Equal(RunStatus.Succeeded, (await _host.WaitAsync(task)).Status);
+
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!receiver.Requests.Any(r => r.Body.Contains("TASK_STATE_COMPLETED", StringComparison.Ordinal)) && DateTime.UtcNow < deadline)
+            await Task.Delay(100, Ct);
+        var requests = receiver.Requests.ToList();
+        Assert.True(requests.Count >= 3, string.Join("\n", requests.Select(r => r.Body)));
+        Assert.Equal(requests[0].Body, requests[1].Body); // the refused delivery, sent again
+        Assert.All(requests, r => Assert.Equal(("POST", "tok-1", "Bearer c1"), (r.Method, r.Headers["X-A2A-Notification-Token"], r.Headers["Authorization"])));
+        var bodies = requests.Skip(1).Select(r => JsonNode.Parse(r.Body)!.AsObject()).ToList();
+        Assert.Equal(task, (string?)bodies[0]["task"]!["id"]);
+        Assert.Equal("opened: pushed", (string?)Assert.Single(bodies, b => b.ContainsKey("artifactUpdate"))["artifactUpdate"]!["artifact"]!["parts"]![0]!["text"]);
+        Assert.Equal("TASK_STATE_COMPLETED", (string?)bodies[^1]["statusUpdate"]!["status"]!["state"]);
+    }
+
+    [Fact]
+    public async Task PushConfigs_CreateGetListDelete_OverRest_SecretsAreNotShownBack()
+    {
+        await using var receiver = new Bureau.Tests.Tools.LoopbackServer((ctx, _) => Bureau.Tests.Tools.LoopbackServer.Respond(ctx, 200, ""));
+        await StartAsync(allowPrivate: true);
+        var task = await PendingTaskAsync("kept");
+        var configs = $"/a2a/agents/slow/tasks/{task}/pushNotificationConfigs";
+
+        using var created = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, configs, $$"""{"id":"c-1","url":"{{receiver.BaseAddress}}hook","token":"secret-token"}"""), Ct);
+        Assert.Equal(HttpStatusCode.OK, created.StatusCode);
+        Assert.Equal((task, "c-1"), ((string?)(await Http.BodyAsync(created))["taskId"], (string?)(await Http.BodyAsync(created))["id"]));
+
+        var listed = (await Http.BodyAsync(await _host.Client.GetAsync(configs, Ct)))["configs"]!.AsArray();
+        Assert.Equal(("c-1", "(set)"), ((string?)Assert.Single(listed)!["id"], (string?)listed[0]!["token"]));
+        var one = await Http.BodyAsync(await _host.Client.GetAsync(configs + "/c-1", Ct));
+        Assert.Equal($"{receiver.BaseAddress}hook", (string?)one["url"]);
+
+        // Kept durably: a restarted host still has it (the task finished meanwhile: its configs stay readable).
+        _host.Gate.Open("kept");
+        await _host.WaitAsync(task);
+        await _host.RestartAsync(configureHost: b => b.Services.Configure<A2AOptions>(o => o.AllowPrivatePushUrls = true));
+        Assert.Single((await Http.BodyAsync(await _host.Client.GetAsync(configs, Ct)))["configs"]!.AsArray());
+
+        using var deleted = await _host.Client.DeleteAsync(configs + "/c-1", Ct);
+        Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);
+        Assert.Empty((await Http.BodyAsync(await _host.Client.GetAsync(configs, Ct)))["configs"]!.AsArray());
+        using var gone = await _host.Client.GetAsync(configs + "/c-1", Ct);
+        Assert.Equal(HttpStatusCode.NotFound, gone.StatusCode);
     }
 }

@@ -86,16 +86,21 @@ const pending = await slow.sendMessage({
   configuration: { acceptedOutputModes: [], taskPushNotificationConfig: undefined, historyLength: undefined, returnImmediately: true },
 });
 check([TASK_STATE.SUBMITTED, TASK_STATE.WORKING].includes(pending.status.state), 'returnImmediately answers an unfinished task', stateName(pending.status.state));
-const subscription = (async () => {
-  const seen = [];
-  for await (const e of slow.resubscribeTask({ tenant: '', id: pending.id })) seen.push(e.payload);
-  return seen;
-})();
-// Cancel once the subscription is open (its first event is the task itself).
-await new Promise((resolve) => setTimeout(resolve, 500));
+// Push notifications: the card offers them, and a URL on this machine is refused (SSRF) as a malformed request.
+check(slow.agentCard.capabilities?.pushNotifications === true, 'the card offers push notifications', slow.agentCard.capabilities);
+try {
+  await slow.createTaskPushNotificationConfig({ tenant: '', id: '', taskId: pending.id, url: 'http://127.0.0.1:9/hook', token: '', authentication: undefined });
+  check(false, 'a push URL on loopback is refused', 'an answer');
+} catch (e) {
+  check(e.name === 'RequestMalformedError' && e.message.includes('non-public'), 'a push URL on loopback is refused', `${e.name}: ${e.message}`);
+}
+
+// Subscribe, and cancel once the subscription is open (its first event is the task itself).
+const stream = slow.resubscribeTask({ tenant: '', id: pending.id })[Symbol.asyncIterator]();
+const seen = [(await stream.next()).value?.payload];
 const canceled = await slow.cancelTask({ tenant: '', id: pending.id, metadata: undefined });
 check(canceled.id === pending.id && canceled.status.state === TASK_STATE.CANCELED, 'CancelTask answers the canceled task', stateName(canceled.status.state));
-const seen = await subscription;
+for (let e = await stream.next(); !e.done; e = await stream.next()) seen.push(e.value.payload);
 check(seen[0]?.$case === 'task' && seen[0].value.id === pending.id, 'a subscription begins with the task', seen.map((e) => e.$case));
 check(seen.at(-1)?.$case === 'statusUpdate' && seen.at(-1).value.status.state === TASK_STATE.CANCELED, 'the subscription ends with CANCELED', seen.at(-1));
 log('cancel', { task: pending.id, subscription: seen.map((e) => (e.$case === 'statusUpdate' ? stateName(e.value.status.state) : e.$case)) });

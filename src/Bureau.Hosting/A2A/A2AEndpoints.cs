@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace Bureau.Hosting.A2A;
@@ -32,6 +33,24 @@ internal static class A2AEndpoints
         endpoints.MapGet("/a2a/.well-known/agent-card.json", HostCardAsync).ExcludeFromDescription();
         endpoints.MapGet("/a2a/agents/{agent}/.well-known/agent-card.json", (HttpContext ctx, string agent) => AgentCardAsync(ctx, agent)).ExcludeFromDescription();
 
+        // Push notifications of unfinished tasks go on after a restart.
+        var services = endpoints.ServiceProvider;
+        if (A2APushNotifier.Supported(services))
+        {
+            services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted.Register(() => _ = Task.Run(async () =>
+            {
+                try
+                {
+                    await A2APushNotifier.For(services).ResumeAsync();
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("Bureau.A2A.Push")
+                        .LogWarning(ex, "A2A push notifications were not resumed after the start");
+                }
+            }));
+        }
+
         MapScope(endpoints, "/a2a", _ => new A2AScope(null));
         MapScope(endpoints, "/a2a/agents/{agent}", ctx => new A2AScope((string)ctx.Request.RouteValues["agent"]!));
     }
@@ -50,7 +69,23 @@ internal static class A2AEndpoints
         // tasks/{id}, tasks/{id}:cancel, tasks/{id}:subscribe (GET in the proto, POST in the spec's text: both).
         endpoints.MapGet(prefix + "/tasks/{task}", ctx => TaskRouteAsync(ctx, scopeOf(ctx))).ExcludeFromDescription();
         endpoints.MapPost(prefix + "/tasks/{task}", ctx => TaskRouteAsync(ctx, scopeOf(ctx))).ExcludeFromDescription();
+        endpoints.MapPost(prefix + "/tasks/{task}/pushNotificationConfigs", ctx => PushRouteAsync(ctx, scopeOf(ctx), ApiPermission.StartOrCancel, A2AService.CreatePushConfigAsync))
+            .ExcludeFromDescription();
+        endpoints.MapGet(prefix + "/tasks/{task}/pushNotificationConfigs", ctx => PushRouteAsync(ctx, scopeOf(ctx), ApiPermission.Read, A2AService.ListPushConfigsAsync))
+            .ExcludeFromDescription();
+        endpoints.MapGet(prefix + "/tasks/{task}/pushNotificationConfigs/{id}", ctx => PushRouteAsync(ctx, scopeOf(ctx), ApiPermission.Read, A2AService.GetPushConfigAsync))
+            .ExcludeFromDescription();
+        endpoints.MapDelete(prefix + "/tasks/{task}/pushNotificationConfigs/{id}", ctx => PushRouteAsync(ctx, scopeOf(ctx), ApiPermission.StartOrCancel, A2AService.DeletePushConfigAsync))
+            .ExcludeFromDescription();
     }
+
+    private static Task PushRouteAsync(HttpContext ctx, A2AScope scope, ApiPermission permission, Func<HttpContext, A2AScope, JsonObject, Task<JsonObject>> operation) =>
+        RestAsync(ctx, scope, permission, (s, p) =>
+        {
+            p["taskId"] = (string)ctx.Request.RouteValues["task"]!;
+            if (ctx.Request.RouteValues.TryGetValue("id", out var id)) p["id"] = (string?)id;
+            return operation(ctx, s, p);
+        }, optionalBody: HttpMethods.IsDelete(ctx.Request.Method));
 
     private static Task ListAsync(HttpContext ctx, A2AScope scope) =>
         RestAsync(ctx, scope, ApiPermission.Read, (s, p) => A2AService.ListTasksAsync(ctx, s, p));
@@ -181,7 +216,7 @@ internal static class A2AEndpoints
                 new JsonObject { ["url"] = url, ["protocolBinding"] = "HTTP+JSON", ["protocolVersion"] = ProtocolVersion }),
             ["provider"] = new JsonObject { ["organization"] = "Bureau", ["url"] = $"{ctx.Request.Scheme}://{ctx.Request.Host}{ctx.Request.PathBase}/" },
             ["version"] = Version(),
-            ["capabilities"] = new JsonObject { ["streaming"] = true, ["pushNotifications"] = false, ["extendedAgentCard"] = false },
+            ["capabilities"] = new JsonObject { ["streaming"] = true, ["pushNotifications"] = A2APushNotifier.Supported(ctx.RequestServices), ["extendedAgentCard"] = false },
             ["defaultInputModes"] = new JsonArray("text/plain", "application/json"),
             ["defaultOutputModes"] = new JsonArray("text/plain"),
             ["skills"] = skills,
@@ -353,11 +388,11 @@ internal static class A2AEndpoints
             {
                 "SendMessage" or "SendStreamingMessage" or "CancelTask" => ApiPermission.StartOrCancel,
                 "GetTask" or "ListTasks" or "SubscribeToTask" => ApiPermission.Read,
-                "CreateTaskPushNotificationConfig" or "GetTaskPushNotificationConfig" or "ListTaskPushNotificationConfigs" or "DeleteTaskPushNotificationConfig"
-                    => throw new A2AException(A2AErrorKind.PushNotificationNotSupported, "push notifications are not supported by this server yet; stream the task or poll it", "method"),
+                "CreateTaskPushNotificationConfig" or "DeleteTaskPushNotificationConfig" => ApiPermission.StartOrCancel,
+                "GetTaskPushNotificationConfig" or "ListTaskPushNotificationConfigs" => ApiPermission.Read,
                 "GetExtendedAgentCard" => throw new A2AException(A2AErrorKind.UnsupportedOperation, "this server has no extended agent card: the public card is the whole card", "method"),
                 _ => throw new A2AException(A2AErrorKind.MethodNotFound,
-                    $"no method '{method}'; this server answers SendMessage, SendStreamingMessage, GetTask, ListTasks, CancelTask, SubscribeToTask", "method"),
+                    $"no method '{method}'; this server answers SendMessage, SendStreamingMessage, GetTask, ListTasks, CancelTask, SubscribeToTask and the TaskPushNotificationConfig methods", "method"),
             };
             CheckVersion(ctx);
             await ctx.RequestServices.GetRequiredService<ApiAccess>().AuthorizeAsync(ctx, permission);
@@ -377,6 +412,10 @@ internal static class A2AEndpoints
                 "SendMessage" => await A2AService.SendAsync(ctx, scope, p),
                 "GetTask" => await A2AService.GetTaskAsync(ctx, scope, p),
                 "ListTasks" => await A2AService.ListTasksAsync(ctx, scope, p),
+                "CreateTaskPushNotificationConfig" => await A2AService.CreatePushConfigAsync(ctx, scope, p),
+                "GetTaskPushNotificationConfig" => await A2AService.GetPushConfigAsync(ctx, scope, p),
+                "ListTaskPushNotificationConfigs" => await A2AService.ListPushConfigsAsync(ctx, scope, p),
+                "DeleteTaskPushNotificationConfig" => await A2AService.DeletePushConfigAsync(ctx, scope, p),
                 _ => await A2AService.CancelTaskAsync(ctx, scope, p),
             };
             await WriteJsonAsync(ctx, new JsonObject { ["jsonrpc"] = "2.0", ["id"] = id, ["result"] = result }, StatusCodes.Status200OK);
@@ -409,7 +448,7 @@ internal static class A2AEndpoints
         try
         {
             await response.StartAsync(ct);
-            await A2AService.StreamAsync(ctx, run,
+            await A2AService.StreamAsync(ctx.RequestServices, run,
                 async data =>
                 {
                     await response.WriteAsync("data: " + envelope(data).ToJsonString(s_json) + "\n\n", ct);

@@ -47,12 +47,13 @@ internal static class A2AService
 
         var returnImmediately = false;
         int? historyLength = null;
+        JsonObject? pushConfig = null;
         if (P.OptionalObject(p, "configuration") is { } configuration)
         {
             returnImmediately = P.OptionalBool(configuration, "configuration.returnImmediately") ?? false;
             historyLength = P.OptionalInt(configuration, "configuration.historyLength", 0, int.MaxValue);
-            if (configuration.TryGetPropertyValue("taskPushNotificationConfig", out var push) && push is not null)
-                throw new A2AException(A2AErrorKind.PushNotificationNotSupported, "push notifications are not supported by this server yet; stream the task (SendStreamingMessage, SubscribeToTask) or poll it (GetTask)", "configuration.taskPushNotificationConfig");
+            if (P.OptionalObject(configuration, "configuration.taskPushNotificationConfig") is { } push)
+                pushConfig = await PushConfigAsync(ctx, push, "configuration.taskPushNotificationConfig.");
         }
         var target = Target(ctx, scope, p, message);
         var caller = ApiAccess.Caller(ctx);
@@ -68,6 +69,7 @@ internal static class A2AService
             if (run.Status == RunStatus.Waiting && run.WaitingFor is ExternalEventWait wait)
             {
                 run = await engine.AnswerWaitAsync(run.Id, wait.Step, input, caller.Actor, ctx.RequestAborted);
+                await KeepPushConfigAsync(ctx, run, pushConfig);
                 return new A2ASent(run, returnImmediately, historyLength);
             }
             var why = run.Status.IsTerminal()
@@ -96,7 +98,96 @@ internal static class A2AService
             throw A2AException.BadParam("message.messageId",
                 $"the messageId '{messageId}' already started task {result.Run.Id} with another message; nothing was started (give each message its own messageId)");
         }
+        await KeepPushConfigAsync(ctx, result.Run, pushConfig);
         return new A2ASent(result.Run, returnImmediately, historyLength);
+    }
+
+    // ---- push notification configs (decision 0034) ----
+
+    /// <summary>A push config from a request, checked (URL scheme and address: SSRF), with an id; nothing stored yet.</summary>
+    private static async Task<JsonObject> PushConfigAsync(HttpContext ctx, JsonObject p, string prefix)
+    {
+        if (!A2APushNotifier.Supported(ctx.RequestServices))
+            throw new A2AException(A2AErrorKind.PushNotificationNotSupported, "this host's storage keeps no push configs (no event store); stream the task or poll it", prefix + "url");
+        var options = A2APushNotifier.Options(ctx.RequestServices);
+        var url = P.RequiredString(p, prefix + "url");
+        var uri = await A2APushTargets.CheckAsync(url, options.AllowPrivatePushUrls, prefix + "url", ctx.RequestAborted);
+        var id = P.OptionalString(p, prefix + "id") is { Length: > 0 } given ? given : Guid.NewGuid().ToString();
+        if (id.Length > A2AMapping.MaxIdLength) throw A2AException.BadParam(prefix + "id", $"'{prefix}id' is longer than {A2AMapping.MaxIdLength} characters");
+        var config = new JsonObject { ["id"] = id, ["url"] = uri.AbsoluteUri };
+        if (P.OptionalString(p, prefix + "token") is { Length: > 0 } token) config["token"] = token;
+        if (P.OptionalObject(p, prefix + "authentication") is { } auth)
+        {
+            var scheme = P.RequiredString(auth, prefix + "authentication.scheme");
+            if (scheme.Any(char.IsWhiteSpace)) throw A2AException.BadParam(prefix + "authentication.scheme", $"'{prefix}authentication.scheme' is one word (Bearer, Basic, ...), not '{scheme}'");
+            config["authentication"] = new JsonObject { ["scheme"] = scheme, ["credentials"] = P.OptionalString(auth, prefix + "authentication.credentials") ?? "" };
+        }
+        return config;
+    }
+
+    private static async Task<JsonObject> KeepPushConfigAsync(HttpContext ctx, RunRecord run, JsonObject? config)
+    {
+        if (config is null) return new JsonObject();
+        config["taskId"] = run.Id;
+        var notifier = A2APushNotifier.For(ctx.RequestServices);
+        var stored = await notifier.Configs.PutAsync(run.Id, config, notifier.Settings.MaxPushConfigsPerTask, ctx.RequestAborted);
+        notifier.Watch(run.Id);
+        return stored;
+    }
+
+    /// <summary>What a reader sees of a config: the secrets (token, credentials) are not shown again.</summary>
+    private static JsonObject Redacted(JsonObject config)
+    {
+        var copy = config.DeepClone().AsObject();
+        if (copy.ContainsKey("token")) copy["token"] = "(set)";
+        if (copy["authentication"] is JsonObject auth) auth["credentials"] = "(set)";
+        return copy;
+    }
+
+    /// <summary>CreateTaskPushNotificationConfig: stored durably; the task's changes from now on are pushed.</summary>
+    public static async Task<JsonObject> CreatePushConfigAsync(HttpContext ctx, A2AScope scope, JsonObject p)
+    {
+        var taskId = P.RequiredString(p, "taskId");
+        var run = await FindAsync(ctx, scope, taskId);
+        if (run.Status.IsTerminal())
+            throw new A2AException(A2AErrorKind.UnsupportedOperation, $"task {taskId} is already {A2AMapping.State(run)}: nothing more will be pushed (GetTask reads it)", "taskId", taskId: taskId);
+        var config = await PushConfigAsync(ctx, p, "");
+        return await KeepPushConfigAsync(ctx, run, config);
+    }
+
+    private static async Task<(A2APushNotifier Notifier, string TaskId)> PushScopeAsync(HttpContext ctx, A2AScope scope, JsonObject p)
+    {
+        if (!A2APushNotifier.Supported(ctx.RequestServices))
+            throw new A2AException(A2AErrorKind.PushNotificationNotSupported, "this host's storage keeps no push configs (no event store)", "taskId");
+        var taskId = P.RequiredString(p, "taskId");
+        await FindAsync(ctx, scope, taskId);
+        return (A2APushNotifier.For(ctx.RequestServices), taskId);
+    }
+
+    public static async Task<JsonObject> GetPushConfigAsync(HttpContext ctx, A2AScope scope, JsonObject p)
+    {
+        var (notifier, taskId) = await PushScopeAsync(ctx, scope, p);
+        var id = P.RequiredString(p, "id");
+        var config = (await notifier.Configs.ListAsync(taskId, ctx.RequestAborted)).FirstOrDefault(c => (string?)c["id"] == id)
+                     ?? throw new A2AException(A2AErrorKind.InvalidParams, $"task {taskId} has no push config '{id}'", "id", StatusCodes.Status404NotFound, taskId);
+        return Redacted(config);
+    }
+
+    public static async Task<JsonObject> ListPushConfigsAsync(HttpContext ctx, A2AScope scope, JsonObject p)
+    {
+        var (notifier, taskId) = await PushScopeAsync(ctx, scope, p);
+        var configs = new JsonArray();
+        foreach (var c in await notifier.Configs.ListAsync(taskId, ctx.RequestAborted)) configs.Add(Redacted(c));
+        return new JsonObject { ["configs"] = configs, ["nextPageToken"] = "" };
+    }
+
+    public static async Task<JsonObject> DeletePushConfigAsync(HttpContext ctx, A2AScope scope, JsonObject p)
+    {
+        var (notifier, taskId) = await PushScopeAsync(ctx, scope, p);
+        var id = P.RequiredString(p, "id");
+        if (!await notifier.Configs.DeleteAsync(taskId, id, ctx.RequestAborted))
+            throw new A2AException(A2AErrorKind.InvalidParams, $"task {taskId} has no push config '{id}'", "id", StatusCodes.Status404NotFound, taskId);
+        return new JsonObject();
     }
 
     /// <summary>The agent a message goes to: the scope's, or the host's only one, or the one <c>metadata.agent</c> names.</summary>
@@ -264,19 +355,20 @@ internal static class A2AService
     }
 
     /// <summary>The stream of a task: the task as it is, then its changes, until it is terminal or interrupted.</summary>
-    /// <param name="ctx">The request.</param>
+    /// <param name="services">The host's services.</param>
     /// <param name="run">The task's run as last read.</param>
     /// <param name="write">Writes one StreamResponse (and flushes).</param>
     /// <param name="ping">Writes a keep-alive comment.</param>
     /// <param name="ct">Stops the stream (the client left, the host stops).</param>
-    public static async Task StreamAsync(HttpContext ctx, RunRecord run, Func<JsonObject, Task> write, Func<Task> ping, CancellationToken ct)
+    /// <param name="untilTerminal">Go on past INPUT_REQUIRED until the task is terminal (push notifications).</param>
+    public static async Task StreamAsync(IServiceProvider services, RunRecord run, Func<JsonObject, Task> write, Func<Task> ping, CancellationToken ct, bool untilTerminal = false)
     {
-        var engine = Engine(ctx);
-        var heartbeat = ctx.RequestServices.GetRequiredService<Microsoft.Extensions.Options.IOptions<BureauHttpOptions>>().Value.HeartbeatInterval;
-        var time = ctx.RequestServices.GetRequiredService<TimeProvider>();
+        var engine = services.GetRequiredService<BureauEngine>();
+        var heartbeat = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<BureauHttpOptions>>().Value.HeartbeatInterval;
+        var time = services.GetRequiredService<TimeProvider>();
         var (contextId, _) = A2AMapping.ContextOf(run);
         await write(new JsonObject { ["task"] = A2AMapping.Task(run) });
-        if (A2AMapping.IsSettled(run)) return;
+        if (untilTerminal ? run.Status.IsTerminal() : A2AMapping.IsSettled(run)) return;
         var state = A2AMapping.State(run);
 
         JsonObject StatusUpdate(RunRecord r, JsonObject? message = null)
@@ -325,7 +417,8 @@ internal static class A2AService
                         if (A2AMapping.IsInterrupted(waiting))
                         {
                             await write(StatusUpdate(waiting));
-                            return;
+                            if (!untilTerminal) return;
+                            state = A2AMapping.InputRequired;
                         }
                         break;
                     case ModelResponded { Text: { Length: > 0 } text, ToolCalls.Count: > 0 }:
