@@ -451,3 +451,66 @@ public sealed class A2APushTests : IAsyncDisposable
         Assert.Equal(HttpStatusCode.NotFound, gone.StatusCode);
     }
 }
+
+/// <summary>The <c>a2a</c> tool kind: a Bureau agent calls a remote A2A agent (here another Bureau host on a loopback port).</summary>
+public sealed class A2AToolTests : IAsyncDisposable
+{
+    private readonly TestHost _remote = new();
+    private readonly TestHost _host = new();
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public async ValueTask DisposeAsync()
+    {
+        await _host.DisposeAsync();
+        await _remote.DisposeAsync();
+    }
+
+    private async Task<string> StartRemoteAsync()
+    {
+        await _remote.StartAsync(configureHost: b => b.WebHost.UseUrls("http://127.0.0.1:0"), testServer: false);
+        return _remote.App.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single();
+    }
+
+    private Task StartCallerAsync(Uri url, string message) => _host.StartAsync(b => b
+        .AddModel(new ScriptedModelDefinition
+        {
+            Name = "script",
+            Rules =
+            [
+                new ScriptRule { When = new ScriptCondition { TurnFrom = 1, TurnTo = 1 }, Calls = [new ScriptToolCall { Tool = "ask-echo", Arguments = new JsonObject { ["message"] = message } }] },
+                new ScriptRule { Reply = "done: {{last}}" },
+            ],
+        })
+        .AddTool(new A2AToolDefinition { Name = "ask-echo", Url = url, Effect = ToolEffect.Idempotent, Description = "Ask the echo agent." })
+        .AddAgent(new AgentDefinition { Name = "caller", Model = "script", Tools = ["ask-echo"] }));
+
+    [Fact]
+    public async Task Agent_CallsARemoteA2AAgent_ItsOutputIsTheToolResult_TheCallKeyIsTheMessageId()
+    {
+        var remote = await StartRemoteAsync();
+        await StartCallerAsync(new Uri(remote + "/a2a/agents/echo"), "ping");
+
+        using var res = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, "/v1/runs", """{"agent":"caller","input":"go"}"""), Ct);
+        var run = await _host.WaitAsync((string)(await Http.BodyAsync(res))["id"]!);
+
+        Assert.Equal((RunStatus.Succeeded, "done: echo: ping"), (run.Status, run.Output));
+        var journal = await _host.Engine.ReadJournalAsync(run.Id, 0, Ct);
+        var intent = Assert.Single(journal.Select(r => r.Entry).OfType<ToolIntent>()); // an idempotent tool's call is journaled before it runs
+        var remoteRun = Assert.Single((await _remote.Engine.ListRunsAsync(new RunQuery { Agent = "echo" }, Ct)).Items);
+        Assert.EndsWith(":echo:" + intent.IdempotencyKey, remoteRun.IdempotencyKey); // sent again, the same message: one remote run
+    }
+
+    [Fact]
+    public async Task RemoteError_IsAToolErrorTheModelSees()
+    {
+        var remote = await StartRemoteAsync();
+        await StartCallerAsync(new Uri(remote + "/a2a/agents/nobody"), "ping");
+
+        using var res = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, "/v1/runs", """{"agent":"caller","input":"go"}"""), Ct);
+        var run = await _host.WaitAsync((string)(await Http.BodyAsync(res))["id"]!);
+
+        var completed = Assert.Single((await _host.Engine.ReadJournalAsync(run.Id, 0, Ct)).Select(r => r.Entry).OfType<ToolCompleted>());
+        Assert.True(completed.IsError);
+        Assert.Contains("no agent or team 'nobody'", completed.Content);
+    }
+}

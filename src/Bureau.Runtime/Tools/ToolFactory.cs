@@ -30,11 +30,12 @@ public sealed class ToolFactory
         {
             ProcessToolDefinition p => new ProcessTool(p),
             HttpToolDefinition h => new HttpTool(h, _httpClient ?? s_sharedClient.Value),
+            A2AToolDefinition a => new A2ATool(a, _httpClient ?? s_sharedClient.Value),
             FunctionToolDefinition f => new FunctionTool(f),
             EmitToolDefinition e => new EmitTool(e, Events ?? throw new ArgumentException(
                 $"tool '{e.Name}': an emit tool needs Bureau's event bus; build the factory through AddBureau()", nameof(definition))),
             _ => throw new ArgumentException(
-                $"tool '{definition.Name}': unknown kind '{definition.Kind}' ({definition.GetType().Name}); supported kinds: process, http, function, emit",
+                $"tool '{definition.Name}': unknown kind '{definition.Kind}' ({definition.GetType().Name}); supported kinds: process, http, function, emit, a2a",
                 nameof(definition)),
         };
     }
