@@ -141,6 +141,9 @@ public sealed class A2AProtocolTests : IAsyncDisposable
         Assert.All(interfaces, i => Assert.Equal(("http://localhost/a2a/agents/echo", "1.0"), ((string?)i!["url"], (string?)i["protocolVersion"])));
         Assert.True((bool)echo["capabilities"]!["streaming"]!);
 
+        // A2A has its own contract: the OpenAPI document of /v1 leaves it out.
+        Assert.DoesNotContain("/a2a", await _host.Client.GetStringAsync("/openapi/v1.json", Ct));
+
         using var unknown = await _host.Client.GetAsync("/a2a/agents/nobody/.well-known/agent-card.json", Ct);
         Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
         Assert.Contains("echo, pager, slow", (string?)(await Http.BodyAsync(unknown))["error"]!["message"]);
@@ -248,6 +251,11 @@ public sealed class A2AProtocolTests : IAsyncDisposable
         Assert.Equal("TASK_STATE_COMPLETED", (string?)task["status"]!["state"]);
         Assert.Equal("echo: routed", (string?)task["artifacts"]![0]!["parts"]![0]!["text"]);
         Assert.Equal("echo", (string?)task["metadata"]!["agent"]);
+
+        // A message for that (finished) task needs no agent named: the task says whose it is; it takes no more messages.
+        var followUp = Error((await RpcAsync("/a2a", Rpc("SendMessage",
+            $$$"""{"message":{"messageId":"h3","taskId":"{{{(string)task["id"]!}}}","parts":[{"text":"more"}]}}"""))).Body, -32004);
+        Assert.Contains("TASK_STATE_COMPLETED", (string?)followUp["message"]);
     }
 
     [Fact]

@@ -317,6 +317,10 @@ internal static class A2AEndpoints
             var p = await RestParamsAsync(ctx, optionalBody);
             await WriteJsonAsync(ctx, await operation(scope, p), StatusCodes.Status200OK);
         }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+            // The caller left (a blocking send it stopped waiting for): the task goes on.
+        }
         catch (Exception ex) when (A2AException.From(ex) is { } error && !ctx.Response.HasStarted)
         {
             await WriteRestErrorAsync(ctx, error);
@@ -351,6 +355,10 @@ internal static class A2AEndpoints
             CheckScope(ctx, scope);
             var p = readBody ? await RestParamsAsync(ctx, optionalBody: false) : new JsonObject();
             run = await start(scope, p);
+        }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+            return;
         }
         catch (Exception ex) when (A2AException.From(ex) is { } error && !ctx.Response.HasStarted)
         {
@@ -419,6 +427,10 @@ internal static class A2AEndpoints
                 _ => await A2AService.CancelTaskAsync(ctx, scope, p),
             };
             await WriteJsonAsync(ctx, new JsonObject { ["jsonrpc"] = "2.0", ["id"] = id, ["result"] = result }, StatusCodes.Status200OK);
+        }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+            // The caller left (a blocking send it stopped waiting for): the task goes on.
         }
         catch (Exception ex) when (A2AException.From(ex) is { } error && !ctx.Response.HasStarted)
         {

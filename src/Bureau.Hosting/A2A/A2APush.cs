@@ -194,8 +194,8 @@ internal sealed class A2APushConfigs(IEventStore store, TimeProvider time)
 internal sealed class A2APushNotifier
 {
     private static readonly ConditionalWeakTable<BureauEngine, A2APushNotifier> s_byEngine = new();
-    private readonly IServiceProvider _services;
     private readonly BureauEngine _engine;
+    private readonly TimeSpan _heartbeat;
     private readonly A2APushConfigs _configs;
     private readonly A2AOptions _options;
     private readonly HttpClient _http;
@@ -206,8 +206,9 @@ internal sealed class A2APushNotifier
 
     private A2APushNotifier(IServiceProvider services)
     {
-        _services = services;
+        // Everything is resolved now: the provider may be a request's scope, gone when the request ends.
         _engine = services.GetRequiredService<BureauEngine>();
+        _heartbeat = services.GetRequiredService<IOptions<BureauHttpOptions>>().Value.HeartbeatInterval;
         _time = services.GetRequiredService<TimeProvider>();
         _configs = new A2APushConfigs(services.GetRequiredService<IEventStore>(), _time);
         _options = Options(services);
@@ -256,7 +257,7 @@ internal sealed class A2APushNotifier
                     await _configs.ForgetAsync(taskId, _stopping);
                     return;
                 }
-                await A2AService.StreamAsync(_services, run, data => PushAsync(taskId, data), () => Task.CompletedTask, _stopping, untilTerminal: true);
+                await A2AService.StreamAsync(_engine, _heartbeat, _time, run, data => PushAsync(taskId, data), () => Task.CompletedTask, _stopping, untilTerminal: true);
                 var now = await _engine.GetRunAsync(taskId, _stopping);
                 if (now is null || now.Status.IsTerminal()) await _configs.ForgetAsync(taskId, _stopping);
             }

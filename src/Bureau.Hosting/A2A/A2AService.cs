@@ -55,7 +55,6 @@ internal static class A2AService
             if (P.OptionalObject(configuration, "configuration.taskPushNotificationConfig") is { } push)
                 pushConfig = await PushConfigAsync(ctx, push, "configuration.taskPushNotificationConfig.");
         }
-        var target = Target(ctx, scope, p, message);
         var caller = ApiAccess.Caller(ctx);
 
         if (taskId is not null)
@@ -80,6 +79,7 @@ internal static class A2AService
             throw new A2AException(A2AErrorKind.UnsupportedOperation, why, "message.taskId", taskId: taskId);
         }
 
+        var target = Target(ctx, scope, p, message);
         contextId ??= A2AMapping.NewContextId(target, messageId);
         var key = A2AMapping.Key(target, contextId, messageId);
         try
@@ -361,11 +361,14 @@ internal static class A2AService
     /// <param name="ping">Writes a keep-alive comment.</param>
     /// <param name="ct">Stops the stream (the client left, the host stops).</param>
     /// <param name="untilTerminal">Go on past INPUT_REQUIRED until the task is terminal (push notifications).</param>
-    public static async Task StreamAsync(IServiceProvider services, RunRecord run, Func<JsonObject, Task> write, Func<Task> ping, CancellationToken ct, bool untilTerminal = false)
+    public static async Task StreamAsync(IServiceProvider services, RunRecord run, Func<JsonObject, Task> write, Func<Task> ping, CancellationToken ct, bool untilTerminal = false) =>
+        await StreamAsync(services.GetRequiredService<BureauEngine>(), services.GetRequiredService<Microsoft.Extensions.Options.IOptions<BureauHttpOptions>>().Value.HeartbeatInterval,
+            services.GetRequiredService<TimeProvider>(), run, write, ping, ct, untilTerminal);
+
+    /// <summary>The same, with the services resolved (a push notifier outlives the request that made it).</summary>
+    public static async Task StreamAsync(BureauEngine engine, TimeSpan heartbeat, TimeProvider time, RunRecord run, Func<JsonObject, Task> write, Func<Task> ping,
+        CancellationToken ct, bool untilTerminal = false)
     {
-        var engine = services.GetRequiredService<BureauEngine>();
-        var heartbeat = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<BureauHttpOptions>>().Value.HeartbeatInterval;
-        var time = services.GetRequiredService<TimeProvider>();
         var (contextId, _) = A2AMapping.ContextOf(run);
         await write(new JsonObject { ["task"] = A2AMapping.Task(run) });
         if (untilTerminal ? run.Status.IsTerminal() : A2AMapping.IsSettled(run)) return;
