@@ -22,12 +22,12 @@ fi
 
 # Node.js tools and clients the tests run, nobody here wrote them (pinned by package-lock.json): the OpenAPI linter,
 # client generator and compiler; the openai npm client, AG-UI's client and protocol types; an MCP server
-# (@modelcontextprotocol/server-filesystem) for the MCP client tests.
+# (@modelcontextprotocol/server-filesystem) for the MCP client tests; the A2A protocol's JS SDK.
 if ! command -v npm >/dev/null 2>&1; then
   echo "test.sh: installing nodejs and npm with apt-get" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
-for dir in tests/openapi tests/Bureau.Hosting.Tests/Interop/js tests/mcp-servers; do
+for dir in tests/openapi tests/Bureau.Hosting.Tests/Interop/js tests/mcp-servers tests/a2a; do
   if [ ! -d "$dir/node_modules" ]; then
     echo "test.sh: npm ci in $dir" >&2
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)

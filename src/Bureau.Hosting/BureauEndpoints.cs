@@ -110,6 +110,7 @@ public static class BureauEndpointRouteBuilderExtensions
         MemoryApi.Map(v1);
         BoardsApi.Map(v1);
         if (options.MapMcp) McpAgentServer.Map(endpoints).ExcludeFromDescription();
+        Bureau.Hosting.A2A.A2AEndpoints.Map(endpoints);
         return v1;
     }
 

@@ -24,11 +24,12 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static readonly string[] s_breakerKeys = ["enabled", "failureRatio", "minimumThroughput", "samplingDuration", "breakDuration"];
     private static readonly string[] s_priceKeys = ["input", "output"];
     private static readonly string[] s_retryBoundaries = ["send"];
-    private static readonly string[] s_toolKinds = ["process", "http", "emit", "mcp"];
+    private static readonly string[] s_toolKinds = ["process", "http", "emit", "mcp", "a2a"];
     private static readonly string[] s_emitToolKeys = ["kind", "topic", "source", "description", "timeout"];
     private static readonly string[] s_commonToolKeys = ["kind", "effect", "timeout", "description", "parameters", "onInDoubt", "inDoubtTimeout", "compensate", "retry", "circuitBreaker", "maxConcurrency", "maxQueue", "stepTimeout"];
     private static readonly string[] s_processToolKeys = [.. s_commonToolKeys, "command", "env", "maxOutputBytes", "sandbox"];
     private static readonly string[] s_httpToolKeys = [.. s_commonToolKeys, "method", "url", "headers", "maxResponseBytes"];
+    private static readonly string[] s_a2aToolKeys = [.. s_commonToolKeys.Where(k => k != "parameters"), "url", "headers", "maxResultChars"]; // the arguments are A2A's: message, contextId
     private static readonly string[] s_effects = ["read", "idempotent", "write"];
     private static readonly string[] s_inDoubtActions = ["wait", "retry", "fail"];
     private static readonly string[] s_httpMethods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -503,7 +504,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         if (kindEntry is not null)
         {
             if (Text(kindEntry) == "function")
-                Error(kindEntry.Value, kindEntry.Path, "kind 'function' is for tools defined in C# (FunctionToolDefinition); a manifest tool is 'process', 'http' or 'emit'");
+                Error(kindEntry.Value, kindEntry.Path, "kind 'function' is for tools defined in C# (FunctionToolDefinition); a manifest tool is 'process', 'http', 'emit' or 'a2a'");
             else
                 kind = Choice(kindEntry, s_toolKinds);
         }
@@ -513,12 +514,15 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             "http" => (s_httpToolKeys, new[] { "kind", "url" }),
             "emit" => (s_emitToolKeys, new[] { "kind", "topic" }),
             "mcp" => (s_mcpToolKeys, new[] { "kind" }),
-            _ => (s_processToolKeys.Union(s_httpToolKeys).Union(s_emitToolKeys).Union(s_mcpToolKeys).ToArray(), new[] { "kind" }),
+            "a2a" => (s_a2aToolKeys, new[] { "kind", "url", "effect" }), // a remote agent may act: its effect is declared, never assumed
+            _ => (s_processToolKeys.Union(s_httpToolKeys).Union(s_emitToolKeys).Union(s_mcpToolKeys).Union(s_a2aToolKeys).ToArray(), new[] { "kind" }),
         };
         var foreign = kind switch
         {
             "process" => Foreign(s_httpToolKeys, s_processToolKeys, "kind 'http'"),
             "http" => Foreign(s_processToolKeys, s_httpToolKeys, "kind 'process'"),
+            "a2a" => Foreign(s_httpToolKeys, s_a2aToolKeys, "kind 'http'").Concat(Foreign(s_processToolKeys, s_a2aToolKeys, "kind 'process'"))
+                .DistinctBy(kv => kv.Key).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal),
             _ => null,
         };
         var map = Map(entry, what, allowed, required, foreign);
@@ -587,6 +591,29 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
                 Environment = env,
                 MaxOutputBytes = maxOutput is { } mv ? (int)mv : ProcessToolDefinition.DefaultMaxOutputBytes,
                 Sandbox = sandbox,
+            };
+        }
+
+        if (kind == "a2a")
+        {
+            // Calls a remote A2A agent's JSON-RPC interface (SendMessage); the call's key is the messageId.
+            var agentUrl = map.TryGetValue("url", out var au) ? AbsoluteUrl(au) : null;
+            var agentHeaders = map.TryGetValue("headers", out var ah) ? Headers(ah) : new Dictionary<string, string>();
+            var maxResult = map.TryGetValue("maxResultChars", out var mx) ? Integer(mx, 1, int.MaxValue) : null;
+            if (agentUrl is null || effect is null) return null;
+            return new A2AToolDefinition
+            {
+                Name = entry.Name,
+                Description = description ?? $"Send a message to the A2A agent at {agentUrl} and get its answer.",
+                Effect = effectValue,
+                Timeout = timeout,
+                OnInDoubt = inDoubtValue,
+                InDoubtTimeout = inDoubtTimeout,
+                Retry = toolRetry, CircuitBreaker = toolBreaker, MaxConcurrency = (int?)toolConcurrency, MaxQueue = (int?)toolQueue, StepTimeout = toolStep,
+                Compensate = compensate,
+                Url = agentUrl,
+                Headers = agentHeaders,
+                MaxResultChars = maxResult is { } mrv ? (int)mrv : 64 * 1024,
             };
         }
 

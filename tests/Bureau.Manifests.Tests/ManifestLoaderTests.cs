@@ -265,7 +265,7 @@ public sealed class ManifestLoaderTests
         Single(Load("""
             tools:
               t: { kind: proces, command: [a] }
-            """), 2, 14, "'kind' must be one of process, http, emit, mcp, not 'proces'; did you mean 'process'?");
+            """), 2, 14, "'kind' must be one of process, http, emit, mcp, a2a, not 'proces'; did you mean 'process'?");
     }
 
     [Fact]

@@ -35,6 +35,7 @@ public sealed class ToolFactory
         {
             ProcessToolDefinition p => new ProcessTool(p),
             HttpToolDefinition h => new HttpTool(h, _httpClient ?? s_sharedClient.Value),
+            A2AToolDefinition a => new A2ATool(a, _httpClient ?? s_sharedClient.Value),
             FunctionToolDefinition f => new FunctionTool(f),
             EmitToolDefinition e => new EmitTool(e, Events ?? throw new ArgumentException(
                 $"tool '{e.Name}': an emit tool needs Bureau's event bus; build the factory through AddBureau()", nameof(definition))),
@@ -42,7 +43,7 @@ public sealed class ToolFactory
             McpServerToolDefinition s => throw new ArgumentException(
                 $"tool '{s.Name}': an MCP server's tools are listed when the host starts (AddBureau()); its entry is not a tool of its own", nameof(definition)),
             _ => throw new ArgumentException(
-                $"tool '{definition.Name}': unknown kind '{definition.Kind}' ({definition.GetType().Name}); supported kinds: process, http, function, emit, mcp",
+                $"tool '{definition.Name}': unknown kind '{definition.Kind}' ({definition.GetType().Name}); supported kinds: process, http, function, emit, mcp, a2a",
                 nameof(definition)),
         };
     }
