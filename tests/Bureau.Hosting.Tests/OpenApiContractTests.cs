@@ -67,7 +67,7 @@ public sealed class OpenApiContractTests : IAsyncLifetime
         await File.WriteAllTextAsync(Path.Combine(dir, "check.ts"), check.ToString(), Ct);
         (code, output) = await NodeAsync("tsc", $"--noEmit --strict --target es2022 --module es2022 --moduleResolution bundler \"{Path.Combine(dir, "check.ts")}\"");
         Assert.True(code == 0, $"the generated types do not accept the host's answers (tsc exit {code}):\n{output}\n\nchecked:\n{check}");
-        Assert.True(answers.Count >= 20, $"only {answers.Count} answers were captured");
+        Assert.True(answers.Count >= 28, $"only {answers.Count} answers were captured");
     }
 
     /// <summary>One real answer per documented operation and status that a host without triggers can give.</summary>
@@ -113,6 +113,14 @@ public sealed class OpenApiContractTests : IAsyncLifetime
         await Capture("GetDeadLetter", Get("/v1/events/dead/none"), HttpStatusCode.NotFound);
         await Capture("OpenAiChatCompletions", Post("/v1/chat/completions", """{"model":"nobody","messages":[{"role":"user","content":"hi"}]}"""), HttpStatusCode.NotFound);
         await Capture("OpenAiChatCompletions", Post("/v1/chat/completions", """{"model":"echo"}"""), HttpStatusCode.BadRequest);
+        await Capture("ListMemory", Get("/v1/memory/team:support"), HttpStatusCode.OK);
+        await Capture("GetMemoryFact", Get("/v1/memory/team:support/nothing"), HttpStatusCode.NotFound);
+        await Capture("AddBoardTask", Post("/v1/boards/support/tasks", """{"id":"t1","title":"Call Ada back"}"""), HttpStatusCode.Created);
+        await Capture("ChangeBoardTask", Post("/v1/boards/support/tasks/t1/claim", "{}"), HttpStatusCode.OK);
+        await Capture("ChangeBoardTask", Post("/v1/boards/support/tasks/t1/claim", "{}"), HttpStatusCode.Conflict);
+        await Capture("AddBoardDecision", Post("/v1/boards/support/decisions", """{"title":"Refunds","text":"Up to 50 EUR without approval"}"""), HttpStatusCode.Created);
+        await Capture("SetBoardKey", new HttpRequestMessage(HttpMethod.Put, "/v1/boards/support/keys/shift") { Content = new StringContent("""{"value":"ada","expectedVersion":0}""", Encoding.UTF8, "application/json") }, HttpStatusCode.OK);
+        await Capture("GetBoard", Get("/v1/boards/support"), HttpStatusCode.OK);
         await Capture("ListKeys", Get("/v1/keys"), HttpStatusCode.OK);
         // Last: once a key exists, the host requires one.
         var key = await Capture("CreateKey", Post("/v1/keys", """{"role":"admin","name":"typed"}"""), HttpStatusCode.Created);

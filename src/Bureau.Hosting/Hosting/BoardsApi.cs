@@ -17,18 +17,19 @@ internal static class BoardsApi
     public static void Map(RouteGroupBuilder v1)
     {
         v1.MapGet("/boards/{board}", (Delegate)GetAsync).WithMetadata(new PermissionMetadata(ApiPermission.Read))
-            .WithName("GetBoard").WithSummary("A team's board: tasks (open, claimed, done, blocked), decisions, compare-and-set keys.");
+            .WithName("GetBoard").WithSummary("A team's board: tasks (open, claimed, done, blocked), decisions, compare-and-set keys.")
+            .Produces<BoardDoc>().ProducesProblem(404);
         v1.MapPost("/boards/{board}/tasks", (Delegate)AddTaskAsync).WithMetadata(new PermissionMetadata(ApiPermission.StartOrCancel))
             .WithName("AddBoardTask").WithSummary("Put an open task on the board: {\"id\", \"title\", \"detail\"?}; the same id again returns the task unchanged.")
-            .ProducesProblem(400);
+            .Produces<BoardTaskDoc>(StatusCodes.Status201Created).ProducesProblem(400);
         v1.MapPost("/boards/{board}/tasks/{id}/{action}", (Delegate)ChangeTaskAsync).WithMetadata(new PermissionMetadata(ApiPermission.StartOrCancel))
             .WithName("ChangeBoardTask").WithSummary("claim (exactly one of racing claims wins), complete {\"result\"?} (its claimer only), block {\"reason\"}; 409 names who holds the task.")
-            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+            .Produces<BoardTaskDoc>().ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
         v1.MapPost("/boards/{board}/decisions", (Delegate)AddDecisionAsync).WithMetadata(new PermissionMetadata(ApiPermission.StartOrCancel))
-            .WithName("AddBoardDecision").WithSummary("Record a decision: {\"title\", \"text\"}.").ProducesProblem(400);
+            .WithName("AddBoardDecision").WithSummary("Record a decision: {\"title\", \"text\"}.").Produces<BoardDecisionDoc>(StatusCodes.Status201Created).ProducesProblem(400);
         v1.MapPut("/boards/{board}/keys/{key}", (Delegate)SetKeyAsync).WithMetadata(new PermissionMetadata(ApiPermission.StartOrCancel))
             .WithName("SetBoardKey").WithSummary("Compare-and-set a key: {\"value\", \"expectedVersion\"} (0: must not exist); 409 carries the current value and version.")
-            .ProducesProblem(400).ProducesProblem(409);
+            .Produces<BoardKeyDoc>().ProducesProblem(400).ProducesProblem(409);
     }
 
     private static IBoardStore Store(HttpContext ctx) => ctx.RequestServices.GetService<IBoardStore>()
@@ -131,3 +132,10 @@ internal static class BoardsApi
 
     private static JsonObject KeyDocument(BoardKey k) => new() { ["key"] = k.Key, ["value"] = k.Value, ["version"] = k.Version, ["by"] = k.By, ["at"] = k.At };
 }
+
+// Shapes for the OpenAPI document.
+internal sealed record BoardTaskDoc(string Id, string Title, string? Detail, string Status, string? ClaimedBy, long Version, string? Note,
+    string CreatedBy, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+internal sealed record BoardDecisionDoc(long Seq, string Title, string Text, string By, DateTimeOffset At);
+internal sealed record BoardKeyDoc(string Key, string Value, long Version, string By, DateTimeOffset At);
+internal sealed record BoardDoc(string Board, IReadOnlyList<BoardTaskDoc> Tasks, IReadOnlyList<BoardDecisionDoc> Decisions, IReadOnlyList<BoardKeyDoc> Keys);

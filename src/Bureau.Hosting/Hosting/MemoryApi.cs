@@ -17,10 +17,10 @@ internal static class MemoryApi
     {
         v1.MapGet("/memory/{scope}", (Delegate)ListAsync).WithMetadata(new PermissionMetadata(ApiPermission.Read))
             .WithName("ListMemory").WithSummary("A memory scope's current facts (scope KIND:ID, e.g. team:support), by key, paged with ?after=KEY&limit=N.")
-            .ProducesProblem(400).ProducesProblem(404);
+            .Produces<MemoryListDoc>().ProducesProblem(400).ProducesProblem(404);
         v1.MapGet("/memory/{scope}/{*key}", (Delegate)GetAsync).WithMetadata(new PermissionMetadata(ApiPermission.Read))
             .WithName("GetMemoryFact").WithSummary("One fact: its current value and every version, with who wrote it (run, step, agent, time) and what superseded it.")
-            .ProducesProblem(400).ProducesProblem(404);
+            .Produces<MemoryFactHistoryDoc>().ProducesProblem(400).ProducesProblem(404);
     }
 
     private static IMemoryStore Store(HttpContext ctx) => ctx.RequestServices.GetService<IMemoryStore>()
@@ -86,3 +86,11 @@ internal static class MemoryApi
         },
     };
 }
+
+// Shapes for the OpenAPI document.
+internal sealed record MemoryProvenanceDoc(string? RunId, long? Step, string? Agent, string? Actor, DateTimeOffset At);
+/// <summary>One version of a fact; <c>forgotten</c> appears (true) on the version that forgot it.</summary>
+internal sealed record MemoryFactDoc(string Scope, string Key, long Version, string? Value, long? Supersedes, long? SupersededBy,
+    MemoryProvenanceDoc Provenance, bool? Forgotten = null);
+internal sealed record MemoryListDoc(string Scope, IReadOnlyList<MemoryFactDoc> Items, string? Next);
+internal sealed record MemoryFactHistoryDoc(string Scope, string Key, MemoryFactDoc? Current, bool Forgotten, IReadOnlyList<MemoryFactDoc> Versions);
