@@ -330,7 +330,7 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
     /// Runs, journal entries and journal bytes (the stored entries' lengths, an approximation of the space they take:
     /// SQLite's dbstat is not always compiled in) per agent, newest data included, plus audit entries and the size on disk.
     /// </summary>
-    public async Task<StoreStats> ReadStatsAsync(CancellationToken cancellationToken = default)
+    internal async Task<StoreStats> ReadStatsAsync(CancellationToken cancellationToken = default)
     {
         await using var c = await OpenReaderAsync(cancellationToken);
         var agents = new SortedDictionary<string, AgentStoreStats>(StringComparer.Ordinal);
@@ -589,14 +589,14 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
 /// <param name="Agents">Per agent (or team), by name.</param>
 /// <param name="AuditEntries">Entries of the audit log (never deleted by retention).</param>
 /// <param name="FileBytes">The database file and its write-ahead log, in bytes.</param>
-public sealed record StoreStats(IReadOnlyList<AgentStoreStats> Agents, long AuditEntries, long FileBytes);
+internal sealed record StoreStats(IReadOnlyList<AgentStoreStats> Agents, long AuditEntries, long FileBytes);
 
 /// <summary>One agent's share of a store.</summary>
 /// <param name="Agent">The agent (or team).</param>
 /// <param name="Runs">Its runs, every status.</param>
 /// <param name="JournalEntries">Their journal entries.</param>
 /// <param name="JournalBytes">The entries' stored length in bytes (an approximation of their space on disk).</param>
-public sealed record AgentStoreStats(string Agent, long Runs, long JournalEntries, long JournalBytes);
+internal sealed record AgentStoreStats(string Agent, long Runs, long JournalEntries, long JournalBytes);
 
 /// <summary>Counters of the store's writer.</summary>
 public sealed class StoreWriterStats

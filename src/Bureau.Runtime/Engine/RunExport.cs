@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace Bureau;
 
 /// <summary>Which finished runs <see cref="RunExport"/> writes.</summary>
-public sealed class RunExportQuery
+internal sealed class RunExportQuery
 {
     /// <summary>Only runs of this agent.</summary>
     public string? Agent { get; init; }
@@ -19,7 +19,7 @@ public sealed class RunExportQuery
 /// Finished runs as JSON lines: one object per run, the document of <c>GET /v1/runs/{id}</c> (the run
 /// record, then <c>steps</c>: its journal, each step as <see cref="BureauJson.SerializeStep"/> writes it).
 /// </summary>
-public static class RunExport
+internal static class RunExport
 {
     /// <summary>Writes the finished runs <paramref name="query"/> selects, newest first, one per line; returns how many.</summary>
     public static async Task<int> WriteAsync(IRunStore store, RunExportQuery query, Stream output, CancellationToken cancellationToken = default)
