@@ -21,7 +21,7 @@ public sealed class A2AClientTests : IAsyncDisposable
 {
     private readonly TestHost _host = new();
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
-    private static readonly string s_tools = Path.Combine(FindRoot(), "tests", "a2a");
+    private static readonly string s_tools = Path.Combine(NodeTool.RepoRoot, "tests", "a2a");
 
     public ValueTask DisposeAsync() => _host.DisposeAsync();
 
@@ -66,35 +66,10 @@ public sealed class A2AClientTests : IAsyncDisposable
 
     private static async Task<(int Code, string Output)> NodeAsync(string url, string binding, string? key)
     {
-        Assert.True(Directory.Exists(Path.Combine(s_tools, "node_modules", "@a2a-js", "sdk")),
-            $"{s_tools}/node_modules is missing: run `npm ci --prefix tests/a2a` (test.sh does) with Node.js installed");
-        var start = new ProcessStartInfo("node") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = s_tools };
-        start.ArgumentList.Add("client.mjs");
-        start.ArgumentList.Add(url);
-        start.ArgumentList.Add(binding);
-        if (key is not null) start.ArgumentList.Add(key);
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync(Ct);
-        var stderr = process.StandardError.ReadToEndAsync(Ct);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
-        timeout.CancelAfter(TimeSpan.FromMinutes(3));
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"node client.mjs {binding} did not finish within 3 minutes: {await stdout}{await stderr}");
-        }
-        return (process.ExitCode, await stdout + await stderr);
-    }
-
-    private static string FindRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Bureau.slnx"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("Bureau.slnx not found above " + AppContext.BaseDirectory);
+        NodeTool.Require(Path.Combine(s_tools, "node_modules", "@a2a-js", "sdk"), "tests/a2a");
+        string[] args = key is null ? ["client.mjs", url, binding] : ["client.mjs", url, binding, key];
+        var (code, stdout, stderr) = await NodeTool.RunAsync("node", args, s_tools, TimeSpan.FromMinutes(3));
+        return (code, stdout + stderr);
     }
 }
 

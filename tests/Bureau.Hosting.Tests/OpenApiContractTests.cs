@@ -18,7 +18,7 @@ public sealed class OpenApiContractTests : IAsyncLifetime
 {
     private readonly TestHost _host = new();
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
-    private static readonly string s_root = FindRoot();
+    private static readonly string s_root = NodeTool.RepoRoot;
     private static readonly string s_tools = Path.Combine(s_root, "tests", "openapi");
     private static readonly string s_committed = Path.Combine(s_root, "docs", "openapi.json");
 
@@ -40,7 +40,7 @@ public sealed class OpenApiContractTests : IAsyncLifetime
     public async Task Lint_RecommendedRules_FindNothing()
     {
         var file = await WriteServedAsync();
-        var (code, output) = await NodeAsync("redocly", $"lint \"{file}\" --config \"{Path.Combine(s_tools, "redocly.yaml")}\" --format=json");
+        var (code, output) = await NodeAsync("redocly", "lint", file, "--config", Path.Combine(s_tools, "redocly.yaml"), "--format=json");
         var json = output[output.IndexOf('{')..(output.LastIndexOf('}') + 1)];
         var problems = JsonNode.Parse(json)!["problems"]!.AsArray();
         Assert.True(code == 0 && problems.Count == 0, $"redocly lint (exit {code}), errors and warnings:\n{output}");
@@ -51,7 +51,7 @@ public sealed class OpenApiContractTests : IAsyncLifetime
     {
         var file = await WriteServedAsync();
         var dir = Path.GetDirectoryName(file)!;
-        var (code, output) = await NodeAsync("openapi-typescript", $"\"{file}\" --output \"{Path.Combine(dir, "api.ts")}\"");
+        var (code, output) = await NodeAsync("openapi-typescript", file, "--output", Path.Combine(dir, "api.ts"));
         Assert.True(code == 0, $"openapi-typescript (exit {code}):\n{output}");
 
         var answers = await CaptureAnswersAsync();
@@ -65,7 +65,7 @@ public sealed class OpenApiContractTests : IAsyncLifetime
         foreach (var (operation, status, json) in answers)
             check.Append(CultureInvariant($"export const answer{i++}: Body<\"{operation}\", {status}> = {json};\n"));
         await File.WriteAllTextAsync(Path.Combine(dir, "check.ts"), check.ToString(), Ct);
-        (code, output) = await NodeAsync("tsc", $"--noEmit --strict --target es2022 --module es2022 --moduleResolution bundler \"{Path.Combine(dir, "check.ts")}\"");
+        (code, output) = await NodeAsync("tsc", "--noEmit", "--strict", "--target", "es2022", "--module", "es2022", "--moduleResolution", "bundler", Path.Combine(dir, "check.ts"));
         Assert.True(code == 0, $"the generated types do not accept the host's answers (tsc exit {code}):\n{output}\n\nchecked:\n{check}");
         Assert.True(answers.Count >= 28, $"only {answers.Count} answers were captured");
     }
@@ -150,44 +150,16 @@ public sealed class OpenApiContractTests : IAsyncLifetime
         return file;
     }
 
-    private static async Task<(int Code, string Output)> NodeAsync(string tool, string arguments)
+    private static async Task<(int Code, string Output)> NodeAsync(string tool, params string[] arguments)
     {
         var bin = Path.Combine(s_tools, "node_modules", ".bin", tool);
-        Assert.True(File.Exists(bin), $"{bin} is missing: run `npm ci --prefix tests/openapi` (test.sh does) with Node.js installed");
-        var start = new ProcessStartInfo(bin, arguments)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = s_tools,
-        };
-        start.Environment["NO_COLOR"] = "1";
-        start.Environment["REDOCLY_TELEMETRY"] = "off";
-        start.Environment["REDOCLY_SUPPRESS_UPDATE_NOTICE"] = "true";
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync(Ct);
-        var stderr = process.StandardError.ReadToEndAsync(Ct);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
-        timeout.CancelAfter(TimeSpan.FromMinutes(3));
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{tool} {arguments} did not finish within 3 minutes");
-        }
-        return (process.ExitCode, await stdout + await stderr);
+        NodeTool.Require(bin, "tests/openapi");
+        var (code, stdout, stderr) = await NodeTool.RunAsync(bin, arguments, s_tools, TimeSpan.FromMinutes(3),
+            new Dictionary<string, string> { ["REDOCLY_TELEMETRY"] = "off", ["REDOCLY_SUPPRESS_UPDATE_NOTICE"] = "true" });
+        return (code, stdout + stderr);
     }
 
     private static string CultureInvariant(FormattableString s) => FormattableString.Invariant(s);
-
-    private static string FindRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Bureau.slnx"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("Bureau.slnx not found above " + AppContext.BaseDirectory);
-    }
 }
 
 internal static class RequestExtensions

@@ -172,57 +172,23 @@ public sealed class InteropClientTests : IAsyncDisposable
     }
 }
 
-/// <summary>Runs the node scripts of Interop/js (skips when node or the script's packages are missing: test.sh installs them).</summary>
+/// <summary>Runs the node scripts of Interop/js (test.sh installs node and their packages).</summary>
 internal static class Node
 {
-    public static string Dir { get; } = Path.Combine(FindRoot(), "tests", "Bureau.Hosting.Tests", "Interop", "js");
+    public static string Dir { get; } = Path.Combine(NodeTool.RepoRoot, "tests", "Bureau.Hosting.Tests", "Interop", "js");
 
-    private static string FindRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Bureau.slnx"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("Bureau.slnx not found above " + AppContext.BaseDirectory);
-    }
-
-    /// <summary>The script's path; skips the test when node or <paramref name="package"/> is not installed.</summary>
+    /// <summary>The script's path; fails the test, saying how to install it, when <paramref name="package"/> is not installed.</summary>
     public static string Script(string name, string package)
     {
-        if (!OnPath("node")) Assert.Skip("node is not installed (test.sh installs nodejs and the packages of tests/Bureau.Hosting.Tests/Interop/js)");
-        if (!Directory.Exists(Path.Combine(Dir, "node_modules", package)))
-            Assert.Skip($"the npm package {package} is not installed: run 'npm ci' in tests/Bureau.Hosting.Tests/Interop/js (test.sh does)");
+        NodeTool.Require(Path.Combine(Dir, "node_modules", package), "tests/Bureau.Hosting.Tests/Interop/js");
         return Path.Combine(Dir, name);
     }
-
-    private static bool OnPath(string exe) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Any(d => d.Length > 0 && File.Exists(Path.Combine(d, exe)));
 
     /// <summary>Runs the script and parses the JSON it prints; fails with its stderr when it exits non-zero.</summary>
     public static async Task<JsonObject> RunAsync(string script, Dictionary<string, string> env, TimeSpan? timeout = null)
     {
-        var psi = new ProcessStartInfo("node", [script])
-        {
-            WorkingDirectory = Dir,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var (k, v) in env) psi.Environment[k] = v;
-        using var process = Process.Start(psi)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var limit = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
-        limit.CancelAfter(timeout ?? TimeSpan.FromMinutes(2));
-        try
-        {
-            await process.WaitForExitAsync(limit.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"node {Path.GetFileName(script)} did not finish within {(timeout ?? TimeSpan.FromMinutes(2)).TotalSeconds} s; stderr: {await stderr}");
-        }
-        var text = await stdout;
-        Assert.True(process.ExitCode == 0, $"node {Path.GetFileName(script)} exited with {process.ExitCode}: {await stderr}\n{text}");
+        var (code, text, stderr) = await NodeTool.RunAsync("node", [script], Dir, timeout ?? TimeSpan.FromMinutes(2), env);
+        Assert.True(code == 0, $"node {Path.GetFileName(script)} exited with {code}: {stderr}\n{text}");
         return JsonNode.Parse(text)!.AsObject();
     }
 }
