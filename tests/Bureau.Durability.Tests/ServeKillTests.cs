@@ -64,44 +64,7 @@ public sealed class ServeKillTests : IDisposable
         var server = Serve(db, url);
         await ServeSupport.WaitReadyAsync(http, server, ProcessTimeout, ct);
 
-        var accepted = new System.Collections.Concurrent.ConcurrentDictionary<string, string>(); // key -> run id
-        var conflicts = new System.Collections.Concurrent.ConcurrentBag<string>();
-        var gate = new SemaphoreSlim(8);
-        var submitters = Enumerable.Range(0, runs).Select(async i =>
-        {
-            var key = $"k{i:000}";
-            await gate.WaitAsync(ct);
-            try
-            {
-                for (var attempt = 0; ; attempt++)
-                {
-                    try
-                    {
-                        var req = new HttpRequestMessage(HttpMethod.Post, "/v1/runs")
-                        {
-                            Content = new StringContent(new JsonObject { ["agent"] = "clerk", ["input"] = key }.ToJsonString(), Encoding.UTF8, "application/json"),
-                        };
-                        req.Headers.Add("Idempotency-Key", key);
-                        using var res = await http.SendAsync(req, ct);
-                        if (res.StatusCode is HttpStatusCode.Accepted or HttpStatusCode.OK)
-                        {
-                            var id = (string)JsonNode.Parse(await res.Content.ReadAsStringAsync(ct))!["id"]!;
-                            if (accepted.TryGetValue(key, out var before) && before != id) conflicts.Add($"{key}: {before} then {id}");
-                            accepted[key] = id;
-                            return;
-                        }
-                    }
-                    catch (HttpRequestException) { }
-                    catch (TaskCanceledException) when (!ct.IsCancellationRequested) { }
-                    if (attempt > 2000) throw new TimeoutException($"{key} was never accepted");
-                    await Task.Delay(20, ct); // the server is down: retry with the same key, as a client would
-                }
-            }
-            finally
-            {
-                gate.Release();
-            }
-        }).ToList();
+        var (accepted, conflicts, submitters) = ServeSupport.SubmitWithRetries(http, "clerk", runs, ct);
 
         var random = new Random(20261125);
         for (var k = 0; k < kills; k++)
@@ -112,7 +75,7 @@ public sealed class ServeKillTests : IDisposable
             server = Serve(db, url);
             await ServeSupport.WaitReadyAsync(http, server, ProcessTimeout, ct);
         }
-        await Task.WhenAll(submitters);
+        await submitters;
         Assert.Empty(conflicts);
         Assert.Equal(runs, accepted.Count);
 

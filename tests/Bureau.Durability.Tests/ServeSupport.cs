@@ -30,4 +30,53 @@ internal static class ServeSupport
             await Task.Delay(50, ct);
         }
     }
+
+    /// <summary>
+    /// Submits <paramref name="runs"/> runs of <paramref name="agent"/> (input and Idempotency-Key k000, k001, ...), eight at a
+    /// time, each sent again with its key until the server accepts it, as a client does while the server is down.
+    /// <c>Accepted</c> maps each key to its run; <c>Conflicts</c> lists keys answered with two different runs.
+    /// </summary>
+    public static (System.Collections.Concurrent.ConcurrentDictionary<string, string> Accepted, System.Collections.Concurrent.ConcurrentBag<string> Conflicts, Task Done)
+        SubmitWithRetries(HttpClient http, string agent, int runs, CancellationToken ct)
+    {
+        var accepted = new System.Collections.Concurrent.ConcurrentDictionary<string, string>(); // key -> run id
+        var conflicts = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var gate = new SemaphoreSlim(8);
+        var submitters = Enumerable.Range(0, runs).Select(async i =>
+        {
+            var key = $"k{i:000}";
+            await gate.WaitAsync(ct);
+            try
+            {
+                for (var attempt = 0; ; attempt++)
+                {
+                    try
+                    {
+                        var req = new HttpRequestMessage(HttpMethod.Post, "/v1/runs")
+                        {
+                            Content = new StringContent(new System.Text.Json.Nodes.JsonObject { ["agent"] = agent, ["input"] = key }.ToJsonString(), System.Text.Encoding.UTF8, "application/json"),
+                        };
+                        req.Headers.Add("Idempotency-Key", key);
+                        using var res = await http.SendAsync(req, ct);
+                        if (res.StatusCode is System.Net.HttpStatusCode.Accepted or System.Net.HttpStatusCode.OK)
+                        {
+                            var id = (string)System.Text.Json.Nodes.JsonNode.Parse(await res.Content.ReadAsStringAsync(ct))!["id"]!;
+                            if (accepted.TryGetValue(key, out var before) && before != id) conflicts.Add($"{key}: {before} then {id}");
+                            accepted[key] = id;
+                            return;
+                        }
+                    }
+                    catch (HttpRequestException) { }
+                    catch (TaskCanceledException) when (!ct.IsCancellationRequested) { }
+                    if (attempt > 2000) throw new TimeoutException($"{key} was never accepted");
+                    await Task.Delay(20, ct); // the server is down: retry with the same key, as a client would
+                }
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }).ToList();
+        return (accepted, conflicts, Task.WhenAll(submitters));
+    }
 }
