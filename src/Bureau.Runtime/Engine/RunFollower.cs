@@ -51,6 +51,7 @@ internal static class RunFollower
         var ct = stop.Token;
         var events = engine.WatchAsync(runId, afterStep, includeActivity, untilWaiting: false, cancellationToken: ct).GetAsyncEnumerator(ct);
         Task<bool>? next = null;
+        var lastStep = afterStep;
         try
         {
             next = events.MoveNextAsync().AsTask();
@@ -77,7 +78,19 @@ internal static class RunFollower
                     while (descendantWaits.Reader.TryRead(out _)) { }
                     signal = descendantWaits.Reader.WaitToReadAsync(ct).AsTask();
                     if (await FindWaitingDescendantAsync(engine, runId, ct) is { } waiting)
-                        return new RunEnd(await GetAsync(engine, runId, ct), waiting);
+                    {
+                        // The descendant's wait can be seen before the steps the run journaled until then (its child
+                        // starting, say): hand those over first, so the follower's picture of the run is whole.
+                        var run = await GetAsync(engine, runId, ct);
+                        while (lastStep < run.Version && await next)
+                        {
+                            var pending = events.Current;
+                            if (onEvent is not null) await onEvent(pending);
+                            if (pending.Record is { } r) lastStep = r.N;
+                            next = events.MoveNextAsync().AsTask();
+                        }
+                        return new RunEnd(run, waiting);
+                    }
                     continue;
                 }
                 if (!await next) break;
@@ -88,6 +101,7 @@ internal static class RunFollower
                     next = events.MoveNextAsync().AsTask();
                     continue;
                 }
+                lastStep = record.N;
                 if (record.Entry is ChildRunStarted) Listen();
                 if (record.Entry is RunWaiting w)
                 {
