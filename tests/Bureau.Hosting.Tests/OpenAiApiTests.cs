@@ -88,6 +88,27 @@ public sealed class OpenAiApiTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task ChatCompletion_ScriptedAgent_IsLabelledScripted_ARealModelsIsNot()
+    {
+        await StartAsync();
+        using (var res = await PostAsync("/v1/chat/completions", """{"model":"spinner","messages":[{"role":"user","content":"look"}]}"""))
+        {
+            // spinner fails (its steps budget), but what answered is still labelled: a scripted model
+            Assert.Equal("true", res.Headers.GetValues(OpenAiApi.ScriptedHeader).Single());
+        }
+        using (var res = await PostAsync("/v1/chat/completions", """{"model":"echo","messages":[{"role":"user","content":"hello"}]}"""))
+        {
+            Assert.False(res.Headers.Contains(OpenAiApi.ScriptedHeader));
+            Assert.Null((await Http.BodyAsync(res))["bureau"]!["scripted"]);
+        }
+        using (var res = await PostAsync("/v1/responses", """{"model":"desk","input":"refund order 9"}"""))
+        {
+            Assert.Equal("true", res.Headers.GetValues(OpenAiApi.ScriptedHeader).Single());   // a team with a scripted member
+            Assert.True((bool)(await Http.BodyAsync(res))["bureau"]!["scripted"]!);
+        }
+    }
+
+    [Fact]
     public async Task ChatCompletion_EarlierMessagesAreContext_TheLastUserMessageIsAnswered()
     {
         await StartAsync();

@@ -95,7 +95,7 @@ internal static class OpenAiApi
                 ["model"] = model,
                 ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["message"] = message, ["logprobs"] = null, ["finish_reason"] = "stop" }),
                 ["usage"] = ChatUsage(end.Run),
-                ["bureau"] = Extension(end),
+                ["bureau"] = Extension(ctx, end),
             });
         }
 
@@ -119,7 +119,7 @@ internal static class OpenAiApi
         var text = AnswerText(done);
         if (text.Length > 0) await sse.DataAsync(Chunk(new JsonObject { ["content"] = text }, null));
         var last = Chunk(new JsonObject(), "stop");
-        last["bureau"] = Extension(done);
+        last["bureau"] = Extension(ctx, done);
         await sse.DataAsync(last);
         if (includeUsage)
         {
@@ -164,7 +164,7 @@ internal static class OpenAiApi
         {
             var end = await FollowAsync(ctx, run.Id, null, null);
             SetStatus(ctx, end);
-            return BureauApi.Json(ResponseDoc(end, model));
+            return BureauApi.Json(ResponseDoc(ctx, end, model));
         }
 
         var sse = await SseAsync(ctx);
@@ -176,10 +176,10 @@ internal static class OpenAiApi
             return sse.EventAsync(type, data);
         }
         var pending = new RunEnd(run, null);
-        await Event("response.created", new JsonObject { ["response"] = ResponseDoc(pending, model, inProgress: true) });
-        await Event("response.in_progress", new JsonObject { ["response"] = ResponseDoc(pending, model, inProgress: true) });
+        await Event("response.created", new JsonObject { ["response"] = ResponseDoc(ctx, pending, model, inProgress: true) });
+        await Event("response.in_progress", new JsonObject { ["response"] = ResponseDoc(ctx, pending, model, inProgress: true) });
         var done = await FollowAsync(ctx, run.Id, null, sse.CommentAsync);
-        var final = ResponseDoc(done, model);
+        var final = ResponseDoc(ctx, done, model);
         var text = final["output"] is JsonArray { Count: > 0 } ? AnswerText(done) : null;
         if (text is not null)
         {
@@ -227,11 +227,11 @@ internal static class OpenAiApi
         var end = new RunEnd(run, waiting);
         SetStatus(ctx, end);
         ctx.Response.Headers[RunIdHeader] = run.Id;
-        return BureauApi.Json(ResponseDoc(end, run.Agent, inProgress: !run.Status.IsTerminal() && waiting is null));
+        return BureauApi.Json(ResponseDoc(ctx, end, run.Agent, inProgress: !run.Status.IsTerminal() && waiting is null));
     }
 
     /// <summary>A run as a Responses API object: completed, failed, cancelled, incomplete (waits for a person) or queued/in_progress.</summary>
-    private static JsonObject ResponseDoc(RunEnd end, string model, bool inProgress = false)
+    private static JsonObject ResponseDoc(HttpContext ctx, RunEnd end, string model, bool inProgress = false)
     {
         var run = end.Run;
         string status;
@@ -297,7 +297,7 @@ internal static class OpenAiApi
                 ["total_tokens"] = run.Usage.TotalTokens,
             },
             ["metadata"] = new JsonObject(),
-            ["bureau"] = Extension(end),
+            ["bureau"] = Extension(ctx, end),
         };
     }
 
@@ -366,16 +366,43 @@ internal static class OpenAiApi
 
     private static void SetStatus(HttpContext ctx, RunEnd end)
     {
-        if (!ctx.Response.HasStarted) ctx.Response.Headers[RunStatusHeader] = end.Run.Status.ToWireName();
+        if (ctx.Response.HasStarted) return;
+        ctx.Response.Headers[RunStatusHeader] = end.Run.Status.ToWireName();
+        if (Scripted(ctx, end.Run.Agent)) ctx.Response.Headers[ScriptedHeader] = "true";
+    }
+
+    /// <summary>Says that the answer comes from the scripted model (rules, not a real model): tests, demos, offline use.</summary>
+    public const string ScriptedHeader = "x-bureau-scripted";
+
+    /// <summary>Whether the agent, or any agent a team uses (at any depth), answers with a scripted model.</summary>
+    internal static bool Scripted(HttpContext ctx, string agentOrTeam)
+    {
+        var defs = Engine(ctx).Definitions;
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var pending = new Stack<string>([agentOrTeam]);
+        while (pending.TryPop(out var name) && seen.Count < 1000)
+        {
+            if (!seen.Add(name)) continue;
+            if (defs.Teams.TryGetValue(name, out var team))
+            {
+                foreach (var used in team.Uses()) pending.Push(used);
+            }
+            else if (defs.Agents.TryGetValue(name, out var agent) && defs.Models.TryGetValue(agent.Model, out var model) && model is ScriptedModelDefinition)
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     /// <summary>What the client reads as the answer: the run's output, or, while it waits for a person, what it waits for.</summary>
     private static string AnswerText(RunEnd end) => end.Waiting ? RunFollower.WaitingMessage(end) : end.Run.Output ?? "";
 
     /// <summary>Bureau's own facts beside the protocol's fields (clients ignore unknown fields).</summary>
-    private static JsonObject Extension(RunEnd end)
+    private static JsonObject Extension(HttpContext ctx, RunEnd end)
     {
         var o = new JsonObject { ["run_id"] = end.Run.Id, ["status"] = end.Run.Status.ToWireName() };
+        if (Scripted(ctx, end.Run.Agent)) o["scripted"] = true;   // never presented as a real model's answer
         if (end.WaitingRun is { WaitingFor: { } w } waiting)
         {
             var doc = new JsonObject { ["run_id"] = waiting.Id, ["reason"] = w.Reason, ["step"] = w.Step };
