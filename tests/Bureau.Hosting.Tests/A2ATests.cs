@@ -226,6 +226,7 @@ public sealed class A2AProtocolTests : IAsyncDisposable
         Assert.Equal("TASK_STATE_COMPLETED", (string?)task["status"]!["state"]);
         Assert.Equal("echo: routed", (string?)task["artifacts"]![0]!["parts"]![0]!["text"]);
         Assert.Equal("echo", (string?)task["metadata"]!["agent"]);
+        Assert.Null(task["metadata"]!["scripted"]);   // echo is no scripted model: no label (a scripted agent's tasks say scripted: true)
 
         // A message for that (finished) task needs no agent named: the task says whose it is; it takes no more messages.
         var followUp = Error((await RpcAsync("/a2a", Rpc("SendMessage",

@@ -50,6 +50,7 @@ public sealed class AguiApiTests : IAsyncDisposable
         var teamRunId = (string)events[0]["metadata"]!["bureau"]!["runId"]!;
         var interrupt = events[^1]["outcome"]!["interrupts"]![0]!;
         Assert.Equal("interrupt", (string?)events[^1]["outcome"]!["type"]);
+        Assert.True((bool)events[^1]["metadata"]!["bureau"]!["scripted"]!);   // refunder answers with the scripted model: labelled
         var memberRunId = (string)interrupt["metadata"]!["bureau"]!["runId"]!;
         Assert.Equal(teamRunId, (await _host.Engine.GetRunAsync(memberRunId, Ct))!.ParentRunId);
         Assert.StartsWith(memberRunId + ":", (string)interrupt["id"]!);

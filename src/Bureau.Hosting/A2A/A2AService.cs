@@ -26,6 +26,13 @@ internal static class A2AService
 
     private static BureauEngine Engine(HttpContext ctx) => ctx.RequestServices.GetRequiredService<BureauEngine>();
 
+    /// <summary>Marks a task whose answers come from the scripted model (<c>metadata.scripted</c>): never a real model's.</summary>
+    private static JsonObject Labelled(BureauEngine engine, JsonObject task, RunRecord run)
+    {
+        if (ScriptedModels.Behind(engine, run.Agent) && task["metadata"] is JsonObject metadata) metadata["scripted"] = true;
+        return task;
+    }
+
     /// <summary>SendMessage (and the start of SendStreamingMessage): a new message starts a durable run (once per messageId).</summary>
     public static async Task<A2ASent> AcceptAsync(HttpContext ctx, A2AScope scope, JsonObject p)
     {
@@ -234,7 +241,7 @@ internal static class A2AService
     {
         var sent = await AcceptAsync(ctx, scope, p);
         var run = sent.ReturnImmediately ? sent.Run : await WaitSettledAsync(Engine(ctx), sent.Run.Id, ctx.RequestAborted);
-        return new JsonObject { ["task"] = A2AMapping.Task(run, sent.HistoryLength) };
+        return new JsonObject { ["task"] = Labelled(Engine(ctx), A2AMapping.Task(run, sent.HistoryLength), run) };
     }
 
     /// <summary>The task a request names (<c>id</c>), in scope.</summary>
@@ -250,7 +257,8 @@ internal static class A2AService
     {
         var id = P.RequiredString(p, "id");
         var historyLength = P.OptionalInt(p, "historyLength", 0, int.MaxValue);
-        return A2AMapping.Task(await FindAsync(ctx, scope, id), historyLength);
+        var found = await FindAsync(ctx, scope, id);
+        return Labelled(Engine(ctx), A2AMapping.Task(found, historyLength), found);
     }
 
     public static async Task<JsonObject> CancelTaskAsync(HttpContext ctx, A2AScope scope, JsonObject p)
@@ -273,7 +281,7 @@ internal static class A2AService
         {
             run = await engine.GetRunAsync(id, ctx.RequestAborted) ?? throw new RunNotFoundException(id);
         }
-        return A2AMapping.Task(run);
+        return Labelled(Engine(ctx), A2AMapping.Task(run), run);
     }
 
     private static async Task<RunRecord> WaitTerminalAsync(BureauEngine engine, string runId, CancellationToken ct)
@@ -332,7 +340,7 @@ internal static class A2AService
             throw A2AException.BadParam("pageToken", $"'pageToken' '{pageToken}' is not one this server returned ({ex.Message})");
         }
         var tasks = new JsonArray();
-        foreach (var r in page.Items.Where(Keep)) tasks.Add(A2AMapping.Task(r, historyLength, includeArtifacts));
+        foreach (var r in page.Items.Where(Keep)) tasks.Add(Labelled(Engine(ctx), A2AMapping.Task(r, historyLength, includeArtifacts), r));
 
         // totalSize: the matching tasks counted (up to a cap: the store keeps no counts).
         var total = 0;
@@ -370,7 +378,7 @@ internal static class A2AService
         CancellationToken ct, bool untilTerminal = false)
     {
         var (contextId, _) = A2AMapping.ContextOf(run);
-        await write(new JsonObject { ["task"] = A2AMapping.Task(run) });
+        await write(new JsonObject { ["task"] = Labelled(engine, A2AMapping.Task(run), run) });
         if (untilTerminal ? run.Status.IsTerminal() : A2AMapping.IsSettled(run)) return;
         var state = A2AMapping.State(run);
 

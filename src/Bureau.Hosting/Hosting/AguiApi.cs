@@ -188,7 +188,7 @@ internal static class AguiApi
         ctx.Response.Headers[OpenAiApi.RunIdHeader] = runId;
         var sse = await OpenAiApi.SseAsync(ctx);
         var time = ctx.RequestServices.GetRequiredService<TimeProvider>();
-        var mapper = new AguiEvents(sse, runId, threadId, aguiRunId, time);
+        var mapper = new AguiEvents(sse, runId, threadId, aguiRunId, time) { Scripted = ScriptedModels.Behind(engine, (await engine.GetRunAsync(runId, ctx.RequestAborted))?.Agent ?? "") };
         if (after > 0)
         {
             // A resumed stream: results of calls the last stream announced keep their ids.
@@ -208,6 +208,9 @@ internal static class AguiApi
 /// <summary>Maps one run's journal entries to AG-UI events (docs/decisions/0027) and writes them.</summary>
 internal sealed class AguiEvents(OpenAiApi.Sse sse, string runId, string threadId, string aguiRunId, TimeProvider time)
 {
+    /// <summary>Whether the run's answers come from the scripted model: the end event's metadata says so.</summary>
+    public bool Scripted { get; init; }
+
     private const string ModelStep = "model call";
     private readonly Dictionary<string, string> _toolCallIds = new(StringComparer.Ordinal);
     private readonly HashSet<string> _openSteps = new(StringComparer.Ordinal);
@@ -312,6 +315,7 @@ internal sealed class AguiEvents(OpenAiApi.Sse sse, string runId, string threadI
             ["inputTokens"] = run.Usage.InputTokens, ["outputTokens"] = run.Usage.OutputTokens, ["totalTokens"] = run.Usage.TotalTokens,
         });
         var bureau = new JsonObject { ["bureau"] = new JsonObject { ["runId"] = run.Id, ["status"] = run.Status.ToWireName() } };
+        if (Scripted) bureau["bureau"]!["scripted"] = true;   // never presented as a real model's answer
         if (end.Waiting)
         {
             await WriteAsync("RUN_FINISHED", new JsonObject

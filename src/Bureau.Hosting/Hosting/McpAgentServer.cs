@@ -117,6 +117,7 @@ internal static class McpAgentServer
         }
         var run = await engine.GetRunAsync(runId, cancellationToken) ?? throw new RunNotFoundException(runId);
         var meta = new System.Text.Json.Nodes.JsonObject { ["bureau/runId"] = runId, ["bureau/status"] = run.Status.ToWireName() };
+        if (ScriptedModels.Behind(engine, run.Agent)) meta["bureau/scripted"] = true;   // never presented as a real model's answer
         return run.Status switch
         {
             RunStatus.Succeeded => new CallToolResult { Content = [new TextContentBlock { Text = run.Output ?? string.Empty }], Meta = meta },

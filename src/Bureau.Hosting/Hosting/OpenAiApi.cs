@@ -374,26 +374,7 @@ internal static class OpenAiApi
     /// <summary>Says that the answer comes from the scripted model (rules, not a real model): tests, demos, offline use.</summary>
     public const string ScriptedHeader = "x-bureau-scripted";
 
-    /// <summary>Whether the agent, or any agent a team uses (at any depth), answers with a scripted model.</summary>
-    internal static bool Scripted(HttpContext ctx, string agentOrTeam)
-    {
-        var defs = Engine(ctx).Definitions;
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        var pending = new Stack<string>([agentOrTeam]);
-        while (pending.TryPop(out var name) && seen.Count < 1000)
-        {
-            if (!seen.Add(name)) continue;
-            if (defs.Teams.TryGetValue(name, out var team))
-            {
-                foreach (var used in team.Uses()) pending.Push(used);
-            }
-            else if (defs.Agents.TryGetValue(name, out var agent) && defs.Models.TryGetValue(agent.Model, out var model) && model is ScriptedModelDefinition)
-            {
-                return true;
-            }
-        }
-        return false;
-    }
+    internal static bool Scripted(HttpContext ctx, string agentOrTeam) => ScriptedModels.Behind(Engine(ctx), agentOrTeam);
 
     /// <summary>What the client reads as the answer: the run's output, or, while it waits for a person, what it waits for.</summary>
     private static string AnswerText(RunEnd end) => end.Waiting ? RunFollower.WaitingMessage(end) : end.Run.Output ?? "";

@@ -86,8 +86,13 @@ internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedL
 {
     private BureauEngine? _engine;
 
+    // Whether a silo starts and stops the engine: read once at start, so that stopping needs nothing from a
+    // service provider that the host may be disposing already.
+    private bool _startedBySilo;
+
     public async Task StartingAsync(CancellationToken cancellationToken)
     {
+        _startedBySilo = services.GetService<EngineStartedBySilo>() is not null;
         var store = services.GetService<IRunStore>() ?? throw new InvalidOperationException(
             "Bureau has no store: pick one with a Use*Storage call, for example services.AddBureau().UseSqliteStorage(\"bureau.db\")");
         // The engine first: building it checks the definitions (models, tools, teams), before any database is opened.
@@ -110,7 +115,7 @@ internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedL
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        if (_engine is not null && services.GetService<EngineStartedBySilo>() is null) await _engine.StartAsync(cancellationToken);
+        if (_engine is not null && !_startedBySilo) await _engine.StartAsync(cancellationToken);
     }
 
     public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
@@ -120,7 +125,7 @@ internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedL
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         // A host whose start failed is stopped too: there is nothing of Bureau's to stop then.
-        if (_engine is not null && services.GetService<EngineStartedBySilo>() is null) await _engine.StopAsync(cancellationToken);
+        if (_engine is not null && !_startedBySilo) await _engine.StopAsync(cancellationToken);
     }
 
     public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
