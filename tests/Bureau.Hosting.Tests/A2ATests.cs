@@ -281,6 +281,7 @@ public sealed class A2AProtocolTests : IAsyncDisposable
         var done = await Http.BodyAsync(await _host.Client.GetAsync($"/a2a/agents/refunder/tasks/{id}", Ct));
         Assert.Equal("TASK_STATE_COMPLETED", (string?)done["status"]!["state"]);
         Assert.Equal("done: refunded 250", (string?)done["artifacts"]![0]!["parts"]![0]!["text"]);
+        Assert.True((bool)done["metadata"]!["scripted"]!);   // refunder answers with the scripted model: labelled
         var listed = await Http.BodyAsync(await _host.Client.GetAsync("/a2a/agents/refunder/tasks?contextId=ticket-7", Ct));
         Assert.Equal(id, (string?)Assert.Single(listed["tasks"]!.AsArray())!["id"]);
     }

@@ -54,6 +54,7 @@ public sealed class McpServerTests(KeyedHostFixture fixture) : IClassFixture<Key
         Assert.NotEqual(true, result.IsError);
         Assert.Equal("echo: hello over mcp", Assert.IsType<TextContentBlock>(Assert.Single(result.Content)).Text);
         var runId = result.Meta!["bureau/runId"]!.GetValue<string>();
+        Assert.Null(result.Meta["bureau/scripted"]);   // echo is no scripted model: no label
         var run = await fixture.Host.Engine.GetRunAsync(runId, Ct);
         Assert.NotNull(run);
         Assert.Equal((RunStatus.Succeeded, "echo", "hello over mcp"), (run.Status, run.Agent, run.Input));
