@@ -23,6 +23,9 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
     private CleanCloseMarker? _marker;
     private bool _crashedWalAtOpen;
     private volatile StorageHealth _health = StorageHealth.Ok;
+
+    /// <summary>The size a WAL is cut back to when SQLite resets it (<c>PRAGMA journal_size_limit</c>).</summary>
+    private const long WalSizeLimitBytes = 16L * 1024 * 1024;
     private StorageUnavailableException? _latched;
     private int _disposed;
 
@@ -75,6 +78,9 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
             Exec(writer, "PRAGMA journal_mode=WAL");
             Exec(writer, _options.Durability == StoreDurability.Full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
             Exec(writer, "PRAGMA foreign_keys=OFF");
+            // A WAL grown large (a burst while readers held old snapshots, a catch-up after a full disk) is cut back to
+            // this size when SQLite next resets it, instead of keeping its high-water mark on the disk for ever.
+            Exec(writer, $"PRAGMA journal_size_limit={WalSizeLimitBytes}");
             Migrations.Apply(writer);
             if (_exclusive)
             {
@@ -503,7 +509,28 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
 
     private void Wrote()
     {
-        if (_health.Fault is not null && _latched is null) _health = StorageHealth.Ok;
+        if (_health.Fault is not null && _latched is null)
+        {
+            _health = StorageHealth.Ok;
+            GiveWalSpaceBack();
+        }
+    }
+
+    /// <summary>
+    /// After a write fault clears (a disk that was full has room again), checkpoints and truncates the WAL so the space
+    /// it grew into is returned to the file system at once: on a nearly full disk that space is what the next writes need.
+    /// Best effort: a reader holding an old snapshot makes the checkpoint partial, and the size limit trims it later.
+    /// </summary>
+    private void GiveWalSpaceBack()
+    {
+        try
+        {
+            Exec(_writer!, "PRAGMA wal_checkpoint(TRUNCATE)");
+        }
+        catch (SqliteException)
+        {
+            // Busy or still short of space: journal_size_limit trims the WAL at its next reset.
+        }
     }
 
     private void Failed(StorageUnavailableException fault)
