@@ -12,7 +12,7 @@ public static class PostgreSqlBureauBuilderExtensions
     /// <summary>The configuration section of <see cref="PostgreSqlStoreOptions"/>.</summary>
     public const string SectionName = "Bureau:PostgreSql";
 
-    /// <summary>Keeps runs, journals, API keys, events and the audit log in the PostgreSQL database <paramref name="connectionString"/> names.</summary>
+    /// <summary>Keeps runs, journals, API keys, events and the audit log in the PostgreSQL database <paramref name="connectionString"/> names; run events and cancels reach every node that uses it.</summary>
     public static TBuilder UsePostgreSqlStorage<TBuilder>(this TBuilder builder, string connectionString) where TBuilder : IBureauBuilder
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
@@ -44,6 +44,12 @@ public static class PostgreSqlBureauBuilderExtensions
         services.AddSingleton<IApiKeyStore>(sp => sp.GetRequiredService<PostgreSqlApiKeyStore>());
         services.TryAddSingleton(sp => new PostgreSqlEventStore(sp.GetRequiredService<PostgreSqlDatabase>()));
         services.AddSingleton<IEventStore>(sp => sp.GetRequiredService<PostgreSqlEventStore>());
+        // Watchers on any node see every node's runs; cancels reach the node that executes the run (decision 0038).
+        services.RemoveAll<IRunEventBus>();
+        services.RemoveAll<IRunCommandRelay>();
+        services.TryAddSingleton(sp => new PostgreSqlRunEventBus(sp.GetRequiredService<PostgreSqlDatabase>(), sp.GetService<Microsoft.Extensions.Logging.ILoggerFactory>()));
+        services.AddSingleton<IRunEventBus>(sp => sp.GetRequiredService<PostgreSqlRunEventBus>());
+        services.AddSingleton<IRunCommandRelay>(sp => sp.GetRequiredService<PostgreSqlRunEventBus>());
         System.Data.Common.DbProviderFactories.RegisterFactory("Npgsql", Npgsql.NpgsqlFactory.Instance); // for poll triggers
         return builder;
     }
