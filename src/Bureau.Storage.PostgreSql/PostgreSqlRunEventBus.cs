@@ -385,7 +385,8 @@ public sealed partial class PostgreSqlRunEventBus : IRunEventBus, IRunCommandRel
                             long last;
                             lock (cursor) last = cursor.Last;
                             if (r.To <= last) continue;
-                            if (toCursor.Add(r.RunId)) reads.Add((r.RunId, last >= 0 ? last : Math.Max(0, Math.Max(cursor.Floor, r.From - 1)), long.MaxValue));
+                            // Nothing delivered yet: from what the notice announces (every commit since LISTEN has one).
+                            if (toCursor.Add(r.RunId)) reads.Add((r.RunId, last >= 0 ? last : Math.Max(0, r.From - 1), long.MaxValue));
                         }
                         else if (r.Lifecycle && Volatile.Read(ref _allSubscribers) > 0)
                         {
@@ -398,7 +399,7 @@ public sealed partial class PostgreSqlRunEventBus : IRunEventBus, IRunCommandRel
                     {
                         long last;
                         lock (c1) last = c1.Last;
-                        reads.Add((one.RunId, Math.Max(0, Math.Max(last, c1.Floor)), long.MaxValue));
+                        reads.Add((one.RunId, last >= 0 ? last : Math.Max(0, c1.Floor), long.MaxValue));
                     }
                     break;
                 case Work.CatchUpAll:
@@ -407,7 +408,7 @@ public sealed partial class PostgreSqlRunEventBus : IRunEventBus, IRunCommandRel
                         long last;
                         lock (c) last = c.Last;
                         if (last < 0 && c.Floor < 0) continue; // subscribed a moment ago: its prime reads the version
-                        if (toCursor.Add(runId)) reads.Add((runId, Math.Max(last, c.Floor), long.MaxValue));
+                        if (toCursor.Add(runId)) reads.Add((runId, last >= 0 ? last : c.Floor, long.MaxValue));
                     }
                     break;
             }

@@ -255,6 +255,7 @@ public sealed class ClusterEventsTests : IAsyncDisposable
     {
         var a = await NodeAsync("node-a");
         var b = await NodeAsync("node-b");
+        b.RemoteCancelAnswerWait = Patience; // a loaded machine may answer late; without an answer b would journal the cancel itself
         var id = (await a.SubmitAsync(new RunRequest("loop", "3"), Ct)).Run.Id;
         await _gateEntered.Task.WaitAsync(Patience, Ct);
 

@@ -699,10 +699,10 @@ public sealed partial class BureauEngine : IAsyncDisposable
     private IDisposable? _relayed;
 
     /// <summary>How long a node waits for another to say it executes a run it was asked to cancel.</summary>
-    internal static TimeSpan RemoteCancelAnswerWait { get; set; } = TimeSpan.FromSeconds(2);
+    internal TimeSpan RemoteCancelAnswerWait { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>How long a node waits for the node that executes a run to journal its cancellation, before journaling it itself.</summary>
-    internal static TimeSpan RemoteCancelWait { get; set; } = TimeSpan.FromSeconds(30);
+    internal TimeSpan RemoteCancelWait { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Carries cancels to the node that executes a run (a cluster without Orleans); null: none, set at start.</summary>
     internal IRunCommandRelay? CommandRelay { get; private set; }
