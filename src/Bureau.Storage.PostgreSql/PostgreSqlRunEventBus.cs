@@ -351,6 +351,12 @@ public sealed partial class PostgreSqlRunEventBus : IRunEventBus, IRunCommandRel
                         await ProcessAsync(batch, ct);
                         break;
                     }
+                    catch (InvalidDataException ex) when (attempt >= 3)
+                    {
+                        // A journal entry this code cannot read: retrying will not help, and the other runs' events must go on.
+                        Log.ReadFailed(_logger, _db.Name, ex);
+                        break;
+                    }
                     catch (Exception ex) when (ex is not OperationCanceledException || !ct.IsCancellationRequested)
                     {
                         // The database is away: try again (a cursor re-reads from its last delivered step, so nothing is lost or repeated).
