@@ -10,8 +10,10 @@ namespace Bureau.Storage.PostgreSql;
 /// </summary>
 /// <param name="auditHead">The audit chain's head, when the batch took the audit lock.</param>
 /// <param name="entries">The writer's reused serializer of journal entries (the writer's thread only).</param>
-internal sealed class PgBatchContext((long Seq, string Hash)? auditHead, EntryWriter entries)
+/// <param name="notices">The NOTIFY channel and this writer's origin, when commits are announced to other nodes; null: not.</param>
+internal sealed class PgBatchContext((long Seq, string Hash)? auditHead, EntryWriter entries, (string Channel, string Origin)? notices = null)
 {
+    private readonly List<bool> _lifecycle = [];
     private readonly List<string> _runIds = [];
     private readonly List<long> _ns = [];
     private readonly List<string> _kinds = [];
@@ -29,6 +31,7 @@ internal sealed class PgBatchContext((long Seq, string Hash)? auditHead, EntryWr
         _kinds.Add(entry.Kind);
         _ats.Add(at.ToUnixTimeMilliseconds());
         _data.Add(entries.Write(entry).ToArray());
+        _lifecycle.Add(PgEventNotices.IsLifecycle(entry));
         if (AuditFormat.Of(entry) is { } a) AddAudit(at, a.Actor, a.Action, runId, n, a.Detail?.ToJsonString());
     }
 
@@ -55,7 +58,17 @@ internal sealed class PgBatchContext((long Seq, string Hash)? auditHead, EntryWr
             yield return ins;
         }
         if (Audit is { Count: > 0 } audit) yield return audit.Insert();
+        if (notices is { } n && _runIds.Count > 0)
+        {
+            // One statement per transaction however many runs it appended to; delivered when (and only if) it commits.
+            var notify = new NpgsqlBatchCommand("SELECT pg_notify($1, p) FROM unnest($2::text[]) p");
+            notify.Parameters.Add(P(n.Channel));
+            notify.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = PgEventNotices.Build(n.Origin, _runIds, _ns, _lifecycle).ToArray() });
+            yield return notify;
+        }
     }
+
+    private static NpgsqlParameter P<T>(T value) => new NpgsqlParameter<T> { TypedValue = value };
 }
 
 /// <summary>

@@ -12,7 +12,7 @@ public static class PostgreSqlBureauBuilderExtensions
     /// <summary>The configuration section of <see cref="PostgreSqlStoreOptions"/>.</summary>
     public const string SectionName = "Bureau:PostgreSql";
 
-    /// <summary>Keeps runs, journals, API keys, events and the audit log in the PostgreSQL database <paramref name="connectionString"/> names.</summary>
+    /// <summary>Keeps runs, journals, API keys, events, the audit log, memory and boards in the PostgreSQL database <paramref name="connectionString"/> names; run events and cancels reach every node that uses it.</summary>
     public static TBuilder UsePostgreSqlStorage<TBuilder>(this TBuilder builder, string connectionString) where TBuilder : IBureauBuilder
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
@@ -20,7 +20,7 @@ public static class PostgreSqlBureauBuilderExtensions
     }
 
     /// <summary>
-    /// Keeps runs, journals, API keys, events and the audit log in PostgreSQL: options bound from <c>Bureau:PostgreSql</c>
+    /// Keeps runs, journals, API keys, events, the audit log, memory and boards in PostgreSQL: options bound from <c>Bureau:PostgreSql</c>
     /// (<c>ConnectionString</c>, <c>Schema</c>, <c>MaxBatchSize</c>), then <paramref name="configure"/>; validated at start.
     /// The stores share one connection pool; the schema is created or migrated when the host starts. Several hosts
     /// (nodes) may use one database: each needs its own <c>Bureau:NodeId</c>.
@@ -44,6 +44,19 @@ public static class PostgreSqlBureauBuilderExtensions
         services.AddSingleton<IApiKeyStore>(sp => sp.GetRequiredService<PostgreSqlApiKeyStore>());
         services.TryAddSingleton(sp => new PostgreSqlEventStore(sp.GetRequiredService<PostgreSqlDatabase>()));
         services.AddSingleton<IEventStore>(sp => sp.GetRequiredService<PostgreSqlEventStore>());
+        services.RemoveAll<IMemoryStore>();
+        services.TryAddSingleton(sp => new PostgreSqlMemoryStore(sp.GetRequiredService<PostgreSqlDatabase>(),
+            sp.GetService<Microsoft.Extensions.AI.IEmbeddingGenerator<string, Microsoft.Extensions.AI.Embedding<float>>>())); // recall by meaning when the app registers one
+        services.AddSingleton<IMemoryStore>(sp => sp.GetRequiredService<PostgreSqlMemoryStore>());
+        services.RemoveAll<IBoardStore>();
+        services.TryAddSingleton(sp => new PostgreSqlBoardStore(sp.GetRequiredService<PostgreSqlDatabase>()));
+        services.AddSingleton<IBoardStore>(sp => sp.GetRequiredService<PostgreSqlBoardStore>());
+        // Watchers on any node see every node's runs; cancels reach the node that executes the run (decision 0038).
+        services.RemoveAll<IRunEventBus>();
+        services.RemoveAll<IRunCommandRelay>();
+        services.TryAddSingleton(sp => new PostgreSqlRunEventBus(sp.GetRequiredService<PostgreSqlDatabase>(), sp.GetService<Microsoft.Extensions.Logging.ILoggerFactory>()));
+        services.AddSingleton<IRunEventBus>(sp => sp.GetRequiredService<PostgreSqlRunEventBus>());
+        services.AddSingleton<IRunCommandRelay>(sp => sp.GetRequiredService<PostgreSqlRunEventBus>());
         System.Data.Common.DbProviderFactories.RegisterFactory("Npgsql", Npgsql.NpgsqlFactory.Instance); // for poll triggers
         return builder;
     }

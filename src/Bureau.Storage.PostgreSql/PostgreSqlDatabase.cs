@@ -27,6 +27,23 @@ public sealed class PostgreSqlDatabase : IAsyncDisposable
         DataSource = new NpgsqlDataSourceBuilder(cs.ConnectionString).Build();
     }
 
+    /// <summary>This instance among the writers of the database (random): notices it sent say so, and its listener skips them.</summary>
+    internal string Origin { get; } = Guid.NewGuid().ToString("n")[..16];
+
+    /// <summary>The NOTIFY channel of commits (one per schema).</summary>
+    internal string EventChannel => ChannelName("events");
+
+    /// <summary>The NOTIFY channel of run commands between nodes (one per schema).</summary>
+    internal string CommandChannel => ChannelName("commands");
+
+    private string ChannelName(string kind)
+    {
+        var name = $"bureau.{Options.Schema}.{kind}";
+        if (name.Length <= 63) return name;
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(Options.Schema)))[..16];
+        return $"bureau.{hash}.{kind}";
+    }
+
     /// <summary>The options it was made with.</summary>
     public PostgreSqlStoreOptions Options { get; }
 

@@ -103,6 +103,73 @@ internal static class PostgreSqlMigrations
             at bigint NOT NULL
         );
         """,
+        // 2: long-term memory (PostgreSqlMemoryStore; SQLite's step 9) and teams' boards (PostgreSqlBoardStore; SQLite's step 10).
+        //    A fact's head is live; tsv holds the head's text-search vector (english: stemmed, as SQLite's porter
+        //    tokenizer), indexed (GIN) for live rows only. A task's seq orders a board's tasks by creation.
+        """
+        CREATE TABLE memory_facts(
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            scope text COLLATE "C" NOT NULL,
+            key text COLLATE "C" NOT NULL,
+            version bigint NOT NULL,
+            value text,
+            supersedes bigint,
+            live boolean NOT NULL DEFAULT true,
+            outcome text NOT NULL,
+            run_id text COLLATE "C",
+            step bigint,
+            agent text,
+            actor text,
+            at bigint NOT NULL,
+            write_key text COLLATE "C" UNIQUE,
+            tsv tsvector,
+            UNIQUE(scope, key, version)
+        );
+        CREATE UNIQUE INDEX memory_heads ON memory_facts(scope, key) WHERE live;
+        CREATE INDEX memory_by_run ON memory_facts(run_id) WHERE run_id IS NOT NULL;
+        CREATE INDEX memory_text ON memory_facts USING gin(tsv) WHERE live;
+        CREATE TABLE memory_vectors(
+            fact_id bigint PRIMARY KEY,
+            scope text COLLATE "C" NOT NULL,
+            model text NOT NULL,
+            vector bytea NOT NULL
+        );
+        CREATE INDEX memory_vectors_by_scope ON memory_vectors(scope);
+        CREATE TABLE board_tasks(
+            board text COLLATE "C" NOT NULL,
+            id text COLLATE "C" NOT NULL,
+            seq bigint GENERATED ALWAYS AS IDENTITY,
+            title text NOT NULL,
+            detail text,
+            status text NOT NULL,
+            claimed_by text,
+            version bigint NOT NULL,
+            created_by text NOT NULL,
+            created_at bigint NOT NULL,
+            updated_at bigint NOT NULL,
+            note text,
+            PRIMARY KEY(board, id)
+        );
+        CREATE INDEX board_tasks_by_seq ON board_tasks(board, seq);
+        CREATE TABLE board_decisions(
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            board text COLLATE "C" NOT NULL,
+            title text NOT NULL,
+            text text NOT NULL,
+            "by" text NOT NULL,
+            at bigint NOT NULL
+        );
+        CREATE INDEX board_decisions_by_board ON board_decisions(board, seq);
+        CREATE TABLE board_keys(
+            board text COLLATE "C" NOT NULL,
+            key text COLLATE "C" NOT NULL,
+            value text NOT NULL,
+            version bigint NOT NULL,
+            "by" text NOT NULL,
+            at bigint NOT NULL,
+            PRIMARY KEY(board, key)
+        );
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

@@ -459,7 +459,7 @@ public sealed class PostgreSqlRunStore : IRunStore, IAuditLog
                     }
                 }
             }
-            var ctx = new PgBatchContext(head, _entries);
+            var ctx = new PgBatchContext(head, _entries, _db.Options.Notify ? (_db.EventChannel, _db.Origin) : null);
             var next = 0;
             foreach (var op in batch)
             {

@@ -15,6 +15,12 @@ public sealed partial class PostgreSqlStoreOptions
     /// <summary>Most operations grouped into one transaction by the writer (group commit).</summary>
     public int MaxBatchSize { get; set; } = 1024;
 
+    /// <summary>
+    /// Whether each commit is announced on a NOTIFY channel (run ids and step ranges, one statement per transaction), so
+    /// watchers on other nodes see runs this node executes. Default true; a single node may turn it off.
+    /// </summary>
+    public bool Notify { get; set; } = true;
+
     /// <summary>Throws if an option is out of range; the message names the option.</summary>
     public void Validate()
     {

@@ -11,7 +11,9 @@ namespace Bureau.Cli.Bench;
 
 /// <summary>The parameters of the agent-loop workload (shared/workloads/agent-loop.md).</summary>
 /// <remarks><paramref name="Postgres"/>: a connection string to run on PostgreSQL (schema <c>bureau_bench</c>, dropped first) instead of the SQLite file.</remarks>
-internal sealed record AgentLoopConfig(int Runs, int Concurrency, int Steps, int LatencyMs, string DbPath, StoreDurability Durability, bool Orleans = false, string? Postgres = null);
+/// <remarks><paramref name="Notify"/>: on PostgreSQL, whether commits are announced to other nodes (NOTIFY, on by default).</remarks>
+internal sealed record AgentLoopConfig(int Runs, int Concurrency, int Steps, int LatencyMs, string DbPath, StoreDurability Durability, bool Orleans = false, string? Postgres = null,
+    bool Notify = true);
 
 /// <summary>One line of the report.</summary>
 internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, string Durability, double WallSeconds, double P50RunMs, double P99RunMs,
@@ -99,7 +101,7 @@ internal static class AgentLoopBench
 
         await using var bureau = await EmbeddedBureau.StartAsync(Definitions(config.Steps, config.LatencyMs), config.DbPath, config.Durability,
             config.Concurrency, LogLevel.Warning, ct, config.Orleans,
-            postgres: config.Postgres is { } cs ? o => { o.ConnectionString = cs; o.Schema = BenchSchema; } : null);
+            postgres: config.Postgres is { } cs ? o => { o.ConnectionString = cs; o.Schema = BenchSchema; o.Notify = config.Notify; } : null);
         using var sub = bureau.Engine.Events.SubscribeAll(e =>
         {
             var now = Stopwatch.GetTimestamp();
@@ -143,7 +145,7 @@ internal static class AgentLoopBench
             if (await IsCorrectAsync(bureau.Runs, ids[r], r, config.Steps, ct)) correct++;
         }
         var bytes = bureau.StoreBytes;
-        return new AgentLoopResult(config.Postgres is null ? "bureau" : "bureau-postgres", config, config.Postgres is not null ? "postgres" : config.Durability == StoreDurability.Full ? "full" : "process",
+        return new AgentLoopResult(config.Postgres is null ? "bureau" : config.Notify ? "bureau-postgres" : "bureau-postgres-no-notify", config, config.Postgres is not null ? "postgres" : config.Durability == StoreDurability.Full ? "full" : "process",
             wall.Elapsed.TotalSeconds, Percentile(durations, 0.50), Percentile(durations, 0.99), rss, bytes, correct, transactions, used);
     }
 

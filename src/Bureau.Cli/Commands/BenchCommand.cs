@@ -29,13 +29,17 @@ internal static class BenchCommand
             Description = "Runs done first on a throwaway database and left out of the report, so JIT and first-activation costs are not measured (0: none).",
             DefaultValueFactory = _ => 200,
         };
+        var noNotify = new Option<bool>("--no-notify")
+        {
+            Description = "With --postgres: do not announce commits to other nodes (Bureau:PostgreSql:Notify false), to measure what the announcement costs.",
+        };
         var telemetry = new Option<bool>("--telemetry")
         {
             Description = "Measure Bureau with telemetry on (the OpenTelemetry SDK recording every span and metric, exported to nowhere): reported as bureau+telemetry.",
         };
         var agentLoop = new Command("agent-loop", "The agent-loop workload (shared/workloads/agent-loop.md): Bureau, then floor (synchronous=FULL) and floor-normal (synchronous=NORMAL).")
         {
-            runs, concurrency, steps, latency, db, durability, skipFloor, warmup, executors, telemetry, postgres,
+            runs, concurrency, steps, latency, db, durability, skipFloor, warmup, executors, telemetry, postgres, noNotify,
         };
         agentLoop.SetAction(async (parse, ct) =>
         {
@@ -46,7 +50,7 @@ internal static class BenchCommand
                 var other => throw new CliUsageException($"--executors must be orleans or local, not '{other}'"),
             };
             var config = new AgentLoopConfig(parse.GetValue(runs), parse.GetValue(concurrency), parse.GetValue(steps), parse.GetValue(latency),
-                parse.GetValue(db)!, CliShared.ParseDurability(parse.GetValue(durability)!), orleans, parse.GetValue(postgres));
+                parse.GetValue(db)!, CliShared.ParseDurability(parse.GetValue(durability)!), orleans, parse.GetValue(postgres), Notify: !parse.GetValue(noNotify));
             if (config.Runs < 1 || config.Concurrency < 1 || config.Steps < 1 || config.LatencyMs < 0 || parse.GetValue(warmup) < 0)
                 throw new CliUsageException("--runs, --concurrency and --steps must be at least 1, --model-latency-ms and --warmup at least 0");
 

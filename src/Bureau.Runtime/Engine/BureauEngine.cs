@@ -158,6 +158,8 @@ public sealed partial class BureauEngine : IAsyncDisposable
         }, FailAfterErrorsAsync, cancellationToken);
         await _timers.StartAsync(ExpireWaitAsync, cancellationToken); // deadlines that passed while down fire before the engine is ready
         _storageWatch.Start();
+        CommandRelay = Services.GetService(typeof(IRunCommandRelay)) as IRunCommandRelay;
+        _relayed = CommandRelay?.OnCancelRequested((id, actor, reason) => Activator is LocalRunActivator local && local.CancelActive(id, actor, reason));
         IsReady = true;
         TrackStarted();
         _rollbackSweep = Task.Run(() => SweepRollbacksAsync(CancellationToken.None));
@@ -229,6 +231,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
     private async Task StopCoreAsync(CancellationToken cancellationToken)
     {
         UntrackStarted();
+        _relayed?.Dispose();
         await _timers.StopAsync();
         await _storageWatch.StopAsync();
         await _scheduler.StopAsync(cancellationToken);
@@ -691,6 +694,43 @@ public sealed partial class BureauEngine : IAsyncDisposable
             cursor = page.Next;
         }
         while (cursor is not null);
+    }
+
+    private IDisposable? _relayed;
+
+    /// <summary>How long a node waits for another to say it executes a run it was asked to cancel.</summary>
+    internal TimeSpan RemoteCancelAnswerWait { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long a node waits for the node that executes a run to journal its cancellation, before journaling it itself.</summary>
+    internal TimeSpan RemoteCancelWait { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Carries cancels to the node that executes a run (a cluster without Orleans); null: none, set at start.</summary>
+    internal IRunCommandRelay? CommandRelay { get; private set; }
+
+    /// <summary>
+    /// Cancels a running run that another node executes: asks the nodes, and when one says it has the run, waits for it
+    /// to journal the cancellation. Null when no node has it or it took longer than <see cref="RemoteCancelWait"/>:
+    /// the caller journals the cancellation itself (the other executor's next append then conflicts and it stops).
+    /// </summary>
+    internal async Task<RunStatus?> CancelElsewhereAsync(IRunCommandRelay relay, string runId, string? actor, string? reason, CancellationToken cancellationToken)
+    {
+        var run = await Store.GetRunAsync(runId, cancellationToken);
+        if (run is not { Status: RunStatus.Running }) return null;
+        if (!await relay.RequestCancelAsync(runId, actor, reason, RemoteCancelAnswerWait, cancellationToken)) return null;
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(RemoteCancelWait);
+        try
+        {
+            await foreach (var _ in WatchAsync(runId, run.Version, untilWaiting: true, cancellationToken: deadline.Token))
+            {
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return null;
+        }
+        var after = await Store.GetRunAsync(runId, cancellationToken);
+        return after is not null && after.Status.IsTerminal() ? after.Status : null;
     }
 
     /// <summary>Journals the cancellation of a run that no executor is running (activators call this).</summary>

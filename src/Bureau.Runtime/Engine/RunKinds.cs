@@ -165,6 +165,18 @@ internal sealed class LocalRunActivator(BureauEngine engine) : IRunActivator
             var status = await execution.Task.WaitAsync(cancellationToken);
             if (status.IsTerminal()) return status;
         }
+        else if (engine.CommandRelay is { } relay && await engine.CancelElsewhereAsync(relay, runId, actor, reason, cancellationToken) is { } done)
+        {
+            return done;
+        }
         return await engine.CancelIdleAsync(runId, actor, reason, cancellationToken);
+    }
+
+    /// <summary>A cancel another node asked for: stops the execution here, if there is one (in the background); true when there was.</summary>
+    public bool CancelActive(string runId, string? actor, string? reason)
+    {
+        if (!_active.TryGetValue(runId, out var execution)) return false;
+        _ = execution.RequestCancelAsync(actor, reason);
+        return true;
     }
 }

@@ -1,4 +1,5 @@
 using Bureau.Storage.Sqlite;
+using Bureau.TestKit;
 using Bureau.Tests.Storage;
 using Bureau.Tests.Support;
 using Microsoft.Extensions.AI;

@@ -1,8 +1,6 @@
-using Bureau.Storage.Sqlite;
-using Bureau.Tests.Support;
 using Xunit;
 
-namespace Bureau.Tests.Storage;
+namespace Bureau.TestKit;
 
 /// <summary>
 /// The contract every <see cref="IMemoryStore"/> passes (decision 0023): versions, compare-and-set, conflict rules,
@@ -246,22 +244,4 @@ public abstract class MemoryStoreConformanceTests
 
         Assert.Contains(key.Trim().Length == 0 ? "key" : "scope", ex.Message);
     }
-}
-
-/// <summary>The memory conformance suite on SQLite.</summary>
-public sealed class SqliteMemoryStoreTests : MemoryStoreConformanceTests, IDisposable
-{
-    private readonly TempDir _dir = new();
-
-    protected override IMemoryStore CreateStore() => new SqliteMemoryStore(new SqliteStoreOptions { Path = _dir.File("bureau.db") });
-
-    public void Dispose() => _dir.Dispose();
-
-    [Theory]
-    [InlineData("refund \"ASAP\" -x:y", "\"refund\" OR \"ASAP\" OR \"x\" OR \"y\"")]
-    [InlineData("What is the plan of the customer?", "\"plan\" OR \"customer\"")]
-    [InlineData("who is it", "\"who\" OR \"is\" OR \"it\"")]
-    [InlineData("  ?! ", null)]
-    public void MatchExpression_QuotesEachWord_SoNoTextIsQuerySyntax(string text, string? expected) =>
-        Assert.Equal(expected, SqliteMemoryStore.MatchExpression(text));
 }

@@ -1,8 +1,6 @@
-using Bureau.Storage.Sqlite;
-using Bureau.Tests.Support;
 using Xunit;
 
-namespace Bureau.Tests.Storage;
+namespace Bureau.TestKit;
 
 /// <summary>The contract every <see cref="IBoardStore"/> passes: tasks claimed exactly once under a race, state changes only by the right worker, decisions, CAS keys.</summary>
 public abstract class BoardStoreConformanceTests
@@ -98,14 +96,4 @@ public abstract class BoardStoreConformanceTests
         Assert.Equal(("oncall", "ann"), (board.Keys.Single().Key, board.Keys.Single().Value));
         Assert.Empty((await store.ReadAsync("other")).Tasks);
     }
-}
-
-/// <summary>The board conformance suite on SQLite.</summary>
-public sealed class SqliteBoardStoreTests : BoardStoreConformanceTests, IDisposable
-{
-    private readonly TempDir _dir = new();
-
-    protected override IBoardStore CreateStore() => new SqliteBoardStore(new SqliteStoreOptions { Path = _dir.File("bureau.db") });
-
-    public void Dispose() => _dir.Dispose();
 }
