@@ -16,6 +16,7 @@ namespace Bureau.Durability.Tests;
 /// node held is taken over by a survivor (or ended) within 30 s of the kill. Needs a server (BUREAU_TEST_POSTGRES; test.sh
 /// starts one, docs/decisions/0030).
 /// </summary>
+[Collection(nameof(ClusterFailoverTests))] // alone: three nodes and 500 runs are load enough for a 2-core machine
 public sealed class ClusterFailoverTests : IAsyncDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "bureau-cluster-failover", Guid.NewGuid().ToString("n"));
@@ -271,3 +272,7 @@ public sealed class ClusterFailoverTests : IAsyncDisposable
         }
     }
 }
+
+/// <summary>The failover test runs with no other test of this assembly beside it (its 30 s limit is the issue's, not a load test's).</summary>
+[CollectionDefinition(nameof(ClusterFailoverTests), DisableParallelization = true)]
+public sealed class ClusterFailoverCollection;
