@@ -17,8 +17,9 @@ internal static class CliComposition
     /// PostgreSQL when <paramref name="postgres"/> is given: options from <c>Bureau:PostgreSql</c>, then it), and the executors.
     /// </summary>
     /// <remarks><paramref name="maxConcurrentRuns"/>: set by the command (bench), or null to keep <c>Bureau:MaxConcurrentRuns</c> from configuration (serve).</remarks>
+    /// <remarks><paramref name="cluster"/>: join the cluster on the PostgreSQL database (docs/cluster.md); needs <paramref name="postgres"/>.</remarks>
     public static BureauBuilder Add(IServiceCollection services, BureauDefinitions definitions, string dbPath, StoreDurability durability, int? maxConcurrentRuns, bool orleans = false,
-        Action<PostgreSqlStoreOptions>? postgres = null)
+        Action<PostgreSqlStoreOptions>? postgres = null, Action<Bureau.Orleans.PostgreSql.PostgreSqlClusterOptions>? cluster = null)
     {
         var bureau = services.AddBureau(o => o.MaxConcurrentRuns = maxConcurrentRuns ?? o.MaxConcurrentRuns)
             .AddDefinitions(definitions);
@@ -34,7 +35,12 @@ internal static class CliComposition
                 o.Durability = durability;
             });
         }
-        if (orleans) bureau.UseOrleans(); // runs in grains of an embedded silo; in this process otherwise (decision 0010)
+        if (cluster is not null)
+        {
+            if (postgres is null) throw new CliUsageException("--cluster needs PostgreSQL (--postgres CONNECTION_STRING or Bureau:Storage=postgres): the cluster's membership and runs live there");
+            bureau.UsePostgreSqlCluster(cluster); // runs in grains, silos in a cluster whose membership is in PostgreSQL (docs/cluster.md)
+        }
+        else if (orleans) bureau.UseOrleans(); // runs in grains of an embedded silo; in this process otherwise (decision 0010)
         if (Commands.AuditCommand.Key(null) is { } auditKey) // BUREAU_AUDIT_KEY(_FILE): signed audit checkpoints every 1000 entries and at a clean stop
             services.AddSingleton(new Governance.AuditCheckpointOptions { Key = auditKey, File = Governance.AuditCheckpointOptions.DefaultFile(dbPath) });
         ConfigureServices?.Invoke(services);

@@ -33,13 +33,18 @@ public static class BureauOrleansExtensions
 
     /// <summary>
     /// Adds Bureau's run grains to a silo, and starts the engine (which then resumes unfinished runs)
-    /// once the silo is up, stopping it gracefully before the silo goes down.
+    /// once the silo is up, stopping it gracefully before the silo goes down. The silo is named after
+    /// <see cref="BureauOptions.NodeId"/>; when the cluster's membership declares a silo dead, the survivors
+    /// release its claims at once so its unfinished runs resume without waiting for its leases to run out.
     /// The <see cref="BureauEngine"/> must be registered (<c>AddBureau()</c>).
     /// </summary>
     public static ISiloBuilder AddBureauGrains(this ISiloBuilder silo)
     {
         silo.Services.TryAddSingleton<OrleansRunActivator>();
         silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, EngineLifecycle>();
+        // The silo's name is the node id its scheduler claims runs under: a dead silo's claims are known by it (fast failover).
+        silo.Services.AddOptions<SiloOptions>().Configure<Microsoft.Extensions.Options.IOptions<BureauOptions>>((o, bureau) => o.SiloName = bureau.Value.NodeId);
+        silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, ClusterFailover>();
         silo.Configure<GrainCollectionOptions>(o => o.CollectionAge = TimeSpan.FromMinutes(2));
         return silo;
     }

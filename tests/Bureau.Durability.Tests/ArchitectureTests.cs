@@ -19,8 +19,9 @@ public sealed class ArchitectureTests
         ["Bureau.Storage.PostgreSql"] = ["Bureau.Abstractions"],
         ["Bureau.Runtime"] = ["Bureau.Abstractions", "Bureau.Manifests", "Bureau.Models"],
         ["Bureau.Orleans"] = ["Bureau.Abstractions", "Bureau.Runtime", "Bureau.Manifests", "Bureau.Models"],
+        ["Bureau.Orleans.PostgreSql"] = ["Bureau.Abstractions", "Bureau.Runtime", "Bureau.Manifests", "Bureau.Models", "Bureau.Orleans", "Bureau.Storage.PostgreSql"],
         ["Bureau.Hosting"] = ["Bureau.Abstractions", "Bureau.Runtime", "Bureau.Manifests", "Bureau.Models"],
-        ["bureau"] = ["Bureau.Abstractions", "Bureau.Runtime", "Bureau.Manifests", "Bureau.Models", "Bureau.Orleans", "Bureau.Hosting", "Bureau.Storage.Sqlite", "Bureau.Storage.PostgreSql"],
+        ["bureau"] = ["Bureau.Abstractions", "Bureau.Runtime", "Bureau.Manifests", "Bureau.Models", "Bureau.Orleans", "Bureau.Hosting", "Bureau.Storage.Sqlite", "Bureau.Storage.PostgreSql", "Bureau.Orleans.PostgreSql"],
     };
 
     [Fact]

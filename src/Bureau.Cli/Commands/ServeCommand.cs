@@ -10,7 +10,7 @@ using Microsoft.Extensions.Options;
 
 namespace Bureau.Cli.Commands;
 
-/// <summary><c>bureau serve FILE [--db PATH | --postgres CONNECTION_STRING] [--urls URL] [--otlp URL]</c>: the REST API until stopped.</summary>
+/// <summary><c>bureau serve FILE [--db PATH | --postgres CONNECTION_STRING [--cluster ...]] [--urls URL] [--otlp URL]</c>: the REST API until stopped.</summary>
 internal static class ServeCommand
 {
     public const string DefaultUrls = "http://127.0.0.1:5080";
@@ -28,9 +28,15 @@ internal static class ServeCommand
         var durability = CliShared.DurabilityOption();
         var otlp = CliShared.OtlpOptions();
         var postgres = CliShared.PostgresOption("Keep runs in PostgreSQL instead of the SQLite file (as Bureau:Storage=postgres with Bureau:PostgreSql:ConnectionString); --db and --durability then do not apply.");
+        var cluster = new Option<bool>("--cluster") { Description = "Join the cluster on the PostgreSQL database (needs --postgres): runs execute in Orleans grains on the node that claimed them; a dead node's runs resume on the others (docs/cluster.md)." };
+        var nodeId = new Option<string?>("--node-id") { Description = "This node's name in the cluster and in the runs' claims (Bureau:NodeId); unique per node. Default: the machine's name and a random suffix.", HelpName = "NAME" };
+        var clusterId = new Option<string?>("--cluster-id") { Description = "The cluster to join (Bureau:Cluster:ClusterId, default bureau).", HelpName = "ID" };
+        var siloPort = new Option<int?>("--silo-port") { Description = "The port nodes talk to each other on (Bureau:Cluster:SiloPort); default a free one.", HelpName = "PORT" };
+        var gatewayPort = new Option<int?>("--gateway-port") { Description = "Orleans' client gateway port (Bureau:Cluster:GatewayPort); default a free one.", HelpName = "PORT" };
+        var advertise = new Option<string?>("--advertise") { Description = "The address the other nodes reach this one at (Bureau:Cluster:AdvertisedAddress, default 127.0.0.1).", HelpName = "ADDRESS" };
         var cmd = new Command("serve", "Serve the REST API (/v1, live events, /healthz, /readyz, /openapi/v1.json) until Ctrl+C or SIGTERM; unfinished runs resume at start.")
         {
-            file, db, urls, durability, otlp.Endpoint, otlp.Protocol, postgres,
+            file, db, urls, durability, otlp.Endpoint, otlp.Protocol, postgres, cluster, nodeId, clusterId, siloPort, gatewayPort, advertise,
         };
         cmd.SetAction(async (parse, ct) =>
         {
@@ -55,8 +61,24 @@ internal static class ServeCommand
             builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
             var telemetry = CliShared.Telemetry(parse, otlp);
             var pg = Storage(builder.Configuration, parse.GetValue(postgres));
+            var inCluster = parse.GetValue(cluster);
+            if (!inCluster && (parse.GetValue(clusterId) ?? parse.GetValue(advertise)) is not null || !inCluster && (parse.GetValue(siloPort) ?? parse.GetValue(gatewayPort)) is not null)
+                throw new CliUsageException("--cluster-id, --silo-port, --gateway-port and --advertise apply with --cluster only");
+            if (parse.GetValue(nodeId) is { } node)
+            {
+                if (string.IsNullOrWhiteSpace(node)) throw new CliUsageException("--node-id must not be empty");
+                builder.Services.Configure<BureauOptions>(o => o.NodeId = node);
+            }
             var bureau = CliComposition.Add(builder.Services, definitions, dbPath, storeDurability, maxConcurrentRuns: null, // Bureau:MaxConcurrentRuns from configuration
-                postgres: pg is null ? null : o => { if (pg.Length > 0) o.ConnectionString = pg; }).AddHttpApi();
+                postgres: pg is null ? null : o => { if (pg.Length > 0) o.ConnectionString = pg; },
+                cluster: !inCluster ? null : o =>
+                {
+                    if (pg is { Length: > 0 }) o.ConnectionString = pg;
+                    if (parse.GetValue(clusterId) is { } id) o.ClusterId = id;
+                    if (parse.GetValue(siloPort) is { } sp) o.SiloPort = sp;
+                    if (parse.GetValue(gatewayPort) is { } gp) o.GatewayPort = gp;
+                    if (parse.GetValue(advertise) is { } a) o.AdvertisedAddress = a;
+                }).AddHttpApi();
             telemetry?.Apply(bureau);
             await using var app = builder.Build();
             app.MapBureau();
@@ -80,6 +102,12 @@ internal static class ServeCommand
             var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
             Console.Error.WriteLine($"bureau: serving {definitions.Agents.Count} agent(s){(definitions.Teams.Count > 0 ? $" and {definitions.Teams.Count} team(s)" : "")} from {manifest} on {string.Join(", ", addresses)} ({(pg is null ? "db " + dbPath : app.Services.GetRequiredService<Bureau.Storage.PostgreSql.PostgreSqlDatabase>().Name)}; Dashboard at /); Ctrl+C stops");
             if (telemetry is not null) Console.Error.WriteLine($"bureau: telemetry to {telemetry.Endpoint} (OTLP)");
+            if (inCluster)
+            {
+                var clusterOptions = app.Services.GetRequiredService<IOptions<Bureau.Orleans.PostgreSql.PostgreSqlClusterOptions>>().Value;
+                var silo = app.Services.GetRequiredService<global::Orleans.Runtime.ILocalSiloDetails>();
+                Console.Error.WriteLine($"bureau: node {app.Services.GetRequiredService<IOptions<BureauOptions>>().Value.NodeId} joined cluster {clusterOptions.ClusterId} as silo {silo.SiloAddress} (bureau cluster status --postgres ... lists the nodes)");
+            }
             try
             {
                 await Task.Delay(Timeout.Infinite, ct).WaitAsync(app.Lifetime.ApplicationStopping);

@@ -147,6 +147,19 @@ public sealed partial class BureauEngine : IAsyncDisposable
     internal JournalWriter Writer { get; }
     internal bool IsStopping => _scheduler.IsStopping;
 
+    /// <summary>
+    /// Drops the claims of a node known to be gone (a cluster's membership declared it dead) and claims unfinished runs
+    /// at once: its runs resume here or on another survivor without waiting for its leases to run out. Returns whether
+    /// anything was released. Never the claims of this node.
+    /// </summary>
+    internal async Task<bool> TakeOverAsync(string deadNode, CancellationToken cancellationToken)
+    {
+        if (string.Equals(deadNode, _options.NodeId, StringComparison.Ordinal) || IsStopping) return false;
+        await Store.ReleaseClaimsAsync(deadNode, cancellationToken);
+        _scheduler.ClaimSoon();
+        return true;
+    }
+
     /// <summary>Starts dispatching: claims unfinished runs (they resume from their journals) and starts the timer service.</summary>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {

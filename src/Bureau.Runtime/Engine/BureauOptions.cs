@@ -25,7 +25,10 @@ public sealed class BureauOptions
     /// </summary>
     public string NodeId { get; set; } = "local";
 
-    /// <summary>How long a scheduler's claim on unfinished runs holds without renewal; another node picks them up after it. Default 30 s.</summary>
+    /// <summary>
+    /// How long a scheduler's claim on unfinished runs holds without renewal; another node picks them up after it. Default 30 s.
+    /// In cluster mode <c>Bureau:Cluster:ClaimLease</c> (15 s) replaces it, and a node the cluster declares dead loses its claims at once.
+    /// </summary>
     public TimeSpan ClaimLease { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>

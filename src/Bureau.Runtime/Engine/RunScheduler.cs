@@ -175,6 +175,9 @@ internal sealed partial class RunScheduler
         }
     }
 
+    /// <summary>Claims unfinished runs now rather than at the next renewal (another node's claims were just released).</summary>
+    public void ClaimSoon() => Wake();
+
     private void Wake()
     {
         try
