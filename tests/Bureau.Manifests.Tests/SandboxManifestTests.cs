@@ -47,6 +47,55 @@ public sealed class SandboxManifestTests
     }
 
     [Fact]
+    public void Version2_WriteProcessTool_IsSandboxedByDefault_ReadAndIdempotentAreNot()
+    {
+        var yaml = """
+            version: 2
+            tools:
+              save: { kind: process, command: [x], effect: write }
+              look: { kind: process, command: [x], effect: read }
+              sync: { kind: process, command: [x], effect: idempotent }
+              tight: { kind: process, command: [x], effect: write, sandbox: { maxProcesses: 8 } }
+            """;
+        var result = Load(yaml);
+
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        Assert.Empty(ManifestSchemaTests.SchemaErrors(ManifestSchemaTests.YamlAsJson(yaml)));
+        var tools = result.Definitions!.Tools.Values.OfType<ProcessToolDefinition>().ToDictionary(t => t.Name);
+        var save = tools["save"].Sandbox!;
+        Assert.Equal((SandboxNetwork.Deny, 0, 65534), (save.Network, save.Writable.Count, save.User));   // every default: nothing writable but /tmp
+        Assert.Null(tools["look"].Sandbox);
+        Assert.Null(tools["sync"].Sandbox);
+        Assert.Equal(8, tools["tight"].Sandbox!.MaxProcesses);
+        Assert.All(tools.Values, t => Assert.False(t.SandboxOptedOut));
+    }
+
+    [Fact]
+    public void Version2_WriteToolWithSandboxFalse_OptsOutExplicitly()
+    {
+        var result = Load("version: 2\ntools:\n  save: { kind: process, command: [x], effect: write, sandbox: false }\n  look: { kind: process, command: [x], sandbox: false }\n");
+
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        var save = Assert.IsType<ProcessToolDefinition>(result.Definitions!.Tools["save"]);
+        Assert.Null(save.Sandbox);
+        Assert.True(save.SandboxOptedOut);   // warned about at start
+        Assert.False(Assert.IsType<ProcessToolDefinition>(result.Definitions.Tools["look"]).SandboxOptedOut);   // a read tool was not sandboxed by default: nothing to opt out of
+    }
+
+    [Theory]
+    [InlineData("version: 1\n")]
+    [InlineData("")]
+    public void Version1OrNoVersion_WriteProcessTool_StaysUnsandboxed(string version)
+    {
+        var result = Load(version + "tools:\n  save: { kind: process, command: [x], effect: write }\n");
+
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        var save = Assert.IsType<ProcessToolDefinition>(result.Definitions!.Tools["save"]);
+        Assert.Null(save.Sandbox);   // manifests written before version 2 keep their behaviour
+        Assert.False(save.SandboxOptedOut);
+    }
+
+    [Fact]
     public void Sandbox_BadNetwork_IsAnErrorAtItsValue()
     {
         var result = Load("tools:\n  t:\n    kind: process\n    command: [x]\n    sandbox: { network: some }\n");

@@ -58,6 +58,9 @@ internal static class ToolSandbox
     {
         foreach (var tool in definitions.Tools.Values.OfType<ProcessToolDefinition>())
         {
+            if (tool.SandboxOptedOut)
+                Microsoft.Extensions.Logging.LoggerExtensions.LogWarning(logger,
+                    "tool '{Tool}': a write tool that runs unsandboxed (sandbox: false): it may write anywhere, and reach anything, that Bureau's user can", tool.Name);
             if (tool.Sandbox is not { } sandbox) continue;
             var directory = Path.GetFullPath(tool.WorkingDirectory ?? Directory.GetCurrentDirectory());
             Microsoft.Extensions.Logging.LoggerExtensions.LogInformation(logger, "tool '{Tool}': {Sandbox}", tool.Name, Describe(sandbox, directory));

@@ -288,6 +288,31 @@ public sealed class ProcessSandboxTests : IAsyncDisposable
         Assert.Contains(logs.Lines, l => l.Message.StartsWith("tool 'dotnetish': sandboxed (bubblewrap)", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task HostStart_WarnsAboutAWriteToolThatOptedOutOfTheSandbox()
+    {
+        var manifest = Path.Combine(_dir.Path, "bureau.yaml");
+        await File.WriteAllTextAsync(manifest, """
+            version: 2
+            models:
+              m: { provider: scripted }
+            tools:
+              unconfined: { kind: process, command: [python3, -c, "print(1)"], effect: write, sandbox: false }
+            """, Ct);
+        var logs = new CapturingLoggerProvider();
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddProvider(logs);
+        builder.Services.AddBureau(o => o.Manifests = [manifest]).UseSqliteStorage(Path.Combine(_dir.Path, "bureau.db"));
+        using var host = builder.Build();
+
+        await host.StartAsync(Ct);
+        await host.StopAsync(Ct);
+
+        Assert.Contains(logs.Lines, l => l.Level == Microsoft.Extensions.Logging.LogLevel.Warning
+            && l.Message.StartsWith("tool 'unconfined': a write tool that runs unsandboxed (sandbox: false)", StringComparison.Ordinal));
+    }
+
     private sealed class CapturingLoggerProvider : Microsoft.Extensions.Logging.ILoggerProvider
     {
         public System.Collections.Concurrent.ConcurrentQueue<(Microsoft.Extensions.Logging.LogLevel Level, string Message)> Lines { get; } = new();
