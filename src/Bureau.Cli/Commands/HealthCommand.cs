@@ -68,6 +68,8 @@ internal static class HealthCommand
                         : (string?)i?["connection"] == "connecting" ? $"not connected; next attempt at {(string?)i?["nextAttemptAt"]}" : "";
                     var circuit = i?["connection"] is { } connection ? (string?)connection : (string?)i?["circuit"];
                     if (i?["lastError"] is { } last) note += (note.Length > 0 ? "; " : "") + "last error: " + JournalText.Cut((string?)last ?? "", 80);
+                    if (i?["notApplied"] is JsonArray notApplied && notApplied.Count > 0)
+                        note += (note.Length > 0 ? "; " : "") + "not applied here: " + string.Join("; ", notApplied.Select(l => JournalText.Cut((string?)l ?? "", 100)));
                     o.WriteLine($"{(string?)i?["name"],-28} {circuit,-10} {(long?)i?["calls"],8} {(long?)i?["failures"],8} {(long?)i?["rejected"],9} {(int?)i?["inFlight"],9}  {note}");
                 }
                 return open ? 3 : 0;

@@ -132,7 +132,8 @@ internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedL
         var engine = services.GetRequiredService<BureauEngine>();
         Triggers.TriggerChecks.Check(engine.Definitions);
         // Sandboxed process tools: what this machine cannot apply is said now, not discovered at the first call (docs/decisions/0029).
-        Tools.ToolSandbox.ReportAtStart(engine.Definitions, services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("Bureau.Sandbox"));
+        Tools.ToolSandbox.ReportAtStart(engine.Definitions, services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("Bureau.Sandbox"),
+            services.GetService<Resilience.DependencyHealth>());
         await store.InitializeAsync(cancellationToken);
         if (services.GetService<IApiKeyStore>() is { } keys) await keys.InitializeAsync(cancellationToken);
         if (services.GetService<IEventStore>() is { } events) await events.InitializeAsync(cancellationToken);

@@ -28,6 +28,9 @@ public sealed record DependencyStatus(
 
     /// <summary>While <see cref="Connection"/> is <c>connecting</c>: when Bureau tries again.</summary>
     public DateTimeOffset? NextAttemptAt { get; init; }
+
+    /// <summary>What of the dependency's settings this machine does not apply (a sandboxed tool's limits), as said at start; null when everything is.</summary>
+    public IReadOnlyList<string>? NotApplied { get; init; }
 }
 
 /// <summary>One model's or tool's counters and breaker, shared by every run of the process.</summary>
@@ -157,6 +160,7 @@ public sealed class DependencyHealth
 {
     private static readonly ConcurrentDictionary<DependencyMonitor, byte> s_live = new(ReferenceEqualityComparer.Instance);
     private readonly ConcurrentDictionary<string, DependencyMonitor> _monitors = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, IReadOnlyList<string>> _notApplied = new(StringComparer.Ordinal);
 
     static DependencyHealth()
     {
@@ -185,8 +189,12 @@ public sealed class DependencyHealth
         return _monitors.GetOrAdd(name, create);
     }
 
+    /// <summary>Records what of <paramref name="name"/>'s settings this machine does not apply (said at start).</summary>
+    internal void SetNotApplied(string name, IReadOnlyList<string> lines) => _notApplied[name] = lines;
+
     /// <summary>Every dependency called (or set up) so far, by name.</summary>
-    public IReadOnlyList<DependencyStatus> Snapshot() => [.. _monitors.Values.Select(m => m.Snapshot()).OrderBy(s => s.Name, StringComparer.Ordinal)];
+    public IReadOnlyList<DependencyStatus> Snapshot() =>
+        [.. _monitors.Values.Select(m => m.Snapshot() is var s && _notApplied.TryGetValue(s.Name, out var lines) ? s with { NotApplied = lines } : s).OrderBy(s => s.Name, StringComparer.Ordinal)];
 
     /// <summary>Stops reporting this registry's dependencies in the metrics (the host is stopping).</summary>
     internal void Untrack()
