@@ -18,6 +18,7 @@ internal sealed class AgentRunExecutor : IRunExecutor
     private readonly BureauDeployment _deployment;
     private readonly ToolFactory _toolFactory;
     private volatile Deployed _current;
+    private readonly Lock _rebuild = new();
 
     /// <summary>The agents and tools built from one set of definitions.</summary>
     private sealed record Deployed(BureauDefinitions Source, IReadOnlyDictionary<string, AgentRuntime> Agents, IReadOnlyDictionary<string, BureauTool> ToolsByName);
@@ -46,7 +47,7 @@ internal sealed class AgentRunExecutor : IRunExecutor
             var current = _current;
             var definitions = _deployment.Definitions;
             if (ReferenceEquals(current.Source, definitions)) return current;
-            lock (_deployment)
+            lock (_rebuild)
             {
                 if (!ReferenceEquals(_current.Source, definitions)) _current = Build(definitions, _current);
                 return _current;

@@ -151,10 +151,17 @@ public sealed class McpServerConnection : IAsyncDisposable
                     {
                         throw new McpConnectException($"listing its tools took longer than {(timeout * 2).TotalSeconds:0.#}s");
                     }
-                    listed(tools);
+                    // Calls go to the server from now on; then its tools are deployed (placeholders replaced, the others added).
                     _pending = null;
                     monitor?.SetConnection("connected", null, null);
-                    _logger.LogInformation("MCP server '{Server}' answered after start; its tools are deployed", _server.Name);
+                    try
+                    {
+                        listed(tools);
+                    }
+                    catch (Exception ex)
+                    {
+                        _logger.LogError(ex, "MCP server '{Server}' answered after start, but deploying its tools failed; the tools known by name still call it", _server.Name);
+                    }
                     return;
                 }
                 catch (OperationCanceledException) when (token.IsCancellationRequested)
