@@ -335,18 +335,33 @@ public sealed class ProcessSandboxTests : IAsyncDisposable
     }
 
     [Fact]
-    public async Task AgentRun_CpuBurnAndMemoryHog_AreStopped_AndTheJournalSaysWhy()
+    public async Task AgentRun_CpuBurnMemoryHogAndForkBomb_AreStopped_AndTheJournalSaysWhy()
     {
         RequireSandbox();
+        Assert.True(ToolSandbox.Machine.IsRoot || ToolSandbox.Machine.SystemdRun is not null, "the process limit needs root (rlimits) or a cgroup scope; test.sh runs as root");
         _f.Definitions.Add(Python("spin", "while True: pass", new SandboxSettings { MaxCpuTime = TimeSpan.FromSeconds(1) }));
         _f.Definitions.Add(Python("hog", "x = bytearray(600 * 1024 * 1024); print('allocated')", new SandboxSettings { MaxMemoryMB = 200 }));
+        // Bounded by the process limit (40), with a uid of its own (RLIMIT_NPROC counts every process of the uid).
+        const int uid = 61018;
+        _f.Definitions.Add(Python("bomb", """
+            import os, sys, time
+            try:
+                while True:
+                    if os.fork() == 0:
+                        time.sleep(300)
+                        os._exit(0)
+            except OSError as e:
+                print(f'fork refused: {e}', file=sys.stderr)
+                sys.exit(3)
+            """, new SandboxSettings { MaxProcesses = 40, User = uid }));
         _f.UseModel((msgs, turn) => turn switch
         {
             1 => FakeModel.Call("spin", "{}"),
             2 => FakeModel.Call("hog", "{}"),
-            _ => FakeModel.Text("both refused"),
+            3 => FakeModel.Call("bomb", "{}"),
+            _ => FakeModel.Text("all refused"),
         });
-        _f.AddAgent(tools: ["spin", "hog"]);
+        _f.AddAgent(tools: ["spin", "hog", "bomb"]);
         var engine = await _f.StartAsync();
 
         var id = (await engine.SubmitAsync(new RunRequest("a", "burn"), Ct)).Run.Id;
@@ -354,8 +369,11 @@ public sealed class ProcessSandboxTests : IAsyncDisposable
 
         Assert.Equal(RunStatus.Succeeded, run.Status);   // the model was told; the run went on
         var results = (await engine.ReadJournalAsync(id, cancellationToken: Ct)).Select(r => r.Entry).OfType<ToolCompleted>().ToList();
-        Assert.Equal(2, results.Count);
+        Assert.Equal(3, results.Count);
         Assert.All(results, r => Assert.True(r.IsError));
+        Assert.Contains("Resource temporarily unavailable", results[2].Content);
+        Assert.Contains("40 processes", results[2].Note);
+        await WaitUntilAsync(() => !ProcessesOf(uid).Any(), "the fork bomb's children to be gone", 30);
         Assert.Contains("the sandbox's CPU time limit (1s) was reached (SIGXCPU)", results[0].Content);
         Assert.Contains(ToolSandbox.Machine.SystemdRun is null ? "MemoryError" : "memory limit (200 MiB, cgroup)", results[1].Content);   // rlimit: the allocation fails; cgroup: the kernel kills it
         Assert.Contains("memory 200 MiB", results[1].Note);
