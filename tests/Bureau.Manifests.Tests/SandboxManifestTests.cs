@@ -82,6 +82,27 @@ public sealed class SandboxManifestTests
         Assert.False(Assert.IsType<ProcessToolDefinition>(result.Definitions.Tools["look"]).SandboxOptedOut);   // a read tool was not sandboxed by default: nothing to opt out of
     }
 
+    [Fact]
+    public void DocsSnippet_ToolsMd_Version2Example_SandboxesTheWriteTool_AndTheOptOutIsMarked()
+    {
+        // docs/tools.md, "On by default for write tools in version: 2 manifests": the YAML block as the page shows it.
+        var page = File.ReadAllText(Path.Combine(RepoRoot, "docs", "tools.md"));
+        var start = page.IndexOf("```yaml\nversion: 2\n", StringComparison.Ordinal);
+        Assert.True(start >= 0, "docs/tools.md has no yaml block starting with version: 2");
+        start += "```yaml\n".Length;
+        var yaml = page[start..page.IndexOf("```", start, StringComparison.Ordinal)];
+
+        var result = Load(yaml);
+
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        Assert.Empty(ManifestSchemaTests.SchemaErrors(ManifestSchemaTests.YamlAsJson(yaml)));
+        var refund = Assert.IsType<ProcessToolDefinition>(result.Definitions!.Tools["file_refund"]);
+        Assert.Equal(["data"], refund.Sandbox!.Writable);
+        var legacy = Assert.IsType<ProcessToolDefinition>(result.Definitions.Tools["legacy_sync"]);
+        Assert.Null(legacy.Sandbox);
+        Assert.True(legacy.SandboxOptedOut);
+    }
+
     [Theory]
     [InlineData("version: 1\n")]
     [InlineData("")]
