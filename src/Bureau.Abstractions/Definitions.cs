@@ -345,6 +345,12 @@ public sealed class ProcessToolDefinition : ToolDefinition
 
     /// <summary>How the program is confined (bubblewrap and rlimits); null: not sandboxed.</summary>
     public SandboxSettings? Sandbox { get; init; }
+
+    /// <summary>
+    /// True when a <c>write</c> tool of a version 2 manifest, which is sandboxed by default, says <c>sandbox: false</c>:
+    /// it runs unsandboxed, and the host warns about it at start.
+    /// </summary>
+    public bool SandboxOptedOut { get; init; }
 }
 
 /// <summary>A tool that sends an HTTP request; the response body is the result.</summary>

@@ -81,4 +81,11 @@ public sealed class McpToolDefinition : ToolDefinition
 
     /// <summary>The server's annotations as it listed them (JSON), if any, for listings.</summary>
     public JsonElement? Annotations { get; init; }
+
+    /// <summary>
+    /// False for a tool known only by the name its server's <c>include</c> gives, because the server could not be
+    /// reached at start: its description and input schema are not known, and its calls fail until the server answers
+    /// (then a listed definition replaces it).
+    /// </summary>
+    public bool Listed { get; init; } = true;
 }

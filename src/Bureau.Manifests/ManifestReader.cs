@@ -57,6 +57,9 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private readonly List<ManifestDiagnostic> _diagnostics = [];
     private readonly List<(string Tool, Entry Compensate)> _compensations = [];
 
+    // The manifest's format version (decision 0041): 2 sandboxes write process tools unless they say sandbox: false.
+    private long _version = 1;
+
     /// <summary>The characters of keys and values produced so far, aliases expanded and <c>${VAR}</c> substituted.</summary>
     private long _expandedChars;
 
@@ -137,8 +140,11 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
                 top[key] = new Entry(key, scalarKey, value, key);
         }
 
-        if (top.TryGetValue("version", out var version) && Integer(version, long.MinValue, long.MaxValue) is { } v && v != 1)
-            Error(version.Value, "version", $"unsupported manifest version {v}; this Bureau reads version 1");
+        if (top.TryGetValue("version", out var version) && Integer(version, long.MinValue, long.MaxValue) is { } v)
+        {
+            if (v is not (1 or 2)) Error(version.Value, "version", $"unsupported manifest version {v}; this Bureau reads versions 1 and 2");
+            else _version = v;
+        }
 
         var definitions = new BureauDefinitions { SourcePath = sourcePath };
         var modelEntries = top.TryGetValue("models", out var m) ? NameMap(m, "model") : [];
@@ -573,7 +579,11 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             var command = map.TryGetValue("command", out var cm) ? Command(cm) : null;
             var env = map.TryGetValue("env", out var en) ? ProcessEnvironment(en) : new Dictionary<string, string?>();
             var maxOutput = map.TryGetValue("maxOutputBytes", out var mo) ? Integer(mo, 1, int.MaxValue) : null;
-            var sandbox = map.TryGetValue("sandbox", out var sb) ? ReadSandbox(sb) : null;
+            var sandboxGiven = map.TryGetValue("sandbox", out var sb);
+            var sandbox = sandboxGiven ? ReadSandbox(sb!) : null;
+            // Version 2: a write tool is sandboxed unless it opts out with sandbox: false (warned about at start).
+            var sandboxByDefault = _version >= 2 && effectValue == ToolEffect.Write;
+            if (sandboxByDefault && !sandboxGiven) sandbox = new SandboxSettings();
             if (command is null) return null;
             return new ProcessToolDefinition
             {
@@ -591,6 +601,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
                 Environment = env,
                 MaxOutputBytes = maxOutput is { } mv ? (int)mv : ProcessToolDefinition.DefaultMaxOutputBytes,
                 Sandbox = sandbox,
+                SandboxOptedOut = sandboxByDefault && sandboxGiven && sandbox is null,
             };
         }
 

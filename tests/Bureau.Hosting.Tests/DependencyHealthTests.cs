@@ -95,6 +95,31 @@ public sealed class DependencyHealthTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task McpServerDownAtStart_HostStartsAndIsReady_HealthShowsItConnecting()
+    {
+        int port;
+        using (var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0))
+        {
+            listener.Start();
+            port = ((IPEndPoint)listener.LocalEndpoint).Port;   // released: nothing listens there
+        }
+        await _host.StartAsync(b => b
+            .AddModel(new ChatClientModelDefinition { Name = "priced", Client = new EchoModel() })
+            .AddTool(new McpServerToolDefinition { Name = "crm", Url = new Uri($"http://127.0.0.1:{port}/mcp"), Include = ["lookup"], ConnectTimeout = TimeSpan.FromSeconds(20) })
+            .AddAgent(new AgentDefinition { Name = "clerk", Model = "priced", Tools = ["crm"] }));
+
+        using var ready = await _host.Client.SendAsync(Http.Get("/readyz"), Ct);
+        Assert.Equal(HttpStatusCode.OK, ready.StatusCode);   // a down MCP server does not make the host unready (decision 0028)
+        using var res = await _host.Client.SendAsync(Http.Get("/v1/health/dependencies"), Ct);
+        var crm = (await Http.BodyAsync(res))["items"]!.AsArray().Single(i => (string)i!["name"]! == "mcp:crm")!;
+        Assert.Equal("connecting", (string)crm["connection"]!);
+        Assert.NotNull(crm["nextAttemptAt"]);
+        Assert.Contains("could not connect", (string)crm["lastError"]!);
+        using var agent = await _host.Client.SendAsync(Http.Get("/v1/agents/clerk"), Ct);
+        Assert.Contains("crm_lookup", (await Http.BodyAsync(agent)).ToJsonString());   // known by its include name
+    }
+
+    [Fact]
     public async Task GetRun_PricedModel_ShowsTheRunsCost()
     {
         await StartAsync();

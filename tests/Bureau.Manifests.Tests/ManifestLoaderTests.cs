@@ -184,7 +184,7 @@ public sealed class ManifestLoaderTests
     [Fact]
     public void LoadText_UnsupportedVersion_IsAnError()
     {
-        Single(Load("version: 2\n"), 1, 10, "unsupported manifest version 2");
+        Single(Load("version: 3\n"), 1, 10, "unsupported manifest version 3; this Bureau reads versions 1 and 2");
     }
 
     [Fact]

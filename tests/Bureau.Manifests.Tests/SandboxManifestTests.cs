@@ -47,6 +47,76 @@ public sealed class SandboxManifestTests
     }
 
     [Fact]
+    public void Version2_WriteProcessTool_IsSandboxedByDefault_ReadAndIdempotentAreNot()
+    {
+        var yaml = """
+            version: 2
+            tools:
+              save: { kind: process, command: [x], effect: write }
+              look: { kind: process, command: [x], effect: read }
+              sync: { kind: process, command: [x], effect: idempotent }
+              tight: { kind: process, command: [x], effect: write, sandbox: { maxProcesses: 8 } }
+            """;
+        var result = Load(yaml);
+
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        Assert.Empty(ManifestSchemaTests.SchemaErrors(ManifestSchemaTests.YamlAsJson(yaml)));
+        var tools = result.Definitions!.Tools.Values.OfType<ProcessToolDefinition>().ToDictionary(t => t.Name);
+        var save = tools["save"].Sandbox!;
+        Assert.Equal((SandboxNetwork.Deny, 0, 65534), (save.Network, save.Writable.Count, save.User));   // every default: nothing writable but /tmp
+        Assert.Null(tools["look"].Sandbox);
+        Assert.Null(tools["sync"].Sandbox);
+        Assert.Equal(8, tools["tight"].Sandbox!.MaxProcesses);
+        Assert.All(tools.Values, t => Assert.False(t.SandboxOptedOut));
+    }
+
+    [Fact]
+    public void Version2_WriteToolWithSandboxFalse_OptsOutExplicitly()
+    {
+        var result = Load("version: 2\ntools:\n  save: { kind: process, command: [x], effect: write, sandbox: false }\n  look: { kind: process, command: [x], sandbox: false }\n");
+
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        var save = Assert.IsType<ProcessToolDefinition>(result.Definitions!.Tools["save"]);
+        Assert.Null(save.Sandbox);
+        Assert.True(save.SandboxOptedOut);   // warned about at start
+        Assert.False(Assert.IsType<ProcessToolDefinition>(result.Definitions.Tools["look"]).SandboxOptedOut);   // a read tool was not sandboxed by default: nothing to opt out of
+    }
+
+    [Fact]
+    public void DocsSnippet_ToolsMd_Version2Example_SandboxesTheWriteTool_AndTheOptOutIsMarked()
+    {
+        // docs/tools.md, "On by default for write tools in version: 2 manifests": the YAML block as the page shows it.
+        var page = File.ReadAllText(Path.Combine(RepoRoot, "docs", "tools.md"));
+        var start = page.IndexOf("```yaml\nversion: 2\n", StringComparison.Ordinal);
+        Assert.True(start >= 0, "docs/tools.md has no yaml block starting with version: 2");
+        start += "```yaml\n".Length;
+        var yaml = page[start..page.IndexOf("```", start, StringComparison.Ordinal)];
+
+        var result = Load(yaml);
+
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        Assert.Empty(ManifestSchemaTests.SchemaErrors(ManifestSchemaTests.YamlAsJson(yaml)));
+        var refund = Assert.IsType<ProcessToolDefinition>(result.Definitions!.Tools["file_refund"]);
+        Assert.Equal(["data"], refund.Sandbox!.Writable);
+        var legacy = Assert.IsType<ProcessToolDefinition>(result.Definitions.Tools["legacy_sync"]);
+        Assert.Null(legacy.Sandbox);
+        Assert.True(legacy.SandboxOptedOut);
+    }
+
+    [Theory]
+    [InlineData("version: 1\n")]
+    [InlineData("")]
+    public void Version1OrNoVersion_WriteProcessTool_StaysUnsandboxed(string version)
+    {
+        var result = Load(version + "tools:\n  save: { kind: process, command: [x], effect: write }\n");
+
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        var save = Assert.IsType<ProcessToolDefinition>(result.Definitions!.Tools["save"]);
+        Assert.Null(save.Sandbox);   // manifests written before version 2 keep their behaviour
+        Assert.False(save.SandboxOptedOut);
+    }
+
+    [Fact]
     public void Sandbox_BadNetwork_IsAnErrorAtItsValue()
     {
         var result = Load("tools:\n  t:\n    kind: process\n    command: [x]\n    sandbox: { network: some }\n");

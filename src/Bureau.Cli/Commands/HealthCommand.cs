@@ -17,7 +17,7 @@ internal static class HealthCommand
         };
         var key = new Option<string?>("--key") { Description = "An API key (bk_...) with the read role; default: $BUREAU_API_KEY.", HelpName = "KEY" };
         var json = CliShared.JsonOption("Print the host's answer ({\"items\":[...]}) on stdout.");
-        var cmd = new Command("health", "Show the circuit breakers and counters of the models and tools a running host calls (exit 3 when a breaker is open).")
+        var cmd = new Command("health", "Show the circuit breakers and counters of the models and tools a running host calls, and its MCP servers' connections (exit 3 when a breaker is open or an MCP server is not connected).")
         {
             url, key, json,
         };
@@ -48,7 +48,8 @@ internal static class HealthCommand
                     return 1;
                 }
                 var items = JsonNode.Parse(body)?["items"]?.AsArray() ?? [];
-                var open = items.Any(i => (string?)i?["circuit"] == "open");
+                // Exit 3 when a breaker is open or an MCP server is not connected (a degraded start): the host serves, but something it calls is down.
+                var open = items.Any(i => (string?)i?["circuit"] == "open" || (string?)i?["connection"] == "connecting");
                 if (parse.GetValue(json))
                 {
                     Console.Out.WriteLine(body);
@@ -63,9 +64,13 @@ internal static class HealthCommand
                 o.WriteLine($"{"DEPENDENCY",-28} {"CIRCUIT",-10} {"CALLS",8} {"FAILED",8} {"REJECTED",9} {"IN FLIGHT",9}  NOTE");
                 foreach (var i in items)
                 {
-                    var note = (string?)i?["circuit"] == "open" ? $"tried again at {(string?)i?["retryAt"]}" : "";
+                    var note = (string?)i?["circuit"] == "open" ? $"tried again at {(string?)i?["retryAt"]}"
+                        : (string?)i?["connection"] == "connecting" ? $"not connected; next attempt at {(string?)i?["nextAttemptAt"]}" : "";
+                    var circuit = i?["connection"] is { } connection ? (string?)connection : (string?)i?["circuit"];
                     if (i?["lastError"] is { } last) note += (note.Length > 0 ? "; " : "") + "last error: " + JournalText.Cut((string?)last ?? "", 80);
-                    o.WriteLine($"{(string?)i?["name"],-28} {(string?)i?["circuit"],-10} {(long?)i?["calls"],8} {(long?)i?["failures"],8} {(long?)i?["rejected"],9} {(int?)i?["inFlight"],9}  {note}");
+                    if (i?["notApplied"] is JsonArray notApplied && notApplied.Count > 0)
+                        note += (note.Length > 0 ? "; " : "") + "not applied here: " + string.Join("; ", notApplied.Select(l => JournalText.Cut((string?)l ?? "", 100)));
+                    o.WriteLine($"{(string?)i?["name"],-28} {circuit,-10} {(long?)i?["calls"],8} {(long?)i?["failures"],8} {(long?)i?["rejected"],9} {(int?)i?["inFlight"],9}  {note}");
                 }
                 return open ? 3 : 0;
             }

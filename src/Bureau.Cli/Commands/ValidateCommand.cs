@@ -44,6 +44,8 @@ internal static class ValidateCommand
             stdout.WriteLine($"  tool {tool.Name}  {Bureau.Tools.ToolSandbox.Describe(tool.Sandbox!, directory)}");
             foreach (var line in Bureau.Tools.ToolSandbox.NotApplied(tool.Sandbox!, directory)) stdout.WriteLine($"    not applied here: {line}");
         }
+        foreach (var tool in definitions.Tools.Values.OfType<ProcessToolDefinition>().Where(t => t.SandboxOptedOut))
+            stdout.WriteLine($"  tool {tool.Name}  warning: a write tool that runs unsandboxed (sandbox: false)");
         foreach (var team in definitions.Teams.Values)
             stdout.WriteLine($"  team {team.Name}  pattern={WireNames.Of(team.Pattern)}  uses={string.Join(",", team.Uses().Distinct(StringComparer.Ordinal))}");
         foreach (var trigger in definitions.Triggers.Values)

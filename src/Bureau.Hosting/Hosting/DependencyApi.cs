@@ -30,6 +30,9 @@ internal static class DependencyApi
         ["maxConcurrency"] = d.MaxConcurrency,
         ["lastError"] = d.LastError,
         ["lastFailureAt"] = d.LastFailureAt,
+        ["connection"] = d.Connection,
+        ["nextAttemptAt"] = d.NextAttemptAt,
+        ["notApplied"] = d.NotApplied is { } lines ? new JsonArray([.. lines.Select(l => (JsonNode)JsonValue.Create(l))]) : null,
     };
 
     public static async Task<IResult> FailuresAsync(HttpContext ctx)
@@ -48,7 +51,7 @@ internal static class DependencyApi
 }
 
 internal sealed record DependencyDoc(string Name, string Circuit, DateTimeOffset? RetryAt, long Calls, long Failures, long Rejected, int InFlight, int Waiting,
-    int? MaxConcurrency, string? LastError, DateTimeOffset? LastFailureAt);
+    int? MaxConcurrency, string? LastError, DateTimeOffset? LastFailureAt, string? Connection = null, DateTimeOffset? NextAttemptAt = null, IReadOnlyList<string>? NotApplied = null);
 internal sealed record DependencyListDoc(IReadOnlyList<DependencyDoc> Items);
 internal sealed record FailureGroupDoc(string Cause, string? Kind, string? Dependency, int Count, DateTimeOffset FirstSeen, DateTimeOffset LastSeen, string ExampleRun, long? ExampleStep,
     string? Signature, string Hint, IReadOnlyDictionary<string, int> ByDay);

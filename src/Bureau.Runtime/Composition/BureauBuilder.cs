@@ -39,7 +39,7 @@ public static class BureauServiceCollectionExtensions
 
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<ILoggerFactory>(Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
-        services.TryAddSingleton(sp => new Tools.Mcp.McpConnections(sp.GetRequiredService<ILoggerFactory>()));
+        services.TryAddSingleton(sp => new Tools.Mcp.McpConnections(sp.GetRequiredService<ILoggerFactory>(), sp.GetRequiredService<Resilience.DependencyHealth>()));
         services.TryAddSingleton(sp => new BureauDeployment(sp.GetRequiredService<IOptions<BureauOptions>>(), sp.GetRequiredService<CodeDefinitions>(),
             sp.GetRequiredService<Tools.Mcp.McpConnections>(), sp.GetRequiredService<ILoggerFactory>()));
         services.TryAddSingleton<IRunEventBus, InProcessRunEventBus>();

@@ -25,13 +25,46 @@ public sealed class BureauDeployment
         if (all.Tools.Values.Any(t => t is McpServerToolDefinition))
         {
             if (mcp is null) throw new InvalidOperationException("MCP servers are deployed, but this host has no MCP connections (compose it with AddBureau())");
-            Tools.Mcp.McpToolListing.Expand(all, mcp, (loggers ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger("Bureau.Mcp"));
+            // A server that cannot be reached now does not stop the start: it is connected in the background, and its
+            // tools are deployed when it answers (McpToolsArrived).
+            Tools.Mcp.McpToolListing.Expand(all, mcp, (loggers ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger("Bureau.Mcp"), McpToolsArrived);
         }
-        Definitions = all;
+        _definitions = all;
     }
 
-    /// <summary>The deployed models, tools and agents.</summary>
-    public BureauDefinitions Definitions { get; }
+    private volatile BureauDefinitions _definitions = null!;
+    private readonly Lock _swap = new();
+
+    /// <summary>
+    /// The deployed models, tools and agents. Never changed in place: when an MCP server that could not be reached
+    /// at start is listed, a new set replaces this one (docs/decisions/0028), so a reader that holds one sees a
+    /// consistent whole.
+    /// </summary>
+    public BureauDefinitions Definitions => _definitions;
+
+    /// <summary>
+    /// Deploys the tools of <paramref name="server"/>, listed after start: they replace the server's placeholders
+    /// (the tools named in its <c>include</c>), and the agents that listed the server get them.
+    /// </summary>
+    internal void McpToolsArrived(McpServerToolDefinition server, IReadOnlyList<McpToolDefinition> tools, IReadOnlyCollection<string> agents)
+    {
+        lock (_swap)
+        {
+            var old = _definitions;
+            var copy = new BureauDefinitions { SourcePath = old.SourcePath }.Merge(old);
+            copy.Policies = old.Policies;
+            // A placeholder the listing lacks (an include name the server does not have) stays: its calls get the server's refusal.
+            foreach (var tool in tools) copy.Add(tool);
+            foreach (var agentName in agents)
+            {
+                if (!copy.Agents.TryGetValue(agentName, out var agent)) continue;
+                var list = agent.Tools.ToList();
+                list.AddRange(tools.Select(t => t.Name).Where(n => !list.Contains(n, StringComparer.Ordinal)));
+                copy.Add(agent.WithTools(list));
+            }
+            _definitions = copy;
+        }
+    }
 
     private static BureauDefinitions LoadManifest(string path)
     {
@@ -99,7 +132,8 @@ internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedL
         var engine = services.GetRequiredService<BureauEngine>();
         Triggers.TriggerChecks.Check(engine.Definitions);
         // Sandboxed process tools: what this machine cannot apply is said now, not discovered at the first call (docs/decisions/0029).
-        Tools.ToolSandbox.ReportAtStart(engine.Definitions, services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("Bureau.Sandbox"));
+        Tools.ToolSandbox.ReportAtStart(engine.Definitions, services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("Bureau.Sandbox"),
+            services.GetService<Resilience.DependencyHealth>());
         await store.InitializeAsync(cancellationToken);
         if (services.GetService<IApiKeyStore>() is { } keys) await keys.InitializeAsync(cancellationToken);
         if (services.GetService<IEventStore>() is { } events) await events.InitializeAsync(cancellationToken);

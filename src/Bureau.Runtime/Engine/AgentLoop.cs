@@ -15,32 +15,69 @@ namespace Bureau.Engine;
 /// </summary>
 internal sealed class AgentRunExecutor : IRunExecutor
 {
+    private readonly BureauDeployment _deployment;
+    private readonly ToolFactory _toolFactory;
+    private volatile Deployed _current;
+    private readonly Lock _rebuild = new();
+
+    /// <summary>The agents and tools built from one set of definitions.</summary>
+    private sealed record Deployed(BureauDefinitions Source, IReadOnlyDictionary<string, AgentRuntime> Agents, IReadOnlyDictionary<string, BureauTool> ToolsByName);
+
     public AgentRunExecutor(BureauDeployment deployment, ModelGateway models, ToolFactory toolFactory, IEnumerable<IToolCallFilter> filters, ILoggerFactory loggerFactory)
     {
         Models = models;
+        _deployment = deployment;
+        _toolFactory = toolFactory;
         var definitions = deployment.Definitions;
         Logger = loggerFactory.CreateLogger("Bureau.Engine");
+        _current = Build(definitions, null);
+        Targets = [.. _current.Agents.Keys];
+        Pipeline = new ToolPipeline(filters);
+        Policies = definitions.Policies;
+    }
+
+    /// <summary>
+    /// The deployment as built now: rebuilt when the definitions were replaced (an MCP server's tools listed after
+    /// start). A run takes its agent at its start (or resume), so its tool list does not change while it runs.
+    /// </summary>
+    private Deployed Current
+    {
+        get
+        {
+            var current = _current;
+            var definitions = _deployment.Definitions;
+            if (ReferenceEquals(current.Source, definitions)) return current;
+            lock (_rebuild)
+            {
+                if (!ReferenceEquals(_current.Source, definitions)) _current = Build(definitions, _current);
+                return _current;
+            }
+        }
+    }
+
+    private Deployed Build(BureauDefinitions definitions, Deployed? previous)
+    {
         var tools = new Dictionary<string, BureauTool>(StringComparer.Ordinal);
-        foreach (var t in definitions.Tools.Values) tools[t.Name] = toolFactory.Create(t);
-        ToolsByName = tools;
+        foreach (var t in definitions.Tools.Values)
+            tools[t.Name] = previous?.ToolsByName.GetValueOrDefault(t.Name) is { } same && ReferenceEquals(same.Definition, t) ? same : _toolFactory.Create(t);
         var validator = new ToolCallValidator(tools);
         var agents = new Dictionary<string, AgentRuntime>(StringComparer.Ordinal);
         foreach (var a in definitions.Agents.Values)
         {
             if (!definitions.Models.TryGetValue(a.Model, out var model))
-                throw new ArgumentException($"agent '{a.Name}': model '{a.Model}' is not defined", nameof(deployment));
+                throw new ArgumentException($"agent '{a.Name}': model '{a.Model}' is not defined", nameof(definitions));
             var agentTools = new List<BureauTool>();
             foreach (var name in a.Tools)
             {
                 if (!tools.TryGetValue(name, out var tool))
-                    throw new ArgumentException($"agent '{a.Name}': tool '{name}' is not defined", nameof(deployment));
+                    throw new ArgumentException($"agent '{a.Name}': tool '{name}' is not defined", nameof(definitions));
                 agentTools.Add(tool);
             }
             var delegates = new List<AITool>();
             foreach (var d in a.Delegates)
             {
                 if (!definitions.Agents.TryGetValue(d, out var callee))
-                    throw new ArgumentException($"agent '{a.Name}': delegate '{d}' is not an agent", nameof(deployment));
+                    throw new ArgumentException($"agent '{a.Name}': delegate '{d}' is not an agent", nameof(definitions));
                 delegates.Add(Delegation.Declaration(callee));
             }
             if (a.Memory is { } memory)
@@ -49,29 +86,26 @@ internal sealed class AgentRunExecutor : IRunExecutor
                 foreach (var name in memory.Tools)
                 {
                     if (!AgentMemory.ToolNames.Contains(name))
-                        throw new ArgumentException($"agent '{a.Name}': memory tool '{name}' does not exist; memory tools: {string.Join(", ", AgentMemory.ToolNames)}", nameof(deployment));
+                        throw new ArgumentException($"agent '{a.Name}': memory tool '{name}' does not exist; memory tools: {string.Join(", ", AgentMemory.ToolNames)}", nameof(definitions));
                     if (a.Tools.Contains(name) || a.Delegates.Contains(name))
-                        throw new ArgumentException($"agent '{a.Name}': '{name}' is both a memory tool and one of its tools or delegates; rename the tool or leave it out of memory.tools", nameof(deployment));
+                        throw new ArgumentException($"agent '{a.Name}': '{name}' is both a memory tool and one of its tools or delegates; rename the tool or leave it out of memory.tools", nameof(definitions));
                 }
                 foreach (var kind in memory.Scopes)
                 {
                     if (!MemoryScopes.All.Contains(kind))
-                        throw new ArgumentException($"agent '{a.Name}': memory scope '{kind}' does not exist; scopes: {string.Join(", ", MemoryScopes.All)}", nameof(deployment));
+                        throw new ArgumentException($"agent '{a.Name}': memory scope '{kind}' does not exist; scopes: {string.Join(", ", MemoryScopes.All)}", nameof(definitions));
                 }
                 delegates.AddRange(Memory.MemoryTools.Declarations(memory));
             }
-            agents[a.Name] = new AgentRuntime(a, model, models.Get(model), agentTools, validator, delegates);
+            agents[a.Name] = new AgentRuntime(a, model, Models.Get(model), agentTools, validator, delegates);
         }
-        Agents = agents;
-        Targets = agents.Keys;
-        Pipeline = new ToolPipeline(filters);
-        Policies = definitions.Policies;
+        return new Deployed(definitions, agents, tools);
     }
 
     public string Kind => RunKinds.Agent;
     public IReadOnlyCollection<string> Targets { get; }
-    internal IReadOnlyDictionary<string, AgentRuntime> Agents { get; }
-    internal IReadOnlyDictionary<string, BureauTool> ToolsByName { get; }
+    internal IReadOnlyDictionary<string, AgentRuntime> Agents => Current.Agents;
+    internal IReadOnlyDictionary<string, BureauTool> ToolsByName => Current.ToolsByName;
     internal ToolPipeline Pipeline { get; }
     internal ILogger Logger { get; }
     internal ModelGateway Models { get; }

@@ -88,7 +88,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         ICrashPoints? crashPoints = null)
     {
         _options = options;
-        Definitions = deployment.Definitions;
+        _deployment = deployment;
         Options = options;
         Store = store;
         Events = events;
@@ -106,8 +106,10 @@ public sealed partial class BureauEngine : IAsyncDisposable
         Activator = new LocalRunActivator(this);
     }
 
-    /// <summary>What is deployed.</summary>
-    public BureauDefinitions Definitions { get; }
+    private readonly BureauDeployment _deployment;
+
+    /// <summary>What is deployed (the tools of an MCP server that could be listed only after start included, once it was).</summary>
+    public BureauDefinitions Definitions => _deployment.Definitions;
 
     /// <summary>The runtime's options.</summary>
     internal BureauOptions Options { get; }

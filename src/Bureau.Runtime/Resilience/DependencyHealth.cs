@@ -18,7 +18,20 @@ namespace Bureau.Resilience;
 /// <param name="LastFailureAt">When it happened.</param>
 public sealed record DependencyStatus(
     string Name, string Circuit, DateTimeOffset? RetryAt, long Calls, long Failures, long Rejected, int InFlight, int Waiting,
-    int? MaxConcurrency, string? LastError, DateTimeOffset? LastFailureAt);
+    int? MaxConcurrency, string? LastError, DateTimeOffset? LastFailureAt)
+{
+    /// <summary>
+    /// For a connection Bureau keeps open (an MCP server, <c>mcp:name</c>): <c>connected</c>, or <c>connecting</c> while it
+    /// could not be reached (since start, calls of its tools fail at once until then); null for models and tools.
+    /// </summary>
+    public string? Connection { get; init; }
+
+    /// <summary>While <see cref="Connection"/> is <c>connecting</c>: when Bureau tries again.</summary>
+    public DateTimeOffset? NextAttemptAt { get; init; }
+
+    /// <summary>What of the dependency's settings this machine does not apply (a sandboxed tool's limits), as said at start; null when everything is.</summary>
+    public IReadOnlyList<string>? NotApplied { get; init; }
+}
 
 /// <summary>One model's or tool's counters and breaker, shared by every run of the process.</summary>
 internal sealed class DependencyMonitor
@@ -91,6 +104,24 @@ internal sealed class DependencyMonitor
         lock (_gate) _openUntil = null;
     }
 
+    private string? _connection;
+    private DateTimeOffset? _nextAttemptAt;
+
+    /// <summary>A kept connection's state (an MCP server): <c>connected</c>, or <c>connecting</c> with the next attempt and why the last one failed.</summary>
+    public void SetConnection(string state, DateTimeOffset? nextAttemptAt, string? error)
+    {
+        lock (_gate)
+        {
+            _connection = state;
+            _nextAttemptAt = nextAttemptAt;
+            if (error is not null)
+            {
+                _lastError = error.Length > 300 ? error[..300] + "…" : error;
+                _lastFailureAt = _time.GetUtcNow();
+            }
+        }
+    }
+
     /// <summary>0 closed (or no breaker), 1 half-open, 2 open, 3 isolated: the metric's value.</summary>
     public int CircuitCode => Breaker?.CircuitState switch
     {
@@ -109,10 +140,15 @@ internal sealed class DependencyMonitor
             CircuitState.Isolated => "isolated",
             _ => "closed",
         };
-        DateTimeOffset? retryAt, lastAt;
-        lock (_gate) (retryAt, lastAt) = (_openUntil, _lastFailureAt);
+        DateTimeOffset? retryAt, lastAt, nextAttempt;
+        string? connection;
+        lock (_gate) (retryAt, lastAt, connection, nextAttempt) = (_openUntil, _lastFailureAt, _connection, _nextAttemptAt);
         return new DependencyStatus(Name, circuit, circuit == "open" ? retryAt : null, Interlocked.Read(ref _calls), Interlocked.Read(ref _failures),
-            Interlocked.Read(ref _rejected), InFlight, Waiting, MaxConcurrency, _lastError, lastAt);
+            Interlocked.Read(ref _rejected), InFlight, Waiting, MaxConcurrency, _lastError, lastAt)
+        {
+            Connection = connection,
+            NextAttemptAt = connection == "connecting" ? nextAttempt : null,
+        };
     }
 }
 
@@ -124,6 +160,7 @@ public sealed class DependencyHealth
 {
     private static readonly ConcurrentDictionary<DependencyMonitor, byte> s_live = new(ReferenceEqualityComparer.Instance);
     private readonly ConcurrentDictionary<string, DependencyMonitor> _monitors = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, IReadOnlyList<string>> _notApplied = new(StringComparer.Ordinal);
 
     static DependencyHealth()
     {
@@ -145,8 +182,19 @@ public sealed class DependencyHealth
 
     internal DependencyMonitor? Find(string name) => _monitors.GetValueOrDefault(name);
 
+    /// <summary>Replaces <paramref name="name"/>'s monitor by a fresh one (a tool whose definition changed: an MCP tool listed after start).</summary>
+    internal DependencyMonitor Replace(string name, Func<string, DependencyMonitor> create)
+    {
+        if (_monitors.TryRemove(name, out var old)) s_live.TryRemove(old, out _);
+        return _monitors.GetOrAdd(name, create);
+    }
+
+    /// <summary>Records what of <paramref name="name"/>'s settings this machine does not apply (said at start).</summary>
+    internal void SetNotApplied(string name, IReadOnlyList<string> lines) => _notApplied[name] = lines;
+
     /// <summary>Every dependency called (or set up) so far, by name.</summary>
-    public IReadOnlyList<DependencyStatus> Snapshot() => [.. _monitors.Values.Select(m => m.Snapshot()).OrderBy(s => s.Name, StringComparer.Ordinal)];
+    public IReadOnlyList<DependencyStatus> Snapshot() =>
+        [.. _monitors.Values.Select(m => m.Snapshot() is var s && _notApplied.TryGetValue(s.Name, out var lines) ? s with { NotApplied = lines } : s).OrderBy(s => s.Name, StringComparer.Ordinal)];
 
     /// <summary>Stops reporting this registry's dependencies in the metrics (the host is stopping).</summary>
     internal void Untrack()

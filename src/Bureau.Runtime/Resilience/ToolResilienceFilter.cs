@@ -31,9 +31,22 @@ internal sealed class ToolResilienceFilter : IToolCallFilter
 
     public ToolFilterStage Stage => ToolFilterStage.Retry;
 
-    public ValueTask<ToolOutcome> InvokeAsync(ToolCall call, ToolCallHandler next) =>
-        _links.GetOrAdd(call.Tool.Name, static (_, s) => new ToolLink(s.Definition, s.Health, s.Time), (call.Tool.Definition, Health: _health, Time: _time))
-            .InvokeAsync(call, next);
+    public ValueTask<ToolOutcome> InvokeAsync(ToolCall call, ToolCallHandler next)
+    {
+        var link = _links.GetOrAdd(call.Tool.Name, static (_, s) => new ToolLink(s.Definition, s.Health, s.Time), (call.Tool.Definition, Health: _health, Time: _time));
+        if (!ReferenceEquals(link.Definition, call.Tool.Definition))
+        {
+            // The tool was deployed again (an MCP server listed after start): its effect and settings are the new
+            // definition's, with a fresh breaker and counters.
+            lock (_links)
+            {
+                link = _links[call.Tool.Name];
+                if (!ReferenceEquals(link.Definition, call.Tool.Definition))
+                    _links[call.Tool.Name] = link = new ToolLink(call.Tool.Definition, _health, _time, replace: true);
+            }
+        }
+        return link.InvokeAsync(call, next);
+    }
 }
 
 /// <summary>One tool behind its links.</summary>
@@ -46,14 +59,16 @@ internal sealed class ToolLink
     private readonly RetrySettings _retry;
     private readonly TimeProvider _time;
 
-    public ToolLink(ToolDefinition tool, DependencyHealth health, TimeProvider time)
+    public ToolLink(ToolDefinition tool, DependencyHealth health, TimeProvider time, bool replace = false)
     {
         _tool = tool;
         _time = time;
         Dependency = "tool:" + tool.Name;
         _retry = tool.Retry ?? RetrySettings.ToolDefault;
         var breaker = tool.CircuitBreaker ?? CircuitBreakerSettings.Default;
-        Monitor = health.GetOrAdd(Dependency, n => new DependencyMonitor(n, time, breaker.Enabled, tool.MaxConcurrency));
+        Monitor = replace
+            ? health.Replace(Dependency, n => new DependencyMonitor(n, time, breaker.Enabled, tool.MaxConcurrency))
+            : health.GetOrAdd(Dependency, n => new DependencyMonitor(n, time, breaker.Enabled, tool.MaxConcurrency));
 
         try
         {
@@ -109,6 +124,9 @@ internal sealed class ToolLink
 
     public string Dependency { get; }
     public DependencyMonitor Monitor { get; }
+
+    /// <summary>The definition the link was built for.</summary>
+    public ToolDefinition Definition => _tool;
 
     /// <summary>A write tool retries only when it declares which failures are safe to retry.</summary>
     internal static bool MayRetryAtAll(ToolDefinition tool, RetrySettings retry) =>

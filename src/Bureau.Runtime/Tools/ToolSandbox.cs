@@ -18,7 +18,14 @@ internal static class ToolSandbox
     private static readonly Lazy<Probe> s_probe = new(ProbeMachine);
 
     /// <summary>What the machine offers: the tools' paths, or why the sandbox cannot run.</summary>
-    internal sealed record Probe(string? Bwrap, string? Prlimit, string? Setpriv, bool IsRoot, string? Unavailable);
+    /// <param name="Bwrap">bubblewrap's path.</param>
+    /// <param name="Prlimit">prlimit's path.</param>
+    /// <param name="Setpriv">setpriv's path (to drop root).</param>
+    /// <param name="IsRoot">Whether Bureau runs as root.</param>
+    /// <param name="Unavailable">Why sandboxed tools cannot run here; null when they can.</param>
+    /// <param name="SystemdRun">systemd-run, when transient cgroup v2 scopes work here (memory and process limits for the tool's whole tree).</param>
+    /// <param name="NoCgroups">Why cgroup v2 limits cannot be used here (rlimits are used instead); null when they can.</param>
+    internal sealed record Probe(string? Bwrap, string? Prlimit, string? Setpriv, bool IsRoot, string? Unavailable, string? SystemdRun = null, string? NoCgroups = null);
 
     /// <summary>The probe's result (run once).</summary>
     public static Probe Machine => s_probe.Value;
@@ -39,9 +46,16 @@ internal static class ToolSandbox
             lines.Add($"the sandbox cannot run on this machine ({why}): the tool's calls are refused, never run unsandboxed");
             return lines;
         }
-        if ((settings.MaxMemoryMB ?? SandboxSettings.DefaultMaxMemoryMB) == 0) lines.Add("memory is not limited (maxMemoryMB: 0)");
-        if (!probe.IsRoot)
-            lines.Add("the process limit (RLIMIT_NPROC) is not applied: Bureau does not run as root, so the tool runs as Bureau's own user, whose every process and thread (Bureau's included) the limit would count");
+        var memory = settings.MaxMemoryMB ?? SandboxSettings.DefaultMaxMemoryMB;
+        if (memory == 0) lines.Add("memory is not limited (maxMemoryMB: 0)");
+        if (probe.SystemdRun is null)
+        {
+            // rlimits instead of a cgroup: say what that loses (docs/decisions/0041).
+            lines.Add($"cgroup v2 limits are not available ({probe.NoCgroups ?? "not probed"}): rlimits are used instead"
+                + (memory > 0 ? ", so memory is limited per process as address space (RLIMIT_AS), not for the tool's processes together" : string.Empty));
+            if (!probe.IsRoot)
+                lines.Add("the process limit (RLIMIT_NPROC) is not applied: Bureau does not run as root and has no cgroup, so the tool runs as Bureau's own user, whose every process and thread (Bureau's included) the limit would count");
+        }
         if (probe.IsRoot)
         {
             foreach (var path in settings.Writable.Select(p => Path.GetFullPath(p, workingDirectory)))
@@ -53,24 +67,35 @@ internal static class ToolSandbox
         return lines;
     }
 
-    /// <summary>Logs, for every sandboxed process tool, how it is confined and what of its sandbox this machine does not apply (a warning each).</summary>
-    public static void ReportAtStart(BureauDefinitions definitions, Microsoft.Extensions.Logging.ILogger logger)
+    /// <summary>
+    /// Logs, for every sandboxed process tool, how it is confined and what of its sandbox this machine does not apply (a
+    /// warning each), and puts the latter in <paramref name="health"/> (the tool's <c>notApplied</c>).
+    /// </summary>
+    public static void ReportAtStart(BureauDefinitions definitions, Microsoft.Extensions.Logging.ILogger logger, Resilience.DependencyHealth? health = null)
     {
         foreach (var tool in definitions.Tools.Values.OfType<ProcessToolDefinition>())
         {
+            if (tool.SandboxOptedOut)
+                Microsoft.Extensions.Logging.LoggerExtensions.LogWarning(logger,
+                    "tool '{Tool}': a write tool that runs unsandboxed (sandbox: false): it may write anywhere, and reach anything, that Bureau's user can", tool.Name);
             if (tool.Sandbox is not { } sandbox) continue;
             var directory = Path.GetFullPath(tool.WorkingDirectory ?? Directory.GetCurrentDirectory());
             Microsoft.Extensions.Logging.LoggerExtensions.LogInformation(logger, "tool '{Tool}': {Sandbox}", tool.Name, Describe(sandbox, directory));
-            foreach (var line in NotApplied(sandbox, directory))
+            var notApplied = NotApplied(sandbox, directory);
+            foreach (var line in notApplied)
                 Microsoft.Extensions.Logging.LoggerExtensions.LogWarning(logger, "tool '{Tool}': sandbox: {NotApplied}", tool.Name, line);
+            if (notApplied.Count > 0) health?.SetNotApplied("tool:" + tool.Name, [.. notApplied.Select(l => "sandbox: " + l)]);
         }
     }
 
     /// <summary>The command line that runs <paramref name="program"/> with <paramref name="arguments"/> confined by <paramref name="settings"/>.</summary>
     /// <exception cref="InvalidOperationException">The sandbox cannot run here, or a writable path does not exist (the message says which).</exception>
-    public static (string Program, List<string> Arguments) Wrap(SandboxSettings settings, string program, IEnumerable<string> arguments, string workingDirectory)
+    public static (string Program, List<string> Arguments) Wrap(SandboxSettings settings, string program, IEnumerable<string> arguments, string workingDirectory) =>
+        Wrap(settings, program, arguments, workingDirectory, Machine);
+
+    /// <summary><see cref="Wrap(SandboxSettings, string, IEnumerable{string}, string)"/> on a machine described by <paramref name="probe"/>.</summary>
+    internal static (string Program, List<string> Arguments) Wrap(SandboxSettings settings, string program, IEnumerable<string> arguments, string workingDirectory, Probe probe)
     {
-        var probe = Machine;
         if (probe.Unavailable is { } why) throw new InvalidOperationException($"the sandbox cannot run on this machine: {why}");
         var args = new List<string>
         {
@@ -115,14 +140,29 @@ internal static class ToolSandbox
             args.AddRange([probe.Setpriv!, "--reuid", id, "--regid", id, "--clear-groups", "--"]);
         }
         var cpu = (long)Math.Ceiling((settings.MaxCpuTime ?? SandboxSettings.DefaultMaxCpuTime).TotalSeconds);
-        // SIGXCPU at the soft limit (the tool may say why), SIGKILL at the hard one a second later.
+        // SIGXCPU at the soft limit (the tool may say why), SIGKILL at the hard one a second later. A cgroup has no
+        // CPU-time budget (only a rate), so CPU time is an rlimit either way.
         args.AddRange([probe.Prlimit!, $"--cpu={Math.Max(1, cpu)}:{Math.Max(1, cpu) + 1}"]);
         var memory = settings.MaxMemoryMB ?? SandboxSettings.DefaultMaxMemoryMB;
-        if (memory > 0) args.Add($"--as={(long)memory * 1024 * 1024}");
-        if (probe.IsRoot) args.Add($"--nproc={settings.MaxProcesses ?? SandboxSettings.DefaultMaxProcesses}");
+        var processes = settings.MaxProcesses ?? SandboxSettings.DefaultMaxProcesses;
+        if (probe.SystemdRun is null)
+        {
+            if (memory > 0) args.Add($"--as={(long)memory * 1024 * 1024}");
+            if (probe.IsRoot) args.Add($"--nproc={processes}");
+        }
         args.AddRange(["--", program]);
         args.AddRange(arguments);
-        return (probe.Bwrap!, args);
+        if (probe.SystemdRun is not { } systemdRun) return (probe.Bwrap!, args);
+
+        // cgroup v2 through a transient scope: memory (resident, swap off) and tasks for the tool's whole tree, whatever
+        // its uid. systemd-run registers the scope and execs bwrap in place, so the launcher's process is still the tool's.
+        var scope = new List<string>();
+        if (!probe.IsRoot) scope.Add("--user");
+        scope.AddRange(["--scope", "--quiet", "--collect", "-p", $"TasksMax={processes}"]);
+        if (memory > 0) scope.AddRange(["-p", $"MemoryMax={memory}M", "-p", "MemorySwapMax=0"]);
+        scope.AddRange(["--", probe.Bwrap!]);
+        scope.AddRange(args);
+        return (systemdRun, scope);
     }
 
     /// <summary>A one-line description of the confinement, for the journal's note.</summary>
@@ -130,8 +170,11 @@ internal static class ToolSandbox
     {
         var writable = settings.Writable.Count == 0 ? "nothing writable but a private /tmp" : "writable: " + string.Join(", ", settings.Writable.Select(p => Path.GetFullPath(p, workingDirectory)));
         var memory = settings.MaxMemoryMB ?? SandboxSettings.DefaultMaxMemoryMB;
+        var cgroup = Machine.SystemdRun is not null;
         var limits = $"cpu {(settings.MaxCpuTime ?? SandboxSettings.DefaultMaxCpuTime).TotalSeconds:0}s, memory {(memory == 0 ? "unlimited" : memory + " MiB")}"
-            + (Machine.IsRoot ? $", {settings.MaxProcesses ?? SandboxSettings.DefaultMaxProcesses} processes, as uid {settings.User}" : ", processes not limited");
+            + (cgroup || Machine.IsRoot ? $", {settings.MaxProcesses ?? SandboxSettings.DefaultMaxProcesses} processes" : ", processes not limited")
+            + (Machine.IsRoot ? $", as uid {settings.User}" : string.Empty)
+            + (cgroup ? " (memory and processes: cgroup v2 scope)" : " (rlimits)");
         return $"sandboxed (bubblewrap): {writable}; network {(settings.Network == SandboxNetwork.Allow ? "allowed" : "denied")}; {limits}";
     }
 
@@ -139,7 +182,8 @@ internal static class ToolSandbox
     public static string? ExitReason(int exitCode, SandboxSettings settings) => exitCode switch
     {
         128 + 24 => $"the sandbox's CPU time limit ({(settings.MaxCpuTime ?? SandboxSettings.DefaultMaxCpuTime).TotalSeconds:0}s) was reached (SIGXCPU)",
-        128 + 9 => $"killed (SIGKILL): the sandbox's CPU time hard limit ({(settings.MaxCpuTime ?? SandboxSettings.DefaultMaxCpuTime).TotalSeconds:0}s + 1s) may have been reached",
+        128 + 9 => $"killed (SIGKILL): the sandbox's CPU time hard limit ({(settings.MaxCpuTime ?? SandboxSettings.DefaultMaxCpuTime).TotalSeconds:0}s + 1s)"
+            + (Machine.SystemdRun is not null ? $" or its memory limit ({settings.MaxMemoryMB ?? SandboxSettings.DefaultMaxMemoryMB} MiB, cgroup)" : string.Empty) + " may have been reached",
         _ => null,
     };
 
@@ -214,7 +258,21 @@ internal static class ToolSandbox
         if (code != 0)
             return new Probe(bwrap, prlimit, setpriv, isRoot,
                 $"bubblewrap could not create its namespaces here (exit {code}: {output.Trim()}); user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone, user.max_user_namespaces) or the container forbids them");
-        return new Probe(bwrap, prlimit, setpriv, isRoot, null);
+        var (systemdRun, noCgroups) = ProbeCgroups(isRoot);
+        return new Probe(bwrap, prlimit, setpriv, isRoot, null, systemdRun, noCgroups);
+    }
+
+    /// <summary>Whether transient cgroup v2 scopes with memory and task limits can be made here (systemd-run --scope actually run once).</summary>
+    private static (string? SystemdRun, string? Why) ProbeCgroups(bool isRoot)
+    {
+        if (!File.Exists("/sys/fs/cgroup/cgroup.controllers")) return (null, "the cgroup v2 hierarchy is not mounted at /sys/fs/cgroup (cgroup v1 or none)");
+        var systemdRun = Find("systemd-run");
+        if (systemdRun is null) return (null, "systemd-run (Debian package systemd) is not installed");
+        string[] scope = [.. isRoot ? Array.Empty<string>() : ["--user"], "--scope", "--quiet", "--collect", "-p", "MemoryMax=64M", "-p", "TasksMax=16", "--", "true"];
+        var (code, output) = RunQuiet(systemdRun, scope);
+        if (code != 0)
+            return (null, $"systemd-run --scope{(isRoot ? "" : " --user")} failed (exit {code}: {output.Trim().Split('\n')[0]}); systemd is not running, or it does not delegate the memory and pids controllers");
+        return (systemdRun, null);
     }
 
     private static string? Find(string name)

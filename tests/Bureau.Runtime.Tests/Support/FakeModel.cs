@@ -16,6 +16,9 @@ public sealed class FakeModel(Func<IReadOnlyList<ChatMessage>, int, ChatResponse
 
     public int Calls => Volatile.Read(ref _calls);
 
+    /// <summary>The names of the tools declared to the model in its latest request.</summary>
+    public IReadOnlyList<string> LastToolNames { get; private set; } = [];
+
     public IReadOnlyList<IReadOnlyList<ChatMessage>> Requests
     {
         get { lock (_requests) return [.. _requests]; }
@@ -26,6 +29,7 @@ public sealed class FakeModel(Func<IReadOnlyList<ChatMessage>, int, ChatResponse
         var list = messages.ToList();
         Interlocked.Increment(ref _calls);
         lock (_requests) _requests.Add(list);
+        LastToolNames = [.. options?.Tools?.Select(t => t.Name) ?? []];
         var turn = list.Count(m => m.Role == ChatRole.Assistant) + 1;
         if (BeforeAnswer is not null) await BeforeAnswer(list, turn, cancellationToken);
         var r = answer(list, turn);

@@ -50,10 +50,10 @@ internal static class McpTestSupport
     }
 
     /// <summary>The test server's tools over streamable HTTP on 127.0.0.1 and a free port, at /mcp, requiring <c>Bearer {token}</c> when a token is given.</summary>
-    public static async Task<WebApplication> StartHttpServerAsync(string? token)
+    public static async Task<WebApplication> StartHttpServerAsync(string? token, int port = 0)
     {
         var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
         builder.Logging.ClearProviders();
         builder.Services.AddMcpServer().WithHttpTransport().WithTools<TestTools>();
         var app = builder.Build();
@@ -72,6 +72,14 @@ internal static class McpTestSupport
         app.MapMcp("/mcp");
         await app.StartAsync();
         return app;
+    }
+
+    /// <summary>A loopback port free now (bound to port 0, then released), for a server started later.</summary>
+    public static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     public static Uri McpAddress(WebApplication app) => new(app.Urls.First().TrimEnd('/') + "/mcp");

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Bureau.Tests.Support;
 using Bureau.Tools;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Xunit;
 using static Bureau.Tests.Tools.ToolTestSupport;
@@ -182,7 +183,7 @@ public sealed class ProcessSandboxTests : IAsyncDisposable
         var outcome = await CallAsync(Python("hog", "x = bytearray(600 * 1024 * 1024); print('allocated')", new SandboxSettings { MaxMemoryMB = 200 }));
 
         Assert.True(outcome.IsError);
-        Assert.Contains("MemoryError", outcome.Content);
+        Assert.Contains(ToolSandbox.Machine.SystemdRun is null ? "MemoryError" : "memory limit (200 MiB, cgroup)", outcome.Content);
         Assert.Contains("memory 200 MiB", outcome.Note);
     }
 
@@ -286,6 +287,121 @@ public sealed class ProcessSandboxTests : IAsyncDisposable
         if (ToolSandbox.Machine.IsRoot)
             Assert.Contains(warnings, w => w.StartsWith($"tool 'dotnetish': sandbox: writable path {Path.Combine(_dir.Path, "missing")} does not exist", StringComparison.Ordinal));
         Assert.Contains(logs.Lines, l => l.Message.StartsWith("tool 'dotnetish': sandboxed (bubblewrap)", StringComparison.Ordinal));
+        // ... and health says it too (GET /v1/health/dependencies, bureau health).
+        var health = host.Services.GetRequiredService<Bureau.Resilience.DependencyHealth>().Snapshot().Single(d => d.Name == "tool:dotnetish");
+        Assert.Contains("sandbox: memory is not limited (maxMemoryMB: 0)", health.NotApplied!);
+        if (ToolSandbox.Machine.SystemdRun is null)
+            Assert.Contains(health.NotApplied!, l => l.StartsWith("sandbox: cgroup v2 limits are not available (" + ToolSandbox.Machine.NoCgroups, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void NotApplied_WithoutCgroupV2_SaysRlimitsAreUsedAndWhy()
+    {
+        RequireSandbox();
+
+        var lines = ToolSandbox.NotApplied(new SandboxSettings(), _dir.Path);
+
+        if (ToolSandbox.Machine.SystemdRun is null)
+        {
+            Assert.NotNull(ToolSandbox.Machine.NoCgroups);
+            Assert.Contains($"cgroup v2 limits are not available ({ToolSandbox.Machine.NoCgroups}): rlimits are used instead, so memory is limited per process as address space (RLIMIT_AS), not for the tool's processes together", lines);
+        }
+        else
+        {
+            Assert.DoesNotContain(lines, l => l.StartsWith("cgroup v2", StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
+    public void Wrap_WithCgroupV2_LimitsMemoryAndProcessesInASystemdScope_CpuTimeStaysAnRlimit()
+    {
+        var settings = new SandboxSettings { MaxMemoryMB = 256, MaxProcesses = 16, MaxCpuTime = TimeSpan.FromSeconds(5) };
+        var cgroups = new ToolSandbox.Probe("/usr/bin/bwrap", "/usr/bin/prlimit", "/usr/bin/setpriv", IsRoot: true, Unavailable: null, SystemdRun: "/usr/bin/systemd-run");
+
+        var (program, args) = ToolSandbox.Wrap(settings, "/bin/true", ["a"], _dir.Path, cgroups);
+
+        Assert.Equal("/usr/bin/systemd-run", program);
+        var bwrapAt = args.IndexOf("/usr/bin/bwrap");
+        Assert.Equal(["--scope", "--quiet", "--collect", "-p", "TasksMax=16", "-p", "MemoryMax=256M", "-p", "MemorySwapMax=0", "--"], args[..bwrapAt]);
+        var limits = args[args.IndexOf("/usr/bin/prlimit")..];
+        Assert.Equal(["/usr/bin/prlimit", "--cpu=5:6", "--", "/bin/true", "a"], limits);   // no --as, no --nproc: the scope limits the whole tree
+
+        var user = ToolSandbox.Wrap(settings, "/bin/true", [], _dir.Path, cgroups with { IsRoot = false });
+        Assert.Equal("--user", user.Arguments[0]);   // Bureau's own user's systemd
+
+        var rlimits = ToolSandbox.Wrap(settings, "/bin/true", [], _dir.Path, cgroups with { SystemdRun = null, NoCgroups = "none here" });
+        Assert.Equal("/usr/bin/bwrap", rlimits.Program);
+        Assert.Equal(["/usr/bin/prlimit", "--cpu=5:6", $"--as={256L * 1024 * 1024}", "--nproc=16", "--", "/bin/true"], rlimits.Arguments[rlimits.Arguments.IndexOf("/usr/bin/prlimit")..]);
+    }
+
+    [Fact]
+    public async Task AgentRun_CpuBurnMemoryHogAndForkBomb_AreStopped_AndTheJournalSaysWhy()
+    {
+        RequireSandbox();
+        Assert.True(ToolSandbox.Machine.IsRoot || ToolSandbox.Machine.SystemdRun is not null, "the process limit needs root (rlimits) or a cgroup scope; test.sh runs as root");
+        _f.Definitions.Add(Python("spin", "while True: pass", new SandboxSettings { MaxCpuTime = TimeSpan.FromSeconds(1) }));
+        _f.Definitions.Add(Python("hog", "x = bytearray(600 * 1024 * 1024); print('allocated')", new SandboxSettings { MaxMemoryMB = 200 }));
+        // Bounded by the process limit (40), with a uid of its own (RLIMIT_NPROC counts every process of the uid).
+        const int uid = 61018;
+        _f.Definitions.Add(Python("bomb", """
+            import os, sys, time
+            try:
+                while True:
+                    if os.fork() == 0:
+                        time.sleep(300)
+                        os._exit(0)
+            except OSError as e:
+                print(f'fork refused: {e}', file=sys.stderr)
+                sys.exit(3)
+            """, new SandboxSettings { MaxProcesses = 40, User = uid }));
+        _f.UseModel((msgs, turn) => turn switch
+        {
+            1 => FakeModel.Call("spin", "{}"),
+            2 => FakeModel.Call("hog", "{}"),
+            3 => FakeModel.Call("bomb", "{}"),
+            _ => FakeModel.Text("all refused"),
+        });
+        _f.AddAgent(tools: ["spin", "hog", "bomb"]);
+        var engine = await _f.StartAsync();
+
+        var id = (await engine.SubmitAsync(new RunRequest("a", "burn"), Ct)).Run.Id;
+        var run = await EngineFixture.WaitAsync(engine, id, 120);
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);   // the model was told; the run went on
+        var results = (await engine.ReadJournalAsync(id, cancellationToken: Ct)).Select(r => r.Entry).OfType<ToolCompleted>().ToList();
+        Assert.Equal(3, results.Count);
+        Assert.All(results, r => Assert.True(r.IsError));
+        Assert.Contains("Resource temporarily unavailable", results[2].Content);
+        Assert.Contains("40 processes", results[2].Note);
+        await WaitUntilAsync(() => !ProcessesOf(uid).Any(), "the fork bomb's children to be gone", 30);
+        Assert.Contains("the sandbox's CPU time limit (1s) was reached (SIGXCPU)", results[0].Content);
+        Assert.Contains(ToolSandbox.Machine.SystemdRun is null ? "MemoryError" : "memory limit (200 MiB, cgroup)", results[1].Content);   // rlimit: the allocation fails; cgroup: the kernel kills it
+        Assert.Contains("memory 200 MiB", results[1].Note);
+    }
+
+    [Fact]
+    public async Task HostStart_WarnsAboutAWriteToolThatOptedOutOfTheSandbox()
+    {
+        var manifest = Path.Combine(_dir.Path, "bureau.yaml");
+        await File.WriteAllTextAsync(manifest, """
+            version: 2
+            models:
+              m: { provider: scripted }
+            tools:
+              unconfined: { kind: process, command: [python3, -c, "print(1)"], effect: write, sandbox: false }
+            """, Ct);
+        var logs = new CapturingLoggerProvider();
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddProvider(logs);
+        builder.Services.AddBureau(o => o.Manifests = [manifest]).UseSqliteStorage(Path.Combine(_dir.Path, "bureau.db"));
+        using var host = builder.Build();
+
+        await host.StartAsync(Ct);
+        await host.StopAsync(Ct);
+
+        Assert.Contains(logs.Lines, l => l.Level == Microsoft.Extensions.Logging.LogLevel.Warning
+            && l.Message.StartsWith("tool 'unconfined': a write tool that runs unsandboxed (sandbox: false)", StringComparison.Ordinal));
     }
 
     private sealed class CapturingLoggerProvider : Microsoft.Extensions.Logging.ILoggerProvider

@@ -15,18 +15,36 @@ public sealed class McpConnections : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, McpServerConnection> _servers = new(StringComparer.Ordinal);
     private readonly ILoggerFactory _loggers;
+    private readonly Resilience.DependencyHealth? _health;
     private int _disposed;
 
     /// <summary>Creates the registry.</summary>
-    public McpConnections(ILoggerFactory? loggerFactory = null) => _loggers = loggerFactory ?? NullLoggerFactory.Instance;
+    public McpConnections(ILoggerFactory? loggerFactory = null) : this(loggerFactory, null) { }
+
+    /// <summary>Creates the registry; each server's connection state is shown in <paramref name="health"/> as <c>mcp:name</c>.</summary>
+    internal McpConnections(ILoggerFactory? loggerFactory, Resilience.DependencyHealth? health)
+    {
+        _loggers = loggerFactory ?? NullLoggerFactory.Instance;
+        _health = health;
+    }
+
+    /// <summary>The wait before the first background attempt to connect a server unreachable at start; it doubles (with jitter) up to <see cref="ReconnectMaxDelay"/>.</summary>
+    internal TimeSpan ReconnectDelay { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The longest wait between two background attempts.</summary>
+    internal TimeSpan ReconnectMaxDelay { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>The connection of <paramref name="server"/> (not yet connected until used).</summary>
     public McpServerConnection For(McpServerToolDefinition server)
     {
         ArgumentNullException.ThrowIfNull(server);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        return _servers.GetOrAdd(server.Name, static (_, s) => new McpServerConnection(s.server, s.loggers), (server, loggers: _loggers));
+        return _servers.GetOrAdd(server.Name, static (_, s) => new McpServerConnection(s.server, s.loggers, s.self), (server, loggers: _loggers, self: this));
     }
+
+    /// <summary>The health entry of <paramref name="server"/> (<c>mcp:name</c>), when this registry reports to one.</summary>
+    internal Resilience.DependencyMonitor? Monitor(McpServerToolDefinition server) =>
+        _health?.GetOrAdd("mcp:" + server.Name, n => new Resilience.DependencyMonitor(n, TimeProvider.System, hasBreaker: false, maxConcurrency: null));
 
     /// <summary>Closes every connection; stdio servers are stopped.</summary>
     public async ValueTask DisposeAsync()
@@ -41,16 +59,33 @@ public sealed class McpServerConnection : IAsyncDisposable
 {
     private readonly McpServerToolDefinition _server;
     private readonly ILogger _logger;
+    private readonly McpConnections _owner;
     private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly CancellationTokenSource _stopping = new();
     private McpClient? _client;
     private int _connects;
     private bool _disposed;
+    private volatile Pending? _pending;
+    private Task? _background;
 
-    internal McpServerConnection(McpServerToolDefinition server, ILoggerFactory loggers)
+    /// <summary>Why the server is not connected yet and when Bureau tries again (a server unreachable at start).</summary>
+    private sealed record Pending(string Reason, DateTimeOffset Since, DateTimeOffset NextAttemptAt, int Attempts);
+
+    internal McpServerConnection(McpServerToolDefinition server, ILoggerFactory loggers, McpConnections owner)
     {
         _server = server;
+        _owner = owner;
         _logger = loggers.CreateLogger("Bureau.Mcp");
     }
+
+    /// <summary>
+    /// <c>connected</c>; <c>connecting</c> while a server unreachable at start is tried again in the background
+    /// (calls of its tools fail at once until it answers); <c>idle</c> before the first use or after a session closed.
+    /// </summary>
+    public string State => _pending is not null ? "connecting" : IsConnected ? "connected" : "idle";
+
+    /// <summary>While <see cref="State"/> is <c>connecting</c>: when the next attempt is made.</summary>
+    public DateTimeOffset? NextAttemptAt => _pending?.NextAttemptAt;
 
     /// <summary>True while a session is open and its transport has not closed (a stdio server that died closes it).</summary>
     public bool IsConnected => Volatile.Read(ref _client) is { } c && !c.Completion.IsCompleted;
@@ -63,7 +98,91 @@ public sealed class McpServerConnection : IAsyncDisposable
     /// stdio server exited, the HTTP session ended).
     /// </summary>
     /// <exception cref="McpConnectException">Connecting failed; the message names the server and why.</exception>
-    public async Task<McpClient> GetClientAsync(CancellationToken cancellationToken)
+    public Task<McpClient> GetClientAsync(CancellationToken cancellationToken)
+    {
+        // Connecting in the background (unreachable at start): the call fails at once, saying when it is tried again,
+        // instead of each call waiting for a handshake of its own.
+        if (_pending is { } pending) throw new McpConnectException(NotConnected(pending)) { NothingSent = true };
+        return GetClientCoreAsync(cancellationToken);
+    }
+
+    private string NotConnected(Pending p)
+    {
+        var now = DateTimeOffset.UtcNow;
+        var wait = p.NextAttemptAt - now;
+        return $"MCP server '{_server.Name}' ({Where}) is not connected: unreachable since {p.Since:yyyy-MM-dd HH:mm:ss}Z ({p.Reason}); "
+            + $"Bureau tries again in the background, next at {p.NextAttemptAt:yyyy-MM-dd HH:mm:ss}Z ({(wait > TimeSpan.Zero ? "in " + Resilience.Backoff.Format(wait) : "now")}); its tools fail until it answers";
+    }
+
+    /// <summary>
+    /// Connects in the background until the server answers and its tools are listed, waiting
+    /// <see cref="McpConnections.ReconnectDelay"/>, doubling to <see cref="McpConnections.ReconnectMaxDelay"/>, between
+    /// attempts; then <paramref name="listed"/> deploys them. Until then, calls fail at once (<see cref="GetClientAsync"/>).
+    /// </summary>
+    internal void ConnectInBackground(string firstError, Action<IList<McpClientTool>> listed)
+    {
+        var monitor = _owner.Monitor(_server);
+        var now = DateTimeOffset.UtcNow;
+        var settings = new RetrySettings { Delay = _owner.ReconnectDelay, MaxDelay = _owner.ReconnectMaxDelay, Jitter = true };
+        var first = Resilience.Backoff.Delay(settings, 1, null, Random.Shared.NextDouble);
+        _pending = new Pending(firstError, now, now + first, 1);
+        monitor?.SetConnection("connecting", now + first, firstError);
+        _logger.LogWarning("MCP server '{Server}' could not be reached at start ({Why}); the host starts without its tools, and Bureau tries again in the background (next in {Delay})",
+            _server.Name, firstError, Resilience.Backoff.Format(first));
+        _background = Task.Run(async () =>
+        {
+            var delay = first;
+            var token = _stopping.Token;
+            while (!token.IsCancellationRequested)
+            {
+                try
+                {
+                    await Task.Delay(delay, token).ConfigureAwait(false);
+                    var timeout = _server.ConnectTimeout ?? McpServerToolDefinition.DefaultConnectTimeout;
+                    using var deadline = CancellationTokenSource.CreateLinkedTokenSource(token);
+                    deadline.CancelAfter(timeout * 2);
+                    var client = await GetClientCoreAsync(deadline.Token).ConfigureAwait(false);
+                    IList<McpClientTool> tools;
+                    try
+                    {
+                        tools = await client.ListToolsAsync(cancellationToken: deadline.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException) when (!token.IsCancellationRequested)
+                    {
+                        throw new McpConnectException($"listing its tools took longer than {(timeout * 2).TotalSeconds:0.#}s");
+                    }
+                    // Calls go to the server from now on; then its tools are deployed (placeholders replaced, the others added).
+                    _pending = null;
+                    monitor?.SetConnection("connected", null, null);
+                    try
+                    {
+                        listed(tools);
+                    }
+                    catch (Exception ex)
+                    {
+                        _logger.LogError(ex, "MCP server '{Server}' answered after start, but deploying its tools failed; the tools known by name still call it", _server.Name);
+                    }
+                    return;
+                }
+                catch (OperationCanceledException) when (token.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (Exception ex)
+                {
+                    var p = _pending!;
+                    var reason = ex is McpConnectException ? ex.Message : Reason(ex);
+                    delay = Resilience.Backoff.Delay(settings, p.Attempts + 1, null, Random.Shared.NextDouble);
+                    var next = DateTimeOffset.UtcNow + delay;
+                    _pending = p with { Reason = reason, NextAttemptAt = next, Attempts = p.Attempts + 1 };
+                    monitor?.SetConnection("connecting", next, reason);
+                    _logger.LogWarning("MCP server '{Server}' still cannot be reached ({Why}); next attempt in {Delay}", _server.Name, reason, Resilience.Backoff.Format(delay));
+                }
+            }
+        });
+    }
+
+    private async Task<McpClient> GetClientCoreAsync(CancellationToken cancellationToken)
     {
         var client = Volatile.Read(ref _client);
         if (client is not null && !client.Completion.IsCompleted)
@@ -88,6 +207,7 @@ public sealed class McpServerConnection : IAsyncDisposable
             }
             _client = await ConnectAsync(cancellationToken);
             Interlocked.Increment(ref _connects);
+            if (_pending is null) _owner.Monitor(_server)?.SetConnection("connected", null, null);
             return _client;
         }
         finally
@@ -235,6 +355,18 @@ public sealed class McpServerConnection : IAsyncDisposable
     /// <summary>Closes the client (a stdio server is stopped).</summary>
     public async ValueTask DisposeAsync()
     {
+        await _stopping.CancelAsync();
+        if (_background is { } background)
+        {
+            try
+            {
+                await background;
+            }
+            catch (Exception)
+            {
+                // It ends on the cancellation; nothing of it is needed any more.
+            }
+        }
         await _gate.WaitAsync(CancellationToken.None);
         try
         {
@@ -263,6 +395,9 @@ public sealed class McpConnectException : Exception
 
     /// <summary>Creates the exception.</summary>
     public McpConnectException(string message) : base(message) { }
+
+    /// <summary>True when nothing of the call was sent (the server is known to be unreachable).</summary>
+    internal bool NothingSent { get; init; }
 }
 
 /// <summary>The environment of a stdio MCP server: as a process tool's, without the per-call variables.</summary>
@@ -290,17 +425,25 @@ internal static class McpEnvironment
 /// <summary>Turns a server definition into Bureau tool definitions, from the server's listing.</summary>
 internal static class McpToolListing
 {
+    private static readonly JsonElement AnyObject = JsonDocument.Parse("""{"type":"object"}""").RootElement.Clone();
+
     /// <summary>
     /// Connects to every MCP server in <paramref name="definitions"/>, lists its tools and returns definitions in which
     /// each server entry is replaced by its tools, and each agent that listed the server lists those tools instead.
+    /// A server that cannot be reached or listed fails the start when <paramref name="arrived"/> is null; otherwise the
+    /// start goes on without it (a degraded start, docs/decisions/0028): the tools its <c>include</c> names are deployed
+    /// by name, failing at once until it answers; it is connected in the background, and when it answers its tools
+    /// are handed to <paramref name="arrived"/> with the agents that listed the server.
     /// </summary>
     /// <exception cref="InvalidOperationException">A server could not be listed, or its tools are not usable (the message says which and why).</exception>
-    public static BureauDefinitions Expand(BureauDefinitions definitions, McpConnections connections, ILogger logger)
+    public static BureauDefinitions Expand(BureauDefinitions definitions, McpConnections connections, ILogger logger,
+        Action<McpServerToolDefinition, IReadOnlyList<McpToolDefinition>, IReadOnlyCollection<string>>? arrived = null)
     {
         var servers = definitions.Tools.Values.OfType<McpServerToolDefinition>().ToList();
         if (servers.Count == 0) return definitions;
         var expanded = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         var problems = new List<string>();
+        var late = new List<(McpServerToolDefinition Server, string Error)>();
         var listed = new List<(McpServerToolDefinition Server, Task<IList<McpClientTool>> Tools)>();
         foreach (var server in servers) listed.Add((server, ListAsync(server, connections)));
         foreach (var (server, task) in listed)
@@ -312,48 +455,34 @@ internal static class McpToolListing
             }
             catch (Exception ex)
             {
-                problems.Add(ex is McpConnectException ? ex.Message : $"MCP server '{server.Name}': listing its tools failed: {McpServerConnection.Reason(ex)}");
+                var error = ex is McpConnectException ? ex.Message : $"MCP server '{server.Name}': listing its tools failed: {McpServerConnection.Reason(ex)}";
+                if (arrived is null)
+                {
+                    problems.Add(error);
+                    continue;
+                }
+                // Degraded start: the tools declared by name are known now; the others appear when the server answers.
+                var placeholders = new List<string>();
+                foreach (var remote in server.Include)
+                {
+                    var name = server.EffectivePrefix + remote;
+                    if (!IsToolName(name) || definitions.Tools.ContainsKey(name) || expanded.Values.Any(v => v.Contains(name, StringComparer.Ordinal)))
+                    {
+                        problems.Add($"MCP server '{server.Name}': tool '{remote}' would be named '{name}', which is not a valid or free tool name; change the prefix");
+                        continue;
+                    }
+                    definitions.Add(Placeholder(server, remote, name));
+                    placeholders.Add(name);
+                }
+                expanded[server.Name] = placeholders;
+                late.Add((server, error));
                 continue;
             }
             var names = new List<string>();
-            var byRemote = tools.ToDictionary(t => t.ProtocolTool.Name, StringComparer.Ordinal);
-            foreach (var missing in server.Include.Where(n => !byRemote.ContainsKey(n)))
-                problems.Add($"MCP server '{server.Name}': include names '{missing}', which the server does not have (it has: {string.Join(", ", byRemote.Keys.Order(StringComparer.Ordinal))})");
-            foreach (var declared in server.Effects.Keys.Where(n => !byRemote.ContainsKey(n)))
-                problems.Add($"MCP server '{server.Name}': effects names '{declared}', which the server does not have (it has: {string.Join(", ", byRemote.Keys.Order(StringComparer.Ordinal))})");
-            foreach (var tool in tools)
+            foreach (var tool in Deploy(server, tools, name => definitions.Tools.ContainsKey(name) || expanded.Values.Any(v => v.Contains(name, StringComparer.Ordinal)), problems))
             {
-                var p = tool.ProtocolTool;
-                if (server.Include.Count > 0 && !server.Include.Contains(p.Name, StringComparer.Ordinal)) continue;
-                if (server.Exclude.Contains(p.Name, StringComparer.Ordinal)) continue;
-                var name = server.EffectivePrefix + p.Name;
-                if (!IsToolName(name))
-                {
-                    problems.Add($"MCP server '{server.Name}': tool '{p.Name}' would be named '{name}', but tool names are 1 to 64 letters, digits, '_' or '-'; exclude it or change the prefix");
-                    continue;
-                }
-                if (definitions.Tools.ContainsKey(name) || names.Contains(name, StringComparer.Ordinal) || expanded.Values.Any(v => v.Contains(name, StringComparer.Ordinal)))
-                {
-                    problems.Add($"MCP server '{server.Name}': tool '{p.Name}' would be named '{name}', which another tool already has; change the prefix");
-                    continue;
-                }
-                var (effect, source) = server.Effects.TryGetValue(p.Name, out var declaredEffect) ? (declaredEffect, "declared")
-                    : p.Annotations?.DestructiveHint == true ? (ToolEffect.Write, "annotation")
-                    : (server.Effect, "default");
-                definitions.Add(new McpToolDefinition
-                {
-                    Name = name,
-                    Server = server,
-                    RemoteName = p.Name,
-                    Description = p.Description ?? p.Title,
-                    Effect = effect,
-                    EffectSource = source,
-                    Parameters = p.InputSchema.ValueKind == JsonValueKind.Object ? p.InputSchema.Clone() : null,
-                    Annotations = p.Annotations is null ? null : JsonSerializer.SerializeToElement(p.Annotations, ModelContextProtocol.McpJsonUtilities.DefaultOptions),
-                    Timeout = server.Timeout, OnInDoubt = server.OnInDoubt, InDoubtTimeout = server.InDoubtTimeout,
-                    Retry = server.Retry, CircuitBreaker = server.CircuitBreaker, MaxConcurrency = server.MaxConcurrency, MaxQueue = server.MaxQueue, StepTimeout = server.StepTimeout,
-                });
-                names.Add(name);
+                definitions.Add(tool);
+                names.Add(tool.Name);
             }
             expanded[server.Name] = names;
             logger.LogInformation("MCP server '{Server}': {Count} tool(s) deployed: {Tools}", server.Name, names.Count, string.Join(", ", names));
@@ -361,6 +490,7 @@ internal static class McpToolListing
         if (problems.Count > 0)
             throw new InvalidOperationException("the MCP servers' tools could not be deployed:" + System.Environment.NewLine + string.Join(System.Environment.NewLine, problems));
 
+        var agentsOf = servers.ToDictionary(s => s.Name, s => (IReadOnlyCollection<string>)[.. definitions.Agents.Values.Where(a => a.Tools.Contains(s.Name, StringComparer.Ordinal)).Select(a => a.Name)], StringComparer.Ordinal);
         foreach (var server in servers) definitions.Tools.Remove(server.Name);
         foreach (var agent in definitions.Agents.Values.ToList())
         {
@@ -368,7 +498,85 @@ internal static class McpToolListing
             var tools = agent.Tools.SelectMany(t => expanded.TryGetValue(t, out var list) ? list : [t]).Distinct(StringComparer.Ordinal).ToList();
             definitions.Add(agent.WithTools(tools));
         }
+
+        var takenAtStart = definitions.Tools.Keys.ToHashSet(StringComparer.Ordinal);
+        foreach (var (server, error) in late)
+        {
+            var placeholders = expanded[server.Name];
+            connections.For(server).ConnectInBackground(error, tools =>
+            {
+                var lateProblems = new List<string>();
+                var deployed = Deploy(server, tools, name => takenAtStart.Contains(name) && !placeholders.Contains(name, StringComparer.Ordinal), lateProblems);
+                foreach (var problem in lateProblems) logger.LogError("{Problem} (listed after start: the tool is left out)", problem);
+                arrived!(server, deployed, agentsOf[server.Name]);
+                logger.LogInformation("MCP server '{Server}': {Count} tool(s) deployed after start: {Tools}", server.Name, deployed.Count, string.Join(", ", deployed.Select(t => t.Name)));
+            });
+        }
         return definitions;
+    }
+
+    /// <summary>A tool named by the <c>include</c> of a server not reached yet: its calls fail at once until the server answers.</summary>
+    private static McpToolDefinition Placeholder(McpServerToolDefinition server, string remote, string name)
+    {
+        var declared = server.Effects.TryGetValue(remote, out var effect);
+        return new McpToolDefinition
+        {
+            Name = name,
+            Server = server,
+            RemoteName = remote,
+            Description = $"Tool '{remote}' of the MCP server '{server.Name}', which could not be reached when Bureau started: its description and input are not known yet, and calls fail until it answers.",
+            Effect = declared ? effect : server.Effect,
+            EffectSource = declared ? "declared" : "default",
+            Parameters = AnyObject,
+            Listed = false,
+            Timeout = server.Timeout, OnInDoubt = server.OnInDoubt, InDoubtTimeout = server.InDoubtTimeout,
+            Retry = server.Retry, CircuitBreaker = server.CircuitBreaker, MaxConcurrency = server.MaxConcurrency, MaxQueue = server.MaxQueue, StepTimeout = server.StepTimeout,
+        };
+    }
+
+    /// <summary>The tools of <paramref name="server"/>'s listing that pass its filters, named and given effects; what is wrong goes to <paramref name="problems"/>.</summary>
+    private static List<McpToolDefinition> Deploy(McpServerToolDefinition server, IList<McpClientTool> tools, Func<string, bool> taken, List<string> problems)
+    {
+        var result = new List<McpToolDefinition>();
+        var byRemote = tools.ToDictionary(t => t.ProtocolTool.Name, StringComparer.Ordinal);
+        foreach (var missing in server.Include.Where(n => !byRemote.ContainsKey(n)))
+            problems.Add($"MCP server '{server.Name}': include names '{missing}', which the server does not have (it has: {string.Join(", ", byRemote.Keys.Order(StringComparer.Ordinal))})");
+        foreach (var declared in server.Effects.Keys.Where(n => !byRemote.ContainsKey(n)))
+            problems.Add($"MCP server '{server.Name}': effects names '{declared}', which the server does not have (it has: {string.Join(", ", byRemote.Keys.Order(StringComparer.Ordinal))})");
+        foreach (var tool in tools)
+        {
+            var p = tool.ProtocolTool;
+            if (server.Include.Count > 0 && !server.Include.Contains(p.Name, StringComparer.Ordinal)) continue;
+            if (server.Exclude.Contains(p.Name, StringComparer.Ordinal)) continue;
+            var name = server.EffectivePrefix + p.Name;
+            if (!IsToolName(name))
+            {
+                problems.Add($"MCP server '{server.Name}': tool '{p.Name}' would be named '{name}', but tool names are 1 to 64 letters, digits, '_' or '-'; exclude it or change the prefix");
+                continue;
+            }
+            if (taken(name) || result.Any(t => t.Name == name))
+            {
+                problems.Add($"MCP server '{server.Name}': tool '{p.Name}' would be named '{name}', which another tool already has; change the prefix");
+                continue;
+            }
+            var (effect, source) = server.Effects.TryGetValue(p.Name, out var declaredEffect) ? (declaredEffect, "declared")
+                : p.Annotations?.DestructiveHint == true ? (ToolEffect.Write, "annotation")
+                : (server.Effect, "default");
+            result.Add(new McpToolDefinition
+            {
+                Name = name,
+                Server = server,
+                RemoteName = p.Name,
+                Description = p.Description ?? p.Title,
+                Effect = effect,
+                EffectSource = source,
+                Parameters = p.InputSchema.ValueKind == JsonValueKind.Object ? p.InputSchema.Clone() : null,
+                Annotations = p.Annotations is null ? null : JsonSerializer.SerializeToElement(p.Annotations, ModelContextProtocol.McpJsonUtilities.DefaultOptions),
+                Timeout = server.Timeout, OnInDoubt = server.OnInDoubt, InDoubtTimeout = server.InDoubtTimeout,
+                Retry = server.Retry, CircuitBreaker = server.CircuitBreaker, MaxConcurrency = server.MaxConcurrency, MaxQueue = server.MaxQueue, StepTimeout = server.StepTimeout,
+            });
+        }
+        return result;
     }
 
     private static async Task<IList<McpClientTool>> ListAsync(McpServerToolDefinition server, McpConnections connections)

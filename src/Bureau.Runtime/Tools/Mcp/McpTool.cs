@@ -49,7 +49,7 @@ internal sealed class McpTool : BureauTool
         }
         catch (McpConnectException ex)
         {
-            return ToolOutcome.Error($"tool '{Name}': {ex.Message}", ex.InnerException is { } inner && NothingSent(inner) ? ToolFailure.NotSent : ToolFailure.Unavailable);
+            return ToolOutcome.Error($"tool '{Name}': {ex.Message}", ex.NothingSent || ex.InnerException is { } inner && NothingSent(inner) ? ToolFailure.NotSent : ToolFailure.Unavailable);
         }
 
         var arguments = new Dictionary<string, object?>(StringComparer.Ordinal);
