@@ -18,21 +18,34 @@ internal sealed record HostedAgentLoop(string Agent, Func<IChatClient, IReadOnly
 /// <summary>The agent loop's steps driven by a hosted agent: it decides when to call the model and the tools, Bureau makes each call durable.</summary>
 internal sealed partial class AgentLoop
 {
-    private readonly SemaphoreSlim _hostedGate = new(1, 1);
-    private readonly List<ModelResponded> _hostedJournaled = [];
-    private readonly Dictionary<(int Turn, string CallId), string> _hostedResults = [];
-    private int _hostedFoldTurn;
-    private int _hostedTurn;
+    /// <summary>What a hosted execution keeps (made only for a hosted agent's run).</summary>
+    private sealed class HostedRun
+    {
+        /// <summary>One model or tool call at a time: the run's state is not shared.</summary>
+        public SemaphoreSlim Gate { get; } = new(1, 1);
+        /// <summary>The model answers journaled before this execution, in order.</summary>
+        public List<ModelResponded> Journaled { get; } = [];
+        /// <summary>Every call's journaled result, by (model turn, call id).</summary>
+        public Dictionary<(int Turn, string CallId), string> Results { get; } = [];
+        public int FoldTurn { get; set; }
+        /// <summary>The model calls the hosted agent made in this execution.</summary>
+        public int Turn { get; set; }
+    }
+
+    private HostedRun? _hostedRun;
     private CancellationTokenSource? _hostedStop;
     private RunStatus? _hostedEnd;
     private ExceptionDispatchInfo? _hostedFault;
 
+    private HostedRun Hosted => _hostedRun!;
+
     private async Task<RunStatus> HostedLoopAsync(HostedAgentLoop host)
     {
+        _hostedRun = new HostedRun();
         // Model answers journaled before this execution are answered again, in order; tool results by (turn, call id).
         foreach (var record in _run.Journal)
         {
-            if (record.Entry is ModelResponded m) _hostedJournaled.Add(m);
+            if (record.Entry is ModelResponded m) Hosted.Journaled.Add(m);
             TrackHosted(record);
         }
         var fold = _run.Fold;
@@ -74,16 +87,16 @@ internal sealed partial class AgentLoop
         switch (record.Entry)
         {
             case ModelResponded:
-                _hostedFoldTurn++;
+                Hosted.FoldTurn++;
                 break;
             case ToolCompleted t:
-                _hostedResults[(_hostedFoldTurn, t.CallId)] = t.Content;
+                Hosted.Results[(Hosted.FoldTurn, t.CallId)] = t.Content;
                 break;
             case ToolCallRejected r:
-                _hostedResults[(_hostedFoldTurn, r.CallId)] = r.Error;
+                Hosted.Results[(Hosted.FoldTurn, r.CallId)] = r.Error;
                 break;
             case LoopDetected { Action: LoopAction.Warn, CallId: { } callId } l:
-                _hostedResults[(_hostedFoldTurn, callId)] = RunState.WarningText(l);
+                Hosted.Results[(Hosted.FoldTurn, callId)] = RunState.WarningText(l);
                 break;
         }
     }
@@ -91,11 +104,11 @@ internal sealed partial class AgentLoop
     /// <summary>One model call of the hosted agent: the journaled answer of that turn, else a call through the model pipeline, journaled before it is answered.</summary>
     private async Task<ChatResponse> HostedModelCallAsync(IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
-        await _hostedGate.WaitAsync(_cancel);
+        await Hosted.Gate.WaitAsync(_cancel);
         try
         {
-            var turn = ++_hostedTurn;
-            if (turn <= _hostedJournaled.Count) return ResponseOf(_hostedJournaled[turn - 1]);
+            var turn = ++Hosted.Turn;
+            if (turn <= Hosted.Journaled.Count) return ResponseOf(Hosted.Journaled[turn - 1]);
 
             _cancel.ThrowIfCancellationRequested();
             if (_run.IsStopping) throw StopHosted(RunStatus.Running);
@@ -131,32 +144,32 @@ internal sealed partial class AgentLoop
         }
         finally
         {
-            _hostedGate.Release();
+            Hosted.Gate.Release();
         }
     }
 
     /// <summary>One tool call of the hosted agent (named by the call id of the model answer it answers): its journaled result, else the agent loop's handling of the call.</summary>
     private async Task<string> HostedToolCallAsync(string name, string? callId)
     {
-        await _hostedGate.WaitAsync(_cancel);
+        await Hosted.Gate.WaitAsync(_cancel);
         try
         {
-            var turn = _hostedTurn;
+            var turn = Hosted.Turn;
             if (callId is null || turn == 0)
                 throw await FailHostedAsync($"run {_runId}: the hosted agent '{_agent.Definition.Name}' called tool '{name}' outside a model answer; Bureau runs a tool only for a call the model asked for (through the agent's function invocation)");
-            if (_hostedResults.TryGetValue((turn, callId), out var journaled)) return journaled;
+            if (Hosted.Results.TryGetValue((turn, callId), out var journaled)) return journaled;
             var call = turn == _state.Turns ? _state.Pending.Find(p => p.Call.CallId == callId && p.Call.Name == name) : null;
             if (call is null)
                 throw await FailHostedAsync($"run {_runId}: the hosted agent '{_agent.Definition.Name}' called '{name}' (call '{callId}') at model turn {turn}, which the journal's answer of that turn did not ask for: the agent does not behave as it did when the journal was written");
             if (call.State != CallState.Done && await HandleCallAsync(call, _agent.Definition.LoopDetection) is { } stop)
                 throw StopHosted(stop);
-            return _hostedResults.TryGetValue((turn, callId), out var result)
+            return Hosted.Results.TryGetValue((turn, callId), out var result)
                 ? result
                 : throw new InvalidOperationException($"run {_runId}: call '{callId}' of '{name}' ended without a journaled result");
         }
         finally
         {
-            _hostedGate.Release();
+            Hosted.Gate.Release();
         }
     }
 

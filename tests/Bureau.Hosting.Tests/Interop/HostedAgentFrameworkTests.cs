@@ -182,4 +182,11 @@ public sealed class HostedAgentFrameworkTests : IAsyncDisposable
         Assert.Contains("tool 'side_door', which Bureau did not hand it", done.Error);
         Assert.Empty(model.Requests);
     }
+
+    [Fact]
+    public async Task HostingAnAgentThatIsNotDefined_StopsTheStart_NamingIt()
+    {
+        var ex = await Assert.ThrowsAnyAsync<Exception>(() => _host.StartAsync(b => b.AddAgentFrameworkAgent("ghost", (chat, tools) => new ChatClientAgent(chat))));
+        Assert.Contains("no agent 'ghost' is defined", ex.ToString());
+    }
 }
