@@ -170,6 +170,31 @@ internal static class PostgreSqlMigrations
             PRIMARY KEY(board, key)
         );
         """,
+        // 3: A2A push notification configs (IA2APushConfigStore),
+        //    until now JSON arrays in poll_cursors rows 'a2a-push:TASK' with an index row 'a2a-push:index' of the watched tasks.
+        //    Those rows move here, in their order, and are deleted.
+        """
+        CREATE TABLE a2a_push_configs(
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            task_id text NOT NULL,
+            config_id text NOT NULL,
+            config text NOT NULL,
+            watched boolean NOT NULL DEFAULT true,
+            at bigint NOT NULL,
+            UNIQUE(task_id, config_id)
+        );
+        CREATE INDEX a2a_push_configs_watched ON a2a_push_configs(task_id) WHERE watched;
+        INSERT INTO a2a_push_configs(task_id, config_id, config, watched, at)
+        SELECT substr(c.trigger, 10), coalesce(j.value->>'id', ''), j.value::text,
+               EXISTS(SELECT 1 FROM poll_cursors i, jsonb_array_elements_text(i.value::jsonb) k(task)
+                      WHERE i.trigger = 'a2a-push:index' AND k.task = substr(c.trigger, 10)),
+               c.at
+        FROM poll_cursors c, jsonb_array_elements(c.value::jsonb) WITH ORDINALITY j(value, ord)
+        WHERE c.trigger LIKE 'a2a-push:%' AND c.trigger <> 'a2a-push:index' AND jsonb_typeof(j.value) = 'object'
+        ORDER BY c.trigger, j.ord
+        ON CONFLICT (task_id, config_id) DO NOTHING;
+        DELETE FROM poll_cursors WHERE trigger LIKE 'a2a-push:%';
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

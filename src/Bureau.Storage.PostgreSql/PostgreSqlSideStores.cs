@@ -102,8 +102,8 @@ public sealed class PostgreSqlApiKeyStore : PostgreSqlSideStore, IApiKeyStore
     }
 }
 
-/// <summary>Dead letters and poll cursors in Bureau's PostgreSQL schema (tables <c>dead_letters</c>, <c>poll_cursors</c>).</summary>
-public sealed class PostgreSqlEventStore : PostgreSqlSideStore, IEventStore
+/// <summary>Dead letters, poll cursors and A2A push configs in Bureau's PostgreSQL schema (tables <c>dead_letters</c>, <c>poll_cursors</c>, <c>a2a_push_configs</c>).</summary>
+public sealed class PostgreSqlEventStore : PostgreSqlSideStore, IEventStore, IA2APushConfigStore
 {
     /// <summary>Creates the store on its own pool.</summary>
     public PostgreSqlEventStore(PostgreSqlStoreOptions options) : base(new PostgreSqlDatabase(options), ownsDatabase: true, "the event store") { }
@@ -163,6 +163,84 @@ public sealed class PostgreSqlEventStore : PostgreSqlSideStore, IEventStore
     public Task SetCursorAsync(string trigger, string value, DateTimeOffset at, CancellationToken cancellationToken = default) =>
         WriteAsync("INSERT INTO poll_cursors(trigger, value, at) VALUES($1, $2, $3) ON CONFLICT (trigger) DO UPDATE SET value = excluded.value, at = excluded.at",
             [trigger, value, at.ToUnixTimeMilliseconds()], cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<string>> ListPushConfigsAsync(string taskId, CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenAsync(cancellationToken);
+        await using var cmd = new NpgsqlCommand("SELECT config FROM a2a_push_configs WHERE task_id = $1 ORDER BY seq", c);
+        cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = taskId });
+        return await ReadStringsAsync(cmd, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<bool> PutPushConfigAsync(string taskId, string configId, string config, int max, DateTimeOffset at, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return InTransactionAsync(async (c, tx, ct) =>
+        {
+            // The task's rows are locked first (an advisory lock per task), so two puts cannot both pass the count.
+            await using (var lockTask = new NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtextextended('a2a-push:' || $1, 0))", c, tx))
+            {
+                lockTask.Parameters.Add(new NpgsqlParameter<string> { TypedValue = taskId });
+                await lockTask.ExecuteNonQueryAsync(ct);
+            }
+            await using (var count = new NpgsqlCommand("SELECT count(*) FROM a2a_push_configs WHERE task_id = $1 AND config_id <> $2", c, tx))
+            {
+                count.Parameters.Add(new NpgsqlParameter<string> { TypedValue = taskId });
+                count.Parameters.Add(new NpgsqlParameter<string> { TypedValue = configId });
+                if ((long)(await count.ExecuteScalarAsync(ct))! >= max) return false;
+            }
+            await using var batch = new NpgsqlBatch(c, tx)
+            {
+                BatchCommands =
+                {
+                    new NpgsqlBatchCommand("DELETE FROM a2a_push_configs WHERE task_id = $1 AND config_id = $2")
+                    {
+                        Parameters = { new NpgsqlParameter<string> { TypedValue = taskId }, new NpgsqlParameter<string> { TypedValue = configId } },
+                    },
+                    new NpgsqlBatchCommand("INSERT INTO a2a_push_configs(task_id, config_id, config, watched, at) VALUES($1, $2, $3, true, $4)")
+                    {
+                        Parameters =
+                        {
+                            new NpgsqlParameter<string> { TypedValue = taskId }, new NpgsqlParameter<string> { TypedValue = configId },
+                            new NpgsqlParameter<string> { TypedValue = config }, new NpgsqlParameter<long> { TypedValue = at.ToUnixTimeMilliseconds() },
+                        },
+                    },
+                    new NpgsqlBatchCommand("UPDATE a2a_push_configs SET watched = true WHERE task_id = $1")
+                    {
+                        Parameters = { new NpgsqlParameter<string> { TypedValue = taskId } },
+                    },
+                },
+            };
+            await batch.ExecuteNonQueryAsync(ct);
+            return true;
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<bool> DeletePushConfigAsync(string taskId, string configId, CancellationToken cancellationToken = default) =>
+        await WriteAsync("DELETE FROM a2a_push_configs WHERE task_id = $1 AND config_id = $2", [taskId, configId], cancellationToken) > 0;
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<string>> ListWatchedPushTasksAsync(CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenAsync(cancellationToken);
+        await using var cmd = new NpgsqlCommand("SELECT task_id FROM a2a_push_configs WHERE watched GROUP BY task_id ORDER BY min(seq)", c);
+        return await ReadStringsAsync(cmd, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task UnwatchPushTaskAsync(string taskId, CancellationToken cancellationToken = default) =>
+        WriteAsync("UPDATE a2a_push_configs SET watched = false WHERE task_id = $1 AND watched", [taskId], cancellationToken);
+
+    private static async Task<IReadOnlyList<string>> ReadStringsAsync(NpgsqlCommand cmd, CancellationToken ct)
+    {
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        var list = new List<string>();
+        while (await r.ReadAsync(ct)) list.Add(r.GetString(0));
+        return list;
+    }
 
     private const string Columns = "id, key, trigger, event_id, reason, agent, input, event, data, error, run_id, at, retries, retried_at, retry_run_id";
 

@@ -189,6 +189,29 @@ internal static class Migrations
             PRIMARY KEY(board, key)
         ) WITHOUT ROWID;
         """,
+        // 11: A2A push notification configs (see
+        //    SqliteEventStore, IA2APushConfigStore), until now JSON arrays in poll_cursors rows 'a2a-push:TASK' with an index
+        //    row 'a2a-push:index' of the watched tasks. Those rows move here, in their order, and are deleted.
+        """
+        CREATE TABLE a2a_push_configs(
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            task_id TEXT NOT NULL,
+            config_id TEXT NOT NULL,
+            config TEXT NOT NULL,
+            watched INTEGER NOT NULL DEFAULT 1,
+            at INTEGER NOT NULL,
+            UNIQUE(task_id, config_id)
+        );
+        CREATE INDEX a2a_push_configs_watched ON a2a_push_configs(watched, task_id);
+        INSERT OR REPLACE INTO a2a_push_configs(task_id, config_id, config, watched, at)
+        SELECT substr(c.trigger, 10), coalesce(json_extract(j.value, '$.id'), ''), j.value,
+               EXISTS(SELECT 1 FROM poll_cursors i, json_each(i.value) k WHERE i.trigger = 'a2a-push:index' AND k.value = substr(c.trigger, 10)),
+               c.at
+        FROM poll_cursors c, json_each(c.value) j
+        WHERE c.trigger LIKE 'a2a-push:%' AND c.trigger <> 'a2a-push:index' AND j.type = 'object'
+        ORDER BY c.trigger, j.key;
+        DELETE FROM poll_cursors WHERE trigger LIKE 'a2a-push:%';
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

@@ -4,10 +4,10 @@ namespace Bureau.Storage.Sqlite;
 
 /// <summary>
 /// Dead letters and poll cursors in the same SQLite file as the runs (tables <c>dead_letters</c> and
-/// <c>poll_cursors</c>, migration step 8). Each call opens its own pooled connection (synchronous FULL, SQLite's
+/// <c>poll_cursors</c>, migration step 8), and A2A push configs (<c>a2a_push_configs</c>). Each call opens its own pooled connection (synchronous FULL, SQLite's
 /// default), so it is safe beside a host on the same database (<c>bureau events dead</c> while <c>bureau serve</c> runs).
 /// </summary>
-public sealed class SqliteEventStore(SqliteStoreOptions options) : SqliteSideStore(options, "the event store"), IEventStore
+public sealed class SqliteEventStore(SqliteStoreOptions options) : SqliteSideStore(options, "the event store"), IEventStore, IA2APushConfigStore
 {
     /// <inheritdoc />
     public async Task<bool> AddDeadLetterAsync(DeadLetter letter, CancellationToken cancellationToken = default)
@@ -89,6 +89,89 @@ public sealed class SqliteEventStore(SqliteStoreOptions options) : SqliteSideSto
             cmd.Parameters.AddWithValue("$value", value);
             cmd.Parameters.AddWithValue("$at", at.ToUnixTimeMilliseconds());
         }, cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<string>> ListPushConfigsAsync(string taskId, CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenAsync(cancellationToken);
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT config FROM a2a_push_configs WHERE task_id = $task ORDER BY seq";
+        cmd.Parameters.AddWithValue("$task", taskId);
+        return await ReadStringsAsync(cmd, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<bool> PutPushConfigAsync(string taskId, string configId, string config, int max, DateTimeOffset at, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        await using var c = await OpenAsync(cancellationToken);
+        try
+        {
+            await using var tx = (SqliteTransaction)await c.BeginTransactionAsync(cancellationToken); // BEGIN IMMEDIATE: the count and the insert are one decision
+            await using (var count = c.CreateCommand())
+            {
+                count.Transaction = tx;
+                count.CommandText = "SELECT count(*) FROM a2a_push_configs WHERE task_id = $task AND config_id <> $id";
+                count.Parameters.AddWithValue("$task", taskId);
+                count.Parameters.AddWithValue("$id", configId);
+                if ((long)(await count.ExecuteScalarAsync(cancellationToken))! >= max) return false;
+            }
+            await using (var put = c.CreateCommand())
+            {
+                put.Transaction = tx;
+                put.CommandText = """
+                    DELETE FROM a2a_push_configs WHERE task_id = $task AND config_id = $id;
+                    INSERT INTO a2a_push_configs(task_id, config_id, config, watched, at) VALUES($task, $id, $config, 1, $at);
+                    UPDATE a2a_push_configs SET watched = 1 WHERE task_id = $task;
+                    """;
+                put.Parameters.AddWithValue("$task", taskId);
+                put.Parameters.AddWithValue("$id", configId);
+                put.Parameters.AddWithValue("$config", config);
+                put.Parameters.AddWithValue("$at", at.ToUnixTimeMilliseconds());
+                await put.ExecuteNonQueryAsync(cancellationToken);
+            }
+            await tx.CommitAsync(cancellationToken);
+            return true;
+        }
+        catch (SqliteException ex) when (SqliteFaults.Classify(ex, Options.Path) is { } fault)
+        {
+            throw fault;
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<bool> DeletePushConfigAsync(string taskId, string configId, CancellationToken cancellationToken = default) =>
+        await WriteAsync(cmd =>
+        {
+            cmd.CommandText = "DELETE FROM a2a_push_configs WHERE task_id = $task AND config_id = $id";
+            cmd.Parameters.AddWithValue("$task", taskId);
+            cmd.Parameters.AddWithValue("$id", configId);
+        }, cancellationToken) > 0;
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<string>> ListWatchedPushTasksAsync(CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenAsync(cancellationToken);
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT task_id FROM a2a_push_configs WHERE watched = 1 GROUP BY task_id ORDER BY min(seq)";
+        return await ReadStringsAsync(cmd, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task UnwatchPushTaskAsync(string taskId, CancellationToken cancellationToken = default) =>
+        WriteAsync(cmd =>
+        {
+            cmd.CommandText = "UPDATE a2a_push_configs SET watched = 0 WHERE task_id = $task AND watched = 1";
+            cmd.Parameters.AddWithValue("$task", taskId);
+        }, cancellationToken);
+
+    private static async Task<IReadOnlyList<string>> ReadStringsAsync(SqliteCommand cmd, CancellationToken ct)
+    {
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        var list = new List<string>();
+        while (await r.ReadAsync(ct)) list.Add(r.GetString(0));
+        return list;
+    }
 
     private const string Columns = "id, key, trigger, event_id, reason, agent, input, event, data, error, run_id, at, retries, retried_at, retry_run_id";
 

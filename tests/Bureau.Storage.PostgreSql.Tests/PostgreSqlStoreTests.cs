@@ -165,6 +165,40 @@ public sealed class PostgreSqlStoreTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Migration_MovesPushConfigsKeptInPollCursorRows_ToTheirTable()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using (var first = new PostgreSqlEventStore(_db.Options))
+        {
+            await first.InitializeAsync(ct);
+            await first.SetCursorAsync("orders", "41", T0, ct);
+        }
+        // Back to the schema before the step, with the rows the A2A code of that time wrote.
+        var step = Array.FindIndex(PostgreSqlMigrations.Steps, s => s.Contains("CREATE TABLE a2a_push_configs", StringComparison.Ordinal));
+        Assert.True(step > 0);
+        await _db.ExecuteSqlAsync($$"""
+            DROP TABLE a2a_push_configs;
+            INSERT INTO poll_cursors(trigger, value, at) VALUES
+                ('a2a-push:t1', '[{"id":"b","url":"https://b.example/","taskId":"t1"},{"id":"a","url":"https://a.example/","taskId":"t1"}]', 1000),
+                ('a2a-push:t2', '[{"id":"x","url":"https://x.example/","taskId":"t2"}]', 2000),
+                ('a2a-push:index', '["t1"]', 3000);
+            UPDATE schema_version SET version = {{step}};
+            """);
+
+        await using var migrated = new PostgreSqlEventStore(_db.Options);
+        await migrated.InitializeAsync(ct);
+
+        var t1 = await migrated.ListPushConfigsAsync("t1", ct);
+        Assert.Equal(["b", "a"], t1.Select(c => System.Text.Json.Nodes.JsonNode.Parse(c)!["id"]!.GetValue<string>()));
+        Assert.Equal("https://a.example/", System.Text.Json.Nodes.JsonNode.Parse(t1[1])!["url"]!.GetValue<string>());
+        Assert.Single(await migrated.ListPushConfigsAsync("t2", ct));
+        Assert.Equal(["t1"], await migrated.ListWatchedPushTasksAsync(ct));
+        Assert.Null(await migrated.GetCursorAsync("a2a-push:t1", ct));
+        Assert.Null(await migrated.GetCursorAsync("a2a-push:index", ct));
+        Assert.Equal("41", await migrated.GetCursorAsync("orders", ct));
+    }
+
+    [Fact]
     public async Task Initialize_NewerSchema_IsRefusedWithAClearError()
     {
         await NodeAsync();

@@ -63,4 +63,42 @@ public abstract class EventStoreConformanceTests(IStoreTestDatabase database) : 
         var again = await OpenEventsAsync();
         Assert.Equal("42", await again.GetCursorAsync("orders"));
     }
+
+    [Fact]
+    public async Task PushConfigs_PerTaskInOrder_ReplacedById_LimitedPerTask_Deleted()
+    {
+        var push = Assert.IsAssignableFrom<IA2APushConfigStore>(await OpenEventsAsync());
+        Assert.Empty(await push.ListPushConfigsAsync("t1"));
+        Assert.True(await push.PutPushConfigAsync("t1", "a", """{"id":"a","url":"https://a.example/"}""", 2, T0));
+        Assert.True(await push.PutPushConfigAsync("t1", "b", """{"id":"b","url":"https://b.example/"}""", 2, T0));
+        Assert.True(await push.PutPushConfigAsync("t2", "a", """{"id":"a","url":"https://other.example/"}""", 2, T0));
+        // A third config is refused (nothing changes); replacing one of the two is not a third: it becomes the newest.
+        Assert.False(await push.PutPushConfigAsync("t1", "c", """{"id":"c","url":"https://c.example/"}""", 2, T0));
+        Assert.True(await push.PutPushConfigAsync("t1", "a", """{"id":"a","url":"https://a2.example/"}""", 2, T0.AddSeconds(1)));
+        Assert.Equal(["""{"id":"b","url":"https://b.example/"}""", """{"id":"a","url":"https://a2.example/"}"""], await push.ListPushConfigsAsync("t1"));
+        Assert.Equal(["""{"id":"a","url":"https://other.example/"}"""], await push.ListPushConfigsAsync("t2"));
+
+        Assert.True(await push.DeletePushConfigAsync("t1", "b"));
+        Assert.False(await push.DeletePushConfigAsync("t1", "b"));
+        Assert.False(await push.DeletePushConfigAsync("t3", "a"));
+        var again = Assert.IsAssignableFrom<IA2APushConfigStore>(await OpenEventsAsync());
+        Assert.Equal(["""{"id":"a","url":"https://a2.example/"}"""], await again.ListPushConfigsAsync("t1"));
+    }
+
+    [Fact]
+    public async Task PushTasks_AreWatchedFromTheirFirstConfig_UntilUnwatched_AndAgainWithANewConfig()
+    {
+        var push = Assert.IsAssignableFrom<IA2APushConfigStore>(await OpenEventsAsync());
+        Assert.Empty(await push.ListWatchedPushTasksAsync());
+        await push.PutPushConfigAsync("t1", "a", """{"id":"a"}""", 10, T0);
+        await push.PutPushConfigAsync("t2", "a", """{"id":"a"}""", 10, T0);
+        await push.PutPushConfigAsync("t1", "b", """{"id":"b"}""", 10, T0);
+        Assert.Equal(["t1", "t2"], await push.ListWatchedPushTasksAsync());
+
+        await push.UnwatchPushTaskAsync("t1");
+        Assert.Equal(["t2"], await push.ListWatchedPushTasksAsync());
+        Assert.Equal(2, (await push.ListPushConfigsAsync("t1")).Count); // its configs stay readable
+        await push.PutPushConfigAsync("t1", "c", """{"id":"c"}""", 10, T0);
+        Assert.Equal(["t1", "t2"], await push.ListWatchedPushTasksAsync());
+    }
 }

@@ -96,94 +96,31 @@ internal static class A2APushTargets
 }
 
 /// <summary>
-/// Push notification configs of tasks, kept durably in the event store's key/value rows under <c>a2a-push:TASK</c>
-/// (no table of their own: decision 0034), with an index of the tasks that have some (<c>a2a-push:index</c>).
+/// Push notification configs of tasks, kept durably by the event store's database (<see cref="IA2APushConfigStore"/>,
+/// table <c>a2a_push_configs</c>; they were poll-cursor rows before, moved there by the migration), with the tasks
+/// still watched (unfinished ones are watched again after a restart).
 /// </summary>
-internal sealed class A2APushConfigs(IEventStore store, TimeProvider time)
+internal sealed class A2APushConfigs(IA2APushConfigStore store, TimeProvider time)
 {
-    private const string IndexKey = "a2a-push:index";
-    private static readonly SemaphoreSlim s_lock = new(1, 1);
-
-    private static string Key(string taskId) => "a2a-push:" + taskId;
-
-    public async Task<List<JsonObject>> ListAsync(string taskId, CancellationToken ct) => await ReadArrayAsync(Key(taskId), ct);
-
-    private async Task<List<JsonObject>> ReadArrayAsync(string key, CancellationToken ct)
-    {
-        var text = await store.GetCursorAsync(key, ct);
-        if (string.IsNullOrEmpty(text)) return [];
-        return [.. (JsonNode.Parse(text) as JsonArray ?? []).OfType<JsonObject>()];
-    }
+    public async Task<List<JsonObject>> ListAsync(string taskId, CancellationToken ct) =>
+        [.. (await store.ListPushConfigsAsync(taskId, ct)).Select(text => JsonNode.Parse(text)).OfType<JsonObject>()];
 
     /// <summary>Adds or replaces (same id) a config; returns it as stored.</summary>
     public async Task<JsonObject> PutAsync(string taskId, JsonObject config, int max, CancellationToken ct)
     {
-        await s_lock.WaitAsync(ct);
-        try
-        {
-            var configs = await ListAsync(taskId, ct);
-            configs.RemoveAll(c => (string?)c["id"] == (string?)config["id"]);
-            if (configs.Count >= max)
-                throw A2AException.BadParam("id", $"task {taskId} has {configs.Count} push configs, the most it may have (A2AOptions.MaxPushConfigsPerTask); delete one first");
-            configs.Add(config);
-            await WriteAsync(Key(taskId), configs, ct);
-            var index = await ReadIndexAsync(ct);
-            if (!index.Contains(taskId))
-            {
-                index.Add(taskId);
-                await WriteIndexAsync(index, ct);
-            }
-            return config;
-        }
-        finally
-        {
-            s_lock.Release();
-        }
+        var id = (string?)config["id"] ?? throw new ArgumentException("a push config has an id", nameof(config));
+        if (!await store.PutPushConfigAsync(taskId, id, config.ToJsonString(), max, time.GetUtcNow(), ct))
+            throw A2AException.BadParam("id", $"task {taskId} has {max} push configs, the most it may have (A2AOptions.MaxPushConfigsPerTask); delete one first");
+        return config;
     }
 
-    public async Task<bool> DeleteAsync(string taskId, string id, CancellationToken ct)
-    {
-        await s_lock.WaitAsync(ct);
-        try
-        {
-            var configs = await ListAsync(taskId, ct);
-            if (configs.RemoveAll(c => (string?)c["id"] == id) == 0) return false;
-            await WriteAsync(Key(taskId), configs, ct);
-            return true;
-        }
-        finally
-        {
-            s_lock.Release();
-        }
-    }
+    public Task<bool> DeleteAsync(string taskId, string id, CancellationToken ct) => store.DeletePushConfigAsync(taskId, id, ct);
 
     /// <summary>The tasks that had configs when they were last watched (unfinished ones are watched again after a restart).</summary>
-    public async Task<List<string>> ReadIndexAsync(CancellationToken ct)
-    {
-        var text = await store.GetCursorAsync(IndexKey, ct);
-        return string.IsNullOrEmpty(text) ? [] : [.. (JsonNode.Parse(text) as JsonArray ?? []).Select(n => (string?)n).OfType<string>()];
-    }
+    public async Task<IReadOnlyList<string>> ReadIndexAsync(CancellationToken ct) => await store.ListWatchedPushTasksAsync(ct);
 
-    /// <summary>Drops a finished task from the index (its configs stay readable).</summary>
-    public async Task ForgetAsync(string taskId, CancellationToken ct)
-    {
-        await s_lock.WaitAsync(ct);
-        try
-        {
-            var index = await ReadIndexAsync(ct);
-            if (index.Remove(taskId)) await WriteIndexAsync(index, ct);
-        }
-        finally
-        {
-            s_lock.Release();
-        }
-    }
-
-    private Task WriteIndexAsync(List<string> index, CancellationToken ct) =>
-        store.SetCursorAsync(IndexKey, new JsonArray([.. index.Select(i => (JsonNode?)i)]).ToJsonString(), time.GetUtcNow(), ct);
-
-    private Task WriteAsync(string key, List<JsonObject> configs, CancellationToken ct) =>
-        store.SetCursorAsync(key, new JsonArray([.. configs.Select(c => (JsonNode?)c.DeepClone())]).ToJsonString(), time.GetUtcNow(), ct);
+    /// <summary>Stops watching a finished task (its configs stay readable).</summary>
+    public Task ForgetAsync(string taskId, CancellationToken ct) => store.UnwatchPushTaskAsync(taskId, ct);
 }
 
 /// <summary>
@@ -210,7 +147,7 @@ internal sealed class A2APushNotifier
         _engine = services.GetRequiredService<BureauEngine>();
         _heartbeat = services.GetRequiredService<IOptions<BureauHttpOptions>>().Value.HeartbeatInterval;
         _time = services.GetRequiredService<TimeProvider>();
-        _configs = new A2APushConfigs(services.GetRequiredService<IEventStore>(), _time);
+        _configs = new A2APushConfigs((IA2APushConfigStore)services.GetRequiredService<IEventStore>(), _time);
         _options = Options(services);
         _http = new HttpClient(A2APushTargets.Handler(_options.AllowPrivatePushUrls)) { Timeout = _options.PushTimeout };
         _logger = services.GetRequiredService<ILoggerFactory>().CreateLogger("Bureau.A2A.Push");
@@ -225,8 +162,8 @@ internal sealed class A2APushNotifier
         return options;
     }
 
-    /// <summary>Whether the host can keep push configs (its storage has an event store).</summary>
-    public static bool Supported(IServiceProvider services) => services.GetService<IEventStore>() is not null;
+    /// <summary>Whether the host can keep push configs (its storage's event store keeps them: SQLite, PostgreSQL).</summary>
+    public static bool Supported(IServiceProvider services) => services.GetService<IEventStore>() is IA2APushConfigStore;
 
     public static A2APushNotifier For(IServiceProvider services) =>
         s_byEngine.GetValue(services.GetRequiredService<BureauEngine>(), _ => new A2APushNotifier(services));

@@ -23,7 +23,8 @@ internal sealed class AgentRunExecutor : IRunExecutor
     /// <summary>The agents and tools built from one set of definitions.</summary>
     private sealed record Deployed(BureauDefinitions Source, IReadOnlyDictionary<string, AgentRuntime> Agents, IReadOnlyDictionary<string, BureauTool> ToolsByName);
 
-    public AgentRunExecutor(BureauDeployment deployment, ModelGateway models, ToolFactory toolFactory, IEnumerable<IToolCallFilter> filters, ILoggerFactory loggerFactory)
+    public AgentRunExecutor(BureauDeployment deployment, ModelGateway models, ToolFactory toolFactory, IEnumerable<IToolCallFilter> filters, ILoggerFactory loggerFactory,
+        IEnumerable<HostedAgentLoop>? hosted = null)
     {
         Models = models;
         _deployment = deployment;
@@ -32,6 +33,14 @@ internal sealed class AgentRunExecutor : IRunExecutor
         Logger = loggerFactory.CreateLogger("Bureau.Engine");
         _current = Build(definitions, null);
         Targets = [.. _current.Agents.Keys];
+        var hostedLoops = new Dictionary<string, HostedAgentLoop>(StringComparer.Ordinal);
+        foreach (var h in hosted ?? [])
+        {
+            if (!_current.Agents.ContainsKey(h.Agent))
+                throw new ArgumentException($"an agent loop is hosted for agent '{h.Agent}' (AddAgentFrameworkAgent), but no agent '{h.Agent}' is defined: define it (model, tools, budgets) in a manifest or with AddAgent", nameof(hosted));
+            hostedLoops[h.Agent] = h;
+        }
+        Hosted = hostedLoops;
         Pipeline = new ToolPipeline(filters);
         Policies = definitions.Policies;
     }
@@ -105,6 +114,8 @@ internal sealed class AgentRunExecutor : IRunExecutor
     public string Kind => RunKinds.Agent;
     public IReadOnlyCollection<string> Targets { get; }
     internal IReadOnlyDictionary<string, AgentRuntime> Agents => Current.Agents;
+    /// <summary>Agents whose loop another framework runs (a MAF agent), through this run's durable model client and tools.</summary>
+    internal IReadOnlyDictionary<string, HostedAgentLoop> Hosted { get; }
     internal IReadOnlyDictionary<string, BureauTool> ToolsByName => Current.ToolsByName;
     internal ToolPipeline Pipeline { get; }
     internal ILogger Logger { get; }
@@ -193,7 +204,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
             }
             _state.BeginExecution(now);
         }
-        return await LoopAsync();
+        return _kind.Hosted.TryGetValue(run.Agent, out var hosted) ? await HostedLoopAsync(hosted) : await LoopAsync();
     }
 
     /// <summary>
@@ -316,7 +327,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
 
     private readonly record struct ModelAnswer(ModelResponded Entry);
 
-    private async Task<ModelAnswer?> CallModelAsync()
+    private async Task<ModelAnswer?> CallModelAsync(IList<ChatMessage>? hostedRequest = null, ChatOptions? hostedOptions = null)
     {
         var turn = _state.Turns + 1;
         var started = Stopwatch.GetTimestamp();
@@ -324,8 +335,8 @@ internal sealed partial class AgentLoop : IResilienceJournal
         using var timeLimit = RemainingTime() is { } remaining ? new CancellationTokenSource(remaining, Time) : null;
         using var linked = timeLimit is null ? null : CancellationTokenSource.CreateLinkedTokenSource(_cancel, timeLimit.Token);
         var token = linked?.Token ?? _cancel;
-        IList<ChatMessage> request = _state.Messages;
-        if (_agent.Definition.Memory?.Window is { } window)
+        IList<ChatMessage> request = hostedRequest ?? _state.Messages;
+        if (hostedRequest is null && _agent.Definition.Memory?.Window is { } window)
         {
             try
             {
@@ -344,7 +355,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
         try
         {
             using var scope = ResilienceScope.Enter(this);
-            response = await _agent.Client.GetResponseAsync(request, _agent.ChatOptions, token);
+            response = await _agent.Client.GetResponseAsync(request, hostedOptions ?? _agent.ChatOptions, token);
         }
         catch (OperationCanceledException) when (timeLimit?.IsCancellationRequested == true && !_cancel.IsCancellationRequested)
         {

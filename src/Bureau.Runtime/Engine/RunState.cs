@@ -280,7 +280,7 @@ internal sealed class RunState
         throw new InvalidDataException($"run {RunId}, step {Version}: the journal names tool call '{callId}', which the latest model answer did not ask for");
     }
 
-    private static ChatMessage ToAssistantMessage(ModelResponded m)
+    internal static ChatMessage ToAssistantMessage(ModelResponded m)
     {
         var contents = new List<AIContent>(m.ToolCalls.Count + 1);
         if (!string.IsNullOrEmpty(m.Text)) contents.Add(new TextContent(m.Text));
