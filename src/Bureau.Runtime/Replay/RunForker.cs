@@ -92,16 +92,26 @@ internal sealed class RunForker
         await using var provider = services.BuildServiceProvider();
         var engine = provider.GetRequiredService<BureauEngine>();
         // One execution at a time, as long as the fork makes progress (a retry the engine queues runs again here).
+        var stopped = false;
         for (var executions = 0; executions < 100; executions++)
         {
-            cancellationToken.ThrowIfCancellationRequested();
             var before = store.Run.Version;
-            await engine.Activator.ExecuteAsync(forkId, cancellationToken).WaitAsync(cancellationToken);
+            try
+            {
+                await engine.Activator.ExecuteAsync(forkId, cancellationToken).WaitAsync(cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                stopped = true; // the caller's limit: the steps so far are the answer
+                break;
+            }
             var run = store.Run;
             if (run.Status is not (RunStatus.Queued or RunStatus.Running) || run.Version == before) break;
         }
-        return new ForkResult(forkId, request.FromStep, model, !string.IsNullOrWhiteSpace(request.Instructions), leftOut, store.Run,
-            await store.ReadJournalAsync(forkId, 0, cancellationToken));
+        var result = store.Run;
+        if (stopped && !result.Status.IsTerminal()) result = result with { Error = result.Error ?? "the what-if was stopped before the fork finished (its time limit or the caller)" };
+        return new ForkResult(forkId, request.FromStep, model, !string.IsNullOrWhiteSpace(request.Instructions), leftOut, result,
+            await store.ReadJournalAsync(forkId, 0, CancellationToken.None));
     }
 
     /// <summary>
