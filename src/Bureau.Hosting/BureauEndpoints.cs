@@ -71,6 +71,13 @@ public static class BureauEndpointRouteBuilderExtensions
         v1.MapPost("/runs/{id}/rollback", BureauApi.RollbackAsync).Needs(ApiPermission.StartOrCancel)
             .WithName("RollbackRun").WithSummary("Compensate a finished run's completed writes, newest first (a rollback run, a child of it); asking again returns the same rollback.")
             .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).Produces<RunSummaryDoc>(StatusCodes.Status200OK).ProducesProblem(404).ProducesProblem(409);
+        v1.MapPost("/runs/{id}/replay", ReplayApi.ReplayAsync).Needs(ApiPermission.Read)
+            .WithName("ReplayRun").WithSummary("Replay a finished run against its journal (no model or tool call, nothing written) and say whether the engine reproduces its steps, or the first step it does differently.")
+            .Produces<ReplayCheckDoc>().ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+        v1.MapPost("/runs/{id}/whatif", ReplayApi.WhatIfAsync).Needs(ApiPermission.StartOrCancel)
+            .WithName("WhatIfRun").WithSummary("Fork a finished run after step `fromStep` with another `model` or `instructions` (write tools left out unless `allowWrites`), in a throwaway store; answers both runs' steps side by side and where they diverge.")
+            .Body<WhatIfBody>()
+            .Produces<WhatIfDoc>().ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
         v1.MapGet("/approvals", (Delegate)ApprovalsApi.ListAsync).Needs(ApiPermission.Resolve)
             .WithName("ListApprovals").WithSummary("Approvals runs wait for (?state=open), those the caller may answer: the proposed tool call, approvers, level, deadline.")
             .Produces<ApprovalListDoc>().ProducesProblem(400);

@@ -51,7 +51,7 @@ public sealed class DownModel : IChatClient
 /// <summary>
 /// The real Bureau host (Kestrel on a free loopback port, SQLite in a temp folder) with the Dashboard at <c>/</c>
 /// and agents for each page: <c>echo</c>; <c>looker</c> (scripted: calls the <c>lookup</c> tool, which waits until
-/// the test opens it, then answers); <c>refunder</c> (a refund over 100 needs an approval); <c>fragile</c> (its model is down; two attempts);
+/// the test opens it, then answers; <c>look-direct</c> is a model for its what-ifs, answering without a tool); <c>refunder</c> (a refund over 100 needs an approval); <c>fragile</c> (its model is down; two attempts);
 /// the team <c>pair</c> (echo, then echo).
 /// </summary>
 public sealed class DashboardHost : IAsyncDisposable
@@ -96,6 +96,11 @@ public sealed class DashboardHost : IAsyncDisposable
                     new ScriptRule { When = new ScriptCondition { TurnFrom = 1, TurnTo = 1 }, Calls = [new ScriptToolCall { Tool = "lookup", Arguments = new JsonObject { ["order"] = 7 } }] },
                     new ScriptRule { Reply = "found: {{last}}" },
                 ],
+            })
+            .AddModel(new ScriptedModelDefinition
+            {
+                Name = "look-direct", // what-if: the looker on a model that answers without looking
+                Rules = [new ScriptRule { Reply = "answered without looking" }],
             })
             .AddModel(new ScriptedModelDefinition
             {

@@ -260,4 +260,48 @@ public sealed class DashboardTests(Chromium chromium) : IAsyncLifetime
         Assert.True(await table.Locator("tr.diff").CountAsync() >= 2);
         NoPageErrors();
     }
+
+    [Fact]
+    public async Task WhatIf_FromTheRunsPage_ForksOntoAnotherModel_ShowsTheStepsSideBySide_AndTheReplayCheckReproducesTheRun()
+    {
+        _host.OpenLookup();
+        var id = await _host.SubmitAsync("looker", "where is order 7?");
+        Assert.Equal(RunStatus.Succeeded, (await _host.WaitAsync(id, orWaiting: false)).Status);
+
+        await _page.GotoAsync($"{_host.BaseUrl}/#/run/{id}");
+        await Expect(_page.Locator("#run-h")).ToContainTextAsync("succeeded");
+        await _page.ClickAsync("#whatif-link");
+        await Expect(_page.Locator("main h1")).ToContainTextAsync("Replay and what-if of run " + id);
+
+        // The replay check: no model or tool call, the same steps.
+        await _page.ClickAsync("#replay-check");
+        await Expect(_page.Locator("#replay-verdict")).ToHaveAttributeAsync("data-reproduced", "true");
+        await Expect(_page.Locator("#replay-verdict")).ToContainTextAsync("Reproduced");
+
+        // The what-if: after step 1, on the model that answers without looking.
+        await _page.FillAsync("#w-from", "1");
+        await _page.FillAsync("#w-model", "look-direct");
+        await _page.ClickAsync("#whatif-run");
+        var verdict = _page.Locator("#whatif-verdict");
+        await Expect(verdict).ToContainTextAsync("succeeded");
+        await Expect(verdict).ToContainTextAsync("The runs diverge at step 2.");
+        await Expect(_page.Locator("#whatif-scripted")).ToContainTextAsync("scripted"); // scripted output is labelled
+        var steps = _page.Locator("#whatif-steps tbody tr");
+        await Expect(steps.Nth(0)).ToHaveAttributeAsync("data-same", "true");
+        await Expect(steps.Nth(0)).ToContainTextAsync("shared");
+        var second = _page.Locator("#whatif-steps tr[data-step='2']");
+        await Expect(second).ToHaveClassAsync(new Regex("diff"));
+        await Expect(second).ToContainTextAsync("lookup");                   // the original called the tool
+        await Expect(second).ToContainTextAsync("answered without looking"); // the fork answered at once
+        await Expect(_page.Locator("#whatif-result")).ToContainTextAsync("found: order 7 shipped");
+        await _page.EvaluateAsync("() => document.querySelector('#whatif-verdict').scrollIntoView({ block: 'start' })");
+        await Chromium.ScreenshotAsync(_page, "whatif");
+
+        // A bad request is said on the page, and nothing ran.
+        await _page.FillAsync("#w-model", "no-such-model");
+        await _page.ClickAsync("#whatif-run");
+        await Expect(_page.Locator("#whatif-result .error")).ToContainTextAsync("'model' must be a deployed model");
+        Assert.Single((await _host.Engine.ListRunsAsync(new RunQuery { Agent = "looker" }, TestContext.Current.CancellationToken)).Items);
+        NoPageErrors();
+    }
 }

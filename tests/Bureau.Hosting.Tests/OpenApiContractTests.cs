@@ -95,6 +95,10 @@ public sealed class OpenApiContractTests : IAsyncLifetime
         await Capture("StartRun", Post("/v1/runs", """{"agent":"echo","input":"typed"}""").WithHeader("Idempotency-Key", "k1"), HttpStatusCode.OK);
         await Capture("GetRun", Get($"/v1/runs/{id}"), HttpStatusCode.OK);
         await Capture("ListRuns", Get("/v1/runs?limit=2"), HttpStatusCode.OK);
+        await Capture("ReplayRun", new HttpRequestMessage(HttpMethod.Post, $"/v1/runs/{id}/replay"), HttpStatusCode.OK);
+        await Capture("ReplayRun", new HttpRequestMessage(HttpMethod.Post, "/v1/runs/no-such-run/replay"), HttpStatusCode.NotFound);
+        await Capture("WhatIfRun", Post($"/v1/runs/{id}/whatif", """{"fromStep":1}"""), HttpStatusCode.OK);
+        await Capture("WhatIfRun", Post($"/v1/runs/{id}/whatif", """{"fromStep":0}"""), HttpStatusCode.BadRequest);
         var slow = (string)(await Capture("StartRun", Post("/v1/runs", """{"agent":"slow","input":"held"}"""), HttpStatusCode.Accepted))["id"]!;
         await Capture("CancelRun", Post($"/v1/runs/{slow}/cancel", """{"reason":"typed client"}"""), HttpStatusCode.Accepted);
         await _host.WaitAsync(slow);

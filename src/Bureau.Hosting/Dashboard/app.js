@@ -285,6 +285,8 @@
       } }, 'Cancel run'));
     }
     actions.append(el('a', { href: '#/compare?a=' + encodeURIComponent(run.id) }, 'Compare with another run'));
+    if (['succeeded', 'failed', 'canceled'].includes(run.status))
+      actions.append(el('a', { href: '#/whatif/' + encodeURIComponent(run.id), id: 'whatif-link' }, 'Replay and what-if'));
     replace(section,
       el('h1', { id: 'run-h' }, 'Run ', el('code', null, run.id), ' ', badge(run.status)),
       run.failure ? el('p', { class: 'failure', id: 'failure' }, failureSentence(run.failure)) : null,
@@ -551,6 +553,93 @@
     return [el('strong', null, s.kind), ' ', what];
   }
 
+  // ---- Replay and what-if of one run ---------------------------------------------------------------
+  async function whatIfPage(signal, id) {
+    const run = await api('/runs/' + encodeURIComponent(id), { signal });
+    let agent = null;
+    try { agent = await api('/agents/' + encodeURIComponent(run.agent), { signal }); } catch { /* the form works without it */ }
+
+    const check = el('div', { id: 'replay-result', 'aria-live': 'polite' });
+    const checkButton = el('button', { type: 'button', id: 'replay-check', onclick: async () => {
+      checkButton.disabled = true;
+      replace(check, el('p', { class: 'muted' }, 'Replaying…'));
+      try {
+        const r = await api('/runs/' + encodeURIComponent(id) + '/replay', { method: 'POST', signal });
+        const d = r.divergence;
+        replace(check, d
+          ? [el('p', { class: 'failure', id: 'replay-verdict', 'data-reproduced': 'false' }, 'Diverged at step ' + d.step + ' of ' + r.steps + ' (steps 1–' + r.stepsReproduced + ' reproduced)' + (d.note ? ': ' + d.note : '.')),
+             el('table', { class: 'compare' }, el('caption', null, 'Step ' + d.step + ': recorded and replayed'),
+               el('tbody', null,
+                 el('tr', null, el('th', { scope: 'row' }, 'recorded'), el('td', null, d.expected ? stepLine(d.expected) : '(nothing)')),
+                 el('tr', { class: 'diff' }, el('th', { scope: 'row' }, 'replayed'), el('td', null, d.actual ? stepLine(d.actual) : '(nothing)'))))]
+          : el('p', { class: 'ok', id: 'replay-verdict', 'data-reproduced': 'true' }, 'Reproduced: the engine takes the same ' + r.steps + ' steps (no model or tool was called).'));
+      } catch (e) {
+        if (!signal.aborted) replace(check, problem(e));
+      } finally { checkButton.disabled = false; }
+    } }, 'Check replay');
+
+    const last = run.steps.length;
+    const firstAnswer = run.steps.find(s => s.kind === 'model.response');
+    const fromStep = el('input', { id: 'w-from', name: 'fromStep', type: 'number', min: 1, max: Math.max(1, last - 1), required: true,
+      value: firstAnswer ? Math.max(1, firstAnswer.n - 1) : 1 });
+    const model = el('input', { id: 'w-model', name: 'model', type: 'text', size: 20, placeholder: agent && agent.model ? agent.model + ' (the agent\'s)' : 'the agent\'s model' });
+    const instructions = el('textarea', { id: 'w-instructions', name: 'instructions', rows: 3, placeholder: agent && agent.instructions ? short(agent.instructions, 300) : 'the agent\'s instructions' });
+    const writes = el('input', { id: 'w-writes', name: 'allowWrites', type: 'checkbox' });
+    const out = el('div', { id: 'whatif-result', 'aria-live': 'polite' });
+    const go = el('button', { type: 'submit', id: 'whatif-run' }, 'Run what-if');
+    const form = el('form', { class: 'whatif', 'aria-label': 'What-if', onsubmit: async ev => {
+      ev.preventDefault();
+      go.disabled = true;
+      replace(out, el('p', { class: 'muted' }, 'The fork is running…'));
+      const body = { fromStep: Number(fromStep.value) };
+      if (model.value.trim()) body.model = model.value.trim();
+      if (instructions.value.trim()) body.instructions = instructions.value;
+      if (writes.checked) body.allowWrites = true;
+      try {
+        renderFork(out, run, await api('/runs/' + encodeURIComponent(id) + '/whatif', { method: 'POST', body, signal }));
+      } catch (e) {
+        if (!signal.aborted) replace(out, problem(e));
+      } finally { go.disabled = false; }
+    } },
+      el('p', null, el('label', { for: 'w-from' }, 'Go on after step'), ' ', fromStep, ' ', el('span', { class: 'muted' }, 'of ' + last)),
+      el('p', null, el('label', { for: 'w-model' }, 'Model'), ' ', model),
+      el('p', null, el('label', { for: 'w-instructions' }, 'Instructions'), instructions),
+      el('p', null, writes, ' ', el('label', { for: 'w-writes' }, 'Let the fork call write tools (left out by default: a what-if should change nothing)')),
+      go);
+
+    replace(main,
+      el('h1', null, 'Replay and what-if of run ', runLink(run.id, run.id), ' ', badge(run.status)),
+      el('p', { class: 'muted' }, 'Both run in a throwaway store beside this host\'s: nothing here changes the run or the database. The CLI does the same with ',
+        el('code', null, 'bureau replay ' + run.id), ' and ', el('code', null, '--from-step N'), '.'),
+      el('section', { class: 'card', 'aria-labelledby': 'replay-h' }, el('h2', { id: 'replay-h' }, 'Replay check'),
+        el('p', null, 'Re-executes the run against its journal, with no model or tool call, and says whether this engine and the agent as deployed now take the same steps.'),
+        checkButton, check),
+      el('section', { class: 'card', 'aria-labelledby': 'whatif-h' }, el('h2', { id: 'whatif-h' }, 'What-if'),
+        el('p', null, 'Forks the run: the fork shares its steps up to the one you pick, then goes on with the model and instructions below (calling the model for real, or the scripted one).'),
+        form, out));
+  }
+
+  function renderFork(out, run, doc) {
+    const f = doc.fork;
+    const rows = doc.steps.map(s => el('tr', { class: s.same ? (s.shared ? 'shared' : '') : 'diff', 'data-step': s.n, 'data-same': String(s.same) },
+      el('td', { class: 'num' }, s.n),
+      el('td', null, s.original ? stepLine(s.original) : ''),
+      el('td', null, s.shared ? el('span', { class: 'muted' }, '(shared)') : s.fork ? stepLine(s.fork) : ''),
+      el('td', null, s.shared ? 'shared' : s.same ? 'same' : 'differs')));
+    replace(out,
+      el('p', { id: 'whatif-verdict' }, 'The fork ', badge(f.status), ' on model ', el('code', null, f.model),
+        f.instructionsChanged ? ' with new instructions' : '', '. ',
+        doc.divergesAt ? 'The runs diverge at step ' + doc.divergesAt + '.' : 'The fork took the same steps as the original.'),
+      f.scripted ? el('p', { class: 'scripted', id: 'whatif-scripted' }, 'Scripted model: the fork\'s answers are scripted (rules for tests and demos), not a real model\'s.') : null,
+      f.writeToolsLeftOut.length ? el('p', { class: 'muted' }, 'Write tools left out of the fork: ' + f.writeToolsLeftOut.join(', ')) : null,
+      f.waitingFor ? el('p', { class: 'muted' }, 'The fork stopped waiting (' + f.waitingFor + '); it is not kept.') : null,
+      dl([['Original output', run.output], ['Fork output', f.output], ['Fork error', f.error]]),
+      el('table', { class: 'compare', id: 'whatif-steps' }, el('caption', null, 'Steps of the original run and of the fork'),
+        el('thead', null, el('tr', null, el('th', { scope: 'col' }, 'Step'), el('th', { scope: 'col' }, 'Original ' + run.id),
+          el('th', { scope: 'col' }, 'Fork ' + f.id), el('th', { scope: 'col' }, ''))),
+        el('tbody', null, rows)));
+  }
+
   // ---- Router -------------------------------------------------------------------------------------
   function route(ev) {
     if (page) page.abort();
@@ -559,19 +648,21 @@
     const signal = page.signal;
     const path = location.hash.replace(/^#/, '').split('?')[0] || '/runs';
     for (const a of document.querySelectorAll('nav a')) {
-      const current = path.startsWith(a.getAttribute('href').slice(1)) || (path.startsWith('/run/') && a.getAttribute('href') === '#/runs');
+      const current = path.startsWith(a.getAttribute('href').slice(1)) || ((path.startsWith('/run/') || path.startsWith('/whatif/')) && a.getAttribute('href') === '#/runs');
       if (current) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
     }
     say('');
     const run = path.match(/^\/run\/(.+)$/);
+    const whatIf = path.match(/^\/whatif\/(.+)$/);
     const show = run ? runPage(signal, decodeURIComponent(run[1]))
+      : whatIf ? whatIfPage(signal, decodeURIComponent(whatIf[1]))
       : path === '/agents' ? agentsPage(signal)
       : path === '/approvals' ? approvalsPage(signal)
       : path === '/failures' ? failuresPage(signal)
       : path === '/compare' ? comparePage(signal)
       : runsPage(signal);
     show.catch(e => { if (!signal.aborted) replace(main, problem(e)); });
-    document.title = 'Bureau · ' + (run ? 'run ' + decodeURIComponent(run[1]) : path.slice(1));
+    document.title = 'Bureau · ' + (run ? 'run ' + decodeURIComponent(run[1]) : whatIf ? 'what-if of ' + decodeURIComponent(whatIf[1]) : path.slice(1));
   }
 
   const keyInput = document.getElementById('key');

@@ -38,12 +38,30 @@ internal static class RunTelemetry
     }
 
     /// <summary>The trace id of a tree of runs submitted with no caller's context: the first 16 bytes of SHA-256 of its root run's id.</summary>
-    public static ActivityTraceId TraceIdOf(string rootRunId) =>
-        ActivityTraceId.CreateFromBytes(SHA256.HashData(Encoding.UTF8.GetBytes("trace:" + rootRunId)).AsSpan(0, 16));
+    public static ActivityTraceId TraceIdOf(string rootRunId)
+    {
+        Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+        Hash("trace:", rootRunId, hash);
+        return ActivityTraceId.CreateFromBytes(hash[..16]);
+    }
 
     /// <summary>The span id standing for a run with no caller's context (its executions' parent for its children).</summary>
-    public static ActivitySpanId SpanIdOf(string runId) =>
-        ActivitySpanId.CreateFromBytes(SHA256.HashData(Encoding.UTF8.GetBytes("run:" + runId)).AsSpan(0, 8));
+    public static ActivitySpanId SpanIdOf(string runId)
+    {
+        Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+        Hash("run:", runId, hash);
+        return ActivitySpanId.CreateFromBytes(hash[..8]);
+    }
+
+    /// <summary>SHA-256 of the UTF-8 of <paramref name="prefix"/> and <paramref name="id"/> (on the stack: once per execution, no garbage).</summary>
+    private static void Hash(string prefix, string id, Span<byte> hash)
+    {
+        var length = Encoding.UTF8.GetByteCount(prefix) + Encoding.UTF8.GetByteCount(id);
+        var input = length <= 256 ? stackalloc byte[length] : new byte[length];
+        var n = Encoding.UTF8.GetBytes(prefix, input);
+        Encoding.UTF8.GetBytes(id, input[n..]);
+        SHA256.HashData(input, hash);
+    }
 
     /// <summary>
     /// Starts an execution's span (<c>invoke_agent {agent}</c>, <c>invoke_workflow {team}</c> for a team). Before it,
@@ -60,7 +78,7 @@ internal static class RunTelemetry
             {
                 s.AddTag("bureau.operation.name", "wait");
                 s.AddTag("bureau.wait.reason", w.Waiting.WaitingFor.Reason);
-                s.AddTag("bureau.wait.step", w.Waiting.WaitingFor.Step);
+                s.AddTag("bureau.wait.step", TagValues.Box(w.Waiting.WaitingFor.Step));
                 s.AddTag("bureau.wait.outcome", w.Outcome);
                 if (w.Waiting.WaitingFor is ApprovalWait a) s.AddTag("gen_ai.tool.name", a.Tool);
                 if (w.Outcome == "expired") s.SetStatus(ActivityStatusCode.Error, "the wait's deadline passed");
@@ -68,7 +86,7 @@ internal static class RunTelemetry
         }
         var operation = run.Kind == RunKinds.Team ? "invoke_workflow" : "invoke_agent";
         var span = BureauTelemetry.ActivitySource.StartActivity(SpanName(operation, run.Agent), ActivityKind.Internal, parent);
-        if (span is null) return null;
+        if (span is null || !span.IsAllDataRequested) return span;
         span.AddTag("gen_ai.operation.name", operation);
         span.AddTag(run.Kind == RunKinds.Team ? "gen_ai.workflow.name" : "gen_ai.agent.name", run.Agent);
         Tag(span, run);
@@ -78,7 +96,7 @@ internal static class RunTelemetry
     /// <summary>Ends an execution's span with the run's status (an error status for a failed run).</summary>
     public static void EndExecution(Activity? span, RunStatus status)
     {
-        if (span is null) return;
+        if (span is not { IsAllDataRequested: true }) return;
         span.AddTag("bureau.run.status", status.ToWireName());
         if (status == RunStatus.Failed) span.SetStatus(ActivityStatusCode.Error, "the run failed");
     }
@@ -99,8 +117,11 @@ internal static class RunTelemetry
         if (span is null) return;
         try
         {
-            Tag(span, run);
-            tag(span, state);
+            if (span.IsAllDataRequested)
+            {
+                Tag(span, run);
+                tag(span, state);
+            }
             span.SetEndTime((to < from ? from : to).UtcDateTime);
             span.Stop();
         }
@@ -140,13 +161,13 @@ internal static class RunTelemetry
     public static Activity? StartChat(AgentRuntime agent, string runId, int turn)
     {
         var span = BureauTelemetry.ActivitySource.StartActivity(SpanName("chat", agent.ModelLabel), ActivityKind.Client);
-        if (span is null) return null;
+        if (span is null || !span.IsAllDataRequested) return span; // a sampled-out span carries the context, no attributes
         span.AddTag("gen_ai.operation.name", "chat");
         span.AddTag("gen_ai.provider.name", agent.Provider);
         span.AddTag("gen_ai.request.model", agent.ModelLabel);
         span.AddTag("bureau.model", agent.ModelName);
         span.AddTag("bureau.run.id", runId);
-        span.AddTag("bureau.turn", turn);
+        span.AddTag("bureau.turn", TagValues.Box(turn));
         return span;
     }
 
@@ -169,14 +190,14 @@ internal static class RunTelemetry
             return;
         }
         var responseModel = new KeyValuePair<string, object?>("gen_ai.response.model", answer.Model);
-        if (span is not null)
+        if (span is { IsAllDataRequested: true })
         {
             span.AddTag("gen_ai.response.model", answer.Model);
-            span.AddTag("gen_ai.usage.input_tokens", answer.Usage.InputTokens);
-            span.AddTag("gen_ai.usage.output_tokens", answer.Usage.OutputTokens);
+            span.AddTag("gen_ai.usage.input_tokens", TagValues.Box(answer.Usage.InputTokens));
+            span.AddTag("gen_ai.usage.output_tokens", TagValues.Box(answer.Usage.OutputTokens));
             if (answer.FinishReason is not null) span.AddTag("gen_ai.response.finish_reasons", s_finishReasons.GetOrAdd(answer.FinishReason, static r => [r]));
             if (answer.Cost is { } cost) span.AddTag("bureau.model.cost", cost);
-            if (answer.Attempts is { } attempts) span.AddTag("bureau.attempts", attempts);
+            if (answer.Attempts is { } attempts) span.AddTag("bureau.attempts", TagValues.Box(attempts));
             if (answer.AnsweredBy is not null) span.AddTag("bureau.model.answered_by", answer.AnsweredBy);
             if (captureContent)
             {
@@ -184,8 +205,8 @@ internal static class RunTelemetry
                 if (answer.ToolCalls.Count > 0)
                     span.AddTag("gen_ai.output.tool_calls", string.Join("\n", answer.ToolCalls.Select(c => $"{c.Name}({c.Arguments})")));
             }
-            span.Dispose();
         }
+        span?.Dispose();
         if (BureauTelemetry.TokenUsage.Enabled)
         {
             BureauTelemetry.TokenUsage.Record(answer.Usage.InputTokens, operation, provider, request, responseModel, new("gen_ai.token.type", "input"));
@@ -200,6 +221,20 @@ internal static class RunTelemetry
 
     /// <summary>The low-cardinality <c>error.type</c> of a tool's failure.</summary>
     public static string ErrorType(Tools.ToolFailure failure) => Tools.ToolFailureNames.Of(failure) ?? "error";
+}
+
+/// <summary>
+/// Span attribute values that are numbers, boxed once: an attribute's value is an <see cref="object"/>, and boxing a
+/// turn, a step, a token count or an attempt count on every span cost 24 bytes each (small values are the common ones).
+/// </summary>
+internal static class TagValues
+{
+    private static readonly object[] s_ints = [.. Enumerable.Range(0, 256).Select(i => (object)i)];
+    private static readonly object[] s_longs = [.. Enumerable.Range(0, 4096).Select(i => (object)(long)i)];
+
+    public static object Box(int value) => (uint)value < (uint)s_ints.Length ? s_ints[value] : value;
+
+    public static object Box(long value) => (ulong)value < (ulong)s_longs.Length ? s_longs[value] : value;
 }
 
 /// <summary>A model call being observed: its span (when traced) and its start, for the measurements.</summary>

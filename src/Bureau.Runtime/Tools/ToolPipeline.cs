@@ -111,14 +111,14 @@ internal sealed class TelemetryToolFilter(Microsoft.Extensions.Options.IOptions<
         using var span = BureauTelemetry.ActivitySource.HasListeners()
             ? BureauTelemetry.ActivitySource.StartActivity(Engine.RunTelemetry.SpanName("execute_tool", call.Tool.Name), ActivityKind.Internal)
             : null;
-        if (span is not null)
+        if (span is { IsAllDataRequested: true }) // a sampled-out span carries the context, no attributes
         {
             span.AddTag("gen_ai.operation.name", "execute_tool");
             span.AddTag("gen_ai.tool.name", call.Tool.Name);
             span.AddTag("gen_ai.tool.call.id", call.CallId);
             span.AddTag("bureau.tool.effect", WireNames.Of(call.Tool.Definition.Effect));
             span.AddTag("bureau.run.id", call.RunId);
-            span.AddTag("bureau.step", call.Step);
+            span.AddTag("bureau.step", Engine.TagValues.Box(call.Step));
             if (_captureContent) span.AddTag("gen_ai.tool.call.arguments", call.ArgumentsText);
         }
         var started = Stopwatch.GetTimestamp();
@@ -143,10 +143,10 @@ internal sealed class TelemetryToolFilter(Microsoft.Extensions.Options.IOptions<
             span?.SetStatus(ActivityStatusCode.Error, _captureContent ? Excerpt(outcome.Content) : null);
             span?.AddTag("error.type", error);
         }
-        if (span is not null)
+        if (span is { IsAllDataRequested: true })
         {
             span.AddTag("bureau.tool.outcome", error is null ? "ok" : "error");
-            if (outcome.Attempts > 1) span.AddTag("bureau.attempts", outcome.Attempts);
+            if (outcome.Attempts > 1) span.AddTag("bureau.attempts", Engine.TagValues.Box(outcome.Attempts));
             if (_captureContent) span.AddTag("gen_ai.tool.call.result", Excerpt(outcome.Content, 4096));
         }
         Measure(call, started, error);

@@ -176,6 +176,18 @@ public sealed class TelemetryTests : IAsyncDisposable
     }
 
     [Fact]
+    public void TheIdsMadeFromARunsId_AreSha256OfIt_SoRunsJournaledBeforeAnUpgradeKeepTheirTrace()
+    {
+        // Runs executing across an upgrade of Bureau derive their trace again from the id: the derivation must not change.
+        var id = "01m96runid-é-" + new string('x', 300); // non-ASCII, and longer than the stack buffer
+        var trace = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("trace:" + id));
+        var span = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("run:" + id));
+        Assert.Equal(ActivityTraceId.CreateFromBytes(trace.AsSpan(0, 16)), BureauEngine.TraceIdOf(id));
+        Assert.Equal(ActivitySpanId.CreateFromBytes(span.AsSpan(0, 8)), BureauEngine.SpanIdOf(id));
+        Assert.Equal(ActivityTraceId.CreateFromBytes(System.Security.Cryptography.SHA256.HashData("trace:r1"u8).AsSpan(0, 16)), BureauEngine.TraceIdOf("r1"));
+    }
+
+    [Fact]
     public async Task Restart_TheResumedExecutionJoinsTheSameTrace_WithTheApprovalWaitAsASpan()
     {
         _f.AddTool("refund", ToolEffect.Write);

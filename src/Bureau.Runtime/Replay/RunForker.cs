@@ -1,0 +1,229 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+
+namespace Bureau.Replay;
+
+/// <summary>What a what-if changes: the step it goes on after, and the model or the instructions it goes on with.</summary>
+/// <param name="FromStep">The fork shares the recorded run's steps 1..N and goes on after step N.</param>
+/// <param name="Model">A model of the definitions; null: the agent's own.</param>
+/// <param name="Instructions">The instructions the fork goes on with; null: the agent's own.</param>
+/// <param name="AllowWrites">Let the fork call write tools (left out by default: a what-if should change nothing).</param>
+internal sealed record ForkRequest(long FromStep, string? Model = null, string? Instructions = null, bool AllowWrites = false);
+
+/// <summary>A what-if that ran: the fork's id, the model it went on with, the write tools left out, its row and its journal.</summary>
+internal sealed record ForkResult(string ForkId, long FromStep, string Model, bool InstructionsChanged, IReadOnlyList<string> WriteToolsLeftOut,
+    RunRecord Run, IReadOnlyList<JournalRecord> Journal);
+
+/// <summary>A what-if request that cannot run; <see cref="Field"/> names what is wrong.</summary>
+internal sealed class ForkRequestException(string field, string message) : Exception(message)
+{
+    public string Field { get; } = field;
+}
+
+/// <summary>
+/// A what-if (decision 0013, <c>bureau replay ID --from-step N</c>, <c>POST /v1/runs/{id}/whatif</c>): a new run of
+/// the same agent shares a finished run's journal up to step N, then goes on live with another model or other
+/// instructions, in a throwaway in-memory store of its own and an engine of its own. The recorded run and the host's
+/// store are only read; write tools are left out unless allowed, and a fork that starts child runs or waits for a
+/// person stops there (it is not kept).
+/// </summary>
+internal sealed class RunForker
+{
+    private readonly BureauDefinitions _definitions;
+    private readonly Models.ModelClientFactory? _models;
+    private readonly ILoggerFactory? _loggerFactory;
+
+    /// <param name="definitions">The definitions as they are now (copied: the fork's agent never replaces the host's).</param>
+    /// <param name="models">The model clients' factory of the host (its HTTP client and clock); null: a new one.</param>
+    /// <param name="loggerFactory">Where the fork's engine logs.</param>
+    public RunForker(BureauDefinitions definitions, Models.ModelClientFactory? models = null, ILoggerFactory? loggerFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(definitions);
+        _definitions = definitions;
+        _models = models;
+        _loggerFactory = loggerFactory;
+    }
+
+    /// <summary>Checks the request against the recorded run and the definitions; throws <see cref="ForkRequestException"/> naming the field.</summary>
+    public (AgentDefinition Forked, string Model, IReadOnlyList<string> LeftOut) Check(string runId, IReadOnlyList<JournalRecord> journal, ForkRequest request)
+    {
+        if (journal.Count == 0 || journal[0].Entry is not RunStarted started)
+            throw new ForkRequestException("id", $"run {runId} has no run.started step; it cannot be forked");
+        if ((started.RunKind ?? RunKinds.Agent) != RunKinds.Agent)
+            throw new ForkRequestException("id", $"run {runId} is a '{started.RunKind}' run; only agent runs can be forked yet");
+        if (request.FromStep < 1 || request.FromStep >= journal.Count)
+            throw new ForkRequestException("fromStep", $"'fromStep' must be between 1 and {journal.Count - 1} (run {runId} has {journal.Count} steps; the fork goes on after step N), not {request.FromStep}");
+        if (journal[(int)request.FromStep - 1].Entry is RunFinished or RunCanceled)
+            throw new ForkRequestException("fromStep", $"step {request.FromStep} of run {runId} ends the run; fork from an earlier step");
+        if (!_definitions.Agents.TryGetValue(started.Agent, out var agent))
+            throw new ForkRequestException("id", $"agent '{started.Agent}' of run {runId} is not deployed here");
+        if (agent.Memory is not null)
+            throw new ForkRequestException("id", $"agent '{agent.Name}' has memory; a what-if of it is not supported here (its memory writes would change the real store): use `bureau replay {runId} --from-step N`, which forks into a throwaway database");
+        var model = string.IsNullOrWhiteSpace(request.Model) ? agent.Model : request.Model.Trim();
+        if (!_definitions.Models.ContainsKey(model))
+            throw new ForkRequestException("model", $"'model' must be a deployed model, not '{model}'; models: {string.Join(", ", _definitions.Models.Keys.Order(StringComparer.Ordinal))}");
+        var forked = agent.WithModel(model, string.IsNullOrWhiteSpace(request.Instructions) ? null : request.Instructions);
+        IReadOnlyList<string> leftOut = request.AllowWrites
+            ? []
+            : [.. forked.Tools.Where(t => _definitions.Tools.TryGetValue(t, out var tool) && tool.Effect == ToolEffect.Write)];
+        if (leftOut.Count > 0) forked = forked.WithTools([.. forked.Tools.Except(leftOut, StringComparer.Ordinal)]);
+        return (forked, model, leftOut);
+    }
+
+    /// <summary>Runs the what-if: the shared steps are copied, then the fork executes until it finishes, waits or stops.</summary>
+    /// <exception cref="ForkRequestException">The request cannot run (the field and the reason in the message).</exception>
+    public async Task<ForkResult> ForkAsync(string runId, IReadOnlyList<JournalRecord> journal, ForkRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(runId);
+        ArgumentNullException.ThrowIfNull(journal);
+        ArgumentNullException.ThrowIfNull(request);
+        var (forked, model, leftOut) = Check(runId, journal, request);
+        var started = (RunStarted)journal[0].Entry;
+        var definitions = new BureauDefinitions { SourcePath = _definitions.SourcePath }.Merge(_definitions).Add(forked);
+
+        var forkId = "fork-" + Guid.NewGuid().ToString("n")[..12];
+        var store = new ForkStore(forkId, started, journal[0].At, journal.Skip(1).Take((int)request.FromStep - 1).ToList());
+        var services = new ServiceCollection();
+        if (_loggerFactory is not null) services.AddSingleton(_loggerFactory);
+        if (_models is not null) services.TryAddSingleton(_models);
+        services.AddSingleton<IRunStore>(store);
+        services.AddBureau(o => o.NodeId = "whatif").AddDefinitions(definitions);
+        await using var provider = services.BuildServiceProvider();
+        var engine = provider.GetRequiredService<BureauEngine>();
+        // One execution at a time, as long as the fork makes progress (a retry the engine queues runs again here).
+        var stopped = false;
+        for (var executions = 0; executions < 100; executions++)
+        {
+            var before = store.Run.Version;
+            try
+            {
+                await engine.Activator.ExecuteAsync(forkId, cancellationToken).WaitAsync(cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                stopped = true; // the caller's limit: the steps so far are the answer
+                break;
+            }
+            var run = store.Run;
+            if (run.Status is not (RunStatus.Queued or RunStatus.Running) || run.Version == before) break;
+        }
+        var result = store.Run;
+        if (stopped && !result.Status.IsTerminal()) result = result with { Error = result.Error ?? "the what-if was stopped before the fork finished (its time limit or the caller)" };
+        return new ForkResult(forkId, request.FromStep, model, !string.IsNullOrWhiteSpace(request.Instructions), leftOut, result,
+            await store.ReadJournalAsync(forkId, 0, CancellationToken.None));
+    }
+
+    /// <summary>
+    /// The fork's throwaway store: one run, seeded with the shared steps, taking the appends of its executions. A child
+    /// run is refused (the fork stops with an error saying so): a what-if does not start other runs.
+    /// </summary>
+    private sealed class ForkStore : IRunStore
+    {
+        private readonly object _gate = new();
+        private readonly List<JournalRecord> _journal = [];
+        private RunRecord _run;
+
+        public ForkStore(string forkId, RunStarted started, DateTimeOffset createdAt, IReadOnlyList<JournalRecord> shared)
+        {
+            var first = new RunStarted(started.Agent, started.Input, "bureau:whatif");
+            _journal.Add(new JournalRecord(1, createdAt, first));
+            foreach (var r in shared) _journal.Add(new JournalRecord(_journal.Count + 1, r.At, r.Entry));
+            _run = new RunRecord
+            {
+                Id = forkId,
+                Agent = started.Agent,
+                Kind = RunKinds.Agent,
+                Status = RunStatus.Queued,
+                Input = started.Input,
+                Actor = "bureau:whatif",
+                CreatedAt = createdAt,
+                UpdatedAt = _journal[^1].At,
+                Version = _journal.Count,
+            };
+        }
+
+        public RunRecord Run
+        {
+            get { lock (_gate) return _run; }
+        }
+
+        public Task InitializeAsync(CancellationToken cancellationToken = default) => Task.CompletedTask;
+
+        public Task<SubmitResult> SubmitAsync(NewRun run, CancellationToken cancellationToken = default) =>
+            throw new InvalidOperationException($"what-if {_run.Id}: the fork started another run ({run.Agent}); a what-if does not start child runs");
+
+        public ValueTask AppendAsync(AppendRequest request, CancellationToken cancellationToken = default)
+        {
+            lock (_gate)
+            {
+                if (request.RunId != _run.Id || request.ExpectedVersion != _run.Version)
+                    throw new JournalConflictException(request.RunId, request.ExpectedVersion, request.RunId == _run.Id ? _run.Version : null);
+                foreach (var e in request.Entries) _journal.Add(new JournalRecord(_journal.Count + 1, request.At, e));
+                var update = request.Update;
+                _run = update is null
+                    ? _run with { Version = _journal.Count, UpdatedAt = request.At }
+                    : _run with
+                    {
+                        Version = _journal.Count,
+                        UpdatedAt = request.At,
+                        Status = update.Status,
+                        Output = update.Output,
+                        Error = update.Error,
+                        Outcome = update.Outcome,
+                        Usage = update.Usage ?? _run.Usage,
+                        Cost = update.Cost ?? _run.Cost,
+                        WaitingFor = update.Status == RunStatus.Waiting ? update.WaitingFor : null,
+                    };
+            }
+            return ValueTask.CompletedTask;
+        }
+
+        public ValueTask MarkRunningAsync(string runId, DateTimeOffset at, CancellationToken cancellationToken = default)
+        {
+            lock (_gate)
+            {
+                if (runId == _run.Id && _run.Status == RunStatus.Queued) _run = _run with { Status = RunStatus.Running };
+            }
+            return ValueTask.CompletedTask;
+        }
+
+        public Task<RunRecord?> GetRunAsync(string runId, CancellationToken cancellationToken = default)
+        {
+            lock (_gate) return Task.FromResult(runId == _run.Id ? _run : null);
+        }
+
+        public Task<IReadOnlyList<JournalRecord>> ReadJournalAsync(string runId, long afterStep = 0, CancellationToken cancellationToken = default)
+        {
+            lock (_gate)
+            {
+                IReadOnlyList<JournalRecord> records = runId == _run.Id ? [.. _journal.Where(r => r.N > afterStep)] : [];
+                return Task.FromResult(records);
+            }
+        }
+
+        public Task<RunPage> ListRunsAsync(RunQuery query, CancellationToken cancellationToken = default)
+        {
+            lock (_gate)
+            {
+                var match = (query.Status is null || query.Status == _run.Status) && (query.Agent is null || query.Agent == _run.Agent) && query.Cursor is null;
+                return Task.FromResult(new RunPage(match ? [_run] : [], null));
+            }
+        }
+
+        // The forker starts each execution itself: no scheduler claims, no timer service.
+        public Task<IReadOnlyList<string>> ClaimAsync(RunClaim claim, DateTimeOffset now, int limit, CancellationToken cancellationToken = default) =>
+            Task.FromResult<IReadOnlyList<string>>([]);
+
+        public Task<int> RenewClaimsAsync(RunClaim claim, CancellationToken cancellationToken = default) => Task.FromResult(0);
+
+        public Task ReleaseClaimsAsync(string owner, CancellationToken cancellationToken = default) => Task.CompletedTask;
+
+        public Task<IReadOnlyList<RunRecord>> ListDueWaitsAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken = default) =>
+            Task.FromResult<IReadOnlyList<RunRecord>>([]);
+
+        public Task<DateTimeOffset?> NextWaitDeadlineAsync(CancellationToken cancellationToken = default) => Task.FromResult<DateTimeOffset?>(null);
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+}
