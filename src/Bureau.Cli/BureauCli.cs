@@ -27,6 +27,7 @@ internal static class BureauCli
             EventsCommand.Create(),
             MemoryCommand.Create(),
             BoardCommand.Create(),
+            WorkforceCommand.Create(),
         };
 
         try
