@@ -17,6 +17,12 @@ public sealed class WorkforceMember
 
     /// <summary>The most tasks it works on at once (default 1).</summary>
     public int Concurrency { get; init; } = 1;
+
+    /// <summary>
+    /// Whether it may hand work to another member: it gets the built-in <c>delegate</c> tool (<c>{skill, task}</c>), which puts a
+    /// task on the workforce's board and in the inbox, routed like any task. Default false.
+    /// </summary>
+    public bool CanDelegate { get; init; }
 }
 
 /// <summary>The workforce: its members by name and the board delegated tasks are put on.</summary>

@@ -6,9 +6,9 @@ namespace Bureau.Manifests;
 internal sealed partial class ManifestReader
 {
     private static readonly string[] s_workforceKeys = ["board", "members"];
-    private static readonly string[] s_workforceMemberKeys = ["skills", "concurrency"];
+    private static readonly string[] s_workforceMemberKeys = ["skills", "concurrency", "delegate"];
 
-    /// <summary><c>workforce: { board, members: { AGENT: { skills, concurrency } } }</c>; each member names an agent of <c>agents:</c>.</summary>
+    /// <summary><c>workforce: { board, members: { AGENT: { skills, concurrency, delegate } } }</c>; each member names an agent of <c>agents:</c>.</summary>
     private void ReadWorkforce(Entry entry, BureauDefinitions definitions, Names agentNames)
     {
         if (Map(entry, "'workforce'", s_workforceKeys, ["members"], null) is not { } map) return;
@@ -45,8 +45,9 @@ internal sealed partial class ManifestReader
                     Error(se.Key, se.Path, $"{what} must list at least one skill");
             }
             var concurrency = mm.TryGetValue("concurrency", out var ce) ? Integer(ce, 1, 10_000) : null;
+            var canDelegate = mm.TryGetValue("delegate", out var de) && Boolean(de) == true;
             if (skills.Count > 0 && agentNames.Contains(e.Name))
-                definitions.Workforce.Add(new WorkforceMember { Name = e.Name, Skills = skills, Concurrency = concurrency is { } c ? (int)c : 1 });
+                definitions.Workforce.Add(new WorkforceMember { Name = e.Name, Skills = skills, Concurrency = concurrency is { } c ? (int)c : 1, CanDelegate = canDelegate });
         }
     }
 

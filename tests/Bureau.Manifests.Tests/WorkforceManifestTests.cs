@@ -22,7 +22,7 @@ public sealed class WorkforceManifestTests
         var yaml = Manifest("""
               board: desk
               members:
-                triage: { skills: [triage, billing], concurrency: 3 }
+                triage: { skills: [triage, billing], concurrency: 3, delegate: true }
                 billing:
                   skills: [billing]
             """);
@@ -34,6 +34,7 @@ public sealed class WorkforceManifestTests
         Assert.Equal(["triage", "billing"], w.Members["triage"].Skills);
         Assert.Equal(["billing"], w.Members["billing"].Skills);
         Assert.Equal((3, 1), (w.Members["triage"].Concurrency, w.Members["billing"].Concurrency));
+        Assert.Equal((true, false), (w.Members["triage"].CanDelegate, w.Members["billing"].CanDelegate));
         Assert.Equal(["billing", "triage"], w.WithSkill("billing").Select(m => m.Name));
         Assert.Empty(ManifestSchemaTests.SchemaErrors(ManifestSchemaTests.YamlAsJson(yaml)));
     }

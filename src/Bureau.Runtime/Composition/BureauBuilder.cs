@@ -41,7 +41,7 @@ public static class BureauServiceCollectionExtensions
         services.TryAddSingleton<ILoggerFactory>(Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
         services.TryAddSingleton(sp => new Tools.Mcp.McpConnections(sp.GetRequiredService<ILoggerFactory>()));
         services.TryAddSingleton(sp => new BureauDeployment(sp.GetRequiredService<IOptions<BureauOptions>>(), sp.GetRequiredService<CodeDefinitions>(),
-            sp.GetRequiredService<Tools.Mcp.McpConnections>(), sp.GetRequiredService<ILoggerFactory>()));
+            sp.GetRequiredService<Tools.Mcp.McpConnections>(), sp.GetRequiredService<ILoggerFactory>(), () => sp.GetRequiredService<BureauWorkforce>()));
         services.TryAddSingleton<IRunEventBus, InProcessRunEventBus>();
         services.TryAddSingleton(sp => new Models.ModelClientFactory(timeProvider: sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<ChatClients>();
@@ -76,7 +76,7 @@ public static class BureauServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<Retention.RetentionService>()); // only when an agent has a retention policy
         Triggers.DeadLetterRecorder.Register(services);
         services.TryAddSingleton(sp => new BureauWorkforce(sp.GetRequiredService<BureauEngine>(), sp.GetService<IWorkforceStore>(), sp.GetService<IMemoryStore>(),
-            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>()));
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>(), sp.GetService<IBoardStore>()));
         services.AddHostedService<Workforce.WorkforceDispatcher>(); // only with a workforce
         return new BureauBuilder(services, code);
     }

@@ -16,7 +16,8 @@ internal sealed class CodeDefinitions
 /// <summary>What this host deploys: the manifests' definitions, then those added in code.</summary>
 public sealed class BureauDeployment
 {
-    internal BureauDeployment(IOptions<BureauOptions> options, CodeDefinitions code, Tools.Mcp.McpConnections? mcp = null, Microsoft.Extensions.Logging.ILoggerFactory? loggers = null)
+    internal BureauDeployment(IOptions<BureauOptions> options, CodeDefinitions code, Tools.Mcp.McpConnections? mcp = null, Microsoft.Extensions.Logging.ILoggerFactory? loggers = null,
+        Func<BureauWorkforce>? workforce = null)
     {
         var all = new BureauDefinitions();
         foreach (var path in options.Value.Manifests) all.Merge(LoadManifest(path));
@@ -27,6 +28,7 @@ public sealed class BureauDeployment
             if (mcp is null) throw new InvalidOperationException("MCP servers are deployed, but this host has no MCP connections (compose it with AddBureau())");
             Tools.Mcp.McpToolListing.Expand(all, mcp, (loggers ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger("Bureau.Mcp"));
         }
+        if (workforce is not null) Workforce.WorkforceDelegation.Deploy(all, workforce); // the built-in 'delegate' tool of members that delegate
         Definitions = all;
     }
 

@@ -56,9 +56,12 @@ public sealed partial class BureauWorkforce
     private readonly ConcurrentDictionary<string, Task> _watches = new(StringComparer.Ordinal);
     private readonly Func<string> _newId;
 
-    internal BureauWorkforce(BureauEngine engine, IWorkforceStore? store, IMemoryStore? memory, TimeProvider time, ILoggerFactory loggers)
+    private readonly IBoardStore? _board;
+
+    internal BureauWorkforce(BureauEngine engine, IWorkforceStore? store, IMemoryStore? memory, TimeProvider time, ILoggerFactory loggers, IBoardStore? board = null)
     {
         _engine = engine;
+        _board = board;
         _store = store;
         _memory = memory;
         _time = time;
@@ -94,6 +97,37 @@ public sealed partial class BureauWorkforce
         var result = await Store.EnqueueAsync(request.Id ?? _newId(), request.Skill, request.Input, request.Source, request.Actor, _time.GetUtcNow(), cancellationToken);
         if (result.Created) Wake();
         return result;
+    }
+
+    /// <summary>
+    /// A member's run hands a task to another member (the <c>delegate</c> tool): the task's id comes from the call's
+    /// idempotency key (<c>d-RUN:STEP</c>), so a call re-run after a crash adds nothing new; it goes on the workforce's
+    /// board (claimed by the member that takes it, completed with its output) and into the inbox, routed like any task.
+    /// </summary>
+    internal async Task<WorkforceEnqueueResult> DelegateAsync(string runId, string idempotencyKey, string skill, string task, CancellationToken ct)
+    {
+        var run = await _engine.GetRunAsync(runId, ct) ?? throw new RunNotFoundException(runId);
+        var id = "d-" + idempotencyKey;
+        if (_board is not null)
+            await _board.AddTaskAsync(Definition.Board, id, $"{skill}: {(task.Length > 80 ? task[..80] + "…" : task)}", task, run.Agent, _time.GetUtcNow(), ct);
+        return await SubmitAsync(new WorkforceTaskRequest(skill, task, id, "agent:" + run.Agent, run.Actor), ct);
+    }
+
+    /// <summary>Mirrors a delegated task's progress on the board (best effort: the inbox is the truth; a repeat is a no-op conflict).</summary>
+    private async Task MirrorOnBoardAsync(WorkforceTask task, bool finished)
+    {
+        if (_board is null || !task.Source.StartsWith("agent:", StringComparison.Ordinal) || task.Agent is null) return;
+        try
+        {
+            await _board.ClaimAsync(Definition.Board, task.Id, task.Agent, _time.GetUtcNow());
+            if (!finished) return;
+            if (task.Status == WorkforceTaskStatus.Succeeded) await _board.CompleteAsync(Definition.Board, task.Id, task.Agent, task.Output, _time.GetUtcNow());
+            else await _board.BlockAsync(Definition.Board, task.Id, task.Agent, $"run {task.RunId} {WireNames.Of(task.Status)}: {task.Error ?? "no reason recorded"}", _time.GetUtcNow());
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.BoardFailed(_logger, task.Id, ex);
+        }
     }
 
     /// <summary>The task, or null.</summary>
@@ -208,7 +242,9 @@ public sealed partial class BureauWorkforce
         var submitted = await _engine.SubmitAsync(new RunRequest(task.Agent!, task.Input, WorkforceTask.RunKey(task.Id), task.Actor ?? "workforce"), ct);
         _engine.CrashPoints.Hit("workforce-after-run-start");
         var running = await Store.StartedAsync(task.Id, submitted.Run.Id, _time.GetUtcNow(), ct);
-        if (running is not null) Watch(running);
+        if (running is null) return;
+        await MirrorOnBoardAsync(running, finished: false);
+        Watch(running);
     }
 
     /// <summary>Follows a running task's run until it ends, then finishes the task (once: the change needs the task running).</summary>
@@ -231,7 +267,7 @@ public sealed partial class BureauWorkforce
                         RunStatus.Canceled => WorkforceTaskStatus.Canceled,
                         _ => WorkforceTaskStatus.Failed,
                     };
-                    await Store.FinishAsync(task.Id, status, run.Output, run.Error, _time.GetUtcNow());
+                    if (await Store.FinishAsync(task.Id, status, run.Output, run.Error, _time.GetUtcNow()) is { } finished) await MirrorOnBoardAsync(finished, finished: true);
                     Log.Finished(_logger, task.Id, task.Agent ?? "?", runId, status);
                 }
             }
@@ -258,6 +294,9 @@ public sealed partial class BureauWorkforce
 
         [LoggerMessage(1502, LogLevel.Warning, "Workforce: a dispatch pass failed; the next pass tries again")]
         public static partial void PassFailed(ILogger logger, Exception ex);
+
+        [LoggerMessage(1504, LogLevel.Warning, "Workforce: the board could not follow delegated task {TaskId}; the inbox has its state")]
+        public static partial void BoardFailed(ILogger logger, string taskId, Exception ex);
 
         [LoggerMessage(1503, LogLevel.Warning, "Workforce: following run {RunId} of task {TaskId} failed; the next pass follows it again")]
         public static partial void WatchFailed(ILogger logger, string taskId, string runId, Exception ex);

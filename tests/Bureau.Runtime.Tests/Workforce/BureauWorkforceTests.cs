@@ -73,6 +73,7 @@ public sealed class BureauWorkforceTests : IAsyncDisposable
         var engine = await _f.StartAsync();
         var store = _f.Services.GetRequiredService<IWorkforceStore>();
         await store.InitializeAsync();
+        await _f.Services.GetRequiredService<IBoardStore>().InitializeAsync(); // as the host's start does
         var workforce = _f.Services.GetRequiredService<BureauWorkforce>();
         workforce.PollInterval = TimeSpan.FromMilliseconds(200);
         if (dispatch)
@@ -233,5 +234,42 @@ public sealed class BureauWorkforceTests : IAsyncDisposable
             Assert.Equal(WorkforceTaskStatus.Succeeded, t.Status);
             Assert.Equal(t.RunId, Assert.Single(runs.Items, r => r.IdempotencyKey == $"workforce:q{i}").Id);
         }
+    }
+
+    [Fact]
+    public async Task Delegate_AMemberHandsATaskToAnotherThroughTheBoard_OnceForItsKey()
+    {
+        _f.UseModel((messages, turn) => (messages[0].Text, turn) switch
+        {
+            ("triage", 1) => FakeModel.Call("delegate", """{"skill":"billing","task":"refund order 7 for alice"}""", "c1"),
+            ("triage", _) => FakeModel.Text("passed on: " + FakeModel.LastToolResult(messages)),
+            _ => FakeModel.Text("refunded order 7"),
+        });
+        AddMember("triage", 1, "triage");
+        _f.Definitions.Workforce.Add(new WorkforceMember { Name = "triage", Skills = ["triage"], CanDelegate = true });
+        AddMember("billing", 1, "billing");
+        var (engine, workforce, store) = await StartAsync(dispatch: true);
+        Assert.Contains("delegate", engine.Definitions.Agents["triage"].Tools); // the built-in tool of a member that delegates
+        Assert.DoesNotContain("delegate", engine.Definitions.Agents["billing"].Tools);
+
+        await workforce.SubmitAsync(new WorkforceTaskRequest("triage", "alice wants her money back for order 7", "t1", "api", "alice"));
+        var t1 = await FinishedAsync(store, "t1");
+        Assert.Equal(WorkforceTaskStatus.Succeeded, t1.Status);
+        var intent = (await engine.ReadJournalAsync(t1.RunId!)).Single(r => r.Entry is ToolIntent);
+        var delegatedId = $"d-{t1.RunId}:{intent.N}";
+        Assert.Contains(delegatedId, t1.Output);
+
+        var delegated = await FinishedAsync(store, delegatedId);
+        Assert.Equal((WorkforceTaskStatus.Succeeded, "billing", "billing", "agent:triage", "alice", "refunded order 7"),
+            (delegated.Status, delegated.Skill, delegated.Agent, delegated.Source, delegated.Actor, delegated.Output));
+        var boards = _f.Services.GetRequiredService<IBoardStore>();
+        var onBoard = await UntilAsync(async () => (await boards.ReadAsync(WorkforceDefinition.DefaultBoard)).Tasks.Single(),
+            t => t.Status == BoardTaskStatus.Done, "the delegated task done on the board");
+        Assert.Equal((delegatedId, "triage", "billing", "refunded order 7"), (onBoard.Id, onBoard.CreatedBy, onBoard.ClaimedBy, onBoard.Note));
+
+        // The call re-run with the same key (after a crash) adds nothing.
+        var again = await workforce.DelegateAsync(t1.RunId!, $"{t1.RunId}:{intent.N}", "billing", "refund order 7 for alice", CancellationToken.None);
+        Assert.False(again.Created);
+        Assert.Equal(2, (await engine.ListRunsAsync(new RunQuery { Limit = 10 })).Items.Count);
     }
 }
