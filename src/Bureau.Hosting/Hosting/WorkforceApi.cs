@@ -18,7 +18,7 @@ internal static class WorkforceApi
     {
         v1.MapGet("/workforce", (Delegate)StatusAsync).WithMetadata(new PermissionMetadata(ApiPermission.Read))
             .WithName("GetWorkforce").WithSummary("The workforce: each member's skills, concurrency, tasks in progress, inbox depth and memory size; the inbox by skill.")
-            .Produces<WorkforceDoc>();
+            .Produces<WorkforceDoc>().ProducesProblem(404);
         v1.MapPost("/workforce/tasks", (Delegate)SubmitAsync).WithMetadata(new PermissionMetadata(ApiPermission.StartOrCancel))
             .WithName("SubmitWorkforceTask").WithSummary("Put a task in the workforce's inbox (durable before the answer): {\"skill\", \"input\", \"id\"?}; the same id again returns the first task (200).")
             .Body<WorkforceTaskBody>()

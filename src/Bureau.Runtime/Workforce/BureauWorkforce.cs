@@ -55,6 +55,7 @@ public sealed partial class BureauWorkforce
     private readonly SemaphoreSlim _signal = new(0, int.MaxValue);
     private readonly ConcurrentDictionary<string, Task> _watches = new(StringComparer.Ordinal);
     private readonly Func<string> _newId;
+    private CancellationToken _stopping;
 
     private readonly IBoardStore? _board;
 
@@ -176,6 +177,7 @@ public sealed partial class BureauWorkforce
     internal async Task RunAsync(CancellationToken stoppingToken)
     {
         if (Definition.Members.Count == 0 || _store is null) return;
+        _stopping = stoppingToken; // watchers stop with the dispatcher; the next start watches the running tasks again
         while (!_engine.IsReady && !stoppingToken.IsCancellationRequested)
             await Task.Delay(TimeSpan.FromMilliseconds(50), _time, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         while (!stoppingToken.IsCancellationRequested)
@@ -257,7 +259,7 @@ public sealed partial class BureauWorkforce
         {
             try
             {
-                await foreach (var _ in _engine.WatchAsync(runId, long.MaxValue - 1)) { }
+                await foreach (var _ in _engine.WatchAsync(runId, long.MaxValue - 1, cancellationToken: _stopping)) { }
                 var run = await _engine.GetRunAsync(runId) ?? throw new RunNotFoundException(runId);
                 if (run.Status.IsTerminal())
                 {
@@ -270,6 +272,9 @@ public sealed partial class BureauWorkforce
                     if (await Store.FinishAsync(task.Id, status, run.Output, run.Error, _time.GetUtcNow()) is { } finished) await MirrorOnBoardAsync(finished, finished: true);
                     Log.Finished(_logger, task.Id, task.Agent ?? "?", runId, status);
                 }
+            }
+            catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+            {
             }
             catch (Exception ex)
             {
