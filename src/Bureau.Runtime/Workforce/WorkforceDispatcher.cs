@@ -1,14 +1,19 @@
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
 namespace Bureau.Workforce;
 
-/// <summary>Runs the workforce's dispatcher in the host (nothing happens without a workforce).</summary>
-internal sealed class WorkforceDispatcher(BureauWorkforce workforce) : BackgroundService
+/// <summary>
+/// Runs the workforce's dispatcher in the host (nothing happens without a workforce). The workforce (and so the engine) is
+/// resolved when the dispatcher starts, after the host's start checked the deployment: building the engine while the host
+/// resolves its hosted services would throw from there, and a host whose start failed that way cannot even stop.
+/// </summary>
+internal sealed class WorkforceDispatcher(IServiceProvider services) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await Task.Yield();
-        await workforce.RunAsync(stoppingToken);
+        await services.GetRequiredService<BureauWorkforce>().RunAsync(stoppingToken);
     }
 }
 
