@@ -565,6 +565,9 @@ public sealed class BureauDefinitions
     /// <summary>The manifest file these came from, if any.</summary>
     public string? SourcePath { get; init; }
 
+    /// <summary>The workforce: persistent agents with skills and concurrency limits that take tasks from an inbox (empty: none).</summary>
+    public WorkforceDefinition Workforce { get; } = new();
+
     /// <summary>Adds a team, replacing one of the same name.</summary>
     public BureauDefinitions Add(TeamDefinition team) { Teams[team.Name] = team; return this; }
 
@@ -588,6 +591,8 @@ public sealed class BureauDefinitions
         foreach (var a in other.Agents.Values) Add(a);
         foreach (var t in other.Teams.Values) Add(t);
         foreach (var t in other.Triggers.Values) Add(t);
+        foreach (var m in other.Workforce.Members.Values) Workforce.Add(m);
+        if (other.Workforce.Board != WorkforceDefinition.DefaultBoard) Workforce.Board = other.Workforce.Board;
         if (!other.Policies.IsEmpty || other.Policies.Notify.Count > 0)
         {
             var defaults = new Dictionary<ToolEffect, PolicyAction>(Policies.Defaults);

@@ -28,6 +28,7 @@ internal static class BureauCli
             MemoryCommand.Create(),
             BoardCommand.Create(),
             ClusterCommand.Create(),
+            WorkforceCommand.Create(),
         };
 
         try

@@ -116,6 +116,7 @@ public static class BureauEndpointRouteBuilderExtensions
         SlackApprovalsApi.Map(endpoints);
         MemoryApi.Map(v1);
         BoardsApi.Map(v1);
+        WorkforceApi.Map(v1);
         if (options.MapMcp) McpAgentServer.Map(endpoints).ExcludeFromDescription();
         Bureau.Hosting.A2A.A2AEndpoints.Map(endpoints);
         return v1;
@@ -123,7 +124,7 @@ public static class BureauEndpointRouteBuilderExtensions
 
     // Documents the JSON body without IAcceptsMetadata: routing would answer a wrong Content-Type with a
     // bare 415 before the handler could write a problem naming the header.
-    private static RouteHandlerBuilder Body<T>(this RouteHandlerBuilder builder) =>
+    internal static RouteHandlerBuilder Body<T>(this RouteHandlerBuilder builder) =>
         builder.AddOpenApiOperationTransformer(async (operation, context, ct) =>
         {
             var schema = await context.GetOrCreateSchemaAsync(typeof(T), null, ct);

@@ -14,7 +14,7 @@ namespace Bureau.Manifests;
 /// </summary>
 internal sealed partial class ManifestReader(string file, string baseDirectory, string sourcePath, IReadOnlyDictionary<string, string?> environment, ManifestLimits limits)
 {
-    private static readonly string[] s_topKeys = ["version", "models", "tools", "agents", "teams", "policies", "triggers"];
+    private static readonly string[] s_topKeys = ["version", "models", "tools", "agents", "teams", "policies", "triggers", "workforce"];
     private static readonly string[] s_reservedTopKeys = ["memory"];
     private static readonly string[] s_providers = ["openai", "scripted"];
     private static readonly string[] s_modelResilienceKeys = ["retry", "circuitBreaker", "maxConcurrency", "maxQueue", "requestsPerMinute", "tokensPerMinute", "maxRateLimitWait", "attemptTimeout", "stepTimeout", "fallback", "price"];
@@ -187,6 +187,8 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             ReadTeams(NameMap(teams, "team"), definitions, new Names(agentEntries.Select(e => e.Name)));
         if (top.TryGetValue("triggers", out var triggers))
             ReadTriggers(NameMap(triggers, "trigger"), definitions, RunnableNames(agentEntries, teams));
+        if (top.TryGetValue("workforce", out var workforce))
+            ReadWorkforce(workforce, definitions, new Names(agentEntries.Select(e => e.Name)));
 
         return _diagnostics.Count == 0 ? definitions : null;
     }

@@ -212,6 +212,28 @@ internal static class Migrations
         ORDER BY c.trigger, j.key;
         DELETE FROM poll_cursors WHERE trigger LIKE 'a2a-push:%';
         """,
+        // 12: the workforce's inbox (see SqliteWorkforceStore): a task is assigned by one conditional UPDATE (status = 'queued' and
+        //     the member below its limit); its run is started with the idempotency key workforce:ID, so a task has one run.
+        """
+        CREATE TABLE workforce_tasks(
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            skill TEXT NOT NULL,
+            input TEXT NOT NULL,
+            status TEXT NOT NULL,
+            agent TEXT,
+            run_id TEXT,
+            source TEXT NOT NULL,
+            actor TEXT,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            output TEXT,
+            error TEXT
+        );
+        CREATE INDEX workforce_by_status ON workforce_tasks(status, seq);
+        CREATE INDEX workforce_by_agent ON workforce_tasks(agent, status) WHERE agent IS NOT NULL;
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

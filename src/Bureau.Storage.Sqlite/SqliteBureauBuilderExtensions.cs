@@ -51,6 +51,9 @@ public static class SqliteBureauBuilderExtensions
         services.RemoveAll<IBoardStore>();
         services.TryAddSingleton(sp => new SqliteBoardStore(sp.GetRequiredService<IOptions<SqliteStoreOptions>>().Value));
         services.AddSingleton<IBoardStore>(sp => sp.GetRequiredService<SqliteBoardStore>());
+        services.RemoveAll<IWorkforceStore>();
+        services.TryAddSingleton(sp => new SqliteWorkforceStore(sp.GetRequiredService<IOptions<SqliteStoreOptions>>().Value));
+        services.AddSingleton<IWorkforceStore>(sp => sp.GetRequiredService<SqliteWorkforceStore>());
         return builder;
     }
 

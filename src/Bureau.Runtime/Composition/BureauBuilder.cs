@@ -41,7 +41,7 @@ public static class BureauServiceCollectionExtensions
         services.TryAddSingleton<ILoggerFactory>(Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
         services.TryAddSingleton(sp => new Tools.Mcp.McpConnections(sp.GetRequiredService<ILoggerFactory>(), sp.GetRequiredService<Resilience.DependencyHealth>()));
         services.TryAddSingleton(sp => new BureauDeployment(sp.GetRequiredService<IOptions<BureauOptions>>(), sp.GetRequiredService<CodeDefinitions>(),
-            sp.GetRequiredService<Tools.Mcp.McpConnections>(), sp.GetRequiredService<ILoggerFactory>()));
+            sp.GetRequiredService<Tools.Mcp.McpConnections>(), sp.GetRequiredService<ILoggerFactory>(), () => sp.GetRequiredService<BureauWorkforce>()));
         services.TryAddSingleton<IRunEventBus, InProcessRunEventBus>();
         services.TryAddSingleton(sp => new Models.ModelClientFactory(timeProvider: sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<ChatClients>();
@@ -75,6 +75,9 @@ public static class BureauServiceCollectionExtensions
         services.TryAddSingleton<Retention.RetentionService>();
         services.AddHostedService(sp => sp.GetRequiredService<Retention.RetentionService>()); // only when an agent has a retention policy
         Triggers.DeadLetterRecorder.Register(services);
+        services.TryAddSingleton(sp => new BureauWorkforce(sp.GetRequiredService<BureauEngine>(), sp.GetService<IWorkforceStore>(), sp.GetService<IMemoryStore>(),
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>(), sp.GetService<IBoardStore>()));
+        services.AddHostedService<Workforce.WorkforceDispatcher>(); // only with a workforce
         return new BureauBuilder(services, code);
     }
 }
@@ -237,6 +240,17 @@ public sealed class BureauBuilder : IBureauBuilder
     public BureauBuilder AddRunExecutor<TExecutor>() where TExecutor : class, IRunExecutor
     {
         Services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunExecutor, TExecutor>());
+        return this;
+    }
+
+    /// <summary>
+    /// Adds a persistent agent to the workforce: tasks that need one of its skills are routed to it by load, at most
+    /// <see cref="WorkforceMember.Concurrency"/> at once (docs/workforce.md). The agent must be deployed by the time the host starts.
+    /// </summary>
+    public BureauBuilder AddWorkforceMember(WorkforceMember member)
+    {
+        ArgumentNullException.ThrowIfNull(member);
+        lock (_code) _code.Definitions.Workforce.Add(member);
         return this;
     }
 

@@ -16,7 +16,8 @@ internal sealed class CodeDefinitions
 /// <summary>What this host deploys: the manifests' definitions, then those added in code.</summary>
 public sealed class BureauDeployment
 {
-    internal BureauDeployment(IOptions<BureauOptions> options, CodeDefinitions code, Tools.Mcp.McpConnections? mcp = null, Microsoft.Extensions.Logging.ILoggerFactory? loggers = null)
+    internal BureauDeployment(IOptions<BureauOptions> options, CodeDefinitions code, Tools.Mcp.McpConnections? mcp = null, Microsoft.Extensions.Logging.ILoggerFactory? loggers = null,
+        Func<BureauWorkforce>? workforce = null)
     {
         var all = new BureauDefinitions();
         foreach (var path in options.Value.Manifests) all.Merge(LoadManifest(path));
@@ -29,6 +30,7 @@ public sealed class BureauDeployment
             // tools are deployed when it answers (McpToolsArrived).
             Tools.Mcp.McpToolListing.Expand(all, mcp, (loggers ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger("Bureau.Mcp"), McpToolsArrived);
         }
+        if (workforce is not null) Workforce.WorkforceDelegation.Deploy(all, workforce); // the built-in 'delegate' tool of members that delegate
         _definitions = all;
     }
 
@@ -142,6 +144,11 @@ internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedL
             throw new InvalidOperationException($"agent '{remembering.Name}' has memory, but this host has no memory store: pick one with UseSqliteStorage, or register an IMemoryStore");
         if (memory is not null) await memory.InitializeAsync(cancellationToken);
         if (services.GetService<IBoardStore>() is { } boards) await boards.InitializeAsync(cancellationToken);
+        Workforce.WorkforceChecks.Check(engine.Definitions);
+        var workforce = services.GetService<IWorkforceStore>();
+        if (workforce is null && engine.Definitions.Workforce.Members.Count > 0)
+            throw new InvalidOperationException("a workforce is deployed, but this host has no workforce store: pick one with UseSqliteStorage, or register an IWorkforceStore");
+        if (workforce is not null) await workforce.InitializeAsync(cancellationToken);
         if (store is IAuditLog audit && (!engine.Definitions.Policies.IsEmpty || engine.Definitions.Policies.Notify.Count > 0 || await audit.LastAuditAsync("policy.loaded", cancellationToken) is not null))
             await Governance.PolicyAudit.RecordAsync(engine.Definitions.Policies, audit, engine.Definitions.SourcePath ?? "code", services.GetRequiredService<TimeProvider>().GetUtcNow(), cancellationToken);
         _engine = engine;

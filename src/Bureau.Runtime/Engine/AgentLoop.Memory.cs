@@ -16,6 +16,27 @@ internal sealed partial class AgentLoop
     private string? _teamScope;
     private string? _userScope;
 
+    /// <summary>
+    /// The policy link for a memory tool, like any tool's: <c>recall</c> is a <c>read</c>, <c>remember</c> and <c>forget</c> are
+    /// <c>idempotent</c> (their writes are keyed). A deny is journaled and told to the model. A memory call cannot wait for an
+    /// approval yet, so a rule (or default) that requires one refuses the call, saying so, rather than letting it through.
+    /// </summary>
+    private async Task<bool> MemoryPolicyRefusedAsync(ToolCallRecord c)
+    {
+        var effect = c.Name == MemoryTools.Recall ? ToolEffect.Read : ToolEffect.Idempotent;
+        var decision = Governance.PolicyEvaluator.Evaluate(_kind.Policies, new Governance.PolicyContext(_agent.Definition.Name, c.Name, effect, c.Arguments,
+            Tokens: _state.Usage.TotalTokens, Cost: (decimal)_state.Cost, Actor: _run.Run.Actor, Now: Time.GetUtcNow()));
+        if (decision.Action == PolicyAction.Allow) return false;
+        var why = decision.Reason is null ? "" : ": " + decision.Reason;
+        var message = decision.Action == PolicyAction.Deny
+            ? $"denied by policy '{decision.Rule}'{why}; the call did not run"
+            : $"policy '{decision.Rule}' requires an approval for '{c.Name}'{why}; memory tools cannot wait for an approval yet, so the call did not run";
+        await AppendAsync([new PolicyApplied(c.CallId, c.Name, decision.Action, decision.Rule, decision.Reason),
+            new ToolCompleted(c.CallId, c.Name, message, true, 0, Failure: "policy")]);
+        Log.PolicyDenied(Logger, _runId, _state.Version, c.Name, decision.Rule);
+        return true;
+    }
+
     private async Task<RunStatus?> HandleMemoryAsync(PendingCall call)
     {
         var memory = _agent.Definition.Memory!;

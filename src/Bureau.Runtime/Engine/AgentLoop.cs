@@ -447,7 +447,11 @@ internal sealed partial class AgentLoop : IResilienceJournal
     private async Task<RunStatus?> HandleCallAsync(PendingCall call, LoopDetectionSettings loop)
     {
         if (_agent.Definition.Delegates.Contains(call.Call.Name)) return await HandleDelegationAsync(call);
-        if (Memory.MemoryTools.IsMemoryTool(_agent.Definition.Memory, call.Call.Name)) return await HandleMemoryAsync(call);
+        if (Memory.MemoryTools.IsMemoryTool(_agent.Definition.Memory, call.Call.Name))
+        {
+            if (call.State == CallState.NotStarted && !_kind.Policies.IsEmpty && await MemoryPolicyRefusedAsync(call.Call)) return null;
+            return await HandleMemoryAsync(call);
+        }
         var c = call.Call;
         _confidence = null;
         if (_agent.Definition.StateConfidence && call.State == CallState.NotStarted) (c, _confidence) = Confidence.Take(c);

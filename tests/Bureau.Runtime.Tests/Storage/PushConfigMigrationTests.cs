@@ -24,7 +24,7 @@ public sealed class PushConfigMigrationTests : IDisposable
         var created = new SqliteEventStore(new SqliteStoreOptions { Path = path });
         await created.InitializeAsync(ct);
         await created.SetCursorAsync("orders", "41", DateTimeOffset.UnixEpoch, ct);
-        // Back to the schema before the step, with the rows the A2A code of that time wrote.
+        // Back to the schema before the step (the later steps' tables dropped too), with the rows the A2A code of that time wrote.
         var step = Array.FindIndex(Migrations.Steps, s => s.Contains("CREATE TABLE a2a_push_configs", StringComparison.Ordinal));
         Assert.True(step > 0);
         await using (var c = new SqliteConnection($"Data Source={path};Pooling=False"))
@@ -33,6 +33,7 @@ public sealed class PushConfigMigrationTests : IDisposable
             await using var cmd = c.CreateCommand();
             cmd.CommandText = $$"""
                 DROP TABLE a2a_push_configs;
+                DROP TABLE workforce_tasks;
                 INSERT INTO poll_cursors(trigger, value, at) VALUES
                     ('a2a-push:t1', '[{"id":"b","url":"https://b.example/","taskId":"t1"},{"id":"a","url":"https://a.example/","taskId":"t1","token":"s3cret"}]', 1000),
                     ('a2a-push:t2', '[{"id":"x","url":"https://x.example/","taskId":"t2"}]', 2000),

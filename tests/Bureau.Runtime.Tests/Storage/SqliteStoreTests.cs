@@ -80,14 +80,14 @@ public sealed class SqliteStoreTests : StoreConformanceTests, IDisposable
             });
         }
         // Back to the schema before the cost step (step 7): no cost column, no index, and none of the later steps (8: the events tables,
-        // 9: memory, 10: boards, then the A2A push configs).
+        // 9: memory, 10: boards, 11: the A2A push configs, 12: the workforce).
         var costStep = Array.FindIndex(Migrations.Steps, step => step.Contains("ADD COLUMN cost", StringComparison.Ordinal));
         Assert.Equal(6, costStep);
         await using (var c = new SqliteConnection($"Data Source={path};Pooling=False"))
         {
             await c.OpenAsync(TestContext.Current.CancellationToken);
             await using var cmd = c.CreateCommand();
-            cmd.CommandText = "DROP TABLE a2a_push_configs; DROP TABLE memory_facts; DROP TABLE memory_text; DROP TABLE memory_vectors; DROP TABLE board_tasks; DROP TABLE board_decisions; DROP TABLE board_keys; "
+            cmd.CommandText = "DROP TABLE a2a_push_configs; DROP TABLE memory_facts; DROP TABLE memory_text; DROP TABLE memory_vectors; DROP TABLE board_tasks; DROP TABLE board_decisions; DROP TABLE board_keys; DROP TABLE workforce_tasks; "
                 + $"DROP TABLE dead_letters; DROP TABLE poll_cursors; DROP INDEX runs_by_created; ALTER TABLE runs DROP COLUMN cost; PRAGMA user_version = {costStep};";
             await cmd.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }

@@ -1,0 +1,195 @@
+using Microsoft.Data.Sqlite;
+
+namespace Bureau.Storage.Sqlite;
+
+/// <summary>
+/// The workforce's durable inbox in the runs' SQLite file (table <c>workforce_tasks</c>, migration step 12). Every state
+/// change is one conditional <c>UPDATE</c>: an assignment needs the task queued and the member below its concurrency limit
+/// (counted in the same statement), so racing dispatchers never assign a task twice nor overload a member. Each call
+/// opens its own pooled connection.
+/// </summary>
+public sealed class SqliteWorkforceStore(SqliteStoreOptions options) : SqliteSideStore(options, "the workforce store"), IWorkforceStore
+{
+    private const string Columns = "id, skill, input, status, agent, run_id, source, actor, created_at, updated_at, version, output, error";
+
+    /// <inheritdoc />
+    public async Task<WorkforceEnqueueResult> EnqueueAsync(string id, string skill, string input, string source, string? actor, DateTimeOffset at, CancellationToken cancellationToken = default)
+    {
+        Check(id, "id", 200);
+        Check(skill, "skill", 200);
+        Check(source, "source", 400);
+        ArgumentNullException.ThrowIfNull(input);
+        await using var c = await OpenAsync(cancellationToken);
+        var inserted = await ExecAsync(c, $"""
+            INSERT INTO workforce_tasks(id, skill, input, status, source, actor, created_at, updated_at, version)
+            VALUES($id, $skill, $input, 'queued', $source, $actor, $at, $at, 1)
+            ON CONFLICT(id) DO NOTHING
+            """, p =>
+        {
+            p.AddWithValue("$id", id);
+            p.AddWithValue("$skill", skill);
+            p.AddWithValue("$input", input);
+            p.AddWithValue("$source", source);
+            p.AddWithValue("$actor", (object?)actor ?? DBNull.Value);
+            p.AddWithValue("$at", at.ToUnixTimeMilliseconds());
+        }, cancellationToken);
+        return new WorkforceEnqueueResult((await ReadAsync(c, id, cancellationToken))!, inserted == 1);
+    }
+
+    /// <inheritdoc />
+    public async Task<WorkforceTask?> AssignAsync(string id, string agent, int concurrency, DateTimeOffset at, CancellationToken cancellationToken = default)
+    {
+        Check(agent, "agent", 200);
+        ArgumentOutOfRangeException.ThrowIfLessThan(concurrency, 1);
+        return await ChangeAsync(id, "status = 'assigned', agent = $agent",
+            "status = 'queued' AND (SELECT count(*) FROM workforce_tasks w WHERE w.agent = $agent AND w.status IN ('assigned', 'running')) < $limit",
+            p =>
+            {
+                p.AddWithValue("$agent", agent);
+                p.AddWithValue("$limit", concurrency);
+            }, at, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<WorkforceTask?> StartedAsync(string id, string runId, DateTimeOffset at, CancellationToken cancellationToken = default)
+    {
+        Check(runId, "runId", 200);
+        return ChangeAsync(id, "status = 'running', run_id = $run", "status = 'assigned'", p => p.AddWithValue("$run", runId), at, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<WorkforceTask?> FinishAsync(string id, WorkforceTaskStatus status, string? output, string? error, DateTimeOffset at, CancellationToken cancellationToken = default)
+    {
+        if (status is not (WorkforceTaskStatus.Succeeded or WorkforceTaskStatus.Failed or WorkforceTaskStatus.Canceled))
+            throw new ArgumentOutOfRangeException(nameof(status), status, "a task finishes succeeded, failed or canceled");
+        return ChangeAsync(id, "status = $status, output = $output, error = $error", "status = 'running'", p =>
+        {
+            p.AddWithValue("$status", Name(status));
+            p.AddWithValue("$output", (object?)output ?? DBNull.Value);
+            p.AddWithValue("$error", (object?)error ?? DBNull.Value);
+        }, at, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<WorkforceTask?> GetAsync(string id, CancellationToken cancellationToken = default)
+    {
+        Check(id, "id", 200);
+        await using var c = await OpenAsync(cancellationToken);
+        return await ReadAsync(c, id, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<WorkforceTask>> ListAsync(WorkforceTaskStatus status, int limit, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        await using var c = await OpenAsync(cancellationToken);
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = $"SELECT {Columns} FROM workforce_tasks WHERE status = $status ORDER BY seq LIMIT $limit";
+        cmd.Parameters.AddWithValue("$status", Name(status));
+        cmd.Parameters.AddWithValue("$limit", limit);
+        var list = new List<WorkforceTask>();
+        await using var r = await Guard(() => cmd.ExecuteReaderAsync(cancellationToken));
+        while (await r.ReadAsync(cancellationToken)) list.Add(Read(r));
+        return list;
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<WorkforceLoad>> LoadsAsync(CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenAsync(cancellationToken);
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = """
+            SELECT agent, sum(status IN ('assigned', 'running')), sum(status IN ('succeeded', 'failed', 'canceled'))
+            FROM workforce_tasks WHERE agent IS NOT NULL GROUP BY agent ORDER BY agent
+            """;
+        var list = new List<WorkforceLoad>();
+        await using var r = await Guard(() => cmd.ExecuteReaderAsync(cancellationToken));
+        while (await r.ReadAsync(cancellationToken)) list.Add(new WorkforceLoad(r.GetString(0), r.GetInt32(1), r.GetInt64(2)));
+        return list;
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyDictionary<string, int>> QueuedBySkillAsync(CancellationToken cancellationToken = default)
+    {
+        await using var c = await OpenAsync(cancellationToken);
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT skill, count(*) FROM workforce_tasks WHERE status = 'queued' GROUP BY skill";
+        var counts = new Dictionary<string, int>(StringComparer.Ordinal);
+        await using var r = await Guard(() => cmd.ExecuteReaderAsync(cancellationToken));
+        while (await r.ReadAsync(cancellationToken)) counts[r.GetString(0)] = r.GetInt32(1);
+        return counts;
+    }
+
+    private async Task<WorkforceTask?> ChangeAsync(string id, string set, string condition, Action<SqliteParameterCollection> bind, DateTimeOffset at, CancellationToken ct)
+    {
+        Check(id, "id", 200);
+        await using var c = await OpenAsync(ct);
+        var changed = await ExecAsync(c, $"UPDATE workforce_tasks SET {set}, version = version + 1, updated_at = $at WHERE id = $id AND {condition}", p =>
+        {
+            p.AddWithValue("$id", id);
+            p.AddWithValue("$at", at.ToUnixTimeMilliseconds());
+            bind(p);
+        }, ct);
+        return changed == 1 ? await ReadAsync(c, id, ct) : null;
+    }
+
+    private async Task<WorkforceTask?> ReadAsync(SqliteConnection c, string id, CancellationToken ct)
+    {
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = $"SELECT {Columns} FROM workforce_tasks WHERE id = $id";
+        cmd.Parameters.AddWithValue("$id", id);
+        await using var r = await Guard(() => cmd.ExecuteReaderAsync(ct));
+        return await r.ReadAsync(ct) ? Read(r) : null;
+    }
+
+    private static WorkforceTask Read(SqliteDataReader r) => new(
+        r.GetString(0), r.GetString(1), r.GetString(2), Parse(r.GetString(3)), r.IsDBNull(4) ? null : r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5),
+        r.GetString(6), r.IsDBNull(7) ? null : r.GetString(7), DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(8)), DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(9)),
+        r.GetInt64(10), r.IsDBNull(11) ? null : r.GetString(11), r.IsDBNull(12) ? null : r.GetString(12));
+
+    private static string Name(WorkforceTaskStatus status) => status switch
+    {
+        WorkforceTaskStatus.Queued => "queued",
+        WorkforceTaskStatus.Assigned => "assigned",
+        WorkforceTaskStatus.Running => "running",
+        WorkforceTaskStatus.Succeeded => "succeeded",
+        WorkforceTaskStatus.Failed => "failed",
+        _ => "canceled",
+    };
+
+    private static WorkforceTaskStatus Parse(string status) => status switch
+    {
+        "queued" => WorkforceTaskStatus.Queued,
+        "assigned" => WorkforceTaskStatus.Assigned,
+        "running" => WorkforceTaskStatus.Running,
+        "succeeded" => WorkforceTaskStatus.Succeeded,
+        "failed" => WorkforceTaskStatus.Failed,
+        _ => WorkforceTaskStatus.Canceled,
+    };
+
+    private async Task<int> ExecAsync(SqliteConnection c, string sql, Action<SqliteParameterCollection> bind, CancellationToken ct)
+    {
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = sql;
+        bind(cmd.Parameters);
+        return await Guard(() => cmd.ExecuteNonQueryAsync(ct));
+    }
+
+    private async Task<T> Guard<T>(Func<Task<T>> action)
+    {
+        try
+        {
+            return await action();
+        }
+        catch (SqliteException ex) when (SqliteFaults.Classify(ex, Options.Path) is { } fault)
+        {
+            throw fault;
+        }
+    }
+
+    private static void Check(string? value, string what, int max)
+    {
+        if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException($"workforce: '{what}' must not be empty", what);
+        if (value.Length > max) throw new ArgumentException($"workforce: '{what}' is longer than {max} characters", what);
+    }
+}

@@ -1,0 +1,50 @@
+using Bureau.Tests.Support;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Xunit;
+
+namespace Bureau.Tests.Workforce;
+
+/// <summary>The C# snippet of docs/workforce.md, compiled and run in a generic host (its dispatcher a hosted service), so that the page stays true.</summary>
+public sealed class WorkforceDocsSnippetTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public async Task Snippet_AddsAMember_AndATaskSubmittedInCodeIsDoneByIt()
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        var services = builder.Services;
+        IChatClient chatClient = new FakeModel((_, _) => FakeModel.Text("refunded"));
+
+        // docs/workforce.md, "Sending tasks" (C#)
+        services.AddBureau()
+            .UseSqliteStorage(_dir.File("bureau.db"))              // the page: "bureau.db"; the inbox lives in the same file
+            .AddChatClient("main", chatClient)
+            .AddAgent(new AgentDefinition { Name = "desk-billing", Model = "main" })
+            .AddWorkforceMember(new WorkforceMember { Name = "desk-billing", Skills = ["billing"], Concurrency = 2 });
+        using var app = builder.Build();
+        await app.StartAsync(TestContext.Current.CancellationToken);
+
+        var workforce = app.Services.GetRequiredService<BureauWorkforce>();
+        var sent = await workforce.SubmitAsync(new WorkforceTaskRequest("billing", "Refund order 7", Id: "ticket-7"));
+        var task = await workforce.GetTaskAsync("ticket-7");      // Status, Agent, RunId, Output
+        // end of the snippet
+
+        Assert.True(sent.Created);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (task is not { IsFinished: true })
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"task ticket-7 did not finish within 60 s: {task}");
+            await Task.Delay(25, TestContext.Current.CancellationToken);
+            task = await workforce.GetTaskAsync("ticket-7");
+        }
+        Assert.Equal((WorkforceTaskStatus.Succeeded, "desk-billing", "refunded"), (task.Status, task.Agent, task.Output));
+        await app.StopAsync(TestContext.Current.CancellationToken);
+    }
+}
