@@ -235,7 +235,10 @@ public sealed class TelemetryTests : IAsyncDisposable
         Assert.Equal(["waiting", "succeeded"], executions.Select(s => (string?)s.GetTagItem("bureau.run.status")));
         var waited = Assert.Single(spans, s => s.OperationName == "wait approval");
         Assert.Equal(("approval", "answered", "refund"), (waited.GetTagItem("bureau.wait.reason"), waited.GetTagItem("bureau.wait.outcome"), waited.GetTagItem("gen_ai.tool.name")));
-        Assert.True(waited.StartTimeUtc >= executions[0].StartTimeUtc && waited.StartTimeUtc + waited.Duration <= executions[1].StartTimeUtc + TimeSpan.FromMilliseconds(1));
+        // The wait's ends are journal times, whole milliseconds (truncated): allow one either side of the executions' spans.
+        var ms = TimeSpan.FromMilliseconds(1);
+        Assert.True(waited.StartTimeUtc + ms >= executions[0].StartTimeUtc, $"the wait starts at {waited.StartTimeUtc:O}, before the first execution ({executions[0].StartTimeUtc:O})");
+        Assert.True(waited.StartTimeUtc + waited.Duration <= executions[1].StartTimeUtc + ms, $"the wait ends at {waited.StartTimeUtc + waited.Duration:O}, after the resumed execution starts ({executions[1].StartTimeUtc:O})");
         Assert.Contains(spans, s => s.OperationName == "execute_tool refund" && s.ParentSpanId == executions[1].SpanId);
     }
 
