@@ -25,32 +25,37 @@ public sealed class PostgreSqlWorkforceStoreTests : WorkforceStoreConformanceTes
     }
 }
 
-/// <summary>A host composed with <c>UsePostgreSqlStorage</c> and a workforce starts (it has a workforce store) and its dispatcher runs a task to the end.</summary>
+/// <summary>
+/// Hosts composed with <c>UsePostgreSqlStorage</c> and a workforce start (they have a workforce store) and their
+/// dispatchers run tasks to the end; two nodes on one database run each task once.
+/// </summary>
 public sealed class WorkforceHostOnPostgreSqlTests : IAsyncDisposable
 {
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
     private readonly PostgreSqlTestDatabase _db = new();
-    private IHost? _host;
+    private readonly List<IHost> _hosts = [];
 
     public async ValueTask DisposeAsync()
     {
-        if (_host is not null)
+        foreach (var h in _hosts)
         {
-            await _host.StopAsync(CancellationToken.None);
-            _host.Dispose();
+            await h.StopAsync(CancellationToken.None);
+            h.Dispose();
         }
         await _db.DisposeAsync();
     }
 
-    [Fact]
-    public async Task ATaskSubmittedToTheWorkforce_IsRoutedToTheMemberWithTheSkill_AndSucceedsWithItsRun()
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    /// <summary>A node: the engine, its hosted services (the workforce's dispatcher among them) on the shared database.</summary>
+    private async Task<IHost> StartNodeAsync(string node)
     {
-        var ct = TestContext.Current.CancellationToken;
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         var d = new BureauDefinitions();
         d.Add(new ScriptedModelDefinition { Name = "scripted", Rules = [new ScriptRule { Reply = "refunded {{input}}" }] });
         d.Add(new AgentDefinition { Name = "desk-billing", Model = "scripted" });
         d.Add(new AgentDefinition { Name = "desk-technical", Model = "scripted" });
-        builder.Services.AddBureau(o => o.NodeId = "node-a").AddDefinitions(d)
+        builder.Services.AddBureau(o => o.NodeId = node).AddDefinitions(d)
             .AddWorkforceMember(new WorkforceMember { Name = "desk-billing", Skills = ["billing"], Concurrency = 2 })
             .AddWorkforceMember(new WorkforceMember { Name = "desk-technical", Skills = ["technical"] })
             .UsePostgreSqlStorage(o =>
@@ -58,27 +63,75 @@ public sealed class WorkforceHostOnPostgreSqlTests : IAsyncDisposable
                 o.ConnectionString = _db.ConnectionString;
                 o.Schema = _db.Schema;
             });
-        _host = builder.Build();
-        await _host.StartAsync(ct); // refused before PostgreSQL had a workforce store
+        var host = builder.Build();
+        _hosts.Add(host);
+        await host.StartAsync(Ct); // refused before PostgreSQL had a workforce store
+        return host;
+    }
 
-        Assert.IsType<PostgreSqlWorkforceStore>(_host.Services.GetRequiredService<IWorkforceStore>());
-        var workforce = _host.Services.GetRequiredService<BureauWorkforce>();
-        var sent = await workforce.SubmitAsync(new WorkforceTaskRequest("billing", "order 7", Id: "ticket-7", Source: "api", Actor: "alice"), ct);
-        Assert.True(sent.Created);
-
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        var task = await workforce.GetTaskAsync("ticket-7", ct);
+    private static async Task<WorkforceTask> FinishedAsync(BureauWorkforce workforce, string id)
+    {
+        var deadline = DateTime.UtcNow + Deadline;
+        var task = await workforce.GetTaskAsync(id, Ct);
         while (task is not { IsFinished: true })
         {
-            Assert.True(DateTime.UtcNow < deadline, $"task ticket-7 did not finish within 60 s: {task}");
-            await Task.Delay(50, ct);
-            task = await workforce.GetTaskAsync("ticket-7", ct);
+            Assert.True(DateTime.UtcNow < deadline, $"task {id} did not finish within {Deadline.TotalSeconds} s: {task}");
+            await Task.Delay(50, Ct);
+            task = await workforce.GetTaskAsync(id, Ct);
         }
+        return task;
+    }
+
+    [Fact]
+    public async Task ATaskSubmittedToTheWorkforce_IsRoutedToTheMemberWithTheSkill_AndSucceedsWithItsRun()
+    {
+        var host = await StartNodeAsync("node-a");
+
+        Assert.IsType<PostgreSqlWorkforceStore>(host.Services.GetRequiredService<IWorkforceStore>());
+        var workforce = host.Services.GetRequiredService<BureauWorkforce>();
+        var sent = await workforce.SubmitAsync(new WorkforceTaskRequest("billing", "order 7", Id: "ticket-7", Source: "api", Actor: "alice"), Ct);
+        Assert.True(sent.Created);
+
+        var task = await FinishedAsync(workforce, "ticket-7");
         Assert.Equal((WorkforceTaskStatus.Succeeded, "desk-billing", "refunded order 7"), (task.Status, task.Agent, task.Output));
-        var run = (await _host.Services.GetRequiredService<BureauEngine>().GetRunAsync(task.RunId!, ct))!;
+        var run = (await host.Services.GetRequiredService<BureauEngine>().GetRunAsync(task.RunId!, Ct))!;
         Assert.Equal(("desk-billing", RunStatus.Succeeded, "workforce:ticket-7", "alice"), (run.Agent, run.Status, run.IdempotencyKey, run.Actor));
-        var status = await workforce.StatusAsync(ct);
+        var status = await workforce.StatusAsync(Ct);
         Assert.Equal((0, 0), (status.Queued, status.InProgress));
         Assert.Equal(1L, status.Agents.Single(a => a.Name == "desk-billing").Finished);
+    }
+
+    [Fact]
+    public async Task TwoNodesDispatchingOneInbox_RunEachTaskOnce_AndNeverHoldAMemberBeyondItsLimit()
+    {
+        var nodes = new[] { await StartNodeAsync("node-a"), await StartNodeAsync("node-b") };
+        var workforces = nodes.Select(n => n.Services.GetRequiredService<BureauWorkforce>()).ToArray();
+        var store = nodes[0].Services.GetRequiredService<IWorkforceStore>();
+
+        const int tasks = 12;
+        for (var i = 0; i < tasks; i++)
+        {
+            // Each task sent to both nodes (a retried request): one task, whichever node stores it first.
+            var skill = i % 3 == 0 ? "technical" : "billing";
+            var sent = await Task.WhenAll(workforces.Select(w => w.SubmitAsync(new WorkforceTaskRequest(skill, $"order {i}", Id: $"t{i}"), Ct)));
+            Assert.Single(sent, s => s.Created);
+        }
+        var limits = new Dictionary<string, int> { ["desk-billing"] = 2, ["desk-technical"] = 1 };
+        var deadline = DateTime.UtcNow + Deadline;
+        while ((await store.ListAsync(WorkforceTaskStatus.Succeeded, 100, Ct)).Count < tasks)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the tasks did not all succeed within 60 s");
+            Assert.All(await store.LoadsAsync(Ct), l => Assert.InRange(l.InProgress, 0, limits[l.Agent]));
+            await Task.Delay(20, Ct);
+        }
+
+        var runs = (await nodes[1].Services.GetRequiredService<IRunStore>().ListRunsAsync(new RunQuery { IdempotencyKeyPrefix = "workforce:", Limit = 100 }, Ct)).Items;
+        Assert.Equal(tasks, runs.Count); // one run per task, none twice
+        for (var i = 0; i < tasks; i++)
+        {
+            var t = (await store.GetAsync($"t{i}", Ct))!;
+            Assert.Equal(($"refunded order {i}", i % 3 == 0 ? "desk-technical" : "desk-billing"), (t.Output, t.Agent));
+            Assert.Equal(t.RunId, Assert.Single(runs, r => r.IdempotencyKey == $"workforce:t{i}").Id);
+        }
     }
 }
