@@ -12,7 +12,7 @@ public static class PostgreSqlBureauBuilderExtensions
     /// <summary>The configuration section of <see cref="PostgreSqlStoreOptions"/>.</summary>
     public const string SectionName = "Bureau:PostgreSql";
 
-    /// <summary>Keeps runs, journals, API keys, events, the audit log, memory and boards in the PostgreSQL database <paramref name="connectionString"/> names; run events and cancels reach every node that uses it.</summary>
+    /// <summary>Keeps runs, journals, API keys, events, the audit log, memory, boards and the workforce's inbox in the PostgreSQL database <paramref name="connectionString"/> names; run events and cancels reach every node that uses it.</summary>
     public static TBuilder UsePostgreSqlStorage<TBuilder>(this TBuilder builder, string connectionString) where TBuilder : IBureauBuilder
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
@@ -20,7 +20,7 @@ public static class PostgreSqlBureauBuilderExtensions
     }
 
     /// <summary>
-    /// Keeps runs, journals, API keys, events, the audit log, memory and boards in PostgreSQL: options bound from <c>Bureau:PostgreSql</c>
+    /// Keeps runs, journals, API keys, events, the audit log, memory, boards and the workforce's inbox in PostgreSQL: options bound from <c>Bureau:PostgreSql</c>
     /// (<c>ConnectionString</c>, <c>Schema</c>, <c>MaxBatchSize</c>), then <paramref name="configure"/>; validated at start.
     /// The stores share one connection pool; the schema is created or migrated when the host starts. Several hosts
     /// (nodes) may use one database: each needs its own <c>Bureau:NodeId</c>.
@@ -51,6 +51,9 @@ public static class PostgreSqlBureauBuilderExtensions
         services.RemoveAll<IBoardStore>();
         services.TryAddSingleton(sp => new PostgreSqlBoardStore(sp.GetRequiredService<PostgreSqlDatabase>()));
         services.AddSingleton<IBoardStore>(sp => sp.GetRequiredService<PostgreSqlBoardStore>());
+        services.RemoveAll<IWorkforceStore>();
+        services.TryAddSingleton(sp => new PostgreSqlWorkforceStore(sp.GetRequiredService<PostgreSqlDatabase>()));
+        services.AddSingleton<IWorkforceStore>(sp => sp.GetRequiredService<PostgreSqlWorkforceStore>());
         // Watchers on any node see every node's runs; cancels reach the node that executes the run (decision 0038).
         services.RemoveAll<IRunEventBus>();
         services.RemoveAll<IRunCommandRelay>();

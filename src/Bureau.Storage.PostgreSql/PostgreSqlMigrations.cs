@@ -195,6 +195,27 @@ internal static class PostgreSqlMigrations
         ON CONFLICT (task_id, config_id) DO NOTHING;
         DELETE FROM poll_cursors WHERE trigger LIKE 'a2a-push:%';
         """,
+        // 4: the workforce's inbox (PostgreSqlWorkforceStore; SQLite's step 12). seq orders tasks by arrival.
+        """
+        CREATE TABLE workforce_tasks(
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id text COLLATE "C" NOT NULL UNIQUE,
+            skill text COLLATE "C" NOT NULL,
+            input text NOT NULL,
+            status text NOT NULL,
+            agent text COLLATE "C",
+            run_id text COLLATE "C",
+            source text NOT NULL,
+            actor text,
+            created_at bigint NOT NULL,
+            updated_at bigint NOT NULL,
+            version bigint NOT NULL,
+            output text,
+            error text
+        );
+        CREATE INDEX workforce_by_status ON workforce_tasks(status, seq);
+        CREATE INDEX workforce_by_agent ON workforce_tasks(agent, status) WHERE agent IS NOT NULL;
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

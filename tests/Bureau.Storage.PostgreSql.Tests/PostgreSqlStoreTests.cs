@@ -173,11 +173,12 @@ public sealed class PostgreSqlStoreTests : IAsyncDisposable
             await first.InitializeAsync(ct);
             await first.SetCursorAsync("orders", "41", T0, ct);
         }
-        // Back to the schema before the step, with the rows the A2A code of that time wrote.
+        // Back to the schema before the step (the tables of later steps gone too), with the rows the A2A code of that time wrote.
         var step = Array.FindIndex(PostgreSqlMigrations.Steps, s => s.Contains("CREATE TABLE a2a_push_configs", StringComparison.Ordinal));
         Assert.True(step > 0);
         await _db.ExecuteSqlAsync($$"""
             DROP TABLE a2a_push_configs;
+            DROP TABLE IF EXISTS workforce_tasks;
             INSERT INTO poll_cursors(trigger, value, at) VALUES
                 ('a2a-push:t1', '[{"id":"b","url":"https://b.example/","taskId":"t1"},{"id":"a","url":"https://a.example/","taskId":"t1"}]', 1000),
                 ('a2a-push:t2', '[{"id":"x","url":"https://x.example/","taskId":"t2"}]', 2000),

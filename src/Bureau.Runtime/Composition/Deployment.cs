@@ -147,7 +147,7 @@ internal sealed class BureauRuntimeService(IServiceProvider services) : IHostedL
         Workforce.WorkforceChecks.Check(engine.Definitions);
         var workforce = services.GetService<IWorkforceStore>();
         if (workforce is null && engine.Definitions.Workforce.Members.Count > 0)
-            throw new InvalidOperationException("a workforce is deployed, but this host has no workforce store: pick one with UseSqliteStorage, or register an IWorkforceStore");
+            throw new InvalidOperationException("a workforce is deployed, but this host has no workforce store: pick one with UseSqliteStorage or UsePostgreSqlStorage, or register an IWorkforceStore");
         if (workforce is not null) await workforce.InitializeAsync(cancellationToken);
         if (store is IAuditLog audit && (!engine.Definitions.Policies.IsEmpty || engine.Definitions.Policies.Notify.Count > 0 || await audit.LastAuditAsync("policy.loaded", cancellationToken) is not null))
             await Governance.PolicyAudit.RecordAsync(engine.Definitions.Policies, audit, engine.Definitions.SourcePath ?? "code", services.GetRequiredService<TimeProvider>().GetUtcNow(), cancellationToken);

@@ -79,7 +79,7 @@ public sealed partial class BureauWorkforce
     /// <summary>Raised after every dispatch pass (tests await it rather than sleep).</summary>
     internal event Action? Dispatched;
 
-    private IWorkforceStore Store => _store ?? throw new InvalidOperationException("this host has no workforce store: pick one with UseSqliteStorage, or register an IWorkforceStore");
+    private IWorkforceStore Store => _store ?? throw new InvalidOperationException("this host has no workforce store: pick one with UseSqliteStorage or UsePostgreSqlStorage, or register an IWorkforceStore");
 
     /// <summary>
     /// Puts a task in the inbox, durably, and wakes the dispatcher. A task with the same id returns the first one
