@@ -4,20 +4,42 @@ using Bureau.Storage.Sqlite;
 
 namespace Bureau.Cli.Commands;
 
-/// <summary><c>bureau workforce status FILE --db PATH [--json]</c>: the workforce's members, their load, the inbox and memory sizes.</summary>
+/// <summary><c>bureau workforce status FILE [--db PATH | --postgres CONN [--schema NAME]] [--json]</c>: the workforce's members, their load, the inbox and memory sizes.</summary>
 internal static class WorkforceCommand
 {
     public static Command Create()
     {
         var file = new Argument<string>("file") { Description = "The manifest (bureau.yaml) that defines the workforce." };
         var db = CliShared.DbOption();
+        var postgres = CliShared.PostgresOption("Read the workforce of a PostgreSQL store (what `bureau serve --postgres` uses) instead of the SQLite file.");
+        var schema = new Option<string>("--schema") { Description = "With --postgres: Bureau's schema (Bureau:PostgreSql:Schema).", DefaultValueFactory = _ => "bureau", HelpName = "NAME" };
         var json = CliShared.JsonOption("Print the status as JSON on stdout.");
-        var status = new Command("status", "Each member: skills, concurrency, tasks in progress, finished, inbox depth, memory size (facts in agent:NAME).") { file, db, json };
+        var status = new Command("status", "Each member: skills, concurrency, tasks in progress, finished, inbox depth, memory size (facts in agent:NAME).") { file, db, postgres, schema, json };
         status.SetAction(async (parse, ct) =>
         {
             var definitions = CliShared.LoadManifest(parse.GetValue(file)!, Console.Error);
             if (definitions is null) return 2;
             if (definitions.Workforce.Members.Count == 0) throw new CliUsageException($"{parse.GetValue(file)} defines no workforce (add a 'workforce:' section; see docs/workforce.md)");
+            if (parse.GetValue(postgres) is { } connectionString)
+            {
+                Storage.PostgreSql.PostgreSqlDatabase database;
+                try
+                {
+                    database = new Storage.PostgreSql.PostgreSqlDatabase(new Storage.PostgreSql.PostgreSqlStoreOptions { ConnectionString = connectionString, Schema = parse.GetValue(schema)! });
+                }
+                catch (ArgumentException ex)
+                {
+                    throw new CliUsageException(ex.Message.Split(" (Parameter")[0].Replace("Bureau:PostgreSql:Schema", "--schema", StringComparison.Ordinal));
+                }
+                await using (database)
+                {
+                    var pgStore = new Storage.PostgreSql.PostgreSqlWorkforceStore(database);
+                    await pgStore.InitializeAsync(ct);
+                    var pgMemory = new Storage.PostgreSql.PostgreSqlMemoryStore(database);
+                    await pgMemory.InitializeAsync(ct);
+                    return Print(await BureauWorkforce.StatusAsync(definitions.Workforce, pgStore, pgMemory, ct), parse.GetValue(json), Console.Out);
+                }
+            }
             var path = parse.GetValue(db)!;
             if (!File.Exists(path)) throw new CliUsageException($"no database at '{path}' (use --db to name one)");
             var options = new SqliteStoreOptions { Path = path };
