@@ -22,7 +22,6 @@ public sealed class PostgreSqlMemoryStore : PostgreSqlSideStore, IMemoryStore
     private const int FactLockClass = 0x6d656d;
 
     /// <summary>The constant of reciprocal rank fusion (as SQLite's).</summary>
-    private const int FusionK = 60;
 
     private const string Columns = "id, scope, key, version, value, supersedes, live, outcome, run_id, step, agent, actor, at";
 
@@ -50,7 +49,7 @@ public sealed class PostgreSqlMemoryStore : PostgreSqlSideStore, IMemoryStore
     public async Task<MemoryWriteResult> WriteAsync(MemoryWrite write, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(write);
-        Check(write);
+        MemoryStoreSupport.Check(write);
         // Embedded before the transaction (a model call may be slow); a merged value is embedded inside it.
         var embedding = _embeddings is not null && write.Value is { } text ? await EmbedAsync(text, cancellationToken) : null;
         return await InTransactionAsync((c, tx, ct) => ApplyAsync(c, tx, write, embedding, ct), cancellationToken);
@@ -65,7 +64,7 @@ public sealed class PostgreSqlMemoryStore : PostgreSqlSideStore, IMemoryStore
             await lockCmd.ExecuteNonQueryAsync(ct);
         }
         if (write.IdempotencyKey is { } writeKey && await ReadOneAsync(c, tx, "write_key = $1", [writeKey], ct) is { } done)
-            return new MemoryWriteResult(OutcomeOf(done.Outcome), done.Fact, null, Repeated: true);
+            return new MemoryWriteResult(MemoryStoreSupport.OutcomeOf(done.Outcome), done.Fact, null, Repeated: true);
 
         var head = await ReadOneAsync(c, tx, "scope = $1 AND key = $2 AND live", [write.Scope, write.Key], ct);
         var version = head?.Fact.Version ?? 0;
@@ -126,7 +125,7 @@ public sealed class PostgreSqlMemoryStore : PostgreSqlSideStore, IMemoryStore
             insert.Parameters.Add(new NpgsqlParameter<long> { TypedValue = fact.Version });
             insert.Parameters.Add(Text(value));
             insert.Parameters.Add(Long(fact.Supersedes));
-            insert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = OutcomeName(outcome) });
+            insert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = MemoryStoreSupport.OutcomeName(outcome) });
             insert.Parameters.Add(Text(pv.RunId));
             insert.Parameters.Add(Long(pv.Step));
             insert.Parameters.Add(Text(pv.Agent));
@@ -190,7 +189,7 @@ public sealed class PostgreSqlMemoryStore : PostgreSqlSideStore, IMemoryStore
         var text = await FullTextAsync(c, recall.Scopes, recall.Query, _embeddings is null ? limit : Math.Max(limit * 4, 20), cancellationToken);
         if (_embeddings is null || string.IsNullOrWhiteSpace(recall.Query)) return text.Take(limit).ToList();
         var vectors = await NearestAsync(c, recall.Scopes, await EmbedAsync(recall.Query, cancellationToken), Math.Max(limit * 4, 20), cancellationToken);
-        return Fuse(text, vectors, limit);
+        return MemoryStoreSupport.Fuse(text, vectors, limit);
     }
 
     private static async Task<List<MemoryHit>> FullTextAsync(NpgsqlConnection c, IReadOnlyList<string> scopes, string? query, int limit, CancellationToken ct)
@@ -221,12 +220,12 @@ public sealed class PostgreSqlMemoryStore : PostgreSqlSideStore, IMemoryStore
             cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = _embeddingModel });
             cmd.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = scopes.ToArray() });
             await using var r = await cmd.ExecuteReaderAsync(ct);
-            var queryNorm = Norm(query);
+            var queryNorm = MemoryStoreSupport.Norm(query);
             while (await r.ReadAsync(ct))
             {
                 var vector = MemoryMarshal.Cast<byte, float>(r.GetFieldValue<byte[]>(1));
                 if (vector.Length != query.Length) continue;
-                var similarity = Dot(query, vector) / (queryNorm * Norm(vector) + 1e-12);
+                var similarity = MemoryStoreSupport.Cosine(query, queryNorm, vector);
                 if (similarity <= 0) continue; // orthogonal or opposite: not about the query at all
                 best.Enqueue(r.GetInt64(0), similarity);
                 if (best.Count > limit) best.Dequeue();
@@ -244,48 +243,11 @@ public sealed class PostgreSqlMemoryStore : PostgreSqlSideStore, IMemoryStore
         return hits;
     }
 
-    /// <summary>Reciprocal rank fusion of the full-text and the vector rankings; the score is the fused one.</summary>
-    private static List<MemoryHit> Fuse(IReadOnlyList<MemoryHit> text, IReadOnlyList<MemoryHit> vectors, int limit)
-    {
-        var scores = new Dictionary<(string, string), (MemoryFact Fact, double Score)>();
-        void Add(IReadOnlyList<MemoryHit> ranking)
-        {
-            for (var i = 0; i < ranking.Count; i++)
-            {
-                var f = ranking[i].Fact;
-                var key = (f.Scope, f.Key);
-                var add = 1.0 / (FusionK + i + 1);
-                scores[key] = scores.TryGetValue(key, out var s) ? (s.Fact, s.Score + add) : (f, add);
-            }
-        }
-        Add(text);
-        Add(vectors);
-        return [.. scores.Values.OrderByDescending(s => s.Score).ThenBy(s => s.Fact.Key, StringComparer.Ordinal).Take(limit)
-            .Select(s => new MemoryHit(s.Fact, Math.Round(s.Score, 6)))];
-    }
-
     private async Task<float[]> EmbedAsync(string text, CancellationToken ct)
     {
         var embedding = await _embeddings!.GenerateAsync(text, cancellationToken: ct);
         return embedding.Vector.ToArray();
     }
-
-    private static double Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
-    {
-        var sum = 0f;
-        var i = 0;
-        if (System.Numerics.Vector.IsHardwareAccelerated)
-        {
-            var acc = System.Numerics.Vector<float>.Zero;
-            var width = System.Numerics.Vector<float>.Count;
-            for (; i <= a.Length - width; i += width) acc += new System.Numerics.Vector<float>(a[i..]) * new System.Numerics.Vector<float>(b[i..]);
-            sum = System.Numerics.Vector.Sum(acc);
-        }
-        for (; i < a.Length; i++) sum += a[i] * b[i];
-        return sum;
-    }
-
-    private static double Norm(ReadOnlySpan<float> a) => Math.Sqrt(Dot(a, a));
 
     /// <summary>
     /// The <c>to_tsquery</c> text of free text: its words (letters and digits only, so nothing of the text is query
@@ -294,42 +256,8 @@ public sealed class PostgreSqlMemoryStore : PostgreSqlSideStore, IMemoryStore
     /// </summary>
     internal static string? QueryExpression(string? text)
     {
-        if (string.IsNullOrWhiteSpace(text)) return null;
-        var words = new List<string>();
-        var current = new StringBuilder();
-        foreach (var ch in text)
-        {
-            if (char.IsLetterOrDigit(ch)) current.Append(ch);
-            else if (current.Length > 0)
-            {
-                words.Add(current.ToString());
-                current.Clear();
-            }
-        }
-        if (current.Length > 0) words.Add(current.ToString());
-        var distinct = words.Distinct(StringComparer.OrdinalIgnoreCase).ToList();
-        var meaningful = distinct.Where(w => !s_stopWords.Contains(w)).ToList();
-        if (meaningful.Count > 0) distinct = meaningful;
-        if (distinct.Count == 0) return null;
-        return string.Join(" | ", distinct.Take(64));
-    }
-
-    private static readonly HashSet<string> s_stopWords = new(StringComparer.OrdinalIgnoreCase)
-    {
-        "a", "about", "all", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do", "does", "for",
-        "from", "get", "got", "had", "has", "have", "he", "her", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my",
-        "no", "not", "now", "of", "on", "or", "our", "she", "should", "so", "some", "that", "the", "their", "them", "then", "there", "these",
-        "they", "this", "those", "to", "too", "up", "us", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "why", "will",
-        "with", "would", "you", "your",
-    };
-
-    private static void Check(MemoryWrite write)
-    {
-        if (MemoryScopes.Problem(write.Scope) is { } scopeProblem) throw new ArgumentException($"memory write: {scopeProblem}", nameof(write));
-        if (MemoryScopes.KeyProblem(write.Key) is { } keyProblem) throw new ArgumentException($"memory write to {write.Scope}: {keyProblem}", nameof(write));
-        if (write.Value is { Length: > MemoryScopes.MaxValueLength })
-            throw new ArgumentException($"memory write to {write.Scope}/{write.Key}: the value is longer than {MemoryScopes.MaxValueLength} characters", nameof(write));
-        if (write.ExpectedVersion is < 0) throw new ArgumentException($"memory write to {write.Scope}/{write.Key}: expectedVersion must be 0 or more", nameof(write));
+        var words = MemoryStoreSupport.QueryWords(text);
+        return words.Count == 0 ? null : string.Join(" | ", words);
     }
 
     private sealed record Row(long Id, MemoryFact Fact, string Outcome);
@@ -375,18 +303,4 @@ public sealed class PostgreSqlMemoryStore : PostgreSqlSideStore, IMemoryStore
     private static NpgsqlParameter Text(string? value) => new() { NpgsqlDbType = NpgsqlDbType.Text, Value = (object?)value ?? DBNull.Value };
 
     private static NpgsqlParameter Long(long? value) => new() { NpgsqlDbType = NpgsqlDbType.Bigint, Value = (object?)value ?? DBNull.Value };
-
-    private static string OutcomeName(MemoryWriteOutcome outcome) => outcome switch
-    {
-        MemoryWriteOutcome.Merged => "merged",
-        MemoryWriteOutcome.Forgotten => "forgotten",
-        _ => "written",
-    };
-
-    private static MemoryWriteOutcome OutcomeOf(string name) => name switch
-    {
-        "merged" => MemoryWriteOutcome.Merged,
-        "forgotten" => MemoryWriteOutcome.Forgotten,
-        _ => MemoryWriteOutcome.Written,
-    };
 }

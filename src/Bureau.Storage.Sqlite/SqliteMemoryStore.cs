@@ -34,7 +34,6 @@ public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
     }
 
     /// <summary>The constant of reciprocal rank fusion: a hit's score is the sum over rankings of 1 / (k + rank).</summary>
-    internal const int FusionK = 60;
 
     private const string Columns = "id, scope, key, version, value, supersedes, live, outcome, run_id, step, agent, actor, at";
 
@@ -42,7 +41,7 @@ public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
     public async Task<MemoryWriteResult> WriteAsync(MemoryWrite write, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(write);
-        Check(write);
+        MemoryStoreSupport.Check(write);
         // Embedded before the write lock is taken (a model call may be slow); a merged value is embedded under it.
         var embedding = _embeddings is not null && write.Value is { } text ? await EmbedAsync(text, cancellationToken) : null;
         try
@@ -66,7 +65,7 @@ public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
     public async Task<IReadOnlyList<MemoryWriteResult>> WriteManyAsync(IReadOnlyList<MemoryWrite> writes, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(writes);
-        foreach (var w in writes) Check(w);
+        foreach (var w in writes) MemoryStoreSupport.Check(w);
         var embeddings = new float[]?[writes.Count];
         for (var i = 0; i < writes.Count; i++)
             if (_embeddings is not null && writes[i].Value is { } text) embeddings[i] = await EmbedAsync(text, cancellationToken);
@@ -88,7 +87,7 @@ public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
     private async Task<MemoryWriteResult> ApplyAsync(SqliteConnection c, SqliteTransaction tx, MemoryWrite write, float[]? embedding, CancellationToken cancellationToken)
     {
         if (write.IdempotencyKey is { } writeKey && await ReadOneAsync(c, tx, "write_key = $k", p => p.AddWithValue("$k", writeKey), cancellationToken) is { } done)
-            return new MemoryWriteResult(OutcomeOf(done.Outcome), done.Fact, null, Repeated: true);
+            return new MemoryWriteResult(MemoryStoreSupport.OutcomeOf(done.Outcome), done.Fact, null, Repeated: true);
 
         var head = await ReadOneAsync(c, tx, "scope = $s AND key = $key AND live = 1",
             p => { p.AddWithValue("$s", write.Scope); p.AddWithValue("$key", write.Key); }, cancellationToken);
@@ -145,7 +144,7 @@ public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
             insert.Parameters.AddWithValue("$version", fact.Version);
             insert.Parameters.AddWithValue("$value", (object?)value ?? DBNull.Value);
             insert.Parameters.AddWithValue("$supersedes", (object?)fact.Supersedes ?? DBNull.Value);
-            insert.Parameters.AddWithValue("$outcome", OutcomeName(outcome));
+            insert.Parameters.AddWithValue("$outcome", MemoryStoreSupport.OutcomeName(outcome));
             insert.Parameters.AddWithValue("$run", (object?)pv.RunId ?? DBNull.Value);
             insert.Parameters.AddWithValue("$step", (object?)pv.Step ?? DBNull.Value);
             insert.Parameters.AddWithValue("$agent", (object?)pv.Agent ?? DBNull.Value);
@@ -231,7 +230,7 @@ public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
         var text = await FullTextAsync(c, recall.Scopes, recall.Query, _embeddings is null ? limit : Math.Max(limit * 4, 20), cancellationToken);
         if (_embeddings is null || string.IsNullOrWhiteSpace(recall.Query)) return text.Take(limit).ToList();
         var vectors = await NearestAsync(c, recall.Scopes, await EmbedAsync(recall.Query, cancellationToken), Math.Max(limit * 4, 20), cancellationToken);
-        return Fuse(text, vectors, limit);
+        return MemoryStoreSupport.Fuse(text, vectors, limit);
     }
 
     private static async Task<List<MemoryHit>> FullTextAsync(SqliteConnection c, IReadOnlyList<string> scopes, string? query, int limit, CancellationToken ct)
@@ -264,12 +263,12 @@ public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
             cmd.CommandText = $"SELECT fact_id, vector FROM memory_vectors WHERE model = $model AND scope IN ({names})";
             cmd.Parameters.AddWithValue("$model", _embeddingModel);
             await using var r = await cmd.ExecuteReaderAsync(ct);
-            var queryNorm = Norm(query);
+            var queryNorm = MemoryStoreSupport.Norm(query);
             while (await r.ReadAsync(ct))
             {
                 var vector = MemoryMarshal.Cast<byte, float>((byte[])r.GetValue(1));
                 if (vector.Length != query.Length) continue;
-                var similarity = Dot(query, vector) / (queryNorm * Norm(vector) + 1e-12);
+                var similarity = MemoryStoreSupport.Cosine(query, queryNorm, vector);
                 if (similarity <= 0) continue; // orthogonal or opposite: not about the query at all
                 best.Enqueue(r.GetInt64(0), similarity);
                 if (best.Count > limit) best.Dequeue();
@@ -285,26 +284,6 @@ public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
             if (row is not null) hits.Add(new MemoryHit(row.Fact, Math.Round(similarity, 6)));
         }
         return hits;
-    }
-
-    /// <summary>Reciprocal rank fusion of the full-text and the vector rankings; the score is the fused one.</summary>
-    internal static List<MemoryHit> Fuse(IReadOnlyList<MemoryHit> text, IReadOnlyList<MemoryHit> vectors, int limit)
-    {
-        var scores = new Dictionary<(string, string), (MemoryFact Fact, double Score)>();
-        void Add(IReadOnlyList<MemoryHit> ranking)
-        {
-            for (var i = 0; i < ranking.Count; i++)
-            {
-                var f = ranking[i].Fact;
-                var key = (f.Scope, f.Key);
-                var add = 1.0 / (FusionK + i + 1);
-                scores[key] = scores.TryGetValue(key, out var s) ? (s.Fact, s.Score + add) : (f, add);
-            }
-        }
-        Add(text);
-        Add(vectors);
-        return [.. scores.Values.OrderByDescending(s => s.Score).ThenBy(s => s.Fact.Key, StringComparer.Ordinal).Take(limit)
-            .Select(s => new MemoryHit(s.Fact, Math.Round(s.Score, 6)))];
     }
 
     private async Task<float[]> EmbedAsync(string text, CancellationToken ct)
@@ -325,23 +304,6 @@ public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
         return names.ToString();
     }
 
-    private static double Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
-    {
-        var sum = 0f;
-        var i = 0;
-        if (System.Numerics.Vector.IsHardwareAccelerated)
-        {
-            var acc = System.Numerics.Vector<float>.Zero;
-            var width = System.Numerics.Vector<float>.Count;
-            for (; i <= a.Length - width; i += width) acc += new System.Numerics.Vector<float>(a[i..]) * new System.Numerics.Vector<float>(b[i..]);
-            sum = System.Numerics.Vector.Sum(acc);
-        }
-        for (; i < a.Length; i++) sum += a[i] * b[i];
-        return sum;
-    }
-
-    private static double Norm(ReadOnlySpan<float> a) => Math.Sqrt(Dot(a, a));
-
     /// <summary>
     /// The FTS5 query of free text: its words, each quoted (so no character of the text is FTS5 syntax), any of
     /// them matching; bm25 ranks facts with more and rarer words higher. Common English words (<c>the</c>, <c>what</c>,
@@ -350,42 +312,8 @@ public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
     /// </summary>
     internal static string? MatchExpression(string? text)
     {
-        if (string.IsNullOrWhiteSpace(text)) return null;
-        var words = new List<string>();
-        var current = new StringBuilder();
-        foreach (var ch in text)
-        {
-            if (char.IsLetterOrDigit(ch)) current.Append(ch);
-            else if (current.Length > 0)
-            {
-                words.Add(current.ToString());
-                current.Clear();
-            }
-        }
-        if (current.Length > 0) words.Add(current.ToString());
-        var distinct = words.Distinct(StringComparer.OrdinalIgnoreCase).ToList();
-        var meaningful = distinct.Where(w => !s_stopWords.Contains(w)).ToList();
-        if (meaningful.Count > 0) distinct = meaningful;
-        if (distinct.Count == 0) return null;
-        return string.Join(" OR ", distinct.Take(64).Select(w => "\"" + w + "\""));
-    }
-
-    private static readonly HashSet<string> s_stopWords = new(StringComparer.OrdinalIgnoreCase)
-    {
-        "a", "about", "all", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do", "does", "for",
-        "from", "get", "got", "had", "has", "have", "he", "her", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my",
-        "no", "not", "now", "of", "on", "or", "our", "she", "should", "so", "some", "that", "the", "their", "them", "then", "there", "these",
-        "they", "this", "those", "to", "too", "up", "us", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "why", "will",
-        "with", "would", "you", "your",
-    };
-
-    private static void Check(MemoryWrite write)
-    {
-        if (MemoryScopes.Problem(write.Scope) is { } scopeProblem) throw new ArgumentException($"memory write: {scopeProblem}", nameof(write));
-        if (MemoryScopes.KeyProblem(write.Key) is { } keyProblem) throw new ArgumentException($"memory write to {write.Scope}: {keyProblem}", nameof(write));
-        if (write.Value is { Length: > MemoryScopes.MaxValueLength })
-            throw new ArgumentException($"memory write to {write.Scope}/{write.Key}: the value is longer than {MemoryScopes.MaxValueLength} characters", nameof(write));
-        if (write.ExpectedVersion is < 0) throw new ArgumentException($"memory write to {write.Scope}/{write.Key}: expectedVersion must be 0 or more", nameof(write));
+        var words = MemoryStoreSupport.QueryWords(text);
+        return words.Count == 0 ? null : string.Join(" OR ", words.Select(w => "\"" + w + "\""));
     }
 
     private sealed record Row(long Id, MemoryFact Fact, string Outcome);
@@ -431,18 +359,4 @@ public sealed class SqliteMemoryStore : SqliteSideStore, IMemoryStore
         bind(cmd.Parameters);
         await cmd.ExecuteNonQueryAsync(ct);
     }
-
-    private static string OutcomeName(MemoryWriteOutcome outcome) => outcome switch
-    {
-        MemoryWriteOutcome.Merged => "merged",
-        MemoryWriteOutcome.Forgotten => "forgotten",
-        _ => "written",
-    };
-
-    private static MemoryWriteOutcome OutcomeOf(string name) => name switch
-    {
-        "merged" => MemoryWriteOutcome.Merged,
-        "forgotten" => MemoryWriteOutcome.Forgotten,
-        _ => MemoryWriteOutcome.Written,
-    };
 }

@@ -110,7 +110,7 @@ public sealed class VectorRecallTests : IDisposable
     public void Fuse_RanksAFactFoundByBothAboveOnesFoundByOne()
     {
         MemoryFact F(string key) => new("team:desk", key, 1, key, new MemoryProvenance(null, null, null, DateTimeOffset.UnixEpoch));
-        var fused = SqliteMemoryStore.Fuse([new(F("a"), 3), new(F("b"), 2)], [new(F("c"), 0.9), new(F("b"), 0.8)], 3);
+        var fused = MemoryStoreSupport.Fuse([new(F("a"), 3), new(F("b"), 2)], [new(F("c"), 0.9), new(F("b"), 0.8)], 3);
         Assert.Equal(["b", "a", "c"], fused.Select(h => h.Fact.Key));
     }
 }
