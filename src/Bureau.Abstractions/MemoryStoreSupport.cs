@@ -25,6 +25,48 @@ internal static class MemoryStoreSupport
         if (write.ExpectedVersion is < 0) throw new ArgumentException($"memory write to {write.Scope}/{write.Key}: expectedVersion must be 0 or more", nameof(write));
     }
 
+    /// <summary>
+    /// The compare-and-set rule, applied to a write and the fact's live head as the store read it in the write's
+    /// transaction: either an <see cref="MemoryWriteDecision.Answer"/> to return at once (nothing to forget, or a
+    /// conflict without a merge rule, carrying the current fact), or the value to store as the next version and its
+    /// outcome. A conflict with <see cref="MemoryConflictRule.Append"/> appends to the live value; with
+    /// <see cref="MemoryConflictRule.LastWriterWins"/> the write takes.
+    /// </summary>
+    internal static MemoryWriteDecision Decide(MemoryWrite write, MemoryFact? head)
+    {
+        var version = head?.Version ?? 0;
+        var live = head?.Value;
+        if (write.Value is null && live is null) return new(new MemoryWriteResult(MemoryWriteOutcome.Absent, null, head), null, MemoryWriteOutcome.Absent, version);
+        var holds = write.ExpectedVersion switch
+        {
+            null => true,
+            0 => live is null,
+            var expected => expected == version,
+        };
+        var value = write.Value;
+        var outcome = value is null ? MemoryWriteOutcome.Forgotten : MemoryWriteOutcome.Written;
+        if (!holds)
+        {
+            switch (write.OnConflict)
+            {
+                case MemoryConflictRule.LastWriterWins:
+                    break;
+                case MemoryConflictRule.Append when value is not null:
+                    if (live is not null)
+                    {
+                        value = live + "\n" + value;
+                        outcome = MemoryWriteOutcome.Merged;
+                    }
+                    break;
+                default:
+                    return new(new MemoryWriteResult(MemoryWriteOutcome.Conflict, null, head), null, MemoryWriteOutcome.Conflict, version);
+            }
+        }
+        if (value is not null && value.Length > MemoryScopes.MaxValueLength)
+            throw new ArgumentException($"memory {write.Scope}/{write.Key}: the merged value would be longer than {MemoryScopes.MaxValueLength} characters", nameof(write));
+        return new(null, value, outcome, version);
+    }
+
     /// <summary>An outcome as a row stores it.</summary>
     internal static string OutcomeName(MemoryWriteOutcome outcome) => outcome switch
     {
@@ -119,3 +161,6 @@ internal static class MemoryStoreSupport
         "with", "would", "you", "your",
     };
 }
+
+/// <summary>What <see cref="MemoryStoreSupport.Decide"/> concluded: an answer to return now, or the value (null: forget) to store as version <c>Version + 1</c>.</summary>
+internal readonly record struct MemoryWriteDecision(MemoryWriteResult? Answer, string? Value, MemoryWriteOutcome Outcome, long Version);

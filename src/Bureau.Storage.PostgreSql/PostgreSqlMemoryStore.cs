@@ -67,37 +67,9 @@ public sealed class PostgreSqlMemoryStore : PostgreSqlSideStore, IMemoryStore
             return new MemoryWriteResult(MemoryStoreSupport.OutcomeOf(done.Outcome), done.Fact, null, Repeated: true);
 
         var head = await ReadOneAsync(c, tx, "scope = $1 AND key = $2 AND live", [write.Scope, write.Key], ct);
-        var version = head?.Fact.Version ?? 0;
-        var live = head?.Fact.Value;
-        if (write.Value is null && live is null) return new MemoryWriteResult(MemoryWriteOutcome.Absent, null, head?.Fact);
-
-        var holds = write.ExpectedVersion switch
-        {
-            null => true,
-            0 => live is null,
-            var expected => expected == version,
-        };
-        var value = write.Value;
-        var outcome = value is null ? MemoryWriteOutcome.Forgotten : MemoryWriteOutcome.Written;
-        if (!holds)
-        {
-            switch (write.OnConflict)
-            {
-                case MemoryConflictRule.LastWriterWins:
-                    break;
-                case MemoryConflictRule.Append when value is not null:
-                    if (live is not null)
-                    {
-                        value = live + "\n" + value;
-                        outcome = MemoryWriteOutcome.Merged;
-                    }
-                    break;
-                default:
-                    return new MemoryWriteResult(MemoryWriteOutcome.Conflict, null, head?.Fact);
-            }
-        }
-        if (value is not null && value.Length > MemoryScopes.MaxValueLength)
-            throw new ArgumentException($"memory {write.Scope}/{write.Key}: the merged value would be longer than {MemoryScopes.MaxValueLength} characters", nameof(write));
+        var decision = MemoryStoreSupport.Decide(write, head?.Fact);
+        if (decision.Answer is { } answer) return answer;
+        var (value, outcome, version) = (decision.Value, decision.Outcome, decision.Version);
 
         if (head is not null)
         {
