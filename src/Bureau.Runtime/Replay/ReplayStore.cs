@@ -8,49 +8,37 @@ namespace Bureau.Replay;
 /// execution) is refused the same way, without a divergence: what the interrupted execution would have
 /// written next is not in the journal.
 /// </summary>
-internal sealed class ReplayStore : IRunStore
+internal sealed class ReplayStore : OneRunStore
 {
-    private readonly object _gate = new();
     private readonly ReplaySession _session;
-    private readonly List<JournalRecord> _journal = [];
-    private RunRecord _run;
 
-    public ReplayStore(ReplaySession session, RunStarted started, DateTimeOffset createdAt)
+    public ReplayStore(ReplaySession session, RunStarted started, DateTimeOffset createdAt) : base(new RunRecord
+    {
+        Id = session.RunId,
+        Agent = started.Agent,
+        Kind = started.RunKind ?? RunKinds.Agent,
+        ParentRunId = started.ParentRunId,
+        RootRunId = started.RootRunId ?? session.RunId,
+        Status = RunStatus.Queued,
+        Input = started.Input,
+        Actor = started.Actor,
+        CreatedAt = createdAt,
+        UpdatedAt = createdAt,
+        Version = 1,
+    })
     {
         _session = session;
-        _run = new RunRecord
-        {
-            Id = session.RunId,
-            Agent = started.Agent,
-            Kind = started.RunKind ?? RunKinds.Agent,
-            ParentRunId = started.ParentRunId,
-            RootRunId = started.RootRunId ?? session.RunId,
-            Status = RunStatus.Queued,
-            Input = started.Input,
-            Actor = started.Actor,
-            CreatedAt = createdAt,
-            UpdatedAt = createdAt,
-            Version = 1,
-        };
-        _journal.Add(new JournalRecord(1, createdAt, started));
+        Journal.Add(new JournalRecord(1, createdAt, started));
     }
 
-    public RunRecord Run
+    protected override string ChildRunRefused(NewRun run) =>
+        $"replay of run {_session.RunId}: the replayed run started another run ({run.Agent}); replaying runs with child runs is not supported yet";
+
+    public override ValueTask AppendAsync(AppendRequest request, CancellationToken cancellationToken = default)
     {
-        get { lock (_gate) return _run; }
-    }
-
-    public Task InitializeAsync(CancellationToken cancellationToken = default) => Task.CompletedTask;
-
-    public Task<SubmitResult> SubmitAsync(NewRun run, CancellationToken cancellationToken = default) =>
-        throw new InvalidOperationException($"replay of run {_session.RunId}: the replayed run started another run ({run.Agent}); replaying runs with child runs is not supported yet");
-
-    public ValueTask AppendAsync(AppendRequest request, CancellationToken cancellationToken = default)
-    {
-        lock (_gate)
+        lock (Gate)
         {
-            if (request.RunId != _run.Id || request.ExpectedVersion != _run.Version)
-                throw new JournalConflictException(request.RunId, request.ExpectedVersion, request.RunId == _run.Id ? _run.Version : null);
+            CheckVersion(request);
             for (var i = 0; i < request.Entries.Count; i++)
             {
                 var n = request.ExpectedVersion + 1 + i;
@@ -73,9 +61,9 @@ internal sealed class ReplayStore : IRunStore
     /// <summary>Writes entries the replayer takes from the recording as they are (what a person or the timer service did), and queues the run as the engine's command did.</summary>
     public void Seed(JournalRecord record)
     {
-        lock (_gate)
+        lock (Gate)
         {
-            if (record.N != _run.Version + 1) throw new InvalidOperationException($"replay of run {_session.RunId}: step {record.N} seeded after step {_run.Version}");
+            if (record.N != Current.Version + 1) throw new InvalidOperationException($"replay of run {_session.RunId}: step {record.N} seeded after step {Current.Version}");
             Commit([record.Entry], record.At, new RunUpdate { Status = RunStatus.Queued });
         }
     }
@@ -83,80 +71,20 @@ internal sealed class ReplayStore : IRunStore
     /// <summary>Sets the row's status as the recorded run's was when its next execution began.</summary>
     public void SetStatus(RunStatus status)
     {
-        lock (_gate) _run = _run with { Status = status };
+        lock (Gate) Current = Current with { Status = status };
     }
 
     private void Commit(IReadOnlyList<JournalEntry> entries, DateTimeOffset at, RunUpdate? update)
     {
-        var version = _run.Version;
+        var version = Current.Version;
         foreach (var e in entries)
         {
             // The recorded time (the clock may read a call's start): a later execution folds these times again.
             version++;
-            _journal.Add(new JournalRecord(version, _session.At(version)?.At ?? at, e));
+            Journal.Add(new JournalRecord(version, _session.At(version)?.At ?? at, e));
         }
         at = _session.At(version)?.At ?? at;
-        _run = update is null
-            ? _run with { Version = version, UpdatedAt = at }
-            : _run with
-            {
-                Version = version,
-                UpdatedAt = at,
-                Status = update.Status,
-                Output = update.Output,
-                Error = update.Error,
-                Outcome = update.Outcome,
-                Usage = update.Usage ?? _run.Usage,
-                Cost = update.Cost ?? _run.Cost,
-                WaitingFor = update.Status == RunStatus.Waiting ? update.WaitingFor : null,
-            };
+        Current = Updated(Current, version, at, update);
         _session.Version = version;
     }
-
-    public ValueTask MarkRunningAsync(string runId, DateTimeOffset at, CancellationToken cancellationToken = default)
-    {
-        lock (_gate)
-        {
-            if (runId == _run.Id && _run.Status == RunStatus.Queued) _run = _run with { Status = RunStatus.Running };
-        }
-        return ValueTask.CompletedTask;
-    }
-
-    public Task<RunRecord?> GetRunAsync(string runId, CancellationToken cancellationToken = default)
-    {
-        lock (_gate) return Task.FromResult(runId == _run.Id ? _run : null);
-    }
-
-    public Task<IReadOnlyList<JournalRecord>> ReadJournalAsync(string runId, long afterStep = 0, CancellationToken cancellationToken = default)
-    {
-        lock (_gate)
-        {
-            IReadOnlyList<JournalRecord> records = runId == _run.Id ? [.. _journal.Where(r => r.N > afterStep)] : [];
-            return Task.FromResult(records);
-        }
-    }
-
-    public Task<RunPage> ListRunsAsync(RunQuery query, CancellationToken cancellationToken = default)
-    {
-        lock (_gate)
-        {
-            var match = (query.Status is null || query.Status == _run.Status) && (query.Agent is null || query.Agent == _run.Agent) && query.Cursor is null;
-            return Task.FromResult(new RunPage(match ? [_run] : [], null));
-        }
-    }
-
-    // The replayer starts each execution itself: no scheduler claims, no timer service.
-    public Task<IReadOnlyList<string>> ClaimAsync(RunClaim claim, DateTimeOffset now, int limit, CancellationToken cancellationToken = default) =>
-        Task.FromResult<IReadOnlyList<string>>([]);
-
-    public Task<int> RenewClaimsAsync(RunClaim claim, CancellationToken cancellationToken = default) => Task.FromResult(0);
-
-    public Task ReleaseClaimsAsync(string owner, CancellationToken cancellationToken = default) => Task.CompletedTask;
-
-    public Task<IReadOnlyList<RunRecord>> ListDueWaitsAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken = default) =>
-        Task.FromResult<IReadOnlyList<RunRecord>>([]);
-
-    public Task<DateTimeOffset?> NextWaitDeadlineAsync(CancellationToken cancellationToken = default) => Task.FromResult<DateTimeOffset?>(null);
-
-    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }

@@ -118,112 +118,37 @@ internal sealed class RunForker
     /// The fork's throwaway store: one run, seeded with the shared steps, taking the appends of its executions. A child
     /// run is refused (the fork stops with an error saying so): a what-if does not start other runs.
     /// </summary>
-    private sealed class ForkStore : IRunStore
+    private sealed class ForkStore : OneRunStore
     {
-        private readonly object _gate = new();
-        private readonly List<JournalRecord> _journal = [];
-        private RunRecord _run;
-
-        public ForkStore(string forkId, RunStarted started, DateTimeOffset createdAt, IReadOnlyList<JournalRecord> shared)
+        public ForkStore(string forkId, RunStarted started, DateTimeOffset createdAt, IReadOnlyList<JournalRecord> shared) : base(new RunRecord
         {
-            var first = new RunStarted(started.Agent, started.Input, "bureau:whatif");
-            _journal.Add(new JournalRecord(1, createdAt, first));
-            foreach (var r in shared) _journal.Add(new JournalRecord(_journal.Count + 1, r.At, r.Entry));
-            _run = new RunRecord
-            {
-                Id = forkId,
-                Agent = started.Agent,
-                Kind = RunKinds.Agent,
-                Status = RunStatus.Queued,
-                Input = started.Input,
-                Actor = "bureau:whatif",
-                CreatedAt = createdAt,
-                UpdatedAt = _journal[^1].At,
-                Version = _journal.Count,
-            };
+            Id = forkId,
+            Agent = started.Agent,
+            Kind = RunKinds.Agent,
+            Status = RunStatus.Queued,
+            Input = started.Input,
+            Actor = "bureau:whatif",
+            CreatedAt = createdAt,
+            UpdatedAt = shared.Count > 0 ? shared[^1].At : createdAt,
+            Version = 1 + shared.Count,
+        })
+        {
+            Journal.Add(new JournalRecord(1, createdAt, new RunStarted(started.Agent, started.Input, "bureau:whatif")));
+            foreach (var r in shared) Journal.Add(new JournalRecord(Journal.Count + 1, r.At, r.Entry));
         }
 
-        public RunRecord Run
+        protected override string ChildRunRefused(NewRun run) =>
+            $"what-if {Current.Id}: the fork started another run ({run.Agent}); a what-if does not start child runs";
+
+        public override ValueTask AppendAsync(AppendRequest request, CancellationToken cancellationToken = default)
         {
-            get { lock (_gate) return _run; }
-        }
-
-        public Task InitializeAsync(CancellationToken cancellationToken = default) => Task.CompletedTask;
-
-        public Task<SubmitResult> SubmitAsync(NewRun run, CancellationToken cancellationToken = default) =>
-            throw new InvalidOperationException($"what-if {_run.Id}: the fork started another run ({run.Agent}); a what-if does not start child runs");
-
-        public ValueTask AppendAsync(AppendRequest request, CancellationToken cancellationToken = default)
-        {
-            lock (_gate)
+            lock (Gate)
             {
-                if (request.RunId != _run.Id || request.ExpectedVersion != _run.Version)
-                    throw new JournalConflictException(request.RunId, request.ExpectedVersion, request.RunId == _run.Id ? _run.Version : null);
-                foreach (var e in request.Entries) _journal.Add(new JournalRecord(_journal.Count + 1, request.At, e));
-                var update = request.Update;
-                _run = update is null
-                    ? _run with { Version = _journal.Count, UpdatedAt = request.At }
-                    : _run with
-                    {
-                        Version = _journal.Count,
-                        UpdatedAt = request.At,
-                        Status = update.Status,
-                        Output = update.Output,
-                        Error = update.Error,
-                        Outcome = update.Outcome,
-                        Usage = update.Usage ?? _run.Usage,
-                        Cost = update.Cost ?? _run.Cost,
-                        WaitingFor = update.Status == RunStatus.Waiting ? update.WaitingFor : null,
-                    };
+                CheckVersion(request);
+                foreach (var e in request.Entries) Journal.Add(new JournalRecord(Journal.Count + 1, request.At, e));
+                Current = Updated(Current, Journal.Count, request.At, request.Update);
             }
             return ValueTask.CompletedTask;
         }
-
-        public ValueTask MarkRunningAsync(string runId, DateTimeOffset at, CancellationToken cancellationToken = default)
-        {
-            lock (_gate)
-            {
-                if (runId == _run.Id && _run.Status == RunStatus.Queued) _run = _run with { Status = RunStatus.Running };
-            }
-            return ValueTask.CompletedTask;
-        }
-
-        public Task<RunRecord?> GetRunAsync(string runId, CancellationToken cancellationToken = default)
-        {
-            lock (_gate) return Task.FromResult(runId == _run.Id ? _run : null);
-        }
-
-        public Task<IReadOnlyList<JournalRecord>> ReadJournalAsync(string runId, long afterStep = 0, CancellationToken cancellationToken = default)
-        {
-            lock (_gate)
-            {
-                IReadOnlyList<JournalRecord> records = runId == _run.Id ? [.. _journal.Where(r => r.N > afterStep)] : [];
-                return Task.FromResult(records);
-            }
-        }
-
-        public Task<RunPage> ListRunsAsync(RunQuery query, CancellationToken cancellationToken = default)
-        {
-            lock (_gate)
-            {
-                var match = (query.Status is null || query.Status == _run.Status) && (query.Agent is null || query.Agent == _run.Agent) && query.Cursor is null;
-                return Task.FromResult(new RunPage(match ? [_run] : [], null));
-            }
-        }
-
-        // The forker starts each execution itself: no scheduler claims, no timer service.
-        public Task<IReadOnlyList<string>> ClaimAsync(RunClaim claim, DateTimeOffset now, int limit, CancellationToken cancellationToken = default) =>
-            Task.FromResult<IReadOnlyList<string>>([]);
-
-        public Task<int> RenewClaimsAsync(RunClaim claim, CancellationToken cancellationToken = default) => Task.FromResult(0);
-
-        public Task ReleaseClaimsAsync(string owner, CancellationToken cancellationToken = default) => Task.CompletedTask;
-
-        public Task<IReadOnlyList<RunRecord>> ListDueWaitsAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken = default) =>
-            Task.FromResult<IReadOnlyList<RunRecord>>([]);
-
-        public Task<DateTimeOffset?> NextWaitDeadlineAsync(CancellationToken cancellationToken = default) => Task.FromResult<DateTimeOffset?>(null);
-
-        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 }
