@@ -78,6 +78,13 @@ internal static class EventsCommand
             services.AddBureau(o => o.NodeId = "cli").AddDefinitions(definitions);
             services.AddSingleton<IRunStore>(store);
             services.AddSingleton<IEventStore>(events);
+            if (definitions.Workforce.Members.Count > 0)
+            {
+                // A trigger that targets the workforce: its retry adds the task to the inbox in the same file.
+                var inbox = new SqliteWorkforceStore(new SqliteStoreOptions { Path = dbPath });
+                await inbox.InitializeAsync(ct);
+                services.AddSingleton<IWorkforceStore>(inbox);
+            }
             await using var provider = services.BuildServiceProvider();
             try
             {
