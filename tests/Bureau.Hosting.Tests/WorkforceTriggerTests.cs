@@ -22,12 +22,14 @@ public sealed class WorkforceTriggerTests : IAsyncDisposable
 
     public ValueTask DisposeAsync() => _host.DisposeAsync();
 
-    private Task StartAsync(params TriggerDefinition[] triggers) => _host.StartAsync(b =>
+    private Task StartAsync(params TriggerDefinition[] triggers) => _host.StartAsync(Deployment(["paging"], triggers));
+
+    private static Action<BureauBuilder> Deployment(string[] pagerSkills, TriggerDefinition[] triggers) => b =>
     {
         b.AddWorkforceMember(new WorkforceMember { Name = "echo", Skills = ["billing"], Concurrency = 2 })
-         .AddWorkforceMember(new WorkforceMember { Name = "pager", Skills = ["paging"] });
+         .AddWorkforceMember(new WorkforceMember { Name = "pager", Skills = pagerSkills });
         foreach (var t in triggers) b.AddTrigger(t);
-    });
+    };
 
     private static readonly WebhookTriggerDefinition Crm = new()
     {
@@ -137,6 +139,24 @@ public sealed class WorkforceTriggerTests : IAsyncDisposable
         Assert.Equal(("dead-letter", "workforce:legal"), ((string?)dead["status"], (string?)dead["deadLetter"]!["agent"]));
         Assert.Contains("no member of the workforce has skill 'legal'", (string?)dead["deadLetter"]!["error"]);
         Assert.Null(await Inbox.GetAsync("trigger:plain:evt-3", Ct));
+    }
+
+    [Fact]
+    public async Task DeadLetter_OfAWorkforceTrigger_RetriedOnceTheSkillIsDeployed_AddsTheTask()
+    {
+        await StartAsync(Plain);
+        var (_, dead, _) = await SendAsync(Hmac("""{"team":"legal","text":"contract"}""", "evt-9"));
+        var letter = (string)dead["deadLetter"]!["id"]!;
+
+        // A member learns the skill (redeployed); the dead letter is retried: the task is added, routed and run.
+        await _host.RestartAsync(Deployment(["paging", "legal"], [Plain]));
+        using var res = await _host.Client.PostAsync($"/v1/events/dead/{letter}/retry", null, Ct);
+        var answer = await Http.BodyAsync(res);
+        Assert.Equal(HttpStatusCode.Accepted, res.StatusCode);
+        Assert.Equal(TriggerWorkforceTarget.TaskIdOf("trigger:plain:evt-9#retry-1"), (string?)answer["task"]!["id"]);
+        Assert.Equal(("task:" + (string)answer["task"]!["id"]!, 1), ((string?)answer["deadLetter"]!["retryRunId"], (int)answer["deadLetter"]!["retries"]!));
+        var task = await FinishedAsync((string)answer["task"]!["id"]!);
+        Assert.Equal(("legal", "pager", "echo: contract"), (task.Skill, task.Agent, task.Output));
     }
 
     [Fact]
