@@ -194,6 +194,17 @@ public sealed class WorkforceTriggerTests : IAsyncDisposable
         Assert.Null(lastRun);
     }
 
+    [Theory]
+    [InlineData("workforce:trigger:crm:msg_1", "crm", "msg_1")]
+    [InlineData("workforce:schedule:tick:2026-12-07T06:00:00Z", "tick", "2026-12-07T06:00:00Z")]
+    [InlineData("workforce:event:e-1:escalated", "escalated", "e-1")]
+    [InlineData("trigger:crm:msg_1", "crm", "msg_1")]
+    public void FailedTaskRun_DeadLetterNamesTheEvent(string runKey, string trigger, string eventId)
+    {
+        // A workforce task's run that fails is dead-lettered like any triggered run (its actor is trigger:NAME); the letter names the event.
+        Assert.Equal(eventId, Triggers.DeadLetterRecorder.EventIdOf(runKey, trigger));
+    }
+
     [Fact]
     public async Task Trigger_NamingAnAgentAndTheWorkforce_RefusedAtStart()
     {

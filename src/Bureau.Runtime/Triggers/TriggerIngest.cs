@@ -158,8 +158,10 @@ internal sealed partial class TriggerIngest(BureauEngine engine, IServiceProvide
         var store = Store ?? throw new InvalidOperationException("this storage keeps no dead letters");
         var letter = await store.GetDeadLetterAsync(id, cancellationToken) ?? throw new DeadLetterNotFoundException(id);
         engine.Definitions.Triggers.TryGetValue(letter.Trigger, out var deployed);
-        // A trigger no longer deployed: its run goes to the agent the dead letter names, as that trigger would have started it.
-        var trigger = deployed ?? new TopicTriggerDefinition { Name = letter.Trigger, Agent = letter.Agent, Topic = "" };
+        // A trigger no longer deployed: its run goes to the agent (or workforce skill) the dead letter names, as that trigger would have.
+        var trigger = deployed ?? (letter.Agent.StartsWith("workforce:", StringComparison.Ordinal)
+            ? new TopicTriggerDefinition { Name = letter.Trigger, Topic = "", Workforce = new TriggerWorkforceTarget { Skill = letter.Agent["workforce:".Length..] } }
+            : new TopicTriggerDefinition { Name = letter.Trigger, Agent = letter.Agent, Topic = "" });
         var input = letter.Input;
         using var ev = JsonDocument.Parse(letter.Event ?? "{}");
         if (deployed is not null && letter.Event is not null)
