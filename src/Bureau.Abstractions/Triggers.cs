@@ -17,8 +17,14 @@ public abstract class TriggerDefinition
     /// <summary>The trigger's name, unique among triggers (letters, digits, <c>_</c> and <c>-</c>, at most 64).</summary>
     public required string Name { get; init; }
 
-    /// <summary>The agent or team each event starts.</summary>
-    public required string Agent { get; init; }
+    /// <summary>The agent or team each event starts; empty when the trigger targets the workforce (<see cref="Workforce"/>) instead.</summary>
+    public string Agent { get; init; } = "";
+
+    /// <summary>
+    /// When set, each event puts a task in the workforce's inbox instead of starting <see cref="Agent"/>: the task's input is
+    /// the rendered <see cref="Input"/>, its id is the event's idempotency key, so an event delivered twice adds one task.
+    /// </summary>
+    public TriggerWorkforceTarget? Workforce { get; init; }
 
     /// <summary>
     /// The run's input: a template whose <c>{{$.path}}</c> placeholders are read from the event (a webhook's JSON
@@ -46,6 +52,31 @@ public abstract class TriggerDefinition
 
     /// <summary>What runs started by this trigger record as their actor: <c>trigger:NAME</c>.</summary>
     public string Actor => "trigger:" + Name;
+}
+
+/// <summary>A trigger's events as tasks of the workforce (docs/workforce.md): routed by skill and load to a member.</summary>
+public sealed class TriggerWorkforceTarget
+{
+    /// <summary>
+    /// The skill the task needs: a name (<c>billing</c>) or a template read from the event like <see cref="TriggerDefinition.Input"/>
+    /// (<c>{{$.category}}</c>). An event whose skill renders empty or names no member's skill is dead-lettered.
+    /// </summary>
+    public required string Skill { get; init; }
+
+    /// <summary>The skill of the task added for <paramref name="data"/>.</summary>
+    internal string SkillFor(System.Text.Json.JsonElement data) => TriggerTemplate.Render(Skill, data).Trim();
+
+    /// <summary>
+    /// The id of the task added for the event with idempotency key <paramref name="key"/>: the key itself when it is a valid task id
+    /// (at most 100 letters, digits, <c>-</c>, <c>_</c>, <c>.</c>, <c>:</c>), else <c>k-</c> and the key's SHA-256 in hex.
+    /// </summary>
+    public static string TaskIdOf(string key)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        return key.Length is > 0 and <= 100 && key.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or ':')
+            ? key
+            : "k-" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(key)));
+    }
 }
 
 /// <summary>How a webhook's sender signs its requests.</summary>

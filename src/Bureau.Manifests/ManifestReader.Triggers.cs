@@ -7,7 +7,7 @@ namespace Bureau.Manifests;
 internal sealed partial class ManifestReader
 {
     private static readonly string[] s_triggerKinds = ["webhook", "schedule", "topic", "poll"];
-    private static readonly string[] s_commonTriggerKeys = ["kind", "agent", "input", "description", "priority", "orderingKey"];
+    private static readonly string[] s_commonTriggerKeys = ["kind", "agent", "input", "description", "priority", "orderingKey", "workforce"];
     private static readonly Dictionary<string, string[]> s_triggerKindKeys = new(StringComparer.Ordinal)
     {
         ["webhook"] = ["source", "secret", "events", "signatureHeader", "idHeader", "tolerance"],
@@ -57,7 +57,9 @@ internal sealed partial class ManifestReader
             .Where(k => !allowed.Contains(k.Key))
             .GroupBy(k => k.Key)
             .ToDictionary(g => g.Key, g => "kind " + string.Join(" or ", g.Select(k => k.Kind)), StringComparer.Ordinal);
-        var required = kind is null ? ["kind", "agent"] : new[] { "kind", "agent" }.Concat(s_triggerKindRequired[kind]).ToArray();
+        // A trigger starts an agent (or team), or adds tasks to the workforce's inbox: 'workforce' replaces 'agent'.
+        var target = Peek(entry.Value, "workforce") is null ? "agent" : "workforce";
+        var required = kind is null ? ["kind", target] : new[] { "kind", target }.Concat(s_triggerKindRequired[kind]).ToArray();
         var map = Map(entry, what, allowed, required, foreign);
         if (map is null || kind is null) return null;
         var before = _diagnostics.Count;
@@ -82,7 +84,19 @@ internal sealed partial class ManifestReader
             if (TriggerTemplate.Check(ordering) is { } problem) Error(oe.Value, oe.Path, $"{what}: 'orderingKey' {problem}");
             else orderingKey = ordering;
         }
-        var common = new TriggerCommon(priority ?? 0, orderingKey);
+        TriggerWorkforceTarget? workforce = null;
+        if (map.TryGetValue("workforce", out var we))
+        {
+            workforce = ReadTriggerWorkforce(we, what);
+            if (ae is not null)
+                Error(we.Key, we.Path, $"{what} names both 'agent' and 'workforce'; keep one ('agent' starts a run per event, 'workforce' adds a task per event to the inbox)");
+            if (pe is not null) Error(pe.Key, pe.Path, $"{what}: 'priority' applies to runs a trigger starts; a workforce task is routed by skill and load");
+            if (oe is not null) Error(oe.Key, oe.Path, $"{what}: 'orderingKey' applies to runs a trigger starts; a workforce task is routed by skill and load");
+            if (map.TryGetValue("overlap", out var ov))
+                Error(ov.Key, ov.Path, $"{what}: 'overlap' applies to a schedule's runs; a workforce task waits in the inbox until a member has room");
+            if (workforce is not null) agent = "";
+        }
+        var common = new TriggerCommon(priority ?? 0, orderingKey, workforce);
 
         TriggerDefinition? result = kind switch
         {
@@ -90,14 +104,52 @@ internal sealed partial class ManifestReader
             "schedule" => ReadSchedule(entry, map, what, agent, input, common),
             "poll" => ReadPoll(map, what, entry.Name, agent, input, common),
             _ => map.TryGetValue("topic", out var te) && RequiredText(te) is { } topic && agent is not null
-                ? new TopicTriggerDefinition { Name = entry.Name, Agent = agent, Input = input, Topic = topic, Priority = common.Priority, OrderingKey = common.OrderingKey }
+                ? new TopicTriggerDefinition { Name = entry.Name, Agent = agent, Input = input, Topic = topic, Priority = common.Priority, OrderingKey = common.OrderingKey, Workforce = common.Workforce }
                 : null,
         };
         return _diagnostics.Count > before ? null : result;
     }
 
     /// <summary>What every trigger kind has besides its name, agent and input.</summary>
-    private readonly record struct TriggerCommon(int Priority, string? OrderingKey);
+    private readonly record struct TriggerCommon(int Priority, string? OrderingKey, TriggerWorkforceTarget? Workforce = null);
+
+    /// <summary>Skills named by triggers' <c>workforce:</c>, checked once the <c>workforce:</c> section is read.</summary>
+    private readonly List<(Entry Entry, string What, string Skill)> _triggerSkills = [];
+
+    /// <summary><c>workforce: { skill: NAME }</c> or <c>{ skill: "{{$.path}}" }</c> (read from each event).</summary>
+    private TriggerWorkforceTarget? ReadTriggerWorkforce(Entry entry, string what)
+    {
+        if (Map(entry, $"{what}: 'workforce'", ["skill"], ["skill"], null) is not { } map) return null;
+        if (!map.TryGetValue("skill", out var se) || RequiredText(se) is not { } skill) return null;
+        if (skill.Contains("{{", StringComparison.Ordinal))
+        {
+            if (TriggerTemplate.Check(skill) is { } problem)
+            {
+                Error(se.Value, se.Path, $"{what}: 'workforce.skill' {problem}");
+                return null;
+            }
+        }
+        else if (!IsWorkforceName(skill))
+        {
+            Error(se.Value, se.Path, $"{what}: skill '{skill}' must be letters, digits, '-', '_' or '.' (or a template such as {{{{$.category}}}})");
+            return null;
+        }
+        else _triggerSkills.Add((se, what, skill));
+        return new TriggerWorkforceTarget { Skill = skill };
+    }
+
+    /// <summary>Every fixed skill a trigger targets is a skill of a workforce member.</summary>
+    private void CheckTriggerSkills(BureauDefinitions definitions)
+    {
+        var skills = definitions.Workforce.Skills;
+        foreach (var (entry, what, skill) in _triggerSkills)
+        {
+            if (skills.Contains(skill, StringComparer.Ordinal)) continue;
+            Error(entry.Value, entry.Path, skills.Count == 0
+                ? $"{what} targets the workforce's skill '{skill}', but no workforce member is defined (add 'workforce: members:' with an agent that has it)"
+                : $"{what} targets skill '{skill}', which no workforce member has{ReferenceHint(skill, new Names(skills))}");
+        }
+    }
 
     private PollTriggerDefinition? ReadPoll(Dictionary<string, Entry> map, string what, string name, string? agent, string? input, TriggerCommon common)
     {
@@ -121,7 +173,7 @@ internal sealed partial class ManifestReader
         if (agent is null || provider is null || connection is null || query is null || cursor is null) return null;
         return new PollTriggerDefinition
         {
-            Name = name, Agent = agent, Input = input, Priority = common.Priority, OrderingKey = common.OrderingKey,
+            Name = name, Agent = agent, Input = input, Priority = common.Priority, OrderingKey = common.OrderingKey, Workforce = common.Workforce,
             Provider = provider, ConnectionString = connection, Query = query, CursorColumn = cursor,
             Every = every ?? TimeSpan.FromSeconds(30), InitialCursor = initial ?? "0", EventType = type ?? "bureau.poll.row",
         };
@@ -177,6 +229,7 @@ internal sealed partial class ManifestReader
             Tolerance = tolerance ?? WebhookTriggerDefinition.DefaultTolerance,
             Priority = common.Priority,
             OrderingKey = common.OrderingKey,
+            Workforce = common.Workforce,
         };
     }
 
@@ -232,6 +285,7 @@ internal sealed partial class ManifestReader
             Overlap = overlap switch { "allow" => OverlapPolicy.Allow, "queue-one" => OverlapPolicy.QueueOne, _ => OverlapPolicy.Skip },
             Priority = common.Priority,
             OrderingKey = common.OrderingKey,
+            Workforce = common.Workforce,
         };
     }
 

@@ -189,6 +189,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             ReadTriggers(NameMap(triggers, "trigger"), definitions, RunnableNames(agentEntries, teams));
         if (top.TryGetValue("workforce", out var workforce))
             ReadWorkforce(workforce, definitions, new Names(agentEntries.Select(e => e.Name)));
+        CheckTriggerSkills(definitions);
 
         return _diagnostics.Count == 0 ? definitions : null;
     }

@@ -78,10 +78,25 @@ internal static class EventsCommand
             services.AddBureau(o => o.NodeId = "cli").AddDefinitions(definitions);
             services.AddSingleton<IRunStore>(store);
             services.AddSingleton<IEventStore>(events);
+            if (definitions.Workforce.Members.Count > 0)
+            {
+                // A trigger that targets the workforce: its retry adds the task to the inbox in the same file.
+                var inbox = new SqliteWorkforceStore(new SqliteStoreOptions { Path = dbPath });
+                await inbox.InitializeAsync(ct);
+                services.AddSingleton<IWorkforceStore>(inbox);
+            }
             await using var provider = services.BuildServiceProvider();
             try
             {
-                var (letter, result) = await provider.GetRequiredService<Triggers.TriggerIngest>().RetryAsync(parse.GetValue(id)!, ct);
+                var (letter, delivered) = await provider.GetRequiredService<Triggers.TriggerIngest>().RetryAsync(parse.GetValue(id)!, ct);
+                if (delivered.Task is { } task)
+                {
+                    Console.Out.WriteLine(task.Created
+                        ? $"dead letter {letter.Id} ({letter.Trigger}): retry {letter.Retries} is workforce task {task.Task.Id}; a host serving {dbPath} routes it"
+                        : $"dead letter {letter.Id} ({letter.Trigger}): retry {letter.Retries} already added workforce task {task.Task.Id} ({WireNames.Of(task.Task.Status)})");
+                    return 0;
+                }
+                var result = delivered.Run!;
                 Console.Out.WriteLine(result.Created
                     ? $"dead letter {letter.Id} ({letter.Trigger}): retry {letter.Retries} is run {result.Run.Id}; it runs when Bureau next runs on {dbPath} (a host serving it picks it up within a minute)"
                     : $"dead letter {letter.Id} ({letter.Trigger}): retry {letter.Retries} already started run {result.Run.Id} ({result.Run.Status.ToWireName()})");

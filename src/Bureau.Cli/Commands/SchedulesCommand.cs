@@ -36,7 +36,7 @@ internal static class SchedulesCommand
             rows.Add(new JsonObject
             {
                 ["name"] = s.Name,
-                ["agent"] = s.Agent,
+                ["agent"] = s.Workforce is { } w ? "workforce:" + w.Skill : s.Agent,
                 ["when"] = s.Cron is not null ? $"cron {s.Cron}" + (s.TimeZone is null ? "" : $" ({s.TimeZone})") : $"every {Interval(s.Every!.Value)}",
                 ["catchUp"] = WireNames.Of(s.CatchUp) + (s.CatchUp == CatchUpPolicy.All ? $" (max {s.MaxCatchUp})" : ""),
                 ["overlap"] = WireNames.Of(s.Overlap),

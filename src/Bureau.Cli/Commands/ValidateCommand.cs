@@ -60,7 +60,7 @@ internal static class ValidateCommand
             };
             if (trigger.Priority != 0) what += $"  priority={trigger.Priority}";
             if (trigger.OrderingKey is { } orderingKey) what += $"  orderingKey={orderingKey}";
-            stdout.WriteLine($"  trigger {trigger.Name}  kind={trigger.Kind}  starts={trigger.Agent}  {what}");
+            stdout.WriteLine($"  trigger {trigger.Name}  kind={trigger.Kind}  starts={(trigger.Workforce is { } target ? "workforce:" + target.Skill : trigger.Agent)}  {what}");
         }
         return 0;
     }

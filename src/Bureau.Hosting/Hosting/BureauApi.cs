@@ -345,12 +345,12 @@ internal sealed record DeadLetterListDoc(IReadOnlyList<DeadLetterDoc> Items);
 /// <summary>A dead letter with the event it kept (<c>event</c>: the CloudEvent or webhook payload).</summary>
 internal sealed record DeadLetterWithEventDoc(string Id, string Trigger, string? EventId, string Reason, string? Agent, string? Error, string? RunId,
     string? Key, string? Input, DateTimeOffset At, int Retries, DateTimeOffset? RetriedAt, string? RetryRunId, System.Text.Json.JsonElement? Event);
-internal sealed record DeadLetterRetryDoc(DeadLetterDoc DeadLetter, RunSummaryDoc Run);
+internal sealed record DeadLetterRetryDoc(DeadLetterDoc DeadLetter, RunSummaryDoc? Run = null, WorkforceTaskDoc? Task = null);
 /// <summary>What one subscribed topic trigger did with the event: started (or found) a run, or kept a dead letter.</summary>
-internal sealed record EventOutcomeDoc(string Trigger, bool? Duplicate = null, RunSummaryDoc? Run = null, DeadLetterDoc? DeadLetter = null);
+internal sealed record EventOutcomeDoc(string Trigger, bool? Duplicate = null, RunSummaryDoc? Run = null, DeadLetterDoc? DeadLetter = null, WorkforceTaskDoc? Task = null);
 internal sealed record PublishedEventDoc(string Id, string Type, IReadOnlyList<EventOutcomeDoc> Runs, string? Detail);
 /// <summary><c>status</c>: accepted, duplicate, ignored (not one of the trigger's events), dead-letter, pong (GitHub's ping), challenge answered elsewhere.</summary>
-internal sealed record WebhookAnswerDoc(string Status, string? Trigger = null, string? EventId = null, RunSummaryDoc? Run = null, DeadLetterDoc? DeadLetter = null, string? Detail = null);
+internal sealed record WebhookAnswerDoc(string Status, string? Trigger = null, string? EventId = null, RunSummaryDoc? Run = null, DeadLetterDoc? DeadLetter = null, string? Detail = null, WorkforceTaskDoc? Task = null);
 
 /// <summary>The message Slack shows the user who clicked (also posted to the interaction's response_url).</summary>
 internal sealed record SlackAnswerDoc(

@@ -41,10 +41,12 @@ internal static class EventsApi
         var created = 0;
         foreach (var o in outcomes)
         {
-            if (o.Result is { Created: true } || o.DeadLetter is not null) created++;
+            if (o.Created) created++;
             runs.Add(o.Result is { } result
                 ? new JsonObject { ["trigger"] = o.Trigger.Name, ["duplicate"] = !result.Created, ["run"] = RunDocuments.Summary(result.Run) }
-                : new JsonObject { ["trigger"] = o.Trigger.Name, ["deadLetter"] = DeadLetterDocument(o.DeadLetter!) });
+                : o.Task is { } task
+                    ? new JsonObject { ["trigger"] = o.Trigger.Name, ["duplicate"] = !task.Created, ["task"] = WorkforceApi.Document(task.Task) }
+                    : new JsonObject { ["trigger"] = o.Trigger.Name, ["deadLetter"] = DeadLetterDocument(o.DeadLetter!) });
         }
         return BureauApi.Json(new JsonObject
         {
@@ -100,13 +102,19 @@ internal static class EventsApi
     public static async Task<IResult> RetryDeadAsync(HttpContext ctx, string id)
     {
         DeadLetters(ctx);
-        var (letter, result) = await ctx.RequestServices.GetRequiredService<Triggers.TriggerIngest>().RetryAsync(id, ctx.RequestAborted);
-        ctx.Response.Headers.Location = $"{ctx.Request.PathBase}/v1/runs/{result.Run.Id}";
-        return BureauApi.Json(new JsonObject
+        var (letter, delivered) = await ctx.RequestServices.GetRequiredService<Triggers.TriggerIngest>().RetryAsync(id, ctx.RequestAborted);
+        var answer = new JsonObject { ["deadLetter"] = DeadLetterDocument(letter) };
+        if (delivered.Run is { } result)
         {
-            ["deadLetter"] = DeadLetterDocument(letter),
-            ["run"] = RunDocuments.Summary(result.Run),
-        }, result.Created ? StatusCodes.Status202Accepted : StatusCodes.Status200OK);
+            ctx.Response.Headers.Location = $"{ctx.Request.PathBase}/v1/runs/{result.Run.Id}";
+            answer["run"] = RunDocuments.Summary(result.Run);
+        }
+        else
+        {
+            ctx.Response.Headers.Location = $"{ctx.Request.PathBase}/v1/workforce/tasks/{Uri.EscapeDataString(delivered.Task!.Task.Id)}";
+            answer["task"] = WorkforceApi.Document(delivered.Task.Task);
+        }
+        return BureauApi.Json(answer, delivered.Created ? StatusCodes.Status202Accepted : StatusCodes.Status200OK);
     }
 
     /// <summary>The whole event is the body.</summary>

@@ -14,7 +14,8 @@ namespace Bureau.Hosting;
 /// <c>POST /v1/hooks/{trigger}</c>: a webhook authenticated by its signature (not by an API key). The request is
 /// verified as its source signs it, filtered, mapped to a run's input and submitted with the idempotency key
 /// <c>trigger:NAME:EVENT_ID</c>; the answer (202, or 200 for a delivery seen before, with the same run) comes only
-/// after the run is durable. Unsigned, wrongly signed or stale requests get 401 and start nothing.
+/// after the run is durable. A trigger that targets the workforce adds a task instead (its id derived from the same key), answered
+/// the same way with the task. Unsigned, wrongly signed or stale requests get 401 and start nothing.
 /// </summary>
 internal static partial class WebhookApi
 {
@@ -70,6 +71,19 @@ internal static partial class WebhookApi
         var data = ev.Payload ?? TriggerTemplate.StringElement(Encoding.UTF8.GetString(body.Span));
         var outcome = await ctx.RequestServices.GetRequiredService<Triggers.TriggerIngest>()
             .StartAsync(hook, $"trigger:{hook.Name}:{ev.Id}", ev.Id, data, null, ctx.RequestAborted);
+        if (outcome.Task is { } added)
+        {
+            // The trigger targets the workforce: the event is a task in the inbox (its id from the delivery's id).
+            Log.TaskAdded(logger, trigger, ev.Id, added.Task.Id, added.Created);
+            ctx.Response.Headers.Location = $"{ctx.Request.PathBase}/v1/workforce/tasks/{Uri.EscapeDataString(added.Task.Id)}";
+            return BureauApi.Json(new JsonObject
+            {
+                ["status"] = added.Created ? "accepted" : "duplicate",
+                ["trigger"] = trigger,
+                ["eventId"] = ev.Id,
+                ["task"] = WorkforceApi.Document(added.Task),
+            }, added.Created ? StatusCodes.Status202Accepted : StatusCodes.Status200OK);
+        }
         if (outcome.Result is not { } result)
         {
             // Accepted (durably, as a dead letter) though it could not start a run: the sender cannot fix that by sending again.
@@ -263,6 +277,9 @@ internal static partial class WebhookApi
 
         [LoggerMessage(2, LogLevel.Information, "Webhook {Trigger} ignored event {EventId} ({Event}): not one of its events")]
         public static partial void Ignored(ILogger logger, string trigger, string eventId, string @event);
+
+        [LoggerMessage(4, LogLevel.Information, "Webhook {Trigger} event {EventId}: workforce task {TaskId} (new: {Created})")]
+        public static partial void TaskAdded(ILogger logger, string trigger, string eventId, string taskId, bool created);
 
         [LoggerMessage(3, LogLevel.Information, "Webhook {Trigger} event {EventId}: run {RunId} (new: {Created})")]
         public static partial void Accepted(ILogger logger, string trigger, string eventId, string runId, bool created);

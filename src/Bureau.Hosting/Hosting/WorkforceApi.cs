@@ -89,7 +89,7 @@ internal static class WorkforceApi
             : BureauApi.Json(Document(task));
     }
 
-    private static JsonObject Document(WorkforceTask t) => new()
+    internal static JsonObject Document(WorkforceTask t) => new()
     {
         ["id"] = t.Id, ["skill"] = t.Skill, ["status"] = WireNames.Of(t.Status), ["agent"] = t.Agent, ["runId"] = t.RunId,
         ["source"] = t.Source, ["actor"] = t.Actor, ["version"] = t.Version, ["createdAt"] = t.CreatedAt, ["updatedAt"] = t.UpdatedAt,

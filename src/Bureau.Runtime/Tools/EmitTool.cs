@@ -56,6 +56,7 @@ internal sealed class EmitTool(EmitToolDefinition definition, Func<TriggerIngest
             {
                 ["trigger"] = o.Trigger.Name,
                 ["run"] = o.Result?.Run.Id,
+                ["task"] = o.Task?.Task.Id,
                 ["deadLetter"] = o.DeadLetter?.Id,
             });
         }

@@ -50,9 +50,13 @@ internal sealed partial class DeadLetterRecorder(IServiceProvider services, Time
         };
     }
 
-    /// <summary>The event id in a trigger's key: <c>trigger:NAME:ID</c>, <c>schedule:NAME:TICK</c>, <c>poll:NAME:CURSOR</c>, <c>event:ID:NAME</c>.</summary>
+    /// <summary>
+    /// The event id in a trigger's key: <c>trigger:NAME:ID</c>, <c>schedule:NAME:TICK</c>, <c>poll:NAME:CURSOR</c>, <c>event:ID:NAME</c>,
+    /// each also as the run of a workforce task added for the event (<c>workforce:</c> + the key).
+    /// </summary>
     internal static string? EventIdOf(string key, string trigger)
     {
+        if (key.StartsWith("workforce:", StringComparison.Ordinal)) key = key["workforce:".Length..];
         var retry = key.IndexOf("#retry-", StringComparison.Ordinal);
         if (retry >= 0) key = key[..retry];
         foreach (var kind in (string[])["trigger:", "schedule:", "poll:"])

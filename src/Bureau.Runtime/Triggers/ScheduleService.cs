@@ -58,11 +58,18 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
     }
 
     /// <summary>The last tick of <paramref name="schedule"/> that started a run, and that run, from the store.</summary>
+    /// <remarks>
+    /// A schedule that targets the workforce adds tasks (id: the tick's key), whose runs have the key <c>workforce:KEY</c>
+    /// once a member takes them: the last tick found is the newest whose task has a run. A tick whose task still waits in the
+    /// inbox may be fired again after a restart; its task id makes that add nothing.
+    /// </remarks>
     internal static async Task<(DateTimeOffset? Tick, RunRecord? Run)> LastFiredAsync(IRunStore store, ScheduleTriggerDefinition schedule, CancellationToken cancellationToken)
     {
-        var page = await store.ListRunsAsync(new RunQuery { IdempotencyKeyPrefix = schedule.KeyPrefix, Limit = 1 }, cancellationToken);
+        var prefix = schedule.Workforce is null ? schedule.KeyPrefix : WorkforceTask.RunKey(schedule.KeyPrefix);
+        var page = await store.ListRunsAsync(new RunQuery { IdempotencyKeyPrefix = prefix, Limit = 1 }, cancellationToken);
         var run = page.Items.FirstOrDefault();
-        return (schedule.TickOf(run?.IdempotencyKey), run);
+        var key = run?.IdempotencyKey is { } k && k.StartsWith(prefix, StringComparison.Ordinal) ? k[(prefix.Length - schedule.KeyPrefix.Length)..] : null;
+        return (schedule.TickOf(key), schedule.Workforce is null ? run : null);
     }
 
     /// <summary>Completes once the service sleeps until a time after <paramref name="t"/> (every tick up to <paramref name="t"/> is handled). For tests.</summary>
@@ -205,7 +212,7 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
     private async Task FireAsync(State s, DateTimeOffset tick, CancellationToken cancellationToken)
     {
         var d = s.Definition;
-        if (d.Overlap != OverlapPolicy.Allow && s.LastRunId is { } previous
+        if (d.Workforce is null && d.Overlap != OverlapPolicy.Allow && s.LastRunId is { } previous
             && await Engine.GetRunAsync(previous, cancellationToken) is { } run && !run.Status.IsTerminal()
             && (d.Overlap == OverlapPolicy.Skip || Engine.IsQueuedHere(previous)))
         {
@@ -217,14 +224,18 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
         var tickText = tick.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
         using var doc = JsonDocument.Parse(new JsonObject { ["schedule"] = d.Name, ["tick"] = tickText }.ToJsonString());
         var input = TriggerTemplate.InputFor(d, doc.RootElement);
-        var result = await Engine.SubmitAsync(new RunRequest(d.Agent, input, d.KeyOf(tick), d.Actor)
+        // queue-one: the schedule's runs execute one at a time, so the one fired while another runs waits behind it.
+        var orderingKey = d.Overlap == OverlapPolicy.QueueOne ? "schedule:" + d.Name : d.OrderingKeyFor(doc.RootElement);
+        var delivered = await services.GetRequiredService<TriggerIngest>().DeliverAsync(d, d.KeyOf(tick), input, doc.RootElement, orderingKey, cancellationToken);
+        if (delivered.Run is { } result)
         {
-            Priority = d.Priority,
-            // queue-one: the schedule's runs execute one at a time, so the one fired while another runs waits behind it.
-            OrderingKey = d.Overlap == OverlapPolicy.QueueOne ? "schedule:" + d.Name : d.OrderingKeyFor(doc.RootElement),
-        }, cancellationToken);
-        s.LastRunId = result.Run.Id;
-        Log.Fired(_logger, d.Name, tick, result.Run.Id, result.Created);
+            s.LastRunId = result.Run.Id;
+            Log.Fired(_logger, d.Name, tick, result.Run.Id, result.Created);
+        }
+        else
+        {
+            Log.FiredTask(_logger, d.Name, tick, delivered.Task!.Task.Id, delivered.Task.Created);
+        }
     }
 
     private static partial class Log
@@ -240,6 +251,9 @@ internal sealed partial class ScheduleService(IServiceProvider services, TimePro
 
         [LoggerMessage(4, LogLevel.Information, "Schedule {Schedule}: tick {Tick:o} skipped, run {RunId} of the previous tick is {Status} (overlap: {Overlap})")]
         public static partial void SkippedOverlap(ILogger logger, string schedule, DateTimeOffset tick, string runId, string status, string overlap);
+
+        [LoggerMessage(7, LogLevel.Information, "Schedule {Schedule}: tick {Tick:o} added workforce task {TaskId} (new: {Created})")]
+        public static partial void FiredTask(ILogger logger, string schedule, DateTimeOffset tick, string taskId, bool created);
 
         [LoggerMessage(6, LogLevel.Error, "Schedule {Schedule}: its last tick could not be read from the store; trying again")]
         public static partial void StartFailed(ILogger logger, Exception exception, string schedule);

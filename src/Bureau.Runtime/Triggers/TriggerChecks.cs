@@ -10,8 +10,20 @@ internal static class TriggerChecks
         foreach (var trigger in definitions.Triggers.Values)
         {
             void Problem(string message) => throw new ArgumentException($"trigger '{trigger.Name}': {message}", nameof(definitions));
-            if (!definitions.Agents.ContainsKey(trigger.Agent) && !definitions.Teams.ContainsKey(trigger.Agent))
-                Problem($"'{trigger.Agent}' is neither an agent nor a team");
+            if (trigger.Workforce is { } target)
+            {
+                if (trigger.Agent.Length > 0) Problem($"it names both an agent ('{trigger.Agent}') and the workforce; keep one");
+                if (string.IsNullOrWhiteSpace(target.Skill)) Problem("Workforce.Skill is empty");
+                if (TriggerTemplate.Check(target.Skill) is { } badSkill) Problem("Workforce.Skill: " + badSkill);
+                if (!target.Skill.Contains("{{", StringComparison.Ordinal) && !definitions.Workforce.WithSkill(target.Skill).Any())
+                    Problem(new UnknownSkillException(target.Skill, definitions.Workforce.Skills).Message.Split(" (Parameter")[0]);
+                if (trigger.Priority != 0 || trigger.OrderingKey is not null)
+                    Problem("Priority and OrderingKey apply to runs a trigger starts; a workforce task is routed by skill and load");
+                if (trigger is ScheduleTriggerDefinition { Overlap: not OverlapPolicy.Skip })
+                    Problem("Overlap applies to a schedule's runs; a workforce task waits in the inbox until a member has room");
+            }
+            else if (!definitions.Agents.ContainsKey(trigger.Agent) && !definitions.Teams.ContainsKey(trigger.Agent))
+                Problem(trigger.Agent.Length == 0 ? "it names no agent or team (Agent) and no Workforce target" : $"'{trigger.Agent}' is neither an agent nor a team");
             if (trigger.Input is { } input && TriggerTemplate.Check(input) is { } bad) Problem("Input: " + bad);
             if (trigger.OrderingKey is { } ordering && TriggerTemplate.Check(ordering) is { } badKey) Problem("OrderingKey: " + badKey);
             switch (trigger)

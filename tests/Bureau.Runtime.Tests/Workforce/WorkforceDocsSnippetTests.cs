@@ -47,4 +47,31 @@ public sealed class WorkforceDocsSnippetTests : IDisposable
         Assert.Equal((WorkforceTaskStatus.Succeeded, "desk-billing", "refunded"), (task.Status, task.Agent, task.Output));
         await app.StopAsync(TestContext.Current.CancellationToken);
     }
+
+    [Fact]
+    public async Task TriggerSnippet_PutsTheWebhooksEventsInTheInbox_AndPassesTheDeploymentChecks()
+    {
+        var services = new ServiceCollection();
+        var builder = services.AddBureau()
+            .UseSqliteStorage(_dir.File("bureau.db"))
+            .AddChatClient("main", new FakeModel((_, _) => FakeModel.Text("ok")))
+            .AddAgent(new AgentDefinition { Name = "desk-billing", Model = "main" })
+            .AddWorkforceMember(new WorkforceMember { Name = "desk-billing", Skills = ["billing"] });
+        var secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+        // docs/workforce.md, "Tasks from a trigger" (C#)
+        builder.AddTrigger(new WebhookTriggerDefinition
+        {
+            Name = "invoices", Source = WebhookSource.Standard, Secret = secret,
+            Workforce = new TriggerWorkforceTarget { Skill = "billing" },
+            Input = "Invoice {{$.data.number}} disputed by {{$.data.customer}}",
+        });
+        // end of the snippet
+
+        await using var provider = services.BuildServiceProvider();
+        var definitions = provider.GetRequiredService<BureauEngine>().Definitions;
+        Bureau.Triggers.TriggerChecks.Check(definitions);
+        var trigger = definitions.Triggers["invoices"];
+        Assert.Equal(("billing", ""), (trigger.Workforce!.Skill, trigger.Agent));
+    }
 }
