@@ -17,9 +17,19 @@ internal sealed record AgentLoopConfig(int Runs, int Concurrency, int Steps, int
 
 /// <summary>One line of the report.</summary>
 internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, string Durability, double WallSeconds, double P50RunMs, double P99RunMs,
-    double PeakRssMb, long StoreBytes, int CorrectRuns, long Transactions, Footprint Footprint)
+    double PeakRssMb, long StoreBytes, int CorrectRuns, long Transactions, Footprint Footprint, int? Nodes = null)
 {
-    public JsonObject ToJson() => new()
+    /// <summary>The report line; <c>nodes</c> appears for cluster measurements, <c>transactions</c> and <c>alloc_bytes_per_call</c> only where they were counted (not negative).</summary>
+    public JsonObject ToJson()
+    {
+        var json = Fields();
+        if (Nodes is { } nodes) json.Insert(1, "nodes", nodes);
+        if (Transactions < 0) json.Remove("transactions");
+        if (Footprint.AllocatedBytes < 0) json.Remove("alloc_bytes_per_call");
+        return json;
+    }
+
+    private JsonObject Fields() => new()
     {
         ["system"] = System,
         ["version"] = typeof(AgentLoopBench).Assembly.GetName().Version?.ToString(3),
@@ -152,13 +162,13 @@ internal static class AgentLoopBench
     /// <summary>The schema the PostgreSQL measurement uses, dropped before each.</summary>
     public const string BenchSchema = "bureau_bench";
 
-    private static async Task DropBenchSchemaAsync(string connectionString, CancellationToken ct)
+    internal static async Task DropBenchSchemaAsync(string connectionString, CancellationToken ct, string schema = BenchSchema)
     {
         try
         {
             await using var c = new Npgsql.NpgsqlConnection(connectionString);
             await c.OpenAsync(ct);
-            await using var cmd = new Npgsql.NpgsqlCommand($"DROP SCHEMA IF EXISTS {BenchSchema} CASCADE", c);
+            await using var cmd = new Npgsql.NpgsqlCommand($"DROP SCHEMA IF EXISTS {schema} CASCADE", c);
             await cmd.ExecuteNonQueryAsync(ct);
         }
         catch (Exception ex) when (ex is Npgsql.NpgsqlException or ArgumentException)
@@ -191,12 +201,65 @@ internal static class AgentLoopBench
     /// </summary>
     public static async Task<AgentLoopResult> RunFloorAsync(AgentLoopConfig config, bool full, IProgress<int> progress, CancellationToken ct)
     {
-        if (config.Postgres is { } pg) await DropBenchSchemaAsync(pg, ct);
-        else DeleteDb(config.DbPath);
+        DeleteDb(config.DbPath);
         ResetPeakRss();
         await using var writer = new FloorWriter(config.DbPath, full);
+        var (wall, durations, used) = await RunFloorStepsAsync(config, [writer], progress, ct);
+        var rss = PeakRssMb();
+        var correct = await writer.CountCompleteRunsAsync(2 * config.Steps - 1, ct);
+        var transactions = writer.Transactions;
+        await writer.DisposeAsync();
+        var bytes = SizeOnDisk(config.DbPath);
+        return new AgentLoopResult(full ? "floor" : "floor-normal", config, full ? "full" : "process", wall.TotalSeconds,
+            Percentile(durations, 0.5), Percentile(durations, 0.99), rss, bytes, correct, transactions, used);
+    }
+
+    /// <summary>
+    /// The floor on PostgreSQL: the same appends, group-committed into a table of schema <see cref="BenchSchema"/> (dropped
+    /// first) by <paramref name="writers"/> writers, each its own connection with C / writers of the runs in flight, as
+    /// that many nodes would (run r goes to writer r mod writers). Each batch is one multi-row insert, committed on its own.
+    /// </summary>
+    public static async Task<AgentLoopResult> RunPostgresFloorAsync(AgentLoopConfig config, int writers, IProgress<int> progress, CancellationToken ct)
+    {
+        var cs = config.Postgres ?? throw new ArgumentException("the PostgreSQL floor needs a connection string", nameof(config));
+        await DropBenchSchemaAsync(cs, ct);
+        ResetPeakRss();
+        var list = new PgFloorWriter[writers];
+        try
+        {
+            for (var i = 0; i < writers; i++) list[i] = await PgFloorWriter.OpenAsync(cs, create: i == 0, ct);
+            var (wall, durations, used) = await RunFloorStepsAsync(config, list, progress, ct);
+            var rss = PeakRssMb();
+            var correct = await list[0].CountCompleteRunsAsync(2 * config.Steps - 1, ct);
+            var transactions = list.Sum(w => w.Transactions);
+            var bytes = await SchemaBytesAsync(cs, BenchSchema, ct);
+            return new AgentLoopResult("floor-postgres", config, "postgres", wall.TotalSeconds,
+                Percentile(durations, 0.5), Percentile(durations, 0.99), rss, bytes, correct, transactions, used);
+        }
+        finally
+        {
+            foreach (var w in list) if (w is not null) await w.DisposeAsync();
+        }
+    }
+
+    /// <summary>The bytes the tables (and their indexes) of <paramref name="schema"/> take on the server.</summary>
+    internal static async Task<long> SchemaBytesAsync(string connectionString, string schema, CancellationToken ct)
+    {
+        await using var c = new Npgsql.NpgsqlConnection(connectionString);
+        await c.OpenAsync(ct);
+        await using var cmd = new Npgsql.NpgsqlCommand(
+            "SELECT coalesce(sum(pg_total_relation_size(format('%I.%I', schemaname, tablename))), 0)::bigint FROM pg_tables WHERE schemaname = $1", c);
+        cmd.Parameters.Add(new Npgsql.NpgsqlParameter<string> { TypedValue = schema });
+        return (long)(await cmd.ExecuteScalarAsync(ct))!;
+    }
+
+    /// <summary>Per run, K model steps (L ms awaited before each) and K-1 tool steps, one append each, at most C runs at once, spread over the writers.</summary>
+    private static async Task<(TimeSpan Wall, List<double> Durations, Footprint Used)> RunFloorStepsAsync(AgentLoopConfig config, IFloorWriter[] writers,
+        IProgress<int> progress, CancellationToken ct)
+    {
         var durations = new double[config.Runs];
-        using var slots = new SemaphoreSlim(config.Concurrency);
+        var slots = new SemaphoreSlim[writers.Length];
+        for (var i = 0; i < writers.Length; i++) slots[i] = new SemaphoreSlim(Share(config.Concurrency, writers.Length, i));
         var done = 0;
         var footprint = Footprint.Now();
         var wall = Stopwatch.StartNew();
@@ -204,9 +267,11 @@ internal static class AgentLoopBench
         for (var r = 0; r < config.Runs; r++)
         {
             var run = r;
+            var writer = writers[r % writers.Length];
+            var slot = slots[r % writers.Length];
             tasks[r] = Task.Run(async () =>
             {
-                await slots.WaitAsync(ct);
+                await slot.WaitAsync(ct);
                 try
                 {
                     var start = Stopwatch.GetTimestamp();
@@ -222,24 +287,115 @@ internal static class AgentLoopBench
                 }
                 finally
                 {
-                    slots.Release();
+                    slot.Release();
                 }
             }, ct);
         }
         await Task.WhenAll(tasks);
         wall.Stop();
         var used = Footprint.Now().Since(footprint);
-        var rss = PeakRssMb();
-        var correct = writer.CountCompleteRuns(2 * config.Steps - 1);
-        var transactions = writer.Transactions;
-        await writer.DisposeAsync();
-        var bytes = SizeOnDisk(config.DbPath);
-        var list = durations.ToList();
-        return new AgentLoopResult(full ? "floor" : "floor-normal", config, full ? "full" : "process", wall.Elapsed.TotalSeconds,
-            Percentile(list, 0.5), Percentile(list, 0.99), rss, bytes, correct, transactions, used);
+        foreach (var s in slots) s.Dispose();
+        return (wall.Elapsed, durations.ToList(), used);
     }
 
-    private sealed class FloorWriter : IAsyncDisposable
+    /// <summary>Part <paramref name="index"/> of <paramref name="total"/> split into <paramref name="parts"/> as evenly as can be (the first ones one more).</summary>
+    internal static int Share(int total, int parts, int index) => total / parts + (index < total % parts ? 1 : 0);
+
+    /// <summary>What the floor appends through: one row per step, group-committed.</summary>
+    private interface IFloorWriter
+    {
+        Task AppendAsync(long run, int n);
+    }
+
+    /// <summary>The floor's writer on PostgreSQL: the appends that queued while the last batch committed go in one multi-row insert (autocommit: one round trip, one commit).</summary>
+    private sealed class PgFloorWriter : IFloorWriter, IAsyncDisposable
+    {
+        private readonly Npgsql.NpgsqlConnection _c;
+        private readonly Channel<(long Run, int N, TaskCompletionSource Done)> _queue = Channel.CreateUnbounded<(long, int, TaskCompletionSource)>(new UnboundedChannelOptions { SingleReader = true });
+        private readonly Task _loop;
+        private static readonly byte[] Row = new byte[32];
+        private const string Table = BenchSchema + ".floor_steps";
+
+        public long Transactions { get; private set; }
+
+        private PgFloorWriter(Npgsql.NpgsqlConnection c)
+        {
+            _c = c;
+            _loop = Task.Run(LoopAsync);
+        }
+
+        public static async Task<PgFloorWriter> OpenAsync(string connectionString, bool create, CancellationToken ct)
+        {
+            var c = new Npgsql.NpgsqlConnection(new Npgsql.NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString);
+            await c.OpenAsync(ct);
+            if (create)
+            {
+                await using var cmd = new Npgsql.NpgsqlCommand(
+                    $"CREATE SCHEMA IF NOT EXISTS {BenchSchema}; CREATE TABLE {Table}(run bigint NOT NULL, n integer NOT NULL, data bytea NOT NULL, PRIMARY KEY(run, n))", c);
+                await cmd.ExecuteNonQueryAsync(ct);
+            }
+            return new PgFloorWriter(c);
+        }
+
+        public Task AppendAsync(long run, int n)
+        {
+            var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _queue.Writer.TryWrite((run, n, tcs));
+            return tcs.Task;
+        }
+
+        private async Task LoopAsync()
+        {
+            var batch = new List<TaskCompletionSource>(1024);
+            var runs = new List<long>(1024);
+            var ns = new List<int>(1024);
+            await using var insert = new Npgsql.NpgsqlCommand($"INSERT INTO {Table}(run, n, data) SELECT r, n, $3 FROM unnest($1::bigint[], $2::integer[]) AS s(r, n)", _c);
+            var pRuns = new Npgsql.NpgsqlParameter<List<long>> { TypedValue = runs };
+            var pNs = new Npgsql.NpgsqlParameter<List<int>> { TypedValue = ns };
+            insert.Parameters.Add(pRuns);
+            insert.Parameters.Add(pNs);
+            insert.Parameters.Add(new Npgsql.NpgsqlParameter<byte[]> { TypedValue = Row });
+            while (await _queue.Reader.WaitToReadAsync())
+            {
+                batch.Clear();
+                runs.Clear();
+                ns.Clear();
+                while (batch.Count < 1024 && _queue.Reader.TryRead(out var op))
+                {
+                    runs.Add(op.Run);
+                    ns.Add(op.N);
+                    batch.Add(op.Done);
+                }
+                try
+                {
+                    await insert.ExecuteNonQueryAsync();
+                }
+                catch (Exception ex)
+                {
+                    foreach (var t in batch) t.TrySetException(ex);
+                    continue;
+                }
+                Transactions++;
+                foreach (var t in batch) t.TrySetResult();
+            }
+        }
+
+        public async Task<int> CountCompleteRunsAsync(int stepsPerRun, CancellationToken ct)
+        {
+            await using var cmd = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM (SELECT run FROM {Table} GROUP BY run HAVING count(*) = $1) s", _c);
+            cmd.Parameters.Add(new Npgsql.NpgsqlParameter<long> { TypedValue = stepsPerRun });
+            return Convert.ToInt32(await cmd.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _queue.Writer.TryComplete();
+            await _loop;
+            await _c.DisposeAsync();
+        }
+    }
+
+    private sealed class FloorWriter : IFloorWriter, IAsyncDisposable
     {
         private readonly SqliteConnection _c;
         private readonly SqliteCommand _insert;
@@ -294,12 +450,12 @@ internal static class AgentLoopBench
             }
         }
 
-        public int CountCompleteRuns(int stepsPerRun)
+        public Task<int> CountCompleteRunsAsync(int stepsPerRun, CancellationToken ct)
         {
             using var cmd = _c.CreateCommand();
             cmd.CommandText = "SELECT count(*) FROM (SELECT run FROM steps GROUP BY run HAVING count(*) = $k)";
             cmd.Parameters.AddWithValue("$k", stepsPerRun);
-            return Convert.ToInt32(cmd.ExecuteScalar());
+            return Task.FromResult(Convert.ToInt32(cmd.ExecuteScalar()));
         }
 
         private void Exec(string sql)
