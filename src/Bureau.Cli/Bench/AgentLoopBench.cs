@@ -12,8 +12,9 @@ namespace Bureau.Cli.Bench;
 /// <summary>The parameters of the agent-loop workload (shared/workloads/agent-loop.md).</summary>
 /// <remarks><paramref name="Postgres"/>: a connection string to run on PostgreSQL (schema <c>bureau_bench</c>, dropped first) instead of the SQLite file.</remarks>
 /// <remarks><paramref name="Notify"/>: on PostgreSQL, whether commits are announced to other nodes (NOTIFY, on by default).</remarks>
+/// <remarks><paramref name="Schema"/>: on PostgreSQL, the schema the measurement drops and makes again (<see cref="AgentLoopBench.BenchSchema"/> unless a command is told otherwise).</remarks>
 internal sealed record AgentLoopConfig(int Runs, int Concurrency, int Steps, int LatencyMs, string DbPath, StoreDurability Durability, bool Orleans = false, string? Postgres = null,
-    bool Notify = true);
+    bool Notify = true, string Schema = AgentLoopBench.BenchSchema);
 
 /// <summary>One line of the report.</summary>
 internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, string Durability, double WallSeconds, double P50RunMs, double P99RunMs,
@@ -100,7 +101,7 @@ internal static class AgentLoopBench
 
     public static async Task<AgentLoopResult> RunBureauAsync(AgentLoopConfig config, IProgress<int> progress, CancellationToken ct)
     {
-        if (config.Postgres is { } pg) await DropBenchSchemaAsync(pg, ct);
+        if (config.Postgres is { } pg) await DropBenchSchemaAsync(pg, ct, config.Schema);
         else DeleteDb(config.DbPath);
         ResetPeakRss();
         // Sized and striped for the runs up front: the harness's own bookkeeping should not contend with the engine.
@@ -111,7 +112,7 @@ internal static class AgentLoopBench
 
         await using var bureau = await EmbeddedBureau.StartAsync(Definitions(config.Steps, config.LatencyMs), config.DbPath, config.Durability,
             config.Concurrency, LogLevel.Warning, ct, config.Orleans,
-            postgres: config.Postgres is { } cs ? o => { o.ConnectionString = cs; o.Schema = BenchSchema; o.Notify = config.Notify; } : null);
+            postgres: config.Postgres is { } cs ? o => { o.ConnectionString = cs; o.Schema = config.Schema; o.Notify = config.Notify; } : null);
         using var sub = bureau.Engine.Events.SubscribeAll(e =>
         {
             var now = Stopwatch.GetTimestamp();
@@ -162,7 +163,7 @@ internal static class AgentLoopBench
     /// <summary>The schema the PostgreSQL measurement uses, dropped before each.</summary>
     public const string BenchSchema = "bureau_bench";
 
-    internal static async Task DropBenchSchemaAsync(string connectionString, CancellationToken ct, string schema = BenchSchema)
+    internal static async Task DropBenchSchemaAsync(string connectionString, CancellationToken ct, string schema)
     {
         try
         {
@@ -215,24 +216,24 @@ internal static class AgentLoopBench
     }
 
     /// <summary>
-    /// The floor on PostgreSQL: the same appends, group-committed into a table of schema <see cref="BenchSchema"/> (dropped
+    /// The floor on PostgreSQL: the same appends, group-committed into a table of the config's schema (dropped
     /// first) by <paramref name="writers"/> writers, each its own connection with C / writers of the runs in flight, as
     /// that many nodes would (run r goes to writer r mod writers). Each batch is one multi-row insert, committed on its own.
     /// </summary>
     public static async Task<AgentLoopResult> RunPostgresFloorAsync(AgentLoopConfig config, int writers, IProgress<int> progress, CancellationToken ct)
     {
         var cs = config.Postgres ?? throw new ArgumentException("the PostgreSQL floor needs a connection string", nameof(config));
-        await DropBenchSchemaAsync(cs, ct);
+        await DropBenchSchemaAsync(cs, ct, config.Schema);
         ResetPeakRss();
         var list = new PgFloorWriter[writers];
         try
         {
-            for (var i = 0; i < writers; i++) list[i] = await PgFloorWriter.OpenAsync(cs, create: i == 0, ct);
+            for (var i = 0; i < writers; i++) list[i] = await PgFloorWriter.OpenAsync(cs, config.Schema, create: i == 0, ct);
             var (wall, durations, used) = await RunFloorStepsAsync(config, list, progress, ct);
             var rss = PeakRssMb();
             var correct = await list[0].CountCompleteRunsAsync(2 * config.Steps - 1, ct);
             var transactions = list.Sum(w => w.Transactions);
-            var bytes = await SchemaBytesAsync(cs, BenchSchema, ct);
+            var bytes = await SchemaBytesAsync(cs, config.Schema, ct);
             return new AgentLoopResult("floor-postgres", config, "postgres", wall.TotalSeconds,
                 Percentile(durations, 0.5), Percentile(durations, 0.99), rss, bytes, correct, transactions, used);
         }
@@ -314,27 +315,28 @@ internal static class AgentLoopBench
         private readonly Channel<(long Run, int N, TaskCompletionSource Done)> _queue = Channel.CreateUnbounded<(long, int, TaskCompletionSource)>(new UnboundedChannelOptions { SingleReader = true });
         private readonly Task _loop;
         private static readonly byte[] Row = new byte[32];
-        private const string Table = BenchSchema + ".floor_steps";
+        private readonly string _table;
 
         public long Transactions { get; private set; }
 
-        private PgFloorWriter(Npgsql.NpgsqlConnection c)
+        private PgFloorWriter(Npgsql.NpgsqlConnection c, string schema)
         {
             _c = c;
+            _table = schema + ".floor_steps";
             _loop = Task.Run(LoopAsync);
         }
 
-        public static async Task<PgFloorWriter> OpenAsync(string connectionString, bool create, CancellationToken ct)
+        public static async Task<PgFloorWriter> OpenAsync(string connectionString, string schema, bool create, CancellationToken ct)
         {
             var c = new Npgsql.NpgsqlConnection(new Npgsql.NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString);
             await c.OpenAsync(ct);
             if (create)
             {
                 await using var cmd = new Npgsql.NpgsqlCommand(
-                    $"CREATE SCHEMA IF NOT EXISTS {BenchSchema}; CREATE TABLE {Table}(run bigint NOT NULL, n integer NOT NULL, data bytea NOT NULL, PRIMARY KEY(run, n))", c);
+                    $"CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE {schema}.floor_steps(run bigint NOT NULL, n integer NOT NULL, data bytea NOT NULL, PRIMARY KEY(run, n))", c);
                 await cmd.ExecuteNonQueryAsync(ct);
             }
-            return new PgFloorWriter(c);
+            return new PgFloorWriter(c, schema);
         }
 
         public Task AppendAsync(long run, int n)
@@ -349,7 +351,7 @@ internal static class AgentLoopBench
             var batch = new List<TaskCompletionSource>(1024);
             var runs = new List<long>(1024);
             var ns = new List<int>(1024);
-            await using var insert = new Npgsql.NpgsqlCommand($"INSERT INTO {Table}(run, n, data) SELECT r, n, $3 FROM unnest($1::bigint[], $2::integer[]) AS s(r, n)", _c);
+            await using var insert = new Npgsql.NpgsqlCommand($"INSERT INTO {_table}(run, n, data) SELECT r, n, $3 FROM unnest($1::bigint[], $2::integer[]) AS s(r, n)", _c);
             var pRuns = new Npgsql.NpgsqlParameter<List<long>> { TypedValue = runs };
             var pNs = new Npgsql.NpgsqlParameter<List<int>> { TypedValue = ns };
             insert.Parameters.Add(pRuns);
@@ -382,7 +384,7 @@ internal static class AgentLoopBench
 
         public async Task<int> CountCompleteRunsAsync(int stepsPerRun, CancellationToken ct)
         {
-            await using var cmd = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM (SELECT run FROM {Table} GROUP BY run HAVING count(*) = $1) s", _c);
+            await using var cmd = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM (SELECT run FROM {_table} GROUP BY run HAVING count(*) = $1) s", _c);
             cmd.Parameters.Add(new Npgsql.NpgsqlParameter<long> { TypedValue = stepsPerRun });
             return Convert.ToInt32(await cmd.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture);
         }

@@ -19,8 +19,8 @@ namespace Bureau.Cli.Bench;
 /// </summary>
 internal static class ClusterBench
 {
-    /// <summary>The schema of the nodes' Orleans membership table, dropped with <see cref="AgentLoopBench.BenchSchema"/> before each measurement.</summary>
-    public const string ClusterSchema = AgentLoopBench.BenchSchema + "_orleans";
+    /// <summary>The schema of the nodes' Orleans membership table (the store's schema and this), dropped with the store's before each measurement.</summary>
+    public static string ClusterSchema(AgentLoopConfig config) => config.Schema + "_orleans";
 
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(120);
 
@@ -29,7 +29,8 @@ internal static class ClusterBench
 
     public static Command Create()
     {
-        var postgres = CliShared.PostgresOption("The database the nodes share (required): schemas bureau_bench and bureau_bench_orleans are dropped and made again for each measurement.");
+        var postgres = CliShared.PostgresOption("The database the nodes share (required): the schema (--schema) and SCHEMA_orleans are dropped and made again for each measurement.");
+        var schema = new Option<string>("--schema") { Description = "The store's schema (letters, digits, _), dropped first; the nodes' membership is in SCHEMA_orleans.", DefaultValueFactory = _ => AgentLoopBench.BenchSchema, HelpName = "SCHEMA" };
         var nodes = new Option<int>("--nodes") { Description = "K: cluster nodes, each a bureau serve --cluster process on this machine.", DefaultValueFactory = _ => 2 };
         var runs = new Option<int>("--runs") { Description = "N: runs submitted up front, over REST, spread round-robin over the nodes.", DefaultValueFactory = _ => 2000 };
         var concurrency = new Option<int>("--concurrency") { Description = "C: most runs in flight at once, all nodes together (each node gets C / K).", DefaultValueFactory = _ => 32 };
@@ -44,13 +45,15 @@ internal static class ClusterBench
         var skipFloor = new Option<bool>("--no-floor") { Description = "Measure the cluster only." };
         var cmd = new Command("cluster", "The agent-loop workload on K `bureau serve --cluster` nodes on one PostgreSQL database, runs submitted over REST; then the PostgreSQL floor with K writers (floor-postgres).")
         {
-            postgres, nodes, runs, concurrency, steps, latency, submitters, warmup, skipFloor,
+            postgres, schema, nodes, runs, concurrency, steps, latency, submitters, warmup, skipFloor,
         };
         cmd.SetAction(async (parse, ct) =>
         {
             var cs = parse.GetValue(postgres);
             if (string.IsNullOrWhiteSpace(cs)) throw new CliUsageException("--postgres CONNECTION_STRING is required: the nodes share that database");
-            var config = new AgentLoopConfig(parse.GetValue(runs), parse.GetValue(concurrency), parse.GetValue(steps), parse.GetValue(latency), "", StoreDurability.Full, Postgres: cs);
+            var config = new AgentLoopConfig(parse.GetValue(runs), parse.GetValue(concurrency), parse.GetValue(steps), parse.GetValue(latency), "", StoreDurability.Full, Postgres: cs, Schema: parse.GetValue(schema)!);
+            if (!System.Text.RegularExpressions.Regex.IsMatch(config.Schema, "^[a-z_][a-z0-9_]{0,40}$"))
+                throw new CliUsageException($"--schema must be lower-case letters, digits and _ (at most 41), not '{config.Schema}'");
             var (k, s, w) = (parse.GetValue(nodes), parse.GetValue(submitters), parse.GetValue(warmup));
             if (config.Runs < 1 || config.Concurrency < 1 || config.Steps < 1 || config.LatencyMs < 0 || w < 0 || s < 1)
                 throw new CliUsageException("--runs, --concurrency, --steps and --submitters must be at least 1, --model-latency-ms and --warmup at least 0");
@@ -82,14 +85,14 @@ internal static class ClusterBench
     public static async Task<AgentLoopResult> RunClusterAsync(AgentLoopConfig config, int nodeCount, int submitters, int warmup, IProgress<int> progress, CancellationToken ct)
     {
         var cs = config.Postgres!;
-        await AgentLoopBench.DropBenchSchemaAsync(cs, ct);
-        await AgentLoopBench.DropBenchSchemaAsync(cs, ct, ClusterSchema);
+        await AgentLoopBench.DropBenchSchemaAsync(cs, ct, config.Schema);
+        await AgentLoopBench.DropBenchSchemaAsync(cs, ct, ClusterSchema(config));
         var nodes = new List<Node>(nodeCount);
         try
         {
             for (var i = 0; i < nodeCount; i++) nodes.Add(Node.Start(i, config, AgentLoopBench.Share(config.Concurrency, nodeCount, i)));
             await Task.WhenAll(nodes.Select(n => n.WaitReadyAsync(ct)));
-            var watcher = new Watcher(cs, nodes);
+            var watcher = new Watcher(cs, config.Schema, nodes);
 
             if (warmup > 0)
             {
@@ -106,9 +109,9 @@ internal static class ClusterBench
             var used = CpuTime(nodes) - cpu;
             var rss = nodes.Sum(n => n.PeakRssMb());
 
-            var (end, durations) = await TimingsAsync(cs, ids, config.LatencyMs, ct);
-            var correct = await CountCorrectAsync(cs, ids, config.Steps, ct);
-            var bytes = await AgentLoopBench.SchemaBytesAsync(cs, AgentLoopBench.BenchSchema, ct);
+            var (end, durations) = await TimingsAsync(cs, config.Schema, ids, config.LatencyMs, ct);
+            var correct = await CountCorrectAsync(cs, config.Schema, ids, config.Steps, ct);
+            var bytes = await AgentLoopBench.SchemaBytesAsync(cs, config.Schema, ct);
             var wall = end - start;
             return new AgentLoopResult("bureau-cluster", config, "postgres", wall.TotalSeconds, AgentLoopBench.Percentile(durations, 0.50),
                 AgentLoopBench.Percentile(durations, 0.99), rss, bytes, correct, Transactions: -1, new Footprint(used, AllocatedBytes: -1), nodeCount);
@@ -150,13 +153,13 @@ internal static class ClusterBench
     /// From the journal (millisecond timestamps, one clock: the nodes run on this machine): the last run's end, and per
     /// run from its start (its first model answer less L) to its end (its <c>run.finished</c> entry).
     /// </summary>
-    private static async Task<(DateTimeOffset End, List<double> Durations)> TimingsAsync(string cs, string[] ids, int latencyMs, CancellationToken ct)
+    private static async Task<(DateTimeOffset End, List<double> Durations)> TimingsAsync(string cs, string schema, string[] ids, int latencyMs, CancellationToken ct)
     {
         await using var c = new Npgsql.NpgsqlConnection(cs);
         await c.OpenAsync(ct);
         await using var cmd = new Npgsql.NpgsqlCommand($"""
             SELECT min(at) FILTER (WHERE kind = '{ModelResponded.KindName}'), max(at) FILTER (WHERE kind = '{RunFinished.KindName}')
-            FROM {AgentLoopBench.BenchSchema}.journal WHERE run_id = ANY($1) GROUP BY run_id
+            FROM {schema}.journal WHERE run_id = ANY($1) GROUP BY run_id
             """, c);
         cmd.Parameters.Add(new Npgsql.NpgsqlParameter<string[]> { TypedValue = ids });
         var durations = new List<double>(ids.Length);
@@ -174,9 +177,9 @@ internal static class ClusterBench
     }
 
     /// <summary>Each run checked as agent-loop checks it (<see cref="AgentLoopBench.IsCorrectAsync"/>), eight at a time.</summary>
-    private static async Task<int> CountCorrectAsync(string cs, string[] ids, int steps, CancellationToken ct)
+    private static async Task<int> CountCorrectAsync(string cs, string schema, string[] ids, int steps, CancellationToken ct)
     {
-        await using var store = new PostgreSqlRunStore(new PostgreSqlStoreOptions { ConnectionString = cs, Schema = AgentLoopBench.BenchSchema, Notify = false });
+        await using var store = new PostgreSqlRunStore(new PostgreSqlStoreOptions { ConnectionString = cs, Schema = schema, Notify = false });
         await store.InitializeAsync(ct);
         var correct = 0;
         await Parallel.ForAsync(0, ids.Length, new ParallelOptions { MaxDegreeOfParallelism = 8, CancellationToken = ct }, async (r, token) =>
@@ -187,13 +190,13 @@ internal static class ClusterBench
     }
 
     /// <summary>Counts finished runs in the database until there are as many as expected; stops early when a node exits or nothing finishes for <see cref="StallLimit"/>.</summary>
-    private sealed class Watcher(string connectionString, List<Node> nodes)
+    private sealed class Watcher(string connectionString, string schema, List<Node> nodes)
     {
         public async Task WaitFinishedAsync(int expected, int before, IProgress<int> progress, CancellationToken ct)
         {
             await using var c = new Npgsql.NpgsqlConnection(connectionString);
             await c.OpenAsync(ct);
-            await using var cmd = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM {AgentLoopBench.BenchSchema}.runs WHERE status NOT IN ('queued','running')", c);
+            await using var cmd = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM {schema}.runs WHERE status NOT IN ('queued','running')", c);
             var last = -1L;
             var lastChange = Stopwatch.StartNew();
             while (true)
@@ -256,15 +259,15 @@ internal static class ClusterBench
             if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet") psi.ArgumentList.Add(typeof(ClusterBench).Assembly.Location);
             foreach (var a in new[]
             {
-                "bench", "cluster-node", "--postgres", config.Postgres!, "--cluster", "--node-id", name, "--cluster-id", AgentLoopBench.BenchSchema,
+                "bench", "cluster-node", "--postgres", config.Postgres!, "--cluster", "--node-id", name, "--cluster-id", config.Schema,
                 "--urls", url.ToString().TrimEnd('/'), "--steps", config.Steps.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 "--model-latency-ms", config.LatencyMs.ToString(System.Globalization.CultureInfo.InvariantCulture),
             })
             {
                 psi.ArgumentList.Add(a);
             }
-            psi.Environment["Bureau__PostgreSql__Schema"] = AgentLoopBench.BenchSchema;
-            psi.Environment["Bureau__Cluster__Schema"] = ClusterSchema;
+            psi.Environment["Bureau__PostgreSql__Schema"] = config.Schema;
+            psi.Environment["Bureau__Cluster__Schema"] = ClusterSchema(config);
             psi.Environment["Bureau__MaxConcurrentRuns"] = slots.ToString(System.Globalization.CultureInfo.InvariantCulture);
             psi.Environment["DOTNET_TieredPGO"] = "0"; // as the bureau executable runs (decision 0005)
             var node = new Node(name, Process.Start(psi) ?? throw new InvalidOperationException("bench cluster: could not start a node"), url);
