@@ -255,7 +255,7 @@ internal static class AgentLoopBench
     }
 
     /// <summary>Per run, K model steps (L ms awaited before each) and K-1 tool steps, one append each, at most C runs at once, spread over the writers.</summary>
-    private static async Task<(TimeSpan Wall, List<double> Durations, Footprint Used)> RunFloorStepsAsync(AgentLoopConfig config, IFloorWriter[] writers,
+    private static async Task<(TimeSpan Wall, List<double> Durations, Footprint Used)> RunFloorStepsAsync(AgentLoopConfig config, FloorWriterBase[] writers,
         IProgress<int> progress, CancellationToken ct)
     {
         var durations = new double[config.Runs];
@@ -302,28 +302,92 @@ internal static class AgentLoopBench
     /// <summary>Part <paramref name="index"/> of <paramref name="total"/> split into <paramref name="parts"/> as evenly as can be (the first ones one more).</summary>
     internal static int Share(int total, int parts, int index) => total / parts + (index < total % parts ? 1 : 0);
 
-    /// <summary>What the floor appends through: one row per step, group-committed.</summary>
-    private interface IFloorWriter
+    /// <summary>
+    /// What the floor appends through: one row per step; the appends that queued while the last batch committed go in
+    /// the next batch, one transaction (group commit), and each append's task completes once its batch is committed.
+    /// </summary>
+    private abstract class FloorWriterBase : IAsyncDisposable
     {
-        Task AppendAsync(long run, int n);
-    }
-
-    /// <summary>The floor's writer on PostgreSQL: the appends that queued while the last batch committed go in one multi-row insert (autocommit: one round trip, one commit).</summary>
-    private sealed class PgFloorWriter : IFloorWriter, IAsyncDisposable
-    {
-        private readonly Npgsql.NpgsqlConnection _c;
         private readonly Channel<(long Run, int N, TaskCompletionSource Done)> _queue = Channel.CreateUnbounded<(long, int, TaskCompletionSource)>(new UnboundedChannelOptions { SingleReader = true });
-        private readonly Task _loop;
-        private static readonly byte[] Row = new byte[32];
-        private readonly string _table;
+        private Task? _loop;
+
+        /// <summary>The data of every row: 32 bytes, nothing to serialize.</summary>
+        protected static readonly byte[] Row = new byte[32];
 
         public long Transactions { get; private set; }
+
+        /// <summary>Starts committing; called by the writer once it can write.</summary>
+        protected void Start() => _loop = Task.Run(LoopAsync);
+
+        public Task AppendAsync(long run, int n)
+        {
+            var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _queue.Writer.TryWrite((run, n, tcs));
+            return tcs.Task;
+        }
+
+        /// <summary>Writes the rows (run, step n, <see cref="Row"/>) and commits them, in one transaction.</summary>
+        protected abstract ValueTask CommitAsync(List<(long Run, int N)> rows);
+
+        /// <summary>Runs with exactly <paramref name="stepsPerRun"/> rows.</summary>
+        public abstract Task<int> CountCompleteRunsAsync(int stepsPerRun, CancellationToken ct);
+
+        /// <summary>Closes the connection, after the last batch.</summary>
+        protected abstract ValueTask CloseAsync();
+
+        private async Task LoopAsync()
+        {
+            var done = new List<TaskCompletionSource>(1024);
+            var rows = new List<(long Run, int N)>(1024);
+            while (await _queue.Reader.WaitToReadAsync())
+            {
+                done.Clear();
+                rows.Clear();
+                while (done.Count < 1024 && _queue.Reader.TryRead(out var op))
+                {
+                    rows.Add((op.Run, op.N));
+                    done.Add(op.Done);
+                }
+                try
+                {
+                    await CommitAsync(rows);
+                }
+                catch (Exception ex)
+                {
+                    foreach (var t in done) t.TrySetException(ex);
+                    continue;
+                }
+                Transactions++;
+                foreach (var t in done) t.TrySetResult();
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (!_queue.Writer.TryComplete()) return; // disposed already
+            if (_loop is not null) await _loop;
+            await CloseAsync();
+        }
+    }
+
+    /// <summary>The floor's writer on PostgreSQL: each batch is one multi-row insert (autocommit: one round trip, one commit).</summary>
+    private sealed class PgFloorWriter : FloorWriterBase
+    {
+        private readonly Npgsql.NpgsqlConnection _c;
+        private readonly Npgsql.NpgsqlCommand _insert;
+        private readonly List<long> _runs = new(1024);
+        private readonly List<int> _ns = new(1024);
+        private readonly string _table;
 
         private PgFloorWriter(Npgsql.NpgsqlConnection c, string schema)
         {
             _c = c;
             _table = schema + ".floor_steps";
-            _loop = Task.Run(LoopAsync);
+            _insert = new Npgsql.NpgsqlCommand($"INSERT INTO {_table}(run, n, data) SELECT r, n, $3 FROM unnest($1::bigint[], $2::integer[]) AS s(r, n)", _c);
+            _insert.Parameters.Add(new Npgsql.NpgsqlParameter<List<long>> { TypedValue = _runs });
+            _insert.Parameters.Add(new Npgsql.NpgsqlParameter<List<int>> { TypedValue = _ns });
+            _insert.Parameters.Add(new Npgsql.NpgsqlParameter<byte[]> { TypedValue = Row });
+            Start();
         }
 
         public static async Task<PgFloorWriter> OpenAsync(string connectionString, string schema, bool create, CancellationToken ct)
@@ -339,73 +403,37 @@ internal static class AgentLoopBench
             return new PgFloorWriter(c, schema);
         }
 
-        public Task AppendAsync(long run, int n)
+        protected override async ValueTask CommitAsync(List<(long Run, int N)> rows)
         {
-            var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            _queue.Writer.TryWrite((run, n, tcs));
-            return tcs.Task;
-        }
-
-        private async Task LoopAsync()
-        {
-            var batch = new List<TaskCompletionSource>(1024);
-            var runs = new List<long>(1024);
-            var ns = new List<int>(1024);
-            await using var insert = new Npgsql.NpgsqlCommand($"INSERT INTO {_table}(run, n, data) SELECT r, n, $3 FROM unnest($1::bigint[], $2::integer[]) AS s(r, n)", _c);
-            var pRuns = new Npgsql.NpgsqlParameter<List<long>> { TypedValue = runs };
-            var pNs = new Npgsql.NpgsqlParameter<List<int>> { TypedValue = ns };
-            insert.Parameters.Add(pRuns);
-            insert.Parameters.Add(pNs);
-            insert.Parameters.Add(new Npgsql.NpgsqlParameter<byte[]> { TypedValue = Row });
-            while (await _queue.Reader.WaitToReadAsync())
+            _runs.Clear();
+            _ns.Clear();
+            foreach (var (run, n) in rows)
             {
-                batch.Clear();
-                runs.Clear();
-                ns.Clear();
-                while (batch.Count < 1024 && _queue.Reader.TryRead(out var op))
-                {
-                    runs.Add(op.Run);
-                    ns.Add(op.N);
-                    batch.Add(op.Done);
-                }
-                try
-                {
-                    await insert.ExecuteNonQueryAsync();
-                }
-                catch (Exception ex)
-                {
-                    foreach (var t in batch) t.TrySetException(ex);
-                    continue;
-                }
-                Transactions++;
-                foreach (var t in batch) t.TrySetResult();
+                _runs.Add(run);
+                _ns.Add(n);
             }
+            await _insert.ExecuteNonQueryAsync();
         }
 
-        public async Task<int> CountCompleteRunsAsync(int stepsPerRun, CancellationToken ct)
+        public override async Task<int> CountCompleteRunsAsync(int stepsPerRun, CancellationToken ct)
         {
             await using var cmd = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM (SELECT run FROM {_table} GROUP BY run HAVING count(*) = $1) s", _c);
             cmd.Parameters.Add(new Npgsql.NpgsqlParameter<long> { TypedValue = stepsPerRun });
             return Convert.ToInt32(await cmd.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture);
         }
 
-        public async ValueTask DisposeAsync()
+        protected override async ValueTask CloseAsync()
         {
-            _queue.Writer.TryComplete();
-            await _loop;
+            await _insert.DisposeAsync();
             await _c.DisposeAsync();
         }
     }
 
-    private sealed class FloorWriter : IFloorWriter, IAsyncDisposable
+    /// <summary>The floor's writer on SQLite (WAL, synchronous FULL or NORMAL): each batch one transaction of single-row inserts.</summary>
+    private sealed class FloorWriter : FloorWriterBase
     {
         private readonly SqliteConnection _c;
         private readonly SqliteCommand _insert;
-        private readonly Channel<(long Run, int N, TaskCompletionSource Done)> _queue = Channel.CreateUnbounded<(long, int, TaskCompletionSource)>(new UnboundedChannelOptions { SingleReader = true });
-        private readonly Task _loop;
-        private static readonly byte[] Row = new byte[32];
-
-        public long Transactions { get; private set; }
 
         public FloorWriter(string path, bool full)
         {
@@ -419,40 +447,24 @@ internal static class AgentLoopBench
             _insert.Parameters.Add(new SqliteParameter("$r", 0L));
             _insert.Parameters.Add(new SqliteParameter("$n", 0));
             _insert.Parameters.Add(new SqliteParameter("$d", Row));
-            _loop = Task.Run(LoopAsync);
+            Start();
         }
 
-        public Task AppendAsync(long run, int n)
+        protected override ValueTask CommitAsync(List<(long Run, int N)> rows)
         {
-            var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            _queue.Writer.TryWrite((run, n, tcs));
-            return tcs.Task;
-        }
-
-        private async Task LoopAsync()
-        {
-            var batch = new List<TaskCompletionSource>(1024);
-            while (await _queue.Reader.WaitToReadAsync())
+            using var tx = _c.BeginTransaction();
+            _insert.Transaction = tx;
+            foreach (var (run, n) in rows)
             {
-                batch.Clear();
-                using (var tx = _c.BeginTransaction())
-                {
-                    _insert.Transaction = tx;
-                    while (batch.Count < 1024 && _queue.Reader.TryRead(out var op))
-                    {
-                        _insert.Parameters[0].Value = op.Run;
-                        _insert.Parameters[1].Value = op.N;
-                        _insert.ExecuteNonQuery();
-                        batch.Add(op.Done);
-                    }
-                    tx.Commit();
-                }
-                Transactions++;
-                foreach (var t in batch) t.TrySetResult();
+                _insert.Parameters[0].Value = run;
+                _insert.Parameters[1].Value = n;
+                _insert.ExecuteNonQuery();
             }
+            tx.Commit();
+            return ValueTask.CompletedTask;
         }
 
-        public Task<int> CountCompleteRunsAsync(int stepsPerRun, CancellationToken ct)
+        public override Task<int> CountCompleteRunsAsync(int stepsPerRun, CancellationToken ct)
         {
             using var cmd = _c.CreateCommand();
             cmd.CommandText = "SELECT count(*) FROM (SELECT run FROM steps GROUP BY run HAVING count(*) = $k)";
@@ -467,10 +479,8 @@ internal static class AgentLoopBench
             cmd.ExecuteNonQuery();
         }
 
-        public async ValueTask DisposeAsync()
+        protected override async ValueTask CloseAsync()
         {
-            _queue.Writer.TryComplete();
-            await _loop;
             _insert.Dispose();
             await _c.DisposeAsync();
         }
