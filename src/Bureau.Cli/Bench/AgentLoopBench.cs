@@ -18,13 +18,17 @@ internal sealed record AgentLoopConfig(int Runs, int Concurrency, int Steps, int
 
 /// <summary>One line of the report.</summary>
 internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, string Durability, double WallSeconds, double P50RunMs, double P99RunMs,
-    double PeakRssMb, long StoreBytes, int CorrectRuns, long Transactions, Footprint Footprint, int? Nodes = null)
+    double PeakRssMb, long StoreBytes, int CorrectRuns, long Transactions, Footprint Footprint, int? Nodes = null, double? SubmittedSeconds = null)
 {
-    /// <summary>The report line; <c>nodes</c> appears for cluster measurements, <c>transactions</c> and <c>alloc_bytes_per_call</c> only where they were counted (not negative).</summary>
+    /// <summary>
+    /// The report line; <c>nodes</c> and <c>submitted_s</c> (from the first submission to the last accepted) appear for
+    /// cluster measurements, <c>transactions</c> and <c>alloc_bytes_per_call</c> only where they were counted (not negative).
+    /// </summary>
     public JsonObject ToJson()
     {
         var json = Fields();
         if (Nodes is { } nodes) json.Insert(1, "nodes", nodes);
+        if (SubmittedSeconds is { } submitted) json.Insert(json.IndexOf("wall_s") + 1, "submitted_s", Math.Round(submitted, 3));
         if (Transactions < 0) json.Remove("transactions");
         if (Footprint.AllocatedBytes < 0) json.Remove("alloc_bytes_per_call");
         return json;

@@ -105,6 +105,7 @@ internal static class ClusterBench
             var cpu = CpuTime(nodes);
             var start = DateTimeOffset.UtcNow;
             var ids = await SubmitAsync(nodes, config.Runs, config.Concurrency, submitters, ct);
+            var submitted = DateTimeOffset.UtcNow - start;
             await watcher.WaitFinishedAsync(warmup + config.Runs, warmup, progress, ct);
             var used = CpuTime(nodes) - cpu;
             var rss = nodes.Sum(n => n.PeakRssMb());
@@ -114,7 +115,7 @@ internal static class ClusterBench
             var bytes = await AgentLoopBench.SchemaBytesAsync(cs, config.Schema, ct);
             var wall = end - start;
             return new AgentLoopResult("bureau-cluster", config, "postgres", wall.TotalSeconds, AgentLoopBench.Percentile(durations, 0.50),
-                AgentLoopBench.Percentile(durations, 0.99), rss, bytes, correct, Transactions: -1, new Footprint(used, AllocatedBytes: -1), nodeCount);
+                AgentLoopBench.Percentile(durations, 0.99), rss, bytes, correct, Transactions: -1, new Footprint(used, AllocatedBytes: -1), nodeCount, submitted.TotalSeconds);
         }
         finally
         {
