@@ -18,11 +18,12 @@ internal sealed record AgentLoopConfig(int Runs, int Concurrency, int Steps, int
 
 /// <summary>One line of the report.</summary>
 internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, string Durability, double WallSeconds, double P50RunMs, double P99RunMs,
-    double PeakRssMb, long StoreBytes, int CorrectRuns, long Transactions, Footprint Footprint, int? Nodes = null, double? SubmittedSeconds = null)
+    double PeakRssMb, long StoreBytes, int CorrectRuns, long Transactions, Footprint Footprint, int? Nodes = null, double? SubmittedSeconds = null, IReadOnlyDictionary<string, double>? Extra = null)
 {
     /// <summary>
     /// The report line; <c>nodes</c> and <c>submitted_s</c> (from the first submission to the last accepted) appear for
-    /// cluster measurements, <c>transactions</c> and <c>alloc_bytes_per_call</c> only where they were counted (not negative).
+    /// cluster measurements, <c>transactions</c> and <c>alloc_bytes_per_call</c> only where they were counted (not negative),
+    /// then the <c>Extra</c> fields of the measurement.
     /// </summary>
     public JsonObject ToJson()
     {
@@ -31,6 +32,7 @@ internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, st
         if (SubmittedSeconds is { } submitted) json.Insert(json.IndexOf("wall_s") + 1, "submitted_s", Math.Round(submitted, 3));
         if (Transactions < 0) json.Remove("transactions");
         if (Footprint.AllocatedBytes < 0) json.Remove("alloc_bytes_per_call");
+        foreach (var (name, value) in Extra ?? new Dictionary<string, double>()) json[name] = value;
         return json;
     }
 

@@ -103,11 +103,15 @@ internal static class ClusterBench
             foreach (var n in nodes) n.ResetPeakRss();
 
             var cpu = CpuTime(nodes);
+            var driverCpu = Process.GetCurrentProcess().TotalProcessorTime;
+            var machine = MachineCpu.Now();
             var start = DateTimeOffset.UtcNow;
             var ids = await SubmitAsync(nodes, config.Runs, config.Concurrency, submitters, ct);
             var submitted = DateTimeOffset.UtcNow - start;
             await watcher.WaitFinishedAsync(warmup + config.Runs, warmup, progress, ct);
             var used = CpuTime(nodes) - cpu;
+            var driverUsed = Process.GetCurrentProcess().TotalProcessorTime - driverCpu;
+            var busy = MachineCpu.Now().BusySince(machine);
             var rss = nodes.Sum(n => n.PeakRssMb());
 
             var (end, durations) = await TimingsAsync(cs, config.Schema, ids, config.LatencyMs, ct);
@@ -115,12 +119,44 @@ internal static class ClusterBench
             var bytes = await AgentLoopBench.SchemaBytesAsync(cs, config.Schema, ct);
             var wall = end - start;
             return new AgentLoopResult("bureau-cluster", config, "postgres", wall.TotalSeconds, AgentLoopBench.Percentile(durations, 0.50),
-                AgentLoopBench.Percentile(durations, 0.99), rss, bytes, correct, Transactions: -1, new Footprint(used, AllocatedBytes: -1), nodeCount, submitted.TotalSeconds);
+                AgentLoopBench.Percentile(durations, 0.99), rss, bytes, correct, Transactions: -1, new Footprint(used, AllocatedBytes: -1), nodeCount, submitted.TotalSeconds,
+                new Dictionary<string, double>
+                {
+                    ["driver_cpu_us_per_call"] = Math.Round(driverUsed.TotalMicroseconds / ((double)config.Runs * config.Steps), 1),
+                    ["machine_cpu_busy"] = Math.Round(busy, 3),
+                    ["cores"] = Environment.ProcessorCount,
+                });
         }
         finally
         {
             await Task.WhenAll(nodes.Select(n => n.StopAsync()));
         }
+    }
+
+    /// <summary>
+    /// The whole machine's CPU counters (/proc/stat): the share of all cores busy over a measurement, whoever kept them
+    /// busy (the nodes, the driver, the database server, anything else running); -1 where /proc/stat is not there.
+    /// </summary>
+    private readonly record struct MachineCpu(long Busy, long Total)
+    {
+        public static MachineCpu Now()
+        {
+            try
+            {
+                var f = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1)
+                    .Select(x => long.Parse(x, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+                var idle = f[3] + (f.Length > 4 ? f[4] : 0); // idle, iowait
+                var total = f.Take(8).Sum(); // user nice system idle iowait irq softirq steal (guest time is inside user)
+                return new MachineCpu(total - idle, total);
+            }
+            catch (Exception ex) when (ex is IOException or FormatException or UnauthorizedAccessException or IndexOutOfRangeException)
+            {
+                return new MachineCpu(-1, -1);
+            }
+        }
+
+        public double BusySince(MachineCpu start) =>
+            Busy < 0 || start.Busy < 0 || Total == start.Total ? -1 : (Busy - start.Busy) / (double)(Total - start.Total);
     }
 
     private static TimeSpan CpuTime(List<Node> nodes) => nodes.Aggregate(TimeSpan.Zero, (sum, n) => sum + n.CpuTime);
