@@ -12,14 +12,31 @@ namespace Bureau.Cli.Bench;
 /// <summary>The parameters of the agent-loop workload (shared/workloads/agent-loop.md).</summary>
 /// <remarks><paramref name="Postgres"/>: a connection string to run on PostgreSQL (schema <c>bureau_bench</c>, dropped first) instead of the SQLite file.</remarks>
 /// <remarks><paramref name="Notify"/>: on PostgreSQL, whether commits are announced to other nodes (NOTIFY, on by default).</remarks>
+/// <remarks><paramref name="Schema"/>: on PostgreSQL, the schema the measurement drops and makes again (<see cref="AgentLoopBench.BenchSchema"/> unless a command is told otherwise).</remarks>
 internal sealed record AgentLoopConfig(int Runs, int Concurrency, int Steps, int LatencyMs, string DbPath, StoreDurability Durability, bool Orleans = false, string? Postgres = null,
-    bool Notify = true);
+    bool Notify = true, string Schema = AgentLoopBench.BenchSchema);
 
 /// <summary>One line of the report.</summary>
 internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, string Durability, double WallSeconds, double P50RunMs, double P99RunMs,
-    double PeakRssMb, long StoreBytes, int CorrectRuns, long Transactions, Footprint Footprint)
+    double PeakRssMb, long StoreBytes, int CorrectRuns, long Transactions, Footprint Footprint, int? Nodes = null, double? SubmittedSeconds = null, IReadOnlyDictionary<string, double>? Extra = null)
 {
-    public JsonObject ToJson() => new()
+    /// <summary>
+    /// The report line; <c>nodes</c> and <c>submitted_s</c> (from the first submission to the last accepted) appear for
+    /// cluster measurements, <c>transactions</c> and <c>alloc_bytes_per_call</c> only where they were counted (not negative),
+    /// then the <c>Extra</c> fields of the measurement.
+    /// </summary>
+    public JsonObject ToJson()
+    {
+        var json = Fields();
+        if (Nodes is { } nodes) json.Insert(1, "nodes", nodes);
+        if (SubmittedSeconds is { } submitted) json.Insert(json.IndexOf("wall_s") + 1, "submitted_s", Math.Round(submitted, 3));
+        if (Transactions < 0) json.Remove("transactions");
+        if (Footprint.AllocatedBytes < 0) json.Remove("alloc_bytes_per_call");
+        foreach (var (name, value) in Extra ?? new Dictionary<string, double>()) json[name] = value;
+        return json;
+    }
+
+    private JsonObject Fields() => new()
     {
         ["system"] = System,
         ["version"] = typeof(AgentLoopBench).Assembly.GetName().Version?.ToString(3),
@@ -90,7 +107,7 @@ internal static class AgentLoopBench
 
     public static async Task<AgentLoopResult> RunBureauAsync(AgentLoopConfig config, IProgress<int> progress, CancellationToken ct)
     {
-        if (config.Postgres is { } pg) await DropBenchSchemaAsync(pg, ct);
+        if (config.Postgres is { } pg) await DropBenchSchemaAsync(pg, ct, config.Schema);
         else DeleteDb(config.DbPath);
         ResetPeakRss();
         // Sized and striped for the runs up front: the harness's own bookkeeping should not contend with the engine.
@@ -101,7 +118,7 @@ internal static class AgentLoopBench
 
         await using var bureau = await EmbeddedBureau.StartAsync(Definitions(config.Steps, config.LatencyMs), config.DbPath, config.Durability,
             config.Concurrency, LogLevel.Warning, ct, config.Orleans,
-            postgres: config.Postgres is { } cs ? o => { o.ConnectionString = cs; o.Schema = BenchSchema; o.Notify = config.Notify; } : null);
+            postgres: config.Postgres is { } cs ? o => { o.ConnectionString = cs; o.Schema = config.Schema; o.Notify = config.Notify; } : null);
         using var sub = bureau.Engine.Events.SubscribeAll(e =>
         {
             var now = Stopwatch.GetTimestamp();
@@ -152,13 +169,13 @@ internal static class AgentLoopBench
     /// <summary>The schema the PostgreSQL measurement uses, dropped before each.</summary>
     public const string BenchSchema = "bureau_bench";
 
-    private static async Task DropBenchSchemaAsync(string connectionString, CancellationToken ct)
+    internal static async Task DropBenchSchemaAsync(string connectionString, CancellationToken ct, string schema)
     {
         try
         {
             await using var c = new Npgsql.NpgsqlConnection(connectionString);
             await c.OpenAsync(ct);
-            await using var cmd = new Npgsql.NpgsqlCommand($"DROP SCHEMA IF EXISTS {BenchSchema} CASCADE", c);
+            await using var cmd = new Npgsql.NpgsqlCommand($"DROP SCHEMA IF EXISTS {schema} CASCADE", c);
             await cmd.ExecuteNonQueryAsync(ct);
         }
         catch (Exception ex) when (ex is Npgsql.NpgsqlException or ArgumentException)
@@ -191,12 +208,65 @@ internal static class AgentLoopBench
     /// </summary>
     public static async Task<AgentLoopResult> RunFloorAsync(AgentLoopConfig config, bool full, IProgress<int> progress, CancellationToken ct)
     {
-        if (config.Postgres is { } pg) await DropBenchSchemaAsync(pg, ct);
-        else DeleteDb(config.DbPath);
+        DeleteDb(config.DbPath);
         ResetPeakRss();
         await using var writer = new FloorWriter(config.DbPath, full);
+        var (wall, durations, used) = await RunFloorStepsAsync(config, [writer], progress, ct);
+        var rss = PeakRssMb();
+        var correct = await writer.CountCompleteRunsAsync(2 * config.Steps - 1, ct);
+        var transactions = writer.Transactions;
+        await writer.DisposeAsync();
+        var bytes = SizeOnDisk(config.DbPath);
+        return new AgentLoopResult(full ? "floor" : "floor-normal", config, full ? "full" : "process", wall.TotalSeconds,
+            Percentile(durations, 0.5), Percentile(durations, 0.99), rss, bytes, correct, transactions, used);
+    }
+
+    /// <summary>
+    /// The floor on PostgreSQL: the same appends, group-committed into a table of the config's schema (dropped
+    /// first) by <paramref name="writers"/> writers, each its own connection with C / writers of the runs in flight, as
+    /// that many nodes would (run r goes to writer r mod writers). Each batch is one multi-row insert, committed on its own.
+    /// </summary>
+    public static async Task<AgentLoopResult> RunPostgresFloorAsync(AgentLoopConfig config, int writers, IProgress<int> progress, CancellationToken ct)
+    {
+        var cs = config.Postgres ?? throw new ArgumentException("the PostgreSQL floor needs a connection string", nameof(config));
+        await DropBenchSchemaAsync(cs, ct, config.Schema);
+        ResetPeakRss();
+        var list = new PgFloorWriter[writers];
+        try
+        {
+            for (var i = 0; i < writers; i++) list[i] = await PgFloorWriter.OpenAsync(cs, config.Schema, create: i == 0, ct);
+            var (wall, durations, used) = await RunFloorStepsAsync(config, list, progress, ct);
+            var rss = PeakRssMb();
+            var correct = await list[0].CountCompleteRunsAsync(2 * config.Steps - 1, ct);
+            var transactions = list.Sum(w => w.Transactions);
+            var bytes = await SchemaBytesAsync(cs, config.Schema, ct);
+            return new AgentLoopResult("floor-postgres", config, "postgres", wall.TotalSeconds,
+                Percentile(durations, 0.5), Percentile(durations, 0.99), rss, bytes, correct, transactions, used);
+        }
+        finally
+        {
+            foreach (var w in list) if (w is not null) await w.DisposeAsync();
+        }
+    }
+
+    /// <summary>The bytes the tables (and their indexes) of <paramref name="schema"/> take on the server.</summary>
+    internal static async Task<long> SchemaBytesAsync(string connectionString, string schema, CancellationToken ct)
+    {
+        await using var c = new Npgsql.NpgsqlConnection(connectionString);
+        await c.OpenAsync(ct);
+        await using var cmd = new Npgsql.NpgsqlCommand(
+            "SELECT coalesce(sum(pg_total_relation_size(format('%I.%I', schemaname, tablename))), 0)::bigint FROM pg_tables WHERE schemaname = $1", c);
+        cmd.Parameters.Add(new Npgsql.NpgsqlParameter<string> { TypedValue = schema });
+        return (long)(await cmd.ExecuteScalarAsync(ct))!;
+    }
+
+    /// <summary>Per run, K model steps (L ms awaited before each) and K-1 tool steps, one append each, at most C runs at once, spread over the writers.</summary>
+    private static async Task<(TimeSpan Wall, List<double> Durations, Footprint Used)> RunFloorStepsAsync(AgentLoopConfig config, FloorWriterBase[] writers,
+        IProgress<int> progress, CancellationToken ct)
+    {
         var durations = new double[config.Runs];
-        using var slots = new SemaphoreSlim(config.Concurrency);
+        var slots = new SemaphoreSlim[writers.Length];
+        for (var i = 0; i < writers.Length; i++) slots[i] = new SemaphoreSlim(Share(config.Concurrency, writers.Length, i));
         var done = 0;
         var footprint = Footprint.Now();
         var wall = Stopwatch.StartNew();
@@ -204,9 +274,11 @@ internal static class AgentLoopBench
         for (var r = 0; r < config.Runs; r++)
         {
             var run = r;
+            var writer = writers[r % writers.Length];
+            var slot = slots[r % writers.Length];
             tasks[r] = Task.Run(async () =>
             {
-                await slots.WaitAsync(ct);
+                await slot.WaitAsync(ct);
                 try
                 {
                     var start = Stopwatch.GetTimestamp();
@@ -222,32 +294,152 @@ internal static class AgentLoopBench
                 }
                 finally
                 {
-                    slots.Release();
+                    slot.Release();
                 }
             }, ct);
         }
         await Task.WhenAll(tasks);
         wall.Stop();
         var used = Footprint.Now().Since(footprint);
-        var rss = PeakRssMb();
-        var correct = writer.CountCompleteRuns(2 * config.Steps - 1);
-        var transactions = writer.Transactions;
-        await writer.DisposeAsync();
-        var bytes = SizeOnDisk(config.DbPath);
-        var list = durations.ToList();
-        return new AgentLoopResult(full ? "floor" : "floor-normal", config, full ? "full" : "process", wall.Elapsed.TotalSeconds,
-            Percentile(list, 0.5), Percentile(list, 0.99), rss, bytes, correct, transactions, used);
+        foreach (var s in slots) s.Dispose();
+        return (wall.Elapsed, durations.ToList(), used);
     }
 
-    private sealed class FloorWriter : IAsyncDisposable
+    /// <summary>Part <paramref name="index"/> of <paramref name="total"/> split into <paramref name="parts"/> as evenly as can be (the first ones one more).</summary>
+    internal static int Share(int total, int parts, int index) => total / parts + (index < total % parts ? 1 : 0);
+
+    /// <summary>
+    /// What the floor appends through: one row per step; the appends that queued while the last batch committed go in
+    /// the next batch, one transaction (group commit), and each append's task completes once its batch is committed.
+    /// </summary>
+    private abstract class FloorWriterBase : IAsyncDisposable
+    {
+        private readonly Channel<(long Run, int N, TaskCompletionSource Done)> _queue = Channel.CreateUnbounded<(long, int, TaskCompletionSource)>(new UnboundedChannelOptions { SingleReader = true });
+        private Task? _loop;
+
+        /// <summary>The data of every row: 32 bytes, nothing to serialize.</summary>
+        protected static readonly byte[] Row = new byte[32];
+
+        public long Transactions { get; private set; }
+
+        /// <summary>Starts committing; called by the writer once it can write.</summary>
+        protected void Start() => _loop = Task.Run(LoopAsync);
+
+        public Task AppendAsync(long run, int n)
+        {
+            var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _queue.Writer.TryWrite((run, n, tcs));
+            return tcs.Task;
+        }
+
+        /// <summary>Writes the rows (run, step n, <see cref="Row"/>) and commits them, in one transaction.</summary>
+        protected abstract ValueTask CommitAsync(List<(long Run, int N)> rows);
+
+        /// <summary>Runs with exactly <paramref name="stepsPerRun"/> rows.</summary>
+        public abstract Task<int> CountCompleteRunsAsync(int stepsPerRun, CancellationToken ct);
+
+        /// <summary>Closes the connection, after the last batch.</summary>
+        protected abstract ValueTask CloseAsync();
+
+        private async Task LoopAsync()
+        {
+            var done = new List<TaskCompletionSource>(1024);
+            var rows = new List<(long Run, int N)>(1024);
+            while (await _queue.Reader.WaitToReadAsync())
+            {
+                done.Clear();
+                rows.Clear();
+                while (done.Count < 1024 && _queue.Reader.TryRead(out var op))
+                {
+                    rows.Add((op.Run, op.N));
+                    done.Add(op.Done);
+                }
+                try
+                {
+                    await CommitAsync(rows);
+                }
+                catch (Exception ex)
+                {
+                    foreach (var t in done) t.TrySetException(ex);
+                    continue;
+                }
+                Transactions++;
+                foreach (var t in done) t.TrySetResult();
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (!_queue.Writer.TryComplete()) return; // disposed already
+            if (_loop is not null) await _loop;
+            await CloseAsync();
+        }
+    }
+
+    /// <summary>The floor's writer on PostgreSQL: each batch is one multi-row insert (autocommit: one round trip, one commit).</summary>
+    private sealed class PgFloorWriter : FloorWriterBase
+    {
+        private readonly Npgsql.NpgsqlConnection _c;
+        private readonly Npgsql.NpgsqlCommand _insert;
+        private readonly List<long> _runs = new(1024);
+        private readonly List<int> _ns = new(1024);
+        private readonly string _table;
+
+        private PgFloorWriter(Npgsql.NpgsqlConnection c, string schema)
+        {
+            _c = c;
+            _table = schema + ".floor_steps";
+            _insert = new Npgsql.NpgsqlCommand($"INSERT INTO {_table}(run, n, data) SELECT r, n, $3 FROM unnest($1::bigint[], $2::integer[]) AS s(r, n)", _c);
+            _insert.Parameters.Add(new Npgsql.NpgsqlParameter<List<long>> { TypedValue = _runs });
+            _insert.Parameters.Add(new Npgsql.NpgsqlParameter<List<int>> { TypedValue = _ns });
+            _insert.Parameters.Add(new Npgsql.NpgsqlParameter<byte[]> { TypedValue = Row });
+            Start();
+        }
+
+        public static async Task<PgFloorWriter> OpenAsync(string connectionString, string schema, bool create, CancellationToken ct)
+        {
+            var c = new Npgsql.NpgsqlConnection(new Npgsql.NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString);
+            await c.OpenAsync(ct);
+            if (create)
+            {
+                await using var cmd = new Npgsql.NpgsqlCommand(
+                    $"CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE {schema}.floor_steps(run bigint NOT NULL, n integer NOT NULL, data bytea NOT NULL, PRIMARY KEY(run, n))", c);
+                await cmd.ExecuteNonQueryAsync(ct);
+            }
+            return new PgFloorWriter(c, schema);
+        }
+
+        protected override async ValueTask CommitAsync(List<(long Run, int N)> rows)
+        {
+            _runs.Clear();
+            _ns.Clear();
+            foreach (var (run, n) in rows)
+            {
+                _runs.Add(run);
+                _ns.Add(n);
+            }
+            await _insert.ExecuteNonQueryAsync();
+        }
+
+        public override async Task<int> CountCompleteRunsAsync(int stepsPerRun, CancellationToken ct)
+        {
+            await using var cmd = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM (SELECT run FROM {_table} GROUP BY run HAVING count(*) = $1) s", _c);
+            cmd.Parameters.Add(new Npgsql.NpgsqlParameter<long> { TypedValue = stepsPerRun });
+            return Convert.ToInt32(await cmd.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        protected override async ValueTask CloseAsync()
+        {
+            await _insert.DisposeAsync();
+            await _c.DisposeAsync();
+        }
+    }
+
+    /// <summary>The floor's writer on SQLite (WAL, synchronous FULL or NORMAL): each batch one transaction of single-row inserts.</summary>
+    private sealed class FloorWriter : FloorWriterBase
     {
         private readonly SqliteConnection _c;
         private readonly SqliteCommand _insert;
-        private readonly Channel<(long Run, int N, TaskCompletionSource Done)> _queue = Channel.CreateUnbounded<(long, int, TaskCompletionSource)>(new UnboundedChannelOptions { SingleReader = true });
-        private readonly Task _loop;
-        private static readonly byte[] Row = new byte[32];
-
-        public long Transactions { get; private set; }
 
         public FloorWriter(string path, bool full)
         {
@@ -261,45 +453,29 @@ internal static class AgentLoopBench
             _insert.Parameters.Add(new SqliteParameter("$r", 0L));
             _insert.Parameters.Add(new SqliteParameter("$n", 0));
             _insert.Parameters.Add(new SqliteParameter("$d", Row));
-            _loop = Task.Run(LoopAsync);
+            Start();
         }
 
-        public Task AppendAsync(long run, int n)
+        protected override ValueTask CommitAsync(List<(long Run, int N)> rows)
         {
-            var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            _queue.Writer.TryWrite((run, n, tcs));
-            return tcs.Task;
-        }
-
-        private async Task LoopAsync()
-        {
-            var batch = new List<TaskCompletionSource>(1024);
-            while (await _queue.Reader.WaitToReadAsync())
+            using var tx = _c.BeginTransaction();
+            _insert.Transaction = tx;
+            foreach (var (run, n) in rows)
             {
-                batch.Clear();
-                using (var tx = _c.BeginTransaction())
-                {
-                    _insert.Transaction = tx;
-                    while (batch.Count < 1024 && _queue.Reader.TryRead(out var op))
-                    {
-                        _insert.Parameters[0].Value = op.Run;
-                        _insert.Parameters[1].Value = op.N;
-                        _insert.ExecuteNonQuery();
-                        batch.Add(op.Done);
-                    }
-                    tx.Commit();
-                }
-                Transactions++;
-                foreach (var t in batch) t.TrySetResult();
+                _insert.Parameters[0].Value = run;
+                _insert.Parameters[1].Value = n;
+                _insert.ExecuteNonQuery();
             }
+            tx.Commit();
+            return ValueTask.CompletedTask;
         }
 
-        public int CountCompleteRuns(int stepsPerRun)
+        public override Task<int> CountCompleteRunsAsync(int stepsPerRun, CancellationToken ct)
         {
             using var cmd = _c.CreateCommand();
             cmd.CommandText = "SELECT count(*) FROM (SELECT run FROM steps GROUP BY run HAVING count(*) = $k)";
             cmd.Parameters.AddWithValue("$k", stepsPerRun);
-            return Convert.ToInt32(cmd.ExecuteScalar());
+            return Task.FromResult(Convert.ToInt32(cmd.ExecuteScalar()));
         }
 
         private void Exec(string sql)
@@ -309,10 +485,8 @@ internal static class AgentLoopBench
             cmd.ExecuteNonQuery();
         }
 
-        public async ValueTask DisposeAsync()
+        protected override async ValueTask CloseAsync()
         {
-            _queue.Writer.TryComplete();
-            await _loop;
             _insert.Dispose();
             await _c.DisposeAsync();
         }

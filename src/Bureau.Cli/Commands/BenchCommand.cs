@@ -17,7 +17,7 @@ internal static class BenchCommand
         var db = new Option<string>("--db") { Description = "The database file (deleted and recreated for each system).", DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "bureau-bench", "agent-loop.db") };
         var durability = CliShared.DurabilityOption();
         var skipFloor = new Option<bool>("--no-floor") { Description = "Measure Bureau only." };
-        var postgres = CliShared.PostgresOption("Run on PostgreSQL (schema bureau_bench, dropped first) instead of the SQLite file; the SQLite floors are not measured.");
+        var postgres = CliShared.PostgresOption("Run on PostgreSQL (schema bureau_bench, dropped first) instead of the SQLite file; the floor is then measured on PostgreSQL (floor-postgres), not on SQLite.");
         var executors = new Option<string>("--executors")
         {
             Description = "Where runs execute: local (directly in this process, as bureau serve and run do) or orleans (a grain per run in an embedded silo).",
@@ -61,6 +61,7 @@ internal static class BenchCommand
                 Console.Error.WriteLine($"warm-up: {warm} runs of each system on {(config.Postgres is null ? warmConfig.DbPath : "PostgreSQL (schema " + AgentLoopBench.BenchSchema + ")")} (not reported)");
                 await AgentLoopBench.RunBureauAsync(warmConfig, new Progress<int>(), ct);
                 if (!parse.GetValue(skipFloor) && config.Postgres is null) await AgentLoopBench.RunFloorAsync(warmConfig, full: true, new Progress<int>(), ct);
+                else if (!parse.GetValue(skipFloor)) await AgentLoopBench.RunPostgresFloorAsync(warmConfig, writers: 1, new Progress<int>(), ct);
                 AgentLoopBench.DeleteDb(warmConfig.DbPath);
             }
 
@@ -71,6 +72,10 @@ internal static class BenchCommand
                 await MeasureAsync("floor", config, p => AgentLoopBench.RunFloorAsync(config, full: true, p, ct));
                 await MeasureAsync("floor-normal", config, p => AgentLoopBench.RunFloorAsync(config, full: false, p, ct));
             }
+            else if (!parse.GetValue(skipFloor))
+            {
+                await MeasureAsync("floor-postgres", config, p => AgentLoopBench.RunPostgresFloorAsync(config, writers: 1, p, ct));
+            }
             return 0;
         });
         cmd.Subcommands.Add(Soak());
@@ -79,6 +84,8 @@ internal static class BenchCommand
         cmd.Subcommands.Add(ApprovalsBench.Create());
         cmd.Subcommands.Add(IngestBench.Create());
         cmd.Subcommands.Add(MemoryBench.Create());
+        cmd.Subcommands.Add(ClusterBench.Create());
+        cmd.Subcommands.Add(ClusterBench.NodeCommand());
         return cmd;
     }
 
@@ -113,7 +120,7 @@ internal static class BenchCommand
         return soak;
     }
 
-    private static async Task MeasureAsync(string system, AgentLoopConfig config, Func<IProgress<int>, Task<AgentLoopResult>> measure)
+    internal static async Task MeasureAsync(string system, AgentLoopConfig config, Func<IProgress<int>, Task<AgentLoopResult>> measure)
     {
         AgentLoopResult result;
         if (!Console.IsErrorRedirected)

@@ -18,6 +18,19 @@ internal static class ServeCommand
     public static Command Create()
     {
         var file = new Argument<string>("file") { Description = "The manifest whose agents are served." };
+        return Create("serve", "Serve the REST API (/v1, live events, /healthz, /readyz, /openapi/v1.json) until Ctrl+C or SIGTERM; unfinished runs resume at start.",
+            [file], parse => parse.GetValue(file)!, (manifest, _) => CliShared.LoadManifest(manifest, Console.Error), stopAtEndOfInput: false);
+    }
+
+    /// <summary>
+    /// A command that serves like <c>serve</c> with every serve option, its definitions from <paramref name="load"/>
+    /// (given what <paramref name="source"/> names, for the start line): <c>bureau bench cluster</c> starts its nodes this way
+    /// with the agent-loop workload's definitions, which hold a C# function tool no manifest can name.
+    /// </summary>
+    /// <remarks><paramref name="stopAtEndOfInput"/>: also stop when standard input ends, so a node started by a driver stops when the driver goes, however it goes.</remarks>
+    internal static Command Create(string name, string description, Symbol[] own, Func<ParseResult, string> source,
+        Func<string, ParseResult, BureauDefinitions?> load, bool stopAtEndOfInput)
+    {
         var db = CliShared.DbOption();
         var urls = new Option<string>("--urls")
         {
@@ -34,14 +47,19 @@ internal static class ServeCommand
         var siloPort = new Option<int?>("--silo-port") { Description = "The port nodes talk to each other on (Bureau:Cluster:SiloPort); default a free one.", HelpName = "PORT" };
         var gatewayPort = new Option<int?>("--gateway-port") { Description = "Orleans' client gateway port (Bureau:Cluster:GatewayPort); default a free one.", HelpName = "PORT" };
         var advertise = new Option<string?>("--advertise") { Description = "The address the other nodes reach this one at (Bureau:Cluster:AdvertisedAddress, default 127.0.0.1).", HelpName = "ADDRESS" };
-        var cmd = new Command("serve", "Serve the REST API (/v1, live events, /healthz, /readyz, /openapi/v1.json) until Ctrl+C or SIGTERM; unfinished runs resume at start.")
+        var cmd = new Command(name, description)
         {
-            file, db, urls, durability, otlp.Endpoint, otlp.Protocol, postgres, cluster, nodeId, clusterId, siloPort, gatewayPort, advertise,
+            db, urls, durability, otlp.Endpoint, otlp.Protocol, postgres, cluster, nodeId, clusterId, siloPort, gatewayPort, advertise,
         };
+        foreach (var symbol in own)
+        {
+            if (symbol is Argument a) cmd.Arguments.Insert(0, a);
+            else if (symbol is Option o) cmd.Options.Add(o);
+        }
         cmd.SetAction(async (parse, ct) =>
         {
-            var manifest = parse.GetValue(file)!;
-            var definitions = CliShared.LoadManifest(manifest, Console.Error);
+            var manifest = source(parse);
+            var definitions = load(manifest, parse);
             if (definitions is null) return 2;
             var dbPath = parse.GetValue(db)!;
             var storeDurability = CliShared.ParseDurability(parse.GetValue(durability)!);
@@ -110,7 +128,9 @@ internal static class ServeCommand
             }
             try
             {
-                await Task.Delay(Timeout.Infinite, ct).WaitAsync(app.Lifetime.ApplicationStopping);
+                var stop = Task.Delay(Timeout.Infinite, ct);
+                if (stopAtEndOfInput) stop = Task.WhenAny(stop, Task.Run(() => { while (Console.In.ReadLine() is not null) { } }, CancellationToken.None)).Unwrap();
+                await stop.WaitAsync(app.Lifetime.ApplicationStopping);
             }
             catch (OperationCanceledException)
             {
