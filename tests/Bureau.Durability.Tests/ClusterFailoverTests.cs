@@ -30,43 +30,14 @@ public sealed class ClusterFailoverTests : IAsyncDisposable
 
     public ClusterFailoverTests()
     {
-        var cs = Environment.GetEnvironmentVariable("BUREAU_TEST_POSTGRES");
-        if (string.IsNullOrWhiteSpace(cs))
-            Assert.Skip("PostgreSQL tests need a server: set BUREAU_TEST_POSTGRES to a connection string, or run them under tests/pg.sh (which installs and starts a throwaway one)");
-        _server = cs;
-        Directory.CreateDirectory(_dir);
-        File.WriteAllText(Path.Combine(_dir, "ledger.sh"), "args=$(cat)\necho \"$BUREAU_IDEMPOTENCY_KEY\" >> \"$LEDGER_DIR/ledger.txt\"\necho \"recorded $args\"\n");
-        File.WriteAllText(Path.Combine(_dir, "bureau.yaml"), """
-            models:
-              script:
-                provider: scripted
-                rules:
-                  - when: { turn: 1, input: '(?<key>k\d+)' }
-                    calls:
-                      - tool: ledger
-                        args: { n: "{{key}}" }
-                  - reply: "done"
-            tools:
-              ledger:
-                kind: process
-                command: ["sh", "ledger.sh"]
-                effect: write
-                env: [LEDGER_DIR]
-                parameters: { type: object, properties: { n: { type: string } }, required: [n] }
-            agents:
-              clerk:
-                model: script
-                tools: [ledger]
-            """);
+        _server = TestPostgres.ServerOrSkip();
+        LedgerDeployment.WriteTo(_dir);
     }
 
     public async ValueTask DisposeAsync()
     {
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
-        await using var c = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(_server) { Pooling = false }.ConnectionString);
-        await c.OpenAsync();
-        await using var cmd = new NpgsqlCommand($"DROP SCHEMA IF EXISTS {_schema} CASCADE; DROP SCHEMA IF EXISTS {_clusterSchema} CASCADE", c);
-        await cmd.ExecuteNonQueryAsync();
+        await TestPostgres.DropSchemasAsync(_server, _schema, _clusterSchema);
     }
 
     private BureauProcess Serve(string node, string url) =>

@@ -2,7 +2,6 @@ using System.Net;
 using System.Text;
 using System.Text.Json.Nodes;
 using Bureau.Storage.PostgreSql;
-using Npgsql;
 using Xunit;
 
 namespace Bureau.Durability.Tests;
@@ -21,43 +20,14 @@ public sealed class ServeKillPostgreSqlTests : IAsyncDisposable
 
     public ServeKillPostgreSqlTests()
     {
-        var cs = Environment.GetEnvironmentVariable("BUREAU_TEST_POSTGRES");
-        if (string.IsNullOrWhiteSpace(cs))
-            Assert.Skip("PostgreSQL tests need a server: set BUREAU_TEST_POSTGRES to a connection string, or run them under tests/pg.sh (which installs and starts a throwaway one)");
-        _server = cs;
-        Directory.CreateDirectory(_dir);
-        File.WriteAllText(Path.Combine(_dir, "ledger.sh"), "args=$(cat)\necho \"$BUREAU_IDEMPOTENCY_KEY\" >> \"$LEDGER_DIR/ledger.txt\"\necho \"recorded $args\"\n");
-        File.WriteAllText(Path.Combine(_dir, "bureau.yaml"), """
-            models:
-              script:
-                provider: scripted
-                rules:
-                  - when: { turn: 1, input: '(?<key>k\d+)' }
-                    calls:
-                      - tool: ledger
-                        args: { n: "{{key}}" }
-                  - reply: "done"
-            tools:
-              ledger:
-                kind: process
-                command: ["sh", "ledger.sh"]
-                effect: write
-                env: [LEDGER_DIR]
-                parameters: { type: object, properties: { n: { type: string } }, required: [n] }
-            agents:
-              clerk:
-                model: script
-                tools: [ledger]
-            """);
+        _server = TestPostgres.ServerOrSkip();
+        LedgerDeployment.WriteTo(_dir);
     }
 
     public async ValueTask DisposeAsync()
     {
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
-        await using var c = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(_server) { Pooling = false }.ConnectionString);
-        await c.OpenAsync();
-        await using var cmd = new NpgsqlCommand($"DROP SCHEMA IF EXISTS {_schema} CASCADE", c);
-        await cmd.ExecuteNonQueryAsync();
+        await TestPostgres.DropSchemasAsync(_server, _schema);
     }
 
     private BureauProcess Serve(string url) =>

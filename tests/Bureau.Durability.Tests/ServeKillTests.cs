@@ -19,30 +19,7 @@ public sealed class ServeKillTests : IDisposable
 
     public ServeKillTests()
     {
-        Directory.CreateDirectory(_dir);
-        File.WriteAllText(Path.Combine(_dir, "ledger.sh"), "args=$(cat)\necho \"$BUREAU_IDEMPOTENCY_KEY\" >> \"$LEDGER_DIR/ledger.txt\"\necho \"recorded $args\"\n");
-        File.WriteAllText(Path.Combine(_dir, "bureau.yaml"), """
-            models:
-              script:
-                provider: scripted
-                rules:
-                  - when: { turn: 1, input: '(?<key>k\d+)' }
-                    calls:
-                      - tool: ledger
-                        args: { n: "{{key}}" }
-                  - reply: "done"
-            tools:
-              ledger:
-                kind: process
-                command: ["sh", "ledger.sh"]
-                effect: write
-                env: [LEDGER_DIR]
-                parameters: { type: object, properties: { n: { type: string } }, required: [n] }
-            agents:
-              clerk:
-                model: script
-                tools: [ledger]
-            """);
+        LedgerDeployment.WriteTo(_dir);
     }
 
     public void Dispose()

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Bureau.Storage.PostgreSql;
-using Npgsql;
 using Xunit;
 
 namespace Bureau.Durability.Tests;
@@ -14,10 +13,7 @@ public sealed class WorkforcePostgresCommandTests : IAsyncDisposable
 
     public WorkforcePostgresCommandTests()
     {
-        var cs = Environment.GetEnvironmentVariable("BUREAU_TEST_POSTGRES");
-        if (string.IsNullOrWhiteSpace(cs))
-            Assert.Skip("PostgreSQL tests need a server: set BUREAU_TEST_POSTGRES to a connection string, or run them under tests/pg.sh (which installs and starts a throwaway one)");
-        _server = cs;
+        _server = TestPostgres.ServerOrSkip();
         Directory.CreateDirectory(_dir);
         File.WriteAllText(Path.Combine(_dir, "bureau.yaml"), """
             models:
@@ -35,10 +31,7 @@ public sealed class WorkforcePostgresCommandTests : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
-        await using var c = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(_server) { Pooling = false }.ConnectionString);
-        await c.OpenAsync();
-        await using var cmd = new NpgsqlCommand($"DROP SCHEMA IF EXISTS {_schema} CASCADE", c);
-        await cmd.ExecuteNonQueryAsync();
+        await TestPostgres.DropSchemasAsync(_server, _schema);
     }
 
     [Fact]

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Npgsql;
 using Xunit;
 
 namespace Bureau.Durability.Tests.Bench;
@@ -18,20 +17,14 @@ public sealed class ClusterBenchTests : IAsyncDisposable
 
     public ClusterBenchTests()
     {
-        var cs = Environment.GetEnvironmentVariable("BUREAU_TEST_POSTGRES");
-        if (string.IsNullOrWhiteSpace(cs))
-            Assert.Skip("PostgreSQL tests need a server: set BUREAU_TEST_POSTGRES to a connection string, or run them under tests/pg.sh (which installs and starts a throwaway one)");
-        _server = cs;
+        _server = TestPostgres.ServerOrSkip();
         Directory.CreateDirectory(_dir);
     }
 
     public async ValueTask DisposeAsync()
     {
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
-        await using var c = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(_server) { Pooling = false }.ConnectionString);
-        await c.OpenAsync();
-        await using var cmd = new NpgsqlCommand($"DROP SCHEMA IF EXISTS {_schema} CASCADE; DROP SCHEMA IF EXISTS {_schema}_orleans CASCADE", c);
-        await cmd.ExecuteNonQueryAsync();
+        await TestPostgres.DropSchemasAsync(_server, _schema, $"{_schema}_orleans");
     }
 
     [Fact]
