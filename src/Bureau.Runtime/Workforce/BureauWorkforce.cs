@@ -76,6 +76,9 @@ public sealed partial class BureauWorkforce
     /// <summary>How often the dispatcher looks at the inbox when nothing wakes it (default 1 s).</summary>
     internal TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>When the dispatcher last read the running tasks to watch them (<see cref="PassAsync"/>).</summary>
+    private DateTimeOffset _lastSweep = DateTimeOffset.MinValue;
+
     /// <summary>Raised after every dispatch pass (tests await it rather than sleep).</summary>
     internal event Action? Dispatched;
 
@@ -213,7 +216,14 @@ public sealed partial class BureauWorkforce
     internal async Task PassAsync(CancellationToken ct)
     {
         foreach (var task in await Store.ListAsync(WorkforceTaskStatus.Assigned, 1000, ct)) await StartRunAsync(task, ct);
-        foreach (var task in await Store.ListAsync(WorkforceTaskStatus.Running, 100_000, ct)) Watch(task);
+        // Running tasks are re-read for watching (after a restart, or when another node that watched them died) once per
+        // PollInterval, not on every wake: a wake comes with each task that arrives or finishes.
+        var now = _time.GetUtcNow();
+        if (now - _lastSweep >= PollInterval)
+        {
+            _lastSweep = now;
+            foreach (var task in await Store.ListAsync(WorkforceTaskStatus.Running, 100_000, ct)) Watch(task);
+        }
 
         var loads = (await Store.LoadsAsync(ct)).ToDictionary(l => l.Agent, StringComparer.Ordinal);
         int InProgress(string agent) => loads.TryGetValue(agent, out var l) ? l.InProgress : 0;
