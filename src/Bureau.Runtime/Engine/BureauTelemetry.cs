@@ -27,17 +27,20 @@ public static class BureauTelemetry
     internal static readonly Counter<long> RunsFinished =
         Meter.CreateCounter<long>("bureau.runs.finished", "{run}", "Runs that ended, by status and outcome.");
 
-    internal static readonly Counter<long> JournalEntries =
-        Meter.CreateCounter<long>("bureau.journal.entries", "{entry}", "Journal entries appended.");
+    private static long s_journalEntries;
+
+    /// <summary>
+    /// Journal entries appended by this process: an observable counter read at each export, so an append adds one
+    /// <see cref="Interlocked.Add(ref long, long)"/> rather than a measurement through every listener.
+    /// </summary>
+    private static readonly ObservableCounter<long> JournalEntriesObserved =
+        Meter.CreateObservableCounter("bureau.journal.entries", static () => Volatile.Read(ref s_journalEntries), "{entry}", "Journal entries appended.");
+
+    /// <summary>Counts <paramref name="count"/> appended entries (read by the <c>bureau.journal.entries</c> counter).</summary>
+    internal static void JournalEntriesAppended(int count) => Interlocked.Add(ref s_journalEntries, count);
 
     internal static readonly Counter<long> WaitsExpired =
         Meter.CreateCounter<long>("bureau.waits.expired", "{wait}", "Waits whose deadline passed with no answer.");
-
-    internal static readonly Counter<long> DependencyAttempts =
-        Meter.CreateCounter<long>("bureau.dependency.attempts", "{attempt}", "Attempts of model and tool calls, by dependency.");
-
-    internal static readonly Counter<long> DependencyFailures =
-        Meter.CreateCounter<long>("bureau.dependency.failures", "{attempt}", "Failed attempts of model and tool calls, by dependency.");
 
     internal static readonly Counter<long> DependencyRejections =
         Meter.CreateCounter<long>("bureau.dependency.rejections", "{call}", "Calls refused at once (open breaker, full bulkhead, rate limit), by dependency and reason.");

@@ -45,7 +45,7 @@ internal sealed class JournalWriter(IRunStore store, IRunEventBus events, TimePr
             fold?.Invoke(records[i]);
         }
         events.Publish(runId, records);
-        BureauTelemetry.JournalEntries.Add(entries.Length);
+        BureauTelemetry.JournalEntriesAppended(entries.Length);
         if (update?.WaitingFor?.Deadline is { } deadline) timers.Nudge(deadline);
         if (update is not null) Count(update);
         return expectedVersion + entries.Length;
@@ -60,7 +60,7 @@ internal sealed class JournalWriter(IRunStore store, IRunEventBus events, TimePr
             if (Volatile.Read(ref _freshCount) < FreshRunsKept && _fresh.TryAdd(run.Id, result.Run)) Interlocked.Increment(ref _freshCount);
             events.Publish(run.Id, [new JournalRecord(1, run.CreatedAt, run.Started)]);
             BureauTelemetry.RunsStarted.Add(1, new KeyValuePair<string, object?>("bureau.run.kind", run.Kind));
-            BureauTelemetry.JournalEntries.Add(1);
+            BureauTelemetry.JournalEntriesAppended(1);
         }
         return result;
     }

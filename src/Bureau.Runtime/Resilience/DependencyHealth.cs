@@ -57,6 +57,8 @@ internal sealed class DependencyMonitor
     public CircuitBreakerStateProvider? Breaker { get; }
     public int? MaxConcurrency { get; }
     public int InFlight => Volatile.Read(ref _inFlight);
+    public long Calls => Interlocked.Read(ref _calls);
+    public long Failures => Interlocked.Read(ref _failures);
     public int Waiting => Volatile.Read(ref _waiting);
 
     public void WaitStarted() => Interlocked.Increment(ref _waiting);
@@ -74,7 +76,6 @@ internal sealed class DependencyMonitor
     {
         Interlocked.Increment(ref _calls);
         Interlocked.Increment(ref _inFlight);
-        BureauTelemetry.DependencyAttempts.Add(1, new KeyValuePair<string, object?>("bureau.dependency", Name));
     }
 
     public void AttemptEnded(string? error)
@@ -84,7 +85,6 @@ internal sealed class DependencyMonitor
         Interlocked.Increment(ref _failures);
         _lastError = error.Length > 300 ? error[..300] + "…" : error;
         lock (_gate) _lastFailureAt = _time.GetUtcNow();
-        BureauTelemetry.DependencyFailures.Add(1, new KeyValuePair<string, object?>("bureau.dependency", Name));
     }
 
     public void Rejected(string reason)
@@ -168,7 +168,18 @@ public sealed class DependencyHealth
             "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open, 3 isolated.");
         BureauTelemetry.Meter.CreateObservableGauge("bureau.dependency.in_flight", ObserveInFlight, "{call}",
             "Attempts in flight per dependency.");
+        // Attempts and failures are counted by the monitors anyway (bureau health shows them): the counters read them at
+        // each export instead of adding a measurement per attempt on the hot path.
+        BureauTelemetry.Meter.CreateObservableCounter("bureau.dependency.attempts", () => ObserveTotals(static m => m.Calls), "{attempt}",
+            "Attempts of model and tool calls, by dependency.");
+        BureauTelemetry.Meter.CreateObservableCounter("bureau.dependency.failures", () => ObserveTotals(static m => m.Failures), "{attempt}",
+            "Failed attempts of model and tool calls, by dependency.");
     }
+
+    /// <summary>A count per dependency name, summed over the live monitors of that name (several hosts in one process).</summary>
+    private static IEnumerable<Measurement<long>> ObserveTotals(Func<DependencyMonitor, long> count) =>
+        s_live.Keys.GroupBy(m => m.Name, StringComparer.Ordinal)
+            .Select(g => new Measurement<long>(g.Sum(count), new KeyValuePair<string, object?>("bureau.dependency", g.Key)));
 
     internal static void Track(DependencyMonitor monitor) => s_live.TryAdd(monitor, 0);
 
