@@ -115,7 +115,47 @@ public sealed class ReplayForkTests : IDisposable
             id = (string)JsonNode.Parse(list.Stdout)!["items"]![0]!["id"]!;
 
         using (var p = await BureauAsync(2, "replay", id, "--db", db, "--from-step", "99")) Assert.Contains("--from-step must be between 1 and", p.Stderr);
-        using (var p = await BureauAsync(2, "replay", id, "--db", db, "--from-step", "2", "--model", "nope")) Assert.Contains("--model 'nope' is not a model", p.Stderr);
+        using (var p = await BureauAsync(2, "replay", id, "--db", db, "--from-step", "2", "--model", "nope")) Assert.Contains("--model must be a deployed model, not 'nope'", p.Stderr);
         using (var p = await BureauAsync(2, "replay", id, "--db", db, "--model", "b")) Assert.Contains("go with --from-step", p.Stderr);
+    }
+
+    [Fact]
+    public async Task Fork_OfAnAgentWithMemory_RemembersInAThrowawayStore_TheRecordedDatabasesMemoryIsUnchanged()
+    {
+        File.WriteAllText(Path.Combine(_dir, "memory.yaml"), """
+            models:
+              m:
+                provider: scripted
+                rules:
+                  - when: { turn: 1 }
+                    calls: [ { tool: remember, args: { scope: tenant, key: plan, value: "gold for {{input}}" } } ]
+                  - reply: "remembered: {{last}}"
+              n:
+                provider: scripted
+                rules:
+                  - when: { turn: 2 }
+                    calls: [ { tool: remember, args: { scope: tenant, key: plan, value: "silver for {{input}}" } } ]
+                  - reply: "fork remembered: {{last}}"
+            agents:
+              keeper:
+                model: m
+                memory: { scopes: [tenant], tenant: acme }
+            """);
+        var db = Path.Combine(_dir, "memory.db");
+        using (await BureauAsync(0, "run", "memory.yaml", "--agent", "keeper", "--input", "c-1", "--db", db)) { }
+        string id;
+        using (var list = await BureauAsync(0, "runs", "list", "--db", db, "--json"))
+            id = (string)JsonNode.Parse(list.Stdout)!["items"]![0]!["id"]!;
+
+        // The fork goes on after the recorded run's first model answer (its remember call), on model n: it writes
+        // its own fact, into the fork's throwaway database.
+        using var fork = await BureauAsync(0, "replay", id, "--db", db, "--file", "memory.yaml", "--from-step", "2", "--model", "n", "--json");
+        var doc = JsonNode.Parse(fork.Stdout)!;
+        Assert.Equal("succeeded", (string)doc["fork"]!["status"]!);
+
+        var memory = new Bureau.Storage.Sqlite.SqliteMemoryStore(new Bureau.Storage.Sqlite.SqliteStoreOptions { Path = db });
+        await memory.InitializeAsync();
+        var history = await memory.HistoryAsync("tenant:acme", "plan");
+        Assert.Equal(["gold for c-1"], history.Select(f => f.Value));
     }
 }

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Bureau.Replay;
 using Bureau.Storage.Sqlite;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace Bureau.Cli.Commands;
@@ -19,37 +20,6 @@ internal static class ReplayFork
     public static async Task<int> RunAsync(BureauDefinitions definitions, string runId, IReadOnlyList<JournalRecord> journal, Options options, bool json, CancellationToken ct)
     {
         var stderr = Console.Error;
-        if (journal.Count == 0 || journal[0].Entry is not RunStarted started)
-        {
-            stderr.WriteLine($"bureau: run {runId} has no run.started step; it cannot be forked");
-            return 2;
-        }
-        if ((started.RunKind ?? RunKinds.Agent) != RunKinds.Agent)
-        {
-            stderr.WriteLine($"bureau: run {runId} is a '{started.RunKind}' run; only agent runs can be forked yet");
-            return 2;
-        }
-        if (options.FromStep < 1 || options.FromStep >= journal.Count)
-        {
-            stderr.WriteLine($"bureau: --from-step must be between 1 and {journal.Count - 1} (run {runId} has {journal.Count} steps; the fork goes on after step N)");
-            return 2;
-        }
-        if (journal[(int)options.FromStep - 1].Entry is RunFinished or RunCanceled)
-        {
-            stderr.WriteLine($"bureau: step {options.FromStep} of run {runId} ends the run; fork from an earlier step");
-            return 2;
-        }
-        if (!definitions.Agents.TryGetValue(started.Agent, out var agent))
-        {
-            stderr.WriteLine($"bureau: agent '{started.Agent}' of run {runId} is not in the manifest (use --file to name the one it ran with)");
-            return 2;
-        }
-        var model = options.Model ?? agent.Model;
-        if (!definitions.Models.ContainsKey(model))
-        {
-            stderr.WriteLine($"bureau: --model '{model}' is not a model of the manifest; models: {string.Join(", ", definitions.Models.Keys.Order(StringComparer.Ordinal))}");
-            return 2;
-        }
         string? instructions = null;
         if (options.InstructionsFile is { } file)
         {
@@ -60,54 +30,40 @@ internal static class ReplayFork
             }
             instructions = await File.ReadAllTextAsync(file, ct);
         }
-        var forked = agent.WithModel(model, instructions);
-        var leftOut = options.AllowWrites
-            ? []
-            : forked.Tools.Where(t => definitions.Tools.TryGetValue(t, out var tool) && tool.Effect == ToolEffect.Write).ToList();
-        if (leftOut.Count > 0) forked = forked.WithTools([.. forked.Tools.Except(leftOut, StringComparer.Ordinal)]);
-        definitions.Add(forked);
 
+        // The fork runs as POST /v1/runs/{id}/whatif runs it (RunForker: its own engine on a one-run store seeded with
+        // the shared steps); an agent's memory goes to a throwaway database, so the recorded run's is never touched.
         var dir = Path.Combine(Path.GetTempPath(), "bureau-fork-" + Guid.NewGuid().ToString("n"));
         Directory.CreateDirectory(dir);
-        var db = Path.Combine(dir, "fork.db");
-        var forkId = "fork-" + Guid.NewGuid().ToString("n")[..12];
         try
         {
-            // The shared steps, copied into the throwaway database as the fork's own journal.
-            await using (var store = new SqliteRunStore(new SqliteStoreOptions { Path = db }))
+            var memory = new SqliteMemoryStore(new SqliteStoreOptions { Path = Path.Combine(dir, "fork.db"), Durability = StoreDurability.Process });
+            await memory.InitializeAsync(ct);
+            using var loggers = LoggerFactory.Create(b => b
+                .AddSimpleConsole(o => o.SingleLine = true)
+                .SetMinimumLevel(LogLevel.Warning)
+                .Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace)); // stdout carries --json
+            // Warnings and errors only: the fork's steps are the answer.
+            var forker = new RunForker(definitions, loggerFactory: loggers, forkMemory: memory);
+            using var limit = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            limit.CancelAfter(TimeSpan.FromMinutes(10));
+            ForkResult fork;
+            try
             {
-                await store.InitializeAsync(ct);
-                var first = journal[0];
-                await store.SubmitAsync(new NewRun
-                {
-                    Id = forkId, Agent = started.Agent, Input = started.Input, Actor = "bureau:replay-fork",
-                    Started = new RunStarted(started.Agent, started.Input, "bureau:replay-fork"), CreatedAt = first.At,
-                }, ct);
-                if (options.FromStep > 1)
-                {
-                    await store.AppendAsync(new AppendRequest
-                    {
-                        RunId = forkId, ExpectedVersion = 1, At = journal[(int)options.FromStep - 1].At,
-                        Entries = [.. journal.Skip(1).Take((int)options.FromStep - 1).Select(r => r.Entry)],
-                        Update = new RunUpdate { Status = RunStatus.Queued },
-                    }, ct);
-                }
+                fork = await forker.ForkAsync(runId, journal, new ForkRequest(options.FromStep, options.Model, instructions, options.AllowWrites, "bureau:replay-fork"), limit.Token);
             }
-
-            RunRecord result;
-            IReadOnlyList<JournalRecord> forkJournal;
-            await using (var bureau = await EmbeddedBureau.StartAsync(definitions, db, StoreDurability.Process, 4, LogLevel.Warning, ct))
+            catch (ForkRequestException e)
             {
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                timeout.CancelAfter(TimeSpan.FromMinutes(10));
-                result = await bureau.Engine.WaitAsync(forkId, timeout.Token);
-                forkJournal = await bureau.Store.ReadJournalAsync(forkId, 0, ct);
+                // The request's fields are the command's options here.
+                stderr.WriteLine("bureau: " + e.Message.Replace("'fromStep'", "--from-step", StringComparison.Ordinal).Replace("'model'", "--model", StringComparison.Ordinal));
+                return 2;
             }
-            Print(runId, journal, forkId, forkJournal, result, options, model, leftOut, json);
+            Print(runId, journal, fork.ForkId, fork.Journal, fork.Run, options, fork.Model, fork.WriteToolsLeftOut, json);
             return 0;
         }
         finally
         {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
             try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
         }
     }

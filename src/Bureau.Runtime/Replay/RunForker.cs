@@ -9,7 +9,8 @@ namespace Bureau.Replay;
 /// <param name="Model">A model of the definitions; null: the agent's own.</param>
 /// <param name="Instructions">The instructions the fork goes on with; null: the agent's own.</param>
 /// <param name="AllowWrites">Let the fork call write tools (left out by default: a what-if should change nothing).</param>
-internal sealed record ForkRequest(long FromStep, string? Model = null, string? Instructions = null, bool AllowWrites = false);
+/// <param name="Actor">Who the fork's <see cref="RunStarted"/> names: <c>bureau:whatif</c> over HTTP, <c>bureau:replay-fork</c> from the CLI.</param>
+internal sealed record ForkRequest(long FromStep, string? Model = null, string? Instructions = null, bool AllowWrites = false, string Actor = "bureau:whatif");
 
 /// <summary>A what-if that ran: the fork's id, the model it went on with, the write tools left out, its row and its journal.</summary>
 internal sealed record ForkResult(string ForkId, long FromStep, string Model, bool InstructionsChanged, IReadOnlyList<string> WriteToolsLeftOut,
@@ -33,16 +34,22 @@ internal sealed class RunForker
     private readonly BureauDefinitions _definitions;
     private readonly Models.ModelClientFactory? _models;
     private readonly ILoggerFactory? _loggerFactory;
+    private readonly IMemoryStore? _forkMemory;
 
     /// <param name="definitions">The definitions as they are now (copied: the fork's agent never replaces the host's).</param>
     /// <param name="models">The model clients' factory of the host (its HTTP client and clock); null: a new one.</param>
     /// <param name="loggerFactory">Where the fork's engine logs.</param>
-    public RunForker(BureauDefinitions definitions, Models.ModelClientFactory? models = null, ILoggerFactory? loggerFactory = null)
+    /// <param name="forkMemory">
+    /// A throwaway memory store for the fork (the CLI's fork database), so an agent with memory can be forked without
+    /// touching the real one; null: an agent with memory cannot be forked.
+    /// </param>
+    public RunForker(BureauDefinitions definitions, Models.ModelClientFactory? models = null, ILoggerFactory? loggerFactory = null, IMemoryStore? forkMemory = null)
     {
         ArgumentNullException.ThrowIfNull(definitions);
         _definitions = definitions;
         _models = models;
         _loggerFactory = loggerFactory;
+        _forkMemory = forkMemory;
     }
 
     /// <summary>Checks the request against the recorded run and the definitions; throws <see cref="ForkRequestException"/> naming the field.</summary>
@@ -58,7 +65,7 @@ internal sealed class RunForker
             throw new ForkRequestException("fromStep", $"step {request.FromStep} of run {runId} ends the run; fork from an earlier step");
         if (!_definitions.Agents.TryGetValue(started.Agent, out var agent))
             throw new ForkRequestException("id", $"agent '{started.Agent}' of run {runId} is not deployed here");
-        if (agent.Memory is not null)
+        if (agent.Memory is not null && _forkMemory is null)
             throw new ForkRequestException("id", $"agent '{agent.Name}' has memory; a what-if of it is not supported here (its memory writes would change the real store): use `bureau replay {runId} --from-step N`, which forks into a throwaway database");
         var model = string.IsNullOrWhiteSpace(request.Model) ? agent.Model : request.Model.Trim();
         if (!_definitions.Models.ContainsKey(model))
@@ -83,8 +90,9 @@ internal sealed class RunForker
         var definitions = new BureauDefinitions { SourcePath = _definitions.SourcePath }.Merge(_definitions).Add(forked);
 
         var forkId = "fork-" + Guid.NewGuid().ToString("n")[..12];
-        var store = new ForkStore(forkId, started, journal[0].At, journal.Skip(1).Take((int)request.FromStep - 1).ToList());
+        var store = new ForkStore(forkId, started, journal[0].At, journal.Skip(1).Take((int)request.FromStep - 1).ToList(), request.Actor);
         var services = new ServiceCollection();
+        if (_forkMemory is not null) services.AddSingleton(_forkMemory);
         if (_loggerFactory is not null) services.AddSingleton(_loggerFactory);
         if (_models is not null) services.TryAddSingleton(_models);
         services.AddSingleton<IRunStore>(store);
@@ -120,20 +128,20 @@ internal sealed class RunForker
     /// </summary>
     private sealed class ForkStore : OneRunStore
     {
-        public ForkStore(string forkId, RunStarted started, DateTimeOffset createdAt, IReadOnlyList<JournalRecord> shared) : base(new RunRecord
+        public ForkStore(string forkId, RunStarted started, DateTimeOffset createdAt, IReadOnlyList<JournalRecord> shared, string actor) : base(new RunRecord
         {
             Id = forkId,
             Agent = started.Agent,
             Kind = RunKinds.Agent,
             Status = RunStatus.Queued,
             Input = started.Input,
-            Actor = "bureau:whatif",
+            Actor = actor,
             CreatedAt = createdAt,
             UpdatedAt = shared.Count > 0 ? shared[^1].At : createdAt,
             Version = 1 + shared.Count,
         })
         {
-            Journal.Add(new JournalRecord(1, createdAt, new RunStarted(started.Agent, started.Input, "bureau:whatif")));
+            Journal.Add(new JournalRecord(1, createdAt, new RunStarted(started.Agent, started.Input, actor)));
             foreach (var r in shared) Journal.Add(new JournalRecord(Journal.Count + 1, r.At, r.Entry));
         }
 

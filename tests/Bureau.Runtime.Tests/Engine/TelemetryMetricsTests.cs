@@ -42,6 +42,15 @@ public sealed class TelemetryMetricsTests : IAsyncDisposable
     private List<(double Value, Dictionary<string, object?> Tags)> Of(string name, string? tag = null, object? value = null) =>
         [.. _measured.Where(m => m.Name == name && (tag is null || Equals(m.Tags.GetValueOrDefault(tag), value))).Select(m => (m.Value, m.Tags))];
 
+    /// <summary>An observable counter's value now (cumulative), for one dependency or in all.</summary>
+    private double Observed(string name, string? dependency = null)
+    {
+        var before = _measured.Count;
+        _listener.RecordObservableInstruments();
+        return _measured.Skip(before).Where(m => m.Name == name && (dependency is null || Equals(m.Tags.GetValueOrDefault("bureau.dependency"), dependency)))
+            .Sum(m => m.Value);
+    }
+
     public async ValueTask DisposeAsync()
     {
         _listener.Dispose();
@@ -66,9 +75,18 @@ public sealed class TelemetryMetricsTests : IAsyncDisposable
         }, price: new ModelPrice(1_000_000, 2_000_000), name: "metered");
         _f.Definitions.Add(new AgentDefinition { Name = "meter", Model = "metered", Instructions = "test", Tools = ["lookup", "broken"] });
         var engine = await _f.StartAsync();
+        var (entriesBefore, modelAttemptsBefore, toolAttemptsBefore, toolFailuresBefore) = (Observed("bureau.journal.entries"),
+            Observed("bureau.dependency.attempts", "model:metered"), Observed("bureau.dependency.attempts", "tool:broken"), Observed("bureau.dependency.failures", "tool:broken"));
 
         var run = await EngineFixture.WaitAsync(engine, (await engine.SubmitAsync(new RunRequest("meter", "go"))).Run.Id);
         Assert.Equal(RunStatus.Succeeded, run.Status);
+
+        // Observable counters, read at export: every journal entry of the run, each model attempt, and the broken read
+        // tool's attempts (3 by the default retry policy of read tools), every one of them failed.
+        Assert.Equal(run.Version, Observed("bureau.journal.entries") - entriesBefore);
+        Assert.Equal(3, Observed("bureau.dependency.attempts", "model:metered") - modelAttemptsBefore);
+        Assert.Equal(3, Observed("bureau.dependency.attempts", "tool:broken") - toolAttemptsBefore);
+        Assert.Equal(3, Observed("bureau.dependency.failures", "tool:broken") - toolFailuresBefore);
 
         Assert.Equal(1, Of("bureau.runs.started").Sum(m => m.Value));
         var finished = Assert.Single(Of("bureau.runs.finished"));
