@@ -23,7 +23,7 @@ internal static class ReplayCommand
             HelpName = "FILE",
         };
         var json = CliShared.JsonOption("Print {\"runId\",\"steps\",\"reproduced\",\"divergence\"} on stdout (with --from-step: {\"runId\",\"fork\",\"steps\"}).");
-        var fromStep = new Option<long?>("--from-step") { Description = "What-if: fork a new run that shares the journal up to step N and goes on live (model and tools called), in a throwaway database; show both runs' steps side by side.", HelpName = "N" };
+        var fromStep = new Option<long?>("--from-step") { Description = "What-if: fork a new run that shares the journal up to step N and goes on live (model and tools called), on a throwaway store; show both runs' steps side by side.", HelpName = "N" };
         var model = new Option<string?>("--model") { Description = "With --from-step: the model the fork goes on with (a model of the manifest).", HelpName = "M" };
         var instructions = new Option<string?>("--instructions") { Description = "With --from-step: a file with the instructions the fork goes on with.", HelpName = "FILE" };
         var allowWrites = new Option<bool>("--allow-writes") { Description = "With --from-step: let the fork call write tools (left out by default: a what-if should change nothing)." };
