@@ -31,7 +31,7 @@ public sealed class ToolResilienceTests(ITestOutputHelper output) : IAsyncDispos
     }
 
     private void AddTool(string name, ToolEffect effect, Func<int, CancellationToken, Task<string>> body, RetrySettings? retry = null,
-        TimeSpan? timeout = null, int? maxConcurrency = null, int? maxQueue = null, CircuitBreakerSettings? breaker = null)
+        TimeSpan? timeout = null, int? maxConcurrency = null, int? maxQueue = null, CircuitBreakerSettings? breaker = null, TimeSpan? stepTimeout = null)
     {
         var calls = 0;
         _f.Definitions.Add(new FunctionToolDefinition
@@ -40,6 +40,7 @@ public sealed class ToolResilienceTests(ITestOutputHelper output) : IAsyncDispos
             Effect = effect,
             Retry = retry,
             Timeout = timeout,
+            StepTimeout = stepTimeout,
             MaxConcurrency = maxConcurrency,
             MaxQueue = maxQueue,
             CircuitBreaker = breaker,
@@ -142,6 +143,63 @@ public sealed class ToolResilienceTests(ITestOutputHelper output) : IAsyncDispos
         var failed = Assert.Single(Entries(journal).OfType<AttemptFailed>());
         Assert.Equal("timeout", failed.Class);
         Assert.Contains("timed out after 200ms", failed.Error);
+    }
+
+    /// <summary>Backoff of 10 s, 20 s, 40 s … (no jitter), five attempts; the total-time cap as given.</summary>
+    private static RetrySettings TenSecondBackoff(TimeSpan maxTotalTime) =>
+        new() { MaxAttempts = 5, Delay = TimeSpan.FromSeconds(10), MaxDelay = TimeSpan.FromMinutes(5), MaxTotalTime = maxTotalTime, Jitter = false };
+
+    [Fact]
+    public async Task StepTimeout_PassesDuringTheRetries_CutsThemShortAndTheResultSaysItWasTheStepTimeout()
+    {
+        var clock = new WaitRecordingClock();
+        _f.ResilienceTime = clock;
+        ModelCalling("flaky");
+        AddTool("flaky", ToolEffect.Read, (n, _) => throw new IOException($"connection reset during call {n}"),
+            retry: TenSecondBackoff(TimeSpan.FromHours(1)), breaker: new CircuitBreakerSettings { Enabled = false }, stepTimeout: TimeSpan.FromSeconds(15));
+        _f.AddAgent(tools: "flaky");
+        var engine = await _f.StartAsync();
+
+        var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
+        await clock.AdvanceOnceWaitingAsync(TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10));   // the first backoff ends: attempt 2
+        await clock.AdvanceOnceWaitingAsync(TimeSpan.FromSeconds(20), TimeSpan.FromSeconds(5));    // 15 s into the step, inside the second backoff
+        var run = await EngineFixture.WaitAsync(engine, id, 60);
+        var journal = await engine.ReadJournalAsync(id);
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);   // the model was told, and answered
+        Assert.Equal(2, _f.Keys.Count);                  // 5 attempts allowed, 2 made: the step's time was up
+        var result = Entries(journal).OfType<ToolCompleted>().Single();
+        Assert.Equal((true, "timeout", (int?)2), (result.IsError, result.Failure, result.Attempts));
+        Assert.Equal("tool 'flaky' did not finish within its step timeout (15s) over 2 attempt(s)", result.Content);
+        Assert.Equal([(1, (double?)10_000), (2, 20_000)], Entries(journal).OfType<AttemptFailed>().Select(a => (a.Attempt, a.RetryInMs)));
+        Assert.Equal("got: " + result.Content, run.Output);
+    }
+
+    [Fact]
+    public async Task MaxTotalTime_TheNextWaitWouldPassIt_ToolRetriesStopAndTheJournalSaysWhy()
+    {
+        var clock = new WaitRecordingClock();
+        _f.ResilienceTime = clock;
+        ModelCalling("flaky");
+        AddTool("flaky", ToolEffect.Idempotent, (n, _) => throw new IOException($"connection reset during call {n}"),
+            retry: TenSecondBackoff(TimeSpan.FromSeconds(25)), breaker: new CircuitBreakerSettings { Enabled = false });
+        _f.AddAgent(tools: "flaky");
+        var engine = await _f.StartAsync();
+
+        var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
+        await clock.AdvanceOnceWaitingAsync(TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10));   // attempt 2 fails 10 s in: 10 + 20 > 25
+        var run = await EngineFixture.WaitAsync(engine, id, 60);
+        var journal = await engine.ReadJournalAsync(id);
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        var intent = Entries(journal).OfType<ToolIntent>().Single();
+        Assert.Equal(["flaky|" + intent.IdempotencyKey, "flaky|" + intent.IdempotencyKey], _f.Keys);   // two attempts, one key
+        var attempts = Entries(journal).OfType<AttemptFailed>().ToList();
+        Assert.Equal([(1, (double?)10_000, (string?)null), (2, null, "the next wait (20s) would pass maxTotalTime (25s)")],
+            attempts.Select(a => (a.Attempt, a.RetryInMs, a.GaveUp)));
+        Assert.All(attempts, a => Assert.Equal(("tool:flaky", "crash", intent.IdempotencyKey), (a.Dependency, a.Class, a.IdempotencyKey)));
+        var result = Entries(journal).OfType<ToolCompleted>().Single();
+        Assert.Equal((true, "crash", (int?)2), (result.IsError, result.Failure, result.Attempts));
     }
 
     [Fact]
