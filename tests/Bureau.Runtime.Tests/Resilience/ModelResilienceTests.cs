@@ -12,7 +12,7 @@ namespace Bureau.Tests.Resilience;
 /// (Kestrel) or a fake client: 429 with Retry-After, 500 bursts, hangs, a model that is down, breakers,
 /// rate limits, fallbacks and costs.
 /// </summary>
-public sealed class ModelResilienceTests : IAsyncDisposable
+public sealed class ModelResilienceTests(ITestOutputHelper output) : IAsyncDisposable
 {
     private readonly EngineFixture _f = new();
     private readonly List<IAsyncDisposable> _servers = [];
@@ -306,6 +306,7 @@ public sealed class ModelResilienceTests : IAsyncDisposable
 
         var runs = await Task.WhenAll(Enumerable.Range(0, 30).Select(_ => RunAsync(engine)));
 
+        output.WriteLine($"retry storm, breaker off: 30 runs x 4 attempts, {server.Requests} requests reached the server");
         Assert.Equal(30 * 4, server.Requests);
         foreach (var (run, journal) in runs)
         {
@@ -329,6 +330,8 @@ public sealed class ModelResilienceTests : IAsyncDisposable
 
         var runs = await Task.WhenAll(Enumerable.Range(0, 30).Select(_ => RunAsync(engine)));
 
+        output.WriteLine($"retry storm, default breaker: 30 runs x up to 6 attempts on 4 run slots, {server.Requests} requests reached the server, "
+            + $"{runs.Count(r => r.Run.Error!.Contains("circuit breaker is open", StringComparison.Ordinal))} runs ended on the open breaker's error");
         Assert.All(runs, r => Assert.Equal(RunStatus.Failed, r.Run.Status));
         // Once open (after 10 failures), no more requests reach the server until the break ends: at most the
         // attempts in flight when it opened (4 runs) get through.
