@@ -138,6 +138,46 @@ public sealed class FailureTaxonomyTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Policy_NobodyAnswersAnApprovalThatFailsOnTimeout_TheCauseIsPolicyApprovalTimeout()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        _f.Time = time;
+        _f.UseModel((_, turn) => turn == 1 ? FakeModel.Call("refund", """{"key":"big"}""", "c1") : FakeModel.Text("done"));
+        _f.AddTool("refund", ToolEffect.Write);
+        _f.AddAgent(tools: "refund");
+        _f.Definitions.Policies = new PolicySet
+        {
+            Rules =
+            [
+                new PolicyRule
+                {
+                    Name = "ask", Action = PolicyAction.RequireApproval, When = new PolicyConditions { Tools = ["refund"] },
+                    Approval = new ApprovalSpec { Levels = [new(["ops"], TimeSpan.FromMinutes(30))], OnTimeout = ApprovalTimeoutAction.Fail },
+                },
+            ],
+        };
+        var engine = await _f.StartAsync();
+        var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
+        var waiting = await EngineFixture.WaitAsync(engine, id);
+        Assert.Equal(RunStatus.Waiting, waiting.Status);
+
+        // The engine's clock moves a minute at a time until the deadline's timer has fired and the run ended.
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        RunRecord run;
+        while (!(run = (await engine.GetRunAsync(id))!).Status.IsTerminal())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"run {id} did not end after its approval's deadline: {run.Status}");
+            time.Advance(TimeSpan.FromMinutes(1));
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        Assert.Equal((RunStatus.Failed, "approval-timeout"), (run.Status, run.Outcome));
+        var failure = FailureOf(await engine.ReadJournalAsync(id));
+        Assert.Equal(("policy", "approval-timeout", "tool:refund", waiting.WaitingFor!.Step), (failure.Cause, failure.Kind, failure.Dependency, failure.Step!.Value));
+        Assert.Empty(_f.Keys);
+    }
+
+    [Fact]
     public async Task Policy_ADeny_TellsTheModelAndDoesNotFailTheRun()
     {
         _f.UseModel((msgs, turn) => turn == 1 ? FakeModel.Call("refund", """{"key":"big"}""", "c1") : FakeModel.Text("told: " + FakeModel.LastToolResult(msgs)));
