@@ -37,12 +37,18 @@ public sealed class ResilienceProcessTests : IAsyncLifetime
                 model: nothing-listens
                 retry: { maxAttempts: 2, delay: 10ms }
                 circuitBreaker: { minimumThroughput: 2, breakDuration: 10m }
+              priced:
+                provider: openai
+                endpoint: {{_model.BaseUrl}}
+                model: fake-model
+                price: { input: 1000, output: 2000 }
             tools:
               charge: { kind: process, command: ["sh", "tool.sh"], effect: idempotent }
               ledger: { kind: process, command: ["sh", "tool.sh"], effect: write }
             agents:
               clerk: { model: fake, tools: [charge, ledger] }
               broken: { model: down }
+              spender: { model: priced, tools: [charge, ledger], budgets: { maxCost: 0.03 } }
             """);
     }
 
@@ -91,6 +97,36 @@ public sealed class ResilienceProcessTests : IAsyncLifetime
         using var table = BureauProcess.Start(_dir, new Dictionary<string, string>(), "runs", "failures", "--db", db);
         Assert.Equal(0, await table.WaitAsync(ProcessTimeout));
         Assert.Contains("model/unavailable", table.Stdout);
+    }
+
+    [Fact]
+    public async Task RunsShow_AFailedPricedRun_ShowsItsUsageCostAndCause()
+    {
+        // The fake server reports 10 input and 5 output tokens a call: 0.02 a call at these prices; maxCost 0.03 stops the
+        // run right after the second answer.
+        var db = Path.Combine(_dir, "priced.db");
+        using (var run = BureauProcess.Start(_dir, new Dictionary<string, string>(), "run", "bureau.yaml", "--agent", "spender", "--input", "p1", "--db", db, "--json"))
+        {
+            var exit = await run.WaitAsync(ProcessTimeout);
+            Assert.True(exit == 1, $"exit {exit}\n{run.Stdout}\n{run.Stderr}");
+        }
+        string id;
+        await using (var store = new SqliteRunStore(new SqliteStoreOptions { Path = db }))
+        {
+            await store.InitializeAsync();
+            id = Assert.Single((await store.ListRunsAsync(new RunQuery())).Items).Id;
+        }
+
+        using var show = BureauProcess.Start(_dir, new Dictionary<string, string>(), "runs", "show", id, "--db", db);
+        Assert.Equal(0, await show.WaitAsync(ProcessTimeout));
+
+        var lines = show.Stdout.Split('\n');
+        Assert.StartsWith($"run {id}  agent spender  failed (budget)", lines[0]);
+        Assert.EndsWith("tokens 20+10  cost 0.04", Assert.Single(lines, l => l.StartsWith("created ", StringComparison.Ordinal)).TrimEnd());
+        var cause = Assert.Single(lines, l => l.StartsWith("cause: ", StringComparison.Ordinal));
+        Assert.StartsWith("cause: budget/cost at step ", cause);
+        Assert.Contains("hint: the run used its cost budget: raise budgets.maxCost", cause);
+        Assert.Contains(lines, l => l.Contains("budget.exceeded", StringComparison.Ordinal));
     }
 
     [Fact]

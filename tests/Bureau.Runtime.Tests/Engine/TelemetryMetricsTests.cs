@@ -141,4 +141,67 @@ public sealed class TelemetryMetricsTests : IAsyncDisposable
 
         foreach (var id in more.Prepend(first)) Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(engine, id)).Status);
     }
+
+    [Fact]
+    public async Task DependencyMetrics_AfterABreakerOpens_CountAttemptsFailuresRejectionsAndShowTheCircuitAndInFlight()
+    {
+        // Names no other test uses: the gauges observe every dependency of the process.
+        const string Flaky = "metrics_flaky", Hold = "metrics_hold";
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _f.ResilienceTime = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);   // the break does not end during the test
+        FunctionToolDefinition Tool(string name, Func<CancellationToken, Task<string>> body, CircuitBreakerSettings? breaker = null) => new()
+        {
+            Name = name,
+            Effect = ToolEffect.Read,
+            Retry = new RetrySettings { MaxAttempts = 1 },
+            CircuitBreaker = breaker,
+            Parameters = System.Text.Json.JsonDocument.Parse("""{"type":"object","properties":{"key":{"type":"string"}}}""").RootElement.Clone(),
+            Function = AIFunctionFactory.Create((string key, CancellationToken ct) => body(ct), name),
+        };
+        _f.Definitions.Add(Tool(Flaky, _ => throw new IOException("connection reset"),
+            new CircuitBreakerSettings { MinimumThroughput = 2, FailureRatio = 0.5, BreakDuration = TimeSpan.FromMinutes(5) }));
+        _f.Definitions.Add(Tool(Hold, async ct =>
+        {
+            entered.TrySetResult();
+            await release.Task.WaitAsync(ct);
+            return "held";
+        }));
+        _f.UseModel((msgs, turn) => turn == 1
+            ? FakeModel.Call(msgs.First(m => m.Role == ChatRole.User).Text, """{"key":"k"}""", "c1")
+            : FakeModel.Text("done"));
+        _f.AddAgent(tools: [Flaky, Hold]);
+        var engine = await _f.StartAsync();
+        const string Tag = "bureau.dependency";
+        const string FlakyDependency = "tool:" + Flaky, HoldDependency = "tool:" + Hold;
+
+        for (var i = 0; i < 3; i++)   // two failures open the breaker; the third call is refused
+            await EngineFixture.WaitAsync(engine, (await engine.SubmitAsync(new RunRequest("a", Flaky))).Run.Id);
+
+        Assert.Equal(2, Of("bureau.dependency.attempts", Tag, FlakyDependency).Sum(m => m.Value));
+        Assert.Equal(2, Of("bureau.dependency.failures", Tag, FlakyDependency).Sum(m => m.Value));
+        var rejected = Assert.Single(Of("bureau.dependency.rejections", Tag, FlakyDependency));
+        Assert.Equal((1d, "circuit-open"), (rejected.Value, rejected.Tags["bureau.reason"]));
+        _listener.RecordObservableInstruments();
+        Assert.Equal(2, Of("bureau.dependency.circuit.state", Tag, FlakyDependency).Last().Value);   // 2: open
+        Assert.Equal(0, Of("bureau.dependency.circuit.state", Tag, HoldDependency).Last().Value);    // 0: closed (not called yet)
+
+        var held = (await engine.SubmitAsync(new RunRequest("a", Hold))).Run.Id;
+        try
+        {
+            await entered.Task.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
+            _listener.RecordObservableInstruments();
+            Assert.Equal(1, Of("bureau.dependency.in_flight", Tag, HoldDependency).Last().Value);
+            Assert.Equal(0, Of("bureau.dependency.in_flight", Tag, FlakyDependency).Last().Value);
+        }
+        finally
+        {
+            release.TrySetResult();   // a failed assertion must not leave the run holding the call
+        }
+        Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(engine, held)).Status);
+        _listener.RecordObservableInstruments();
+        Assert.Equal(0, Of("bureau.dependency.in_flight", Tag, HoldDependency).Last().Value);
+        Assert.Equal(1, Of("bureau.dependency.attempts", Tag, HoldDependency).Sum(m => m.Value));
+        Assert.Empty(Of("bureau.dependency.failures", Tag, HoldDependency));
+    }
 }

@@ -114,6 +114,144 @@ public sealed class FailureTaxonomyTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Policy_ARejectionThatFailsTheRun_TheCauseIsPolicyRejectedNamingTheTool()
+    {
+        _f.UseModel((_, turn) => turn == 1 ? FakeModel.Call("refund", """{"key":"big"}""", "c1") : FakeModel.Text("done"));
+        _f.AddTool("refund", ToolEffect.Write);
+        _f.AddAgent(tools: "refund");
+        _f.Definitions.Policies = new PolicySet
+        {
+            Rules = [new PolicyRule { Name = "ask", Action = PolicyAction.RequireApproval, When = new PolicyConditions { Tools = ["refund"] }, Approval = new ApprovalSpec { FailRunOnReject = true } }],
+        };
+        var engine = await _f.StartAsync();
+        var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
+        var waiting = await EngineFixture.WaitAsync(engine, id);
+        Assert.Equal(RunStatus.Waiting, waiting.Status);
+
+        await engine.DecideApprovalAsync(id, waiting.WaitingFor!.Step, new Bureau.Governance.ApprovalDecision(false, "too much"), "lea");
+        var run = await EngineFixture.WaitAsync(engine, id);
+
+        Assert.Equal((RunStatus.Failed, "rejected"), (run.Status, run.Outcome));
+        var failure = FailureOf(await engine.ReadJournalAsync(id));
+        Assert.Equal(("policy", "rejected", "tool:refund", waiting.WaitingFor.Step), (failure.Cause, failure.Kind, failure.Dependency, failure.Step!.Value));
+        Assert.Empty(_f.Keys);   // the rejected call never ran
+    }
+
+    [Fact]
+    public async Task Policy_NobodyAnswersAnApprovalThatFailsOnTimeout_TheCauseIsPolicyApprovalTimeout()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        _f.Time = time;
+        _f.UseModel((_, turn) => turn == 1 ? FakeModel.Call("refund", """{"key":"big"}""", "c1") : FakeModel.Text("done"));
+        _f.AddTool("refund", ToolEffect.Write);
+        _f.AddAgent(tools: "refund");
+        _f.Definitions.Policies = new PolicySet
+        {
+            Rules =
+            [
+                new PolicyRule
+                {
+                    Name = "ask", Action = PolicyAction.RequireApproval, When = new PolicyConditions { Tools = ["refund"] },
+                    Approval = new ApprovalSpec { Levels = [new(["ops"], TimeSpan.FromMinutes(30))], OnTimeout = ApprovalTimeoutAction.Fail },
+                },
+            ],
+        };
+        var engine = await _f.StartAsync();
+        var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
+        var waiting = await EngineFixture.WaitAsync(engine, id);
+        Assert.Equal(RunStatus.Waiting, waiting.Status);
+
+        // The engine's clock moves a minute at a time until the deadline's timer has fired and the run ended.
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        RunRecord run;
+        while (!(run = (await engine.GetRunAsync(id))!).Status.IsTerminal())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"run {id} did not end after its approval's deadline: {run.Status}");
+            time.Advance(TimeSpan.FromMinutes(1));
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        Assert.Equal((RunStatus.Failed, "approval-timeout"), (run.Status, run.Outcome));
+        var failure = FailureOf(await engine.ReadJournalAsync(id));
+        Assert.Equal(("policy", "approval-timeout", "tool:refund", waiting.WaitingFor!.Step), (failure.Cause, failure.Kind, failure.Dependency, failure.Step!.Value));
+        Assert.Empty(_f.Keys);
+    }
+
+    [Fact]
+    public async Task Policy_ADeny_TellsTheModelAndDoesNotFailTheRun()
+    {
+        _f.UseModel((msgs, turn) => turn == 1 ? FakeModel.Call("refund", """{"key":"big"}""", "c1") : FakeModel.Text("told: " + FakeModel.LastToolResult(msgs)));
+        _f.AddTool("refund", ToolEffect.Write);
+        _f.AddAgent(tools: "refund");
+        _f.Definitions.Policies = new PolicySet { Rules = [new PolicyRule { Name = "no-refunds", Action = PolicyAction.Deny, When = new PolicyConditions { Tools = ["refund"] } }] };
+        var engine = await _f.StartAsync();
+
+        var run = await EngineFixture.WaitAsync(engine, (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id);
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        Assert.Contains("denied by policy 'no-refunds'", run.Output);
+        Assert.Empty(_f.Keys);
+    }
+
+    [Fact]
+    public async Task Cancel_WhileTheModelIsCalled_TheCauseIsCanceled()
+    {
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var model = _f.UseModel((_, _) => FakeModel.Text("never"));
+        model.BeforeAnswer = async (_, _, ct) =>
+        {
+            entered.TrySetResult();
+            await Task.Delay(Timeout.Infinite, ct);
+        };
+        _f.AddAgent();
+        var engine = await _f.StartAsync();
+        var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
+        await entered.Task.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
+
+        await engine.CancelAsync(id, actor: "ops", reason: "not needed");
+        var run = await EngineFixture.WaitAsync(engine, id);
+
+        Assert.Equal((RunStatus.Canceled, "canceled"), (run.Status, run.Outcome));
+        var failure = FailureOf(await engine.ReadJournalAsync(id));
+        Assert.Equal(("canceled", (string?)null, (string?)null), (failure.Cause, failure.Kind, failure.Dependency));
+        Assert.Contains("canceled by ops: not needed", failure.Hint);
+    }
+
+    [Fact]
+    public async Task Internal_TheRunsAgentIsNotDeployedHere_TheCauseIsInternal()
+    {
+        _f.AddAgent();
+        var store = await _f.OpenStoreAsync();
+        await store.SubmitAsync(new NewRun { Id = "run1", Agent = "gone", Input = "in", Started = new RunStarted("gone", "in"), CreatedAt = DateTimeOffset.UtcNow });
+        var engine = await _f.StartAsync(store);
+
+        var run = await EngineFixture.WaitAsync(engine, "run1");
+
+        Assert.Equal(RunStatus.Failed, run.Status);
+        Assert.Contains("'gone'", run.Error);
+        var failure = FailureOf(await engine.ReadJournalAsync("run1"));
+        Assert.Equal(("internal", 2L), (failure.Cause, failure.Step!.Value));
+        Assert.Contains("deploy", failure.Hint);
+    }
+
+    [Fact]
+    public async Task Loop_TheModelRepeatsASucceedingCall_TheCauseIsLoopNamingTheTool()
+    {
+        _f.UseModel((_, _) => FakeModel.Call("lookup", """{"key":"same"}"""));
+        _f.AddTool("lookup", ToolEffect.Read);
+        _f.AddAgent(loop: new LoopDetectionSettings { MaxRepeatedCalls = 3 }, tools: "lookup");
+        var engine = await _f.StartAsync();
+
+        var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
+        var run = await EngineFixture.WaitAsync(engine, id);
+
+        Assert.Equal((RunStatus.Failed, "loop"), (run.Status, run.Outcome));
+        var failure = FailureOf(await engine.ReadJournalAsync(id));
+        Assert.Equal(("loop", (string?)null, "tool:lookup"), (failure.Cause, failure.Kind, failure.Dependency));
+        Assert.Contains("repeated itself", failure.Hint);
+    }
+
+    [Fact]
     public async Task FailureReport_GroupsByCauseAndDependency_CountingFirstAndLastSeen()
     {
         _f.UseModel((_, _) => throw new HttpRequestException("down", null, System.Net.HttpStatusCode.BadGateway), retry: new RetrySettings { MaxAttempts = 1 },

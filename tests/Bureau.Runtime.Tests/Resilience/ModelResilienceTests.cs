@@ -12,7 +12,7 @@ namespace Bureau.Tests.Resilience;
 /// (Kestrel) or a fake client: 429 with Retry-After, 500 bursts, hangs, a model that is down, breakers,
 /// rate limits, fallbacks and costs.
 /// </summary>
-public sealed class ModelResilienceTests : IAsyncDisposable
+public sealed class ModelResilienceTests(ITestOutputHelper output) : IAsyncDisposable
 {
     private readonly EngineFixture _f = new();
     private readonly List<IAsyncDisposable> _servers = [];
@@ -136,6 +136,164 @@ public sealed class ModelResilienceTests : IAsyncDisposable
         Assert.Contains("did not answer within 2s", failed.Error);
     }
 
+    /// <summary>A model behind a fake client, with the links' settings given here.</summary>
+    private FakeModel AddFakeModel(string name, Func<IReadOnlyList<Microsoft.Extensions.AI.ChatMessage>, int, Microsoft.Extensions.AI.ChatResponse> answer,
+        RetrySettings? retry = null, CircuitBreakerSettings? breaker = null, TimeSpan? stepTimeout = null, IReadOnlyList<string>? fallback = null,
+        int? maxConcurrency = null, int? maxQueue = null, int? requestsPerMinute = null, TimeSpan? maxRateLimitWait = null)
+    {
+        var model = new FakeModel(answer);
+        _f.Definitions.Add(new ChatClientModelDefinition
+        {
+            Name = name, Client = model, Retry = retry, CircuitBreaker = breaker, StepTimeout = stepTimeout, Fallback = fallback ?? [],
+            MaxConcurrency = maxConcurrency, MaxQueue = maxQueue, RequestsPerMinute = requestsPerMinute, MaxRateLimitWait = maxRateLimitWait,
+        });
+        return model;
+    }
+
+    private static Microsoft.Extensions.AI.ChatResponse Down(IReadOnlyList<Microsoft.Extensions.AI.ChatMessage> _, int __) =>
+        throw new HttpRequestException("service unavailable", null, System.Net.HttpStatusCode.ServiceUnavailable);
+
+    /// <summary>Backoff of 10 s, 20 s, 40 s … (no jitter), five attempts; the total-time cap as given.</summary>
+    private static RetrySettings TenSecondBackoff(TimeSpan maxTotalTime) =>
+        new() { MaxAttempts = 5, Delay = TimeSpan.FromSeconds(10), MaxDelay = TimeSpan.FromMinutes(5), MaxTotalTime = maxTotalTime, Jitter = false };
+
+    [Fact]
+    public async Task StepTimeout_PassesDuringTheRetries_CutsThemShortAndTheRunSaysItWasTheStepTimeout()
+    {
+        var clock = new WaitRecordingClock();
+        _f.ResilienceTime = clock;
+        var model = AddFakeModel("m", Down, retry: TenSecondBackoff(TimeSpan.FromHours(1)), breaker: new CircuitBreakerSettings { Enabled = false },
+            stepTimeout: TimeSpan.FromSeconds(15));
+        AddAgent("m");
+        var engine = await _f.StartAsync();
+
+        var id = (await engine.SubmitAsync(new RunRequest("a", "hello"))).Run.Id;
+        await clock.AdvanceOnceWaitingAsync(TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10));   // the first backoff ends: attempt 2
+        await clock.AdvanceOnceWaitingAsync(TimeSpan.FromSeconds(20), TimeSpan.FromSeconds(5));    // 15 s into the step, inside the second backoff
+        var run = await EngineFixture.WaitAsync(engine, id);
+        var journal = await engine.ReadJournalAsync(id);
+
+        Assert.Equal(RunStatus.Failed, run.Status);
+        Assert.Equal(2, model.Calls);   // 5 attempts allowed, 2 made: the step's time was up
+        Assert.Contains("model 'm' did not answer within its step timeout (15s) over 2 attempt(s)", run.Error);
+        Assert.Equal(run.Error, Finished(journal).Error);
+        var failure = Finished(journal).Failure!;
+        Assert.Equal(("model", "model:m", 2), (failure.Cause, failure.Dependency, failure.Attempts));
+        Assert.Equal([(1, (double?)10_000), (2, 20_000)], journal.Select(r => r.Entry).OfType<AttemptFailed>().Select(a => (a.Attempt, a.RetryInMs)));
+    }
+
+    [Fact]
+    public async Task MaxTotalTime_TheNextWaitWouldPassIt_RetriesStopAndTheJournalSaysWhy()
+    {
+        var clock = new WaitRecordingClock();
+        _f.ResilienceTime = clock;
+        var model = AddFakeModel("m", Down, retry: TenSecondBackoff(TimeSpan.FromSeconds(25)), breaker: new CircuitBreakerSettings { Enabled = false });
+        AddAgent("m");
+        var engine = await _f.StartAsync();
+
+        var id = (await engine.SubmitAsync(new RunRequest("a", "hello"))).Run.Id;
+        await clock.AdvanceOnceWaitingAsync(TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10));   // attempt 2 fails 10 s in: 10 + 20 > 25
+        var run = await EngineFixture.WaitAsync(engine, id);
+        var journal = await engine.ReadJournalAsync(id);
+
+        Assert.Equal(RunStatus.Failed, run.Status);
+        Assert.Equal(2, model.Calls);
+        var attempts = journal.Select(r => r.Entry).OfType<AttemptFailed>().ToList();
+        Assert.Equal([(1, (double?)10_000, (string?)null), (2, null, "the next wait (20s) would pass maxTotalTime (25s)")],
+            attempts.Select(a => (a.Attempt, a.RetryInMs, a.GaveUp)));
+        Assert.Contains("failed after 2 attempt(s)", run.Error);
+        Assert.Contains("would pass maxTotalTime (25s)", run.Error);
+        Assert.Equal(("model", "unavailable", 2), (Finished(journal).Failure!.Cause, Finished(journal).Failure!.Kind, Finished(journal).Failure!.Attempts));
+    }
+
+    [Fact]
+    public async Task Fallback_PrimaryBreakerOpen_TheNextModelAnswersAndTheJournalNamesIt()
+    {
+        _f.ResilienceTime = new FakeTimeProvider(new DateTimeOffset(2026, 12, 6, 12, 0, 0, TimeSpan.Zero));   // the break does not end during the test
+        var main = AddFakeModel("main", Down, retry: new RetrySettings { MaxAttempts = 1 }, fallback: ["backup"],
+            breaker: new CircuitBreakerSettings { MinimumThroughput = 2, FailureRatio = 0.5, BreakDuration = TimeSpan.FromMinutes(5) });
+        var backup = AddFakeModel("backup", (_, _) => FakeModel.Text("from the backup"));
+        AddAgent("main");
+        var engine = await _f.StartAsync();
+        var health = _f.Services.GetRequiredService<DependencyHealth>();
+
+        await RunAsync(engine);
+        await RunAsync(engine);   // two failures of two calls: the breaker opens
+        Assert.Equal("open", health.Snapshot().Single(d => d.Name == "model:main").Circuit);
+
+        var (run, journal) = await RunAsync(engine);
+
+        Assert.Equal((RunStatus.Succeeded, "from the backup"), (run.Status, run.Output));
+        Assert.Equal((2, 3), (main.Calls, backup.Calls));   // the open breaker kept the third call from the primary
+        var fallback = Assert.Single(journal.Select(r => r.Entry).OfType<ModelFallback>());
+        Assert.Equal(("main", "backup"), (fallback.From, fallback.To));
+        Assert.Contains("model 'main' is unavailable: its circuit breaker is open", fallback.Reason);
+        Assert.Equal("backup", journal.Select(r => r.Entry).OfType<ModelResponded>().Single().AnsweredBy);
+    }
+
+    [Fact]
+    public async Task Fallback_PrimaryRateLimitWaitTooLong_TheNextModelAnswersAtOnceAndTheJournalNamesIt()
+    {
+        _f.ResilienceTime = new FakeTimeProvider(new DateTimeOffset(2026, 12, 6, 12, 0, 0, TimeSpan.Zero));
+        var main = AddFakeModel("main", (_, _) => FakeModel.Text("from main"), requestsPerMinute: 1, maxRateLimitWait: TimeSpan.FromSeconds(5), fallback: ["backup"]);
+        var backup = AddFakeModel("backup", (_, _) => FakeModel.Text("from the backup"));
+        AddAgent("main");
+        var engine = await _f.StartAsync();
+
+        var (first, firstJournal) = await RunAsync(engine);
+        Assert.Equal("from main", first.Output);
+        Assert.Null(firstJournal.Select(r => r.Entry).OfType<ModelResponded>().Single().AnsweredBy);   // named only when a fallback answered
+
+        var (run, journal) = await RunAsync(engine);   // the next request is a minute away: past maxRateLimitWait (5 s)
+
+        Assert.Equal((RunStatus.Succeeded, "from the backup"), (run.Status, run.Output));
+        Assert.Equal((1, 1), (main.Calls, backup.Calls));
+        var fallback = Assert.Single(journal.Select(r => r.Entry).OfType<ModelFallback>());
+        Assert.Equal(("main", "backup"), (fallback.From, fallback.To));
+        Assert.Contains("requests-per-minute limit", fallback.Reason);
+        Assert.Contains("would pass maxRateLimitWait (5s)", fallback.Reason);
+        Assert.Empty(journal.Select(r => r.Entry).OfType<DependencyWaited>());   // it did not wait
+        Assert.Equal("backup", journal.Select(r => r.Entry).OfType<ModelResponded>().Single().AnsweredBy);
+        Assert.Equal(1, _f.Services.GetRequiredService<DependencyHealth>().Snapshot().Single(d => d.Name == "model:main").Rejected);
+    }
+
+    [Fact]
+    public async Task Bulkhead_ModelFull_TheExtraCallFailsAtOnceSayingSo()
+    {
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var model = AddFakeModel("m", (_, _) => FakeModel.Text("done"), maxConcurrency: 1, maxQueue: 0);
+        model.BeforeAnswer = async (_, _, ct) =>
+        {
+            if (entered.TrySetResult()) await release.Task.WaitAsync(ct);   // the first call holds the only slot
+        };
+        AddAgent("m");
+        var engine = await _f.StartAsync();
+
+        var first = (await engine.SubmitAsync(new RunRequest("a", "first"))).Run.Id;
+        RunRecord second;
+        IReadOnlyList<JournalRecord> journal;
+        try
+        {
+            await entered.Task.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
+            (second, journal) = await RunAsync(engine, "second");
+        }
+        finally
+        {
+            release.TrySetResult();   // a failed assertion must not leave the first run holding the slot
+        }
+
+        Assert.Equal(RunStatus.Failed, second.Status);
+        Assert.Equal(1, model.Calls);   // the second run's call never reached the model
+        Assert.Contains("model 'm' is busy: 1 calls in flight and its queue of 0 full (bulkhead)", second.Error);
+        var failure = Finished(journal).Failure!;
+        Assert.Equal(("model", "unavailable", "model:m"), (failure.Cause, failure.Kind, failure.Dependency));
+        Assert.Empty(journal.Select(r => r.Entry).OfType<AttemptFailed>());   // refused at once, not retried
+        Assert.Equal(1, _f.Services.GetRequiredService<DependencyHealth>().Snapshot().Single(d => d.Name == "model:m").Rejected);
+        var firstRun = await EngineFixture.WaitAsync(engine, first);
+        Assert.Equal((RunStatus.Succeeded, "done"), (firstRun.Status, firstRun.Output));
+    }
+
     [Fact]
     public async Task RetryStorm_ModelDown_AttemptsCountedAtTheServerStayWithinTheCaps()
     {
@@ -148,6 +306,7 @@ public sealed class ModelResilienceTests : IAsyncDisposable
 
         var runs = await Task.WhenAll(Enumerable.Range(0, 30).Select(_ => RunAsync(engine)));
 
+        output.WriteLine($"retry storm, breaker off: 30 runs x 4 attempts, {server.Requests} requests reached the server");
         Assert.Equal(30 * 4, server.Requests);
         foreach (var (run, journal) in runs)
         {
@@ -171,6 +330,8 @@ public sealed class ModelResilienceTests : IAsyncDisposable
 
         var runs = await Task.WhenAll(Enumerable.Range(0, 30).Select(_ => RunAsync(engine)));
 
+        output.WriteLine($"retry storm, default breaker: 30 runs x up to 6 attempts on 4 run slots, {server.Requests} requests reached the server, "
+            + $"{runs.Count(r => r.Run.Error!.Contains("circuit breaker is open", StringComparison.Ordinal))} runs ended on the open breaker's error");
         Assert.All(runs, r => Assert.Equal(RunStatus.Failed, r.Run.Status));
         // Once open (after 10 failures), no more requests reach the server until the break ends: at most the
         // attempts in flight when it opened (4 runs) get through.

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using Bureau.Resilience;
@@ -10,8 +9,8 @@ using Xunit;
 
 namespace Bureau.Tests.Resilience;
 
-/// <summary>Tool calls behind the retry stage: retries by effect class, timeouts, breakers, bulkheads, and the cascade a hanging tool must not cause.</summary>
-public sealed class ToolResilienceTests(ITestOutputHelper output) : IAsyncDisposable
+/// <summary>Tool calls behind the retry stage: retries by effect class, timeouts, breakers and bulkheads (the cascade a hanging tool must not cause: <see cref="CascadeTests"/>).</summary>
+public sealed class ToolResilienceTests : IAsyncDisposable
 {
     private readonly EngineFixture _f = new();
 
@@ -31,7 +30,7 @@ public sealed class ToolResilienceTests(ITestOutputHelper output) : IAsyncDispos
     }
 
     private void AddTool(string name, ToolEffect effect, Func<int, CancellationToken, Task<string>> body, RetrySettings? retry = null,
-        TimeSpan? timeout = null, int? maxConcurrency = null, int? maxQueue = null, CircuitBreakerSettings? breaker = null)
+        TimeSpan? timeout = null, int? maxConcurrency = null, int? maxQueue = null, CircuitBreakerSettings? breaker = null, TimeSpan? stepTimeout = null)
     {
         var calls = 0;
         _f.Definitions.Add(new FunctionToolDefinition
@@ -40,6 +39,7 @@ public sealed class ToolResilienceTests(ITestOutputHelper output) : IAsyncDispos
             Effect = effect,
             Retry = retry,
             Timeout = timeout,
+            StepTimeout = stepTimeout,
             MaxConcurrency = maxConcurrency,
             MaxQueue = maxQueue,
             CircuitBreaker = breaker,
@@ -144,6 +144,63 @@ public sealed class ToolResilienceTests(ITestOutputHelper output) : IAsyncDispos
         Assert.Contains("timed out after 200ms", failed.Error);
     }
 
+    /// <summary>Backoff of 10 s, 20 s, 40 s … (no jitter), five attempts; the total-time cap as given.</summary>
+    private static RetrySettings TenSecondBackoff(TimeSpan maxTotalTime) =>
+        new() { MaxAttempts = 5, Delay = TimeSpan.FromSeconds(10), MaxDelay = TimeSpan.FromMinutes(5), MaxTotalTime = maxTotalTime, Jitter = false };
+
+    [Fact]
+    public async Task StepTimeout_PassesDuringTheRetries_CutsThemShortAndTheResultSaysItWasTheStepTimeout()
+    {
+        var clock = new WaitRecordingClock();
+        _f.ResilienceTime = clock;
+        ModelCalling("flaky");
+        AddTool("flaky", ToolEffect.Read, (n, _) => throw new IOException($"connection reset during call {n}"),
+            retry: TenSecondBackoff(TimeSpan.FromHours(1)), breaker: new CircuitBreakerSettings { Enabled = false }, stepTimeout: TimeSpan.FromSeconds(15));
+        _f.AddAgent(tools: "flaky");
+        var engine = await _f.StartAsync();
+
+        var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
+        await clock.AdvanceOnceWaitingAsync(TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10));   // the first backoff ends: attempt 2
+        await clock.AdvanceOnceWaitingAsync(TimeSpan.FromSeconds(20), TimeSpan.FromSeconds(5));    // 15 s into the step, inside the second backoff
+        var run = await EngineFixture.WaitAsync(engine, id, 60);
+        var journal = await engine.ReadJournalAsync(id);
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);   // the model was told, and answered
+        Assert.Equal(2, _f.Keys.Count);                  // 5 attempts allowed, 2 made: the step's time was up
+        var result = Entries(journal).OfType<ToolCompleted>().Single();
+        Assert.Equal((true, "timeout", (int?)2), (result.IsError, result.Failure, result.Attempts));
+        Assert.Equal("tool 'flaky' did not finish within its step timeout (15s) over 2 attempt(s)", result.Content);
+        Assert.Equal([(1, (double?)10_000), (2, 20_000)], Entries(journal).OfType<AttemptFailed>().Select(a => (a.Attempt, a.RetryInMs)));
+        Assert.Equal("got: " + result.Content, run.Output);
+    }
+
+    [Fact]
+    public async Task MaxTotalTime_TheNextWaitWouldPassIt_ToolRetriesStopAndTheJournalSaysWhy()
+    {
+        var clock = new WaitRecordingClock();
+        _f.ResilienceTime = clock;
+        ModelCalling("flaky");
+        AddTool("flaky", ToolEffect.Idempotent, (n, _) => throw new IOException($"connection reset during call {n}"),
+            retry: TenSecondBackoff(TimeSpan.FromSeconds(25)), breaker: new CircuitBreakerSettings { Enabled = false });
+        _f.AddAgent(tools: "flaky");
+        var engine = await _f.StartAsync();
+
+        var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
+        await clock.AdvanceOnceWaitingAsync(TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10));   // attempt 2 fails 10 s in: 10 + 20 > 25
+        var run = await EngineFixture.WaitAsync(engine, id, 60);
+        var journal = await engine.ReadJournalAsync(id);
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        var intent = Entries(journal).OfType<ToolIntent>().Single();
+        Assert.Equal(["flaky|" + intent.IdempotencyKey, "flaky|" + intent.IdempotencyKey], _f.Keys);   // two attempts, one key
+        var attempts = Entries(journal).OfType<AttemptFailed>().ToList();
+        Assert.Equal([(1, (double?)10_000, (string?)null), (2, null, "the next wait (20s) would pass maxTotalTime (25s)")],
+            attempts.Select(a => (a.Attempt, a.RetryInMs, a.GaveUp)));
+        Assert.All(attempts, a => Assert.Equal(("tool:flaky", "crash", intent.IdempotencyKey), (a.Dependency, a.Class, a.IdempotencyKey)));
+        var result = Entries(journal).OfType<ToolCompleted>().Single();
+        Assert.Equal((true, "crash", (int?)2), (result.IsError, result.Failure, result.Attempts));
+    }
+
     [Fact]
     public async Task Bulkhead_Full_TheExtraCallFailsAtOnceSayingSo()
     {
@@ -171,88 +228,6 @@ public sealed class ToolResilienceTests(ITestOutputHelper output) : IAsyncDispos
         Assert.Equal(1, _f.Services.GetRequiredService<DependencyHealth>().Snapshot().Single(d => d.Name == "tool:narrow").Rejected);
         Assert.Equal(RunStatus.Succeeded, second.Status);
     }
-
-    [Fact]
-    public async Task Cascade_OneToolHangsFor200Runs_OthersFinishAndTheHangingOnesFailFastOnceTheBreakerOpens()
-    {
-        const int Runs = 200, MinimumThroughput = 5;
-        var hangCalls = 0;
-        _f.MaxConcurrentRuns = 16;
-        _f.UseModel((msgs, turn) =>
-        {
-            if (turn > 1) return FakeModel.Text("result: " + FakeModel.LastToolResult(msgs));
-            var input = msgs.First(m => m.Role == ChatRole.User).Text;
-            return FakeModel.Call(input.StartsWith("hang", StringComparison.Ordinal) ? "hang" : "quick", """{"key":"k"}""");
-        });
-        AddTool("hang", ToolEffect.Read, async (_, ct) =>
-        {
-            Interlocked.Increment(ref hangCalls);
-            await Task.Delay(Timeout.Infinite, ct);
-            return "never";
-        }, timeout: TimeSpan.FromMilliseconds(250), retry: new RetrySettings { MaxAttempts = 1 },
-            breaker: new CircuitBreakerSettings { MinimumThroughput = MinimumThroughput, FailureRatio = 0.5, BreakDuration = TimeSpan.FromMinutes(5) });
-        AddTool("quick", ToolEffect.Read, (_, _) => Task.FromResult("fine"));
-        _f.AddAgent(tools: ["hang", "quick"]);
-        var engine = await _f.StartAsync();
-
-        // The baseline: the quick runs alone, on the same engine, before anything hangs.
-        var baseline = new List<double>();
-        foreach (var id in await Task.WhenAll(Enumerable.Range(0, Runs / 2).Select(async i => (await engine.SubmitAsync(new RunRequest("a", "quick warm " + i))).Run.Id)))
-        {
-            await EngineFixture.WaitAsync(engine, id, 120);
-            baseline.Add(ActiveMs(await engine.ReadJournalAsync(id)));
-        }
-        baseline.Sort();
-
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        var memoryBefore = GC.GetTotalMemory(forceFullCollection: true);
-        var threadsBefore = ThreadPool.ThreadCount;
-        var wall = Stopwatch.StartNew();
-        var maxThreads = threadsBefore;
-        var ids = new List<(string Id, bool Hangs)>();
-        for (var i = 0; i < Runs; i++)
-        {
-            var hangs = i % 2 == 0;
-            ids.Add(((await engine.SubmitAsync(new RunRequest("a", (hangs ? "hang " : "quick ") + i))).Run.Id, hangs));
-        }
-        var runs = new List<(RunRecord Run, bool Hangs, IReadOnlyList<JournalRecord> Journal)>();
-        foreach (var (id, hangs) in ids)
-        {
-            var run = await EngineFixture.WaitAsync(engine, id, 120);
-            maxThreads = Math.Max(maxThreads, ThreadPool.ThreadCount);
-            runs.Add((run, hangs, await engine.ReadJournalAsync(id)));
-        }
-        wall.Stop();
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        var memoryAfter = GC.GetTotalMemory(forceFullCollection: true);
-
-        Assert.All(runs, r => Assert.Equal(RunStatus.Succeeded, r.Run.Status));
-        Assert.All(runs.Where(r => !r.Hangs), r => Assert.Equal("result: fine", r.Run.Output));
-        var hanging = runs.Where(r => r.Hangs).Select(r => Entries(r.Journal).OfType<ToolCompleted>().Single()).ToList();
-        Assert.All(hanging, t => Assert.True(t.IsError));
-        // Only the calls made before the breaker opened (its minimum throughput, plus those already in flight) reached the tool.
-        Assert.InRange(hangCalls, MinimumThroughput, MinimumThroughput + _f.MaxConcurrentRuns);
-        var failedFast = hanging.Count(t => t.Content.Contains("tool 'hang' is unavailable: its circuit breaker is open", StringComparison.Ordinal));
-        Assert.Equal(Runs / 2 - hangCalls, failedFast);
-        Assert.All(hanging.Where(t => t.Content.Contains("circuit breaker", StringComparison.Ordinal)), t => Assert.Contains("tried again at", t.Content));
-        // Flat: no thread per hanging call (a blocking design would need one per in-flight call), no memory kept per run.
-        Assert.True(maxThreads < threadsBefore + 32, $"the thread pool grew from {threadsBefore} to {maxThreads} threads");
-
-        var quick = runs.Where(r => !r.Hangs).Select(r => ActiveMs(r.Journal)).Order().ToList();
-        var fastFailed = runs.Where(r => r.Hangs && Entries(r.Journal).OfType<ToolCompleted>().Single().Content.Contains("circuit breaker", StringComparison.Ordinal))
-            .Select(r => ActiveMs(r.Journal)).Order().ToList();
-        output.WriteLine($"cascade: {Runs} runs ({Runs / 2} need the hanging tool, timeout 250ms) in {wall.Elapsed.TotalSeconds:0.00}s with {_f.MaxConcurrentRuns} run slots; " +
-            $"hanging tool reached {hangCalls} times, {failedFast} calls failed fast; active time per run (first step to end): " +
-            $"quick runs alone p50 {P(baseline, 0.5):0.0}ms p95 {P(baseline, 0.95):0.0}ms, quick runs beside the hanging ones p50 {P(quick, 0.5):0.0}ms p95 {P(quick, 0.95):0.0}ms, " +
-            $"failed-fast runs p50 {P(fastFailed, 0.5):0.0}ms; thread pool {threadsBefore} -> max {maxThreads} threads; managed heap {memoryBefore / 1024} KiB -> {memoryAfter / 1024} KiB");
-    }
-
-    /// <summary>From the run's first step after <c>run.started</c> to its end: its time in the queue excluded.</summary>
-    private static double ActiveMs(IReadOnlyList<JournalRecord> journal) => (journal[^1].At - journal[1].At).TotalMilliseconds;
-
-    private static double P(List<double> sorted, double q) => sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)(sorted.Count * q))];
 
     private static int ClosedPort()
     {
