@@ -545,6 +545,27 @@ public sealed class TeamTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Budgets_Tokens_AMemberOfANestedTeamGetsOnlyWhatTheRootHasLeft_ItsSiblingsSpendingIncluded()
+    {
+        _f.AddTool("t", ToolEffect.Read);
+        _f.Definitions.Add(new AgentDefinition { Name = "worker", Model = "m", Instructions = "agent:worker", Tools = ["t"] });
+        // A worker asks for a tool (15 tokens), then answers (15 more): 30 a run.
+        _f.UseModel((msgs, turn) => turn == 1 ? FakeModel.Call("t", """{"key":"k"}""") : FakeModel.Text("done"));
+        _f.Definitions.Add(new TeamDefinition { Name = "crew", Pattern = TeamPattern.Sequential, Members = ["worker", "worker"] }); // no budget of its own
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "lean", Pattern = TeamPattern.Sequential, Members = ["crew"], Budgets = new AgentBudgets { MaxTokens = 40 },
+        }, "x");
+
+        Assert.Equal((RunStatus.Failed, "budget"), (run.Status, run.Outcome));
+        var workers = (await engine.ListRunsAsync(new RunQuery { ParentRunId = started[0].ChildRunId })).Items.OrderBy(w => w.CreatedAt).ToList();
+        Assert.Equal(2, workers.Count);
+        Assert.Equal(RunStatus.Succeeded, workers[0].Status);
+        Assert.Equal((RunStatus.Failed, "budget"), (workers[1].Status, workers[1].Outcome)); // started with 40 - 30 = 10 left, not the root's whole 40
+        Assert.Equal(15, workers[1].Usage.TotalTokens);
+    }
+
+    [Fact]
     public async Task Budgets_TheTeamsCostIsHandedDown_NoMemberSpendsMoreThanWasLeft_AndTheTeamStopsWithBudget()
     {
         _f.AddTool("t", ToolEffect.Read);
