@@ -656,6 +656,45 @@ public sealed class TeamTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Cancel_ACrashAfterTheTeamsCancelLeftItsMemberRunning_TheNextStartCancelsIt()
+    {
+        Agent("slow", _ => "never");
+        _f.Definitions.Add(new TeamDefinition { Name = "t", Pattern = TeamPattern.Sequential, Members = ["slow"] });
+        var crash = new CrashOnce("before-cancel-children");
+        _f.Configure = b => b.Services.AddSingleton<Bureau.Engine.ICrashPoints>(crash);
+        var engine = await _f.StartAsync();
+        var team = (await engine.SubmitAsync(new RunRequest("t", "x"))).Run.Id;
+        var waiting = await EngineFixture.WaitAsync(engine, team);
+        var child = Assert.IsType<ChildRunsWait>(waiting.WaitingFor).RunIds.Single();
+
+        // The team's cancel is committed; the process "dies" before canceling its member.
+        await engine.CancelAsync(team, "ops", "no longer needed");
+        Assert.True(crash.Crashed);
+        Assert.Equal(RunStatus.Canceled, (await engine.GetRunAsync(team))!.Status);
+        Assert.False((await engine.GetRunAsync(child))!.Status.IsTerminal());
+        await _f.DisposeEnginesAsync();
+
+        // The next start finds the member of a canceled team and cancels it.
+        var restarted = await _f.StartAsync();
+        var childRun = await FinishedAsync(restarted, child);
+        Assert.Equal(RunStatus.Canceled, childRun.Status);
+        Assert.Contains($"its parent run {team} was canceled", childRun.Error);
+        Assert.Contains("bureau:orphan-sweep", childRun.Error);
+    }
+
+    private sealed class CrashOnce(string point) : Bureau.Engine.ICrashPoints
+    {
+        private int _crashed;
+        public bool Crashed => Volatile.Read(ref _crashed) == 1;
+
+        public void Hit(string name)
+        {
+            if (name == point && Interlocked.Exchange(ref _crashed, 1) == 0)
+                throw new InvalidOperationException($"simulated crash at {name}");
+        }
+    }
+
+    [Fact]
     public async Task Trace_EveryRunOfTheTreeIsInOneTrace_MembersUnderTheirTeam()
     {
         var spans = new ConcurrentBag<System.Diagnostics.Activity>();
