@@ -39,6 +39,7 @@ internal static class RunTree
     public static string? DepthProblem(RunRecord run, IReadOnlyList<RunRecord> ancestors, IReadOnlyDictionary<string, TeamDefinition> teams)
     {
         var childDepth = ancestors.Count + 1; // the root is at depth 0
+        var who = run.Kind == RunKinds.Team ? $"team '{run.Agent}'" : $"{run.Kind} '{run.Agent}' (run {run.Id})";
         // The highest team first: the root's limit is the one a user set for the whole tree.
         for (var i = ancestors.Count - 1; i >= -1; i--)
         {
@@ -48,11 +49,11 @@ internal static class RunTree
             if (levels > team.Limits.MaxDepth)
             {
                 var where = ReferenceEquals(above, run) ? "" : $" (run {above.Id})";
-                return $"run {run.Id} would start a run {levels} levels below team '{team.Name}'{where}; its limits.maxDepth is {team.Limits.MaxDepth}";
+                return $"{who} would start a run {levels} level{(levels == 1 ? "" : "s")} below team '{team.Name}'{where}; its limits.maxDepth is {team.Limits.MaxDepth}";
             }
         }
         if (childDepth > MaxLevels)
-            return $"run {run.Id} would start a run {childDepth} levels below its root run {run.RootRunId ?? run.Id}; a tree of runs (teams, members, delegates) may be at most {MaxLevels} levels deep";
+            return $"{who} would start a run {childDepth} levels below its root run {run.RootRunId ?? run.Id}; a tree of runs (teams, members, delegates) may be at most {MaxLevels} levels deep";
         return null;
     }
 

@@ -134,7 +134,7 @@ public sealed class DelegationTests : IAsyncDisposable
         var helper = tree.Single(r => r.Agent == "helper");
         var refused = (await engine.ReadJournalAsync(helper.Id)).Select(r => r.Entry).OfType<ToolCallRejected>().Single();
         Assert.Equal("deep", refused.Tool);
-        Assert.Contains($"would start a run 3 levels below team 'desk' (run {team.Id}); its limits.maxDepth is 2", refused.Error);
+        Assert.Contains($"agent 'deep' was not called: agent 'helper' (run {helper.Id}) would start a run 3 levels below team 'desk' (run {team.Id}); its limits.maxDepth is 2", refused.Error);
         Assert.Contains("helper got: agent 'deep' was not called", team.Output);
     }
 

@@ -399,7 +399,7 @@ public sealed class TeamTests : IAsyncDisposable
         Assert.Equal((RunStatus.Failed, "limit"), (run.Status, run.Outcome));
         var inner = (await engine.ListRunsAsync(new RunQuery { ParentRunId = started[0].ChildRunId })).Items.Single();
         Assert.Equal((RunStatus.Failed, "limit"), (inner.Status, inner.Outcome));
-        Assert.Contains($"would start a run 3 levels below team 'shallow' (run {run.Id}); its limits.maxDepth is 2", inner.Error);
+        Assert.Contains($"team 'inner' would start a run 3 levels below team 'shallow' (run {run.Id}); its limits.maxDepth is 2", inner.Error);
         Assert.Empty((await engine.ListRunsAsync(new RunQuery { ParentRunId = inner.Id })).Items);
         Assert.Equal(2, (await engine.ListRunsAsync(new RunQuery { RootRunId = run.Id })).Items.Count);
 
@@ -418,7 +418,7 @@ public sealed class TeamTests : IAsyncDisposable
 
         Assert.Equal((RunStatus.Failed, "limit"), (run.Status, run.Outcome));
         var inner = (await engine.ListRunsAsync(new RunQuery { ParentRunId = started[0].ChildRunId })).Items.Single();
-        Assert.Contains("2 levels below team 'mid'", inner.Error);
+        Assert.Contains($"team 'inner' would start a run 2 levels below team 'mid' (run {started[0].ChildRunId})", inner.Error);
         Assert.Contains("limits.maxDepth is 1", inner.Error);
     }
 
