@@ -234,7 +234,8 @@ public sealed record ChildRunStarted(string ChildRunId, string Target, string Ru
 /// <param name="Error">Its error.</param>
 /// <param name="Usage">The tokens its tree used (for budgets shared down a tree).</param>
 /// <param name="Cost">What it cost (<see cref="RunRecord.Cost"/>; for budgets shared down a tree); null when nothing was priced.</param>
-public sealed record ChildRunFinished(string ChildRunId, RunStatus Status, string? Output, string? Error, UsageRecord? Usage = null, double? Cost = null) : JournalEntry
+/// <param name="Steps">The steps (model calls and tool calls) it and its children took, for a team's <c>budgets.maxSteps</c> shared down a tree; null where no team above counts steps.</param>
+public sealed record ChildRunFinished(string ChildRunId, RunStatus Status, string? Output, string? Error, UsageRecord? Usage = null, double? Cost = null, int? Steps = null) : JournalEntry
 {
     /// <summary>The stored kind.</summary>
     public const string KindName = "child.finished";

@@ -57,7 +57,14 @@ public sealed record TeamEdge(string From, string To, string? WhenContains = nul
 /// <summary>Limits on a team's tree of runs, so a plan cannot fan out without bound.</summary>
 public sealed class TeamLimits
 {
-    /// <summary>How deep teams may nest below this one (a member team is one level). Default 4.</summary>
+    /// <summary>
+    /// How many levels of runs may sit below this team: its members are level 1, a member team's
+    /// members (or an agent a member calls as a tool, <see cref="AgentDefinition.Delegates"/>) level 2,
+    /// and so on. It bounds the whole tree below the team, so a root team's limit holds for every team
+    /// nested in it whatever their own limits; a team starts no child, and an agent calls no delegate,
+    /// that would sit deeper than any team above allows (the team fails with outcome <c>limit</c>; the
+    /// delegation call is refused back to the model). No tree is deeper than 16 levels. Default 4.
+    /// </summary>
     public int MaxDepth { get; init; } = 4;
 
     /// <summary>Most child runs one step may start at once. Default 16.</summary>
@@ -128,8 +135,9 @@ public sealed class TeamDefinition
     public TeamLimits Limits { get; init; } = new();
 
     /// <summary>
-    /// Budgets of the whole tree: tokens and steps are summed over every member's run (and their
-    /// children), wall time counts from the team's first step; no new member starts once one is spent.
+    /// Budgets of the whole tree: tokens, cost and steps (model calls and tool calls) are summed over
+    /// every member's run (and their children), wall time counts from the team's first step; a member
+    /// starts with at most what every team above it has left, and no new member starts once one is spent.
     /// </summary>
     public AgentBudgets Budgets { get; init; } = new();
 

@@ -181,6 +181,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
                     Error(de.Value, $"{e.Path}.delegates", $"agent '{e.Name}' has a tool named '{name}' too: a delegate is called by its name, so the names must differ");
             }
         }
+        CheckDelegationCycles(agentEntries, definitions);
         if (top.TryGetValue("policies", out var policies) && ReadPolicies(policies, new Names(agentEntries.Select(e => e.Name)), toolNames) is { } policySet)
             definitions.Policies = policySet;
         if (top.TryGetValue("teams", out var teams))
@@ -192,6 +193,46 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
         CheckTriggerSkills(definitions);
 
         return _diagnostics.Count == 0 ? definitions : null;
+    }
+
+    /// <summary>
+    /// Refuses agents that delegate to each other, directly (a to b, b to a) or round a longer loop:
+    /// each call would start the next, without end. Each loop is reported once, at the
+    /// <c>delegates</c> of the first agent on it in manifest order, naming every agent on it.
+    /// </summary>
+    private void CheckDelegationCycles(List<Entry> agentEntries, BureauDefinitions definitions)
+    {
+        var reported = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var e in agentEntries)
+        {
+            if (!definitions.Agents.TryGetValue(e.Name, out var start) || Peek(e.Value, "delegates") is not { } de) continue;
+            // The shortest way back to the start, breadth first over delegates (self-delegation is refused above).
+            var from = new Dictionary<string, string>(StringComparer.Ordinal);
+            var queue = new Queue<string>();
+            foreach (var d in start.Delegates.Where(d => d != e.Name && from.TryAdd(d, e.Name))) queue.Enqueue(d);
+            List<string>? loop = null;
+            while (loop is null && queue.Count > 0)
+            {
+                var name = queue.Dequeue();
+                if (!definitions.Agents.TryGetValue(name, out var agent)) continue;
+                foreach (var next in agent.Delegates)
+                {
+                    if (next == e.Name)
+                    {
+                        loop = [e.Name];
+                        for (var at = name; at != e.Name; at = from[at]) loop.Insert(1, at);
+                        break;
+                    }
+                    if (from.TryAdd(next, name)) queue.Enqueue(next);
+                }
+            }
+            if (loop is null) continue;
+            // Report each loop once, at the first of its agents found in manifest order.
+            if (!reported.Add(string.Join(" ", loop.Order(StringComparer.Ordinal)))) continue;
+            var path = string.Join(" -> ", loop.Append(e.Name));
+            var who = loop.Count == 2 ? $"agents '{loop[0]}' and '{loop[1]}' delegate to each other" : $"agents {string.Join(", ", loop.Select(n => $"'{n}'"))} delegate round a loop";
+            Error(de.Value, $"{e.Path}.delegates", $"{who} ({path}): each call would start the next without end; remove one of these delegates");
+        }
     }
 
     // ---- models ----

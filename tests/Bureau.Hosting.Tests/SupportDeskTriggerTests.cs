@@ -99,6 +99,28 @@ public sealed class SupportDeskTriggerTests : IAsyncDisposable
         Assert.Equal(("resolution", "trigger:ticket-escalated", "Please escalate: I was charged twice for order 1001 and the app shows an error"),
             (resolution.Agent, resolution.Actor, resolution.Input));
         Assert.True(resolution.Status == RunStatus.Succeeded, $"{resolution.Status}: {resolution.Error}");
+
+        // The tree, as the runs list shows it: specialists (a router) then reply (writer and reviewer).
+        async Task<IReadOnlyList<RunRecord>> ChildrenAsync(string parent) => (await _host.Engine.ListRunsAsync(new RunQuery { ParentRunId = parent }, Ct)).Items;
+        var stages = await ChildrenAsync(teamRunId);
+        Assert.Equal(["reply", "specialists"], stages.Select(c => c.Agent).Order());
+        Assert.All(stages, c => Assert.Equal((RunKinds.Team, RunStatus.Succeeded, teamRunId), (c.Kind, c.Status, c.RootRunId)));
+
+        // The ticket is about a charge and an app error: the planner routed it to both specialists, and both ran as children.
+        var specialists = await ChildrenAsync(stages.Single(c => c.Agent == "specialists").Id);
+        Assert.Equal(["billing", "planner", "technical"], specialists.Select(c => c.Agent).Order());
+        Assert.All(specialists, c => Assert.Equal(RunStatus.Succeeded, c.Status));
+
+        // The reviewer sent a draft back at least once, its feedback reached the writer, and it approved the last one.
+        var reply = await ChildrenAsync(stages.Single(c => c.Agent == "reply").Id);
+        var reviews = reply.Where(c => c.Agent == "reviewer").ToList();
+        var sentBack = reviews.Where(r => !r.Output!.TrimStart().StartsWith("APPROVED", StringComparison.OrdinalIgnoreCase)).ToList();
+        Assert.NotEmpty(sentBack);
+        Assert.Contains(reviews, r => r.Output!.TrimStart().StartsWith("APPROVED", StringComparison.OrdinalIgnoreCase));
+        var writers = reply.Where(c => c.Agent == "writer").ToList();
+        Assert.Equal(reviews.Count, writers.Count); // one draft per round
+        Assert.Contains(writers, w => w.Input.Contains(sentBack[0].Output!, StringComparison.Ordinal));
+        Assert.Contains(writers, w => w.Output == stages.Single(c => c.Agent == "reply").Output); // the team's answer is the approved draft
     }
 
     [Fact]

@@ -133,4 +133,24 @@ public sealed class TeamManifestTests
         Assert.Contains(bad.Diagnostics, d => d.Message.Contains("delegates to 'biling', which is not an agent; did you mean 'billing'?", StringComparison.Ordinal));
         Assert.Contains(bad.Diagnostics, d => d.Message.Contains("cannot delegate to itself", StringComparison.Ordinal));
     }
+    [Fact]
+    public void Delegates_AgentsThatDelegateToEachOther_AreRefusedNamingTheLoopAndWhere()
+    {
+        var mutual = Load(Agents
+            .Replace("billing: { model: m }", "billing: { model: m, delegates: [technical] }")
+            .Replace("technical: { model: m }", "technical: { model: m, delegates: [billing] }"));
+        Single(mutual, 5, 35, "agents 'billing' and 'technical' delegate to each other (billing -> technical -> billing)");
+
+        var loop = Load(Agents
+            .Replace("planner: { model: m }", "planner: { model: m, delegates: [writer] }")
+            .Replace("writer: { model: m }", "writer: { model: m, delegates: [reviewer] }")
+            .Replace("reviewer: { model: m }", "reviewer: { model: m, delegates: [planner, billing] }"));
+        Single(loop, 4, 35, "agents 'planner', 'writer', 'reviewer' delegate round a loop (planner -> writer -> reviewer -> planner)");
+
+        // A chain without a loop (and two agents delegating to the same one) is fine.
+        var chain = Load(Agents
+            .Replace("planner: { model: m }", "planner: { model: m, delegates: [writer, billing] }")
+            .Replace("writer: { model: m }", "writer: { model: m, delegates: [billing] }"));
+        Assert.True(chain.Success, string.Join("\n", chain.Diagnostics));
+    }
 }

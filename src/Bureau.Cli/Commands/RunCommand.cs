@@ -67,8 +67,10 @@ internal static class RunCommand
                 stderr.WriteLine($"{e.Record.N,4} {e.Record.Entry.Kind,-15} {JournalText.Describe(e.Record.Entry)}");
             }
             final = await bureau.Engine.GetRunAsync(run.Id, ct) ?? throw new InvalidOperationException($"run {run.Id} vanished");
-            if (final.Status != RunStatus.Waiting || final.WaitingFor is not ChildRunsWait) break;
-            await Task.Delay(50, ct); // a team waits for its members: they run here, go on following it
+            // A team waits for its members: they run here, go on following it. A member that ended may
+            // already have woken it (queued, or running again) by the time it is read: follow it too.
+            if (final.Status.IsTerminal() || (final.Status == RunStatus.Waiting && final.WaitingFor is not ChildRunsWait)) break;
+            await Task.Delay(50, ct);
         }
         if (json)
         {

@@ -207,23 +207,20 @@ internal sealed partial class AgentLoop : IResilienceJournal
         return _kind.Hosted.TryGetValue(run.Agent, out var hosted) ? await HostedLoopAsync(hosted) : await LoopAsync();
     }
 
+    /// <summary>The runs above this one, its parent first (empty for a root run); read once per execution, for the limits of the tree.</summary>
+    private IReadOnlyList<RunRecord> _ancestors = [];
+
     /// <summary>
     /// A child run is never given more than its ancestors were: a delegate (its parent an agent run)
     /// may use only the tools it and every agent above it, up to the first non-agent, may use; a
-    /// team's member starts with at most the tokens, cost and time every team above it has left of its
-    /// <c>budgets.maxTokens</c>, <c>budgets.maxCost</c> and <c>budgets.maxWallTime</c> (counted from the team's first step).
-    /// One walk up the tree serves both.
+    /// team's member starts with at most the tokens, cost, steps and time every team above it has left of its
+    /// <c>budgets.maxTokens</c>, <c>budgets.maxCost</c>, <c>budgets.maxSteps</c> and <c>budgets.maxWallTime</c>
+    /// (counted from the team's first step). One walk up the tree serves all, and the depth limits of delegation.
     /// </summary>
     private async Task ApplyAncestorLimitsAsync(RunRecord run)
     {
-        var ancestors = new List<RunRecord>();
-        for (var parentId = run.ParentRunId; parentId is not null && ancestors.Count < 16;)
-        {
-            var parent = await _run.Engine.Store.GetRunAsync(parentId, CancellationToken.None);
-            if (parent is null) break;
-            ancestors.Add(parent);
-            parentId = parent.ParentRunId;
-        }
+        var ancestors = await Teams.RunTree.AncestorsAsync(_run.Engine.Store, run);
+        _ancestors = ancestors;
 
         IReadOnlyList<string> allowed = _agent.Definition.Tools;
         foreach (var caller in ancestors.TakeWhile(a => a.Kind == RunKinds.Agent))
@@ -235,18 +232,34 @@ internal sealed partial class AgentLoop : IResilienceJournal
         long? tokensLeft = null;
         double? costLeft = null;
         TimeSpan? timeLeft = null;
+        int? stepsLeft = null;
+        // What the tree below each team has used so far: the team's finished members (its own record)
+        // plus, for a team higher up, what every run between it and this one used and has not reported
+        // up yet (a member team's finished members, a delegating agent's own calls).
+        var countSteps = Teams.RunTree.CountsSteps(run, ancestors, _run.Engine.Definitions.Teams);
+        long usedTokens = 0;
+        double usedCost = 0;
+        var usedSteps = 0;
         foreach (var parent in ancestors)
         {
+            usedTokens += parent.Usage.TotalTokens;
+            usedCost += parent.Cost;
+            if (countSteps) usedSteps += Teams.RunTree.StepsOf(await _run.Engine.Store.ReadJournalAsync(parent.Id, 0, CancellationToken.None));
             if (parent.Kind != RunKinds.Team || !_run.Engine.Definitions.Teams.TryGetValue(parent.Agent, out var team)) continue;
             if (team.Budgets.MaxTokens is { } budget)
             {
-                var remaining = budget - parent.Usage.TotalTokens;
+                var remaining = budget - usedTokens;
                 tokensLeft = tokensLeft is { } l ? Math.Min(l, remaining) : remaining;
             }
             if (team.Budgets.MaxCost is { } maxCost)
             {
-                var remaining = Math.Round(maxCost - parent.Cost, 9); // costs are kept to 9 decimals: 0.06 - 0.04 leaves 0.02, not 0.019999...
+                var remaining = Math.Round(maxCost - usedCost, 9); // costs are kept to 9 decimals: 0.06 - 0.04 leaves 0.02, not 0.019999...
                 costLeft = costLeft is { } l ? Math.Min(l, remaining) : remaining;
+            }
+            if (team.Budgets.MaxSteps is { } maxSteps)
+            {
+                var remaining = maxSteps - usedSteps;
+                stepsLeft = stepsLeft is { } l ? Math.Min(l, remaining) : remaining;
             }
             if (team.Budgets.MaxWallTime is { } wall)
             {
@@ -255,12 +268,13 @@ internal sealed partial class AgentLoop : IResilienceJournal
                 timeLeft = timeLeft is { } t && t < remaining ? t : remaining;
             }
         }
-        if (tokensLeft is null && timeLeft is null && costLeft is null) return;
+        if (tokensLeft is null && timeLeft is null && costLeft is null && stepsLeft is null) return;
         var b = _agent.Definition.Budgets;
         var tokens = tokensLeft is { } tl && (b.MaxTokens is not { } ownTokens || tl < ownTokens) ? Math.Max(1, tl) : b.MaxTokens;
         var wallTime = timeLeft is { } wl && (b.MaxWallTime is not { } ownWall || wl < ownWall) ? TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond, wl.Ticks)) : b.MaxWallTime;
         var cost = costLeft is { } cl && (b.MaxCost is not { } ownCost || cl < ownCost) ? Math.Max(0, cl) : b.MaxCost;
-        _agent = _agent.WithBudgets(new AgentBudgets { MaxTokens = tokens, MaxSteps = b.MaxSteps, MaxWallTime = wallTime, MaxQueueTime = b.MaxQueueTime, MaxCost = cost });
+        var steps = stepsLeft is { } sl && (b.MaxSteps is not { } ownSteps || sl < ownSteps) ? Math.Max(0, sl) : b.MaxSteps;
+        _agent = _agent.WithBudgets(new AgentBudgets { MaxTokens = tokens, MaxSteps = steps, MaxWallTime = wallTime, MaxQueueTime = b.MaxQueueTime, MaxCost = cost });
     }
 
     private string ResumeReason(RunRecord run)
@@ -507,6 +521,9 @@ internal sealed partial class AgentLoop : IResilienceJournal
         {
             var (valid, error) = Delegation.TaskOf(c.Arguments);
             if (valid is null) return await RejectAsync(c, $"invalid arguments for agent '{c.Name}': {error}");
+            // A delegation is a level of the tree: the teams above (and the tree's own bound) limit how deep a chain goes.
+            if (Teams.RunTree.DepthProblem(_run.Run, _ancestors, _run.Engine.Definitions.Teams) is { } tooDeep)
+                return await RejectAsync(c, $"agent '{c.Name}' was not called: {tooDeep}");
             var step = _state.Version + 1;
             await AppendAsync([new ToolIntent(c.CallId, c.Name, c.Arguments, ToolEffect.Idempotent, $"{_runId}:{step}")]);
         }
@@ -525,7 +542,8 @@ internal sealed partial class AgentLoop : IResilienceJournal
         }
         var ok = child.Status == RunStatus.Succeeded;
         var content = ok ? child.Output ?? "" : $"agent '{c.Name}' (run {child.Id}) {child.Status.ToWireName()}: {child.Error}";
-        await AppendAsync([new ChildRunFinished(child.Id, child.Status, child.Output, child.Error, child.Usage, child.Cost == 0 ? null : child.Cost),
+        var childSteps = Teams.RunTree.CountsSteps(_run.Run, _ancestors, _run.Engine.Definitions.Teams) ? await Teams.RunTree.StepsOfAsync(_run.Engine.Store, child.Id) : (int?)null;
+        await AppendAsync([new ChildRunFinished(child.Id, child.Status, child.Output, child.Error, child.Usage, child.Cost == 0 ? null : child.Cost, childSteps),
             new ToolCompleted(c.CallId, c.Name, content, !ok, 0, call.IntentStep)]);
         return null;
     }

@@ -182,6 +182,59 @@ public sealed partial class BureauEngine : IAsyncDisposable
         IsReady = true;
         TrackStarted();
         _rollbackSweep = Task.Run(() => SweepRollbacksAsync(CancellationToken.None));
+        _orphanSweep = Task.Run(() => SweepOrphansAsync(CancellationToken.None));
+    }
+
+    private const string OrphanSweepActor = "bureau:orphan-sweep";
+
+    private Task? _orphanSweep;
+
+    /// <summary>The start-up sweep for children of canceled runs (tests wait on it).</summary>
+    internal Task OrphanSweep => _orphanSweep ?? Task.CompletedTask;
+
+    /// <summary>
+    /// Canceling a run commits its cancellation, then cancels its unfinished children; a crash in
+    /// between leaves them running for a parent that no longer waits for them (their writes, their
+    /// tokens). At start, every unfinished run whose parent was canceled is canceled in turn (its own
+    /// children follow, as for any cancel). In the background: start is not delayed. Each parent is
+    /// read once, however many children it has.
+    /// </summary>
+    private async Task SweepOrphansAsync(CancellationToken cancellationToken)
+    {
+        var parents = new Dictionary<string, RunStatus?>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var status in new[] { RunStatus.Queued, RunStatus.Running, RunStatus.Waiting })
+            {
+                string? cursor = null;
+                do
+                {
+                    var page = await Store.ListRunsAsync(new RunQuery { Status = status, Limit = 1000, Cursor = cursor }, cancellationToken);
+                    foreach (var run in page.Items)
+                    {
+                        if (run.ParentRunId is not { } parentId) continue;
+                        if (!parents.TryGetValue(parentId, out var parentStatus))
+                            parents[parentId] = parentStatus = (await Store.GetRunAsync(parentId, cancellationToken))?.Status;
+                        if (parentStatus != RunStatus.Canceled) continue;
+                        Log.OrphanSwept(Logger, run.Id, parentId);
+                        try
+                        {
+                            await Activator.CancelAsync(run.Id, OrphanSweepActor, $"its parent run {parentId} was canceled");
+                        }
+                        catch (Exception ex) when (ex is RunStateConflictException or RunNotFoundException)
+                        {
+                            // Ended meanwhile.
+                        }
+                    }
+                    cursor = page.Next;
+                }
+                while (cursor is not null && !IsStopping);
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.OrphanSweepFailed(Logger, ex);
+        }
     }
 
     private const string RollbackOnFailureActor = "bureau:rollback-on-failure";
@@ -637,7 +690,11 @@ public sealed partial class BureauEngine : IAsyncDisposable
     {
         try
         {
-            if (canceled) await CancelChildrenAsync(run.Id, canceledBy);
+            if (canceled)
+            {
+                CrashPoints.Hit("before-cancel-children");
+                await CancelChildrenAsync(run.Id, canceledBy);
+            }
             if (run.ParentRunId is not null) await WakeParentAsync(run.ParentRunId, run.Id);
             if ((canceled || failed) && run.Kind == RunKinds.Agent && Definitions.Agents.TryGetValue(run.Agent, out var agent) && agent.RollbackOnFailure
                 && _executors.ContainsKey(RunKinds.Rollback))
@@ -793,6 +850,12 @@ public sealed partial class BureauEngine : IAsyncDisposable
 
         [LoggerMessage(28, LogLevel.Warning, "Run {RunId} failed without the rollback its agent asks for (the host stopped in between); starting it now")]
         public static partial void RollbackSwept(ILogger logger, string runId);
+
+        [LoggerMessage(46, LogLevel.Warning, "Run {RunId} was still unfinished although its parent run {ParentRunId} was canceled (the host stopped in between); canceling it now")]
+        public static partial void OrphanSwept(ILogger logger, string runId, string parentRunId);
+
+        [LoggerMessage(47, LogLevel.Error, "The start-up sweep for children of canceled runs stopped; POST /v1/runs/ID/cancel cancels one by hand")]
+        public static partial void OrphanSweepFailed(ILogger logger, Exception ex);
 
         [LoggerMessage(29, LogLevel.Error, "The start-up sweep for rollbacks of failed runs stopped; `bureau runs rollback ID` starts one by hand")]
         public static partial void RollbackSweepFailed(ILogger logger, Exception ex);

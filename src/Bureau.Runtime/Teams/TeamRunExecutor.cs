@@ -62,17 +62,19 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
         run.Fold = state.Apply;
         var engine = run.Engine;
 
-        if (state.Children.Count == 0 && await DepthAsync(engine, run.Run) is var depth && depth > team.Limits.MaxDepth)
-            return await FinishAsync(run, state, new FailTeam($"team '{team.Name}' is nested {depth} levels deep; its limits.maxDepth is {team.Limits.MaxDepth}", "limit"));
+        // The runs above this team: read once per execution, when needed (a root team has none).
+        IReadOnlyList<RunRecord>? ancestors = run.Run.ParentRunId is null ? [] : null;
+        async Task<IReadOnlyList<RunRecord>> AncestorsAsync() => ancestors ??= await RunTree.AncestorsAsync(engine.Store, run.Run);
+        var countSteps = team.Budgets.MaxSteps is not null || (run.Run.ParentRunId is not null && RunTree.CountsSteps(run.Run, await AncestorsAsync(), _definitions.Teams));
 
         while (true)
         {
             if (run.IsStopping) return RunStatus.Running;
             run.CancellationToken.ThrowIfCancellationRequested();
-            await CollectFinishedAsync(run, state);
+            await CollectFinishedAsync(run, state, countSteps);
 
             var move = TeamPatterns.Next(team, state);
-            if (move is StartChildren start && (Limit(team, state, start) ?? await TreeLimitAsync(run, start)) is { } over) move = over;
+            if (move is StartChildren start && (Limit(team, state, start) ?? await TreeLimitAsync(run, start) ?? DepthLimit(run, await AncestorsAsync())) is { } over) move = over;
             if (move is StartChildren or WaitForChildren && Budget(team, state, run.Time.GetUtcNow()) is { } spent) move = spent;
 
             switch (move)
@@ -90,7 +92,7 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
     }
 
     /// <summary>Journals how each unfinished child ended, for those that did.</summary>
-    private static async Task CollectFinishedAsync(RunContext run, TeamState state)
+    private static async Task CollectFinishedAsync(RunContext run, TeamState state, bool countSteps)
     {
         var unfinished = state.Unfinished.ToList();
         if (unfinished.Count == 0) return;
@@ -98,7 +100,8 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
         foreach (var record in await ReadChildrenAsync(run, unfinished))
         {
             if (!record.Status.IsTerminal()) continue;
-            (finished ??= []).Add(new ChildRunFinished(record.Id, record.Status, record.Output, record.Error, record.Usage, record.Cost == 0 ? null : record.Cost));
+            var steps = countSteps ? await RunTree.StepsOfAsync(run.Engine.Store, record.Id) : (int?)null;
+            (finished ??= []).Add(new ChildRunFinished(record.Id, record.Status, record.Output, record.Error, record.Usage, record.Cost == 0 ? null : record.Cost, steps));
         }
         if (finished is not null)
             await run.AppendAsync([.. finished], new RunUpdate { Status = RunStatus.Running, Usage = UsageAfter(state, finished), Cost = CostAfter(state, finished) });
@@ -201,7 +204,8 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
         var fail = (FailTeam)move;
         var error = $"run {run.RunId} step {run.Version + 1}: {fail.Error}";
         var failure = await FailureAsync(run, fail, run.Version + 1);
-        var outcome = fail.Outcome == "member-failed" && failure.Cause == "budget" ? "budget" : fail.Outcome; // a member stopped by the team's shared budget
+        // A member stopped by the tree's shared budget or limits.
+        var outcome = fail.Outcome == "member-failed" && failure.Cause == "budget" ? (failure.Kind == "team-limit" ? "limit" : "budget") : fail.Outcome;
         await run.AppendAsync([new RunFinished(RunStatus.Failed, null, error, outcome, failure)],
             new RunUpdate { Status = RunStatus.Failed, Error = error, Outcome = outcome, Usage = state.Usage, Cost = state.Cost });
         return RunStatus.Failed;
@@ -241,10 +245,12 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
             return new FailTeam($"team '{team.Name}' would start {start.Children.Count} members at once; its limits.maxFanOut is {team.Limits.MaxFanOut}", "limit");
         if (state.Children.Count + start.Children.Count > team.Limits.MaxChildren)
             return new FailTeam($"team '{team.Name}' would start its child run number {state.Children.Count + start.Children.Count}; its limits.maxChildren is {team.Limits.MaxChildren}", "limit");
-        if (team.Budgets.MaxSteps is { } steps && state.Children.Count + start.Children.Count > steps)
-            return new FailTeam($"budget exceeded: steps (team '{team.Name}' would start child run number {state.Children.Count + start.Children.Count}; budgets.maxSteps is {steps})", "budget");
         return null;
     }
+
+    /// <summary>The <c>limits.maxDepth</c> of this team and of every team above it bound how deep its children may sit.</summary>
+    private FailTeam? DepthLimit(RunContext run, IReadOnlyList<RunRecord> ancestors) =>
+        RunTree.DepthProblem(run.Run, ancestors, _definitions.Teams) is { } problem ? new FailTeam(problem, "limit") : null;
 
     /// <summary>The root team's <c>limits.maxChildren</c> counts every run of the tree (children of nested teams and delegates too).</summary>
     private async Task<FailTeam?> TreeLimitAsync(RunContext run, StartChildren start)
@@ -266,20 +272,11 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
             return new FailTeam($"budget exceeded: tokens ({state.Usage.TotalTokens} used by the team's members, budgets.maxTokens is {tokens})", "budget");
         if (team.Budgets.MaxCost is { } cost && state.Cost >= cost)
             return new FailTeam($"budget exceeded: cost ({state.Cost.ToString("0.#########", System.Globalization.CultureInfo.InvariantCulture)} spent by the team's members, budgets.maxCost is {cost.ToString(System.Globalization.CultureInfo.InvariantCulture)})", "budget");
+        if (team.Budgets.MaxSteps is { } maxSteps && state.Steps >= maxSteps)
+            return new FailTeam($"budget exceeded: steps ({state.Steps} taken by the team's members, budgets.maxSteps is {maxSteps})", "budget");
         if (team.Budgets.MaxWallTime is { } wall && state.FirstChildAt is { } first && now - first > wall)
             return new FailTeam($"budget exceeded: time ({(now - first).TotalSeconds:0.###} s since the team's first step, budgets.maxWallTime is {wall.TotalSeconds:0.###} s)", "budget");
         return null;
-    }
-
-    /// <summary>How many ancestors the run has (0 for a root), looking at most a few levels past any sane limit.</summary>
-    private static async Task<int> DepthAsync(BureauEngine engine, RunRecord run)
-    {
-        var depth = 0;
-        for (var parent = run.ParentRunId; parent is not null && depth < 64; depth++)
-        {
-            parent = (await engine.Store.GetRunAsync(parent, CancellationToken.None))?.ParentRunId;
-        }
-        return depth;
     }
 
     private static partial class Log

@@ -13,6 +13,7 @@ internal sealed class TeamChild(int index, string id, string target, string inpu
     public string? Error { get; set; }
     public UsageRecord Usage { get; set; } = UsageRecord.Zero;
     public double Cost { get; set; }
+    public int Steps { get; set; }
     public bool Finished => Status is not null;
     public bool Succeeded => Status == RunStatus.Succeeded;
 }
@@ -55,6 +56,17 @@ internal sealed class TeamState
         }
     }
 
+    /// <summary>The steps the finished children (and their subtrees) took, where counted (<see cref="ChildRunFinished.Steps"/>).</summary>
+    public int Steps
+    {
+        get
+        {
+            var total = 0;
+            foreach (var c in _children) total += c.Steps;
+            return total;
+        }
+    }
+
     public IEnumerable<TeamChild> Unfinished => _children.Where(c => !c.Finished);
 
     /// <summary>The latest attempt of <paramref name="label"/>, or null.</summary>
@@ -87,6 +99,7 @@ internal sealed class TeamState
                 done.Error = f.Error;
                 done.Usage = f.Usage ?? UsageRecord.Zero;
                 done.Cost = f.Cost ?? 0;
+                done.Steps = f.Steps ?? 0;
                 break;
         }
     }

@@ -99,4 +99,58 @@ public sealed class DelegationTests : IAsyncDisposable
         Assert.Contains("invalid arguments for agent 'researcher'", run.Output);
         Assert.Empty((await engine.ListRunsAsync(new RunQuery { ParentRunId = run.Id })).Items);
     }
+
+    /// <summary>Waits (generously) until the run ends; a delegation chain of many levels takes a while on a loaded machine.</summary>
+    private static async Task<RunRecord> EndedAsync(BureauEngine engine, string id)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(120);
+        while (true)
+        {
+            var run = (await engine.GetRunAsync(id))!;
+            if (run.Status.IsTerminal()) return run;
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"run {id} is still {run.Status}");
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+    }
+
+    /// <summary>Calls <paramref name="callee"/> first; once answered, says what it got back.</summary>
+    private static Func<IReadOnlyList<ChatMessage>, int, ChatResponse> CallsThenReports(string self, string callee) => (msgs, turn) =>
+        turn == 1 ? FakeModel.Call(callee, """{"task":"go deeper"}""", self + "-call") : FakeModel.Text(self + " got: " + FakeModel.LastToolResult(msgs));
+
+    [Fact]
+    public async Task Delegate_ADelegationIsALevelOfTheTree_ACallDeeperThanTheTeamAllowsIsRefusedToTheModel()
+    {
+        Agent("deep", (_, _) => FakeModel.Text("never"));
+        Agent("helper", CallsThenReports("helper", "deep"), delegates: ["deep"]);
+        Agent("lead", CallsThenReports("lead", "helper"), delegates: ["helper"]);
+        _f.Definitions.Add(new TeamDefinition { Name = "desk", Pattern = TeamPattern.Sequential, Members = ["lead"], Limits = new TeamLimits { MaxDepth = 2 } });
+        var engine = await _f.StartAsync();
+        var team = await EndedAsync(engine, (await engine.SubmitAsync(new RunRequest("desk", "x"))).Run.Id);
+
+        // desk -> lead (level 1) -> helper (level 2) -> deep (level 3): refused, and helper's model was told why.
+        Assert.Equal(RunStatus.Succeeded, team.Status);
+        var tree = (await engine.ListRunsAsync(new RunQuery { RootRunId = team.Id })).Items;
+        Assert.Equal(["helper", "lead"], tree.Select(r => r.Agent).Order());
+        var helper = tree.Single(r => r.Agent == "helper");
+        var refused = (await engine.ReadJournalAsync(helper.Id)).Select(r => r.Entry).OfType<ToolCallRejected>().Single();
+        Assert.Equal("deep", refused.Tool);
+        Assert.Contains($"agent 'deep' was not called: agent 'helper' (run {helper.Id}) would start a run 3 levels below team 'desk' (run {team.Id}); its limits.maxDepth is 2", refused.Error);
+        Assert.Contains("helper got: agent 'deep' was not called", team.Output);
+    }
+
+    [Fact]
+    public async Task Delegate_AgentsThatCallEachOther_StopAtTheTreesDepthBound()
+    {
+        // A manifest refuses this loop; in C# the tree's own bound (16 levels) ends it.
+        Agent("ping", CallsThenReports("ping", "pong"), delegates: ["pong"]);
+        Agent("pong", CallsThenReports("pong", "ping"), delegates: ["ping"]);
+        var engine = await _f.StartAsync();
+        var root = await EndedAsync(engine, (await engine.SubmitAsync(new RunRequest("ping", "x"))).Run.Id);
+
+        Assert.Equal(RunStatus.Succeeded, root.Status);
+        var tree = (await engine.ListRunsAsync(new RunQuery { RootRunId = root.Id, Limit = 100 })).Items;
+        Assert.Equal(16, tree.Count);
+        Assert.All(tree, r => Assert.Equal(RunStatus.Succeeded, r.Status));
+        Assert.Contains("may be at most 16 levels deep", root.Output);
+    }
 }

@@ -143,6 +143,44 @@ public sealed class TeamTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Parallel_QuorumMet_TwoOfThreeSucceed_TheSlowThirdIsCanceled()
+    {
+        Agent("legal", _ => "fine by legal");
+        Agent("finance", _ => "fine by finance");
+        Agent("slow", _ => "never");
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "vote", Pattern = TeamPattern.Parallel, Members = ["legal", "slow", "finance"], Join = new TeamJoin(2),
+        }, "q");
+
+        Assert.Equal((RunStatus.Succeeded, "## legal\nfine by legal\n\n## finance\nfine by finance"), (run.Status, run.Output));
+        Assert.Equal(3, started.Count);
+        var slowRun = await FinishedAsync(engine, started.Single(s => s.Target == "slow").ChildRunId);
+        Assert.Equal(RunStatus.Canceled, slowRun.Status);
+        Assert.Contains("no longer needs it", slowRun.Error);
+    }
+
+    [Fact]
+    public async Task Parallel_QuorumMet_TwoOfThreeSucceed_TheFailingThirdIsLeftOut()
+    {
+        Agent("legal", _ => "fine by legal");
+        Agent("finance", _ => "fine by finance");
+        Agent("bad", _ => throw new InvalidOperationException("model down"));
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "vote", Pattern = TeamPattern.Parallel, Members = ["bad", "legal", "finance"], Join = new TeamJoin(2), OnMemberFailure = ChildFailurePolicy.Continue,
+        }, "q");
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        Assert.Contains("## legal\nfine by legal", run.Output);
+        Assert.Contains("## finance\nfine by finance", run.Output);
+        Assert.DoesNotContain("## bad", run.Output);
+        var bad = (await engine.GetRunAsync(started.Single(s => s.Target == "bad").ChildRunId))!;
+        Assert.Equal(RunStatus.Failed, bad.Status); // never silent: the failure stays in its journal and the team's
+        Assert.Contains((await engine.ReadJournalAsync(run.Id)).Select(r => r.Entry).OfType<ChildRunFinished>(), f => f.ChildRunId == bad.Id && f.Status == RunStatus.Failed);
+    }
+
+    [Fact]
     public async Task Router_PlannerChoosesTheSpecialists_OnlyThoseRun()
     {
         Agent("planner", i => i.Contains("invoice", StringComparison.Ordinal) ? "billing" : "technical");
@@ -192,6 +230,37 @@ public sealed class TeamTests : IAsyncDisposable
         Assert.Contains("still wrong", run.Error);
         Assert.Equal(("loop", "round-limit"), ((await FailureAsync(run.Id)).Cause, (await FailureAsync(run.Id)).Kind));
         Assert.Equal(4, started.Count);
+    }
+
+    [Fact]
+    public async Task Supervisor_RoundLimitWithAccept_ReturnsTheLastDraft()
+    {
+        var round = 0;
+        Agent("lead", _ => "draft v" + Interlocked.Increment(ref round));
+        Agent("checker", _ => "still wrong");
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "lenient", Pattern = TeamPattern.Supervisor, Supervisor = "lead", Reviewer = "checker", MaxRounds = 2, AcceptAtRoundLimit = true,
+        }, "task");
+
+        Assert.Equal((RunStatus.Succeeded, "draft v2"), (run.Status, run.Output));
+        Assert.Equal(["lead", "checker", "lead", "checker"], started.Select(s => s.Target)); // two rounds, no third
+    }
+
+    [Fact]
+    public async Task Handoff_MoreThanMaxHandoffs_FailsWithHandoffLimit()
+    {
+        Agent("front", _ => "HANDOFF: billing: yours");
+        Agent("billing", _ => "HANDOFF: front: no, yours");
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "pingpong", Pattern = TeamPattern.Handoff, Members = ["front", "billing"], MaxHandoffs = 2,
+        }, "help");
+
+        Assert.Equal((RunStatus.Failed, "handoff-limit"), (run.Status, run.Outcome));
+        Assert.Contains("more than 2 handoffs (last: 'front' to 'billing': yours)", run.Error);
+        Assert.Equal(["front", "billing", "front"], started.Select(s => s.Target)); // two handoffs allowed, the third refused
+        Assert.Equal(("loop", "handoff-limit"), ((await FailureAsync(run.Id)).Cause, (await FailureAsync(run.Id)).Kind));
     }
 
     [Fact]
@@ -315,6 +384,86 @@ public sealed class TeamTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Limits_Depth_TheRootTeamsMaxDepthBoundsEveryTeamNestedBelowIt()
+    {
+        Agent("a", i => i + "|a");
+        _f.Definitions.Add(new TeamDefinition { Name = "inner", Pattern = TeamPattern.Sequential, Members = ["a"] }); // its own limit (4) would allow it
+        _f.Definitions.Add(new TeamDefinition { Name = "mid", Pattern = TeamPattern.Sequential, Members = ["inner"] });
+        _f.Definitions.Add(new TeamDefinition { Name = "roomy", Pattern = TeamPattern.Sequential, Members = ["mid"], Limits = new TeamLimits { MaxDepth = 3 } });
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "shallow", Pattern = TeamPattern.Sequential, Members = ["mid"], Limits = new TeamLimits { MaxDepth = 2 },
+        }, "x");
+
+        // shallow -> mid (level 1) -> inner (level 2) -> a (level 3): inner may not start its member.
+        Assert.Equal((RunStatus.Failed, "limit"), (run.Status, run.Outcome));
+        var inner = (await engine.ListRunsAsync(new RunQuery { ParentRunId = started[0].ChildRunId })).Items.Single();
+        Assert.Equal((RunStatus.Failed, "limit"), (inner.Status, inner.Outcome));
+        Assert.Contains($"team 'inner' would start a run 3 levels below team 'shallow' (run {run.Id}); its limits.maxDepth is 2", inner.Error);
+        Assert.Empty((await engine.ListRunsAsync(new RunQuery { ParentRunId = inner.Id })).Items);
+        Assert.Equal(2, (await engine.ListRunsAsync(new RunQuery { RootRunId = run.Id })).Items.Count);
+
+        // Three levels are allowed where the root says so.
+        var roomy = await FinishedAsync(engine, (await engine.SubmitAsync(new RunRequest("roomy", "x"))).Run.Id);
+        Assert.Equal((RunStatus.Succeeded, "x|a"), (roomy.Status, roomy.Output));
+    }
+
+    [Fact]
+    public async Task Limits_Depth_ANestedTeamsOwnLimitHoldsBelowIt()
+    {
+        Agent("a", i => i + "|a");
+        _f.Definitions.Add(new TeamDefinition { Name = "inner", Pattern = TeamPattern.Sequential, Members = ["a"] });
+        _f.Definitions.Add(new TeamDefinition { Name = "mid", Pattern = TeamPattern.Sequential, Members = ["inner"], Limits = new TeamLimits { MaxDepth = 1 } });
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition { Name = "top", Pattern = TeamPattern.Sequential, Members = ["mid"] }, "x");
+
+        Assert.Equal((RunStatus.Failed, "limit"), (run.Status, run.Outcome));
+        var inner = (await engine.ListRunsAsync(new RunQuery { ParentRunId = started[0].ChildRunId })).Items.Single();
+        Assert.Contains($"team 'inner' would start a run 2 levels below team 'mid' (run {started[0].ChildRunId})", inner.Error);
+        Assert.Contains("limits.maxDepth is 1", inner.Error);
+    }
+
+    [Fact]
+    public async Task Budgets_Steps_TheMembersStepsAddUp_NoMemberStartsOnceSpent()
+    {
+        Agent("a", i => i + "|a"); // one model call: one step
+        var (run, started, _) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "brief", Pattern = TeamPattern.Sequential, Members = ["a", "a", "a", "a"], Budgets = new AgentBudgets { MaxSteps = 2 },
+        }, "x");
+        Assert.Equal((RunStatus.Failed, "budget"), (run.Status, run.Outcome));
+        Assert.Contains("budget exceeded: steps (2 taken by the team's members, budgets.maxSteps is 2)", run.Error);
+        Assert.Equal(2, started.Count);
+    }
+
+    [Fact]
+    public async Task Budgets_Steps_AreHandedDownTheTree_AMemberOfANestedTeamGetsOnlyWhatTheRootHasLeft()
+    {
+        _f.AddTool("t", ToolEffect.Read);
+        _f.Definitions.Add(new AgentDefinition { Name = "worker", Model = "m", Instructions = "agent:worker", Tools = ["t"] });
+        // A worker asks for a tool, then answers: three steps (two model calls, one tool call).
+        _f.UseModel((msgs, turn) => turn == 1 ? FakeModel.Call("t", """{"key":"k"}""") : FakeModel.Text("done"));
+        _f.Definitions.Add(new TeamDefinition { Name = "crew", Pattern = TeamPattern.Sequential, Members = ["worker", "worker", "worker"] }); // no budget of its own
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "lean", Pattern = TeamPattern.Sequential, Members = ["crew"], Budgets = new AgentBudgets { MaxSteps = 5 },
+        }, "x");
+
+        Assert.Equal((RunStatus.Failed, "budget"), (run.Status, run.Outcome));
+        var crew = (await engine.GetRunAsync(started[0].ChildRunId))!;
+        Assert.Equal((RunStatus.Failed, "budget"), (crew.Status, crew.Outcome));
+        var workers = (await engine.ReadJournalAsync(crew.Id)).Select(r => r.Entry).OfType<ChildRunStarted>().ToList();
+        Assert.Equal(2, workers.Count); // the third never started
+        var second = (await engine.GetRunAsync(workers[1].ChildRunId))!;
+        Assert.Equal((RunStatus.Failed, "budget"), (second.Status, second.Outcome)); // started with 5 - 3 = 2 steps left
+        Assert.Contains("budget exceeded: steps", second.Error);
+
+        // The tree took the root's 5 steps, no more, as each level's journal tells.
+        var crewFinished = (await engine.ReadJournalAsync(crew.Id)).Select(r => r.Entry).OfType<ChildRunFinished>().ToList();
+        Assert.Equal([3, 2], crewFinished.Select(f => f.Steps ?? -1));
+        Assert.Equal(5, (await engine.ReadJournalAsync(run.Id)).Select(r => r.Entry).OfType<ChildRunFinished>().Single().Steps);
+    }
+
+    [Fact]
     public async Task Budgets_TheTeamsWallTimeIsHandedDown_AMemberIsStoppedWhenTheTeamsTimeIsUp()
     {
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
@@ -393,6 +542,27 @@ public sealed class TeamTests : IAsyncDisposable
         Assert.Equal((RunStatus.Failed, "budget"), (second.Status, second.Outcome)); // started with 10 left: stopped after its first call
         Assert.Contains("budget exceeded: tokens", second.Error);
         Assert.Equal(15, second.Usage.TotalTokens);
+    }
+
+    [Fact]
+    public async Task Budgets_Tokens_AMemberOfANestedTeamGetsOnlyWhatTheRootHasLeft_ItsSiblingsSpendingIncluded()
+    {
+        _f.AddTool("t", ToolEffect.Read);
+        _f.Definitions.Add(new AgentDefinition { Name = "worker", Model = "m", Instructions = "agent:worker", Tools = ["t"] });
+        // A worker asks for a tool (15 tokens), then answers (15 more): 30 a run.
+        _f.UseModel((msgs, turn) => turn == 1 ? FakeModel.Call("t", """{"key":"k"}""") : FakeModel.Text("done"));
+        _f.Definitions.Add(new TeamDefinition { Name = "crew", Pattern = TeamPattern.Sequential, Members = ["worker", "worker"] }); // no budget of its own
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "lean", Pattern = TeamPattern.Sequential, Members = ["crew"], Budgets = new AgentBudgets { MaxTokens = 40 },
+        }, "x");
+
+        Assert.Equal((RunStatus.Failed, "budget"), (run.Status, run.Outcome));
+        var workers = (await engine.ListRunsAsync(new RunQuery { ParentRunId = started[0].ChildRunId })).Items.OrderBy(w => w.CreatedAt).ToList();
+        Assert.Equal(2, workers.Count);
+        Assert.Equal(RunStatus.Succeeded, workers[0].Status);
+        Assert.Equal((RunStatus.Failed, "budget"), (workers[1].Status, workers[1].Outcome)); // started with 40 - 30 = 10 left, not the root's whole 40
+        Assert.Equal(15, workers[1].Usage.TotalTokens);
     }
 
     [Fact]
@@ -483,6 +653,45 @@ public sealed class TeamTests : IAsyncDisposable
         var childRun = await FinishedAsync(engine, child);
         Assert.Equal(RunStatus.Canceled, childRun.Status);
         Assert.Contains($"its parent run {team} was canceled", childRun.Error);
+    }
+
+    [Fact]
+    public async Task Cancel_ACrashAfterTheTeamsCancelLeftItsMemberRunning_TheNextStartCancelsIt()
+    {
+        Agent("slow", _ => "never");
+        _f.Definitions.Add(new TeamDefinition { Name = "t", Pattern = TeamPattern.Sequential, Members = ["slow"] });
+        var crash = new CrashOnce("before-cancel-children");
+        _f.Configure = b => b.Services.AddSingleton<Bureau.Engine.ICrashPoints>(crash);
+        var engine = await _f.StartAsync();
+        var team = (await engine.SubmitAsync(new RunRequest("t", "x"))).Run.Id;
+        var waiting = await EngineFixture.WaitAsync(engine, team);
+        var child = Assert.IsType<ChildRunsWait>(waiting.WaitingFor).RunIds.Single();
+
+        // The team's cancel is committed; the process "dies" before canceling its member.
+        await engine.CancelAsync(team, "ops", "no longer needed");
+        Assert.True(crash.Crashed);
+        Assert.Equal(RunStatus.Canceled, (await engine.GetRunAsync(team))!.Status);
+        Assert.False((await engine.GetRunAsync(child))!.Status.IsTerminal());
+        await _f.DisposeEnginesAsync();
+
+        // The next start finds the member of a canceled team and cancels it.
+        var restarted = await _f.StartAsync();
+        var childRun = await FinishedAsync(restarted, child);
+        Assert.Equal(RunStatus.Canceled, childRun.Status);
+        Assert.Contains($"its parent run {team} was canceled", childRun.Error);
+        Assert.Contains("bureau:orphan-sweep", childRun.Error);
+    }
+
+    private sealed class CrashOnce(string point) : Bureau.Engine.ICrashPoints
+    {
+        private int _crashed;
+        public bool Crashed => Volatile.Read(ref _crashed) == 1;
+
+        public void Hit(string name)
+        {
+            if (name == point && Interlocked.Exchange(ref _crashed, 1) == 0)
+                throw new InvalidOperationException($"simulated crash at {name}");
+        }
     }
 
     [Fact]
