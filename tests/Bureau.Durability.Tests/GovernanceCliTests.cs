@@ -93,6 +93,42 @@ public sealed class GovernanceCliTests : IDisposable
         Assert.Contains("tool 'refund_everything' is not defined in bureau.yaml", unknown.Stderr);
     }
 
+    [Fact]
+    public async Task PolicyTest_CostOption_DecidesARuleOnTheRunsSpend_WithoutItTheCostIsUnknown()
+    {
+        File.WriteAllText(Path.Combine(_dir, "bureau.yaml"), """
+            models:
+              m: { provider: scripted }
+            tools:
+              refund: { kind: process, command: ["sh", "-c", "cat"], effect: write }
+            agents:
+              clerk: { model: m, tools: [refund] }
+            policies:
+              rules:
+                - name: pricey-runs
+                  when: { cost: "> 0.50" }
+                  action: deny
+                  reason: this run has spent enough
+            """);
+        var spent = await BureauAsync("policy", "test", "bureau.yaml", "--agent", "clerk", "--tool", "refund", "--cost", "0.75");
+        Assert.True(spent.Code == 0, $"policy test exited {spent.Code}\n{spent.Stdout}\n{spent.Stderr}");
+        Assert.Equal(["rule 'pricey-runs' matches: cost 0.75 > 0.5 -> deny", "deny (rule pricey-runs): this run has spent enough"],
+            spent.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+
+        var cheap = await BureauAsync("policy", "test", "bureau.yaml", "--agent", "clerk", "--tool", "refund", "--cost", "0.25");
+        Assert.Equal(0, cheap.Code);
+        Assert.Contains("rule 'pricey-runs' does not match: the run has cost 0.25, not > 0.5", cheap.Stdout);
+        Assert.EndsWith("allow (rule default)", cheap.Stdout.Trim());
+
+        var unknown = await BureauAsync("policy", "test", "bureau.yaml", "--agent", "clerk", "--tool", "refund");
+        Assert.Equal(0, unknown.Code);
+        Assert.Contains("rule 'pricey-runs' does not match: the run's cost is unknown (no prices)", unknown.Stdout);
+
+        var negative = await BureauAsync("policy", "test", "bureau.yaml", "--agent", "clerk", "--tool", "refund", "--cost", "-1");
+        Assert.Equal(2, negative.Code);
+        Assert.Contains("--cost must be 0 or more", negative.Stderr);
+    }
+
     // ---- bureau approvals list|approve|reject -------------------------------------------------
 
     private void WriteApprovalDeployment()
