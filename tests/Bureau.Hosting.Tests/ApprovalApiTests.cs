@@ -85,6 +85,55 @@ public sealed class ApprovalApiTests : IAsyncDisposable
         Assert.Empty(_refunds);
     }
 
+    /// <summary>A key with this role and name (the name is who the key answers as: a person, or a group such as support-leads).</summary>
+    private async Task<string> KeyAsync(ApiKeyRole role, string name)
+    {
+        var store = new Storage.Sqlite.SqliteApiKeyStore(new Storage.Sqlite.SqliteStoreOptions { Path = _host.Db });
+        await store.InitializeAsync(Ct);
+        var key = ApiKeys.Create(role, name, DateTimeOffset.UtcNow);
+        await store.AddAsync(key.Record, Ct);
+        return key.Key;
+    }
+
+    private async Task<JsonArray> InboxAsync(string key)
+    {
+        using var res = await _host.Client.SendAsync(Http.Get("/v1/approvals?state=open", key), Ct);
+        Assert.Equal(HttpStatusCode.OK, res.StatusCode);
+        return (await Http.BodyAsync(res))["items"]!.AsArray();
+    }
+
+    [Fact]
+    public async Task Inbox_ShowsAnApprovalOnlyToItsApproversAndAdmins_AnotherApproversDecisionIs403AndChangesNothing()
+    {
+        await StartAsync();
+        var (runId, approvalId) = await WaitingRunAsync();
+        var lead = await KeyAsync(ApiKeyRole.Approver, "support-leads");
+        var bob = await KeyAsync(ApiKeyRole.Approver, "bob");
+        var admin = await KeyAsync(ApiKeyRole.Admin, "root");
+
+        Assert.Equal(approvalId, (string?)Assert.Single(await InboxAsync(lead))!["id"]);
+        Assert.Empty(await InboxAsync(bob)); // not among support-leads: not theirs to see
+        Assert.Equal(approvalId, (string?)Assert.Single(await InboxAsync(admin))!["id"]);
+
+        using (var refused = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, $"/v1/approvals/{approvalId}/decision", """{"decision":"approve"}""", bob), Ct))
+        {
+            var problem = await Http.ProblemAsync(refused, 403, runId: runId);
+            Assert.Contains("bob may not answer approval", (string?)problem["detail"]);
+            Assert.Contains("its approvers are support-leads", (string?)problem["detail"]);
+        }
+        var run = (await _host.Engine.GetRunAsync(runId, Ct))!;
+        Assert.Equal(RunStatus.Waiting, run.Status); // the refused decision changed nothing
+        Assert.Equal(approvalId, $"{runId}:{((ApprovalWait)run.WaitingFor!).Step}");
+        Assert.Single(await InboxAsync(lead));
+        Assert.Empty(_refunds);
+
+        using (var ok = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, $"/v1/approvals/{approvalId}/decision", """{"decision":"approve"}""", lead), Ct))
+            Assert.Equal(HttpStatusCode.Accepted, ok.StatusCode);
+        run = await _host.WaitAsync(runId);
+        Assert.Equal((RunStatus.Succeeded, "done: refunded 250"), (run.Status, run.Output));
+        Assert.Equal(["refund 250"], _refunds);
+    }
+
     [Fact]
     public async Task UnknownApprovalId_Is404()
     {

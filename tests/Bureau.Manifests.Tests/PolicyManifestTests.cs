@@ -56,6 +56,24 @@ public sealed class PolicyManifestTests
     }
 
     [Fact]
+    public void Policies_CostAndTokensConditions_ReadIntoDefinitions_AMalformedCostIsAnErrorAtItsLine()
+    {
+        var result = Load(Base + """
+            policies:
+              rules:
+                - name: pricey
+                  when: { cost: "> 0.50", tokens: ">= 20000" }
+                  action: deny
+                  reason: this run has spent enough
+            """);
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        var when = Assert.Single(result.Definitions!.Policies.Rules).When;
+        Assert.Equal((new NumberCondition(">", 0.5), new NumberCondition(">=", 20000)), (when.Cost, when.Tokens));
+
+        Single(Load(Base + "policies:\n  rules:\n    - { name: r, when: { cost: \"lots\" }, action: deny }\n"), 10, 32, "'cost' must be a comparison such as '< 0.7' or '>= 1000', not 'lots'");
+    }
+
+    [Fact]
     public void Policies_UnknownToolInACondition_ErrorWithADidYouMean()
     {
         var d = Single(Load(Base + "policies:\n  rules:\n    - { name: r, when: { tool: refnd }, action: deny }\n"), 10, 32, "'when' names tool 'refnd', which is not defined");

@@ -115,7 +115,7 @@ internal static class ApprovalsCommand
         return cmd;
     }
 
-    /// <summary><c>bureau policy test FILE --agent A --tool T --args JSON</c>.</summary>
+    /// <summary><c>bureau policy test FILE --agent A --tool T --args JSON [--confidence X] [--tokens N] [--cost AMOUNT] [--trigger NAME]</c>.</summary>
     public static Command PolicyCommand()
     {
         var file = new Argument<string>("file") { Description = "The manifest with the policies." };
@@ -124,8 +124,9 @@ internal static class ApprovalsCommand
         var args = new Option<string>("--args") { Description = "The call's arguments, a JSON object.", DefaultValueFactory = _ => "{}", HelpName = "JSON" };
         var confidence = new Option<double?>("--confidence") { Description = "The model's stated confidence (0 to 1).", HelpName = "X" };
         var tokens = new Option<long>("--tokens") { Description = "The run's tokens so far.", DefaultValueFactory = _ => 0 };
+        var cost = new Option<decimal?>("--cost") { Description = "The run's cost so far, in the models' price unit (default: unknown, as for models without prices).", HelpName = "AMOUNT" };
         var trigger = new Option<string?>("--trigger") { Description = "The trigger that started the run.", HelpName = "NAME" };
-        var test = new Command("test", "Explain which policy rule decides a tool call, and why the rules before it do not.") { file, agent, tool, args, confidence, tokens, trigger };
+        var test = new Command("test", "Explain which policy rule decides a tool call, and why the rules before it do not.") { file, agent, tool, args, confidence, tokens, cost, trigger };
         test.SetAction((parse, _) =>
         {
             var definitions = CliShared.LoadManifest(parse.GetValue(file)!, Console.Error);
@@ -138,8 +139,9 @@ internal static class ApprovalsCommand
                 throw new CliUsageException($"agent '{agentName}' is not defined in {parse.GetValue(file)}; agents: {string.Join(", ", definitions.Agents.Keys.Order(StringComparer.Ordinal))}");
             if (!agentDef.Tools.Contains(toolName))
                 Console.Error.WriteLine($"bureau: note: agent '{agentName}' does not list tool '{toolName}'; its calls would be refused before any policy");
+            if (parse.GetValue(cost) is < 0) throw new CliUsageException("--cost must be 0 or more: the run's spend so far");
             var decision = PolicyEvaluator.Evaluate(definitions.Policies, new PolicyContext(agentName, toolName, toolDef.Effect, parse.GetValue(args)!,
-                parse.GetValue(confidence), parse.GetValue(tokens), null, parse.GetValue(trigger) is { } t ? "trigger:" + t : null, DateTimeOffset.UtcNow));
+                parse.GetValue(confidence), parse.GetValue(tokens), parse.GetValue(cost), parse.GetValue(trigger) is { } t ? "trigger:" + t : null, DateTimeOffset.UtcNow));
             foreach (var line in decision.Explanation) Console.Out.WriteLine("  " + line);
             Console.Out.WriteLine($"{WireNames.Of(decision.Action)} (rule {decision.Rule}){(decision.Reason is null ? "" : ": " + decision.Reason)}");
             if (decision.Approval is { } spec)

@@ -104,6 +104,27 @@ public sealed class ApprovalTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task EditedArguments_WhenThePolicyDoesNotAllowEdits_AreRefused_NothingIsWritten_ThePlainApprovalRunsTheOriginal()
+    {
+        Setup(new ApprovalSpec { Levels = [new(["leads"], null)], EditableArguments = false });
+        var (engine, id, wait) = await WaitingAsync();
+        var before = (await engine.ReadJournalAsync(id)).Count;
+
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() =>
+            engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true, null, """{"key":"smaller"}"""), "lea", ["leads"]));
+        Assert.Contains($"approval {id}:{wait.Step}: the policy 'big-refunds' does not let the approver edit the arguments", ex.Message);
+        Assert.Equal("decision", ex.ParamName);
+        var still = (await engine.GetRunAsync(id))!;
+        Assert.Equal(RunStatus.Waiting, still.Status);
+        Assert.Equal(before, (await engine.ReadJournalAsync(id)).Count); // no answer journaled
+        Assert.Empty(_f.Keys);
+
+        await engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true), "lea", ["leads"]);
+        var run = await EngineFixture.WaitAsync(engine, id);
+        Assert.Equal("after: refund:big", run.Output); // the call as the model proposed it
+    }
+
+    [Fact]
     public async Task SecondAnswer_IsRefusedNamingWhoAnsweredFirst()
     {
         Setup();
@@ -172,6 +193,18 @@ public sealed class ApprovalTests : IAsyncDisposable
         else Assert.Equal("approval-timeout", done.Outcome);
         Assert.Equal(ran, _f.Keys.Count);
         Assert.Equal(2, (await engine.ReadJournalAsync(id)).Select(r => r.Entry).OfType<WaitExpired>().Count()); // once per level
+
+        // The audit log tells the same story: asked of oncall, escalated to leads, each level timed out by the timer.
+        var audit = (await ((IAuditLog)engine.Store).ReadAuditAsync()).Where(a => a.RunId == id && a.Action.StartsWith("approval.", StringComparison.Ordinal)).ToList();
+        Assert.Equal(["approval.asked", "approval.timed-out", "approval.escalated", "approval.timed-out"], audit.Select(a => a.Action));
+        var escalatedEntry = System.Text.Json.Nodes.JsonNode.Parse(audit[2].Detail!)!;
+        Assert.Equal((wait.Step, 1, "leads"), ((long)escalatedEntry["approval"]!, (int)escalatedEntry["level"]!, (string?)escalatedEntry["approvers"]![0]));
+        Assert.All(audit.Where(a => a.Action == "approval.timed-out"), a =>
+        {
+            Assert.Equal("bureau:timer", a.Actor);
+            Assert.Equal(wait.Step, (long)System.Text.Json.Nodes.JsonNode.Parse(a.Detail!)!["approval"]!);
+        });
+        Assert.Equal(wait.Deadline, System.Text.Json.Nodes.JsonNode.Parse(audit[1].Detail!)!["deadline"]!.GetValue<DateTimeOffset>()); // level 1's own deadline
     }
 
     [Fact]

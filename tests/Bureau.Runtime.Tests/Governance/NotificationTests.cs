@@ -4,6 +4,9 @@ using Bureau.Tests.Support;
 using Bureau.Tests.Tools;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Time.Testing;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json.Nodes;
 using Xunit;
 
@@ -19,7 +22,8 @@ public sealed class NotificationTests : IAsyncDisposable
 
     public ValueTask DisposeAsync() => _f.DisposeAsync();
 
-    private async Task<(BureauEngine Engine, string RunId, long Step)> WaitingWithNotifierAsync(Uri url, int maxAttempts, Func<BureauEngine, string, long, Task>? beforeNotifierStarts = null)
+    private async Task<(BureauEngine Engine, string RunId, long Step)> WaitingWithNotifierAsync(Uri url, int maxAttempts, Func<BureauEngine, string, long, Task>? beforeNotifierStarts = null,
+        ApprovalSpec? approval = null)
     {
         _f.AddTool("refund", ToolEffect.Write);
         _f.AddAgent(tools: "refund");
@@ -28,6 +32,7 @@ public sealed class NotificationTests : IAsyncDisposable
         {
             Defaults = new Dictionary<ToolEffect, PolicyAction> { [ToolEffect.Write] = PolicyAction.RequireApproval },
             Notify = [new ApprovalNotifier("webhook", url, "whsec_" + Convert.ToBase64String("s3cret-key"u8.ToArray()))],
+            DefaultApproval = approval ?? new ApprovalSpec(),
         };
         _f.Configure = b => b.Services.AddSingleton(new ApprovalNotificationOptions
         {
@@ -72,9 +77,74 @@ public sealed class NotificationTests : IAsyncDisposable
         var payload = JsonNode.Parse(last.Body)!;
         Assert.Equal(("approval.asked", $"{runId}:{step}", "refund"), ((string)payload["type"]!, (string)payload["approval"]!, (string)payload["tool"]!));
         Assert.Equal($"/v1/approvals/{runId}:{step}/decision", (string)payload["decide"]!);
-        var expected = ApprovalNotifications.Sign("whsec_" + Convert.ToBase64String("s3cret-key"u8.ToArray()), last.Headers["webhook-id"]!, last.Headers["webhook-timestamp"]!, last.Body);
-        Assert.Equal(expected, last.Headers["webhook-signature"]);
+        AssertStandardWebhooksSignature(last, "s3cret-key"u8.ToArray());
         Assert.True((await ((IAuditLog)engine.Store).VerifyAuditAsync()).IsIntact);
+    }
+
+    /// <summary>
+    /// Checks a request as a Standard Webhooks receiver would, without Bureau's code: the signature header
+    /// holds <c>v1,</c> + base64 HMAC-SHA256, keyed with the secret's bytes, over <c>webhook-id.webhook-timestamp.body</c>;
+    /// the timestamp is Unix seconds.
+    /// </summary>
+    private static void AssertStandardWebhooksSignature(LoopbackServer.Received request, byte[] key)
+    {
+        var id = request.Headers["webhook-id"];
+        var timestamp = request.Headers["webhook-timestamp"];
+        Assert.False(string.IsNullOrEmpty(id));
+        Assert.True(long.TryParse(timestamp, out var seconds), $"webhook-timestamp '{timestamp}' is not Unix seconds");
+        Assert.InRange(seconds, DateTimeOffset.UtcNow.AddDays(-1).ToUnixTimeSeconds(), DateTimeOffset.UtcNow.AddDays(1).ToUnixTimeSeconds());
+        var expected = "v1," + Convert.ToBase64String(HMACSHA256.HashData(key, Encoding.UTF8.GetBytes($"{id}.{timestamp}.{request.Body}")));
+        // The header may carry several space-separated signatures (key rotation); one must be ours.
+        Assert.Contains(expected, (request.Headers["webhook-signature"] ?? "").Split(' '));
+    }
+
+    [Fact]
+    public void Sign_MatchesTheStandardWebhooksTestVector()
+    {
+        // The example of the Standard Webhooks specification (and its reference libraries' tests).
+        Assert.Equal("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            ApprovalNotifications.Sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", """{"test": 2432232314}"""));
+    }
+
+    [Fact]
+    public async Task ApprovalEscalates_TheNextLevelIsAnnouncedAsApprovalEscalated_WithItsApprovers_AndAudited()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        _f.Time = time;
+        await using var server = new LoopbackServer((ctx, _) => LoopbackServer.Respond(ctx, 200, "ok"));
+        var (engine, runId, step) = await WaitingWithNotifierAsync(server.BaseAddress, maxAttempts: 3,
+            approval: new ApprovalSpec { Levels = [new(["oncall"], TimeSpan.FromMinutes(30)), new(["leads"], null)] });
+
+        async Task<(LoopbackServer.Received Request, JsonNode Payload)> AnnouncedAsync(string type)
+        {
+            for (var i = 0; i < 800; i++)
+            {
+                foreach (var r in server.Requests)
+                {
+                    var payload = JsonNode.Parse(r.Body)!;
+                    if ((string?)payload["type"] == type) return (r, payload);
+                }
+                time.Advance(TimeSpan.FromSeconds(1)); // the notifier polls on the engine's clock
+                await Task.Delay(10, TestContext.Current.CancellationToken);
+            }
+            throw new TimeoutException($"no {type} notification; got: {string.Join(" | ", server.Requests.Select(r => r.Body))}");
+        }
+
+        var (_, asked) = await AnnouncedAsync("approval.asked");
+        Assert.Equal((0, "oncall"), ((int)asked["level"]!, (string?)asked["approvers"]![0]));
+
+        time.Advance(TimeSpan.FromMinutes(31)); // level 1's deadline passes: it moves on to the leads
+        var (request, escalated) = await AnnouncedAsync("approval.escalated");
+        Assert.Equal(($"{runId}:{step}", runId, "refund", 1), ((string)escalated["approval"]!, (string)escalated["runId"]!, (string)escalated["tool"]!, (int)escalated["level"]!));
+        Assert.Equal(["leads"], escalated["approvers"]!.AsArray().Select(a => (string)a!));
+        Assert.Equal($"/v1/approvals/{runId}:{step}/decision", (string)escalated["decide"]!);
+        AssertStandardWebhooksSignature(request, "s3cret-key"u8.ToArray());
+
+        var audit = await ((IAuditLog)engine.Store).ReadAuditAsync();
+        var escalation = Assert.Single(audit, a => a.Action == "approval.escalated" && a.RunId == runId);
+        for (var i = 0; i < 400 && !(await ((IAuditLog)engine.Store).ReadAuditAsync()).Any(a => a.Action == "approval.notified" && (long?)JsonNode.Parse(a.Detail!)!["entry"] == escalation.Seq); i++)
+            await Task.Delay(25, TestContext.Current.CancellationToken);
+        Assert.Contains(await ((IAuditLog)engine.Store).ReadAuditAsync(), a => a.Action == "approval.notified" && (long?)JsonNode.Parse(a.Detail!)!["entry"] == escalation.Seq);
     }
 
     [Fact]

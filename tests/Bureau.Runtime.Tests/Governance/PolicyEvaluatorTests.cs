@@ -106,4 +106,35 @@ public sealed class PolicyEvaluatorTests
         Assert.Equal(PolicyAction.Allow, With(new() { TimeOfDay = (new TimeOnly(22, 0), new TimeOnly(6, 0)) }, Call("t")).Action);
         Assert.Equal(PolicyAction.Deny, With(new() { TimeOfDay = (new TimeOnly(22, 0), new TimeOnly(6, 0)) }, Call("t") with { Now = new DateTimeOffset(2026, 12, 6, 23, 30, 0, TimeSpan.Zero) }).Action);
     }
+
+    [Fact]
+    public void Conditions_TheRunsSpend_MatchesAboveTheThreshold_NotBelow_NotWhenUnknown()
+    {
+        var policies = new PolicySet
+        {
+            Rules =
+            [
+                new PolicyRule
+                {
+                    Name = "expensive-runs", When = new PolicyConditions { Cost = new(">", 0.50) }, Action = PolicyAction.RequireApproval,
+                    Reason = "this run has spent a lot already", Approval = new ApprovalSpec { Levels = [new(["ops"], null)] },
+                },
+            ],
+        };
+
+        var spent = PolicyEvaluator.Evaluate(policies, Call("file_refund") with { Cost = 0.75m });
+        Assert.Equal((PolicyAction.RequireApproval, "expensive-runs"), (spent.Action, spent.Rule));
+        Assert.Equal(["rule 'expensive-runs' matches: cost 0.75 > 0.5 -> require_approval"], spent.Explanation);
+
+        var cheap = PolicyEvaluator.Evaluate(policies, Call("file_refund") with { Cost = 0.20m });
+        Assert.Equal(PolicyAction.Allow, cheap.Action);
+        Assert.Equal("rule 'expensive-runs' does not match: the run has cost 0.20, not > 0.5", cheap.Explanation[0]);
+
+        var boundary = PolicyEvaluator.Evaluate(policies, Call("file_refund") with { Cost = 0.50m });
+        Assert.Equal(PolicyAction.Allow, boundary.Action); // > is strict
+
+        var unpriced = PolicyEvaluator.Evaluate(policies, Call("file_refund")); // models without prices: no cost
+        Assert.Equal(PolicyAction.Allow, unpriced.Action);
+        Assert.Equal("rule 'expensive-runs' does not match: the run's cost is unknown (no prices)", unpriced.Explanation[0]);
+    }
 }

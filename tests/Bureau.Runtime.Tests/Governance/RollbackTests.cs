@@ -183,6 +183,51 @@ public sealed class RollbackTests : IAsyncDisposable
         Assert.Equal(["small<-refund:small"], _undone); // the write made before the rejection is undone
     }
 
+    [Theory]
+    [InlineData(ApprovalTimeoutAction.Reject)]
+    [InlineData(ApprovalTimeoutAction.Fail)]
+    public async Task ApprovalTimesOutAfterAWrite_OnTimeoutFailRollsItBack_OnTimeoutRejectOnlyTellsTheModel_EvenWithOnRejectFail(ApprovalTimeoutAction onTimeout)
+    {
+        Setup(rollbackOnFailure: true);
+        _f.UseModel((msgs, turn) => turn switch
+        {
+            1 => FakeModel.Call("refund", """{"key":"small"}""", "c1"),
+            2 => FakeModel.Call("refund", """{"key":"big"}""", "c2"),
+            _ => FakeModel.Text("after: " + FakeModel.LastToolResult(msgs)),
+        });
+        _f.Definitions.Policies = new PolicySet
+        {
+            Rules =
+            [
+                new PolicyRule
+                {
+                    Name = "big", Action = PolicyAction.RequireApproval,
+                    When = new PolicyConditions { Tools = ["refund"], Arguments = [ArgumentCondition.Parse("$.key == 'big'", out _)!] },
+                    Approval = new ApprovalSpec { Levels = [new(["leads"], TimeSpan.FromSeconds(1))], OnTimeout = onTimeout, FailRunOnReject = true },
+                },
+            ],
+        };
+        var engine = await _f.StartAsync();
+        var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
+        var run = await FinishedAsync(engine, id); // nobody answers: the deadline passes
+
+        if (onTimeout == ApprovalTimeoutAction.Fail)
+        {
+            Assert.Equal((RunStatus.Failed, "approval-timeout"), (run.Status, run.Outcome));
+            var rollback = await RollbackOfAsync(engine, id);
+            Assert.Equal(RunStatus.Succeeded, rollback.Status);
+            Assert.Equal(["small<-refund:small"], _undone); // the write made before the approval is undone
+        }
+        else
+        {
+            // A timeout is not a person's rejection: onReject: fail does not apply, the run goes on and succeeds.
+            Assert.Equal((RunStatus.Succeeded, "after: nobody approved the call before its last deadline; it did not run (policy 'big')"), (run.Status, run.Output));
+            Assert.Empty((await engine.ListRunsAsync(new RunQuery { ParentRunId = id })).Items);
+            Assert.Empty(_undone);
+        }
+        Assert.StartsWith("refund|", Assert.Single(_f.Keys)); // the small refund ran, once; the big one never did
+    }
+
     [Fact]
     public async Task Rollback_OfAnUnfinishedRun_IsRefused()
     {
