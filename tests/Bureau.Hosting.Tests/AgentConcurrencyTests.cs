@@ -1,3 +1,5 @@
+using System.Net;
+using System.Text.Json.Nodes;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
@@ -169,6 +171,45 @@ public sealed class AgentConcurrencyTests : IAsyncDisposable
             b.AddChatClient("metered", _one).AddAgent(new AgentDefinition { Name = "one", Model = "metered", MaxConcurrentRuns = 1 });
         });
         await AssertOneAtATimeAsync(runs);
+    }
+
+    [Fact]
+    public async Task MaxConcurrentRuns_ARunWaitingForAnApproval_HoldsNoSlot()
+    {
+        var refunds = 0;
+        await _host.StartAsync(b => b
+            .AddModel(new ScriptedModelDefinition
+            {
+                Name = "script",
+                Rules =
+                [
+                    new ScriptRule { When = new ScriptCondition { TurnFrom = 1, TurnTo = 1 }, Calls = [new ScriptToolCall { Tool = "refund", Arguments = new JsonObject { ["amount"] = 250 } }] },
+                    new ScriptRule { Reply = "done: {{last}}" },
+                ],
+            })
+            .AddTool(AIFunctionFactory.Create((int amount) => { Interlocked.Increment(ref refunds); return "refunded " + amount; }, "refund"), ToolEffect.Write)
+            .AddAgent(new AgentDefinition { Name = "refunder", Model = "script", Tools = ["refund"], MaxConcurrentRuns = 1 })
+            .AddPolicy(new PolicyRule
+            {
+                Name = "refunds", When = new PolicyConditions { Tools = ["refund"] }, Action = PolicyAction.RequireApproval, Reason = "a person checks refunds",
+                Approval = new ApprovalSpec { Levels = [new(["support-leads"], TimeSpan.FromMinutes(30))] },
+            }));
+
+        // Limit 1: the second run reaches its approval only if the first one, waiting for its own, let the slot go.
+        var first = await _host.Engine.SubmitAsync(new RunRequest("refunder", "order 1"), Ct);
+        var second = await _host.Engine.SubmitAsync(new RunRequest("refunder", "order 2"), Ct);
+        var waiting = new[] { await _host.WaitAsync(first.Run.Id), await _host.WaitAsync(second.Run.Id) };
+        Assert.All(waiting, r => Assert.Equal(RunStatus.Waiting, r.Status));
+        Assert.Equal(0, Volatile.Read(ref refunds));
+
+        foreach (var run in waiting)
+        {
+            using var res = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, $"/v1/approvals/{run.Id}:{run.WaitingFor!.Step}/decision", """{"decision":"approve"}"""), Ct);
+            Assert.Equal(HttpStatusCode.Accepted, res.StatusCode);
+        }
+        Assert.Equal(RunStatus.Succeeded, (await _host.WaitAsync(first.Run.Id)).Status);
+        Assert.Equal(RunStatus.Succeeded, (await _host.WaitAsync(second.Run.Id)).Status);
+        Assert.Equal(2, Volatile.Read(ref refunds));
     }
 
     [Fact]
