@@ -120,11 +120,12 @@ internal sealed partial class RunScheduler
     /// <param name="agent">Its agent or team, when the caller knows it (per-agent concurrency limits need it).</param>
     public void Schedule(string runId, string? agent = null)
     {
-        if (agent is not null) _ready.SetAgent(runId, agent);
         while (true)
         {
             if (AddScheduled(runId))
             {
+                // Only once it is ours to queue: Done forgets a run's agent before it unschedules the run.
+                if (agent is not null) _ready.SetAgent(runId, agent);
                 if (!_ready.TryWrite(runId)) RemoveScheduled(runId);
                 return;
             }
