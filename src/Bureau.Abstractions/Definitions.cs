@@ -494,6 +494,7 @@ public sealed class AgentDefinition
         Name = Name, Model = model ?? Model, Instructions = instructions ?? Instructions, Description = Description, Tools = tools, Budgets = budgets,
         LoopDetection = LoopDetection, AllowEmptyInput = AllowEmptyInput, StateConfidence = StateConfidence, Delegates = Delegates,
         RollbackOnFailure = RollbackOnFailure, Retention = Retention, Memory = Memory,
+        MaxConcurrentRuns = MaxConcurrentRuns,
     };
 
     /// <summary>When a run of this agent fails or is canceled after completed writes, roll it back: compensate them in reverse order (a <c>rollback</c> child run).</summary>
@@ -504,6 +505,14 @@ public sealed class AgentDefinition
 
     /// <summary>Its memory (the <c>remember</c>, <c>recall</c> and <c>forget</c> tools, its conversation window); null: none.</summary>
     public AgentMemory? Memory { get; init; }
+
+    /// <summary>
+    /// Most runs of this agent executing at once in the process (manifest <c>maxConcurrentRuns</c>); more wait in the queue
+    /// while runs of other agents take the free slots. Waiting runs (approvals, children) hold no slot. Null (default):
+    /// only the global <c>Bureau:MaxConcurrentRuns</c> and <c>Bureau:MaxConcurrentRunsPerAgent</c> apply;
+    /// <c>Bureau:AgentConcurrencyLimits:NAME</c> overrides it.
+    /// </summary>
+    public int? MaxConcurrentRuns { get; init; }
 }
 
 /// <summary>

@@ -33,7 +33,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     private static readonly string[] s_effects = ["read", "idempotent", "write"];
     private static readonly string[] s_inDoubtActions = ["wait", "retry", "fail"];
     private static readonly string[] s_httpMethods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-    private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop", "allowEmptyInput", "rollbackOnFailure", "stateConfidence", "delegates", "retention", "memory"];
+    private static readonly string[] s_agentKeys = ["model", "instructions", "description", "tools", "budgets", "loop", "allowEmptyInput", "rollbackOnFailure", "stateConfidence", "delegates", "retention", "memory", "maxConcurrentRuns"];
     private static readonly string[] s_retentionKeys = ["keepDays", "keepRuns", "keepFailedDays", "exportTo"];
     private static readonly string[] s_budgetKeys = ["maxSteps", "maxTokens", "maxWallTime", "maxQueueTime", "maxCost"];
     private static readonly string[] s_loopKeys = ["maxRepeatedCalls", "maxTurnsWithoutProgress", "action"];
@@ -903,6 +903,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
 
         var retention = map.TryGetValue("retention", out var re) ? ReadRetention(re, entry.Name) : null;
         var memory = map.TryGetValue("memory", out var mem) ? ReadMemory(mem, entry.Name, modelNames) : null;
+        var maxConcurrentRuns = map.TryGetValue("maxConcurrentRuns", out var mcr) ? Integer(mcr, 1, 100_000) : null;
 
         if (model is null) return null;
         return new AgentDefinition
@@ -920,6 +921,7 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             Delegates = map.TryGetValue("delegates", out var dl) ? StringItems(dl) ?? [] : [],
             Retention = retention,
             Memory = memory,
+            MaxConcurrentRuns = (int?)maxConcurrentRuns,
         };
     }
 

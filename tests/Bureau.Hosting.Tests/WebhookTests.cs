@@ -2,6 +2,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
 namespace Bureau.Hosting.Tests;
@@ -47,10 +48,10 @@ public sealed class WebhookTests : IAsyncDisposable
         return req;
     }
 
-    private static HttpRequestMessage Slack(string body, DateTimeOffset? at = null, string secret = SlackSecret, int? retry = null)
+    private static HttpRequestMessage Slack(string body, DateTimeOffset? at = null, string secret = SlackSecret, int? retry = null, string? sentBody = null, string trigger = "slack")
     {
         var ts = (at ?? DateTimeOffset.UtcNow).ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
-        var req = new HttpRequestMessage(HttpMethod.Post, "/v1/hooks/slack") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        var req = new HttpRequestMessage(HttpMethod.Post, "/v1/hooks/" + trigger) { Content = new StringContent(sentBody ?? body, Encoding.UTF8, "application/json") };
         req.Headers.Add("X-Slack-Request-Timestamp", ts);
         req.Headers.Add("X-Slack-Signature", "v0=" + Hex(secret, Encoding.UTF8.GetBytes($"v0:{ts}:{body}")));
         if (retry is { } n) req.Headers.Add("X-Slack-Retry-Num", n.ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -69,9 +70,9 @@ public sealed class WebhookTests : IAsyncDisposable
         return req;
     }
 
-    private static HttpRequestMessage Plain(string body, string secret = HmacSecret)
+    private static HttpRequestMessage Plain(string body, string secret = HmacSecret, string? sentBody = null)
     {
-        var req = new HttpRequestMessage(HttpMethod.Post, "/v1/hooks/plain") { Content = new StringContent(body, Encoding.UTF8, "text/plain") };
+        var req = new HttpRequestMessage(HttpMethod.Post, "/v1/hooks/plain") { Content = new StringContent(sentBody ?? body, Encoding.UTF8, "text/plain") };
         req.Headers.Add("X-Sig", "sha256=" + Hex(secret, Encoding.UTF8.GetBytes(body)));
         return req;
     }
@@ -83,6 +84,10 @@ public sealed class WebhookTests : IAsyncDisposable
     }
 
     private async Task<int> RunCountAsync() => (await _host.Engine.ListRunsAsync(new RunQuery { Limit = 1000 }, Ct)).Items.Count;
+
+    /// <summary>Dead letters, retried ones included: a refused request must not leave one either.</summary>
+    private async Task<int> DeadLetterCountAsync() =>
+        (await _host.App.Services.GetRequiredService<IEventStore>().ListDeadLettersAsync(includeRetried: true, cancellationToken: Ct)).Count;
 
     // ---- GitHub ----
 
@@ -262,6 +267,50 @@ public sealed class WebhookTests : IAsyncDisposable
         await Http.ProblemAsync(res, 401, field: "X-Slack-Signature");
     }
 
+    [Fact]
+    public async Task Slack_TamperedBody_401_NothingStored()
+    {
+        await StartAsync();
+        using var res = await _host.Client.SendAsync(Slack(Mention, sentBody: Mention.Replace("invoice", "refund", StringComparison.Ordinal)), Ct);
+        await Http.ProblemAsync(res, 401, field: "X-Slack-Signature");
+        Assert.Equal((0, 0), (await RunCountAsync(), await DeadLetterCountAsync()));
+    }
+
+    [Fact]
+    public async Task Slack_AcknowledgedBeforeTheAgentRuns_RunFinishesAfterTheAck()
+    {
+        // The agent is gated on its input: it cannot finish before the test opens the gate, so the 202 cannot wait for it.
+        await _host.StartAsync(b => b.AddTrigger(new WebhookTriggerDefinition
+        {
+            Name = "slack-slow", Agent = "slow", Source = WebhookSource.Slack, Secret = SlackSecret, Events = ["app_mention"], Input = "{{$.event.text}}",
+        }));
+        const string mention = """{"type":"event_callback","event_id":"Ev7","event":{"type":"app_mention","text":"<@U1> slow question"}}""";
+        using var answered = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        answered.CancelAfter(TimeSpan.FromSeconds(30)); // a deadline against a hang (an ack that waited for the run), not a speed check
+        HttpResponseMessage res;
+        try
+        {
+            res = await _host.Client.SendAsync(Slack(mention, trigger: "slack-slow"), answered.Token);
+        }
+        catch (OperationCanceledException) when (!Ct.IsCancellationRequested)
+        {
+            throw new TimeoutException("Slack's request got no answer within 30 s while its run was held: the ack waits for the agent");
+        }
+        using var _ = res;
+        Assert.Equal(HttpStatusCode.Accepted, res.StatusCode);
+        var runId = (string)(await Http.BodyAsync(res))["run"]!["id"]!;
+
+        // Acknowledged: the run is durable, and still unfinished.
+        var atAck = await _host.Engine.GetRunAsync(runId, Ct);
+        Assert.NotNull(atAck);
+        Assert.False(atAck.Status.IsTerminal(), $"run {runId} was already {atAck.Status} when Slack got its answer");
+
+        _host.Gate.Open("<@U1> slow question");
+        var done = await _host.WaitAsync(runId);
+        Assert.Equal((RunStatus.Succeeded, "opened: <@U1> slow question"), (done.Status, done.Output));
+        Assert.True(done.UpdatedAt >= atAck.CreatedAt);
+    }
+
     // ---- Standard Webhooks ----
 
     private const string Ticket = """{"type":"ticket.created","data":{"ticket":"T-42"}}""";
@@ -316,6 +365,15 @@ public sealed class WebhookTests : IAsyncDisposable
         Assert.StartsWith("trigger:plain:sha256-", run.IdempotencyKey);
         var (again, _) = await SendAsync(Plain("disk almost full on db-3"));
         Assert.Equal(HttpStatusCode.OK, again);
+    }
+
+    [Fact]
+    public async Task Hmac_TamperedBody_401_NothingStored()
+    {
+        await StartAsync();
+        using var res = await _host.Client.SendAsync(Plain("disk almost full on db-3", sentBody: "disk almost full on db-4"), Ct);
+        await Http.ProblemAsync(res, 401, field: "X-Sig");
+        Assert.Equal((0, 0), (await RunCountAsync(), await DeadLetterCountAsync()));
     }
 
     [Fact]

@@ -105,7 +105,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         foreach (var e in executors) _executors[e.Kind] = e;
         _timers = new WaitTimers(store, timeProvider, loggerFactory.CreateLogger<WaitTimers>());
         Writer = new JournalWriter(store, events, timeProvider, _timers);
-        _scheduler = new RunScheduler(store, options, timeProvider, Logger);
+        _scheduler = new RunScheduler(store, options, timeProvider, Logger, HasAgentConcurrencyLimits() ? ConcurrencyLimitOf : null);
         _storageWatch = new StorageWatch(store, timeProvider, Logger, _scheduler.RetryNow);
         Activator = new LocalRunActivator(this);
     }
@@ -365,7 +365,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         if (result.Created) _scheduler.SetOrder(id, request.Priority, request.OrderingKey); // claimed here at submit: scheduled only below
         if (traced && result.Created && Volatile.Read(ref _traceHandOffCount) < 10_000 && _traceHandOff.TryAdd(id, traceParent))
             Interlocked.Increment(ref _traceHandOffCount); // bounded; a miss reads the journal
-        if (result.Run.Status is RunStatus.Queued or RunStatus.Running) _scheduler.Schedule(result.Run.Id);
+        if (result.Run.Status is RunStatus.Queued or RunStatus.Running) _scheduler.Schedule(result.Run.Id, result.Run.Agent);
         return result;
     }
 
@@ -391,6 +391,20 @@ public sealed partial class BureauEngine : IAsyncDisposable
         if (limit is { } l && _queued.Count(agent) + count > l)
             throw new QueueFullException(agent, _queued.Count(agent), l, global: false, _options.QueueFullRetryAfter);
     }
+
+    /// <summary>
+    /// The most runs of <paramref name="agent"/> (an agent or team) executing at once in this process: its entry in
+    /// <see cref="BureauOptions.AgentConcurrencyLimits"/>, else its manifest's <c>maxConcurrentRuns</c>, else
+    /// <see cref="BureauOptions.MaxConcurrentRunsPerAgent"/>; null: no limit but the global one.
+    /// </summary>
+    internal int? ConcurrencyLimitOf(string agent) =>
+        _options.AgentConcurrencyLimits.TryGetValue(agent, out var own) ? own
+        : _deployment.Definitions.Agents.TryGetValue(agent, out var a) && a.MaxConcurrentRuns is { } declared ? declared
+        : _options.MaxConcurrentRunsPerAgent;
+
+    private bool HasAgentConcurrencyLimits() =>
+        _options.MaxConcurrentRunsPerAgent is not null || _options.AgentConcurrencyLimits.Count > 0
+        || _deployment.Definitions.Agents.Values.Any(a => a.MaxConcurrentRuns is not null);
 
     /// <summary>The run's row, or null.</summary>
     public Task<RunRecord?> GetRunAsync(string runId, CancellationToken cancellationToken = default) =>
@@ -449,7 +463,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         {
             throw new RunStateConflictException(runId, run.Status, $"run {runId} changed while answering step {step} (someone else answered, it expired, or it was canceled); read it again", step);
         }
-        _scheduler.Schedule(runId);
+        _scheduler.Schedule(runId, run.Agent);
         return (await Store.GetRunAsync(runId, cancellationToken))!;
     }
 
@@ -468,7 +482,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         }
         BureauTelemetry.WaitsExpired.Add(1);
         Log.WaitExpired(Logger, run.Id, wait.Step, wait.Reason);
-        _scheduler.Schedule(run.Id);
+        _scheduler.Schedule(run.Id, run.Agent);
     }
 
     /// <summary>
@@ -720,7 +734,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
             {
                 await Writer.AppendAsync(parentId, parent.Version, [new WaitAnswered(wait.Step, wait.Reason, childId, "child run")],
                     new RunUpdate { Status = RunStatus.Queued, Claim = _scheduler.NewClaim() }, null);
-                _scheduler.Schedule(parentId);
+                _scheduler.Schedule(parentId, parent.Agent);
                 return;
             }
             catch (JournalConflictException)

@@ -52,6 +52,16 @@ public sealed class BureauOptions
     /// <summary>Per-agent queue limits overriding <see cref="MaxQueuedRunsPerAgent"/>: <c>Bureau:AgentQueueLimits:triage = 100</c>.</summary>
     public Dictionary<string, int> AgentQueueLimits { get; set; } = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Most runs of one agent (or team) executing at once in this process; more wait in the queue while runs of other agents
+    /// take the free slots of <see cref="MaxConcurrentRuns"/>. Waiting runs (approvals, children) hold no slot. An agent's
+    /// <c>maxConcurrentRuns</c> in the manifest, or its entry in <see cref="AgentConcurrencyLimits"/>, overrides it. Null (default): no limit.
+    /// </summary>
+    public int? MaxConcurrentRunsPerAgent { get; set; }
+
+    /// <summary>Per-agent (or team) concurrency limits overriding the manifest and <see cref="MaxConcurrentRunsPerAgent"/>: <c>Bureau:AgentConcurrencyLimits:triage = 2</c>.</summary>
+    public Dictionary<string, int> AgentConcurrencyLimits { get; set; } = new(StringComparer.Ordinal);
+
     /// <summary>The <c>Retry-After</c> of a 429 when a queue is full. Default 5 s.</summary>
     public TimeSpan QueueFullRetryAfter { get; set; } = TimeSpan.FromSeconds(5);
 
@@ -67,6 +77,11 @@ public sealed class BureauOptions
         foreach (var (agent, limit) in AgentQueueLimits)
         {
             if (limit < 1) yield return $"Bureau:AgentQueueLimits:{agent} must be at least 1 (is {limit})";
+        }
+        if (MaxConcurrentRunsPerAgent < 1) yield return $"Bureau:MaxConcurrentRunsPerAgent must be at least 1 (is {MaxConcurrentRunsPerAgent})";
+        foreach (var (agent, limit) in AgentConcurrencyLimits)
+        {
+            if (limit < 1) yield return $"Bureau:AgentConcurrencyLimits:{agent} must be at least 1 (is {limit})";
         }
         if (QueueFullRetryAfter < TimeSpan.FromSeconds(1)) yield return $"Bureau:QueueFullRetryAfter must be at least 1 second (is {QueueFullRetryAfter})";
         if (MaxConcurrentRuns < 1) yield return $"Bureau:MaxConcurrentRuns must be at least 1 (is {MaxConcurrentRuns})";

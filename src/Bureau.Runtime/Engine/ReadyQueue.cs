@@ -8,11 +8,20 @@ namespace Bureau.Engine;
 /// key is held by an executing run is parked until that execution ends). A run's priority and key are known to the
 /// node that accepted it, for its first execution: runs resumed after a restart, or requeued after a wait, have
 /// priority 0 and no key.
+/// With per-agent concurrency limits (<see cref="ReadyQueue(Func{string, int?}?)"/>), a run whose agent already has its
+/// limit of executions is set aside (in its queue order) and the next eligible run is read instead; the agent's next run
+/// goes back into the queue when one of its executions ends (<see cref="Ended"/>).
 /// </summary>
 internal sealed class ReadyQueue
 {
     private readonly Lock _gate = new();
     private readonly PriorityQueue<string, (int NegPriority, long Seq)> _queue = new();
+    private readonly Func<string, int?>? _limitOf;
+    // Known only while limits exist: the agent of each run scheduled here (until its execution ends for good).
+    private readonly ConcurrentDictionary<string, string> _agentOf = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _executing = new(StringComparer.Ordinal); // per limited agent, under _gate
+    private readonly Dictionary<string, string> _slotHolders = new(StringComparer.Ordinal); // run -> its agent, under _gate
+    private readonly Dictionary<string, Queue<(string RunId, (int, long) Priority)>> _saturated = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Order> _orders = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _holders = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Queue<string>> _parked = new(StringComparer.Ordinal);
@@ -21,6 +30,21 @@ internal sealed class ReadyQueue
     private bool _completed;
 
     private sealed record Order(int Priority, string? Key, long Seq);
+
+    /// <param name="limitOf">The concurrency limit of an agent (or team), null for none; null when no agent has one.</param>
+    public ReadyQueue(Func<string, int?>? limitOf = null) => _limitOf = limitOf;
+
+    /// <summary>Whether per-agent limits exist: then the scheduler tells the queue each run's agent (<see cref="SetAgent"/>).</summary>
+    public bool Limited => _limitOf is not null;
+
+    /// <summary>Tells the queue the agent of a run about to be written (only while <see cref="Limited"/>).</summary>
+    public void SetAgent(string runId, string agent)
+    {
+        if (_limitOf is not null) _agentOf[runId] = agent;
+    }
+
+    /// <summary>The agent of a run scheduled here, if known.</summary>
+    public string? AgentOf(string runId) => _limitOf is not null && _agentOf.TryGetValue(runId, out var agent) ? agent : null;
 
     /// <summary>Gives a run accepted here its priority and ordering key (before it is first written).</summary>
     public void SetOrder(string runId, int priority, string? orderingKey)
@@ -61,7 +85,7 @@ internal sealed class ReadyQueue
             lock (_gate)
             {
                 if (_completed) return null;
-                while (_queue.TryDequeue(out var runId, out _))
+                while (_queue.TryDequeue(out var runId, out var priority))
                 {
                     if (_orders.TryGetValue(runId, out var order) && order.Key is { } key)
                     {
@@ -73,15 +97,56 @@ internal sealed class ReadyQueue
                         }
                         _holders[key] = runId;
                     }
+                    if (_limitOf is not null && _agentOf.TryGetValue(runId, out var agent) && _limitOf(agent) is { } limit)
+                    {
+                        // The key (if any) stays held: later runs of the key stay behind this one.
+                        var executing = _executing.GetValueOrDefault(agent);
+                        if (executing >= limit)
+                        {
+                            if (!_saturated.TryGetValue(agent, out var aside)) _saturated[agent] = aside = new();
+                            aside.Enqueue((runId, priority));
+                            continue;
+                        }
+                        _executing[agent] = executing + 1;
+                        _slotHolders[runId] = agent;
+                    }
                     return runId;
                 }
             }
         }
     }
 
+    /// <summary>
+    /// An execution of the run ended (it finished, waits, or threw and will be retried later): its agent's slot goes to the
+    /// agent's next run set aside, if any.
+    /// </summary>
+    public void Ended(string runId)
+    {
+        if (_limitOf is null) return;
+        var next = false;
+        lock (_gate)
+        {
+            if (!_slotHolders.Remove(runId, out var agent)) return;
+            var executing = _executing.GetValueOrDefault(agent) - 1;
+            if (executing > 0) _executing[agent] = executing;
+            else _executing.Remove(agent);
+            if (_saturated.TryGetValue(agent, out var aside))
+            {
+                if (aside.TryDequeue(out var following))
+                {
+                    _queue.Enqueue(following.RunId, following.Priority);
+                    next = true;
+                }
+                if (aside.Count == 0) _saturated.Remove(agent);
+            }
+        }
+        if (next) _available.Release();
+    }
+
     /// <summary>The run's execution ended for good (not to be retried): its key goes to the next run parked on it.</summary>
     public void Released(string runId)
     {
+        if (_limitOf is not null) _agentOf.TryRemove(runId, out _);
         if (!_orders.TryRemove(runId, out var order) || order.Key is not { } key) return;
         var next = false;
         lock (_gate)

@@ -12,7 +12,7 @@ namespace Bureau.Engine;
 /// </summary>
 internal sealed partial class RunScheduler
 {
-    private readonly ReadyQueue _ready = new();
+    private readonly ReadyQueue _ready;
     // Striped wider than the default (one lock per core): every execution adds and removes here.
     private readonly ConcurrentDictionary<string, byte> _scheduled = new(concurrencyLevel: 64, capacity: 1024, StringComparer.Ordinal);
     private int _scheduledCount; // _scheduled.Count takes every lock of the dictionary: kept here instead
@@ -34,8 +34,14 @@ internal sealed partial class RunScheduler
     private int _active;
     private TaskCompletionSource? _idle;
 
-    public RunScheduler(IRunStore store, BureauOptions options, TimeProvider time, ILogger logger)
+    /// <param name="store">The store of runs and claims.</param>
+    /// <param name="options">The runtime's options.</param>
+    /// <param name="time">The clock.</param>
+    /// <param name="logger">Where it logs.</param>
+    /// <param name="agentLimitOf">The concurrency limit of an agent or team (null: none); null when no agent has one.</param>
+    public RunScheduler(IRunStore store, BureauOptions options, TimeProvider time, ILogger logger, Func<string, int?>? agentLimitOf = null)
     {
+        _ready = new ReadyQueue(agentLimitOf);
         _store = store;
         _options = options;
         _time = time;
@@ -110,12 +116,16 @@ internal sealed partial class RunScheduler
     /// one executing is executed once more after this execution ends (it was answered, woken by a
     /// child, or requeued while its executor was finishing: that execution may have missed it).
     /// </summary>
-    public void Schedule(string runId)
+    /// <param name="runId">The run.</param>
+    /// <param name="agent">Its agent or team, when the caller knows it (per-agent concurrency limits need it).</param>
+    public void Schedule(string runId, string? agent = null)
     {
         while (true)
         {
             if (AddScheduled(runId))
             {
+                // Only once it is ours to queue: Done forgets a run's agent before it unschedules the run.
+                if (agent is not null) _ready.SetAgent(runId, agent);
                 if (!_ready.TryWrite(runId)) RemoveScheduled(runId);
                 return;
             }
@@ -135,7 +145,7 @@ internal sealed partial class RunScheduler
             var room = _backlog - Volatile.Read(ref _scheduledCount);
             if (room <= 0) break;
             var ids = await _store.ClaimAsync(NewClaim(), _time.GetUtcNow(), room, ct);
-            foreach (var id in ids) Schedule(id);
+            foreach (var id in ids) Schedule(id, _ready.Limited ? await AgentOfAsync(id, ct) : null);
             total += ids.Count;
             if (ids.Count < room) break;
         }
@@ -172,6 +182,23 @@ internal sealed partial class RunScheduler
             {
                 Log.ClaimFailed(_logger, ex);
             }
+        }
+    }
+
+    /// <summary>
+    /// The agent of a claimed run (read from the store: only while per-agent limits exist). A run that cannot be read now
+    /// is scheduled without one (executing under the global limit only) rather than left claimed and never executed.
+    /// </summary>
+    private async Task<string?> AgentOfAsync(string runId, CancellationToken ct)
+    {
+        try
+        {
+            return (await _store.GetRunAsync(runId, ct))?.Agent;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.AgentUnknown(_logger, runId, ex);
+            return null;
         }
     }
 
@@ -236,6 +263,7 @@ internal sealed partial class RunScheduler
         finally
         {
             if (Interlocked.Decrement(ref _active) == 0) Volatile.Read(ref _idle)?.TrySetResult();
+            _ready.Ended(runId); // its agent's slot first: the global slot below may go to the agent's next run
             _slots.Release();
         }
         if (failure is null)
@@ -290,9 +318,10 @@ internal sealed partial class RunScheduler
 
     private void Done(string runId)
     {
+        var agent = _ready.AgentOf(runId);
         _ready.Released(runId);
         RemoveScheduled(runId);
-        if (_again.ContainsKey(runId) && _again.TryRemove(runId, out _) && !_stopping.IsCancellationRequested) Schedule(runId); // asked for while it executed
+        if (_again.ContainsKey(runId) && _again.TryRemove(runId, out _) && !_stopping.IsCancellationRequested) Schedule(runId, agent); // asked for while it executed
         if (Volatile.Read(ref _scheduledCount) < _backlog / 2) Wake();
     }
 
@@ -341,6 +370,9 @@ internal sealed partial class RunScheduler
 
         [LoggerMessage(26, LogLevel.Error, "Run {RunId}: the executor failed {Attempt} times in a row; the run fails with the error")]
         public static partial void ExecutorGaveUp(ILogger logger, string runId, int attempt, Exception ex);
+
+        [LoggerMessage(33, LogLevel.Warning, "Run {RunId}: its agent could not be read; it executes without its agent's concurrency limit this time")]
+        public static partial void AgentUnknown(ILogger logger, string runId, Exception ex);
 
         [LoggerMessage(23, LogLevel.Warning, "Claiming or renewing runs in the store failed; trying again")]
         public static partial void ClaimFailed(ILogger logger, Exception ex);

@@ -1,0 +1,105 @@
+using Bureau.Engine;
+using Xunit;
+
+namespace Bureau.Tests.Engine;
+
+/// <summary>
+/// The scheduler's ready queue with per-agent concurrency limits: a saturated agent's runs are set aside (not blocking
+/// others), go back in their priority order when one of its executions ends, and keep ordering keys intact.
+/// </summary>
+public sealed class ReadyQueueTests
+{
+    private static readonly Dictionary<string, int> Limits = new(StringComparer.Ordinal) { ["a"] = 1 };
+
+    private static ReadyQueue NewQueue() => new(agent => Limits.TryGetValue(agent, out var l) ? l : null);
+
+    private static void Write(ReadyQueue q, string runId, string agent, int priority = 0, string? key = null)
+    {
+        q.SetOrder(runId, priority, key);
+        q.SetAgent(runId, agent);
+        Assert.True(q.TryWrite(runId));
+    }
+
+    /// <summary>Reads the next run; a generous deadline turns a queue that never answers into a failure naming what was expected.</summary>
+    private static async Task<string?> ReadAsync(ReadyQueue q, string expected)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        cts.CancelAfter(TimeSpan.FromSeconds(20));
+        try
+        {
+            return await q.ReadAsync(cts.Token);
+        }
+        catch (OperationCanceledException) when (!TestContext.Current.CancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"the queue gave no run within 20 s; expected {expected}");
+        }
+    }
+
+    [Fact]
+    public async Task SaturatedAgent_ItsNextRunSetAside_OtherAgentsRead_ItGoesWhenAnExecutionEnds()
+    {
+        var q = NewQueue();
+        Write(q, "a1", "a");
+        Write(q, "a2", "a");
+        Write(q, "b1", "b");
+        Assert.Equal("a1", await ReadAsync(q, "a1"));
+        Assert.Equal("b1", await ReadAsync(q, "b1 (a2 waits for a1)"));
+        Write(q, "b2", "b");
+        Assert.Equal("b2", await ReadAsync(q, "b2 (a2 still waits)"));
+
+        q.Ended("b1"); // another agent's execution ending frees nothing of "a"
+        Write(q, "b3", "b");
+        Assert.Equal("b3", await ReadAsync(q, "b3"));
+
+        q.Ended("a1");
+        Assert.Equal("a2", await ReadAsync(q, "a2 once a1 ended"));
+    }
+
+    [Fact]
+    public async Task SetAsideRuns_GoBackInPriorityOrder()
+    {
+        var q = NewQueue();
+        Write(q, "a1", "a");
+        Assert.Equal("a1", await ReadAsync(q, "a1"));
+        Write(q, "a-low", "a");
+        Write(q, "a-high", "a", priority: 5);
+        Write(q, "b1", "b");
+        Assert.Equal("b1", await ReadAsync(q, "b1"));
+
+        q.Ended("a1");
+        Assert.Equal("a-high", await ReadAsync(q, "a-high"));
+        q.Ended("a-high");
+        Assert.Equal("a-low", await ReadAsync(q, "a-low"));
+    }
+
+    [Fact]
+    public async Task RunSetAsideForItsAgent_KeepsItsOrderingKey_LaterRunsOfTheKeyStayBehindIt()
+    {
+        var q = NewQueue();
+        Write(q, "a1", "a");
+        Write(q, "a2", "a", key: "issue:7");
+        Write(q, "b1", "b", key: "issue:7");
+        Write(q, "b2", "b");
+        Assert.Equal("a1", await ReadAsync(q, "a1"));
+        Assert.Equal("b2", await ReadAsync(q, "b2 (a2 waits for its agent, b1 for a2's key)"));
+
+        q.Ended("a1");
+        Assert.Equal("a2", await ReadAsync(q, "a2"));
+        q.Ended("a2");
+        q.Released("a2"); // its key goes to b1
+        Assert.Equal("b1", await ReadAsync(q, "b1 after a2 released the key"));
+    }
+
+    [Fact]
+    public async Task WithoutLimits_AgentsAreNotTracked()
+    {
+        var q = new ReadyQueue();
+        Assert.False(q.Limited);
+        q.SetAgent("a1", "a");
+        Assert.Null(q.AgentOf("a1"));
+        Assert.True(q.TryWrite("a1"));
+        Assert.True(q.TryWrite("a2"));
+        Assert.Equal("a1", await ReadAsync(q, "a1"));
+        Assert.Equal("a2", await ReadAsync(q, "a2 (no limit)"));
+    }
+}
