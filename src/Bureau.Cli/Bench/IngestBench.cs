@@ -30,18 +30,21 @@ internal static class IngestBench
         var db = new Option<string>("--db") { Description = "The database file (deleted and recreated for each system).", DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "bureau-bench", "ingest.db") };
         var durability = CliShared.DurabilityOption();
         var skipFloor = new Option<bool>("--no-floor") { Description = "Measure over HTTP only." };
+        var warmup = new Option<int>("--warmup") { Description = "Events posted first by the same C clients and left out of the report (JIT, connections, pools), then 1 s for their runs and the JIT's second tier.", DefaultValueFactory = _ => 2_000 };
         var cmd = new Command("ingest", "Durable accepted events per second: N CloudEvents posted to /v1/events over loopback by C clients (202 once the run is durable); then the in-process floor.")
         {
-            events, clients, slots, db, durability, skipFloor,
+            events, clients, slots, db, durability, skipFloor, warmup,
         };
         cmd.SetAction(async (parse, ct) =>
         {
             var (n, c, s, path) = (parse.GetValue(events), parse.GetValue(clients), parse.GetValue(slots), parse.GetValue(db)!);
             if (n < 1 || c < 1 || s < 1) throw new CliUsageException("--events, --clients and --run-slots must be at least 1");
+            var w = parse.GetValue(warmup);
+            if (w < 0) throw new CliUsageException("--warmup must be 0 or more");
             var d = CliShared.ParseDurability(parse.GetValue(durability)!);
             var progress = new Progress<string>(m => Console.Error.WriteLine("ingest: " + m));
-            Console.Out.WriteLine(RunDocuments.ToJson(await RunAsync(n, c, s, path, d, http: true, progress, ct)));
-            if (!parse.GetValue(skipFloor)) Console.Out.WriteLine(RunDocuments.ToJson(await RunAsync(n, c, s, path, d, http: false, progress, ct)));
+            Console.Out.WriteLine(RunDocuments.ToJson(await RunAsync(n, c, s, path, d, http: true, progress, ct, w)));
+            if (!parse.GetValue(skipFloor)) Console.Out.WriteLine(RunDocuments.ToJson(await RunAsync(n, c, s, path, d, http: false, progress, ct, w)));
             return 0;
         });
         return cmd;
@@ -59,7 +62,8 @@ internal static class IngestBench
     private static byte[] Event(int i) => Encoding.UTF8.GetBytes(
         $$$"""{"specversion":"1.0","id":"ev-{{{i}}}","source":"/bench","type":"bench.event","data":{"n":{{{i}}}}}""");
 
-    internal static async Task<JsonObject> RunAsync(int n, int clients, int slots, string path, StoreDurability durability, bool http, IProgress<string> progress, CancellationToken ct)
+    internal static async Task<JsonObject> RunAsync(int n, int clients, int slots, string path, StoreDurability durability, bool http, IProgress<string> progress, CancellationToken ct,
+        int warmup)
     {
         AgentLoopBench.DeleteDb(path);
         GC.Collect();
@@ -78,8 +82,17 @@ internal static class IngestBench
             BaseAddress = new Uri(address),
         };
 
-        // Warm-up (not counted): JIT, connections.
-        for (var i = 0; i < Math.Min(200, n); i++) await PostAsync(-1 - i);
+        // Warm-up (not counted; negative ids): the same concurrent clients, so the paths, connections and pools the
+        // measurement uses are ready, then a second for the warm-up's runs to end and the JIT's second tier to land.
+        if (warmup > 0)
+        {
+            var warm = -1;
+            await Task.WhenAll(Enumerable.Range(0, Math.Min(clients, warmup)).Select(_ => Task.Run(async () =>
+            {
+                for (var i = Interlocked.Increment(ref warm); i < warmup; i = Interlocked.Increment(ref warm)) await PostAsync(-1 - i);
+            }, ct)));
+            await Task.Delay(TimeSpan.FromSeconds(1), ct);
+        }
 
         var latencies = new double[n];
         var refused = 0;
@@ -110,6 +123,7 @@ internal static class IngestBench
             ["workload"] = "ingest",
             ["events"] = n,
             ["clients"] = clients,
+            ["warmup"] = warmup,
             ["run_slots"] = slots,
             ["durability"] = durability == StoreDurability.Full ? "full" : "process",
             ["seconds"] = Math.Round(seconds, 2),
