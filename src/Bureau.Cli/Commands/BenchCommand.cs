@@ -26,8 +26,8 @@ internal static class BenchCommand
         };
         var warmup = new Option<int>("--warmup")
         {
-            Description = "Runs done first on a throwaway database and left out of the report, so JIT and first-activation costs are not measured (0: none).",
-            DefaultValueFactory = _ => 200,
+            Description = "Runs done first on a throwaway database and left out of the report, then a second's pause, so JIT (both tiers) and first-activation costs are not measured (0: none).",
+            DefaultValueFactory = _ => 2000,
         };
         var noNotify = new Option<bool>("--no-notify")
         {
@@ -63,6 +63,8 @@ internal static class BenchCommand
                 if (!parse.GetValue(skipFloor) && config.Postgres is null) await AgentLoopBench.RunFloorAsync(warmConfig, full: true, new Progress<int>(), ct);
                 else if (!parse.GetValue(skipFloor)) await AgentLoopBench.RunPostgresFloorAsync(warmConfig, writers: 1, new Progress<int>(), ct);
                 AgentLoopBench.DeleteDb(warmConfig.DbPath);
+                // The JIT's second tier compiles what the warm-up made hot in the background: let it land before timing.
+                await Task.Delay(TimeSpan.FromSeconds(1), ct);
             }
 
             await MeasureAsync(otel is null ? "bureau" : "bureau+telemetry", config, p => AgentLoopBench.RunBureauAsync(config, p, ct));
