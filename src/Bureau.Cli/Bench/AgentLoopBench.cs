@@ -32,6 +32,11 @@ internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, st
         if (SubmittedSeconds is { } submitted) json.Insert(json.IndexOf("wall_s") + 1, "submitted_s", Math.Round(submitted, 3));
         if (Transactions < 0) json.Remove("transactions");
         if (Footprint.AllocatedBytes < 0) json.Remove("alloc_bytes_per_call");
+        if (Footprint.JitMethods < 0)
+        {
+            json.Remove("jit_methods");
+            json.Remove("jit_ms");
+        }
         foreach (var (name, value) in Extra ?? new Dictionary<string, double>()) json[name] = value;
         return json;
     }
@@ -56,18 +61,23 @@ internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, st
         ["transactions"] = Transactions,
         ["cpu_us_per_call"] = Math.Round(Footprint.CpuTime.TotalMicroseconds / ((double)Config.Runs * Config.Steps), 1),
         ["alloc_bytes_per_call"] = Footprint.AllocatedBytes / ((long)Config.Runs * Config.Steps),
+        ["jit_methods"] = Footprint.JitMethods,
+        ["jit_ms"] = Math.Round(Footprint.JitTime.TotalMilliseconds, 1),
     };
 }
 
 /// <summary>
 /// CPU time and managed bytes allocated by the whole process over a measurement: less sensitive to other
-/// processes on the machine than wall time, so a change's effect shows on a busy machine too.
+/// processes on the machine than wall time, so a change's effect shows on a busy machine too. With them, the methods
+/// the JIT compiled meanwhile and its time: a measurement of a warm process has almost none.
 /// </summary>
-internal readonly record struct Footprint(TimeSpan CpuTime, long AllocatedBytes)
+internal readonly record struct Footprint(TimeSpan CpuTime, long AllocatedBytes, long JitMethods = -1, TimeSpan JitTime = default)
 {
-    public static Footprint Now() => new(Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes(precise: true));
+    public static Footprint Now() => new(Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes(precise: true),
+        System.Runtime.JitInfo.GetCompiledMethodCount(), System.Runtime.JitInfo.GetCompilationTime());
 
-    public Footprint Since(Footprint start) => new(CpuTime - start.CpuTime, AllocatedBytes - start.AllocatedBytes);
+    public Footprint Since(Footprint start) => new(CpuTime - start.CpuTime, AllocatedBytes - start.AllocatedBytes,
+        JitMethods - start.JitMethods, JitTime - start.JitTime);
 }
 
 /// <summary>

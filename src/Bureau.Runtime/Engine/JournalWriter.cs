@@ -10,12 +10,19 @@ namespace Bureau.Engine;
 internal sealed class JournalWriter(IRunStore store, IRunEventBus events, TimeProvider time, WaitTimers timers)
 {
     /// <summary>The most runs kept as submitted for their first execution (a burst beyond it is read from the store).</summary>
-    internal const int FreshRunsKept = 10_000;
+    internal const int FreshRunsKept = 100_000;
+
+    /// <summary>
+    /// The most memory those rows may hold, by <see cref="Footprint"/>: 16 MiB keeps a burst of 60,000 small runs
+    /// (ids and inputs of a few dozen characters) and stops at a few thousand runs with large inputs.
+    /// </summary>
+    internal const long FreshBytesKept = 16L << 20;
 
     // Runs this process just created and nothing has appended to since: the first execution takes the
     // row from here instead of reading it back. Any append through this writer drops the run first.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, RunRecord> _fresh = new(concurrencyLevel: 64, capacity: 1024, StringComparer.Ordinal);
     private int _freshCount; // the dictionary's Count takes all its locks
+    private long _freshBytes;
 
     /// <summary>Appends <paramref name="entries"/> after <paramref name="expectedVersion"/>; returns the new version.</summary>
     public async ValueTask<long> AppendAsync(string runId, long expectedVersion, JournalEntry[] entries, RunUpdate? update, Action<JournalRecord>? fold)
@@ -57,7 +64,11 @@ internal sealed class JournalWriter(IRunStore store, IRunEventBus events, TimePr
         var result = await store.SubmitAsync(run, cancellationToken);
         if (result.Created)
         {
-            if (Volatile.Read(ref _freshCount) < FreshRunsKept && _fresh.TryAdd(run.Id, result.Run)) Interlocked.Increment(ref _freshCount);
+            if (Volatile.Read(ref _freshCount) < FreshRunsKept && Volatile.Read(ref _freshBytes) < FreshBytesKept && _fresh.TryAdd(run.Id, result.Run))
+            {
+                Interlocked.Increment(ref _freshCount);
+                Interlocked.Add(ref _freshBytes, Footprint(result.Run));
+            }
             events.Publish(run.Id, [new JournalRecord(1, run.CreatedAt, run.Started)]);
             BureauTelemetry.RunsStarted.Add(1, new KeyValuePair<string, object?>("bureau.run.kind", run.Kind));
             BureauTelemetry.JournalEntriesAppended(1);
@@ -65,18 +76,31 @@ internal sealed class JournalWriter(IRunStore store, IRunEventBus events, TimePr
         return result;
     }
 
+    /// <summary>How many submitted runs' rows are kept for their first execution now.</summary>
+    internal int FreshKept => Volatile.Read(ref _freshCount);
+
     /// <summary>The row of a run this process created and nothing has appended to since, once; null otherwise (read the store).</summary>
     public RunRecord? TakeFresh(string runId)
     {
         if (!_fresh.ContainsKey(runId) || !_fresh.TryRemove(runId, out var run)) return null; // the lookup takes no lock
-        Interlocked.Decrement(ref _freshCount);
+        Forgot(run);
         return run;
     }
 
     private void DropFresh(string runId)
     {
-        if (_fresh.ContainsKey(runId) && _fresh.TryRemove(runId, out _)) Interlocked.Decrement(ref _freshCount);
+        if (_fresh.ContainsKey(runId) && _fresh.TryRemove(runId, out var run)) Forgot(run);
     }
+
+    private void Forgot(RunRecord run)
+    {
+        Interlocked.Decrement(ref _freshCount);
+        Interlocked.Add(ref _freshBytes, -Footprint(run));
+    }
+
+    /// <summary>About what a kept row holds: the record and its strings (UTF-16).</summary>
+    private static long Footprint(RunRecord run) =>
+        160 + 2L * (run.Id.Length + run.Input.Length + (run.IdempotencyKey?.Length ?? 0) + (run.Actor?.Length ?? 0));
 
     private static void Count(RunUpdate update)
     {
