@@ -290,34 +290,7 @@ public sealed class GovernanceCliTests : IDisposable
     [Fact]
     public async Task RunsRollback_CompensatesAFailedRunsWrite_Once()
     {
-        File.WriteAllText(Path.Combine(_dir, "ship.sh"), "cat >/dev/null\necho \"ship $BUREAU_IDEMPOTENCY_KEY\" >> \"$LEDGER_DIR/ledger.txt\"\necho shipped\n");
-        File.WriteAllText(Path.Combine(_dir, "unship.sh"), "cat >/dev/null\necho \"unship $BUREAU_IDEMPOTENCY_KEY\" >> \"$LEDGER_DIR/ledger.txt\"\necho unshipped\n");
-        File.WriteAllText(Path.Combine(_dir, "bureau.yaml"), """
-            models:
-              script:
-                provider: scripted
-                rules:
-                  - calls: [ { tool: ship, args: { order: "{{input}}" } } ]
-            tools:
-              ship:
-                kind: process
-                command: ["sh", "ship.sh"]
-                effect: write
-                compensate: unship
-                env: [LEDGER_DIR]
-                parameters: { type: object, properties: { order: { type: string } }, required: [order] }
-              unship:
-                kind: process
-                command: ["sh", "unship.sh"]
-                effect: write
-                env: [LEDGER_DIR]
-                parameters: { type: object }
-            agents:
-              shipper:
-                model: script
-                tools: [ship]
-                budgets: { maxSteps: 2 }  # ships, then stops on its step budget: a failure after a write, not rolled back by itself
-            """);
+        ShipperDeployment.WriteTo(_dir, rollbackOnFailure: false); // a failure after a write, not rolled back by itself
         var db = Path.Combine(_dir, "rollback.db");
         var run = await BureauAsync("run", "bureau.yaml", "--agent", "shipper", "--input", "o-1", "--db", db, "--json");
         Assert.True(run.Code == 1, $"bureau run exited {run.Code} (1: failed)\n{run.Stdout}\n{run.Stderr}");

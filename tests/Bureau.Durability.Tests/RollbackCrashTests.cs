@@ -20,35 +20,7 @@ public sealed class RollbackCrashTests : IDisposable
     public RollbackCrashTests()
     {
         Directory.CreateDirectory(_dir);
-        File.WriteAllText(Path.Combine(_dir, "ship.sh"), "cat >/dev/null\necho \"ship $BUREAU_IDEMPOTENCY_KEY\" >> \"$LEDGER_DIR/ledger.txt\"\necho shipped\n");
-        File.WriteAllText(Path.Combine(_dir, "unship.sh"), "cat >/dev/null\necho \"unship $BUREAU_IDEMPOTENCY_KEY\" >> \"$LEDGER_DIR/ledger.txt\"\necho unshipped\n");
-        File.WriteAllText(Path.Combine(_dir, "bureau.yaml"), """
-            models:
-              script:
-                provider: scripted
-                rules:
-                  - calls: [ { tool: ship, args: { order: "{{input}}" } } ]
-            tools:
-              ship:
-                kind: process
-                command: ["sh", "ship.sh"]
-                effect: write
-                compensate: unship
-                env: [LEDGER_DIR]
-                parameters: { type: object, properties: { order: { type: string } }, required: [order] }
-              unship:
-                kind: process
-                command: ["sh", "unship.sh"]
-                effect: write
-                env: [LEDGER_DIR]
-                parameters: { type: object }
-            agents:
-              shipper:
-                model: script
-                tools: [ship]
-                rollbackOnFailure: true
-                budgets: { maxSteps: 2 }  # ships, then stops on its step budget: a failure after a write
-            """);
+        ShipperDeployment.WriteTo(_dir, rollbackOnFailure: true);
     }
 
     public void Dispose()
@@ -56,12 +28,7 @@ public sealed class RollbackCrashTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    private BureauProcess Serve(string db, string url, string? crashAt = null)
-    {
-        var env = new Dictionary<string, string> { ["LEDGER_DIR"] = _dir };
-        if (crashAt is not null) env["BUREAU_CRASH_AT"] = crashAt;
-        return BureauProcess.Start(_dir, env, "serve", "bureau.yaml", "--db", db, "--urls", url);
-    }
+    private BureauProcess Serve(string db, string url, string? crashAt = null) => ServeSupport.Serve(_dir, db, url, crashAt);
 
     [Fact]
     public async Task Serve_KilledBetweenAFailureAndItsRollback_TheRollbackStartsAfterTheRestart_Once()
@@ -76,10 +43,7 @@ public sealed class RollbackCrashTests : IDisposable
         try
         {
             await ServeSupport.WaitReadyAsync(http, server, ProcessTimeout, ct);
-            using var res = await http.PostAsync("/v1/runs",
-                new StringContent(new JsonObject { ["agent"] = "shipper", ["input"] = "o-1" }.ToJsonString(), Encoding.UTF8, "application/json"), ct);
-            Assert.Equal(HttpStatusCode.Accepted, res.StatusCode);
-            id = (string)JsonNode.Parse(await res.Content.ReadAsStringAsync(ct))!["id"]!;
+            id = await ServeSupport.PostRunAsync(http, "shipper", "o-1", ct);
             var deadline = DateTime.UtcNow + ProcessTimeout;
             while (!server.HasExited)
             {

@@ -14,6 +14,26 @@ internal static class ServeSupport
         return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 
+    /// <summary>
+    /// <c>bureau serve bureau.yaml</c> in <paramref name="dir"/> on <paramref name="db"/> at <paramref name="url"/>, with
+    /// <c>LEDGER_DIR</c> set to <paramref name="dir"/> and, when given, the crash point <c>BUREAU_CRASH_AT</c>.
+    /// </summary>
+    public static BureauProcess Serve(string dir, string db, string url, string? crashAt = null)
+    {
+        var env = new Dictionary<string, string> { ["LEDGER_DIR"] = dir };
+        if (crashAt is not null) env["BUREAU_CRASH_AT"] = crashAt;
+        return BureauProcess.Start(dir, env, "serve", "bureau.yaml", "--db", db, "--urls", url);
+    }
+
+    /// <summary><c>POST /v1/runs</c> of <paramref name="agent"/> with <paramref name="input"/>: asserts the 202 and returns the run's id.</summary>
+    public static async Task<string> PostRunAsync(HttpClient http, string agent, string input, CancellationToken ct)
+    {
+        using var res = await http.PostAsync("/v1/runs", new StringContent(
+            new System.Text.Json.Nodes.JsonObject { ["agent"] = agent, ["input"] = input }.ToJsonString(), System.Text.Encoding.UTF8, "application/json"), ct);
+        Xunit.Assert.Equal(HttpStatusCode.Accepted, res.StatusCode);
+        return (string)System.Text.Json.Nodes.JsonNode.Parse(await res.Content.ReadAsStringAsync(ct))!["id"]!;
+    }
+
     /// <summary>Polls /readyz as a load balancer would, until it answers 200 or <paramref name="timeout"/> passes.</summary>
     public static async Task WaitReadyAsync(HttpClient http, BureauProcess p, TimeSpan timeout, CancellationToken ct)
     {

@@ -53,12 +53,7 @@ public sealed class TeamCancelCrashTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    private BureauProcess Serve(string db, string url, string? crashAt = null)
-    {
-        var env = new Dictionary<string, string> { ["LEDGER_DIR"] = _dir };
-        if (crashAt is not null) env["BUREAU_CRASH_AT"] = crashAt;
-        return BureauProcess.Start(_dir, env, "serve", "bureau.yaml", "--db", db, "--urls", url);
-    }
+    private BureauProcess Serve(string db, string url, string? crashAt = null) => ServeSupport.Serve(_dir, db, url, crashAt);
 
     [Fact]
     public async Task Serve_KilledBetweenATeamsCancelAndItsMembers_TheRestartCancelsTheMember()
@@ -73,12 +68,7 @@ public sealed class TeamCancelCrashTests : IDisposable
         try
         {
             await ServeSupport.WaitReadyAsync(http, server, ProcessTimeout, ct);
-            using (var res = await http.PostAsync("/v1/runs",
-                new StringContent(new JsonObject { ["agent"] = "line", ["input"] = "t1" }.ToJsonString(), Encoding.UTF8, "application/json"), ct))
-            {
-                Assert.Equal(HttpStatusCode.Accepted, res.StatusCode);
-                id = (string)JsonNode.Parse(await res.Content.ReadAsStringAsync(ct))!["id"]!;
-            }
+            id = await ServeSupport.PostRunAsync(http, "line", "t1", ct);
             var deadline = DateTime.UtcNow + ProcessTimeout;
             while (!File.Exists(Path.Combine(_dir, "started.txt")))
             {

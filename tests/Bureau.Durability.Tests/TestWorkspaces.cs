@@ -60,3 +60,45 @@ internal static class LedgerDeployment
             """);
     }
 }
+
+/// <summary>
+/// A deployment whose write tool <c>ship</c> declares the compensation <c>unship</c>; both append a line with their
+/// idempotency key to <c>$LEDGER_DIR/ledger.txt</c>. The agent <c>shipper</c> ships its input, then stops on its step
+/// budget: a run that fails after a write.
+/// </summary>
+internal static class ShipperDeployment
+{
+    public static void WriteTo(string dir, bool rollbackOnFailure)
+    {
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "ship.sh"), "cat >/dev/null\necho \"ship $BUREAU_IDEMPOTENCY_KEY\" >> \"$LEDGER_DIR/ledger.txt\"\necho shipped\n");
+        File.WriteAllText(Path.Combine(dir, "unship.sh"), "cat >/dev/null\necho \"unship $BUREAU_IDEMPOTENCY_KEY\" >> \"$LEDGER_DIR/ledger.txt\"\necho unshipped\n");
+        File.WriteAllText(Path.Combine(dir, "bureau.yaml"), $$$"""
+            models:
+              script:
+                provider: scripted
+                rules:
+                  - calls: [ { tool: ship, args: { order: "{{input}}" } } ]
+            tools:
+              ship:
+                kind: process
+                command: ["sh", "ship.sh"]
+                effect: write
+                compensate: unship
+                env: [LEDGER_DIR]
+                parameters: { type: object, properties: { order: { type: string } }, required: [order] }
+              unship:
+                kind: process
+                command: ["sh", "unship.sh"]
+                effect: write
+                env: [LEDGER_DIR]
+                parameters: { type: object }
+            agents:
+              shipper:
+                model: script
+                tools: [ship]
+                rollbackOnFailure: {{{(rollbackOnFailure ? "true" : "false")}}}
+                budgets: { maxSteps: 2 }  # ships, then stops on its step budget: a failure after a write
+            """);
+    }
+}
