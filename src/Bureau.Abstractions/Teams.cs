@@ -107,7 +107,7 @@ public sealed class TeamDefinition
     /// <summary>Supervisor: most rounds of plan, work and review. Default 3.</summary>
     public int MaxRounds { get; init; } = 3;
 
-    /// <summary>Supervisor: at the round limit without approval, fail (false, the default) or return the last draft (true, noted in the journal).</summary>
+    /// <summary>Supervisor: at the round limit without approval, fail (false, the default) or return the last draft (true); the journal keeps every review that did not approve it.</summary>
     public bool AcceptAtRoundLimit { get; init; }
 
     /// <summary>Handoff: most handoffs before the team fails. Default 5.</summary>
