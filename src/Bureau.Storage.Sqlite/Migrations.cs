@@ -234,6 +234,24 @@ internal static class Migrations
         CREATE INDEX workforce_by_status ON workforce_tasks(status, seq);
         CREATE INDEX workforce_by_agent ON workforce_tasks(agent, status) WHERE agent IS NOT NULL;
         """,
+        // 13: the journal in commit order (a rowid table) with its (run_id, n) key as an index. Keyed by (run_id, n)
+        // with each entry inline, a commit carrying the steps of many runs wrote into as many leaf pages, each a frame in
+        // the WAL; appended in order, a commit's entries share a few pages and only the small index entries scatter.
+        // Rewrites the table once (the existing entries in key order).
+        """
+        CREATE TABLE journal_by_commit(
+            seq INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            data BLOB NOT NULL
+        );
+        INSERT INTO journal_by_commit(run_id, n, kind, at, data) SELECT run_id, n, kind, at, data FROM journal ORDER BY run_id, n;
+        DROP TABLE journal;
+        ALTER TABLE journal_by_commit RENAME TO journal;
+        CREATE UNIQUE INDEX journal_by_run ON journal(run_id, n);
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

@@ -99,6 +99,74 @@ public sealed class SqliteStoreTests : StoreConformanceTests, IDisposable
     }
 
     [Fact]
+    public async Task Initialize_JournalKeyedByRun_IsRewrittenInCommitOrder_EntriesKeptAndAppendsGoOn()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var path = _dir.File("keyed.db");
+        await using (var store = new SqliteRunStore(new SqliteStoreOptions { Path = path }))
+        {
+            await store.InitializeAsync(ct);
+            foreach (var id in new[] { "r2", "r1" })
+            {
+                await store.SubmitAsync(new NewRun { Id = id, Agent = "a", Input = id, Started = new RunStarted("a", id), CreatedAt = DateTimeOffset.UnixEpoch }, ct);
+                await store.AppendAsync(new AppendRequest
+                {
+                    RunId = id, ExpectedVersion = 1, At = DateTimeOffset.UnixEpoch,
+                    Entries = [new ModelResponded(1, "m", "p", "answer of " + id, [], new UsageRecord(1, 1), null, 2, 1)],
+                }, ct);
+            }
+        }
+        // Back to the layout before the step: the journal keyed by (run_id, n), each entry inline.
+        var step = Array.FindIndex(Migrations.Steps, s => s.Contains("CREATE TABLE journal_by_commit", StringComparison.Ordinal));
+        Assert.Equal(Migrations.Latest - 1, step);
+        await using (var c = new SqliteConnection($"Data Source={path};Pooling=False"))
+        {
+            await c.OpenAsync(ct);
+            await using var cmd = c.CreateCommand();
+            cmd.CommandText = $"""
+                CREATE TABLE keyed(run_id TEXT NOT NULL, n INTEGER NOT NULL, kind TEXT NOT NULL, at INTEGER NOT NULL, data BLOB NOT NULL,
+                    PRIMARY KEY(run_id, n)) WITHOUT ROWID;
+                INSERT INTO keyed SELECT run_id, n, kind, at, data FROM journal;
+                DROP TABLE journal;
+                ALTER TABLE keyed RENAME TO journal;
+                PRAGMA user_version = {step};
+                """;
+            await cmd.ExecuteNonQueryAsync(ct);
+        }
+
+        await using var migrated = new SqliteRunStore(new SqliteStoreOptions { Path = path });
+        await migrated.InitializeAsync(ct);
+        foreach (var id in new[] { "r1", "r2" })
+        {
+            var journal = await migrated.ReadJournalAsync(id, 0, ct);
+            Assert.Equal([1L, 2L], journal.Select(r => r.N));
+            Assert.Equal("answer of " + id, Assert.IsType<ModelResponded>(journal[1].Entry).Text);
+        }
+        await migrated.AppendAsync(new AppendRequest
+        {
+            RunId = "r1", ExpectedVersion = 2, At = DateTimeOffset.UnixEpoch,
+            Entries = [new ModelResponded(2, "m", "p", "again", [], new UsageRecord(1, 1), null, 2, 1)],
+        }, ct);
+        Assert.Equal(3, (await migrated.ReadJournalAsync("r1", 0, ct)).Count);
+        await using (var c = new SqliteConnection($"Data Source={path};Mode=ReadOnly;Pooling=False"))
+        {
+            await c.OpenAsync(ct);
+            await using var cmd = c.CreateCommand();
+            cmd.CommandText = "SELECT count(*) FROM pragma_table_info('journal') WHERE name = 'seq'";
+            Assert.Equal(1L, (long)(await cmd.ExecuteScalarAsync(ct))!);
+            cmd.CommandText = "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'journal_by_run'";
+            Assert.Equal(1L, (long)(await cmd.ExecuteScalarAsync(ct))!);
+            // The (run_id, n) key still refuses a second entry at a step.
+            await using var dup = new SqliteConnection($"Data Source={path};Pooling=False");
+            await dup.OpenAsync(ct);
+            await using var insert = dup.CreateCommand();
+            insert.CommandText = "INSERT INTO journal(run_id, n, kind, at, data) VALUES('r1', 3, 'x', 0, x'00')";
+            var refused = await Assert.ThrowsAsync<SqliteException>(() => insert.ExecuteNonQueryAsync(ct));
+            Assert.Equal(19, refused.SqliteErrorCode);   // SQLITE_CONSTRAINT
+        }
+    }
+
+    [Fact]
     public async Task Initialize_NewerSchema_IsRefusedWithAClearError()
     {
         var path = _dir.File("future.db");
