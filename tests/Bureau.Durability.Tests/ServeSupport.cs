@@ -6,12 +6,22 @@ namespace Bureau.Durability.Tests;
 /// <summary>Starting and probing real `bureau serve` processes.</summary>
 internal static class ServeSupport
 {
-    /// <summary>A loopback port free right now.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, byte> s_handedOut = new();
+
+    /// <summary>
+    /// A loopback port free right now, and never handed out before in this process: tests run in parallel, and the
+    /// kernel may give a port released a moment ago to the next caller, so two tests could otherwise serve on one port
+    /// (the second's requests then reach the first's server, with its keys and its database).
+    /// </summary>
     public static int FreePort()
     {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
+        while (true)
+        {
+            using var l = new TcpListener(IPAddress.Loopback, 0);
+            l.Start();
+            var port = ((IPEndPoint)l.LocalEndpoint).Port;
+            if (s_handedOut.TryAdd(port, 0)) return port;
+        }
     }
 
     /// <summary>
