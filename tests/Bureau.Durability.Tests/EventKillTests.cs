@@ -64,59 +64,65 @@ public sealed class EventKillTests : IDisposable
         var db = Path.Combine(_dir, "serve.db");
         var url = $"http://127.0.0.1:{ServeSupport.FreePort()}";
         using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(60) };
-        var server = Serve(db, url);
-        await ServeSupport.WaitReadyAsync(http, server, ProcessTimeout, ct);
-
         var answered = new System.Collections.Concurrent.ConcurrentDictionary<int, string>(); // event -> run id in its 2xx
         var conflicts = new System.Collections.Concurrent.ConcurrentBag<string>();
-        var gate = new SemaphoreSlim(8);
-        var senders = Enumerable.Range(0, events).Select(async i =>
+        var server = Serve(db, url);
+        try
         {
-            await gate.WaitAsync(ct);
-            try
-            {
-                for (var attempt = 0; ; attempt++)
-                {
-                    try
-                    {
-                        using var res = await http.SendAsync(Request(i), ct);
-                        if ((int)res.StatusCode is >= 200 and < 300)
-                        {
-                            var body = JsonNode.Parse(await res.Content.ReadAsStringAsync(ct))!;
-                            var id = i % 2 == 0 ? (string)body["runs"]![0]!["run"]!["id"]! : (string)body["run"]!["id"]!;
-                            if (answered.TryGetValue(i, out var before) && before != id) conflicts.Add($"{KeyOf(i)}: {before} then {id}");
-                            answered[i] = id;
-                            if (attempt == 0 && i % 7 == 0) continue; // some events are sent again after their 2xx: a redelivery
-                            return;
-                        }
-                        if (res.StatusCode != HttpStatusCode.ServiceUnavailable)
-                            throw new InvalidOperationException($"{KeyOf(i)}: {(int)res.StatusCode} {await res.Content.ReadAsStringAsync(ct)}");
-                    }
-                    catch (HttpRequestException) { }
-                    catch (TaskCanceledException) when (!ct.IsCancellationRequested) { }
-                    if (attempt > 2000) throw new TimeoutException($"{KeyOf(i)} was never acknowledged");
-                    await Task.Delay(20, ct); // no answer: the sender tries again with the same event id
-                }
-            }
-            finally
-            {
-                gate.Release();
-            }
-        }).ToList();
-
-        var random = new Random(20261206);
-        for (var k = 0; k < kills; k++)
-        {
-            await Task.Delay(random.Next(150, 900), ct);
-            server.Kill();
-            server.Dispose();
-            server = Serve(db, url);
             await ServeSupport.WaitReadyAsync(http, server, ProcessTimeout, ct);
+
+            var gate = new SemaphoreSlim(8);
+            var senders = Enumerable.Range(0, events).Select(async i =>
+            {
+                await gate.WaitAsync(ct);
+                try
+                {
+                    for (var attempt = 0; ; attempt++)
+                    {
+                        try
+                        {
+                            using var res = await http.SendAsync(Request(i), ct);
+                            if ((int)res.StatusCode is >= 200 and < 300)
+                            {
+                                var body = JsonNode.Parse(await res.Content.ReadAsStringAsync(ct))!;
+                                var id = i % 2 == 0 ? (string)body["runs"]![0]!["run"]!["id"]! : (string)body["run"]!["id"]!;
+                                if (answered.TryGetValue(i, out var before) && before != id) conflicts.Add($"{KeyOf(i)}: {before} then {id}");
+                                answered[i] = id;
+                                if (attempt == 0 && i % 7 == 0) continue; // some events are sent again after their 2xx: a redelivery
+                                return;
+                            }
+                            if (res.StatusCode != HttpStatusCode.ServiceUnavailable)
+                                throw new InvalidOperationException($"{KeyOf(i)}: {(int)res.StatusCode} {await res.Content.ReadAsStringAsync(ct)}");
+                        }
+                        catch (HttpRequestException) { }
+                        catch (TaskCanceledException) when (!ct.IsCancellationRequested) { }
+                        if (attempt > 2000) throw new TimeoutException($"{KeyOf(i)} was never acknowledged");
+                        await Task.Delay(20, ct); // no answer: the sender tries again with the same event id
+                    }
+                }
+                finally
+                {
+                    gate.Release();
+                }
+            }).ToList();
+
+            var random = new Random(20261206);
+            for (var k = 0; k < kills; k++)
+            {
+                await Task.Delay(random.Next(150, 900), ct);
+                server.Kill();
+                server.Dispose();
+                server = Serve(db, url);
+                await ServeSupport.WaitReadyAsync(http, server, ProcessTimeout, ct);
+            }
+            await Task.WhenAll(senders);
+            server.Terminate();
+            await server.WaitAsync(ProcessTimeout);
         }
-        await Task.WhenAll(senders);
-        server.Terminate();
-        await server.WaitAsync(ProcessTimeout);
-        server.Dispose();
+        finally
+        {
+            server.Dispose(); // a failure must not leave the host running
+        }
 
         Assert.Empty(conflicts);
         Assert.Equal(events, answered.Count);
