@@ -26,9 +26,9 @@ public sealed class PostgreSqlWorkforceStore : PostgreSqlSideStore, IWorkforceSt
     /// <inheritdoc />
     public async Task<WorkforceEnqueueResult> EnqueueAsync(string id, string skill, string input, string source, string? actor, DateTimeOffset at, CancellationToken cancellationToken = default)
     {
-        Check(id, "id", 200);
-        Check(skill, "skill", 200);
-        Check(source, "source", 400);
+        WorkforceStoreSupport.Check(id, "id", 200);
+        WorkforceStoreSupport.Check(skill, "skill", 200);
+        WorkforceStoreSupport.Check(source, "source", 400);
         ArgumentNullException.ThrowIfNull(input);
         var inserted = await WriteAsync("""
             INSERT INTO workforce_tasks(id, skill, input, status, source, actor, created_at, updated_at, version)
@@ -53,8 +53,8 @@ public sealed class PostgreSqlWorkforceStore : PostgreSqlSideStore, IWorkforceSt
     /// </remarks>
     public async Task<WorkforceTask?> AssignAsync(string id, string agent, int concurrency, DateTimeOffset at, CancellationToken cancellationToken = default)
     {
-        Check(id, "id", 200);
-        Check(agent, "agent", 200);
+        WorkforceStoreSupport.Check(id, "id", 200);
+        WorkforceStoreSupport.Check(agent, "agent", 200);
         ArgumentOutOfRangeException.ThrowIfLessThan(concurrency, 1);
         return await InTransactionAsync(async (c, tx, ct) =>
         {
@@ -81,7 +81,7 @@ public sealed class PostgreSqlWorkforceStore : PostgreSqlSideStore, IWorkforceSt
     /// <inheritdoc />
     public Task<WorkforceTask?> StartedAsync(string id, string runId, DateTimeOffset at, CancellationToken cancellationToken = default)
     {
-        Check(runId, "runId", 200);
+        WorkforceStoreSupport.Check(runId, "runId", 200);
         return ChangeAsync(id, "status = 'running', run_id = $3", "status = 'assigned'", [runId], at, cancellationToken);
     }
 
@@ -90,13 +90,13 @@ public sealed class PostgreSqlWorkforceStore : PostgreSqlSideStore, IWorkforceSt
     {
         if (status is not (WorkforceTaskStatus.Succeeded or WorkforceTaskStatus.Failed or WorkforceTaskStatus.Canceled))
             throw new ArgumentOutOfRangeException(nameof(status), status, "a task finishes succeeded, failed or canceled");
-        return ChangeAsync(id, "status = $3, output = $4, error = $5", "status = 'running'", [Name(status), output, error], at, cancellationToken);
+        return ChangeAsync(id, "status = $3, output = $4, error = $5", "status = 'running'", [WorkforceStoreSupport.Name(status), output, error], at, cancellationToken);
     }
 
     /// <inheritdoc />
     public async Task<WorkforceTask?> GetAsync(string id, CancellationToken cancellationToken = default)
     {
-        Check(id, "id", 200);
+        WorkforceStoreSupport.Check(id, "id", 200);
         await using var c = await OpenAsync(cancellationToken);
         await using var cmd = new NpgsqlCommand($"SELECT {Columns} FROM workforce_tasks WHERE id = $1", c);
         cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = id });
@@ -110,7 +110,7 @@ public sealed class PostgreSqlWorkforceStore : PostgreSqlSideStore, IWorkforceSt
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
         await using var c = await OpenAsync(cancellationToken);
         await using var cmd = new NpgsqlCommand($"SELECT {Columns} FROM workforce_tasks WHERE status = $1 ORDER BY seq LIMIT $2", c);
-        cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = Name(status) });
+        cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = WorkforceStoreSupport.Name(status) });
         cmd.Parameters.Add(new NpgsqlParameter<long> { TypedValue = limit });
         var list = new List<WorkforceTask>();
         await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
@@ -146,7 +146,7 @@ public sealed class PostgreSqlWorkforceStore : PostgreSqlSideStore, IWorkforceSt
     /// <summary>One conditional <c>UPDATE</c> of the task (<c>$1</c> its id, <c>$2</c> the time, then <paramref name="values"/>); the task as changed, or null.</summary>
     private async Task<WorkforceTask?> ChangeAsync(string id, string set, string condition, object?[] values, DateTimeOffset at, CancellationToken ct)
     {
-        Check(id, "id", 200);
+        WorkforceStoreSupport.Check(id, "id", 200);
         return await InTransactionAsync(async (c, tx, ct) =>
         {
             await using var cmd = new NpgsqlCommand($"UPDATE workforce_tasks SET {set}, version = version + 1, updated_at = $2 WHERE id = $1 AND {condition} RETURNING {Columns}", c, tx);
@@ -159,33 +159,7 @@ public sealed class PostgreSqlWorkforceStore : PostgreSqlSideStore, IWorkforceSt
     }
 
     private static WorkforceTask Read(NpgsqlDataReader r) => new(
-        r.GetString(0), r.GetString(1), r.GetString(2), Parse(r.GetString(3)), r.IsDBNull(4) ? null : r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5),
+        r.GetString(0), r.GetString(1), r.GetString(2), WorkforceStoreSupport.Parse(r.GetString(3)), r.IsDBNull(4) ? null : r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5),
         r.GetString(6), r.IsDBNull(7) ? null : r.GetString(7), DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(8)), DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(9)),
         r.GetInt64(10), r.IsDBNull(11) ? null : r.GetString(11), r.IsDBNull(12) ? null : r.GetString(12));
-
-    private static string Name(WorkforceTaskStatus status) => status switch
-    {
-        WorkforceTaskStatus.Queued => "queued",
-        WorkforceTaskStatus.Assigned => "assigned",
-        WorkforceTaskStatus.Running => "running",
-        WorkforceTaskStatus.Succeeded => "succeeded",
-        WorkforceTaskStatus.Failed => "failed",
-        _ => "canceled",
-    };
-
-    private static WorkforceTaskStatus Parse(string status) => status switch
-    {
-        "queued" => WorkforceTaskStatus.Queued,
-        "assigned" => WorkforceTaskStatus.Assigned,
-        "running" => WorkforceTaskStatus.Running,
-        "succeeded" => WorkforceTaskStatus.Succeeded,
-        "failed" => WorkforceTaskStatus.Failed,
-        _ => WorkforceTaskStatus.Canceled,
-    };
-
-    private static void Check(string? value, string what, int max)
-    {
-        if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException($"workforce: '{what}' must not be empty", what);
-        if (value.Length > max) throw new ArgumentException($"workforce: '{what}' is longer than {max} characters", what);
-    }
 }

@@ -15,9 +15,9 @@ public sealed class SqliteWorkforceStore(SqliteStoreOptions options) : SqliteSid
     /// <inheritdoc />
     public async Task<WorkforceEnqueueResult> EnqueueAsync(string id, string skill, string input, string source, string? actor, DateTimeOffset at, CancellationToken cancellationToken = default)
     {
-        Check(id, "id", 200);
-        Check(skill, "skill", 200);
-        Check(source, "source", 400);
+        WorkforceStoreSupport.Check(id, "id", 200);
+        WorkforceStoreSupport.Check(skill, "skill", 200);
+        WorkforceStoreSupport.Check(source, "source", 400);
         ArgumentNullException.ThrowIfNull(input);
         await using var c = await OpenAsync(cancellationToken);
         var inserted = await ExecAsync(c, $"""
@@ -39,7 +39,7 @@ public sealed class SqliteWorkforceStore(SqliteStoreOptions options) : SqliteSid
     /// <inheritdoc />
     public async Task<WorkforceTask?> AssignAsync(string id, string agent, int concurrency, DateTimeOffset at, CancellationToken cancellationToken = default)
     {
-        Check(agent, "agent", 200);
+        WorkforceStoreSupport.Check(agent, "agent", 200);
         ArgumentOutOfRangeException.ThrowIfLessThan(concurrency, 1);
         return await ChangeAsync(id, "status = 'assigned', agent = $agent",
             "status = 'queued' AND (SELECT count(*) FROM workforce_tasks w WHERE w.agent = $agent AND w.status IN ('assigned', 'running')) < $limit",
@@ -53,7 +53,7 @@ public sealed class SqliteWorkforceStore(SqliteStoreOptions options) : SqliteSid
     /// <inheritdoc />
     public Task<WorkforceTask?> StartedAsync(string id, string runId, DateTimeOffset at, CancellationToken cancellationToken = default)
     {
-        Check(runId, "runId", 200);
+        WorkforceStoreSupport.Check(runId, "runId", 200);
         return ChangeAsync(id, "status = 'running', run_id = $run", "status = 'assigned'", p => p.AddWithValue("$run", runId), at, cancellationToken);
     }
 
@@ -64,7 +64,7 @@ public sealed class SqliteWorkforceStore(SqliteStoreOptions options) : SqliteSid
             throw new ArgumentOutOfRangeException(nameof(status), status, "a task finishes succeeded, failed or canceled");
         return ChangeAsync(id, "status = $status, output = $output, error = $error", "status = 'running'", p =>
         {
-            p.AddWithValue("$status", Name(status));
+            p.AddWithValue("$status", WorkforceStoreSupport.Name(status));
             p.AddWithValue("$output", (object?)output ?? DBNull.Value);
             p.AddWithValue("$error", (object?)error ?? DBNull.Value);
         }, at, cancellationToken);
@@ -73,7 +73,7 @@ public sealed class SqliteWorkforceStore(SqliteStoreOptions options) : SqliteSid
     /// <inheritdoc />
     public async Task<WorkforceTask?> GetAsync(string id, CancellationToken cancellationToken = default)
     {
-        Check(id, "id", 200);
+        WorkforceStoreSupport.Check(id, "id", 200);
         await using var c = await OpenAsync(cancellationToken);
         return await ReadAsync(c, id, cancellationToken);
     }
@@ -85,7 +85,7 @@ public sealed class SqliteWorkforceStore(SqliteStoreOptions options) : SqliteSid
         await using var c = await OpenAsync(cancellationToken);
         await using var cmd = c.CreateCommand();
         cmd.CommandText = $"SELECT {Columns} FROM workforce_tasks WHERE status = $status ORDER BY seq LIMIT $limit";
-        cmd.Parameters.AddWithValue("$status", Name(status));
+        cmd.Parameters.AddWithValue("$status", WorkforceStoreSupport.Name(status));
         cmd.Parameters.AddWithValue("$limit", limit);
         var list = new List<WorkforceTask>();
         await using var r = await Guard(() => cmd.ExecuteReaderAsync(cancellationToken));
@@ -122,7 +122,7 @@ public sealed class SqliteWorkforceStore(SqliteStoreOptions options) : SqliteSid
 
     private async Task<WorkforceTask?> ChangeAsync(string id, string set, string condition, Action<SqliteParameterCollection> bind, DateTimeOffset at, CancellationToken ct)
     {
-        Check(id, "id", 200);
+        WorkforceStoreSupport.Check(id, "id", 200);
         await using var c = await OpenAsync(ct);
         var changed = await ExecAsync(c, $"UPDATE workforce_tasks SET {set}, version = version + 1, updated_at = $at WHERE id = $id AND {condition}", p =>
         {
@@ -143,29 +143,9 @@ public sealed class SqliteWorkforceStore(SqliteStoreOptions options) : SqliteSid
     }
 
     private static WorkforceTask Read(SqliteDataReader r) => new(
-        r.GetString(0), r.GetString(1), r.GetString(2), Parse(r.GetString(3)), r.IsDBNull(4) ? null : r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5),
+        r.GetString(0), r.GetString(1), r.GetString(2), WorkforceStoreSupport.Parse(r.GetString(3)), r.IsDBNull(4) ? null : r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5),
         r.GetString(6), r.IsDBNull(7) ? null : r.GetString(7), DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(8)), DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(9)),
         r.GetInt64(10), r.IsDBNull(11) ? null : r.GetString(11), r.IsDBNull(12) ? null : r.GetString(12));
-
-    private static string Name(WorkforceTaskStatus status) => status switch
-    {
-        WorkforceTaskStatus.Queued => "queued",
-        WorkforceTaskStatus.Assigned => "assigned",
-        WorkforceTaskStatus.Running => "running",
-        WorkforceTaskStatus.Succeeded => "succeeded",
-        WorkforceTaskStatus.Failed => "failed",
-        _ => "canceled",
-    };
-
-    private static WorkforceTaskStatus Parse(string status) => status switch
-    {
-        "queued" => WorkforceTaskStatus.Queued,
-        "assigned" => WorkforceTaskStatus.Assigned,
-        "running" => WorkforceTaskStatus.Running,
-        "succeeded" => WorkforceTaskStatus.Succeeded,
-        "failed" => WorkforceTaskStatus.Failed,
-        _ => WorkforceTaskStatus.Canceled,
-    };
 
     private async Task<int> ExecAsync(SqliteConnection c, string sql, Action<SqliteParameterCollection> bind, CancellationToken ct)
     {
@@ -185,11 +165,5 @@ public sealed class SqliteWorkforceStore(SqliteStoreOptions options) : SqliteSid
         {
             throw fault;
         }
-    }
-
-    private static void Check(string? value, string what, int max)
-    {
-        if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException($"workforce: '{what}' must not be empty", what);
-        if (value.Length > max) throw new ArgumentException($"workforce: '{what}' is longer than {max} characters", what);
     }
 }
