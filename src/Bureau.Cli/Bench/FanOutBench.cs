@@ -69,6 +69,7 @@ internal static class FanOutBench
             Limits = new TeamLimits { MaxFanOut = n, MaxChildren = n },
         });
         await using var bureau = await EmbeddedBureau.StartAsync(definitions, path, StoreDurability.Full, c, LogLevel.Warning, ct);
+        await Footprint.WaitForJitToSettleAsync(ct);
         var wall = Stopwatch.StartNew();
         var root = (await bureau.Engine.SubmitAsync(new RunRequest("fan", "0"), ct)).Run.Id;
         RunRecord run;

@@ -26,7 +26,7 @@ internal static class BenchCommand
         };
         var warmup = new Option<int>("--warmup")
         {
-            Description = "Runs done first on a throwaway database and left out of the report, then a second's pause, so JIT (both tiers) and first-activation costs are not measured (0: none).",
+            Description = "Runs done first on a throwaway database and left out of the report, in two rounds each followed by a pause until the JIT is quiet, so JIT (both tiers) and first-activation costs are not measured (0: none).",
             DefaultValueFactory = _ => 2000,
         };
         var noNotify = new Option<bool>("--no-notify")
@@ -57,14 +57,20 @@ internal static class BenchCommand
             using var otel = parse.GetValue(telemetry) ? new BenchTelemetry() : null;
             if (parse.GetValue(warmup) is > 0 and var warm)
             {
-                var warmConfig = config with { Runs = warm, DbPath = config.DbPath + ".warmup" };
-                Console.Error.WriteLine($"warm-up: {warm} runs of each system on {(config.Postgres is null ? warmConfig.DbPath : "PostgreSQL (schema " + AgentLoopBench.BenchSchema + ")")} (not reported)");
-                await AgentLoopBench.RunBureauAsync(warmConfig, new Progress<int>(), ct);
-                if (!parse.GetValue(skipFloor) && config.Postgres is null) await AgentLoopBench.RunFloorAsync(warmConfig, full: true, new Progress<int>(), ct);
-                else if (!parse.GetValue(skipFloor)) await AgentLoopBench.RunPostgresFloorAsync(warmConfig, writers: 1, new Progress<int>(), ct);
-                AgentLoopBench.DeleteDb(warmConfig.DbPath);
-                // The JIT's second tier compiles what the warm-up made hot in the background: let it land before timing.
-                await Task.Delay(TimeSpan.FromSeconds(1), ct);
+                // Two rounds, each followed by a pause until the JIT is quiet. The JIT counts calls toward its second tier only
+                // once it has compiled nothing new for 100 ms, so code that runs only in a burst (submitting every run up
+                // front) stays at the first tier through one round and is recompiled during the measurement; the second round
+                // lets it land before timing.
+                var warmConfig = config with { Runs = Math.Max(1, warm / 2), DbPath = config.DbPath + ".warmup" };
+                Console.Error.WriteLine($"warm-up: {warm} runs of each system, in two rounds, on {(config.Postgres is null ? warmConfig.DbPath : "PostgreSQL (schema " + AgentLoopBench.BenchSchema + ")")} (not reported)");
+                for (var round = 0; round < 2; round++)
+                {
+                    await AgentLoopBench.RunBureauAsync(warmConfig, new Progress<int>(), ct);
+                    if (!parse.GetValue(skipFloor) && config.Postgres is null) await AgentLoopBench.RunFloorAsync(warmConfig, full: true, new Progress<int>(), ct);
+                    else if (!parse.GetValue(skipFloor)) await AgentLoopBench.RunPostgresFloorAsync(warmConfig, writers: 1, new Progress<int>(), ct);
+                    AgentLoopBench.DeleteDb(warmConfig.DbPath);
+                    await Footprint.WaitForJitToSettleAsync(ct);
+                }
             }
 
             await MeasureAsync(otel is null ? "bureau" : "bureau+telemetry", config, p => AgentLoopBench.RunBureauAsync(config, p, ct));
