@@ -28,6 +28,7 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
     private const long WalSizeLimitBytes = 16L * 1024 * 1024;
     private StorageUnavailableException? _latched;
     private int _disposed;
+    private readonly ReaderSessions _readers;
 
     /// <summary>
     /// Creates the store; call <see cref="InitializeAsync"/> before use. A store made here reads and
@@ -45,6 +46,7 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
         _options = options;
         _exclusive = exclusive;
         _connectionString = options.ConnectionString();
+        _readers = new ReaderSessions(_connectionString);
     }
 
     /// <summary>The database file.</summary>
@@ -137,26 +139,51 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
     /// <inheritdoc />
     public async Task<RunRecord?> GetRunAsync(string runId, CancellationToken cancellationToken = default)
     {
-        await using var c = await OpenReaderAsync(cancellationToken);
-        await using var cmd = c.CreateCommand();
-        cmd.CommandText = $"SELECT {RunColumns} FROM runs WHERE id = $id";
-        cmd.Parameters.AddWithValue("$id", runId);
-        await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
-        return await r.ReadAsync(cancellationToken) ? ReadRun(r) : null;
+        var session = await RentReaderAsync(cancellationToken);
+        var healthy = false;
+        try
+        {
+            var cmd = session.Run;
+            cmd.Parameters[0].Value = runId;
+            RunRecord? run;
+            using (var r = cmd.ExecuteReader())
+                run = r.Read() ? ReadRun(r) : null;
+            healthy = true;
+            return run;
+        }
+        finally
+        {
+            _readers.Return(session, healthy);
+        }
     }
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<JournalRecord>> ReadJournalAsync(string runId, long afterStep = 0, CancellationToken cancellationToken = default)
     {
-        await using var c = await OpenReaderAsync(cancellationToken);
-        await using var cmd = c.CreateCommand();
-        cmd.CommandText = "SELECT n, at, data FROM journal WHERE run_id = $id AND n > $after ORDER BY n";
-        cmd.Parameters.AddWithValue("$id", runId);
-        cmd.Parameters.AddWithValue("$after", afterStep);
-        await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
-        var list = new List<JournalRecord>();
-        while (await r.ReadAsync(cancellationToken))
+        var session = await RentReaderAsync(cancellationToken);
+        var healthy = false;
+        try
         {
+            var list = ReadJournal(session, runId, afterStep, cancellationToken);
+            healthy = true;
+            return list;
+        }
+        finally
+        {
+            _readers.Return(session, healthy);
+        }
+    }
+
+    private static List<JournalRecord> ReadJournal(ReaderSession session, string runId, long afterStep, CancellationToken cancellationToken)
+    {
+        var cmd = session.Journal;
+        cmd.Parameters[0].Value = runId;
+        cmd.Parameters[1].Value = afterStep;
+        using var r = cmd.ExecuteReader();
+        var list = new List<JournalRecord>();
+        while (r.Read())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
             var n = r.GetInt64(0);
             JournalEntry entry;
             try
@@ -439,6 +466,7 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
         _commands?.Dispose();
         // Nothing writes any more: a crash from here on leaves a WAL SQLite recovers, or none with nothing in it.
         _marker?.Delete();
+        _readers.Dispose();
         if (_writer is not null) await _writer.DisposeAsync();
         SqliteConnection.ClearPool(new SqliteConnection(_connectionString));
         CleanCloseMarker.AfterReaderClosed(_options.Path, _crashedWalAtOpen);
@@ -562,6 +590,12 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
             foreach (var op in batch) op.Reset();
             throw;
         }
+    }
+
+    private ValueTask<ReaderSession> RentReaderAsync(CancellationToken ct)
+    {
+        if (_writer is null) throw new InvalidOperationException("the store is not initialized: call InitializeAsync first");
+        return _readers.RentAsync(ct);
     }
 
     private async Task<SqliteConnection> OpenReaderAsync(CancellationToken ct)

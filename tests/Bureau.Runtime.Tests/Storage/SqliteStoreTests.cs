@@ -29,6 +29,49 @@ public sealed class SqliteStoreTests : StoreConformanceTests, IDisposable
     }
 
     [Fact]
+    public async Task Reads_OnKeptSessions_SeeEachCommitAndSurviveAnUnreadableEntry()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var store = (SqliteRunStore)await OpenAsync();
+        var at = DateTimeOffset.UnixEpoch;
+        await Task.WhenAll(Enumerable.Range(0, 40).Select(i =>
+            store.SubmitAsync(new NewRun { Id = "k" + i, Agent = "a", Input = "i", Started = new RunStarted("a", "i"), CreatedAt = at }, ct)));
+
+        // More readers at once than sessions are kept: every one gets its own run, whole.
+        for (var round = 0; round < 3; round++)
+        {
+            var runs = await Task.WhenAll(Enumerable.Range(0, 40).Select(i => Task.Run(() => store.GetRunAsync("k" + i, ct), ct)));
+            Assert.Equal(Enumerable.Range(0, 40).Select(i => "k" + i), runs.Select(r => r!.Id));
+            var journals = await Task.WhenAll(Enumerable.Range(0, 40).Select(i => Task.Run(() => store.ReadJournalAsync("k" + i, 0, ct), ct)));
+            Assert.All(journals, j => Assert.IsType<RunStarted>(Assert.Single(j).Entry));
+        }
+
+        // A kept session holds no snapshot: the next read sees the commit made since.
+        Assert.Equal(1, (await store.GetRunAsync("k0", ct))!.Version);
+        await store.AppendAsync(new AppendRequest
+        {
+            RunId = "k0", ExpectedVersion = 1, At = at, Entries = [new RunResumed("test")], Update = new RunUpdate { Status = RunStatus.Running },
+        }, ct);
+        var after = await store.GetRunAsync("k0", ct);
+        Assert.Equal((2L, RunStatus.Running), (after!.Version, after.Status));
+        Assert.Equal(2, (await store.ReadJournalAsync("k0", 0, ct)).Count);
+
+        // An entry that cannot be read fails its read with the run and step named; the reads after it still work.
+        await using (var c = new SqliteConnection($"Data Source={store.Path}"))
+        {
+            await c.OpenAsync(ct);
+            await using var cmd = c.CreateCommand();
+            cmd.CommandText = "UPDATE journal SET data = x'7b6e6f74' WHERE run_id = 'k1' AND n = 1";
+            Assert.Equal(1, await cmd.ExecuteNonQueryAsync(ct));
+        }
+        var bad = await Assert.ThrowsAsync<InvalidDataException>(() => store.ReadJournalAsync("k1", 0, ct));
+        Assert.Contains("run k1, step 1", bad.Message);
+        for (var i = 0; i < 20; i++) Assert.Single(await store.ReadJournalAsync("k2", 0, ct));
+        Assert.Equal("k3", (await store.GetRunAsync("k3", ct))!.Id);
+        Assert.Null(await store.GetRunAsync("nope", ct));
+    }
+
+    [Fact]
     public async Task Append_ConcurrentRuns_ShareTransactions()
     {
         var store = (SqliteRunStore)await OpenAsync();
