@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Bureau.Engine;
 using Bureau.Governance;
+using Bureau.Replay;
 using Bureau.Storage.Sqlite;
 using Bureau.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
@@ -123,6 +124,11 @@ public sealed class MemoryApprovalTests : IAsyncDisposable
         Assert.Equal("silver", Assert.Single(await HistoryAsync()).Value);
         var intent = Assert.Single((await JournalAsync(engine, id)).OfType<ToolIntent>());
         Assert.Contains("\"value\":\"silver\"", intent.Arguments); // the journal says what was written
+
+        // A replay of the run (the approval and the edit come from its journal) reproduces it and writes nothing.
+        var replay = await new RunReplayer(_f.Definitions).ReplayAsync(id, await engine.ReadJournalAsync(id), TestContext.Current.CancellationToken);
+        Assert.True(replay.Reproduced, replay.Divergence?.ToString());
+        Assert.Single(await HistoryAsync());
     }
 
     [Theory]
