@@ -226,6 +226,37 @@ public sealed class MemoryApprovalTests : IAsyncDisposable
         Assert.Equal("gold", Assert.Single(await HistoryAsync()).Value);
     }
 
+    [Fact]
+    public async Task Recall_RequiringApproval_Waits_ApprovedWithAnEditedKey_ReadsThatKey()
+    {
+        var memory = new SqliteMemoryStore(new SqliteStoreOptions { Path = _f.DbPath });
+        await memory.InitializeAsync();
+        await memory.WriteAsync(new MemoryWrite
+        {
+            Scope = "tenant:acme", Key = "plan", Value = "gold", ExpectedVersion = 0,
+            Provenance = new MemoryProvenance("run-other", 3, "billing", DateTimeOffset.UnixEpoch.AddDays(20000)),
+        });
+        _f.UseModel((messages, turn) => turn == 1
+            ? FakeModel.Call("recall", """{"key":"salaries"}""", "c1")
+            : FakeModel.Text("after: " + FakeModel.LastToolResult(messages)));
+        _f.Definitions.Add(new AgentDefinition { Name = "a", Model = "m", Memory = new AgentMemory { Tenant = "acme" } });
+        _f.Definitions.Policies = new PolicySet
+        {
+            Defaults = new Dictionary<ToolEffect, PolicyAction> { [ToolEffect.Read] = PolicyAction.RequireApproval },
+            DefaultApproval = new ApprovalSpec { EditableArguments = true },
+        };
+        var (engine, id, wait) = await WaitingAsync();
+        Assert.Equal(("recall", """{"key":"salaries"}""", "default:read"), (wait.Tool, wait.Arguments, wait.Rule));
+        Assert.DoesNotContain(await JournalAsync(engine, id), e => e is MemoryRead);
+
+        await engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true, null, """{"key":"plan"}"""), "lea");
+        var run = await EngineFixture.WaitAsync(engine, id);
+
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        Assert.Contains("\"value\":\"gold\"", run.Output);
+        Assert.Equal("plan", Assert.Single((await JournalAsync(engine, id)).OfType<MemoryRead>()).Key);
+    }
+
     private static async Task<RunRecord> AdvanceUntilAsync(BureauEngine engine, string id, FakeTimeProvider time, Func<RunRecord, bool> done)
     {
         // The fake clock moves a minute at a time; real time bounds the wait (generous, for a loaded machine).
