@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Bureau.Memory;
+using Bureau.Tools;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Bureau.Engine;
@@ -17,39 +18,49 @@ internal sealed partial class AgentLoop
     private string? _userScope;
 
     /// <summary>
-    /// The policy link for a memory tool, like any tool's: <c>recall</c> is a <c>read</c>, <c>remember</c> and <c>forget</c> are
-    /// <c>idempotent</c> (their writes are keyed). A deny is journaled and told to the model. A memory call cannot wait for an
-    /// approval yet, so a rule (or default) that requires one refuses the call, saying so, rather than letting it through.
+    /// A memory tool's call. The policy link comes first, like any tool's (decision 0052): <c>recall</c> is a <c>read</c>,
+    /// <c>remember</c> and <c>forget</c> are <c>idempotent</c> (their writes are keyed). A deny is journaled and told to the
+    /// model. A call that requires an approval is checked first (an invalid one goes back to the model, nobody is asked),
+    /// then waits like any call (deadlines, escalation, four-eyes, onTimeout); approved, it runs with the approver's
+    /// edited arguments when the policy lets them be edited and they are valid for that memory tool; rejected, the
+    /// model gets the rejection as the call's result. A call whose intent is journaled was allowed already: it completes.
     /// </summary>
-    private async Task<bool> MemoryPolicyRefusedAsync(ToolCallRecord c)
+    private async Task<RunStatus?> HandleMemoryCallAsync(PendingCall call)
     {
-        var effect = c.Name == MemoryTools.Recall ? ToolEffect.Read : ToolEffect.Idempotent;
-        var decision = Governance.PolicyEvaluator.Evaluate(_kind.Policies, new Governance.PolicyContext(_agent.Definition.Name, c.Name, effect, c.Arguments,
-            Tokens: _state.Usage.TotalTokens, Cost: (decimal)_state.Cost, Actor: _run.Run.Actor, Now: Time.GetUtcNow()));
-        if (decision.Action == PolicyAction.Allow) return false;
-        var why = decision.Reason is null ? "" : ": " + decision.Reason;
-        var message = decision.Action == PolicyAction.Deny
-            ? $"denied by policy '{decision.Rule}'{why}; the call did not run"
-            : $"policy '{decision.Rule}' requires an approval for '{c.Name}'{why}; memory tools cannot wait for an approval yet, so the call did not run";
-        await AppendAsync([new PolicyApplied(c.CallId, c.Name, decision.Action, decision.Rule, decision.Reason),
-            new ToolCompleted(c.CallId, c.Name, message, true, 0, Failure: "policy")]);
-        Log.PolicyDenied(Logger, _runId, _state.Version, c.Name, decision.Rule);
-        return true;
+        var c = call.Call;
+        if (call.State == CallState.NotStarted && !_kind.Policies.IsEmpty)
+        {
+            var memory = _agent.Definition.Memory!;
+            var effect = c.Name == MemoryTools.Recall ? ToolEffect.Read : ToolEffect.Idempotent;
+            var invalid = _state.Approvals.ContainsKey(c.CallId) ? null : MemoryCheck(c.Name, c.Arguments, memory).Error;
+            _confidence = null;
+            var gate = await PolicyGateAsync(c, new ToolCallCheck(true, null, null, default), effect, edited => MemoryCheck(c.Name, edited, memory), invalid);
+            if (gate.Check is null) return gate.Stop;
+            c = gate.Call!;
+        }
+        return await HandleMemoryAsync(call, c);
     }
 
-    private async Task<RunStatus?> HandleMemoryAsync(PendingCall call)
+    /// <summary>Whether <paramref name="arguments"/> are valid for the memory tool <paramref name="tool"/> (the error the model gets if not).</summary>
+    private static ToolCallCheck MemoryCheck(string tool, string arguments, AgentMemory memory)
+    {
+        var error = tool == MemoryTools.Recall ? MemoryTools.ParseRecall(arguments, memory).Error : MemoryTools.ParseWrite(tool, arguments, memory).Error;
+        return new ToolCallCheck(error is null, error, null, default);
+    }
+
+    /// <summary>Runs a memory call the policy allows (<paramref name="c"/> carries the arguments it runs with, an approver's edits included).</summary>
+    private async Task<RunStatus?> HandleMemoryAsync(PendingCall call, ToolCallRecord c)
     {
         var memory = _agent.Definition.Memory!;
         if (call.State == CallState.NotStarted && Budgets.Check(_agent.Definition.Budgets, _state, ActiveTime(), BudgetPoint.BeforeTool) is { } exceeded)
             return await BudgetStopAsync(exceeded);
         var store = _run.Services.GetService<IMemoryStore>();
-        var c = call.Call;
         if (store is null)
         {
             await AppendAsync([new ToolCompleted(c.CallId, c.Name, $"'{c.Name}' is not available: this host has no memory store", true, 0, Failure: "unavailable")]);
             return null;
         }
-        return c.Name == MemoryTools.Recall ? await RecallAsync(c, memory, store) : await MemoryWriteAsync(call, memory, store);
+        return c.Name == MemoryTools.Recall ? await RecallAsync(c, memory, store) : await MemoryWriteAsync(call, c, memory, store);
     }
 
     private async Task<RunStatus?> RecallAsync(ToolCallRecord c, AgentMemory memory, IMemoryStore store)
@@ -89,9 +100,8 @@ internal sealed partial class AgentLoop
         return null;
     }
 
-    private async Task<RunStatus?> MemoryWriteAsync(PendingCall call, AgentMemory memory, IMemoryStore store)
+    private async Task<RunStatus?> MemoryWriteAsync(PendingCall call, ToolCallRecord c, AgentMemory memory, IMemoryStore store)
     {
-        var c = call.Call;
         if (call.State == CallState.NotStarted)
         {
             var (write, error) = MemoryTools.ParseWrite(c.Name, c.Arguments, memory);

@@ -461,11 +461,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
     private async Task<RunStatus?> HandleCallAsync(PendingCall call, LoopDetectionSettings loop)
     {
         if (_agent.Definition.Delegates.Contains(call.Call.Name)) return await HandleDelegationAsync(call);
-        if (Memory.MemoryTools.IsMemoryTool(_agent.Definition.Memory, call.Call.Name))
-        {
-            if (call.State == CallState.NotStarted && !_kind.Policies.IsEmpty && await MemoryPolicyRefusedAsync(call.Call)) return null;
-            return await HandleMemoryAsync(call);
-        }
+        if (Memory.MemoryTools.IsMemoryTool(_agent.Definition.Memory, call.Call.Name)) return await HandleMemoryCallAsync(call);
         var c = call.Call;
         _confidence = null;
         if (_agent.Definition.StateConfidence && call.State == CallState.NotStarted) (c, _confidence) = Confidence.Take(c);
@@ -588,9 +584,18 @@ internal sealed partial class AgentLoop : IResilienceJournal
     /// model is told why), or asks for an approval and waits; resumed, it applies the decision, or
     /// after a level's deadline escalates to the next level or applies the policy's onTimeout.
     /// </summary>
-    private async Task<PolicyGate> PolicyGateAsync(PendingCall call, ToolCallRecord c, ToolCallCheck check)
+    private Task<PolicyGate> PolicyGateAsync(PendingCall call, ToolCallRecord c, ToolCallCheck check) =>
+        PolicyGateAsync(c, check, check.Tool!.Definition.Effect, edited => _agent.Validator.Check(_agent.Definition, c.Name, edited));
+
+    /// <summary>
+    /// The policy link for a call of effect <paramref name="effect"/> (a tool's, or a memory tool's, which has no
+    /// <see cref="BureauTool"/>): <paramref name="recheckEdited"/> validates an approver's edited arguments for that call;
+    /// <paramref name="invalidToAsk"/>, when set, is why the call is not valid, and rejects it back to the model instead of
+    /// asking a person to approve a call that cannot run.
+    /// </summary>
+    private async Task<PolicyGate> PolicyGateAsync(ToolCallRecord c, ToolCallCheck check, ToolEffect effect, Func<string, ToolCallCheck> recheckEdited,
+        string? invalidToAsk = null)
     {
-        var effect = check.Tool!.Definition.Effect;
         if (!_state.Approvals.TryGetValue(c.CallId, out var progress))
         {
             var decision = PolicyEvaluator.Evaluate(_kind.Policies, new PolicyContext(_agent.Definition.Name, c.Name, effect, c.Arguments,
@@ -606,6 +611,11 @@ internal sealed partial class AgentLoop : IResilienceJournal
                     Log.PolicyDenied(Logger, _runId, _state.Version, c.Name, decision.Rule);
                     return new(null, null, null);
                 default:
+                    if (invalidToAsk is not null)
+                    {
+                        await RejectAsync(c, invalidToAsk);
+                        return new(null, null, null);
+                    }
                     var step = _state.Version + 1;
                     var spec = decision.Approval ?? _kind.Policies.DefaultApproval;
                     var wait = ApprovalWaitFor(step, c, decision.Rule, decision.Reason, spec, 0);
@@ -633,7 +643,7 @@ internal sealed partial class AgentLoop : IResilienceJournal
         {
             var edited = progress.Votes.LastOrDefault(v => v.Approve && v.Arguments is not null)?.Arguments;
             if (edited is null || !approval.EditableArguments || edited == c.Arguments) return new(null, c, check);
-            var recheck = _agent.Validator.Check(_agent.Definition, c.Name, edited);
+            var recheck = recheckEdited(edited);
             if (!recheck.IsValid)
             {
                 await AppendAsync([new ToolCompleted(c.CallId, c.Name, $"the approver's edited arguments are not valid ({recheck.Error}); the call did not run", true, 0, Failure: "policy")]);
