@@ -37,6 +37,61 @@ public sealed class SqliteWorkforceStore(SqliteStoreOptions options) : SqliteSid
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// One <c>BEGIN IMMEDIATE</c> transaction (SQLite's write lock, held by one writer of the file at a time): the task's id
+    /// is looked up, the queued tasks counted (each count stops at its limit, so it reads at most that many index entries)
+    /// and the task inserted, so no concurrent add (from this process or another on the file) sees the same count.
+    /// </remarks>
+    public async Task<WorkforceEnqueueResult> EnqueueAsync(string id, string skill, string input, string source, string? actor, DateTimeOffset at, WorkforceInboxLimits limits, CancellationToken cancellationToken = default)
+    {
+        WorkforceStoreSupport.Check(id, "id", 200);
+        WorkforceStoreSupport.Check(skill, "skill", 200);
+        WorkforceStoreSupport.Check(source, "source", 400);
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(limits);
+        await using var c = await OpenAsync(cancellationToken);
+        await using var tx = (SqliteTransaction)await Guard(async () => await c.BeginTransactionAsync(cancellationToken)); // BEGIN IMMEDIATE
+        if (await ReadAsync(c, id, cancellationToken) is { } existing) return new WorkforceEnqueueResult(existing, false);
+        if (limits.MaxQueued is { } max)
+        {
+            var queued = await CountQueuedAsync(c, null, max, cancellationToken);
+            if (queued >= max) throw new WorkforceInboxFullException(skill, queued, max, global: true, limits.RetryAfter);
+        }
+        if (limits.MaxQueuedForSkill is { } own)
+        {
+            var queued = await CountQueuedAsync(c, skill, own, cancellationToken);
+            if (queued >= own) throw new WorkforceInboxFullException(skill, queued, own, global: false, limits.RetryAfter);
+        }
+        await ExecAsync(c, """
+            INSERT INTO workforce_tasks(id, skill, input, status, source, actor, created_at, updated_at, version)
+            VALUES($id, $skill, $input, 'queued', $source, $actor, $at, $at, 1)
+            """, p =>
+        {
+            p.AddWithValue("$id", id);
+            p.AddWithValue("$skill", skill);
+            p.AddWithValue("$input", input);
+            p.AddWithValue("$source", source);
+            p.AddWithValue("$actor", (object?)actor ?? DBNull.Value);
+            p.AddWithValue("$at", at.ToUnixTimeMilliseconds());
+        }, cancellationToken);
+        var task = (await ReadAsync(c, id, cancellationToken))!;
+        await Guard(async () => { await tx.CommitAsync(cancellationToken); return 0; });
+        return new WorkforceEnqueueResult(task, true);
+    }
+
+    /// <summary>Queued tasks (of <paramref name="skill"/>, or all), counted up to <paramref name="upTo"/>.</summary>
+    private async Task<int> CountQueuedAsync(SqliteConnection c, string? skill, int upTo, CancellationToken ct)
+    {
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = skill is null
+            ? "SELECT count(*) FROM (SELECT 1 FROM workforce_tasks WHERE status = 'queued' LIMIT $upTo)"
+            : "SELECT count(*) FROM (SELECT 1 FROM workforce_tasks WHERE status = 'queued' AND skill = $skill LIMIT $upTo)";
+        cmd.Parameters.AddWithValue("$upTo", upTo);
+        if (skill is not null) cmd.Parameters.AddWithValue("$skill", skill);
+        return (int)(long)(await Guard(() => cmd.ExecuteScalarAsync(ct)))!;
+    }
+
+    /// <inheritdoc />
     public async Task<WorkforceTask?> AssignAsync(string id, string agent, int concurrency, DateTimeOffset at, CancellationToken cancellationToken = default)
     {
         WorkforceStoreSupport.Check(agent, "agent", 200);
