@@ -212,7 +212,7 @@ public abstract class WorkforceStoreConformanceTests
     [Fact]
     public async Task Enqueue_RacingStoresOnOneDatabase_NeverTakeTheInboxBeyondItsLimit()
     {
-        const int limit = 20, workers = 8, each = 8;
+        const int limit = 20, workers = 16, each = 6;
         var limits = new WorkforceInboxLimits(limit, null, Wait);
         var stores = new List<IWorkforceStore>();
         for (var s = 0; s < 4; s++) stores.Add(await OpenAsync());
@@ -220,6 +220,7 @@ public abstract class WorkforceStoreConformanceTests
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var runs = Enumerable.Range(0, workers).Select(w => Task.Run(async () =>
         {
+            await stores[w % stores.Count].GetAsync("warm-up"); // each worker's connection open before they all start
             await gate.Task;
             var (created, refused) = (0, 0);
             for (var i = 0; i < each; i++)
