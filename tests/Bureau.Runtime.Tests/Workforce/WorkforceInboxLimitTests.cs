@@ -149,4 +149,44 @@ public sealed class WorkforceInboxLimitTests : IAsyncDisposable
         Assert.Contains("Bureau:Workforce:MaxQueuedTasksPerSkill must be at least 1 (is -1)", ex.Message);
         Assert.Contains("Bureau:Workforce:SkillQueueLimits:billing must be at least 1 (is 0)", ex.Message);
     }
+
+    [Fact]
+    public async Task DocsSnippet_ConfiguresTheLimits_AndCatchesTheRefusal()
+    {
+        using var dir = new TempDir();
+        var services = new ServiceCollection();
+        var limit = 1; // the page: 500 (a test fills a small inbox)
+
+        // docs/workforce.md, "The inbox's limit" (C#)
+        services.AddBureau(o =>
+        {
+            o.Workforce.MaxQueuedTasks = 5_000;                   // Bureau:Workforce:MaxQueuedTasks
+            o.Workforce.SkillQueueLimits["billing"] = limit;      // Bureau:Workforce:SkillQueueLimits:billing
+        })
+        // end of the configuration
+            .UseSqliteStorage(dir.File("bureau.db"))
+            .AddChatClient("main", new FakeModel((_, _) => FakeModel.Text("refunded")))
+            .AddAgent(new AgentDefinition { Name = "desk-billing", Model = "main" })
+            .AddWorkforceMember(new WorkforceMember { Name = "desk-billing", Skills = ["billing"] });
+        await using var provider = services.BuildServiceProvider();
+        await provider.GetRequiredService<IRunStore>().InitializeAsync();
+        await provider.GetRequiredService<IWorkforceStore>().InitializeAsync();
+        var workforce = provider.GetRequiredService<BureauWorkforce>(); // no dispatcher: the first task stays queued
+        await workforce.SubmitAsync(new WorkforceTaskRequest("billing", "Refund order 7", Id: "ticket-7"));
+        WorkforceInboxFullException? caught = null;
+
+        try
+        {
+            await workforce.SubmitAsync(new WorkforceTaskRequest("billing", "Refund order 8", Id: "ticket-8"));
+        }
+        catch (WorkforceInboxFullException full)
+        {
+            // Nothing was stored: full.Queued tasks wait, full.Limit is the limit (full.Global: all skills, else full.Skill's).
+            caught = full;                                        // the page: await Task.Delay(full.RetryAfter), then send it again
+        }
+        // end of the snippet
+
+        Assert.Equal(("billing", 1, 1, false, TimeSpan.FromSeconds(5)), (caught!.Skill, caught.Queued, caught.Limit, caught.Global, caught.RetryAfter));
+        Assert.Null(await workforce.GetTaskAsync("ticket-8"));
+    }
 }
