@@ -43,7 +43,8 @@ public sealed class PostgreSqlWorkforceStore : PostgreSqlSideStore, IWorkforceSt
 
     /// <inheritdoc />
     /// <remarks>
-    /// A task already there is returned without a lock. Otherwise one transaction takes the inbox's advisory transaction
+    /// The checks are read first without the lock: a task already there is returned, and an inbox already full then is
+    /// refused (right for any moment it was full), so resubmits and a flood of refused tasks wait for no lock. Otherwise one transaction takes the inbox's advisory transaction
     /// lock (<c>pg_advisory_xact_lock(class, 0)</c>, held until commit), then looks the id up again, counts the queued
     /// tasks (each count stops at its limit) and inserts, each a statement of its own: under READ COMMITTED each statement's
     /// snapshot is taken after the lock was granted, hence after the previous holder committed, so every count sees every
@@ -57,21 +58,15 @@ public sealed class PostgreSqlWorkforceStore : PostgreSqlSideStore, IWorkforceSt
         WorkforceStoreSupport.Check(source, "source", 400);
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(limits);
-        if (await GetAsync(id, cancellationToken) is { } seen) return new WorkforceEnqueueResult(seen, false);
+        await using (var c = await OpenAsync(cancellationToken))
+        {
+            if (await CheckAsync(c, null, id, skill, limits, cancellationToken) is { } seen) return seen; // no lock: a known id, or full then
+        }
         return await InTransactionAsync(async (c, tx, ct) =>
         {
             await using (var lockCmd = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({InboxLockClass}, 0)", c, tx))
                 await lockCmd.ExecuteNonQueryAsync(ct);
-            await using (var get = new NpgsqlCommand($"SELECT {Columns} FROM workforce_tasks WHERE id = $1", c, tx))
-            {
-                get.Parameters.Add(new NpgsqlParameter<string> { TypedValue = id });
-                await using var r = await get.ExecuteReaderAsync(ct);
-                if (await r.ReadAsync(ct)) return new WorkforceEnqueueResult(Read(r), false);
-            }
-            if (limits.MaxQueued is { } max && await CountQueuedAsync(c, tx, null, max, ct) is var all && all >= max)
-                throw new WorkforceInboxFullException(skill, all, max, global: true, limits.RetryAfter);
-            if (limits.MaxQueuedForSkill is { } own && await CountQueuedAsync(c, tx, skill, own, ct) is var mine && mine >= own)
-                throw new WorkforceInboxFullException(skill, mine, own, global: false, limits.RetryAfter);
+            if (await CheckAsync(c, tx, id, skill, limits, ct) is { } existing) return existing;
             await using var insert = new NpgsqlCommand($"""
                 INSERT INTO workforce_tasks(id, skill, input, status, source, actor, created_at, updated_at, version)
                 VALUES($1, $2, $3, 'queued', $4, $5, $6, $6, 1)
@@ -97,8 +92,24 @@ public sealed class PostgreSqlWorkforceStore : PostgreSqlSideStore, IWorkforceSt
         }, cancellationToken);
     }
 
+    /// <summary>The task when the id is known; throws when the inbox (or the skill's part) is at its limit; null: room for it.</summary>
+    private static async Task<WorkforceEnqueueResult?> CheckAsync(NpgsqlConnection c, NpgsqlTransaction? tx, string id, string skill, WorkforceInboxLimits limits, CancellationToken ct)
+    {
+        await using (var get = new NpgsqlCommand($"SELECT {Columns} FROM workforce_tasks WHERE id = $1", c, tx))
+        {
+            get.Parameters.Add(new NpgsqlParameter<string> { TypedValue = id });
+            await using var r = await get.ExecuteReaderAsync(ct);
+            if (await r.ReadAsync(ct)) return new WorkforceEnqueueResult(Read(r), false);
+        }
+        if (limits.MaxQueued is { } max && await CountQueuedAsync(c, tx, null, max, ct) is var all && all >= max)
+            throw new WorkforceInboxFullException(skill, all, max, global: true, limits.RetryAfter);
+        if (limits.MaxQueuedForSkill is { } own && await CountQueuedAsync(c, tx, skill, own, ct) is var mine && mine >= own)
+            throw new WorkforceInboxFullException(skill, mine, own, global: false, limits.RetryAfter);
+        return null;
+    }
+
     /// <summary>Queued tasks (of <paramref name="skill"/>, or all), counted up to <paramref name="upTo"/>.</summary>
-    private static async Task<int> CountQueuedAsync(NpgsqlConnection c, NpgsqlTransaction tx, string? skill, int upTo, CancellationToken ct)
+    private static async Task<int> CountQueuedAsync(NpgsqlConnection c, NpgsqlTransaction? tx, string? skill, int upTo, CancellationToken ct)
     {
         await using var cmd = new NpgsqlCommand(skill is null
             ? "SELECT count(*) FROM (SELECT 1 FROM workforce_tasks WHERE status = 'queued' LIMIT $1) q"
