@@ -99,6 +99,37 @@ public sealed record WorkforceTask(string Id, string Skill, string Input, Workfo
 /// <summary>The answer to adding a task: the task, and whether this call created it (false: one with that id existed).</summary>
 public sealed record WorkforceEnqueueResult(WorkforceTask Task, bool Created);
 
+/// <summary>
+/// The inbox's limits that <see cref="IWorkforceStore.EnqueueAsync(string, string, string, string, string?, DateTimeOffset, WorkforceInboxLimits, CancellationToken)"/>
+/// checks as one decision with the insert (<c>Bureau:Workforce:MaxQueuedTasks</c> and the per-skill limits).
+/// </summary>
+/// <param name="MaxQueued">Most queued tasks, all skills together; null: no limit.</param>
+/// <param name="MaxQueuedForSkill">Most queued tasks of the task's skill; null: no limit.</param>
+/// <param name="RetryAfter">What a refusal (<see cref="WorkforceInboxFullException.RetryAfter"/>) tells the caller to wait.</param>
+public sealed record WorkforceInboxLimits(int? MaxQueued, int? MaxQueuedForSkill, TimeSpan RetryAfter);
+
+/// <summary>
+/// The workforce's inbox is at its limit (all skills together, or the task's skill): the task was refused and nothing
+/// was written; send it again after <see cref="RetryAfter"/>. A task whose id is already in the inbox is never refused
+/// (adding it again returns it).
+/// </summary>
+public sealed class WorkforceInboxFullException(string skill, int queued, int limit, bool global, TimeSpan retryAfter)
+    : Exception(global
+        ? $"the workforce inbox is full: {queued} tasks are queued, the limit is {limit} (Bureau:Workforce:MaxQueuedTasks); nothing was stored, send it again later"
+        : $"the workforce inbox is full for skill '{skill}': {queued} tasks of it are queued, the limit is {limit} (Bureau:Workforce:MaxQueuedTasksPerSkill or Bureau:Workforce:SkillQueueLimits:{skill}); nothing was stored, send it again later")
+{
+    /// <summary>The skill of the refused task.</summary>
+    public string Skill { get; } = skill;
+    /// <summary>Tasks queued when it was refused (all skills, or the skill's when <see cref="Global"/> is false).</summary>
+    public int Queued { get; } = queued;
+    /// <summary>The limit reached.</summary>
+    public int Limit { get; } = limit;
+    /// <summary>Whether the limit of all skills together (rather than the skill's) was reached.</summary>
+    public bool Global { get; } = global;
+    /// <summary>When to send again.</summary>
+    public TimeSpan RetryAfter { get; } = retryAfter;
+}
+
 /// <summary>How many tasks a member holds (assigned or running), and how many it finished.</summary>
 public sealed record WorkforceLoad(string Agent, int InProgress, long Finished);
 
@@ -113,6 +144,29 @@ public interface IWorkforceStore
 
     /// <summary>Adds a queued task; a task with that id already there is returned unchanged (<see cref="WorkforceEnqueueResult.Created"/> false).</summary>
     Task<WorkforceEnqueueResult> EnqueueAsync(string id, string skill, string input, string source, string? actor, DateTimeOffset at, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Adds a queued task unless the inbox is at one of <paramref name="limits"/>: a task with that id already there is
+    /// returned unchanged (<see cref="WorkforceEnqueueResult.Created"/> false) whatever the limits; otherwise the queued
+    /// tasks are counted and the task inserted as one decision, so concurrent adds never take the inbox beyond a limit.
+    /// The default implementation counts, then adds, in separate calls: concurrent adds can overshoot a limit by their number.
+    /// The built-in stores (SQLite, PostgreSQL) override it with one transaction.
+    /// </summary>
+    /// <exception cref="WorkforceInboxFullException">The inbox (or the skill's part of it) is at its limit; nothing was written.</exception>
+    async Task<WorkforceEnqueueResult> EnqueueAsync(string id, string skill, string input, string source, string? actor, DateTimeOffset at, WorkforceInboxLimits limits, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        if (await GetAsync(id, cancellationToken) is { } existing) return new WorkforceEnqueueResult(existing, false);
+        if (limits.MaxQueued is not null || limits.MaxQueuedForSkill is not null)
+        {
+            var queued = await QueuedBySkillAsync(cancellationToken);
+            if (limits.MaxQueued is { } max && queued.Values.Sum() is var all && all >= max)
+                throw new WorkforceInboxFullException(skill, all, max, global: true, limits.RetryAfter);
+            if (limits.MaxQueuedForSkill is { } own && (queued.TryGetValue(skill, out var n) ? n : 0) is var mine && mine >= own)
+                throw new WorkforceInboxFullException(skill, mine, own, global: false, limits.RetryAfter);
+        }
+        return await EnqueueAsync(id, skill, input, source, actor, at, cancellationToken);
+    }
 
     /// <summary>
     /// Assigns a queued task to <paramref name="agent"/> if that member holds fewer than <paramref name="concurrency"/> tasks:

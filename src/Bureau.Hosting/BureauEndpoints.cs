@@ -42,6 +42,7 @@ public static class BureauEndpointRouteBuilderExtensions
                 return await next(ctx);
             }
             catch (Exception ex) when (ex is ApiException or UnknownAgentException or EmptyInputException or RunNotFoundException or RunStateConflictException or QueueFullException or DeadLetterNotFoundException
+                                       or WorkforceInboxFullException
                                        or StorageUnavailableException or BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge })
             {
                 if (ctx.HttpContext.Response.HasStarted) throw;

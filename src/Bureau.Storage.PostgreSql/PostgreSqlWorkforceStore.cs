@@ -17,6 +17,9 @@ public sealed class PostgreSqlWorkforceStore : PostgreSqlSideStore, IWorkforceSt
     /// <summary>The first key of the members' advisory locks ('bwfm'); the second is the hash of the member's name.</summary>
     private const int MemberLockClass = 0x6277666d;
 
+    /// <summary>The first key of the inbox's advisory lock ('bwfi'), taken by every add that checks the limits.</summary>
+    private const int InboxLockClass = 0x62776669;
+
     /// <summary>Creates the store on its own pool.</summary>
     public PostgreSqlWorkforceStore(PostgreSqlStoreOptions options) : base(new PostgreSqlDatabase(options), ownsDatabase: true, "the workforce store") { }
 
@@ -36,6 +39,84 @@ public sealed class PostgreSqlWorkforceStore : PostgreSqlSideStore, IWorkforceSt
             ON CONFLICT(id) DO NOTHING
             """, [id, skill, input, source, actor, at.ToUnixTimeMilliseconds()], cancellationToken);
         return new WorkforceEnqueueResult((await GetAsync(id, cancellationToken))!, inserted == 1);
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// The checks are read first without the lock: a task already there is returned, and an inbox already full then is
+    /// refused (right for any moment it was full), so resubmits and a flood of refused tasks wait for no lock. Otherwise one transaction takes the inbox's advisory transaction
+    /// lock (<c>pg_advisory_xact_lock(class, 0)</c>, held until commit), then looks the id up again, counts the queued
+    /// tasks (each count stops at its limit) and inserts, each a statement of its own: under READ COMMITTED each statement's
+    /// snapshot is taken after the lock was granted, hence after the previous holder committed, so every count sees every
+    /// task added before it, from any node. Adds are serialized (one per database at a time); only adds raise the count
+    /// (an assignment lowers it, so it needs no lock), so the queued tasks never exceed a limit they were added under.
+    /// </remarks>
+    public async Task<WorkforceEnqueueResult> EnqueueAsync(string id, string skill, string input, string source, string? actor, DateTimeOffset at, WorkforceInboxLimits limits, CancellationToken cancellationToken = default)
+    {
+        WorkforceStoreSupport.Check(id, "id", 200);
+        WorkforceStoreSupport.Check(skill, "skill", 200);
+        WorkforceStoreSupport.Check(source, "source", 400);
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(limits);
+        await using (var c = await OpenAsync(cancellationToken))
+        {
+            if (await CheckAsync(c, null, id, skill, limits, cancellationToken) is { } seen) return seen; // no lock: a known id, or full then
+        }
+        return await InTransactionAsync(async (c, tx, ct) =>
+        {
+            await using (var lockCmd = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({InboxLockClass}, 0)", c, tx))
+                await lockCmd.ExecuteNonQueryAsync(ct);
+            if (await CheckAsync(c, tx, id, skill, limits, ct) is { } existing) return existing;
+            await using var insert = new NpgsqlCommand($"""
+                INSERT INTO workforce_tasks(id, skill, input, status, source, actor, created_at, updated_at, version)
+                VALUES($1, $2, $3, 'queued', $4, $5, $6, $6, 1)
+                ON CONFLICT(id) DO NOTHING
+                RETURNING {Columns}
+                """, c, tx);
+            insert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = id });
+            insert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = skill });
+            insert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = input });
+            insert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = source });
+            insert.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Text, Value = (object?)actor ?? DBNull.Value });
+            insert.Parameters.Add(new NpgsqlParameter<long> { TypedValue = at.ToUnixTimeMilliseconds() });
+            await using (var inserted = await insert.ExecuteReaderAsync(ct))
+            {
+                if (await inserted.ReadAsync(ct)) return new WorkforceEnqueueResult(Read(inserted), true);
+            }
+            // Added meanwhile by an add that checks no limit (the overload without limits takes no lock): that task stands.
+            await using var again = new NpgsqlCommand($"SELECT {Columns} FROM workforce_tasks WHERE id = $1", c, tx);
+            again.Parameters.Add(new NpgsqlParameter<string> { TypedValue = id });
+            await using var r2 = await again.ExecuteReaderAsync(ct);
+            await r2.ReadAsync(ct);
+            return new WorkforceEnqueueResult(Read(r2), false);
+        }, cancellationToken);
+    }
+
+    /// <summary>The task when the id is known; throws when the inbox (or the skill's part) is at its limit; null: room for it.</summary>
+    private static async Task<WorkforceEnqueueResult?> CheckAsync(NpgsqlConnection c, NpgsqlTransaction? tx, string id, string skill, WorkforceInboxLimits limits, CancellationToken ct)
+    {
+        await using (var get = new NpgsqlCommand($"SELECT {Columns} FROM workforce_tasks WHERE id = $1", c, tx))
+        {
+            get.Parameters.Add(new NpgsqlParameter<string> { TypedValue = id });
+            await using var r = await get.ExecuteReaderAsync(ct);
+            if (await r.ReadAsync(ct)) return new WorkforceEnqueueResult(Read(r), false);
+        }
+        if (limits.MaxQueued is { } max && await CountQueuedAsync(c, tx, null, max, ct) is var all && all >= max)
+            throw new WorkforceInboxFullException(skill, all, max, global: true, limits.RetryAfter);
+        if (limits.MaxQueuedForSkill is { } own && await CountQueuedAsync(c, tx, skill, own, ct) is var mine && mine >= own)
+            throw new WorkforceInboxFullException(skill, mine, own, global: false, limits.RetryAfter);
+        return null;
+    }
+
+    /// <summary>Queued tasks (of <paramref name="skill"/>, or all), counted up to <paramref name="upTo"/>.</summary>
+    private static async Task<int> CountQueuedAsync(NpgsqlConnection c, NpgsqlTransaction? tx, string? skill, int upTo, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand(skill is null
+            ? "SELECT count(*) FROM (SELECT 1 FROM workforce_tasks WHERE status = 'queued' LIMIT $1) q"
+            : "SELECT count(*) FROM (SELECT 1 FROM workforce_tasks WHERE status = 'queued' AND skill = $2 LIMIT $1) q", c, tx);
+        cmd.Parameters.Add(new NpgsqlParameter<long> { TypedValue = upTo });
+        if (skill is not null) cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = skill });
+        return (int)(long)(await cmd.ExecuteScalarAsync(ct))!;
     }
 
     /// <inheritdoc />

@@ -37,6 +37,66 @@ public sealed class SqliteWorkforceStore(SqliteStoreOptions options) : SqliteSid
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// One <c>BEGIN IMMEDIATE</c> transaction (SQLite's write lock, held by one writer of the file at a time): the task's id
+    /// is looked up, the queued tasks counted (each count stops at its limit, so it reads at most that many index entries)
+    /// and the task inserted, so no concurrent add (from this process or another on the file) sees the same count.
+    /// The same checks are read first without the write lock: a known id, or an inbox already full then, is answered
+    /// without it (a refusal is right for any moment the inbox was full), so a flood of refused tasks does not hold up
+    /// the runs' writes to the file.
+    /// </remarks>
+    public async Task<WorkforceEnqueueResult> EnqueueAsync(string id, string skill, string input, string source, string? actor, DateTimeOffset at, WorkforceInboxLimits limits, CancellationToken cancellationToken = default)
+    {
+        WorkforceStoreSupport.Check(id, "id", 200);
+        WorkforceStoreSupport.Check(skill, "skill", 200);
+        WorkforceStoreSupport.Check(source, "source", 400);
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(limits);
+        await using var c = await OpenAsync(cancellationToken);
+        if (await CheckAsync(c, id, skill, limits, cancellationToken) is { } seen) return seen; // no lock: a known id, or full then
+        await using var tx = (SqliteTransaction)await Guard(async () => await c.BeginTransactionAsync(cancellationToken)); // BEGIN IMMEDIATE
+        if (await CheckAsync(c, id, skill, limits, cancellationToken) is { } existing) return existing;
+        await ExecAsync(c, """
+            INSERT INTO workforce_tasks(id, skill, input, status, source, actor, created_at, updated_at, version)
+            VALUES($id, $skill, $input, 'queued', $source, $actor, $at, $at, 1)
+            """, p =>
+        {
+            p.AddWithValue("$id", id);
+            p.AddWithValue("$skill", skill);
+            p.AddWithValue("$input", input);
+            p.AddWithValue("$source", source);
+            p.AddWithValue("$actor", (object?)actor ?? DBNull.Value);
+            p.AddWithValue("$at", at.ToUnixTimeMilliseconds());
+        }, cancellationToken);
+        await Guard(async () => { await tx.CommitAsync(cancellationToken); return 0; });
+        var stored = DateTimeOffset.FromUnixTimeMilliseconds(at.ToUnixTimeMilliseconds()); // as read back: milliseconds, UTC
+        return new WorkforceEnqueueResult(new WorkforceTask(id, skill, input, WorkforceTaskStatus.Queued, null, null, source, actor, stored, stored, 1), true);
+    }
+
+    /// <summary>The task when the id is known; throws when the inbox (or the skill's part) is at its limit; null: room for it.</summary>
+    private async Task<WorkforceEnqueueResult?> CheckAsync(SqliteConnection c, string id, string skill, WorkforceInboxLimits limits, CancellationToken ct)
+    {
+        if (await ReadAsync(c, id, ct) is { } existing) return new WorkforceEnqueueResult(existing, false);
+        if (limits.MaxQueued is { } max && await CountQueuedAsync(c, null, max, ct) is var all && all >= max)
+            throw new WorkforceInboxFullException(skill, all, max, global: true, limits.RetryAfter);
+        if (limits.MaxQueuedForSkill is { } own && await CountQueuedAsync(c, skill, own, ct) is var mine && mine >= own)
+            throw new WorkforceInboxFullException(skill, mine, own, global: false, limits.RetryAfter);
+        return null;
+    }
+
+    /// <summary>Queued tasks (of <paramref name="skill"/>, or all), counted up to <paramref name="upTo"/>.</summary>
+    private async Task<int> CountQueuedAsync(SqliteConnection c, string? skill, int upTo, CancellationToken ct)
+    {
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = skill is null
+            ? "SELECT count(*) FROM (SELECT 1 FROM workforce_tasks WHERE status = 'queued' LIMIT $upTo)"
+            : "SELECT count(*) FROM (SELECT 1 FROM workforce_tasks WHERE status = 'queued' AND skill = $skill LIMIT $upTo)";
+        cmd.Parameters.AddWithValue("$upTo", upTo);
+        if (skill is not null) cmd.Parameters.AddWithValue("$skill", skill);
+        return (int)(long)(await Guard(() => cmd.ExecuteScalarAsync(ct)))!;
+    }
+
+    /// <inheritdoc />
     public async Task<WorkforceTask?> AssignAsync(string id, string agent, int concurrency, DateTimeOffset at, CancellationToken cancellationToken = default)
     {
         WorkforceStoreSupport.Check(agent, "agent", 200);

@@ -155,4 +155,96 @@ public abstract class WorkforceStoreConformanceTests
         }
         Assert.Equal(tasks - finished, (await stores[2].QueuedBySkillAsync())["billing"]);
     }
+
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(5);
+
+    [Fact]
+    public async Task Enqueue_BeyondTheInboxLimit_IsRefusedNamingTheLimitAndTheCount_AndWritesNothing()
+    {
+        var store = await OpenAsync();
+        var limits = new WorkforceInboxLimits(3, null, Wait);
+        for (var i = 1; i <= 3; i++) Assert.True((await store.EnqueueAsync("t" + i, i == 3 ? "technical" : "billing", "task " + i, "api", null, T0, limits)).Created);
+
+        var full = await Assert.ThrowsAsync<WorkforceInboxFullException>(() => store.EnqueueAsync("t4", "billing", "task 4", "api", null, T0, limits));
+        Assert.Equal(("billing", 3, 3, true, Wait), (full.Skill, full.Queued, full.Limit, full.Global, full.RetryAfter));
+        Assert.Contains("3 tasks are queued, the limit is 3 (Bureau:Workforce:MaxQueuedTasks)", full.Message);
+        Assert.Null(await store.GetAsync("t4"));
+        Assert.Equal(3, (await store.QueuedBySkillAsync()).Values.Sum());
+
+        // Only queued tasks count: one assigned frees a place.
+        Assert.NotNull(await store.AssignAsync("t1", "ann", 1, T0));
+        Assert.True((await store.EnqueueAsync("t4", "billing", "task 4", "api", null, T0, limits)).Created);
+        await Assert.ThrowsAsync<WorkforceInboxFullException>(() => store.EnqueueAsync("t5", "billing", "task 5", "api", null, T0, limits));
+    }
+
+    [Fact]
+    public async Task Enqueue_ATaskAlreadyThere_IsReturnedEvenWhenTheInboxIsFull()
+    {
+        var store = await OpenAsync();
+        var limits = new WorkforceInboxLimits(2, 1, Wait);
+        var first = await store.EnqueueAsync("t1", "billing", "refund order 7", "api", "alice", T0, limits);
+        await store.EnqueueAsync("t2", "technical", "reboot", "api", null, T0, limits);
+
+        var again = await store.EnqueueAsync("t1", "billing", "something else", "code", null, T0.AddMinutes(1), limits);
+
+        Assert.False(again.Created);
+        Assert.Equal(first.Task, again.Task);
+        Assert.Equal(2, (await store.QueuedBySkillAsync()).Values.Sum());
+    }
+
+    [Fact]
+    public async Task Enqueue_BeyondASkillsLimit_IsRefusedForThatSkillOnly()
+    {
+        var store = await OpenAsync();
+        var billing = new WorkforceInboxLimits(100, 2, Wait);
+        var technical = new WorkforceInboxLimits(100, null, Wait);
+        await store.EnqueueAsync("b1", "billing", "1", "api", null, T0, billing);
+        await store.EnqueueAsync("b2", "billing", "2", "api", null, T0, billing);
+
+        var full = await Assert.ThrowsAsync<WorkforceInboxFullException>(() => store.EnqueueAsync("b3", "billing", "3", "api", null, T0, billing));
+        Assert.Equal(("billing", 2, 2, false), (full.Skill, full.Queued, full.Limit, full.Global));
+        Assert.Contains("full for skill 'billing': 2 tasks of it are queued, the limit is 2", full.Message);
+        Assert.Null(await store.GetAsync("b3"));
+        Assert.True((await store.EnqueueAsync("t1", "technical", "4", "api", null, T0, technical)).Created);
+        Assert.Equal(new Dictionary<string, int> { ["billing"] = 2, ["technical"] = 1 }, await store.QueuedBySkillAsync());
+    }
+
+    [Fact]
+    public async Task Enqueue_RacingStoresOnOneDatabase_NeverTakeTheInboxBeyondItsLimit()
+    {
+        const int limit = 20, workers = 16, each = 6;
+        var limits = new WorkforceInboxLimits(limit, null, Wait);
+        var stores = new List<IWorkforceStore>();
+        for (var s = 0; s < 4; s++) stores.Add(await OpenAsync());
+
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var runs = Enumerable.Range(0, workers).Select(w => Task.Run(async () =>
+        {
+            await stores[w % stores.Count].GetAsync("warm-up"); // each worker's connection open before they all start
+            await gate.Task;
+            var (created, refused) = (0, 0);
+            for (var i = 0; i < each; i++)
+            {
+                try
+                {
+                    // Every other add repeats a task of the worker before it: a repeat is never refused nor counted twice.
+                    var id = i % 2 == 1 ? $"w{(w + 1) % workers}-{i - 1}" : $"w{w}-{i}";
+                    if ((await stores[w % stores.Count].EnqueueAsync(id, "billing", "task", "api", null, T0, limits)).Created) created++;
+                }
+                catch (WorkforceInboxFullException ex)
+                {
+                    Assert.Equal(limit, ex.Limit);
+                    refused++;
+                }
+            }
+            return (created, refused);
+        })).ToArray();
+        gate.SetResult();
+        var results = await Task.WhenAll(runs);
+
+        var queued = (await stores[0].ListAsync(WorkforceTaskStatus.Queued, 1000)).Count;
+        Assert.Equal(limit, queued);
+        Assert.Equal(limit, results.Sum(r => r.created));
+        Assert.True(results.Sum(r => r.refused) > 0, "more adds than places: some were refused");
+    }
 }

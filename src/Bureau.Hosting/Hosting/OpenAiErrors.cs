@@ -39,6 +39,7 @@ internal static class OpenAiErrors
         RunNotFoundException n => Create(404, n.Message, "invalid_request_error", null, "not_found", n.RunId),
         RunStateConflictException c => Create(409, c.Message, "invalid_request_error", null, "run_state_conflict", c.RunId),
         QueueFullException q => Create(429, q.Message, "rate_limit_error", "model", "queue_full", retryAfter: (int)Math.Ceiling(q.RetryAfter.TotalSeconds)),
+        WorkforceInboxFullException w => Create(429, w.Message, "rate_limit_error", null, "inbox_full", retryAfter: (int)Math.Ceiling(w.RetryAfter.TotalSeconds)),
         StorageUnavailableException s => Create(503, s.Message + "; nothing of this request was stored unless it said otherwise", "server_error", null, "storage_unavailable",
             retryAfter: s.IsTransient ? 5 : 60),
         DeadLetterNotFoundException d => Create(404, d.Message, "invalid_request_error", "id", "not_found"),

@@ -30,6 +30,8 @@ internal static class Problems
         StorageUnavailableException s => Unavailable(s),
         QueueFullException q => new WithRetryAfter(Create(StatusCodes.Status429TooManyRequests, "queue-full", q.Message, "agent",
             extra: new() { ["agent"] = q.Agent, ["queued"] = q.Queued, ["limit"] = q.Limit }), (int)Math.Ceiling(q.RetryAfter.TotalSeconds)),
+        WorkforceInboxFullException w => new WithRetryAfter(Create(StatusCodes.Status429TooManyRequests, "inbox-full", w.Message, "skill",
+            extra: new() { ["skill"] = w.Skill, ["queued"] = w.Queued, ["limit"] = w.Limit, ["global"] = w.Global }), (int)Math.Ceiling(w.RetryAfter.TotalSeconds)),
         DeadLetterNotFoundException d => Create(StatusCodes.Status404NotFound, "dead-letter-not-found", d.Message, "id"),
         BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } b => Create(StatusCodes.Status413PayloadTooLarge, "body-too-large", b.Message, "body"),
         _ => throw ex,

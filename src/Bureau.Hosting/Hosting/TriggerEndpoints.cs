@@ -17,7 +17,7 @@ internal static class TriggerEndpoints
             {
                 return await next(ctx);
             }
-            catch (Exception ex) when (ex is ApiException or UnknownAgentException or EmptyInputException or StorageUnavailableException or QueueFullException
+            catch (Exception ex) when (ex is ApiException or UnknownAgentException or EmptyInputException or StorageUnavailableException or QueueFullException or WorkforceInboxFullException
                                        or BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge })
             {
                 if (ctx.HttpContext.Response.HasStarted) throw;

@@ -10,7 +10,8 @@ namespace Bureau.Hosting;
 /// <summary>
 /// The workforce (docs/workforce.md): <c>GET /v1/workforce</c> (members, load, inbox, memory size),
 /// <c>POST /v1/workforce/tasks</c> (a task into the durable inbox, routed by skill and load; the same id again returns
-/// the first task) and <c>GET /v1/workforce/tasks/{id}</c>.
+/// the first task; 429 with <c>Retry-After</c> when the inbox is full, <see cref="WorkforceInboxFullException"/>) and
+/// <c>GET /v1/workforce/tasks/{id}</c>.
 /// </summary>
 internal static class WorkforceApi
 {
@@ -23,7 +24,7 @@ internal static class WorkforceApi
             .WithName("SubmitWorkforceTask").WithSummary("Put a task in the workforce's inbox (durable before the answer): {\"skill\", \"input\", \"id\"?}; the same id again returns the first task (200).")
             .Body<WorkforceTaskBody>()
             .Produces<WorkforceTaskDoc>(StatusCodes.Status202Accepted).Produces<WorkforceTaskDoc>(StatusCodes.Status200OK)
-            .ProducesProblem(400).ProducesProblem(413).ProducesProblem(415).ProducesProblem(503);
+            .ProducesProblem(400).ProducesProblem(413).ProducesProblem(415).ProducesProblem(429).ProducesProblem(503);
         v1.MapGet("/workforce/tasks/{id}", (Delegate)GetTaskAsync).WithMetadata(new PermissionMetadata(ApiPermission.Read))
             .WithName("GetWorkforceTask").WithSummary("One task: its state (queued, assigned, running, succeeded, failed, canceled), the member and run that do it, the output.")
             .Produces<WorkforceTaskDoc>().ProducesProblem(404);

@@ -68,10 +68,14 @@ public sealed class BureauOptions
     /// <summary>How agents' retention policies (<c>retention:</c> in the manifest) are applied (section <c>Bureau:Retention</c>).</summary>
     public BureauRetentionOptions Retention { get; set; } = new();
 
+    /// <summary>The workforce's inbox limits (section <c>Bureau:Workforce</c>; docs/workforce.md).</summary>
+    public BureauWorkforceOptions Workforce { get; set; } = new();
+
     internal IEnumerable<string> Problems()
     {
         if (Retention.SweepInterval < TimeSpan.FromSeconds(1)) yield return $"Bureau:Retention:SweepInterval must be at least 1 second (is {Retention.SweepInterval})";
         if (Retention.BatchSize is < 1 or > 10_000) yield return $"Bureau:Retention:BatchSize must be between 1 and 10000 (is {Retention.BatchSize})";
+        foreach (var problem in Workforce.Problems()) yield return problem;
         if (MaxQueuedRuns < 1) yield return $"Bureau:MaxQueuedRuns must be at least 1 (is {MaxQueuedRuns})";
         if (MaxQueuedRunsPerAgent < 1) yield return $"Bureau:MaxQueuedRunsPerAgent must be at least 1 (is {MaxQueuedRunsPerAgent})";
         foreach (var (agent, limit) in AgentQueueLimits)
@@ -103,6 +107,38 @@ public sealed class BureauRetentionOptions
 
     /// <summary>Most runs deleted in one write transaction (one audit entry each); small, so appends queued behind it wait little. Default 100.</summary>
     public int BatchSize { get; set; } = 100;
+}
+
+/// <summary>
+/// How big the workforce's inbox may grow (section <c>Bureau:Workforce</c>). A task beyond a limit is refused and nothing is
+/// stored (<see cref="WorkforceInboxFullException"/>: 429 with <c>Retry-After</c> = <see cref="BureauOptions.QueueFullRetryAfter"/>
+/// at the API); adding a task whose id is already in the inbox is never refused. Only queued tasks count: assigned and
+/// running ones are bounded by the members' concurrency.
+/// </summary>
+public sealed class BureauWorkforceOptions
+{
+    /// <summary>Most tasks queued in the inbox, all skills together. Default 10,000.</summary>
+    public int MaxQueuedTasks { get; set; } = 10_000;
+
+    /// <summary>Most tasks of one skill queued in the inbox. Null (default): only <see cref="MaxQueuedTasks"/>.</summary>
+    public int? MaxQueuedTasksPerSkill { get; set; }
+
+    /// <summary>Per-skill limits overriding <see cref="MaxQueuedTasksPerSkill"/>: <c>Bureau:Workforce:SkillQueueLimits:triage = 500</c>.</summary>
+    public Dictionary<string, int> SkillQueueLimits { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>The limits a task of <paramref name="skill"/> is added under.</summary>
+    internal WorkforceInboxLimits LimitsFor(string skill, TimeSpan retryAfter) =>
+        new(MaxQueuedTasks, SkillQueueLimits.TryGetValue(skill, out var own) ? own : MaxQueuedTasksPerSkill, retryAfter);
+
+    internal IEnumerable<string> Problems()
+    {
+        if (MaxQueuedTasks < 1) yield return $"Bureau:Workforce:MaxQueuedTasks must be at least 1 (is {MaxQueuedTasks})";
+        if (MaxQueuedTasksPerSkill < 1) yield return $"Bureau:Workforce:MaxQueuedTasksPerSkill must be at least 1 (is {MaxQueuedTasksPerSkill})";
+        foreach (var (skill, limit) in SkillQueueLimits)
+        {
+            if (limit < 1) yield return $"Bureau:Workforce:SkillQueueLimits:{skill} must be at least 1 (is {limit})";
+        }
+    }
 }
 
 /// <summary>

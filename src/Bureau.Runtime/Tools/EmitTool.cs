@@ -45,7 +45,7 @@ internal sealed class EmitTool(EmitToolDefinition definition, Func<TriggerIngest
         {
             outcomes = await ingest().PublishAsync(doc.RootElement, cancellationToken);
         }
-        catch (QueueFullException ex)
+        catch (Exception ex) when (ex is QueueFullException or WorkforceInboxFullException)
         {
             return ToolOutcome.Error(ex.Message, ToolFailure.Unavailable);
         }

@@ -88,7 +88,7 @@ internal sealed partial class PollService(IServiceProvider services, TimeProvide
                 last = value;
             }
         }
-        catch (QueueFullException ex)
+        catch (Exception ex) when (ex is QueueFullException or WorkforceInboxFullException)
         {
             Log.QueueFull(_logger, poll.Name, ex.Message); // the rest waits for the next poll
         }

@@ -42,6 +42,7 @@ internal sealed partial class TriggerIngest(BureauEngine engine, IServiceProvide
     /// <paramref name="data"/> without a template), with idempotency key <paramref name="key"/>.
     /// </summary>
     /// <exception cref="QueueFullException">The agent's (or the global) queue is full; nothing was written.</exception>
+    /// <exception cref="WorkforceInboxFullException">The trigger targets the workforce and its inbox is full; nothing was written.</exception>
     public async Task<TriggerOutcome> StartAsync(TriggerDefinition trigger, string key, string? eventId, JsonElement ev, JsonElement? data, CancellationToken cancellationToken)
     {
         EnsureRoom(trigger);
@@ -50,7 +51,8 @@ internal sealed partial class TriggerIngest(BureauEngine engine, IServiceProvide
 
     /// <summary>
     /// The run queues' limits, for a trigger that starts an agent or team. A workforce target has none here: its inbox is
-    /// the buffer (durable; a task waits there until a member has room, and the member's run is bounded by its concurrency).
+    /// the buffer (durable; a task waits there until a member has room, and the member's run is bounded by its concurrency),
+    /// bounded by its own limit, which the inbox checks as it adds the task (<see cref="WorkforceInboxFullException"/>).
     /// </summary>
     private void EnsureRoom(TriggerDefinition trigger, int count = 1)
     {
@@ -65,6 +67,7 @@ internal sealed partial class TriggerIngest(BureauEngine engine, IServiceProvide
     /// </summary>
     /// <exception cref="UnknownAgentException">The agent is not deployed.</exception>
     /// <exception cref="ArgumentException">The request is invalid (an empty input; for a workforce target an empty or unknown skill).</exception>
+    /// <exception cref="WorkforceInboxFullException">The workforce's inbox is full; nothing was written (not a dead letter: sending again can work).</exception>
     internal async Task<TriggerDelivery> DeliverAsync(TriggerDefinition trigger, string key, string input, JsonElement ev, string? orderingKey, CancellationToken cancellationToken)
     {
         if (trigger.Workforce is { } target)
@@ -124,6 +127,10 @@ internal sealed partial class TriggerIngest(BureauEngine engine, IServiceProvide
     /// checked first: a full one refuses the whole event before anything is written.
     /// </summary>
     /// <exception cref="QueueFullException">A subscriber's queue is full; nothing was written.</exception>
+    /// <exception cref="WorkforceInboxFullException">
+    /// A subscriber targets the workforce and its inbox is full: the subscribers before it (by name) were delivered, the
+    /// rest not; the event sent again delivers only the rest (their keys).
+    /// </exception>
     public async Task<IReadOnlyList<TriggerOutcome>> PublishAsync(JsonElement cloudEvent, CancellationToken cancellationToken)
     {
         var id = cloudEvent.GetProperty("id").GetString()!;
@@ -153,6 +160,7 @@ internal sealed partial class TriggerIngest(BureauEngine engine, IServiceProvide
     /// </summary>
     /// <exception cref="DeadLetterNotFoundException">No such dead letter.</exception>
     /// <exception cref="QueueFullException">The agent's queue is full.</exception>
+    /// <exception cref="WorkforceInboxFullException">The workforce's inbox is full; the dead letter is left as it was.</exception>
     public async Task<(DeadLetter Letter, TriggerDelivery Delivered)> RetryAsync(string id, CancellationToken cancellationToken)
     {
         var store = Store ?? throw new InvalidOperationException("this storage keeps no dead letters");

@@ -86,11 +86,23 @@ public sealed partial class BureauWorkforce
 
     /// <summary>
     /// Puts a task in the inbox, durably, and wakes the dispatcher. A task with the same id returns the first one
-    /// (<see cref="WorkforceEnqueueResult.Created"/> false) and adds nothing.
+    /// (<see cref="WorkforceEnqueueResult.Created"/> false) and adds nothing, even when the inbox is full. A new task is
+    /// refused when the inbox is at its limit (<see cref="BureauWorkforceOptions"/>); the count and the insert are one decision.
     /// </summary>
     /// <exception cref="UnknownSkillException">No member has the skill; nothing was written.</exception>
     /// <exception cref="ArgumentException">The input is empty, or the id is not a valid task id; nothing was written.</exception>
+    /// <exception cref="WorkforceInboxFullException">
+    /// The inbox is at <c>Bureau:Workforce:MaxQueuedTasks</c> (or the skill's limit) and the id is not in it yet; nothing was written.
+    /// </exception>
     public async Task<WorkforceEnqueueResult> SubmitAsync(WorkforceTaskRequest request, CancellationToken cancellationToken = default)
+    {
+        var result = await AddAsync(request, cancellationToken);
+        if (result.Created) Wake();
+        return result;
+    }
+
+    /// <summary><see cref="SubmitAsync"/> without waking the dispatcher.</summary>
+    private async Task<WorkforceEnqueueResult> AddAsync(WorkforceTaskRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         if (string.IsNullOrWhiteSpace(request.Skill)) throw new ArgumentException("'skill' is required: the skill the task needs", nameof(request));
@@ -98,23 +110,27 @@ public sealed partial class BureauWorkforce
         if (string.IsNullOrWhiteSpace(request.Input)) throw new ArgumentException("'input' is required: the text the member's run starts with", nameof(request));
         if (request.Id is { } id && !IsValidId(id))
             throw new ArgumentException($"'id' must be 1 to 100 characters of letters, digits, '-', '_', '.' or ':', not '{(id.Length > 40 ? id[..40] + "…" : id)}'", nameof(request));
-        var result = await Store.EnqueueAsync(request.Id ?? _newId(), request.Skill, request.Input, request.Source, request.Actor, _time.GetUtcNow(), cancellationToken);
-        if (result.Created) Wake();
-        return result;
+        var limits = _engine.Options.Workforce.LimitsFor(request.Skill, _engine.Options.QueueFullRetryAfter);
+        return await Store.EnqueueAsync(request.Id ?? _newId(), request.Skill, request.Input, request.Source, request.Actor, _time.GetUtcNow(), limits, cancellationToken);
     }
 
     /// <summary>
     /// A member's run hands a task to another member (the <c>delegate</c> tool): the task's id comes from the call's
     /// idempotency key (<c>d-RUN:STEP</c>), so a call re-run after a crash adds nothing new; it goes on the workforce's
     /// board (claimed by the member that takes it, completed with its output) and into the inbox, routed like any task.
+    /// The inbox comes first: a task it refuses (<see cref="WorkforceInboxFullException"/>) leaves the board as it was. The
+    /// dispatcher is woken once the task is on the board too (a crash between the two: the call re-run adds it to the board).
     /// </summary>
+    /// <exception cref="WorkforceInboxFullException">The inbox is full; nothing was written (the tool answers the model with an error).</exception>
     internal async Task<WorkforceEnqueueResult> DelegateAsync(string runId, string idempotencyKey, string skill, string task, CancellationToken ct)
     {
         var run = await _engine.GetRunAsync(runId, ct) ?? throw new RunNotFoundException(runId);
         var id = "d-" + idempotencyKey;
+        var result = await AddAsync(new WorkforceTaskRequest(skill, task, id, "agent:" + run.Agent, run.Actor), ct);
         if (_board is not null)
             await _board.AddTaskAsync(Definition.Board, id, $"{skill}: {(task.Length > 80 ? task[..80] + "…" : task)}", task, run.Agent, _time.GetUtcNow(), ct);
-        return await SubmitAsync(new WorkforceTaskRequest(skill, task, id, "agent:" + run.Agent, run.Actor), ct);
+        if (result.Created) Wake();
+        return result;
     }
 
     /// <summary>Mirrors a delegated task's progress on the board (best effort: the inbox is the truth; a repeat is a no-op conflict).</summary>
