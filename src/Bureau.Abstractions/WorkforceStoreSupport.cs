@@ -31,4 +31,13 @@ internal static class WorkforceStoreSupport
         if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException($"workforce: '{what}' must not be empty", what);
         if (value.Length > max) throw new ArgumentException($"workforce: '{what}' is longer than {max} characters", what);
     }
+
+    /// <summary>The checks of a task to add: its id, skill and source named and not too long, an input given.</summary>
+    internal static void CheckNewTask(string id, string skill, string source, string input)
+    {
+        Check(id, "id", 200);
+        Check(skill, "skill", 200);
+        Check(source, "source", 400);
+        ArgumentNullException.ThrowIfNull(input);
+    }
 }

@@ -29,10 +29,7 @@ public sealed class PostgreSqlWorkforceStore : PostgreSqlSideStore, IWorkforceSt
     /// <inheritdoc />
     public async Task<WorkforceEnqueueResult> EnqueueAsync(string id, string skill, string input, string source, string? actor, DateTimeOffset at, CancellationToken cancellationToken = default)
     {
-        WorkforceStoreSupport.Check(id, "id", 200);
-        WorkforceStoreSupport.Check(skill, "skill", 200);
-        WorkforceStoreSupport.Check(source, "source", 400);
-        ArgumentNullException.ThrowIfNull(input);
+        WorkforceStoreSupport.CheckNewTask(id, skill, source, input);
         var inserted = await WriteAsync("""
             INSERT INTO workforce_tasks(id, skill, input, status, source, actor, created_at, updated_at, version)
             VALUES($1, $2, $3, 'queued', $4, $5, $6, $6, 1)
@@ -53,10 +50,7 @@ public sealed class PostgreSqlWorkforceStore : PostgreSqlSideStore, IWorkforceSt
     /// </remarks>
     public async Task<WorkforceEnqueueResult> EnqueueAsync(string id, string skill, string input, string source, string? actor, DateTimeOffset at, WorkforceInboxLimits limits, CancellationToken cancellationToken = default)
     {
-        WorkforceStoreSupport.Check(id, "id", 200);
-        WorkforceStoreSupport.Check(skill, "skill", 200);
-        WorkforceStoreSupport.Check(source, "source", 400);
-        ArgumentNullException.ThrowIfNull(input);
+        WorkforceStoreSupport.CheckNewTask(id, skill, source, input);
         ArgumentNullException.ThrowIfNull(limits);
         await using (var c = await OpenAsync(cancellationToken))
         {

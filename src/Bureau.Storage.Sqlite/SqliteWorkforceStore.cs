@@ -15,25 +15,25 @@ public sealed class SqliteWorkforceStore(SqliteStoreOptions options) : SqliteSid
     /// <inheritdoc />
     public async Task<WorkforceEnqueueResult> EnqueueAsync(string id, string skill, string input, string source, string? actor, DateTimeOffset at, CancellationToken cancellationToken = default)
     {
-        WorkforceStoreSupport.Check(id, "id", 200);
-        WorkforceStoreSupport.Check(skill, "skill", 200);
-        WorkforceStoreSupport.Check(source, "source", 400);
-        ArgumentNullException.ThrowIfNull(input);
+        WorkforceStoreSupport.CheckNewTask(id, skill, source, input);
         await using var c = await OpenAsync(cancellationToken);
         var inserted = await ExecAsync(c, $"""
             INSERT INTO workforce_tasks(id, skill, input, status, source, actor, created_at, updated_at, version)
             VALUES($id, $skill, $input, 'queued', $source, $actor, $at, $at, 1)
             ON CONFLICT(id) DO NOTHING
-            """, p =>
-        {
-            p.AddWithValue("$id", id);
-            p.AddWithValue("$skill", skill);
-            p.AddWithValue("$input", input);
-            p.AddWithValue("$source", source);
-            p.AddWithValue("$actor", (object?)actor ?? DBNull.Value);
-            p.AddWithValue("$at", at.ToUnixTimeMilliseconds());
-        }, cancellationToken);
+            """, p => BindNewTask(p, id, skill, input, source, actor, at), cancellationToken);
         return new WorkforceEnqueueResult((await ReadAsync(c, id, cancellationToken))!, inserted == 1);
+    }
+
+    /// <summary>The parameters of the <c>INSERT</c> of a new queued task.</summary>
+    private static void BindNewTask(SqliteParameterCollection p, string id, string skill, string input, string source, string? actor, DateTimeOffset at)
+    {
+        p.AddWithValue("$id", id);
+        p.AddWithValue("$skill", skill);
+        p.AddWithValue("$input", input);
+        p.AddWithValue("$source", source);
+        p.AddWithValue("$actor", (object?)actor ?? DBNull.Value);
+        p.AddWithValue("$at", at.ToUnixTimeMilliseconds());
     }
 
     /// <inheritdoc />
@@ -47,10 +47,7 @@ public sealed class SqliteWorkforceStore(SqliteStoreOptions options) : SqliteSid
     /// </remarks>
     public async Task<WorkforceEnqueueResult> EnqueueAsync(string id, string skill, string input, string source, string? actor, DateTimeOffset at, WorkforceInboxLimits limits, CancellationToken cancellationToken = default)
     {
-        WorkforceStoreSupport.Check(id, "id", 200);
-        WorkforceStoreSupport.Check(skill, "skill", 200);
-        WorkforceStoreSupport.Check(source, "source", 400);
-        ArgumentNullException.ThrowIfNull(input);
+        WorkforceStoreSupport.CheckNewTask(id, skill, source, input);
         ArgumentNullException.ThrowIfNull(limits);
         await using var c = await OpenAsync(cancellationToken);
         if (await CheckAsync(c, id, skill, limits, cancellationToken) is { } seen) return seen; // no lock: a known id, or full then
@@ -59,15 +56,7 @@ public sealed class SqliteWorkforceStore(SqliteStoreOptions options) : SqliteSid
         await ExecAsync(c, """
             INSERT INTO workforce_tasks(id, skill, input, status, source, actor, created_at, updated_at, version)
             VALUES($id, $skill, $input, 'queued', $source, $actor, $at, $at, 1)
-            """, p =>
-        {
-            p.AddWithValue("$id", id);
-            p.AddWithValue("$skill", skill);
-            p.AddWithValue("$input", input);
-            p.AddWithValue("$source", source);
-            p.AddWithValue("$actor", (object?)actor ?? DBNull.Value);
-            p.AddWithValue("$at", at.ToUnixTimeMilliseconds());
-        }, cancellationToken);
+            """, p => BindNewTask(p, id, skill, input, source, actor, at), cancellationToken);
         await Guard(async () => { await tx.CommitAsync(cancellationToken); return 0; });
         var stored = DateTimeOffset.FromUnixTimeMilliseconds(at.ToUnixTimeMilliseconds()); // as read back: milliseconds, UTC
         return new WorkforceEnqueueResult(new WorkforceTask(id, skill, input, WorkforceTaskStatus.Queued, null, null, source, actor, stored, stored, 1), true);
