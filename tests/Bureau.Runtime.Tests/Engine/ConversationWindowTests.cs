@@ -155,15 +155,4 @@ public sealed class ConversationWindowTests : IAsyncDisposable
         Assert.Equal(conversation.Skip(4), w.Messages.Skip(3)); // both calls of the newest answer with both results
     }
 
-    private sealed class CrashOnce(string point) : ICrashPoints
-    {
-        private int _crashed;
-        public bool Crashed => Volatile.Read(ref _crashed) == 1;
-
-        public void Hit(string name)
-        {
-            if (name == point && Interlocked.Exchange(ref _crashed, 1) == 0)
-                throw new InvalidOperationException($"simulated crash at {name}");
-        }
-    }
 }

@@ -204,17 +204,6 @@ public sealed class MemoryToolTests : IAsyncDisposable
         Assert.Contains("\"enum\":[\"team\",\"tenant\"]", ((AIFunctionDeclaration)tool).JsonSchema.GetRawText().Replace(" ", ""));
     }
 
-    private sealed class CrashOnce(string point) : ICrashPoints
-    {
-        private int _crashed;
-        public bool Crashed => Volatile.Read(ref _crashed) == 1;
-
-        public void Hit(string name)
-        {
-            if (name == point && Interlocked.Exchange(ref _crashed, 1) == 0)
-                throw new InvalidOperationException($"simulated crash at {name}");
-        }
-    }
 
     private sealed class OptionsRecorder(List<ChatOptions?> seen) : IChatClient
     {

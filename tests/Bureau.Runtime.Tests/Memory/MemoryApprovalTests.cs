@@ -271,15 +271,4 @@ public sealed class MemoryApprovalTests : IAsyncDisposable
         throw new TimeoutException($"run {id} never reached the state");
     }
 
-    private sealed class CrashOnce(string point) : ICrashPoints
-    {
-        private int _crashed;
-        public bool Crashed => Volatile.Read(ref _crashed) == 1;
-
-        public void Hit(string name)
-        {
-            if (name == point && Interlocked.Exchange(ref _crashed, 1) == 0)
-                throw new InvalidOperationException($"simulated crash at {name}");
-        }
-    }
 }

@@ -685,17 +685,6 @@ public sealed class TeamTests : IAsyncDisposable
         Assert.Contains("bureau:orphan-sweep", childRun.Error);
     }
 
-    private sealed class CrashOnce(string point) : Bureau.Engine.ICrashPoints
-    {
-        private int _crashed;
-        public bool Crashed => Volatile.Read(ref _crashed) == 1;
-
-        public void Hit(string name)
-        {
-            if (name == point && Interlocked.Exchange(ref _crashed, 1) == 0)
-                throw new InvalidOperationException($"simulated crash at {name}");
-        }
-    }
 
     [Fact]
     public async Task Trace_EveryRunOfTheTreeIsInOneTrace_MembersUnderTheirTeam()
