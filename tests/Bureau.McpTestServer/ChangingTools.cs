@@ -16,6 +16,8 @@ namespace Bureau.McpTestServer;
 public sealed class ChangingTools
 {
     private McpServerPrimitiveCollection<McpServerTool>? _tools;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, McpServerTool> _dynamic = new(StringComparer.Ordinal);
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _listings;
     private volatile bool _failListing;
     private volatile TaskCompletionSource? _hold;
@@ -44,30 +46,105 @@ public sealed class ChangingTools
         builder.Services.Configure<McpServerOptions>(o =>
         {
             _tools = o.ToolCollection ??= [];
-            foreach (var (name, property) in initial) _tools.Add(Create(name, property, "A tool the server started with."));
+            foreach (var (name, property) in initial)
+            {
+                var tool = Create(name, property, "A tool the server started with.");
+                _dynamic[name] = tool;
+                _tools.Add(tool);
+            }
         });
-        return builder.WithRequestFilters(f => f.AddListToolsFilter(next => async (context, cancellationToken) =>
+        return builder.WithRequestFilters(f => f.AddListToolsFilter(CountListings));
+    }
+
+    /// <summary>
+    /// For a streamable HTTP server (stateless: a server per request, so the SDK's own tool collection cannot change
+    /// for everyone): the changing tools are listed and called through handlers, and a <c>subscriptions/listen</c>
+    /// handler acknowledges <c>toolsListChanged</c> and sends <c>notifications/tools/list_changed</c> on its stream after
+    /// each change, as an HTTP server that supports the changes must on the 2026-07-28 revision.
+    /// </summary>
+    public IMcpServerBuilder AddToHttp(IMcpServerBuilder builder, IReadOnlyList<(string Name, string Property)>? initial = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        foreach (var (name, property) in initial ?? []) _dynamic[name] = Create(name, property, "A tool the server started with.");
+        builder.Services.Configure<McpServerOptions>(o =>
+        {
+            o.Capabilities ??= new();
+            o.Capabilities.Tools ??= new();
+            o.Capabilities.Tools.ListChanged = true;
+        });
+        return builder
+            .WithListToolsHandler((_, _) => ValueTask.FromResult(new ListToolsResult { Tools = [.. _dynamic.Values.Select(t => t.ProtocolTool)] }))
+            .WithCallToolHandler(async (context, cancellationToken) =>
+                _dynamic.TryGetValue(context.Params?.Name ?? "", out var tool)
+                    ? await tool.InvokeAsync(context, cancellationToken)
+                    : throw new McpProtocolException($"Unknown tool: '{context.Params?.Name}'", McpErrorCode.InvalidParams))
+            .WithSubscriptionsListenHandler(async (context, cancellationToken) =>
+            {
+                var next = Volatile.Read(ref _changed).Task;
+                var wanted = context.Params?.Notifications?.ToolsListChanged == true;
+                await context.Server.SendNotificationAsync(NotificationMethods.SubscriptionsAcknowledgedNotification,
+                    new SubscriptionsAcknowledgedNotificationParams { Notifications = new SubscriptionsListenNotifications { ToolsListChanged = wanted ? true : null } },
+                    cancellationToken: cancellationToken);
+                try
+                {
+                    while (wanted)
+                    {
+                        await next.WaitAsync(cancellationToken);
+                        next = Volatile.Read(ref _changed).Task;
+                        await context.Server.SendNotificationAsync(NotificationMethods.ToolListChangedNotification, new ToolListChangedNotificationParams(), cancellationToken: cancellationToken);
+                    }
+                    await Task.Delay(Timeout.Infinite, cancellationToken);
+                }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    // The client ended its subscription.
+                }
+                return new EmptyResult();
+            })
+            .WithRequestFilters(f => f.AddListToolsFilter(next => async (context, cancellationToken) =>
+            {
+                Interlocked.Increment(ref _listings);
+                if (_hold is { } hold) await hold.Task.WaitAsync(cancellationToken);
+                if (_failListing) throw new McpException("listing fails on purpose (ChangingTools.FailListing)");
+                return await next(context, cancellationToken);
+            }));
+    }
+
+    /// <summary>Counts the listings, and holds or fails them when asked.</summary>
+    private McpRequestHandler<ListToolsRequestParams, ListToolsResult> CountListings(McpRequestHandler<ListToolsRequestParams, ListToolsResult> next) =>
+        async (context, cancellationToken) =>
         {
             Interlocked.Increment(ref _listings);
             if (_hold is { } hold) await hold.Task.WaitAsync(cancellationToken);
             if (_failListing) throw new McpException("listing fails on purpose (ChangingTools.FailListing)");
             return await next(context, cancellationToken);
-        }));
-    }
+        };
 
-    private McpServerPrimitiveCollection<McpServerTool> Tools =>
-        _tools ?? throw new InvalidOperationException("the server has not been built yet (its options were not read)");
+    private void Signal() => Interlocked.Exchange(ref _changed, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
     /// <summary>Adds (or replaces) a tool named <paramref name="name"/> taking one string property, <paramref name="property"/>; it answers with its name and arguments.</summary>
     public void Set(string name, string property, string description = "A tool added while the server runs.")
     {
         var tool = Create(name, property, description);
-        var tools = Tools;
-        using (tools.DeferChangedEvents())
+        _dynamic[name] = tool;
+        if (_tools is { } tools)
         {
-            if (tools.TryGetPrimitive(name, out var old)) tools.Remove(old);
-            tools.Add(tool);
+            using (tools.DeferChangedEvents())
+            {
+                if (tools.TryGetPrimitive(name, out var old)) tools.Remove(old);
+                tools.Add(tool);
+            }
         }
+        Signal();
+    }
+
+    /// <summary>Removes the tool named <paramref name="name"/>; false when there is none.</summary>
+    public bool Remove(string name)
+    {
+        var removed = _dynamic.TryRemove(name, out _);
+        if (_tools is { } tools && tools.TryGetPrimitive(name, out var tool)) removed = tools.Remove(tool) || removed;
+        Signal();
+        return removed;
     }
 
     private static McpServerTool Create(string name, string property, string description)
@@ -80,9 +157,6 @@ public sealed class ChangingTools
         });
         return McpServerTool.Create(new Changing(name, description, schema), new McpServerToolCreateOptions { Name = name, Description = description, ReadOnly = true });
     }
-
-    /// <summary>Removes the tool named <paramref name="name"/>; false when there is none.</summary>
-    public bool Remove(string name) => Tools.TryGetPrimitive(name, out var tool) && Tools.Remove(tool);
 
     /// <summary>The tool <c>change_tools</c>, through which the client of a stdio server changes it.</summary>
     public McpServerTool ControlTool() => McpServerTool.Create(

@@ -1,3 +1,4 @@
+using Bureau.McpTestServer;
 using Bureau.Tests.Support;
 using Bureau.Tools.Mcp;
 using Microsoft.Extensions.AI;
@@ -239,5 +240,35 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
         var result = Assert.Single(journal.OfType<ToolCompleted>());
         Assert.False(result.IsError, result.Content);
         Assert.Equal("last: fresh: text=new", second.Output);
+    }
+
+    [Fact]
+    public async Task Http_AToolAddedAndOneWithdrawn_OverTheSubscriptionStream()
+    {
+        var changing = new ChangingTools();
+        await using var app = await McpTestSupport.StartHttpServerAsync(null, changing: changing);
+        changing.Set("doomed", "text");
+        var server = new McpServerToolDefinition { Name = "web", Url = McpTestSupport.McpAddress(app), ConnectTimeout = TimeSpan.FromSeconds(60), Timeout = TimeSpan.FromSeconds(60) };
+        _f.Definitions.Add(server);
+        _f.AddAgent(tools: "web");
+        FakeModel model = null!;
+        model = _f.UseModel((msgs, turn) => turn == 1 && model.LastToolNames.Contains("web_added")
+            ? FakeModel.Call("web_added", """{"text":"over http"}""")
+            : FakeModel.Text("last: " + (FakeModel.LastToolResult(msgs) ?? "(no call)")));
+        var engine = await StartAsync(server);   // subscribed: the server acknowledged toolsListChanged on subscriptions/listen
+        Assert.Contains("web_doomed", engine.Definitions.Agents["a"].Tools);
+
+        changing.Set("added", "text");
+        changing.Remove("doomed");
+        await WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("web_added") && !engine.Definitions.Tools.ContainsKey("web_doomed"),
+            "the HTTP server's changes to be deployed");
+
+        Assert.DoesNotContain("web_doomed", engine.Definitions.Agents["a"].Tools);
+        Assert.Contains("web_echo", engine.Definitions.Agents["a"].Tools);
+        var (run, journal) = await RunAsync(engine);
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        var result = Assert.Single(journal.OfType<ToolCompleted>());
+        Assert.False(result.IsError, result.Content);
+        Assert.Equal("last: added: text=over http", run.Output);
     }
 }
