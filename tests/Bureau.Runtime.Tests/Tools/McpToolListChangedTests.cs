@@ -271,4 +271,25 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
         Assert.False(result.IsError, result.Content);
         Assert.Equal("last: added: text=over http", run.Output);
     }
+
+    [Fact]
+    public async Task AToolWhoseNameAnotherToolHas_IsLeftOut_TheRestOfTheListingIsDeployed()
+    {
+        var server = Serve();
+        _f.AddTool("live_clash", ToolEffect.Read);   // a tool of Bureau's own with the name the server's 'clash' would get
+        _f.AddAgent(tools: ["live", "live_clash"]);   // replaces the agent Serve added
+        _f.UseModel((_, _) => FakeModel.Text("done"));
+        var engine = await StartAsync(server);
+        var own = engine.Definitions.Tools["live_clash"];
+
+        await ChangeAsync("set", "clash", "text");
+        await ChangeAsync("set", "fine", "text");
+        await WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_fine"), "the listing to be deployed");
+
+        Assert.Same(own, engine.Definitions.Tools["live_clash"]);   // the server's tool did not take the name
+        Assert.IsNotType<McpToolDefinition>(engine.Definitions.Tools["live_clash"]);
+        Assert.Single(engine.Definitions.Agents["a"].Tools, t => t == "live_clash");
+        var (run, _) = await RunAsync(engine);
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+    }
 }
