@@ -189,6 +189,7 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
         await WaitForAsync(() => !_connection.Relisting, "the re-listing to end");
 
         var listings = int.Parse(await ChangeAsync("listings"), System.Globalization.CultureInfo.InvariantCulture) - listingsBefore;
+        TestContext.Current.TestOutputHelper?.WriteLine($"{Burst} notifications received, {listings} listing(s) at the server, {_connection.Relistings - relistingsBefore} re-listing(s) by Bureau");
         Assert.InRange(listings, 1, 2);
         Assert.InRange(_connection.Relistings - relistingsBefore, 1, 2);
     }
