@@ -7,7 +7,9 @@ namespace Bureau;
 /// (<see cref="Url"/>). When the host starts, Bureau connects, lists the server's tools, keeps those that pass
 /// <see cref="Include"/> and <see cref="Exclude"/>, and deploys each as a tool of its own named
 /// <see cref="Prefix"/> + the server's name for it (an <see cref="McpToolDefinition"/>). An agent that lists this
-/// definition's name among its tools gets all of them. Each call is validated against the tool's input schema,
+/// definition's name among its tools gets all of them. When the server sends <c>notifications/tools/list_changed</c>,
+/// its tools are listed and deployed again by the same rules: new ones are added, changed ones replaced, withdrawn ones
+/// removed, for runs that start from then on (a run already going keeps the list it started with). Each call is validated against the tool's input schema,
 /// journaled, idempotency-keyed and goes through the retry, breaker and timeout links like any tool; the
 /// settings inherited from <see cref="ToolDefinition"/> (timeout, retry, breaker, concurrency) apply to each tool.
 /// <see cref="ToolDefinition.Effect"/> is the effect of a tool the server marks neither way (default <c>read</c>);
@@ -51,7 +53,7 @@ public sealed class McpServerToolDefinition : ToolDefinition
     /// <summary>Put before each tool's name to make Bureau's name; null: this definition's name and <c>_</c> (<c>files_read_file</c>).</summary>
     public string? Prefix { get; init; }
 
-    /// <summary>How long connecting and listing the tools may take at start (and each reconnect's handshake); null: <see cref="DefaultConnectTimeout"/>.</summary>
+    /// <summary>How long connecting and listing the tools may take at start (and each reconnect's handshake, and each listing after the server said its tools changed); null: <see cref="DefaultConnectTimeout"/>.</summary>
     public TimeSpan? ConnectTimeout { get; init; }
 
     /// <summary>The connect timeout used when none is set: 30 seconds.</summary>
@@ -63,7 +65,8 @@ public sealed class McpServerToolDefinition : ToolDefinition
 
 /// <summary>
 /// One tool of an MCP server as Bureau deploys it: made at start from the server's listing (see
-/// <see cref="McpServerToolDefinition"/>), with the server's input schema as <see cref="ToolDefinition.Parameters"/>.
+/// <see cref="McpServerToolDefinition"/>), or from a later listing (the server answered after start, or said its tools
+/// changed), with the server's input schema as <see cref="ToolDefinition.Parameters"/>.
 /// </summary>
 public sealed class McpToolDefinition : ToolDefinition
 {

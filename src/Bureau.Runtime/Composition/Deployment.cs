@@ -3,6 +3,7 @@ using Bureau.Manifests;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace Bureau;
@@ -28,45 +29,96 @@ public sealed class BureauDeployment
             if (mcp is null) throw new InvalidOperationException("MCP servers are deployed, but this host has no MCP connections (compose it with AddBureau())");
             // A server that cannot be reached now does not stop the start: it is connected in the background, and its
             // tools are deployed when it answers (McpToolsArrived).
-            Tools.Mcp.McpToolListing.Expand(all, mcp, (loggers ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger("Bureau.Mcp"), McpToolsArrived);
+            _mcpLogger = (loggers ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger("Bureau.Mcp");
+            Tools.Mcp.McpToolListing.Expand(all, mcp, _mcpLogger, McpToolsListed);
         }
         if (workforce is not null) Workforce.WorkforceDelegation.Deploy(all, workforce); // the built-in 'delegate' tool of members that delegate
         _definitions = all;
+        // A server's notifications/tools/list_changed is acted on from now on, when there are definitions to change (decision 0051).
+        mcp?.FollowToolChanges();
     }
+
+    private readonly Microsoft.Extensions.Logging.ILogger _mcpLogger = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
 
     private volatile BureauDefinitions _definitions = null!;
     private readonly Lock _swap = new();
 
     /// <summary>
     /// The deployed models, tools and agents. Never changed in place: when an MCP server that could not be reached
-    /// at start is listed, a new set replaces this one (docs/decisions/0028), so a reader that holds one sees a
-    /// consistent whole.
+    /// at start is listed (docs/decisions/0028), or a server's tools changed (docs/decisions/0051), a new set replaces
+    /// this one, so a reader that holds one sees a consistent whole.
     /// </summary>
     public BureauDefinitions Definitions => _definitions;
 
     /// <summary>
-    /// Deploys the tools of <paramref name="server"/>, listed after start: they replace the server's placeholders
-    /// (the tools named in its <c>include</c>), and the agents that listed the server get them.
+    /// Deploys the tools of <paramref name="server"/> listed after start: when it could not be reached at start
+    /// (<paramref name="relisting"/> false; decision 0028) or after its <c>notifications/tools/list_changed</c>
+    /// (<paramref name="relisting"/> true; decision 0051). The tools are named as at start, against the tools deployed
+    /// now: a name another tool has, an invalid name or an input schema that does not compile is logged as an error
+    /// naming the server and the tool, and that tool is left out. New tools are added to <paramref name="agents"/>
+    /// (the agents that list the server); a tool whose definition changed is replaced; on a re-listing, a tool the
+    /// server no longer offers is withdrawn from the tools and the agents. Nothing changes when nothing did.
     /// </summary>
-    internal void McpToolsArrived(McpServerToolDefinition server, IReadOnlyList<McpToolDefinition> tools, IReadOnlyCollection<string> agents)
+    internal void McpToolsListed(McpServerToolDefinition server, IList<ModelContextProtocol.Client.McpClientTool> listing, IReadOnlyCollection<string> agents, bool relisting)
     {
+        var when = relisting ? "re-listed after notifications/tools/list_changed" : "listed after start";
         lock (_swap)
         {
             var old = _definitions;
+            var mine = old.Tools.Values.OfType<McpToolDefinition>().Where(t => t.Server.Name == server.Name).ToDictionary(t => t.Name, StringComparer.Ordinal);
+            var problems = new List<string>();
+            var deployed = Tools.Mcp.McpToolListing.Deploy(server, listing, name => old.Tools.ContainsKey(name) && !mine.ContainsKey(name), problems);
+            foreach (var problem in problems) _mcpLogger.LogError("{Problem} ({When}: the tool is left out)", problem, when);
+            var added = new List<McpToolDefinition>();
+            var changed = new List<McpToolDefinition>();
+            foreach (var tool in deployed)
+            {
+                if (!mine.TryGetValue(tool.Name, out var current)) added.Add(tool);
+                else if (!SameTool(current, tool)) changed.Add(tool);
+            }
+            foreach (var tool in added.Concat(changed).ToList())
+            {
+                if (Tools.ToolCallValidator.SchemaProblem(tool.Parameters) is not { } problem) continue;
+                _mcpLogger.LogError("MCP server '{Server}': tool '{Remote}' ({Name}) has an input schema that is not a valid JSON Schema ({Problem}); {When}: the tool is left out{Kept}",
+                    server.Name, tool.RemoteName, tool.Name, problem, when, mine.ContainsKey(tool.Name) ? ", its earlier definition stays" : "");
+                added.Remove(tool);
+                changed.Remove(tool);
+            }
+            // A placeholder the first listing lacks (an include name the server does not have) stays: its calls say the server does not offer it.
+            var withdrawn = relisting
+                ? mine.Keys.Where(n => !deployed.Any(d => d.Name == n)).ToHashSet(StringComparer.Ordinal)
+                : [];
+            if (added.Count + changed.Count + withdrawn.Count == 0)
+            {
+                if (relisting) _mcpLogger.LogInformation("MCP server '{Server}': its tools were listed again; nothing changed", server.Name);
+                return;
+            }
             var copy = new BureauDefinitions { SourcePath = old.SourcePath }.Merge(old);
             copy.Policies = old.Policies;
-            // A placeholder the listing lacks (an include name the server does not have) stays: its calls get the server's refusal.
-            foreach (var tool in tools) copy.Add(tool);
-            foreach (var agentName in agents)
+            foreach (var tool in added.Concat(changed)) copy.Add(tool);
+            foreach (var name in withdrawn) copy.Tools.Remove(name);
+            foreach (var agent in old.Agents.Values)
             {
-                if (!copy.Agents.TryGetValue(agentName, out var agent)) continue;
-                var list = agent.Tools.ToList();
-                list.AddRange(tools.Select(t => t.Name).Where(n => !list.Contains(n, StringComparer.Ordinal)));
+                var lists = agents.Contains(agent.Name, StringComparer.Ordinal);
+                if (!lists && !agent.Tools.Any(withdrawn.Contains)) continue;
+                var list = agent.Tools.Where(n => !withdrawn.Contains(n)).ToList();
+                if (lists) list.AddRange(added.Select(t => t.Name).Where(n => !list.Contains(n, StringComparer.Ordinal)));
                 copy.Add(agent.WithTools(list));
             }
             _definitions = copy;
+            _mcpLogger.LogInformation("MCP server '{Server}': tools {When}: {Added} added ({AddedNames}), {Changed} changed ({ChangedNames}), {Withdrawn} withdrawn ({WithdrawnNames})",
+                server.Name, when, added.Count, string.Join(", ", added.Select(t => t.Name)), changed.Count, string.Join(", ", changed.Select(t => t.Name)),
+                withdrawn.Count, string.Join(", ", withdrawn.Order(StringComparer.Ordinal)));
         }
     }
+
+    /// <summary>True when <paramref name="b"/> deploys the tool exactly as <paramref name="a"/> does (a listing that changed nothing keeps the definition, its tool and its breaker).</summary>
+    private static bool SameTool(McpToolDefinition a, McpToolDefinition b) =>
+        a.Listed == b.Listed && a.RemoteName == b.RemoteName && a.Description == b.Description && a.Effect == b.Effect && a.EffectSource == b.EffectSource
+        && SameJson(a.Parameters, b.Parameters) && SameJson(a.Annotations, b.Annotations);
+
+    private static bool SameJson(System.Text.Json.JsonElement? a, System.Text.Json.JsonElement? b) =>
+        a is null ? b is null : b is not null && System.Text.Json.JsonElement.DeepEquals(a.Value, b.Value);
 
     private static BureauDefinitions LoadManifest(string path)
     {

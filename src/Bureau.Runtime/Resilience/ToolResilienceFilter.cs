@@ -21,8 +21,11 @@ internal sealed class ToolResilienceFilter : IToolCallFilter
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, ToolLink> _links = new(StringComparer.Ordinal);
 
+    private readonly BureauDeployment _deployment;
+
     public ToolResilienceFilter(BureauDeployment deployment, DependencyHealth health, ResilienceClock clock)
     {
+        _deployment = deployment;
         _health = health;
         _time = clock.Time;
         // Built at start, so that invalid settings given in C# stop the start instead of a run.
@@ -34,10 +37,12 @@ internal sealed class ToolResilienceFilter : IToolCallFilter
     public ValueTask<ToolOutcome> InvokeAsync(ToolCall call, ToolCallHandler next)
     {
         var link = _links.GetOrAdd(call.Tool.Name, static (_, s) => new ToolLink(s.Definition, s.Health, s.Time), (call.Tool.Definition, Health: _health, Time: _time));
-        if (!ReferenceEquals(link.Definition, call.Tool.Definition))
+        if (!ReferenceEquals(link.Definition, call.Tool.Definition)
+            && ReferenceEquals(_deployment.Definitions.Tools.GetValueOrDefault(call.Tool.Name), call.Tool.Definition))
         {
-            // The tool was deployed again (an MCP server listed after start): its effect and settings are the new
-            // definition's, with a fresh breaker and counters.
+            // The tool was deployed again (an MCP server listed after start, or its tool list changed): its effect and
+            // settings are the new definition's, with a fresh breaker and counters. A call of a run that started
+            // before (it holds the earlier definition) goes through the current link, so the two never take turns.
             lock (_links)
             {
                 link = _links[call.Tool.Name];

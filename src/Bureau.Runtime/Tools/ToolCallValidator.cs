@@ -59,6 +59,21 @@ public sealed class ToolCallValidator
         }
     }
 
+    /// <summary>Why <paramref name="schema"/> cannot be a tool's parameters (it does not compile as a JSON Schema); null when it can, or when there is none.</summary>
+    internal static string? SchemaProblem(JsonElement? schema)
+    {
+        if (schema is not { } s) return null;
+        try
+        {
+            JsonSchema.FromText(s.GetRawText(), new BuildOptions { SchemaRegistry = new SchemaRegistry() });
+            return null;
+        }
+        catch (Exception ex) when (ex is JsonSchemaException or JsonException or InvalidOperationException or ArgumentException)
+        {
+            return ex.Message;
+        }
+    }
+
     /// <summary>Checks a call of <paramref name="toolName"/> by <paramref name="agent"/> with <paramref name="argumentsJson"/>.</summary>
     public ToolCallCheck Check(AgentDefinition agent, string toolName, string argumentsJson)
     {

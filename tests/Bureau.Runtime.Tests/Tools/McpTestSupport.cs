@@ -49,13 +49,17 @@ internal static class McpTestSupport
         return script;
     }
 
-    /// <summary>The test server's tools over streamable HTTP on 127.0.0.1 and a free port, at /mcp, requiring <c>Bearer {token}</c> when a token is given.</summary>
-    public static async Task<WebApplication> StartHttpServerAsync(string? token, int port = 0)
+    /// <summary>
+    /// The test server's tools over streamable HTTP on 127.0.0.1 and a free port, at /mcp, requiring <c>Bearer {token}</c>
+    /// when a token is given; with <paramref name="changing"/>, also its changing tools (the test changes them while it runs).
+    /// </summary>
+    public static async Task<WebApplication> StartHttpServerAsync(string? token, int port = 0, ChangingTools? changing = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
         builder.Logging.ClearProviders();
-        builder.Services.AddMcpServer().WithHttpTransport().WithTools<TestTools>();
+        var server = builder.Services.AddMcpServer().WithHttpTransport().WithTools<TestTools>();
+        changing?.AddToHttp(server);
         var app = builder.Build();
         if (token is not null)
         {

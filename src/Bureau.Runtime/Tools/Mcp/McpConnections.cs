@@ -2,14 +2,19 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using System.Text.Json.Nodes;
+using ModelContextProtocol;
 using ModelContextProtocol.Client;
+using ModelContextProtocol.Protocol;
 
 namespace Bureau.Tools.Mcp;
 
 /// <summary>
 /// Bureau's connections to its MCP servers: one client per server, made on first use and made again on the next
 /// call after it closed (a stdio server that crashed or was killed is started again; an HTTP session that ended
-/// is opened again). Disposing closes them all (stdio servers are stopped).
+/// is opened again). A server that announces tool list changes is subscribed to, and its
+/// <c>notifications/tools/list_changed</c> make its tools be listed again (docs/decisions/0051). Disposing closes them
+/// all (stdio servers are stopped).
 /// </summary>
 public sealed class McpConnections : IAsyncDisposable
 {
@@ -33,6 +38,27 @@ public sealed class McpConnections : IAsyncDisposable
 
     /// <summary>The longest wait between two background attempts.</summary>
     internal TimeSpan ReconnectMaxDelay { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long a server's tools are re-listed after its first <c>notifications/tools/list_changed</c>: the
+    /// notifications of a burst that arrive meanwhile (or while a listing runs) make one more listing, not one each.
+    /// </summary>
+    internal TimeSpan RelistDelay { get; init; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>True once the deployment follows the servers' tool list changes (<see cref="FollowToolChanges"/>).</summary>
+    internal bool Following => Volatile.Read(ref _following) != 0;
+
+    private int _following;
+
+    /// <summary>
+    /// Starts following the servers' <c>notifications/tools/list_changed</c> (docs/decisions/0051): called by the
+    /// deployment once its definitions are built, so a notification that arrived during the start is acted on now.
+    /// </summary>
+    internal void FollowToolChanges()
+    {
+        if (Interlocked.Exchange(ref _following, 1) != 0) return;
+        foreach (var server in _servers.Values) server.RelistIfWanted();
+    }
 
     /// <summary>The connection of <paramref name="server"/> (not yet connected until used).</summary>
     public McpServerConnection For(McpServerToolDefinition server)
@@ -68,6 +94,20 @@ public sealed class McpServerConnection : IAsyncDisposable
     private volatile Pending? _pending;
     private Task? _background;
 
+    // Following the server's tool list (docs/decisions/0051).
+    private Action<IList<McpClientTool>>? _deploy;
+    private readonly Lock _relistGate = new();
+    private int _relistWanted;
+    private bool _relistRunning;
+    private Task? _relistTask;
+    private int _relistings;
+    private int _listChangedReceived;
+    private volatile bool _followsChanges;
+    private volatile Offering? _offered;
+
+    /// <summary>The tools the server offered in its last listing, and when it was listed.</summary>
+    private sealed record Offering(IReadOnlySet<string> Names, DateTimeOffset At);
+
     /// <summary>Why the server is not connected yet and when Bureau tries again (a server unreachable at start).</summary>
     private sealed record Pending(string Reason, DateTimeOffset Since, DateTimeOffset NextAttemptAt, int Attempts);
 
@@ -92,6 +132,142 @@ public sealed class McpServerConnection : IAsyncDisposable
 
     /// <summary>How many times a session was opened (1 after the first connect; more after restarts).</summary>
     public int Connects => Volatile.Read(ref _connects);
+
+    /// <summary>
+    /// True while the current session delivers the server's <c>notifications/tools/list_changed</c>: the server
+    /// declares <c>capabilities.tools.listChanged</c>, and (on protocol revisions that need one) acknowledged Bureau's
+    /// <c>subscriptions/listen</c> for them.
+    /// </summary>
+    internal bool FollowsToolChanges => _followsChanges && IsConnected;
+
+    /// <summary>How many <c>notifications/tools/list_changed</c> arrived from the server.</summary>
+    internal int ListChangedReceived => Volatile.Read(ref _listChangedReceived);
+
+    /// <summary>How many times the server's tools were listed again after a change (attempts, failed ones included).</summary>
+    internal int Relistings => Volatile.Read(ref _relistings);
+
+    /// <summary>True while a re-listing is wanted or running.</summary>
+    internal bool Relisting
+    {
+        get
+        {
+            lock (_relistGate) return _relistRunning || Volatile.Read(ref _relistWanted) != 0 && _deploy is not null && _owner.Following;
+        }
+    }
+
+    /// <summary>
+    /// Null when the server's tool list is not known (never listed); otherwise why a call of
+    /// <paramref name="remoteName"/> must not be sent: the server's last listing does not have it (a tool withdrawn
+    /// after <c>notifications/tools/list_changed</c>).
+    /// </summary>
+    internal string? NotOffered(string remoteName) =>
+        _offered is { } offered && !offered.Names.Contains(remoteName)
+            ? $"the MCP server '{_server.Name}' no longer offers tool '{remoteName}' (its tool list of {offered.At:yyyy-MM-dd HH:mm:ss}Z does not have it): the tool was withdrawn, and runs started since do not see it"
+            : null;
+
+    /// <summary>Records what a listing of the server's tools returned (at start, after start, after a change).</summary>
+    internal void RecordListing(IList<McpClientTool> tools) =>
+        _offered = new Offering(tools.Select(t => t.ProtocolTool.Name).ToHashSet(StringComparer.Ordinal), DateTimeOffset.UtcNow);
+
+    /// <summary>
+    /// From now on, a <c>notifications/tools/list_changed</c> of the server makes Bureau list its tools again
+    /// (bounded by its connect timeout, a burst coalesced into one listing) and hand them to <paramref name="deploy"/>;
+    /// a listing that fails is logged and changes nothing.
+    /// </summary>
+    internal void FollowToolChanges(Action<IList<McpClientTool>> deploy)
+    {
+        lock (_relistGate) _deploy = deploy;
+        RelistIfWanted();
+    }
+
+    /// <summary>Starts a re-listing when a notification asked for one before Bureau was ready to act on it.</summary>
+    internal void RelistIfWanted()
+    {
+        if (Volatile.Read(ref _relistWanted) != 0) RequestRelist();
+    }
+
+    private void ToolListChanged()
+    {
+        Interlocked.Increment(ref _listChangedReceived);
+        _logger.LogInformation("MCP server '{Server}' says its tools changed (notifications/tools/list_changed); listing them again", _server.Name);
+        RequestRelist();
+    }
+
+    /// <summary>
+    /// Asks for one re-listing: one worker at a time lists; requests that arrive while it waits or lists are folded
+    /// into one more listing after it, so a burst of N notifications makes at most two listings.
+    /// </summary>
+    private void RequestRelist()
+    {
+        Volatile.Write(ref _relistWanted, 1);
+        lock (_relistGate)
+        {
+            if (_relistRunning || _deploy is null || !_owner.Following || _stopping.IsCancellationRequested) return;
+            _relistRunning = true;
+            _relistTask = Task.Run(RelistLoopAsync);
+        }
+    }
+
+    private async Task RelistLoopAsync()
+    {
+        var token = _stopping.Token;
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(_owner.RelistDelay, token).ConfigureAwait(false);
+                Volatile.Write(ref _relistWanted, 0);
+                await RelistOnceAsync(token).ConfigureAwait(false);
+                lock (_relistGate)
+                {
+                    if (Volatile.Read(ref _relistWanted) == 0 || token.IsCancellationRequested)
+                    {
+                        _relistRunning = false;
+                        return;
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+            lock (_relistGate) _relistRunning = false;
+        }
+    }
+
+    private async Task RelistOnceAsync(CancellationToken token)
+    {
+        var timeout = _server.ConnectTimeout ?? McpServerToolDefinition.DefaultConnectTimeout;
+        Interlocked.Increment(ref _relistings);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(token);
+        deadline.CancelAfter(timeout);
+        IList<McpClientTool> tools;
+        try
+        {
+            var client = await GetClientAsync(deadline.Token).ConfigureAwait(false);
+            tools = await client.ListToolsAsync(cancellationToken: deadline.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex)
+        {
+            var why = ex is OperationCanceledException ? $"no answer within {timeout.TotalSeconds:0.#}s (connectTimeout)" : ex is McpConnectException ? ex.Message : Reason(ex);
+            _logger.LogError("MCP server '{Server}' said its tools changed, but listing them again failed ({Why}); its tools stay as they were", _server.Name, why);
+            return;
+        }
+        RecordListing(tools);
+        try
+        {
+            Action<IList<McpClientTool>>? deploy;
+            lock (_relistGate) deploy = _deploy;
+            deploy?.Invoke(tools);
+        }
+        catch (Exception ex)
+        {
+            _logger.LogError(ex, "MCP server '{Server}': deploying its changed tools failed; its tools stay as they were", _server.Name);
+        }
+    }
 
     /// <summary>
     /// The connected client, connecting (again) when there is none or the last one closed (its transport ended: the
@@ -152,6 +328,7 @@ public sealed class McpServerConnection : IAsyncDisposable
                         throw new McpConnectException($"listing its tools took longer than {(timeout * 2).TotalSeconds:0.#}s");
                     }
                     // Calls go to the server from now on; then its tools are deployed (placeholders replaced, the others added).
+                    RecordListing(tools);
                     _pending = null;
                     monitor?.SetConnection("connected", null, null);
                     try
@@ -206,7 +383,8 @@ public sealed class McpServerConnection : IAsyncDisposable
                 await DisposeQuietlyAsync(closed);
             }
             _client = await ConnectAsync(cancellationToken);
-            Interlocked.Increment(ref _connects);
+            // A new session after the first: changes announced while there was none were missed, so the tools are listed again.
+            if (Interlocked.Increment(ref _connects) > 1) RequestRelist();
             if (_pending is null) _owner.Monitor(_server)?.SetConnection("connected", null, null);
             return _client;
         }
@@ -301,11 +479,21 @@ public sealed class McpServerConnection : IAsyncDisposable
         deadline.CancelAfter(timeout);
         try
         {
-            return await McpClient.CreateAsync(transport, new McpClientOptions
+            var client = await McpClient.CreateAsync(transport, new McpClientOptions
             {
                 ClientInfo = new ModelContextProtocol.Protocol.Implementation { Name = "bureau", Version = typeof(McpConnections).Assembly.GetName().Version?.ToString() ?? "1.0" },
                 InitializationTimeout = timeout,
+                Handlers = new McpClientHandlers
+                {
+                    NotificationHandlers =
+                    [
+                        new(NotificationMethods.ToolListChangedNotification, (_, _) => { ToolListChanged(); return ValueTask.CompletedTask; }),
+                        new(NotificationMethods.SubscriptionsAcknowledgedNotification, (n, _) => { Acknowledged(n); return ValueTask.CompletedTask; }),
+                    ],
+                },
             }, cancellationToken: deadline.Token);
+            Follow(client);
+            return client;
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
@@ -315,6 +503,57 @@ public sealed class McpServerConnection : IAsyncDisposable
         {
             throw new McpConnectException($"MCP server '{_server.Name}' ({Where}): could not connect: {Reason(ex)}", ex);
         }
+    }
+
+    /// <summary>
+    /// Asks the server for its tool list changes: servers that declare <c>capabilities.tools.listChanged</c> send them
+    /// to the session on revisions before 2026-07-28, and on a <c>subscriptions/listen</c> stream from that revision on.
+    /// </summary>
+    private void Follow(McpClient client)
+    {
+        const string ListenSince = "2026-07-28";
+        _followsChanges = false;
+        if (client.ServerCapabilities.Tools?.ListChanged != true)
+        {
+            _logger.LogDebug("MCP server '{Server}' does not announce tool list changes (capabilities.tools.listChanged): its tools are listed at start only", _server.Name);
+            return;
+        }
+        if (client.NegotiatedProtocolVersion is { } version && string.CompareOrdinal(version, ListenSince) >= 0)
+            _ = ListenAsync(client);
+        else
+            _followsChanges = true;
+    }
+
+    private async Task ListenAsync(McpClient client)
+    {
+        try
+        {
+            // A long-lived request: its response stream carries the notifications until it is cancelled or the session ends.
+            await client.SendRequestAsync<SubscriptionsListenRequestParams, EmptyResult>(RequestMethods.SubscriptionsListen,
+                new SubscriptionsListenRequestParams { Notifications = new SubscriptionsListenNotifications { ToolsListChanged = true } },
+                cancellationToken: _stopping.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (!_stopping.IsCancellationRequested && ReferenceEquals(Volatile.Read(ref _client), client) && !client.Completion.IsCompleted)
+        {
+            _logger.LogWarning("MCP server '{Server}': subscribing to its tool list changes (subscriptions/listen) failed ({Why}); its tools are not listed again until it reconnects",
+                _server.Name, Reason(ex));
+        }
+        catch (Exception)
+        {
+            // The session ended or Bureau is stopping: a new session subscribes again.
+        }
+        finally
+        {
+            if (ReferenceEquals(Volatile.Read(ref _client), client)) _followsChanges = false;
+        }
+    }
+
+    private void Acknowledged(JsonRpcNotification notification)
+    {
+        var granted = notification.Params?["notifications"]?["toolsListChanged"] is JsonNode node && node.GetValueKind() == JsonValueKind.True;
+        _followsChanges = granted;
+        if (!granted)
+            _logger.LogInformation("MCP server '{Server}' did not grant tool list changes on its subscription: its tools are listed at start only", _server.Name);
     }
 
     private string Where => _server.Command is { Count: > 0 } c ? "stdio: " + string.Join(' ', c) : "http: " + _server.Url;
@@ -356,6 +595,19 @@ public sealed class McpServerConnection : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stopping.CancelAsync();
+        Task? relist;
+        lock (_relistGate) relist = _relistTask;
+        if (relist is not null)
+        {
+            try
+            {
+                await relist;
+            }
+            catch (Exception)
+            {
+                // It ends on the cancellation.
+            }
+        }
         if (_background is { } background)
         {
             try
@@ -430,23 +682,26 @@ internal static class McpToolListing
     /// <summary>
     /// Connects to every MCP server in <paramref name="definitions"/>, lists its tools and returns definitions in which
     /// each server entry is replaced by its tools, and each agent that listed the server lists those tools instead.
-    /// A server that cannot be reached or listed fails the start when <paramref name="arrived"/> is null; otherwise the
+    /// A server that cannot be reached or listed fails the start when <paramref name="listed"/> is null; otherwise the
     /// start goes on without it (a degraded start, docs/decisions/0028): the tools its <c>include</c> names are deployed
     /// by name, failing at once until it answers; it is connected in the background, and when it answers its tools
-    /// are handed to <paramref name="arrived"/> with the agents that listed the server.
+    /// are handed to <paramref name="listed"/> with the agents that listed the server. With <paramref name="listed"/>,
+    /// every server's <c>notifications/tools/list_changed</c> is followed (docs/decisions/0051): its tools are listed
+    /// again and handed to <paramref name="listed"/> as a re-listing (the last argument true) once
+    /// <see cref="McpConnections.FollowToolChanges()"/> is called.
     /// </summary>
     /// <exception cref="InvalidOperationException">A server could not be listed, or its tools are not usable (the message says which and why).</exception>
     public static BureauDefinitions Expand(BureauDefinitions definitions, McpConnections connections, ILogger logger,
-        Action<McpServerToolDefinition, IReadOnlyList<McpToolDefinition>, IReadOnlyCollection<string>>? arrived = null)
+        Action<McpServerToolDefinition, IList<McpClientTool>, IReadOnlyCollection<string>, bool>? listed = null)
     {
         var servers = definitions.Tools.Values.OfType<McpServerToolDefinition>().ToList();
         if (servers.Count == 0) return definitions;
         var expanded = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         var problems = new List<string>();
         var late = new List<(McpServerToolDefinition Server, string Error)>();
-        var listed = new List<(McpServerToolDefinition Server, Task<IList<McpClientTool>> Tools)>();
-        foreach (var server in servers) listed.Add((server, ListAsync(server, connections)));
-        foreach (var (server, task) in listed)
+        var listings = new List<(McpServerToolDefinition Server, Task<IList<McpClientTool>> Tools)>();
+        foreach (var server in servers) listings.Add((server, ListAsync(server, connections)));
+        foreach (var (server, task) in listings)
         {
             IList<McpClientTool> tools;
             try
@@ -456,7 +711,7 @@ internal static class McpToolListing
             catch (Exception ex)
             {
                 var error = ex is McpConnectException ? ex.Message : $"MCP server '{server.Name}': listing its tools failed: {McpServerConnection.Reason(ex)}";
-                if (arrived is null)
+                if (listed is null)
                 {
                     problems.Add(error);
                     continue;
@@ -499,17 +754,22 @@ internal static class McpToolListing
             definitions.Add(agent.WithTools(tools));
         }
 
-        var takenAtStart = definitions.Tools.Keys.ToHashSet(StringComparer.Ordinal);
+        if (listed is null) return definitions;
+        var lateServers = late.Select(l => l.Server.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var server in servers.Where(s => !lateServers.Contains(s.Name)))
+        {
+            var agents = agentsOf[server.Name];
+            connections.For(server).FollowToolChanges(tools => listed(server, tools, agents, true));
+        }
         foreach (var (server, error) in late)
         {
-            var placeholders = expanded[server.Name];
-            connections.For(server).ConnectInBackground(error, tools =>
+            var agents = agentsOf[server.Name];
+            var connection = connections.For(server);
+            connection.ConnectInBackground(error, tools =>
             {
-                var lateProblems = new List<string>();
-                var deployed = Deploy(server, tools, name => takenAtStart.Contains(name) && !placeholders.Contains(name, StringComparer.Ordinal), lateProblems);
-                foreach (var problem in lateProblems) logger.LogError("{Problem} (listed after start: the tool is left out)", problem);
-                arrived!(server, deployed, agentsOf[server.Name]);
-                logger.LogInformation("MCP server '{Server}': {Count} tool(s) deployed after start: {Tools}", server.Name, deployed.Count, string.Join(", ", deployed.Select(t => t.Name)));
+                // Named and deployed by the deployment, against the tools deployed now (the rules of the start).
+                listed(server, tools, agents, false);
+                connection.FollowToolChanges(changed => listed(server, changed, agents, true));
             });
         }
         return definitions;
@@ -535,7 +795,7 @@ internal static class McpToolListing
     }
 
     /// <summary>The tools of <paramref name="server"/>'s listing that pass its filters, named and given effects; what is wrong goes to <paramref name="problems"/>.</summary>
-    private static List<McpToolDefinition> Deploy(McpServerToolDefinition server, IList<McpClientTool> tools, Func<string, bool> taken, List<string> problems)
+    internal static List<McpToolDefinition> Deploy(McpServerToolDefinition server, IList<McpClientTool> tools, Func<string, bool> taken, List<string> problems)
     {
         var result = new List<McpToolDefinition>();
         var byRemote = tools.ToDictionary(t => t.ProtocolTool.Name, StringComparer.Ordinal);
@@ -583,10 +843,13 @@ internal static class McpToolListing
     {
         var timeout = server.ConnectTimeout ?? McpServerToolDefinition.DefaultConnectTimeout;
         using var deadline = new CancellationTokenSource(timeout * 2);
-        var client = await connections.For(server).GetClientAsync(deadline.Token).ConfigureAwait(false);
+        var connection = connections.For(server);
+        var client = await connection.GetClientAsync(deadline.Token).ConfigureAwait(false);
         try
         {
-            return await client.ListToolsAsync(cancellationToken: deadline.Token).ConfigureAwait(false);
+            var tools = await client.ListToolsAsync(cancellationToken: deadline.Token).ConfigureAwait(false);
+            connection.RecordListing(tools);
+            return tools;
         }
         catch (OperationCanceledException)
         {

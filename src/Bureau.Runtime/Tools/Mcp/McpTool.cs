@@ -15,7 +15,8 @@ namespace Bureau.Tools.Mcp;
 /// the structured content when there is no text) are the result; <c>isError</c> is a tool error the model sees.
 /// A transport that failed (a stdio server that died, an HTTP server that cannot be reached) fails the call as a
 /// crash, or as not sent when the connection was refused, which the retry and breaker links count; the next
-/// call connects again.
+/// call connects again. A tool the server no longer offers (its last listing, after a
+/// <c>notifications/tools/list_changed</c>, lacks it) fails at once as an <c>error</c>, naming the server and the tool.
 /// </summary>
 internal sealed class McpTool : BureauTool
 {
@@ -42,6 +43,12 @@ internal sealed class McpTool : BureauTool
 
     protected override async Task<ToolOutcome> InvokeCoreAsync(ToolInvocation invocation, CancellationToken cancellationToken)
     {
+        // A run that started before the server withdrew the tool (notifications/tools/list_changed, decision 0051)
+        // still has it in its list: its call fails here, clearly, before anything is sent. The same call would fail
+        // again (an error, not retried, not counted for the breaker: the server is fine).
+        if (_connection.NotOffered(_definition.RemoteName) is { } withdrawn)
+            return ToolOutcome.Error($"tool '{Name}': {withdrawn}", ToolFailure.Error);
+
         McpClient client;
         try
         {
