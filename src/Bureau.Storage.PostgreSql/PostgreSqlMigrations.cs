@@ -216,6 +216,10 @@ internal static class PostgreSqlMigrations
         CREATE INDEX workforce_by_status ON workforce_tasks(status, seq);
         CREATE INDEX workforce_by_agent ON workforce_tasks(agent, status) WHERE agent IS NOT NULL;
         """,
+        // 5: the workforce inbox's queued tasks by skill, for its per-skill limit (decision 0050).
+        """
+        CREATE INDEX IF NOT EXISTS workforce_queued_by_skill ON workforce_tasks(skill) WHERE status = 'queued';
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

@@ -252,6 +252,11 @@ internal static class Migrations
         ALTER TABLE journal_by_commit RENAME TO journal;
         CREATE UNIQUE INDEX journal_by_run ON journal(run_id, n);
         """,
+        // 14: the workforce inbox's queued tasks by skill, for its per-skill limit (decision 0050): a count of one skill's
+        // queued tasks reads only those, however many other skills have waiting.
+        """
+        CREATE INDEX IF NOT EXISTS workforce_queued_by_skill ON workforce_tasks(skill) WHERE status = 'queued';
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

@@ -161,7 +161,7 @@ public sealed class SqliteStoreTests : StoreConformanceTests, IDisposable
         }
         // Back to the layout before the step: the journal keyed by (run_id, n), each entry inline.
         var step = Array.FindIndex(Migrations.Steps, s => s.Contains("CREATE TABLE journal_by_commit", StringComparison.Ordinal));
-        Assert.Equal(Migrations.Latest - 1, step);
+        Assert.Equal(12, step); // step 13: later steps are applied after it as well
         await using (var c = new SqliteConnection($"Data Source={path};Pooling=False"))
         {
             await c.OpenAsync(ct);
