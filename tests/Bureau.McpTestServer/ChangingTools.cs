@@ -10,7 +10,8 @@ namespace Bureau.McpTestServer;
 /// <summary>
 /// Lets a test change the server's tool list while it runs: add, remove or change a tool (each change makes the SDK
 /// send <c>notifications/tools/list_changed</c> to the clients that follow it), count the <c>tools/list</c> requests
-/// answered, and make listings fail or wait. A stdio server started with <c>BUREAU_TEST_CHANGING_TOOLS</c> set offers it
+/// answered, and make listings fail or wait. A tool may have any name and (<see cref="SetSchema"/>) any input schema,
+/// so a test can offer one that its client cannot use. A stdio server started with <c>BUREAU_TEST_CHANGING_TOOLS</c> set offers it
 /// to its client as the tool <c>change_tools</c> (the value lists the tools to start with: <c>name:property,...</c>, or 1).
 /// </summary>
 public sealed class ChangingTools
@@ -123,9 +124,19 @@ public sealed class ChangingTools
     private void Signal() => Interlocked.Exchange(ref _changed, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
     /// <summary>Adds (or replaces) a tool named <paramref name="name"/> taking one string property, <paramref name="property"/>; it answers with its name and arguments.</summary>
-    public void Set(string name, string property, string description = "A tool added while the server runs.")
+    public void Set(string name, string property, string description = "A tool added while the server runs.") =>
+        Put(Create(name, property, description));
+
+    /// <summary>
+    /// Adds (or replaces) a tool named <paramref name="name"/> whose input schema is <paramref name="schema"/>, as given:
+    /// nothing checks that it is a valid JSON Schema (a test of what the client does with one that is not).
+    /// </summary>
+    public void SetSchema(string name, JsonElement schema, string description = "A tool added while the server runs.") =>
+        Put(Create(name, schema, description));
+
+    private void Put(McpServerTool tool)
     {
-        var tool = Create(name, property, description);
+        var name = tool.ProtocolTool.Name;
         _dynamic[name] = tool;
         if (_tools is { } tools)
         {
@@ -147,33 +158,34 @@ public sealed class ChangingTools
         return removed;
     }
 
-    private static McpServerTool Create(string name, string property, string description)
-    {
-        var schema = JsonSerializer.SerializeToElement(new Dictionary<string, object>
+    private static McpServerTool Create(string name, string property, string description) =>
+        Create(name, JsonSerializer.SerializeToElement(new Dictionary<string, object>
         {
             ["type"] = "object",
             ["properties"] = new Dictionary<string, object> { [property] = new Dictionary<string, string> { ["type"] = "string" } },
             ["required"] = new[] { property },
-        });
-        return McpServerTool.Create(new Changing(name, description, schema), new McpServerToolCreateOptions { Name = name, Description = description, ReadOnly = true });
-    }
+        }), description);
+
+    private static McpServerTool Create(string name, JsonElement schema, string description) =>
+        McpServerTool.Create(new Changing(name, description, schema), new McpServerToolCreateOptions { Name = name, Description = description, ReadOnly = true });
 
     /// <summary>The tool <c>change_tools</c>, through which the client of a stdio server changes it.</summary>
     public McpServerTool ControlTool() => McpServerTool.Create(
-        (string action, string? name = null, string? property = null, string? description = null) => action switch
+        (string action, string? name = null, string? property = null, string? description = null, string? schema = null) => action switch
         {
             "set" => Do(() => Set(name!, property ?? "text", description ?? "A tool added while the server runs."), $"set {name}({property ?? "text"})"),
+            "set-schema" => Do(() => SetSchema(name!, JsonDocument.Parse(schema!).RootElement.Clone(), description ?? "A tool added while the server runs."), $"set {name} with schema {schema}"),
             "remove" => Remove(name!) ? $"removed {name}" : $"no tool {name}",
             "fail-listing" => Do(() => FailListing = name == "on", $"listing fails: {FailListing}"),
             "hold-listing" => Do(HoldListing, "listings wait"),
             "release-listing" => Do(ReleaseListing, "listings go on"),
             "listings" => Listings.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            _ => throw new McpException($"unknown action '{action}': set, remove, fail-listing, hold-listing, release-listing, listings"),
+            _ => throw new McpException($"unknown action '{action}': set, set-schema, remove, fail-listing, hold-listing, release-listing, listings"),
         },
         new McpServerToolCreateOptions
         {
             Name = "change_tools",
-            Description = "Changes this test server's tools: action set|remove (name, property, description), fail-listing (name on|off), hold-listing, release-listing, listings.",
+            Description = "Changes this test server's tools: action set|remove (name, property, description), set-schema (name, schema: the input schema's JSON, as given, description), fail-listing (name on|off), hold-listing, release-listing, listings.",
         });
 
     private static string Do(Action action, string result)

@@ -3,6 +3,7 @@ using Bureau.Tests.Support;
 using Bureau.Tools.Mcp;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using ModelContextProtocol.Protocol;
 using Xunit;
 
@@ -13,15 +14,22 @@ namespace Bureau.Tests.Tools;
 /// <c>BUREAU_TEST_CHANGING_TOOLS</c>) changes its tools while Bureau runs, when asked through its tool
 /// <c>change_tools</c> (by the test, over Bureau's own session, or by a model), and Bureau lists them again and
 /// redeploys them: added tools appear for new runs, changed ones are used with their new schema, withdrawn ones fail
-/// a call from a run already going with a clear error, a burst makes a bounded number of listings, and a failed
-/// listing keeps the tools.
+/// a call from a run already going with a clear error, a burst makes a bounded number of listings, a failed
+/// listing keeps the tools, and a re-listed tool whose name or input schema Bureau cannot use is left out with an
+/// error logged naming the server and the tool (what is logged is captured and checked).
 /// </summary>
 public sealed class McpToolListChangedTests : IAsyncDisposable
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     private readonly EngineFixture _f = new();
+    private readonly CapturingLoggerProvider _logs = new();
     private McpServerConnection _connection = null!;
+
+    public McpToolListChangedTests() => _f.Configure = b => b.Services.AddSingleton<ILoggerFactory>(new LoggerFactory([_logs]));
+
+    /// <summary>The errors Bureau logged about its MCP servers (category <c>Bureau.Mcp</c>).</summary>
+    private List<string> McpErrors => [.. _logs.Records.Where(r => r.Category == "Bureau.Mcp" && r.Level == LogLevel.Error).Select(r => r.Message)];
 
     public async ValueTask DisposeAsync() => await _f.DisposeAsync();
 
@@ -44,12 +52,12 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
     }
 
     /// <summary>Asks the server to change its tools, over Bureau's own session with it.</summary>
-    private async Task<string> ChangeAsync(string action, string? name = null, string? property = null, string? description = null)
+    private async Task<string> ChangeAsync(string action, string? name = null, string? property = null, string? description = null, string? schema = null)
     {
         var client = await _connection.GetClientAsync(Ct);
         var result = await client.CallToolAsync("change_tools", new Dictionary<string, object?>
         {
-            ["action"] = action, ["name"] = name, ["property"] = property, ["description"] = description,
+            ["action"] = action, ["name"] = name, ["property"] = property, ["description"] = description, ["schema"] = schema,
         }, cancellationToken: Ct);
         var text = string.Join("\n", result.Content.OfType<TextContentBlock>().Select(b => b.Text));
         Assert.True(result.IsError != true, text);
@@ -214,6 +222,9 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
         var (run, _) = await RunAsync(engine);
         Assert.Equal(RunStatus.Succeeded, run.Status);
         Assert.Equal("last: echo: still here", run.Output);   // the tools it had still work
+        Assert.Contains(McpErrors, e => e.StartsWith("MCP server 'live' said its tools changed, but listing them again failed (", StringComparison.Ordinal)
+            && e.Contains("listing fails on purpose (ChangingTools.FailListing)", StringComparison.Ordinal)   // the server's own reason
+            && e.EndsWith("); its tools stay as they were", StringComparison.Ordinal));
 
         await ChangeAsync("fail-listing", "off");
         await ChangeAsync("set", "second", "text");
@@ -290,6 +301,75 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
         Assert.Same(own, engine.Definitions.Tools["live_clash"]);   // the server's tool did not take the name
         Assert.IsNotType<McpToolDefinition>(engine.Definitions.Tools["live_clash"]);
         Assert.Single(engine.Definitions.Agents["a"].Tools, t => t == "live_clash");
+        var (run, _) = await RunAsync(engine);
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+    }
+
+    [Fact]
+    public async Task AToolWhoseSchemaIsNotValidJsonSchema_IsLeftOutWithAnErrorNamingIt_TheRestIsDeployedAndRunsGoOn()
+    {
+        var server = Serve();
+        _f.UseModel((msgs, turn) => turn == 1 ? FakeModel.Call("live_fine", """{"text":"ok"}""") : FakeModel.Text("last: " + FakeModel.LastToolResult(msgs)));
+        var engine = await StartAsync(server);
+
+        await ChangeAsync("set-schema", "broken", schema: """{"type":"object","properties":{"x":{"type":"nope"}}}""");
+        await ChangeAsync("set", "fine", "text");
+        await WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_fine"), "the listing to be deployed");
+
+        Assert.False(engine.Definitions.Tools.ContainsKey("live_broken"));
+        Assert.DoesNotContain("live_broken", engine.Definitions.Agents["a"].Tools);
+        var error = Assert.Single(McpErrors.Distinct(), e => e.Contains("'broken'", StringComparison.Ordinal));
+        Assert.StartsWith("MCP server 'live': tool 'broken' (live_broken) has an input schema that is not a valid JSON Schema (", error);
+        Assert.EndsWith("re-listed after notifications/tools/list_changed: the tool is left out", error);
+        var (run, journal) = await RunAsync(engine);
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        var result = Assert.Single(journal.OfType<ToolCompleted>());
+        Assert.False(result.IsError, result.Content);
+        Assert.Equal("last: fine: text=ok", run.Output);
+    }
+
+    [Fact]
+    public async Task ADeployedToolWhoseNewSchemaIsNotValid_KeepsItsEarlierDefinition_WithAnErrorNamingIt()
+    {
+        var server = Serve("shape:text");
+        _f.UseModel((msgs, turn) => turn == 1 ? FakeModel.Call("live_shape", """{"text":"kept"}""") : FakeModel.Text("last: " + FakeModel.LastToolResult(msgs)));
+        var engine = await StartAsync(server);
+        var before = engine.Definitions.Tools["live_shape"];
+
+        await ChangeAsync("set-schema", "shape", schema: """{"type":"object","properties":{"text":{"type":"nope"}}}""");
+        await ChangeAsync("set", "marker", "text");   // deployed by the same or a later listing than the bad schema
+        await WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_marker"), "the listing to be deployed");
+
+        Assert.Same(before, engine.Definitions.Tools["live_shape"]);
+        Assert.Contains("live_shape", engine.Definitions.Agents["a"].Tools);
+        Assert.Contains(McpErrors, e => e.StartsWith("MCP server 'live': tool 'shape' (live_shape) has an input schema that is not a valid JSON Schema (", StringComparison.Ordinal)
+            && e.EndsWith("the tool is left out, its earlier definition stays", StringComparison.Ordinal));
+        var (run, journal) = await RunAsync(engine);
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        var result = Assert.Single(journal.OfType<ToolCompleted>());
+        Assert.False(result.IsError, result.Content);
+        Assert.Equal("last: shape: text=kept", run.Output);
+    }
+
+    [Fact]
+    public async Task AToolWhoseNameIsNotValidForBureau_IsLeftOutWithAnErrorNamingIt_TheRestIsDeployed()
+    {
+        var server = Serve();
+        _f.UseModel((_, _) => FakeModel.Text("done"));
+        var engine = await StartAsync(server);
+        var tooLong = new string('x', 60);   // valid for MCP; with the prefix 'live_', longer than Bureau's 64
+
+        await ChangeAsync("set", "bad.name", "text");   // '.' is allowed in MCP tool names, not in Bureau's
+        await ChangeAsync("set", tooLong, "text");
+        await ChangeAsync("set", "fine", "text");
+        await WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_fine"), "the listing to be deployed");
+
+        Assert.DoesNotContain(engine.Definitions.Tools.Keys, n => n.Contains("bad", StringComparison.Ordinal) || n.Contains(tooLong, StringComparison.Ordinal));
+        Assert.DoesNotContain(engine.Definitions.Agents["a"].Tools, n => n.Contains("bad", StringComparison.Ordinal) || n.Contains(tooLong, StringComparison.Ordinal));
+        Assert.Contains("live_echo", engine.Definitions.Agents["a"].Tools);
+        var errors = McpErrors;
+        Assert.Contains("MCP server 'live': tool 'bad.name' would be named 'live_bad.name', but tool names are 1 to 64 letters, digits, '_' or '-'; exclude it or change the prefix (re-listed after notifications/tools/list_changed: the tool is left out)", errors);
+        Assert.Contains(errors, e => e.StartsWith($"MCP server 'live': tool '{tooLong}' would be named 'live_{tooLong}', but tool names are 1 to 64", StringComparison.Ordinal));
         var (run, _) = await RunAsync(engine);
         Assert.Equal(RunStatus.Succeeded, run.Status);
     }
