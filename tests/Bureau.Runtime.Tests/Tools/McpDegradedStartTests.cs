@@ -37,22 +37,6 @@ public sealed class McpDegradedStartTests : IAsyncDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    private static async Task<(RunRecord Run, IReadOnlyList<JournalEntry> Journal)> RunAsync(BureauEngine engine)
-    {
-        var id = (await engine.SubmitAsync(new RunRequest("a", "go"), Ct)).Run.Id;
-        var run = await EngineFixture.WaitAsync(engine, id, 120);
-        return (run, [.. (await engine.ReadJournalAsync(id, cancellationToken: Ct)).Select(r => r.Entry)]);
-    }
-
-    private static async Task WaitForAsync(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException("waited 90s for " + what);
-            await Task.Delay(100, Ct);
-        }
-    }
 
     private DependencyStatus McpHealth(string server) =>
         _f.Services.GetRequiredService<DependencyHealth>().Snapshot().Single(d => d.Name == "mcp:" + server);
@@ -80,7 +64,7 @@ public sealed class McpDegradedStartTests : IAsyncDisposable
         Assert.False(placeholder.Listed);   // known by the name include gives, before the server answered
         Assert.Equal(["late_echo"], engine.Definitions.Agents["a"].Tools);
 
-        var (run, journal) = await RunAsync(engine);
+        var (run, journal) = await McpTestSupport.RunAsync(engine, Ct);
 
         Assert.Equal(RunStatus.Succeeded, run.Status);   // the model was told; the run was not stranded
         Assert.Equal(["late_echo"], model.LastToolNames);
@@ -93,12 +77,12 @@ public sealed class McpDegradedStartTests : IAsyncDisposable
         Assert.Contains("circuit breaker is open", results[2].Content);   // through the breaker: two failures opened it
 
         await using var app = await McpTestSupport.StartHttpServerAsync(null, port);
-        await WaitForAsync(() => engine.Definitions.Tools["late_echo"] is McpToolDefinition { Listed: true }, "the late server's tools to be deployed");
+        await McpTestSupport.WaitForAsync(() => engine.Definitions.Tools["late_echo"] is McpToolDefinition { Listed: true }, "the late server's tools to be deployed", Ct);
 
         Assert.Equal("connected", McpHealth("late").Connection);
         var listed = (McpToolDefinition)engine.Definitions.Tools["late_echo"];
         Assert.Equal("string", listed.Parameters!.Value.GetProperty("properties").GetProperty("text").GetProperty("type").GetString());   // the server's schema now
-        var (after, afterJournal) = await RunAsync(engine);
+        var (after, afterJournal) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, after.Status);
         var ok = afterJournal.OfType<ToolCompleted>().ToList();
         Assert.All(ok, r => Assert.False(r.IsError, r.Content));   // a fresh breaker for the listed tool
@@ -117,17 +101,17 @@ public sealed class McpDegradedStartTests : IAsyncDisposable
 
         Assert.Equal("connecting", McpHealth("test").Connection);
         Assert.Empty(engine.Definitions.Agents["a"].Tools);   // no include: nothing of the server is known yet
-        var (first, _) = await RunAsync(engine);
+        var (first, _) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, first.Status);
         Assert.Empty(model.LastToolNames);
 
         await File.WriteAllTextAsync(script, $"exec '{McpTestSupport.Dotnet}' '{typeof(Bureau.McpTestServer.TestTools).Assembly.Location}'\n", Ct);
-        await WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("test_echo"), "the stdio server's tools to be deployed");
+        await McpTestSupport.WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("test_echo"), "the stdio server's tools to be deployed", Ct);
 
         Assert.Equal("connected", McpHealth("test").Connection);
         Assert.Null(McpHealth("test").NextAttemptAt);
         Assert.Contains("test_pid", engine.Definitions.Agents["a"].Tools);
-        var (second, _) = await RunAsync(engine);
+        var (second, _) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, second.Status);
         Assert.Contains("test_echo", model.LastToolNames);   // a run started now sees them
     }
@@ -141,9 +125,9 @@ public sealed class McpDegradedStartTests : IAsyncDisposable
         _f.AddAgent(tools: "test");
         var engine = await _f.StartAsync();
         await File.WriteAllTextAsync(script, $"exec '{McpTestSupport.Dotnet}' '{typeof(Bureau.McpTestServer.TestTools).Assembly.Location}'\n", Ct);
-        await WaitForAsync(() => engine.Definitions.Tools["test_pid"] is McpToolDefinition { Listed: true }, "the stdio server's tools to be deployed");
+        await McpTestSupport.WaitForAsync(() => engine.Definitions.Tools["test_pid"] is McpToolDefinition { Listed: true }, "the stdio server's tools to be deployed", Ct);
 
-        var (first, _) = await RunAsync(engine);
+        var (first, _) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, first.Status);
         var pid = int.Parse(first.Output!, System.Globalization.CultureInfo.InvariantCulture);
         using (var process = System.Diagnostics.Process.GetProcessById(pid))
@@ -152,7 +136,7 @@ public sealed class McpDegradedStartTests : IAsyncDisposable
             await process.WaitForExitAsync(Ct);
         }
 
-        var (second, _) = await RunAsync(engine);
+        var (second, _) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, second.Status);
         Assert.NotEqual(first.Output, second.Output);   // a new server process answered
         Assert.Equal("connected", McpHealth("test").Connection);

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Bureau.Tests.Support;
 using Microsoft.Extensions.Logging;
 
 namespace Bureau.Tests.Tools;
@@ -87,4 +88,23 @@ internal static class McpTestSupport
     }
 
     public static Uri McpAddress(WebApplication app) => new(app.Urls.First().TrimEnd('/') + "/mcp");
+
+    /// <summary>Submits a run of agent <c>a</c> with input <c>go</c>, waits for its end and returns it with its journal's entries.</summary>
+    public static async Task<(RunRecord Run, IReadOnlyList<JournalEntry> Journal)> RunAsync(BureauEngine engine, CancellationToken ct)
+    {
+        var id = (await engine.SubmitAsync(new RunRequest("a", "go"), ct)).Run.Id;
+        var run = await EngineFixture.WaitAsync(engine, id, 120);
+        return (run, [.. (await engine.ReadJournalAsync(id, cancellationToken: ct)).Select(r => r.Entry)]);
+    }
+
+    /// <summary>Waits up to 90 s for <paramref name="condition"/>, checking every 50 ms; the timeout names <paramref name="what"/>.</summary>
+    public static async Task WaitForAsync(Func<bool> condition, string what, CancellationToken ct = default)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException("waited 90s for " + what);
+            await Task.Delay(50, ct);
+        }
+    }
 }

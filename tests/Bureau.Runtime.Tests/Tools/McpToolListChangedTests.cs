@@ -47,7 +47,7 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
     {
         var engine = await _f.StartAsync();
         _connection = _f.Services.GetRequiredService<McpConnections>().For(server);
-        await WaitForAsync(() => _connection.FollowsToolChanges, "Bureau to follow the server's tool list changes");
+        await McpTestSupport.WaitForAsync(() => _connection.FollowsToolChanges, "Bureau to follow the server's tool list changes", Ct);
         return engine;
     }
 
@@ -64,22 +64,6 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
         return text;
     }
 
-    private static async Task<(RunRecord Run, IReadOnlyList<JournalEntry> Journal)> RunAsync(BureauEngine engine)
-    {
-        var id = (await engine.SubmitAsync(new RunRequest("a", "go"), Ct)).Run.Id;
-        var run = await EngineFixture.WaitAsync(engine, id, 120);
-        return (run, [.. (await engine.ReadJournalAsync(id, cancellationToken: Ct)).Select(r => r.Entry)]);
-    }
-
-    private static async Task WaitForAsync(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException("waited 90s for " + what);
-            await Task.Delay(50, Ct);
-        }
-    }
 
     [Fact]
     public async Task ToolAdded_AppearsForANewRun_AndIsCalled()
@@ -91,17 +75,17 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
             : FakeModel.Text("last: " + (FakeModel.LastToolResult(msgs) ?? "(no call)")));
         var engine = await StartAsync(server);
 
-        var (before, _) = await RunAsync(engine);
+        var (before, _) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, before.Status);
         Assert.DoesNotContain("live_added", model.LastToolNames);
 
         await ChangeAsync("set", "added", "text");
-        await WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_added"), "the added tool to be deployed");
+        await McpTestSupport.WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_added"), "the added tool to be deployed", Ct);
 
         var added = Assert.IsType<McpToolDefinition>(engine.Definitions.Tools["live_added"]);
         Assert.Equal("added", added.RemoteName);
         Assert.Contains("live_echo", engine.Definitions.Agents["a"].Tools);   // the others stay
-        var (after, journal) = await RunAsync(engine);
+        var (after, journal) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, after.Status);
         Assert.Contains("live_added", model.LastToolNames);
         var result = Assert.Single(journal.OfType<ToolCompleted>());
@@ -131,7 +115,7 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
         var id = (await engine.SubmitAsync(new RunRequest("a", "go"), Ct)).Run.Id;
         await atSecondTurn.Task.WaitAsync(TimeSpan.FromSeconds(90), Ct);   // the run called the tool once and waits for its model
         await ChangeAsync("remove", "doomed");
-        await WaitForAsync(() => !engine.Definitions.Tools.ContainsKey("live_doomed"), "the removed tool to be withdrawn");
+        await McpTestSupport.WaitForAsync(() => !engine.Definitions.Tools.ContainsKey("live_doomed"), "the removed tool to be withdrawn", Ct);
         Assert.DoesNotContain("live_doomed", engine.Definitions.Agents["a"].Tools);
         proceed.SetResult();
 
@@ -144,7 +128,7 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
         Assert.Contains("the MCP server 'live' no longer offers tool 'doomed'", results[1].Content);
         Assert.Equal("error", results[1].Failure);
 
-        var (after, afterJournal) = await RunAsync(engine);
+        var (after, afterJournal) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, after.Status);
         Assert.DoesNotContain("live_doomed", model.LastToolNames);
         Assert.Contains("live_echo", model.LastToolNames);
@@ -162,13 +146,13 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
         Assert.Equal(["text"], before.Parameters!.Value.GetProperty("required").EnumerateArray().Select(e => e.GetString()));
 
         await ChangeAsync("set", "shape", "size", "A tool whose input changed.");
-        await WaitForAsync(() => engine.Definitions.Tools["live_shape"] is McpToolDefinition t && t.Parameters!.Value.GetProperty("properties").TryGetProperty("size", out _),
-            "the changed schema to be deployed");
+        await McpTestSupport.WaitForAsync(() => engine.Definitions.Tools["live_shape"] is McpToolDefinition t && t.Parameters!.Value.GetProperty("properties").TryGetProperty("size", out _),
+            "the changed schema to be deployed", Ct);
 
         var after = (McpToolDefinition)engine.Definitions.Tools["live_shape"];
         Assert.Equal("A tool whose input changed.", after.Description);
         Assert.Equal(["size"], after.Parameters!.Value.GetProperty("required").EnumerateArray().Select(e => e.GetString()));
-        var (run, journal) = await RunAsync(engine);
+        var (run, journal) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, run.Status);
         Assert.Empty(journal.OfType<ToolCallRejected>());   // valid against the new schema (the old one required 'text')
         var result = Assert.Single(journal.OfType<ToolCompleted>());
@@ -191,10 +175,10 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
         await ChangeAsync("hold-listing");
         const int Burst = 20;
         for (var i = 0; i < Burst; i++) await ChangeAsync("set", $"burst_{i}", "text");
-        await WaitForAsync(() => _connection.ListChangedReceived >= receivedBefore + Burst, "the burst's notifications to reach Bureau");
+        await McpTestSupport.WaitForAsync(() => _connection.ListChangedReceived >= receivedBefore + Burst, "the burst's notifications to reach Bureau", Ct);
         await ChangeAsync("release-listing");
-        await WaitForAsync(() => Enumerable.Range(0, Burst).All(i => engine.Definitions.Agents["a"].Tools.Contains($"live_burst_{i}")), "the burst's tools to be deployed");
-        await WaitForAsync(() => !_connection.Relisting, "the re-listing to end");
+        await McpTestSupport.WaitForAsync(() => Enumerable.Range(0, Burst).All(i => engine.Definitions.Agents["a"].Tools.Contains($"live_burst_{i}")), "the burst's tools to be deployed", Ct);
+        await McpTestSupport.WaitForAsync(() => !_connection.Relisting, "the re-listing to end", Ct);
 
         var listings = int.Parse(await ChangeAsync("listings"), System.Globalization.CultureInfo.InvariantCulture) - listingsBefore;
         TestContext.Current.TestOutputHelper?.WriteLine($"{Burst} notifications received, {listings} listing(s) at the server, {_connection.Relistings - relistingsBefore} re-listing(s) by Bureau");
@@ -214,12 +198,12 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
 
         await ChangeAsync("fail-listing", "on");
         await ChangeAsync("set", "newcomer", "text");
-        await WaitForAsync(() => _connection.Relistings > relistingsBefore && !_connection.Relisting, "the failed re-listing");
+        await McpTestSupport.WaitForAsync(() => _connection.Relistings > relistingsBefore && !_connection.Relisting, "the failed re-listing", Ct);
 
         Assert.Same(definitionsBefore, engine.Definitions);   // nothing changed
         Assert.Equal(toolsBefore, engine.Definitions.Agents["a"].Tools);
         Assert.False(engine.Definitions.Tools.ContainsKey("live_newcomer"));
-        var (run, _) = await RunAsync(engine);
+        var (run, _) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, run.Status);
         Assert.Equal("last: echo: still here", run.Output);   // the tools it had still work
         Assert.Contains(McpErrors, e => e.StartsWith("MCP server 'live' said its tools changed, but listing them again failed (", StringComparison.Ordinal)
@@ -228,7 +212,7 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
 
         await ChangeAsync("fail-listing", "off");
         await ChangeAsync("set", "second", "text");
-        await WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_second"), "the next change to be deployed");
+        await McpTestSupport.WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_second"), "the next change to be deployed", Ct);
         Assert.Contains("live_newcomer", engine.Definitions.Agents["a"].Tools);   // that listing sees every change since
     }
 
@@ -242,12 +226,12 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
             : FakeModel.Call("live_change_tools", """{"action":"set","name":"fresh","property":"text"}"""));
         var engine = await StartAsync(server);
 
-        var (first, _) = await RunAsync(engine);   // the model asks the server to add a tool
+        var (first, _) = await McpTestSupport.RunAsync(engine, Ct);   // the model asks the server to add a tool
         Assert.Equal(RunStatus.Succeeded, first.Status);
         Assert.Equal("last: set fresh(text)", first.Output);
-        await WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_fresh"), "the stdio server's new tool to be deployed");
+        await McpTestSupport.WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_fresh"), "the stdio server's new tool to be deployed", Ct);
 
-        var (second, journal) = await RunAsync(engine);
+        var (second, journal) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, second.Status);
         var result = Assert.Single(journal.OfType<ToolCompleted>());
         Assert.False(result.IsError, result.Content);
@@ -272,12 +256,12 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
 
         changing.Set("added", "text");
         changing.Remove("doomed");
-        await WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("web_added") && !engine.Definitions.Tools.ContainsKey("web_doomed"),
-            "the HTTP server's changes to be deployed");
+        await McpTestSupport.WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("web_added") && !engine.Definitions.Tools.ContainsKey("web_doomed"),
+            "the HTTP server's changes to be deployed", Ct);
 
         Assert.DoesNotContain("web_doomed", engine.Definitions.Agents["a"].Tools);
         Assert.Contains("web_echo", engine.Definitions.Agents["a"].Tools);
-        var (run, journal) = await RunAsync(engine);
+        var (run, journal) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, run.Status);
         var result = Assert.Single(journal.OfType<ToolCompleted>());
         Assert.False(result.IsError, result.Content);
@@ -296,12 +280,12 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
 
         await ChangeAsync("set", "clash", "text");
         await ChangeAsync("set", "fine", "text");
-        await WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_fine"), "the listing to be deployed");
+        await McpTestSupport.WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_fine"), "the listing to be deployed", Ct);
 
         Assert.Same(own, engine.Definitions.Tools["live_clash"]);   // the server's tool did not take the name
         Assert.IsNotType<McpToolDefinition>(engine.Definitions.Tools["live_clash"]);
         Assert.Single(engine.Definitions.Agents["a"].Tools, t => t == "live_clash");
-        var (run, _) = await RunAsync(engine);
+        var (run, _) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, run.Status);
     }
 
@@ -314,14 +298,14 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
 
         await ChangeAsync("set-schema", "broken", schema: """{"type":"object","properties":{"x":{"type":"nope"}}}""");
         await ChangeAsync("set", "fine", "text");
-        await WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_fine"), "the listing to be deployed");
+        await McpTestSupport.WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_fine"), "the listing to be deployed", Ct);
 
         Assert.False(engine.Definitions.Tools.ContainsKey("live_broken"));
         Assert.DoesNotContain("live_broken", engine.Definitions.Agents["a"].Tools);
         var error = Assert.Single(McpErrors.Distinct(), e => e.Contains("'broken'", StringComparison.Ordinal));
         Assert.StartsWith("MCP server 'live': tool 'broken' (live_broken) has an input schema that is not a valid JSON Schema (", error);
         Assert.EndsWith("re-listed after notifications/tools/list_changed: the tool is left out", error);
-        var (run, journal) = await RunAsync(engine);
+        var (run, journal) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, run.Status);
         var result = Assert.Single(journal.OfType<ToolCompleted>());
         Assert.False(result.IsError, result.Content);
@@ -338,13 +322,13 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
 
         await ChangeAsync("set-schema", "shape", schema: """{"type":"object","properties":{"text":{"type":"nope"}}}""");
         await ChangeAsync("set", "marker", "text");   // deployed by the same or a later listing than the bad schema
-        await WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_marker"), "the listing to be deployed");
+        await McpTestSupport.WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_marker"), "the listing to be deployed", Ct);
 
         Assert.Same(before, engine.Definitions.Tools["live_shape"]);
         Assert.Contains("live_shape", engine.Definitions.Agents["a"].Tools);
         Assert.Contains(McpErrors, e => e.StartsWith("MCP server 'live': tool 'shape' (live_shape) has an input schema that is not a valid JSON Schema (", StringComparison.Ordinal)
             && e.EndsWith("the tool is left out, its earlier definition stays", StringComparison.Ordinal));
-        var (run, journal) = await RunAsync(engine);
+        var (run, journal) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, run.Status);
         var result = Assert.Single(journal.OfType<ToolCompleted>());
         Assert.False(result.IsError, result.Content);
@@ -362,7 +346,7 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
         await ChangeAsync("set", "bad.name", "text");   // '.' is allowed in MCP tool names, not in Bureau's
         await ChangeAsync("set", tooLong, "text");
         await ChangeAsync("set", "fine", "text");
-        await WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_fine"), "the listing to be deployed");
+        await McpTestSupport.WaitForAsync(() => engine.Definitions.Agents["a"].Tools.Contains("live_fine"), "the listing to be deployed", Ct);
 
         Assert.DoesNotContain(engine.Definitions.Tools.Keys, n => n.Contains("bad", StringComparison.Ordinal) || n.Contains(tooLong, StringComparison.Ordinal));
         Assert.DoesNotContain(engine.Definitions.Agents["a"].Tools, n => n.Contains("bad", StringComparison.Ordinal) || n.Contains(tooLong, StringComparison.Ordinal));
@@ -370,7 +354,7 @@ public sealed class McpToolListChangedTests : IAsyncDisposable
         var errors = McpErrors;
         Assert.Contains("MCP server 'live': tool 'bad.name' would be named 'live_bad.name', but tool names are 1 to 64 letters, digits, '_' or '-'; exclude it or change the prefix (re-listed after notifications/tools/list_changed: the tool is left out)", errors);
         Assert.Contains(errors, e => e.StartsWith($"MCP server 'live': tool '{tooLong}' would be named 'live_{tooLong}', but tool names are 1 to 64", StringComparison.Ordinal));
-        var (run, _) = await RunAsync(engine);
+        var (run, _) = await McpTestSupport.RunAsync(engine, Ct);
         Assert.Equal(RunStatus.Succeeded, run.Status);
     }
 }
