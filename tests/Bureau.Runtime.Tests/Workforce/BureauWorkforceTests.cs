@@ -13,25 +13,15 @@ namespace Bureau.Tests.Workforce;
 /// </summary>
 public sealed class BureauWorkforceTests : IAsyncDisposable
 {
-    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
-    private readonly EngineFixture _f = new();
-    private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private static readonly TimeSpan Deadline = WorkforceHarness.Deadline;
+    private readonly WorkforceHarness _h = new();
+    private EngineFixture _f => _h.Fixture;
+    private TaskCompletionSource _release => _h.Release;
     private int _inModel, _maxInModel;
     private readonly Dictionary<string, int> _maxByAgent = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _inByAgent = new(StringComparer.Ordinal);
-    private CancellationTokenSource? _dispatching;
-    private Task? _dispatcher;
 
-    public async ValueTask DisposeAsync()
-    {
-        _release.TrySetResult();
-        if (_dispatching is not null)
-        {
-            await _dispatching.CancelAsync();
-            await _dispatcher!;
-        }
-        await _f.DisposeAsync();
-    }
+    public ValueTask DisposeAsync() => _h.DisposeAsync();
 
     /// <summary>A model whose answers wait for <see cref="_release"/> when <paramref name="hold"/>, counting the calls in flight per agent.</summary>
     private void UseHoldingModel(bool hold)
@@ -62,39 +52,11 @@ public sealed class BureauWorkforceTests : IAsyncDisposable
         };
     }
 
-    private void AddMember(string name, int concurrency, params string[] skills)
-    {
-        _f.Definitions.Add(new AgentDefinition { Name = name, Model = "m", Instructions = name });
-        _f.Definitions.Workforce.Add(new WorkforceMember { Name = name, Skills = skills, Concurrency = concurrency });
-    }
+    private void AddMember(string name, int concurrency, params string[] skills) => _h.AddMember(name, concurrency, false, skills);
 
-    private async Task<(BureauEngine Engine, BureauWorkforce Workforce, IWorkforceStore Store)> StartAsync(bool dispatch)
-    {
-        var engine = await _f.StartAsync();
-        var store = _f.Services.GetRequiredService<IWorkforceStore>();
-        await store.InitializeAsync();
-        await _f.Services.GetRequiredService<IBoardStore>().InitializeAsync(); // as the host's start does
-        var workforce = _f.Services.GetRequiredService<BureauWorkforce>();
-        workforce.PollInterval = TimeSpan.FromMilliseconds(200);
-        if (dispatch)
-        {
-            _dispatching = new CancellationTokenSource();
-            _dispatcher = workforce.RunAsync(_dispatching.Token);
-        }
-        return (engine, workforce, store);
-    }
+    private Task<(BureauEngine Engine, BureauWorkforce Workforce, IWorkforceStore Store)> StartAsync(bool dispatch) => _h.StartAsync(dispatch);
 
-    private static async Task<T> UntilAsync<T>(Func<Task<T>> read, Func<T, bool> done, string what)
-    {
-        var deadline = DateTime.UtcNow + Deadline;
-        while (true)
-        {
-            var value = await read();
-            if (done(value)) return value;
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"not within {Deadline.TotalSeconds}s: {what}; last seen: {value}");
-            await Task.Delay(25);
-        }
-    }
+    private static Task<T> UntilAsync<T>(Func<Task<T>> read, Func<T, bool> done, string what) => WorkforceHarness.UntilAsync(read, done, what);
 
     private static Task<WorkforceTask> FinishedAsync(IWorkforceStore store, string id) =>
         UntilAsync(async () => (await store.GetAsync(id))!, t => t.IsFinished, $"task {id} finished");
@@ -161,8 +123,7 @@ public sealed class BureauWorkforceTests : IAsyncDisposable
 
         // When the runs finish, the dispatcher gives the queued task to whoever has room.
         _release.SetResult();
-        _dispatching = new CancellationTokenSource();
-        _dispatcher = workforce.RunAsync(_dispatching.Token);
+        _h.StartDispatching(workforce);
         var b5 = await FinishedAsync(store, "b5");
         Assert.Equal(WorkforceTaskStatus.Succeeded, b5.Status);
         Assert.Contains(b5.Agent, new[] { "ann", "bob" });

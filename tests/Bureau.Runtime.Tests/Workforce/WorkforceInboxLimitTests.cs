@@ -11,56 +11,19 @@ namespace Bureau.Tests.Workforce;
 /// </summary>
 public sealed class WorkforceInboxLimitTests : IAsyncDisposable
 {
-    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
-    private readonly EngineFixture _f = new();
-    private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private CancellationTokenSource? _dispatching;
-    private Task? _dispatcher;
+    private readonly WorkforceHarness _h = new();
+    private EngineFixture _f => _h.Fixture;
+    private TaskCompletionSource _release => _h.Release;
 
-    public async ValueTask DisposeAsync()
-    {
-        _release.TrySetResult();
-        if (_dispatching is not null)
-        {
-            await _dispatching.CancelAsync();
-            await _dispatcher!;
-        }
-        await _f.DisposeAsync();
-    }
+    public ValueTask DisposeAsync() => _h.DisposeAsync();
 
-    private void AddMember(string name, int concurrency, bool delegates, params string[] skills)
-    {
-        _f.Definitions.Add(new AgentDefinition { Name = name, Model = "m", Instructions = name });
-        _f.Definitions.Workforce.Add(new WorkforceMember { Name = name, Skills = skills, Concurrency = concurrency, CanDelegate = delegates });
-    }
+    private void AddMember(string name, int concurrency, bool delegates, params string[] skills) => _h.AddMember(name, concurrency, delegates, skills);
 
-    private async Task<(BureauEngine Engine, BureauWorkforce Workforce, IWorkforceStore Store)> StartAsync(Action<BureauOptions> options, bool dispatch)
-    {
-        _f.Configure = b => b.Services.Configure(options);
-        var engine = await _f.StartAsync();
-        var store = _f.Services.GetRequiredService<IWorkforceStore>();
-        await store.InitializeAsync();
-        await _f.Services.GetRequiredService<IBoardStore>().InitializeAsync();
-        var workforce = _f.Services.GetRequiredService<BureauWorkforce>();
-        workforce.PollInterval = TimeSpan.FromMilliseconds(200);
-        if (dispatch)
-        {
-            _dispatching = new CancellationTokenSource();
-            _dispatcher = workforce.RunAsync(_dispatching.Token);
-        }
-        return (engine, workforce, store);
-    }
+    private Task<(BureauEngine Engine, BureauWorkforce Workforce, IWorkforceStore Store)> StartAsync(Action<BureauOptions> options, bool dispatch) =>
+        _h.StartAsync(dispatch, options);
 
-    private static async Task<WorkforceTask> UntilAsync(IWorkforceStore store, string id, Func<WorkforceTask, bool> done, string what)
-    {
-        var deadline = DateTime.UtcNow + Deadline;
-        while (true)
-        {
-            if (await store.GetAsync(id) is { } task && done(task)) return task;
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"not within {Deadline.TotalSeconds}s: {what}");
-            await Task.Delay(25);
-        }
-    }
+    private static async Task<WorkforceTask> UntilAsync(IWorkforceStore store, string id, Func<WorkforceTask, bool> done, string what) =>
+        (await WorkforceHarness.UntilAsync(() => store.GetAsync(id), t => t is not null && done(t), what))!;
 
     [Fact]
     public async Task Submit_BeyondMaxQueuedTasks_IsRefusedNamingTheLimit_WritesNothing_AndTheSameIdAgainReturnsTheTask()
