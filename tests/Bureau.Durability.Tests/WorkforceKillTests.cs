@@ -156,7 +156,7 @@ public sealed class WorkforceKillTests : IDisposable
         using var table = BureauProcess.Start(_dir, new Dictionary<string, string>(), "workforce", "status", "bureau.yaml", "--db", db);
         Assert.Equal(0, await table.WaitAsync(ProcessTimeout));
         Assert.Contains("AGENT  SKILLS", table.Stdout);
-        Assert.Contains("inbox: 0 queued; 0 in progress", table.Stdout);
+        Assert.Contains("inbox: 0 queued / limit 10000; 0 in progress", table.Stdout);
         TestContext.Current.TestOutputHelper?.WriteLine($"{tasks} tasks, {kills} kills (tasks in progress just before each: {string.Join(", ", inFlightAtKills)}), {ledger.Count} tool executions, {all.Count} runs\n{table.Stdout}");
     }
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
 namespace Bureau.Hosting.Tests;
@@ -53,6 +54,11 @@ public sealed class WorkforceApiTests : IAsyncDisposable
         Assert.Equal((1, 1, 1), ((int)status["queued"]!, (int)status["inProgress"]!, (int)status["queuedBySkill"]!["desk"]!));
         var slow = status["agents"]!.AsArray().Single(a => (string)a!["name"]! == "slow")!;
         Assert.Equal((1, 1, 1, 0), ((int)slow["concurrency"]!, (int)slow["inProgress"]!, (int)slow["inbox"]!, (int)slow["finished"]!));
+        // No limits configured: the inbox's default (decision 0050), and the queued skill without a limit of its own (null); echo has neither.
+        Assert.Equal(10_000, (int)status["maxQueuedTasks"]!);
+        var skillLimits = status["maxQueuedBySkill"]!.AsObject();
+        Assert.Equal(["desk"], skillLimits.Select(p => p.Key));
+        Assert.Null(skillLimits["desk"]);
         Assert.Equal("queued", (string)(await GetAsync("/v1/workforce/tasks/t2"))["status"]!);
 
         _host.Gate.Open("a");
@@ -62,6 +68,35 @@ public sealed class WorkforceApiTests : IAsyncDisposable
         var run = await _host.Engine.GetRunAsync((string)done["runId"]!);
         Assert.Equal(("workforce:t2", RunStatus.Succeeded), (run!.IdempotencyKey, run.Status));
         Assert.Equal("succeeded", (string)(await GetAsync("/v1/workforce/tasks/t1"))["status"]!);
+    }
+
+    [Fact]
+    public async Task Status_ShowsTheInboxLimits_AsConfigured()
+    {
+        await _host.StartAsync(b =>
+        {
+            b.Services.Configure<BureauOptions>(o =>
+            {
+                o.Workforce.MaxQueuedTasks = 50;
+                o.Workforce.MaxQueuedTasksPerSkill = 20;
+                o.Workforce.SkillQueueLimits["desk"] = 3;
+                o.Workforce.SkillQueueLimits["legal"] = 7; // no member has it yet: shown, so a typo is visible
+            });
+            b.AddWorkforceMember(new WorkforceMember { Name = "slow", Skills = ["desk"], Concurrency = 1 })
+             .AddWorkforceMember(new WorkforceMember { Name = "echo", Skills = ["echo"], Concurrency = 2 });
+        });
+        using (var t1 = await PostAsync("""{"skill":"desk","input":"a","id":"t1"}""")) Assert.Equal(HttpStatusCode.Accepted, t1.StatusCode);
+        await TaskUntilAsync("t1", "running");
+        using (var t2 = await PostAsync("""{"skill":"desk","input":"b","id":"t2"}""")) Assert.Equal(HttpStatusCode.Accepted, t2.StatusCode);
+
+        var status = await GetAsync("/v1/workforce");
+        Assert.Equal((1, 1, 50), ((int)status["queued"]!, (int)status["queuedBySkill"]!["desk"]!, (int)status["maxQueuedTasks"]!));
+        // Every member's skill gets the per-skill default (echo), a skill's own limit overrides it (desk), a configured skill is listed (legal).
+        Assert.Equal([("desk", 3), ("echo", 20), ("legal", 7)],
+            status["maxQueuedBySkill"]!.AsObject().Select(p => (p.Key, (int)p.Value!)));
+        _host.Gate.Open("a");
+        _host.Gate.Open("b");
+        await TaskUntilAsync("t2", "succeeded");
     }
 
     [Fact]

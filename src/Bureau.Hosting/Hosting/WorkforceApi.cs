@@ -8,7 +8,7 @@ using Microsoft.Extensions.Options;
 namespace Bureau.Hosting;
 
 /// <summary>
-/// The workforce (docs/workforce.md): <c>GET /v1/workforce</c> (members, load, inbox, memory size),
+/// The workforce (docs/workforce.md): <c>GET /v1/workforce</c> (members, load, inbox and its limits, memory size),
 /// <c>POST /v1/workforce/tasks</c> (a task into the durable inbox, routed by skill and load; the same id again returns
 /// the first task; 429 with <c>Retry-After</c> when the inbox is full, <see cref="WorkforceInboxFullException"/>) and
 /// <c>GET /v1/workforce/tasks/{id}</c>.
@@ -18,7 +18,7 @@ internal static class WorkforceApi
     public static void Map(RouteGroupBuilder v1)
     {
         v1.MapGet("/workforce", (Delegate)StatusAsync).WithMetadata(new PermissionMetadata(ApiPermission.Read))
-            .WithName("GetWorkforce").WithSummary("The workforce: each member's skills, concurrency, tasks in progress, inbox depth and memory size; the inbox by skill.")
+            .WithName("GetWorkforce").WithSummary("The workforce: each member's skills, concurrency, tasks in progress, inbox depth and memory size; the inbox by skill, with its limits (maxQueuedTasks; maxQueuedBySkill, null where a skill has none of its own).")
             .Produces<WorkforceDoc>().ProducesProblem(404);
         v1.MapPost("/workforce/tasks", (Delegate)SubmitAsync).WithMetadata(new PermissionMetadata(ApiPermission.StartOrCancel))
             .WithName("SubmitWorkforceTask").WithSummary("Put a task in the workforce's inbox (durable before the answer): {\"skill\", \"input\", \"id\"?}; the same id again returns the first task (200).")
@@ -44,6 +44,8 @@ internal static class WorkforceApi
             ["queued"] = status.Queued,
             ["inProgress"] = status.InProgress,
             ["queuedBySkill"] = new JsonObject([.. status.QueuedBySkill.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => KeyValuePair.Create(p.Key, (JsonNode?)p.Value))]),
+            ["maxQueuedTasks"] = status.MaxQueuedTasks,
+            ["maxQueuedBySkill"] = new JsonObject([.. status.MaxQueuedBySkill.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => KeyValuePair.Create(p.Key, (JsonNode?)p.Value))]),
             ["agents"] = new JsonArray([.. status.Agents.Select(a => (JsonNode)new JsonObject
             {
                 ["name"] = a.Name,
@@ -103,4 +105,5 @@ internal sealed record WorkforceTaskBody(string Skill, string Input, string? Id)
 internal sealed record WorkforceTaskDoc(string Id, string Skill, string Status, string? Agent, string? RunId, string Source, string? Actor, long Version,
     DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, string? Output, string? Error);
 internal sealed record WorkforceAgentDoc(string Name, IReadOnlyList<string> Skills, int Concurrency, int InProgress, long Finished, int Inbox, int? MemoryFacts);
-internal sealed record WorkforceDoc(string Board, int Queued, int InProgress, IReadOnlyDictionary<string, int> QueuedBySkill, IReadOnlyList<WorkforceAgentDoc> Agents);
+internal sealed record WorkforceDoc(string Board, int Queued, int InProgress, IReadOnlyDictionary<string, int> QueuedBySkill, int MaxQueuedTasks,
+    IReadOnlyDictionary<string, int?> MaxQueuedBySkill, IReadOnlyList<WorkforceAgentDoc> Agents);

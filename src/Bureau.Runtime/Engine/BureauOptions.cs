@@ -127,8 +127,25 @@ public sealed class BureauWorkforceOptions
     public Dictionary<string, int> SkillQueueLimits { get; set; } = new(StringComparer.Ordinal);
 
     /// <summary>The limits a task of <paramref name="skill"/> is added under.</summary>
-    internal WorkforceInboxLimits LimitsFor(string skill, TimeSpan retryAfter) =>
-        new(MaxQueuedTasks, SkillQueueLimits.TryGetValue(skill, out var own) ? own : MaxQueuedTasksPerSkill, retryAfter);
+    internal WorkforceInboxLimits LimitsFor(string skill, TimeSpan retryAfter) => new(MaxQueuedTasks, SkillLimit(skill), retryAfter);
+
+    /// <summary>The limit of <paramref name="skill"/>'s own queued tasks: its <see cref="SkillQueueLimits"/> entry, else <see cref="MaxQueuedTasksPerSkill"/>.</summary>
+    internal int? SkillLimit(string skill) => SkillQueueLimits.TryGetValue(skill, out var own) ? own : MaxQueuedTasksPerSkill;
+
+    /// <summary>
+    /// The limit of each skill that has queued tasks (<paramref name="queued"/>) or a limit of its own: a
+    /// <see cref="SkillQueueLimits"/> entry, or any member's skill when <see cref="MaxQueuedTasksPerSkill"/> is set.
+    /// Null: the skill has no limit of its own. In name order.
+    /// </summary>
+    internal SortedDictionary<string, int?> SkillLimits(WorkforceDefinition definition, IEnumerable<string> queued)
+    {
+        var skills = new SortedSet<string>(queued, StringComparer.Ordinal);
+        skills.UnionWith(SkillQueueLimits.Keys);
+        if (MaxQueuedTasksPerSkill is not null) skills.UnionWith(definition.Skills);
+        var limits = new SortedDictionary<string, int?>(StringComparer.Ordinal);
+        foreach (var skill in skills) limits[skill] = SkillLimit(skill);
+        return limits;
+    }
 
     internal IEnumerable<string> Problems()
     {

@@ -36,7 +36,21 @@ public sealed record WorkforceAgentStatus(string Name, IReadOnlyList<string> Ski
 /// <param name="Queued">Tasks in the inbox that no member took yet.</param>
 /// <param name="QueuedBySkill">The same per skill.</param>
 /// <param name="InProgress">Tasks assigned or running.</param>
-public sealed record WorkforceStatus(IReadOnlyList<WorkforceAgentStatus> Agents, int Queued, IReadOnlyDictionary<string, int> QueuedBySkill, int InProgress);
+public sealed record WorkforceStatus(IReadOnlyList<WorkforceAgentStatus> Agents, int Queued, IReadOnlyDictionary<string, int> QueuedBySkill, int InProgress)
+{
+    /// <summary>
+    /// The inbox's limit, all skills together (<c>Bureau:Workforce:MaxQueuedTasks</c>): a new task is refused while
+    /// <see cref="Queued"/> is at it. Null only for a status read without the options.
+    /// </summary>
+    public int? MaxQueuedTasks { get; init; }
+
+    /// <summary>
+    /// Each skill that has queued tasks or a limit of its own (<c>Bureau:Workforce:SkillQueueLimits:NAME</c>, or, when
+    /// <c>Bureau:Workforce:MaxQueuedTasksPerSkill</c> is set, every member's skill), with its limit; null: the skill has
+    /// none (only <see cref="MaxQueuedTasks"/> bounds it).
+    /// </summary>
+    public IReadOnlyDictionary<string, int?> MaxQueuedBySkill { get; init; } = new Dictionary<string, int?>(StringComparer.Ordinal);
+}
 
 /// <summary>
 /// The workforce of this host: a durable inbox of tasks routed by skill and load to persistent agents. A task is
@@ -154,10 +168,14 @@ public sealed partial class BureauWorkforce
     public Task<WorkforceTask?> GetTaskAsync(string id, CancellationToken cancellationToken = default) => Store.GetAsync(id, cancellationToken);
 
     /// <summary>The members with their load, inbox depth and memory size, and the inbox.</summary>
-    public Task<WorkforceStatus> StatusAsync(CancellationToken cancellationToken = default) => StatusAsync(Definition, Store, _memory, cancellationToken);
+    public Task<WorkforceStatus> StatusAsync(CancellationToken cancellationToken = default) => StatusAsync(Definition, Store, _memory, _engine.Options.Workforce, cancellationToken);
 
-    /// <summary>The status of <paramref name="definition"/>'s members from a store (the CLI reads a database without an engine).</summary>
-    internal static async Task<WorkforceStatus> StatusAsync(WorkforceDefinition definition, IWorkforceStore store, IMemoryStore? memory, CancellationToken cancellationToken)
+    /// <summary>
+    /// The status of <paramref name="definition"/>'s members from a store (the CLI reads a database without an engine),
+    /// with the inbox's limits of <paramref name="limits"/>.
+    /// </summary>
+    internal static async Task<WorkforceStatus> StatusAsync(WorkforceDefinition definition, IWorkforceStore store, IMemoryStore? memory, BureauWorkforceOptions limits,
+        CancellationToken cancellationToken)
     {
         var loads = (await store.LoadsAsync(cancellationToken)).ToDictionary(l => l.Agent, StringComparer.Ordinal);
         var queued = await store.QueuedBySkillAsync(cancellationToken);
@@ -169,7 +187,11 @@ public sealed partial class BureauWorkforce
             agents.Add(new WorkforceAgentStatus(m.Name, m.Skills, m.Concurrency, load?.InProgress ?? 0, load?.Finished ?? 0, inbox,
                 memory is null ? null : await CountFactsAsync(memory, MemoryScopes.Agent + ":" + m.Name, cancellationToken)));
         }
-        return new WorkforceStatus(agents, queued.Values.Sum(), queued, loads.Values.Sum(l => l.InProgress));
+        return new WorkforceStatus(agents, queued.Values.Sum(), queued, loads.Values.Sum(l => l.InProgress))
+        {
+            MaxQueuedTasks = limits.MaxQueuedTasks,
+            MaxQueuedBySkill = limits.SkillLimits(definition, queued.Keys),
+        };
     }
 
     /// <summary>Current facts in a scope (counted by pages; a status, not a hot path).</summary>
