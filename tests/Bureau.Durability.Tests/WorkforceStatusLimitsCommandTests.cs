@@ -64,6 +64,7 @@ public sealed class WorkforceStatusLimitsCommandTests : IDisposable
         Assert.True(json.ExitCode == 0, json.Stderr);
         var shown = JsonNode.Parse(json.Stdout)!;
         Assert.Equal((4, 40), ((int)shown["queued"]!, (int)shown["maxQueuedTasks"]!));
+        Assert.Equal(WorkforceDefinition.DefaultBoard, (string)shown["board"]!);   // as GET /v1/workforce answers
         // billing's own limit (appsettings.json), legal's (environment), desk queued without one of its own.
         Assert.Equal([("billing", (int?)5), ("desk", null), ("legal", 7)], shown["maxQueuedBySkill"]!.AsObject().Select(p => (p.Key, (int?)p.Value)));
 

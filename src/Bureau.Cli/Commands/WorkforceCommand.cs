@@ -43,7 +43,7 @@ internal static class WorkforceCommand
                     await pgStore.InitializeAsync(ct);
                     var pgMemory = new Storage.PostgreSql.PostgreSqlMemoryStore(database);
                     await pgMemory.InitializeAsync(ct);
-                    return Print(await BureauWorkforce.StatusAsync(definitions.Workforce, pgStore, pgMemory, limits, ct), parse.GetValue(json), Console.Out);
+                    return Print(await BureauWorkforce.StatusAsync(definitions.Workforce, pgStore, pgMemory, limits, ct), definitions.Workforce.Board, parse.GetValue(json), Console.Out);
                 }
             }
             var path = parse.GetValue(db)!;
@@ -54,16 +54,19 @@ internal static class WorkforceCommand
             var memory = new SqliteMemoryStore(options);
             await memory.InitializeAsync(ct);
             var s = await BureauWorkforce.StatusAsync(definitions.Workforce, store, memory, limits, ct);
-            return Print(s, parse.GetValue(json), Console.Out);
+            return Print(s, definitions.Workforce.Board, parse.GetValue(json), Console.Out);
         });
         return new Command("workforce", "The workforce: persistent agents that take tasks routed by skill and load.") { status };
     }
 
-    internal static int Print(WorkforceStatus s, bool json, TextWriter stdout)
+    internal static int Print(WorkforceStatus s, string board, bool json, TextWriter stdout)
     {
         if (json)
         {
-            stdout.WriteLine(System.Text.Json.JsonSerializer.Serialize(s, WorkforceJson.Default.WorkforceStatus));
+            // As GET /v1/workforce answers: the board first, then the status.
+            var doc = System.Text.Json.JsonSerializer.SerializeToNode(s, WorkforceJson.Default.WorkforceStatus)!.AsObject();
+            doc.Insert(0, "board", board);
+            stdout.WriteLine(doc.ToJsonString(WorkforceJson.Default.Options));
             return 0;
         }
         var rows = new List<string[]> { new[] { "AGENT", "SKILLS", "LIMIT", "IN PROGRESS", "FINISHED", "INBOX", "MEMORY" } };
