@@ -282,11 +282,11 @@ public sealed class ProcessSandboxTests : IAsyncDisposable
         await host.StartAsync(Ct);
         await host.StopAsync(Ct);
 
-        var warnings = logs.Lines.Where(l => l.Level == Microsoft.Extensions.Logging.LogLevel.Warning).Select(l => l.Message).ToList();
+        var warnings = logs.Records.Where(l => l.Level == Microsoft.Extensions.Logging.LogLevel.Warning).Select(l => l.Message).ToList();
         Assert.Contains("tool 'dotnetish': sandbox: memory is not limited (maxMemoryMB: 0)", warnings);
         if (ToolSandbox.Machine.IsRoot)
             Assert.Contains(warnings, w => w.StartsWith($"tool 'dotnetish': sandbox: writable path {Path.Combine(_dir.Path, "missing")} does not exist", StringComparison.Ordinal));
-        Assert.Contains(logs.Lines, l => l.Message.StartsWith("tool 'dotnetish': sandboxed (bubblewrap)", StringComparison.Ordinal));
+        Assert.Contains(logs.Records, l => l.Message.StartsWith("tool 'dotnetish': sandboxed (bubblewrap)", StringComparison.Ordinal));
         // ... and health says it too (GET /v1/health/dependencies, bureau health).
         var health = host.Services.GetRequiredService<Bureau.Resilience.DependencyHealth>().Snapshot().Single(d => d.Name == "tool:dotnetish");
         Assert.Contains("sandbox: memory is not limited (maxMemoryMB: 0)", health.NotApplied!);
@@ -400,23 +400,8 @@ public sealed class ProcessSandboxTests : IAsyncDisposable
         await host.StartAsync(Ct);
         await host.StopAsync(Ct);
 
-        Assert.Contains(logs.Lines, l => l.Level == Microsoft.Extensions.Logging.LogLevel.Warning
+        Assert.Contains(logs.Records, l => l.Level == Microsoft.Extensions.Logging.LogLevel.Warning
             && l.Message.StartsWith("tool 'unconfined': a write tool that runs unsandboxed (sandbox: false)", StringComparison.Ordinal));
-    }
-
-    private sealed class CapturingLoggerProvider : Microsoft.Extensions.Logging.ILoggerProvider
-    {
-        public System.Collections.Concurrent.ConcurrentQueue<(Microsoft.Extensions.Logging.LogLevel Level, string Message)> Lines { get; } = new();
-        public Microsoft.Extensions.Logging.ILogger CreateLogger(string categoryName) => new Logger(this);
-        public void Dispose() { }
-
-        private sealed class Logger(CapturingLoggerProvider owner) : Microsoft.Extensions.Logging.ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-            public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
-            public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-                owner.Lines.Enqueue((logLevel, formatter(state, exception)));
-        }
     }
 
     private static IEnumerable<int> ProcessesOf(int uid)
