@@ -74,6 +74,17 @@ public sealed record ApprovalNotifier(string Kind, Uri Url, string? Secret = nul
 
     /// <summary>For <c>slack</c> with buttons: who each Slack user (by user id, <c>U…</c>) answers as. A user not listed may not answer.</summary>
     public IReadOnlyDictionary<string, SlackApprover> Users { get; init; } = new Dictionary<string, SlackApprover>();
+
+    /// <summary>
+    /// Whether the announcement carries the call's arguments (their JSON text, cut to
+    /// <see cref="ArgumentsPreviewChars"/> characters), so an approver can decide from the message. Off by default: the
+    /// arguments may hold personal data the target (a chat service) should not receive; without them the message names
+    /// the tool, and the arguments are in the approval inbox.
+    /// </summary>
+    public bool IncludeArguments { get; init; }
+
+    /// <summary>The most characters of arguments an announcement carries (longer ones end with <c>…</c>).</summary>
+    public const int ArgumentsPreviewChars = 2000;
 }
 
 /// <summary>Who a Slack user answers approvals as: an approver name, and the roles or groups it belongs to (matched against a level's approvers).</summary>

@@ -7,7 +7,7 @@ namespace Bureau.Manifests;
 internal sealed partial class ManifestReader
 {
     private static readonly string[] s_policyKeys = ["defaults", "approval", "rules", "notify"];
-    private static readonly string[] s_notifyKeys = ["kind", "url", "secret", "signingSecret", "users"];
+    private static readonly string[] s_notifyKeys = ["kind", "url", "secret", "signingSecret", "users", "includeArguments"];
     private static readonly string[] s_slackUserKeys = ["name", "roles"];
     private static readonly string[] s_ruleKeys2 = ["name", "when", "action", "reason", "approval"];
     private static readonly string[] s_policyWhenKeys = ["agent", "tool", "effect", "args", "confidence", "tokens", "cost", "trigger", "time"];
@@ -85,6 +85,7 @@ internal sealed partial class ManifestReader
                     {
                         SigningSecret = string.IsNullOrEmpty(signingSecret) ? null : signingSecret,
                         Users = users,
+                        IncludeArguments = nm.TryGetValue("includeArguments", out var ia) && Boolean(ia) == true,
                     });
                 }
             }

@@ -131,6 +131,21 @@ public sealed class PolicyManifestTests
     }
 
     [Fact]
+    public void Notify_IncludeArguments_IsOffUnlessSaid_AndMustBeABoolean()
+    {
+        var result = Load(Base + """
+            policies:
+              notify:
+                - { kind: webhook, url: "https://ops.example.com/a", includeArguments: true }
+                - { kind: webhook, url: "https://ops.example.com/b" }
+            """);
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        Assert.Equal([true, false], result.Definitions!.Policies.Notify.Select(n => n.IncludeArguments));
+        var bad = Load(Base + "policies:\n  notify:\n    - { kind: webhook, url: \"https://ops.example.com/x\", includeArguments: sometimes }\n");
+        Assert.Contains(bad.Diagnostics, d => d.Line == 10 && d.Message.Contains("includeArguments", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Notify_UsersWithoutSigningSecret_SigningSecretOnAWebhook_BadUserId_AreErrorsAtTheirLines()
     {
         Single(Load(Base + "policies:\n  notify:\n    - { kind: slack, url: \"https://hooks.slack.com/x\", users: { U1: a } }\n"), 10, 56, "'users' needs 'signingSecret'");

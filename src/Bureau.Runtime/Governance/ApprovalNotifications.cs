@@ -64,11 +64,11 @@ internal sealed partial class ApprovalNotifications(BureauDeployment deployment,
                 }
                 foreach (var e in page.Where(e => e.Action is "approval.asked" or "approval.escalated"))
                 {
-                    if (!await StillOpenAsync(e, stoppingToken)) continue; // answered, expired or moved on since: nothing to announce
+                    if (await OpenWaitAsync(e, stoppingToken) is not { } wait) continue; // answered, expired or moved on since: nothing to announce
                     foreach (var target in _targets)
                     {
                         if (done.Contains((e.Seq, target.Url.ToString()))) continue;
-                        await DeliverAsync(audit, e, target, stoppingToken);
+                        await DeliverAsync(audit, e, target, target.IncludeArguments ? wait.Arguments : null, stoppingToken);
                         done.Add((e.Seq, target.Url.ToString()));
                     }
                 }
@@ -87,16 +87,18 @@ internal sealed partial class ApprovalNotifications(BureauDeployment deployment,
         }
     }
 
-    private async Task<bool> StillOpenAsync(AuditRecord entry, CancellationToken ct)
+    /// <summary>The approval the entry announces, while its run still waits for it at that level; null once answered, expired or escalated.</summary>
+    private async Task<ApprovalWait?> OpenWaitAsync(AuditRecord entry, CancellationToken ct)
     {
-        if (entry.RunId is null || entry.Detail is null || JsonNode.Parse(entry.Detail) is not JsonObject d) return false;
+        if (entry.RunId is null || entry.Detail is null || JsonNode.Parse(entry.Detail) is not JsonObject d) return null;
         var run = await store.GetRunAsync(entry.RunId, ct);
-        return run?.WaitingFor is ApprovalWait wait && wait.Step == (long?)d["approval"] && wait.Level == ((int?)d["level"] ?? 0);
+        return run?.WaitingFor is ApprovalWait wait && wait.Step == (long?)d["approval"] && wait.Level == ((int?)d["level"] ?? 0) ? wait : null;
     }
 
-    private async Task DeliverAsync(IAuditLog audit, AuditRecord entry, ApprovalNotifier target, CancellationToken ct)
+    private async Task DeliverAsync(IAuditLog audit, AuditRecord entry, ApprovalNotifier target, string? arguments, CancellationToken ct)
     {
         var payload = Payload(entry);
+        if (arguments is not null) payload["arguments"] = ArgumentsPreview(arguments);
         string? error = null;
         var attempts = 0;
         for (var delay = options.FirstRetryDelay; attempts < options.MaxAttempts; delay *= 2)
@@ -130,6 +132,10 @@ internal sealed partial class ApprovalNotifications(BureauDeployment deployment,
             ["at"] = entry.At,
         };
     }
+
+    /// <summary>The arguments' JSON text, cut to <see cref="ApprovalNotifier.ArgumentsPreviewChars"/> characters (ending with <c>…</c> when cut).</summary>
+    internal static string ArgumentsPreview(string arguments) =>
+        arguments.Length <= ApprovalNotifier.ArgumentsPreviewChars ? arguments : string.Concat(arguments.AsSpan(0, ApprovalNotifier.ArgumentsPreviewChars), "…");
 
     /// <summary>One attempt; null when the target accepted it (2xx), else what went wrong.</summary>
     private async Task<string?> SendAsync(ApprovalNotifier target, AuditRecord entry, JsonObject payload, CancellationToken ct)
@@ -176,7 +182,8 @@ internal sealed partial class ApprovalNotifications(BureauDeployment deployment,
     internal static JsonObject SlackMessage(AuditRecord entry, JsonObject payload, bool buttons)
     {
         var id = (string)payload["approval"]!;
-        var text = $"Approval {(entry.Action == "approval.escalated" ? "escalated" : "needed")}: run {payload["runId"]} wants to call {payload["tool"]} "
+        var arguments = (string?)payload["arguments"] is { } args ? $" with `{args.Replace('`', '\'')}`" : "";
+        var text = $"Approval {(entry.Action == "approval.escalated" ? "escalated" : "needed")}: run {payload["runId"]} wants to call {payload["tool"]}{arguments} "
             + $"(level {((int?)payload["level"] ?? 0) + 1}, approvers: {payload["approvers"]?.ToJsonString() ?? "any"}). ";
         if (!buttons) return new JsonObject { ["text"] = text + $"Decide: POST {payload["decide"]} or `bureau approvals approve|reject {id}`" };
         static JsonObject Button(string label, string action, string value, string style) => new()

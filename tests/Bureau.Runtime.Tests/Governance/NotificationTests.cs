@@ -23,7 +23,7 @@ public sealed class NotificationTests : IAsyncDisposable
     public ValueTask DisposeAsync() => _f.DisposeAsync();
 
     private async Task<(BureauEngine Engine, string RunId, long Step)> WaitingWithNotifierAsync(Uri url, int maxAttempts, Func<BureauEngine, string, long, Task>? beforeNotifierStarts = null,
-        ApprovalSpec? approval = null)
+        ApprovalSpec? approval = null, Func<Uri, IReadOnlyList<ApprovalNotifier>>? notify = null)
     {
         _f.AddTool("refund", ToolEffect.Write);
         _f.AddAgent(tools: "refund");
@@ -31,7 +31,7 @@ public sealed class NotificationTests : IAsyncDisposable
         _f.Definitions.Policies = new PolicySet
         {
             Defaults = new Dictionary<ToolEffect, PolicyAction> { [ToolEffect.Write] = PolicyAction.RequireApproval },
-            Notify = [new ApprovalNotifier("webhook", url, "whsec_" + Convert.ToBase64String("s3cret-key"u8.ToArray()))],
+            Notify = notify?.Invoke(url) ?? [new ApprovalNotifier("webhook", url, "whsec_" + Convert.ToBase64String("s3cret-key"u8.ToArray()))],
             DefaultApproval = approval ?? new ApprovalSpec(),
         };
         _f.Configure = b => b.Services.AddSingleton(new ApprovalNotificationOptions
@@ -79,6 +79,39 @@ public sealed class NotificationTests : IAsyncDisposable
         Assert.Equal($"/v1/approvals/{runId}:{step}/decision", (string)payload["decide"]!);
         AssertStandardWebhooksSignature(last, "s3cret-key"u8.ToArray());
         Assert.True((await ((IAuditLog)engine.Store).VerifyAuditAsync()).IsIntact);
+    }
+
+    [Fact]
+    public async Task ApprovalOpens_ATargetWithIncludeArguments_GetsTheCallsArguments_OthersOnlyTheTool()
+    {
+        await using var server = new LoopbackServer((ctx, _) => LoopbackServer.Respond(ctx, 200, "ok"));
+        var (engine, runId, _) = await WaitingWithNotifierAsync(server.BaseAddress, maxAttempts: 3, notify: url =>
+        [
+            new ApprovalNotifier("webhook", new Uri(url, "with")) { IncludeArguments = true },
+            new ApprovalNotifier("webhook", new Uri(url, "without")),
+        ]);
+
+        for (var i = 0; i < 400 && server.Requests.Count < 2; i++) await Task.Delay(25, TestContext.Current.CancellationToken);
+        var byPath = server.Requests.ToDictionary(r => r.Url.AbsolutePath, r => JsonNode.Parse(r.Body)!);
+        Assert.Equal("""{"key":"k"}""", (string)byPath["/with"]["arguments"]!);
+        Assert.Equal("refund", (string)byPath["/without"]["tool"]!);
+        Assert.Null(byPath["/without"]["arguments"]);   // off by default: arguments may hold personal data
+        Assert.Equal(runId, (string)byPath["/with"]["runId"]!);
+    }
+
+    [Fact]
+    public void Announcement_LongArguments_AreCut_AndSlackShowsThem()
+    {
+        var long1 = "{\"note\":\"" + new string('x', 3000) + "\"}";
+        var preview = ApprovalNotifications.ArgumentsPreview(long1);
+        Assert.Equal(ApprovalNotifier.ArgumentsPreviewChars + 1, preview.Length);
+        Assert.EndsWith("…", preview);
+        Assert.Equal("""{"key":"k"}""", ApprovalNotifications.ArgumentsPreview("""{"key":"k"}"""));
+
+        var entry = new AuditRecord(7, DateTimeOffset.UnixEpoch, "policy", "approval.asked", "r1", 3, null, "h", "p");
+        var payload = new JsonObject { ["approval"] = "r1:3", ["runId"] = "r1", ["tool"] = "refund", ["level"] = 0, ["arguments"] = """{"amount":`30`}""" };
+        var text = (string)ApprovalNotifications.SlackMessage(entry, payload, buttons: false)["text"]!;
+        Assert.Contains("wants to call refund with `{\"amount\":'30'}`", text);   // backticks cannot end the code span
     }
 
     /// <summary>
