@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Microsoft.Data.Sqlite;
 
 namespace Bureau.Storage.Sqlite;
@@ -13,22 +12,50 @@ namespace Bureau.Storage.Sqlite;
 internal sealed class ReaderSessions : IDisposable
 {
     private readonly string _connectionString;
-    private readonly ConcurrentBag<ReaderSession> _idle = [];
-    private int _kept;
-    private volatile bool _disposed;
+    private readonly Stack<ReaderSession> _idle = new();
+    private bool _disposed;
 
     public ReaderSessions(string connectionString) => _connectionString = connectionString;
 
     /// <summary>The most sessions kept open between reads.</summary>
     public static int MaxKept { get; } = Math.Clamp(Environment.ProcessorCount * 2, 4, 16);
 
-    public async ValueTask<ReaderSession> RentAsync(CancellationToken ct)
+    /// <summary>
+    /// Runs <paramref name="read"/> on a kept session (or a new one), then keeps the session for the next read, or closes
+    /// it when the read failed, enough are kept already, or the store was disposed meanwhile.
+    /// </summary>
+    public async ValueTask<T> ReadAsync<TState, T>(TState state, Func<ReaderSession, TState, T> read, CancellationToken ct)
     {
-        if (_idle.TryTake(out var session))
+        var session = TakeIdle() ?? await OpenAsync(ct);
+        T value;
+        try
         {
-            Interlocked.Decrement(ref _kept);
-            return session;
+            value = read(session, state);
         }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+        lock (_idle)
+        {
+            if (!_disposed && _idle.Count < MaxKept)
+            {
+                _idle.Push(session);
+                return value;
+            }
+        }
+        session.Dispose();
+        return value;
+    }
+
+    private ReaderSession? TakeIdle()
+    {
+        lock (_idle) return _idle.TryPop(out var session) ? session : null;
+    }
+
+    private async Task<ReaderSession> OpenAsync(CancellationToken ct)
+    {
         var c = new SqliteConnection(_connectionString);
         try
         {
@@ -42,31 +69,16 @@ internal sealed class ReaderSessions : IDisposable
         return new ReaderSession(c);
     }
 
-    /// <summary>Keeps a session that read without error for the next read, or closes it.</summary>
-    public void Return(ReaderSession session, bool healthy)
-    {
-        if (healthy && !_disposed && Interlocked.Increment(ref _kept) <= MaxKept)
-        {
-            _idle.Add(session);
-            if (!_disposed) return;
-            // Disposed meanwhile: take it back out (Dispose may have drained the bag already).
-            if (!_idle.TryTake(out var late)) return;
-            Interlocked.Decrement(ref _kept);
-            late.Dispose();
-            return;
-        }
-        if (healthy && !_disposed) Interlocked.Decrement(ref _kept);
-        session.Dispose();
-    }
-
     public void Dispose()
     {
-        _disposed = true;
-        while (_idle.TryTake(out var session))
+        ReaderSession[] idle;
+        lock (_idle)
         {
-            Interlocked.Decrement(ref _kept);
-            session.Dispose();
+            _disposed = true;
+            idle = [.. _idle];
+            _idle.Clear();
         }
+        foreach (var session in idle) session.Dispose();
     }
 }
 

@@ -137,42 +137,18 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
     }
 
     /// <inheritdoc />
-    public async Task<RunRecord?> GetRunAsync(string runId, CancellationToken cancellationToken = default)
-    {
-        var session = await RentReaderAsync(cancellationToken);
-        var healthy = false;
-        try
+    public Task<RunRecord?> GetRunAsync(string runId, CancellationToken cancellationToken = default) =>
+        ReadAsync(runId, static (session, id) =>
         {
             var cmd = session.Run;
-            cmd.Parameters[0].Value = runId;
-            RunRecord? run;
-            using (var r = cmd.ExecuteReader())
-                run = r.Read() ? ReadRun(r) : null;
-            healthy = true;
-            return run;
-        }
-        finally
-        {
-            _readers.Return(session, healthy);
-        }
-    }
+            cmd.Parameters[0].Value = id;
+            using var r = cmd.ExecuteReader();
+            return r.Read() ? ReadRun(r) : null;
+        }, cancellationToken);
 
     /// <inheritdoc />
-    public async Task<IReadOnlyList<JournalRecord>> ReadJournalAsync(string runId, long afterStep = 0, CancellationToken cancellationToken = default)
-    {
-        var session = await RentReaderAsync(cancellationToken);
-        var healthy = false;
-        try
-        {
-            var list = ReadJournal(session, runId, afterStep, cancellationToken);
-            healthy = true;
-            return list;
-        }
-        finally
-        {
-            _readers.Return(session, healthy);
-        }
-    }
+    public async Task<IReadOnlyList<JournalRecord>> ReadJournalAsync(string runId, long afterStep = 0, CancellationToken cancellationToken = default) =>
+        await ReadAsync((runId, afterStep, cancellationToken), static (session, a) => ReadJournal(session, a.runId, a.afterStep, a.cancellationToken), cancellationToken);
 
     private static List<JournalRecord> ReadJournal(ReaderSession session, string runId, long afterStep, CancellationToken cancellationToken)
     {
@@ -592,10 +568,11 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
         }
     }
 
-    private ValueTask<ReaderSession> RentReaderAsync(CancellationToken ct)
+    /// <summary>A read on a kept connection with its statements prepared (<see cref="ReaderSessions"/>).</summary>
+    private async Task<T> ReadAsync<TState, T>(TState state, Func<ReaderSession, TState, T> read, CancellationToken ct)
     {
         if (_writer is null) throw new InvalidOperationException("the store is not initialized: call InitializeAsync first");
-        return _readers.RentAsync(ct);
+        return await _readers.ReadAsync(state, read, ct);
     }
 
     private async Task<SqliteConnection> OpenReaderAsync(CancellationToken ct)

@@ -111,6 +111,13 @@ public abstract class BureauTool
         {
             return ToolOutcome.Error($"tool '{Name}' timed out after {FormatTimeout(timeout)}", ToolFailure.Timeout);
         }
+        catch (WorkforceInboxFullException ex)
+        {
+            // The workforce's inbox refused a task (the built-in delegate tool, or a C# tool that adds tasks): a refusal,
+            // not a crash. The model gets it as the call's error (not retried, not counted against the tool's health;
+            // decision 0050) and the run goes on.
+            return ToolOutcome.Error($"tool '{Name}': {ex.Message}");
+        }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             return ToolOutcome.Error($"tool '{Name}' failed: {ex.Message}", NothingSent(ex) ? ToolFailure.NotSent : ToolFailure.Crash);

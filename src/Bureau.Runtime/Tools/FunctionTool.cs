@@ -33,18 +33,8 @@ internal sealed class FunctionTool : BureauTool
                 arguments[property.Name] = property.Value.Clone();
         }
         // WaitAsync: a function that ignores its token still cannot hold the call past its timeout.
-        object? result;
-        try
-        {
-            var pending = _definition.Function.InvokeAsync(arguments, cancellationToken);
-            result = pending.IsCompletedSuccessfully ? pending.Result : await pending.AsTask().WaitAsync(cancellationToken);
-        }
-        catch (WorkforceInboxFullException ex)
-        {
-            // The delegate tool's inbox refused the task: a refusal, not a crash. The model gets it as the call's error (not
-            // retried, not counted against the tool's health) and the run goes on.
-            return ToolOutcome.Error($"tool '{Name}': {ex.Message}");
-        }
+        var pending = _definition.Function.InvokeAsync(arguments, cancellationToken);
+        var result = pending.IsCompletedSuccessfully ? pending.Result : await pending.AsTask().WaitAsync(cancellationToken);
         return ToolOutcome.Success(ToText(result));
     }
 
