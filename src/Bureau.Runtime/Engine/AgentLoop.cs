@@ -244,7 +244,9 @@ internal sealed partial class AgentLoop : IResilienceJournal
         {
             usedTokens += parent.Usage.TotalTokens;
             usedCost += parent.Cost;
-            if (countSteps) usedSteps += Teams.RunTree.StepsOf(await _run.Engine.Store.ReadJournalAsync(parent.Id, 0, CancellationToken.None));
+            // Read once for both the steps and the first step's time (a team's journal grows with its members).
+            IReadOnlyList<JournalRecord>? journal = null;
+            if (countSteps) usedSteps += Teams.RunTree.StepsOf(journal = await _run.Engine.Store.ReadJournalAsync(parent.Id, 0, CancellationToken.None));
             if (parent.Kind != RunKinds.Team || !_run.Engine.Definitions.Teams.TryGetValue(parent.Agent, out var team)) continue;
             if (team.Budgets.MaxTokens is { } budget)
             {
@@ -263,7 +265,8 @@ internal sealed partial class AgentLoop : IResilienceJournal
             }
             if (team.Budgets.MaxWallTime is { } wall)
             {
-                var firstStep = (await _run.Engine.Store.ReadJournalAsync(parent.Id, 1, CancellationToken.None)).FirstOrDefault()?.At ?? parent.CreatedAt;
+                journal ??= await _run.Engine.Store.ReadJournalAsync(parent.Id, 1, CancellationToken.None);
+                var firstStep = journal.FirstOrDefault(r => r.N > 1)?.At ?? parent.CreatedAt;
                 var remaining = firstStep + wall - Time.GetUtcNow();
                 timeLeft = timeLeft is { } t && t < remaining ? t : remaining;
             }
