@@ -394,7 +394,7 @@ public sealed class AgentBudgets
     /// <summary>Most journal steps (model calls and tool calls) a run may take.</summary>
     public int? MaxSteps { get; init; }
 
-    /// <summary>Most tokens (input plus output, as the model reports them) a run may use.</summary>
+    /// <summary>Most tokens (input plus output, as the model reports them) a run may use, those of the agents it delegates to included.</summary>
     public long? MaxTokens { get; init; }
 
     /// <summary>
@@ -406,7 +406,7 @@ public sealed class AgentBudgets
     /// <summary>Longest a run may wait in the queue before its first step; past it, the run ends as failed with outcome <c>expired</c>, without running. Null: no limit.</summary>
     public TimeSpan? MaxQueueTime { get; init; }
 
-    /// <summary>Most a run may cost (priced models only, see <see cref="ModelDefinition.Price"/>); past it the run stops with a <c>budget</c> outcome.</summary>
+    /// <summary>Most a run may cost (priced models only, see <see cref="ModelDefinition.Price"/>), the agents it delegates to included; past it the run stops with a <c>budget</c> outcome.</summary>
     public double? MaxCost { get; init; }
 }
 

@@ -235,29 +235,42 @@ internal sealed partial class AgentLoop : IResilienceJournal
         int? stepsLeft = null;
         // What the tree below each team has used so far: the team's finished members (its own record)
         // plus, for a team higher up, what every run between it and this one used and has not reported
-        // up yet (a member team's finished members, a delegating agent's own calls).
-        var countSteps = Teams.RunTree.CountsSteps(run, ancestors, _run.Engine.Definitions.Teams);
+        // up yet (a member team's finished members, a delegating agent's own calls and its finished delegates).
+        // A delegating agent's own token and cost budgets count its delegates too, so they are handed down the same way.
+        var teams = _run.Engine.Definitions.Teams;
+        var countSteps = Teams.RunTree.CountsSteps(run, ancestors, teams);
+        var countSpend = ancestors.Any(a => SpendBudgetOf(a) is not null);
         long usedTokens = 0;
         double usedCost = 0;
         var usedSteps = 0;
         foreach (var parent in ancestors)
         {
+            var team = parent.Kind == RunKinds.Team && teams.TryGetValue(parent.Agent, out var t) ? t : null;
+            var delegating = parent.Kind == RunKinds.Agent;
+            // The parent's journal, read from where this process last read it (a team's grows with its members).
+            var tally = countSteps || team?.Budgets.MaxWallTime is not null || (countSpend && delegating) ? await _run.Engine.Tallies.GetAsync(parent.Id) : null;
             usedTokens += parent.Usage.TotalTokens;
             usedCost += parent.Cost;
-            // Read once for both the steps and the first step's time (a team's journal grows with its members).
-            IReadOnlyList<JournalRecord>? journal = null;
-            if (countSteps) usedSteps += Teams.RunTree.StepsOf(journal = await _run.Engine.Store.ReadJournalAsync(parent.Id, 0, CancellationToken.None));
-            if (parent.Kind != RunKinds.Team || !_run.Engine.Definitions.Teams.TryGetValue(parent.Agent, out var team)) continue;
-            if (team.Budgets.MaxTokens is { } budget)
+            if (delegating && countSpend)
             {
-                var remaining = budget - usedTokens;
-                tokensLeft = tokensLeft is { } l ? Math.Min(l, remaining) : remaining;
+                usedTokens += tally!.ChildUsage.TotalTokens;
+                usedCost = Teams.JournalTally.SumCost(usedCost, tally.ChildCost);
             }
-            if (team.Budgets.MaxCost is { } maxCost)
+            if (countSteps) usedSteps += tally!.Steps;
+            if (SpendBudgetOf(parent) is { } spend)
             {
-                var remaining = Math.Round(maxCost - usedCost, 9); // costs are kept to 9 decimals: 0.06 - 0.04 leaves 0.02, not 0.019999...
-                costLeft = costLeft is { } l ? Math.Min(l, remaining) : remaining;
+                if (spend.MaxTokens is { } budget)
+                {
+                    var remaining = budget - usedTokens;
+                    tokensLeft = tokensLeft is { } l ? Math.Min(l, remaining) : remaining;
+                }
+                if (spend.MaxCost is { } maxCost)
+                {
+                    var remaining = Math.Round(maxCost - usedCost, 9); // costs are kept to 9 decimals: 0.06 - 0.04 leaves 0.02, not 0.019999...
+                    costLeft = costLeft is { } l ? Math.Min(l, remaining) : remaining;
+                }
             }
+            if (team is null) continue;
             if (team.Budgets.MaxSteps is { } maxSteps)
             {
                 var remaining = maxSteps - usedSteps;
@@ -265,10 +278,8 @@ internal sealed partial class AgentLoop : IResilienceJournal
             }
             if (team.Budgets.MaxWallTime is { } wall)
             {
-                journal ??= await _run.Engine.Store.ReadJournalAsync(parent.Id, 1, CancellationToken.None);
-                var firstStep = journal.FirstOrDefault(r => r.N > 1)?.At ?? parent.CreatedAt;
-                var remaining = firstStep + wall - Time.GetUtcNow();
-                timeLeft = timeLeft is { } t && t < remaining ? t : remaining;
+                var remaining = (tally!.FirstStepAt ?? parent.CreatedAt) + wall - Time.GetUtcNow();
+                timeLeft = timeLeft is { } l && l < remaining ? l : remaining;
             }
         }
         if (tokensLeft is null && timeLeft is null && costLeft is null && stepsLeft is null) return;
@@ -278,6 +289,21 @@ internal sealed partial class AgentLoop : IResilienceJournal
         var cost = costLeft is { } cl && (b.MaxCost is not { } ownCost || cl < ownCost) ? Math.Max(0, cl) : b.MaxCost;
         var steps = stepsLeft is { } sl && (b.MaxSteps is not { } ownSteps || sl < ownSteps) ? Math.Max(0, sl) : b.MaxSteps;
         _agent = _agent.WithBudgets(new AgentBudgets { MaxTokens = tokens, MaxSteps = steps, MaxWallTime = wallTime, MaxQueueTime = b.MaxQueueTime, MaxCost = cost });
+    }
+
+    /// <summary>
+    /// The token and cost budgets of <paramref name="run"/> that bound the runs below it, or null: a team's, or the
+    /// agent's own of an agent that delegates (its budgets count its delegates' spending).
+    /// </summary>
+    private AgentBudgets? SpendBudgetOf(RunRecord run)
+    {
+        var budgets = run.Kind switch
+        {
+            RunKinds.Team => _run.Engine.Definitions.Teams.TryGetValue(run.Agent, out var team) ? team.Budgets : null,
+            RunKinds.Agent => _kind.Agents.TryGetValue(run.Agent, out var agent) ? agent.Definition.Budgets : null,
+            _ => null,
+        };
+        return budgets is { MaxTokens: not null } or { MaxCost: not null } ? budgets : null;
     }
 
     private string ResumeReason(RunRecord run)
@@ -541,8 +567,9 @@ internal sealed partial class AgentLoop : IResilienceJournal
         }
         var ok = child.Status == RunStatus.Succeeded;
         var content = ok ? child.Output ?? "" : $"agent '{c.Name}' (run {child.Id}) {child.Status.ToWireName()}: {child.Error}";
-        var childSteps = Teams.RunTree.CountsSteps(_run.Run, _ancestors, _run.Engine.Definitions.Teams) ? await Teams.RunTree.StepsOfAsync(_run.Engine.Store, child.Id) : (int?)null;
-        await AppendAsync([new ChildRunFinished(child.Id, child.Status, child.Output, child.Error, child.Usage, child.Cost == 0 ? null : child.Cost, childSteps),
+        var countSteps = Teams.RunTree.CountsSteps(_run.Run, _ancestors, _run.Engine.Definitions.Teams);
+        var (childUsage, childCost, childSteps) = await Teams.RunTree.FinishedChildAsync(_run.Engine.Store, child, countSteps, _run.Engine.Definitions);
+        await AppendAsync([new ChildRunFinished(child.Id, child.Status, child.Output, child.Error, childUsage, childCost == 0 ? null : childCost, childSteps),
             new ToolCompleted(c.CallId, c.Name, content, !ok, 0, call.IntentStep)]);
         return null;
     }

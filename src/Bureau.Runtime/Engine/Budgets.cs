@@ -11,7 +11,10 @@ internal enum BudgetPoint
     BeforeTool,
 }
 
-/// <summary>The one place a run's budgets are checked.</summary>
+/// <summary>
+/// The one place a run's budgets are checked. Tokens and cost count the run's own model calls and what the agents it
+/// delegated to used (their finished runs' reports); steps count its own loop.
+/// </summary>
 internal static class Budgets
 {
     /// <summary>The budget that is exceeded at <paramref name="point"/>, as the journal entry that stops the run, or null.</summary>
@@ -21,14 +24,14 @@ internal static class Budgets
         {
             case BudgetPoint.BeforeModel:
                 if (budgets.MaxSteps is { } maxSteps && state.Steps >= maxSteps) return new BudgetExceeded("steps", maxSteps, state.Steps);
-                if (budgets.MaxTokens is { } maxTokens && state.Usage.TotalTokens >= maxTokens) return new BudgetExceeded("tokens", maxTokens, state.Usage.TotalTokens);
+                if (budgets.MaxTokens is { } maxTokens && state.SpentTokens >= maxTokens) return new BudgetExceeded("tokens", maxTokens, state.SpentTokens);
                 if (budgets.MaxWallTime is { } maxTime && activeTime >= maxTime)
                     return new BudgetExceeded("time", maxTime.TotalSeconds, Math.Round(activeTime.TotalSeconds, 3));
-                if (budgets.MaxCost is { } maxCost && state.Cost >= maxCost) return new BudgetExceeded("cost", maxCost, Math.Round(state.Cost, 6));
+                if (budgets.MaxCost is { } maxCost && state.SpentCost >= maxCost) return new BudgetExceeded("cost", maxCost, Math.Round(state.SpentCost, 6));
                 return null;
             case BudgetPoint.AfterModel:
-                if (budgets.MaxTokens is { } limit && state.Usage.TotalTokens > limit) return new BudgetExceeded("tokens", limit, state.Usage.TotalTokens);
-                return budgets.MaxCost is { } costLimit && state.Cost > costLimit ? new BudgetExceeded("cost", costLimit, Math.Round(state.Cost, 6)) : null;
+                if (budgets.MaxTokens is { } limit && state.SpentTokens > limit) return new BudgetExceeded("tokens", limit, state.SpentTokens);
+                return budgets.MaxCost is { } costLimit && state.SpentCost > costLimit ? new BudgetExceeded("cost", costLimit, Math.Round(state.SpentCost, 6)) : null;
             case BudgetPoint.BeforeTool:
                 return budgets.MaxSteps is { } steps && state.Steps >= steps ? new BudgetExceeded("steps", steps, state.Steps) : null;
             default:

@@ -95,6 +95,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         _deployment = deployment;
         Options = options;
         Store = store;
+        Tallies = new Teams.JournalTallies(store);
         Events = events;
         TimeProvider = timeProvider;
         Services = services;
@@ -120,6 +121,9 @@ public sealed partial class BureauEngine : IAsyncDisposable
 
     /// <summary>The store.</summary>
     public IRunStore Store { get; }
+
+    /// <summary>The journals of the runs above starting members, read incrementally (team budgets).</summary>
+    internal Teams.JournalTallies Tallies { get; }
 
     /// <summary>Live events of runs (what the journal writer appended, and activities).</summary>
     public IRunEventBus Events { get; }

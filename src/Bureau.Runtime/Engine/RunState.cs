@@ -77,6 +77,14 @@ internal sealed class RunState
     public UsageRecord Usage { get; private set; } = UsageRecord.Zero;
     /// <summary>What the run's model calls cost (priced models only).</summary>
     public double Cost { get; private set; }
+    /// <summary>The tokens the agents this run delegated to used, as their finished child runs reported (<see cref="ChildRunFinished.Usage"/>).</summary>
+    public UsageRecord DelegatedUsage { get; private set; } = UsageRecord.Zero;
+    /// <summary>What the agents this run delegated to cost, as their finished child runs reported.</summary>
+    public double DelegatedCost { get; private set; }
+    /// <summary>The tokens a token budget counts: the run's own and its delegates'.</summary>
+    public long SpentTokens => Usage.TotalTokens + DelegatedUsage.TotalTokens;
+    /// <summary>The cost a cost budget counts: the run's own and its delegates' (kept to 9 decimals).</summary>
+    public double SpentCost => Teams.JournalTally.SumCost(Cost, DelegatedCost);
     /// <summary>The latest tool call that failed, while no tool call succeeded after it: (tool, failure class, attempts, step).</summary>
     public (string Tool, string? Failure, int? Attempts, long Step)? LastToolFailure { get; private set; }
     /// <summary>Tool calls rejected by validation in a row (no tool result between them).</summary>
@@ -227,7 +235,11 @@ internal sealed class RunState
                 Summary = cs;
                 Usage += cs.Usage;
                 break;
-            case BudgetExceeded or RunResumed or RunCanceled or ChildRunFinished or AttemptFailed or DependencyWaited or ModelFallback:
+            case ChildRunFinished f:
+                DelegatedUsage += f.Usage ?? UsageRecord.Zero;
+                DelegatedCost = Teams.JournalTally.SumCost(DelegatedCost, f.Cost ?? 0);
+                break;
+            case BudgetExceeded or RunResumed or RunCanceled or AttemptFailed or DependencyWaited or ModelFallback:
                 break;
             default:
                 throw new InvalidDataException($"run {RunId}, step {record.N}: unknown journal entry kind '{record.Entry.Kind}'");

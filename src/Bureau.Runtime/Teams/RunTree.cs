@@ -72,26 +72,86 @@ internal static class RunTree
     }
 
     /// <summary>
-    /// The steps of a run and everything below it, from its journal: its own model calls and tool
-    /// calls (answered or refused), plus the steps its finished children reported
-    /// (<see cref="ChildRunFinished.Steps"/>).
+    /// What the finished run <paramref name="child"/> reports up to its parent (its <see cref="ChildRunFinished"/>): the
+    /// tokens and cost of its subtree, and its subtree's steps when <paramref name="countSteps"/>. A team's row already
+    /// sums its members; an agent's row holds its own model calls only, so for an agent that may delegate the tokens and
+    /// cost its delegates reported are added. At most one journal read, and none for an agent that cannot delegate when
+    /// steps are not counted (the fan-out of a plain team pays nothing).
     /// </summary>
-    public static int StepsOf(IEnumerable<JournalRecord> journal)
+    public static async Task<(UsageRecord Usage, double Cost, int? Steps)> FinishedChildAsync(IRunStore store, RunRecord child, bool countSteps, BureauDefinitions definitions)
     {
-        var steps = 0;
-        foreach (var r in journal)
+        var delegates = child.Kind == RunKinds.Agent && definitions.Agents.TryGetValue(child.Agent, out var agent) && agent.Delegates.Count > 0;
+        if (!countSteps && !delegates) return (child.Usage, child.Cost, null);
+        var tally = JournalTally.Empty.With(await store.ReadJournalAsync(child.Id, 0, CancellationToken.None));
+        return delegates
+            ? (child.Usage + tally.ChildUsage, JournalTally.SumCost(child.Cost, tally.ChildCost), countSteps ? tally.Steps : null)
+            : (child.Usage, child.Cost, tally.Steps);
+    }
+}
+
+/// <summary>
+/// What a run's journal says about the tree below it, up to entry <see cref="Version"/>: the steps (its own model and
+/// tool calls, plus what its finished children reported), the tokens and cost its finished children reported, and
+/// when its first step after the start was journaled. Folded from journal entries, so it can be extended with the
+/// entries after <see cref="Version"/> alone.
+/// </summary>
+internal sealed record JournalTally(long Version, int Steps, UsageRecord ChildUsage, double ChildCost, DateTimeOffset? FirstStepAt)
+{
+    /// <summary>Nothing read yet.</summary>
+    public static readonly JournalTally Empty = new(0, 0, UsageRecord.Zero, 0, null);
+
+    /// <summary>This tally extended with <paramref name="records"/> (the entries after <see cref="Version"/>, in order).</summary>
+    public JournalTally With(IReadOnlyList<JournalRecord> records)
+    {
+        if (records.Count == 0) return this;
+        var steps = Steps;
+        var usage = ChildUsage;
+        var cost = ChildCost;
+        var first = FirstStepAt;
+        foreach (var r in records)
         {
-            steps += r.Entry switch
+            if (first is null && r.N > 1) first = r.At;
+            switch (r.Entry)
             {
-                ModelResponded or ToolCompleted or ToolCallRejected => 1,
-                ChildRunFinished f => f.Steps ?? 0,
-                _ => 0,
-            };
+                case ModelResponded or ToolCompleted or ToolCallRejected:
+                    steps++;
+                    break;
+                case ChildRunFinished f:
+                    steps += f.Steps ?? 0;
+                    usage += f.Usage ?? UsageRecord.Zero;
+                    cost = SumCost(cost, f.Cost ?? 0);
+                    break;
+            }
         }
-        return steps;
+        return new JournalTally(Math.Max(Version, records[^1].N), steps, usage, cost, first);
     }
 
-    /// <summary>The steps of the finished run <paramref name="childId"/> and its subtree (one journal read).</summary>
-    public static async Task<int> StepsOfAsync(IRunStore store, string childId) =>
-        StepsOf(await store.ReadJournalAsync(childId, 0, CancellationToken.None));
+    /// <summary>Costs are kept to 9 decimals, so 0.06 - 0.04 leaves 0.02, not 0.019999...</summary>
+    public static double SumCost(double a, double b) => Math.Round(a + b, 9);
+}
+
+/// <summary>
+/// The <see cref="JournalTally"/> of the runs above starting members, kept per process so each start reads only the
+/// entries journaled since the last one: a team's journal grows by two entries per member, and reading it whole at
+/// every member's start made a wide fan-out under a step or time budget quadratic. A journal's entries never change
+/// once written, so a kept tally is extended, never wrong; another node's appends are read like local ones. At most
+/// <see cref="Capacity"/> runs are kept; past that the cache starts over (the next starts read those journals once).
+/// </summary>
+internal sealed class JournalTallies(IRunStore store)
+{
+    /// <summary>The most runs whose tallies are kept.</summary>
+    public const int Capacity = 4096;
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, JournalTally> _tallies = new(StringComparer.Ordinal);
+
+    /// <summary>The tally of <paramref name="runId"/>'s journal as the store has it now.</summary>
+    public async Task<JournalTally> GetAsync(string runId)
+    {
+        var known = _tallies.TryGetValue(runId, out var kept) ? kept : JournalTally.Empty;
+        var now = known.With(await store.ReadJournalAsync(runId, known.Version, CancellationToken.None));
+        if (ReferenceEquals(now, known)) return now;
+        if (_tallies.Count >= Capacity) _tallies.Clear();
+        _tallies.AddOrUpdate(runId, now, (_, other) => other.Version >= now.Version ? other : now);
+        return now;
+    }
 }

@@ -100,8 +100,8 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
         foreach (var record in await ReadChildrenAsync(run, unfinished))
         {
             if (!record.Status.IsTerminal()) continue;
-            var steps = countSteps ? await RunTree.StepsOfAsync(run.Engine.Store, record.Id) : (int?)null;
-            (finished ??= []).Add(new ChildRunFinished(record.Id, record.Status, record.Output, record.Error, record.Usage, record.Cost == 0 ? null : record.Cost, steps));
+            var (usage, cost, steps) = await RunTree.FinishedChildAsync(run.Engine.Store, record, countSteps, run.Engine.Definitions);
+            (finished ??= []).Add(new ChildRunFinished(record.Id, record.Status, record.Output, record.Error, usage, cost == 0 ? null : cost, steps));
         }
         if (finished is not null)
             await run.AppendAsync([.. finished], new RunUpdate { Status = RunStatus.Running, Usage = UsageAfter(state, finished), Cost = CostAfter(state, finished) });

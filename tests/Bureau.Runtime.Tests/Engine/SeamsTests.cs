@@ -277,7 +277,18 @@ internal sealed class CountingStore(IRunStore inner) : IRunStore
     public ValueTask AppendAsync(AppendRequest request, CancellationToken cancellationToken = default) { Interlocked.Increment(ref _appends); return inner.AppendAsync(request, cancellationToken); }
     public ValueTask MarkRunningAsync(string runId, DateTimeOffset at, CancellationToken cancellationToken = default) => inner.MarkRunningAsync(runId, at, cancellationToken);
     public Task<RunRecord?> GetRunAsync(string runId, CancellationToken cancellationToken = default) => inner.GetRunAsync(runId, cancellationToken);
-    public Task<IReadOnlyList<JournalRecord>> ReadJournalAsync(string runId, long afterStep = 0, CancellationToken cancellationToken = default) => inner.ReadJournalAsync(runId, afterStep, cancellationToken);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _entriesRead = new(StringComparer.Ordinal);
+
+    /// <summary>How many journal entries of <paramref name="runId"/> reads have returned.</summary>
+    public int EntriesRead(string runId) => _entriesRead.GetValueOrDefault(runId);
+
+    public async Task<IReadOnlyList<JournalRecord>> ReadJournalAsync(string runId, long afterStep = 0, CancellationToken cancellationToken = default)
+    {
+        var records = await inner.ReadJournalAsync(runId, afterStep, cancellationToken);
+        _entriesRead.AddOrUpdate(runId, records.Count, (_, n) => n + records.Count);
+        return records;
+    }
+
     public Task<RunPage> ListRunsAsync(RunQuery query, CancellationToken cancellationToken = default) => inner.ListRunsAsync(query, cancellationToken);
     public Task<IReadOnlyList<string>> ClaimAsync(RunClaim claim, DateTimeOffset now, int limit, CancellationToken cancellationToken = default) => inner.ClaimAsync(claim, now, limit, cancellationToken);
     public Task<int> RenewClaimsAsync(RunClaim claim, CancellationToken cancellationToken = default) => inner.RenewClaimsAsync(claim, cancellationToken);

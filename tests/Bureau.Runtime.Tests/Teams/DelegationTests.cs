@@ -14,14 +14,11 @@ public sealed class DelegationTests : IAsyncDisposable
     private readonly EngineFixture _f = new();
     private readonly ConcurrentDictionary<string, Func<IReadOnlyList<ChatMessage>, int, ChatResponse>> _answers = new();
 
-    public DelegationTests()
-    {
-        _f.UseModel((msgs, turn) =>
-        {
-            var agent = msgs.First(m => m.Role == ChatRole.System).Text["agent:".Length..];
-            return _answers[agent](msgs, turn);
-        });
-    }
+    public DelegationTests() => _f.UseModel(Answer);
+
+    /// <summary>Each agent's answers (its instructions name it); 10 input and 5 output tokens a call.</summary>
+    private ChatResponse Answer(IReadOnlyList<ChatMessage> msgs, int turn) =>
+        _answers[msgs.First(m => m.Role == ChatRole.System).Text["agent:".Length..]](msgs, turn);
 
     public ValueTask DisposeAsync() => _f.DisposeAsync();
 
@@ -58,6 +55,97 @@ public sealed class DelegationTests : IAsyncDisposable
         var child = (await engine.GetRunAsync(started.ChildRunId))!;
         Assert.Equal((id, "agent:lead"), (child.ParentRunId, child.Actor));
         Assert.Single(journal.OfType<ChildRunFinished>());
+    }
+
+    /// <summary>
+    /// A lead that hands one task to a researcher, looks something up, then answers (3 calls of its own, 45 tokens);
+    /// the researcher looks up <paramref name="researcherLookups"/> times, then answers (15 tokens a call).
+    /// </summary>
+    private void LeadAndResearcher(AgentBudgets? leadBudgets = null, int researcherLookups = 0)
+    {
+        _f.AddTool("t", ToolEffect.Read);
+        Agent("researcher", (_, turn) => turn <= researcherLookups ? FakeModel.Call("t", """{"key":"k"}""", $"r{turn}") : FakeModel.Text("found"), tools: ["t"]);
+        _answers["lead"] = (_, turn) => turn switch
+        {
+            1 => FakeModel.Call("researcher", """{"task":"look it up"}""", "c1"),
+            2 => FakeModel.Call("t", """{"key":"k"}""", "c2"),
+            _ => FakeModel.Text("done"),
+        };
+        _f.Definitions.Add(new AgentDefinition
+        {
+            Name = "lead", Model = "m", Instructions = "agent:lead", Tools = ["t"], Delegates = ["researcher"], Budgets = leadBudgets ?? new AgentBudgets(),
+        });
+    }
+
+    private static async Task<BudgetExceeded> ExceededAsync(BureauEngine engine, RunRecord run)
+    {
+        Assert.Equal((RunStatus.Failed, "budget"), (run.Status, run.Outcome));
+        return (await engine.ReadJournalAsync(run.Id)).Select(r => r.Entry).OfType<BudgetExceeded>().Single();
+    }
+
+    [Fact]
+    public async Task Delegate_ATeamsTokensAndCostIncludeWhatItsMembersDelegatesUsed()
+    {
+        _f.UseModel(Answer, price: new ModelPrice(1000, 2000)); // 15 tokens and 0.02 a call
+        LeadAndResearcher();
+        _f.Definitions.Add(new TeamDefinition { Name = "desk", Pattern = TeamPattern.Sequential, Members = ["lead"] });
+        var engine = await _f.StartAsync();
+        var team = await FinishedAsync(engine, (await engine.SubmitAsync(new RunRequest("desk", "q"))).Run.Id);
+
+        Assert.Equal(RunStatus.Succeeded, team.Status);
+        var lead = (await engine.ListRunsAsync(new RunQuery { ParentRunId = team.Id })).Items.Single();
+        var researcher = (await engine.ListRunsAsync(new RunQuery { ParentRunId = lead.Id })).Items.Single();
+        Assert.Equal((45L, 0.06), (lead.Usage.TotalTokens, lead.Cost)); // an agent's row: its own calls
+        Assert.Equal((15L, 0.02), (researcher.Usage.TotalTokens, researcher.Cost));
+        Assert.Equal((60L, 0.08), (team.Usage.TotalTokens, team.Cost)); // the team's: its member's and the member's delegate's
+        var reported = (await engine.ReadJournalAsync(team.Id)).Select(r => r.Entry).OfType<ChildRunFinished>().Single();
+        Assert.Equal((60L, 0.08), (reported.Usage!.TotalTokens, reported.Cost));
+    }
+
+    [Fact]
+    public async Task Delegate_AnAgentsTokenBudgetCountsItsDelegates_ItStopsWhenTogetherTheyPassIt()
+    {
+        LeadAndResearcher(new AgentBudgets { MaxTokens = 40 });
+        var engine = await _f.StartAsync();
+        var lead = await FinishedAsync(engine, (await engine.SubmitAsync(new RunRequest("lead", "q"))).Run.Id);
+
+        // 15 (the lead's first call) + 15 (the researcher) + 15 (the lead's look-up) = 45 > 40; its own 30 alone are not.
+        var exceeded = await ExceededAsync(engine, lead);
+        Assert.Equal(("tokens", 40.0, 45.0), (exceeded.Budget, exceeded.Limit, exceeded.Used));
+        Assert.Equal(30, lead.Usage.TotalTokens); // its row still shows its own calls
+    }
+
+    [Fact]
+    public async Task Delegate_ADelegateStartsWithWhatItsCallerHasLeft_AndIsStoppedByIt()
+    {
+        LeadAndResearcher(new AgentBudgets { MaxTokens = 40 }, researcherLookups: 2); // the researcher alone would use 45
+        var engine = await _f.StartAsync();
+        var lead = await FinishedAsync(engine, (await engine.SubmitAsync(new RunRequest("lead", "q"))).Run.Id);
+
+        var researcher = (await engine.ListRunsAsync(new RunQuery { ParentRunId = lead.Id })).Items.Single();
+        var exceeded = await ExceededAsync(engine, researcher); // started with 40 - 15 = 25 left
+        Assert.Equal(("tokens", 25.0, 30.0), (exceeded.Budget, exceeded.Limit, exceeded.Used));
+    }
+
+    [Fact]
+    public async Task Delegate_ATeamsTokenBudgetCountsItsMembersDelegates_TheNextMemberGetsOnlyWhatIsLeft()
+    {
+        LeadAndResearcher();
+        Agent("writer", (_, turn) => turn == 1 ? FakeModel.Call("t", """{"key":"k"}""", "w1") : FakeModel.Text("written"), tools: ["t"]);
+        _f.Definitions.Add(new TeamDefinition
+        {
+            Name = "desk", Pattern = TeamPattern.Sequential, Members = ["lead", "writer"], Budgets = new AgentBudgets { MaxTokens = 70 },
+        });
+        var engine = await _f.StartAsync();
+        var team = await FinishedAsync(engine, (await engine.SubmitAsync(new RunRequest("desk", "q"))).Run.Id);
+
+        // The lead's tree used 60 of 70: the writer starts with 10, not the 25 the lead's own calls alone would leave.
+        Assert.Equal((RunStatus.Failed, "budget"), (team.Status, team.Outcome));
+        var members = (await engine.ListRunsAsync(new RunQuery { ParentRunId = team.Id })).Items.OrderBy(r => r.CreatedAt).ToList();
+        Assert.Equal(["lead", "writer"], members.Select(m => m.Agent));
+        Assert.Equal(RunStatus.Succeeded, members[0].Status);
+        var exceeded = await ExceededAsync(engine, members[1]);
+        Assert.Equal(("tokens", 10.0, 15.0), (exceeded.Budget, exceeded.Limit, exceeded.Used));
     }
 
     [Fact]
