@@ -29,14 +29,17 @@ internal sealed class FlatSchema
     // Keywords that annotate and never change the verdict.
     private static readonly HashSet<string> s_annotations = new(StringComparer.Ordinal) { "description", "title", "$comment", "default", "examples" };
 
-    private readonly Dictionary<string, Types> _properties;
-    private readonly string[] _required;
+    // Names as UTF-8, compared with the arguments' raw property names: a call's check allocates nothing.
+    private readonly byte[][] _names;
+    private readonly Types[] _types;
+    private readonly byte[][] _required;
     private readonly bool _additional;
 
     private FlatSchema(Dictionary<string, Types> properties, string[] required, bool additional)
     {
-        _properties = properties;
-        _required = required;
+        _names = [.. properties.Keys.Select(System.Text.Encoding.UTF8.GetBytes)];
+        _types = [.. properties.Values];
+        _required = [.. required.Select(System.Text.Encoding.UTF8.GetBytes)];
         _additional = additional;
     }
 
@@ -137,14 +140,25 @@ internal sealed class FlatSchema
         }
         foreach (var member in arguments.EnumerateObject())
         {
-            if (!_properties.TryGetValue(member.Name, out var types))
+            var index = IndexOf(member);
+            if (index < 0)
             {
                 if (!_additional) return false;
                 continue;
             }
-            if (!Satisfies(member.Value, types)) return false;
+            if (!Satisfies(member.Value, _types[index])) return false;
         }
         return true;
+    }
+
+    /// <summary>The declared property <paramref name="member"/> is, or -1 (a linear scan: tools declare a handful).</summary>
+    private int IndexOf(JsonProperty member)
+    {
+        for (var i = 0; i < _names.Length; i++)
+        {
+            if (member.NameEquals(_names[i])) return i;
+        }
+        return -1;
     }
 
     private static bool Satisfies(JsonElement value, Types types)
