@@ -145,21 +145,38 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
         return Math.Round(total, 9);
     }
 
+    /// <summary>The most child submissions in flight at once: they are committed together, not one fsync each.</summary>
+    private const int SubmitBatch = 256;
+
     private async Task StartAsync(RunContext run, TeamDefinition team, TeamState state, IReadOnlyList<ChildPlan> plans)
     {
         var entries = new JournalEntry[plans.Count];
-        for (var i = 0; i < plans.Count; i++)
+        var submits = new Task<SubmitResult>[Math.Min(plans.Count, SubmitBatch)];
+        for (var first = 0; first < plans.Count; first += SubmitBatch)
         {
-            var plan = plans[i];
-            var kind = _definitions.Teams.ContainsKey(plan.Target) ? RunKinds.Team : RunKinds.Agent;
-            var key = $"{run.RunId}:child:{state.Children.Count + i}";
-            var input = plan.Input.Length == 0 ? "(empty)" : plan.Input;
-            var submitted = await run.Engine.SubmitAsync(new RunRequest(plan.Target, input, key, $"team:{team.Name}", kind, run.RunId));
-            entries[i] = new ChildRunStarted(submitted.Run.Id, plan.Target, kind, input, plan.Label);
-            Log.ChildStarted(_logger, run.RunId, plan.Label, plan.Target, submitted.Run.Id);
+            // Submitted together (each child is found again by its key after a crash, as one by one), then journaled in order.
+            var count = Math.Min(SubmitBatch, plans.Count - first);
+            for (var j = 0; j < count; j++)
+            {
+                var (plan, i) = (plans[first + j], first + j);
+                var kind = KindOf(plan);
+                var key = $"{run.RunId}:child:{state.Children.Count + i}";
+                submits[j] = run.Engine.SubmitAsync(new RunRequest(plan.Target, InputOf(plan), key, $"team:{team.Name}", kind, run.RunId));
+            }
+            await Task.WhenAll(submits.AsSpan(0, count));
+            for (var j = 0; j < count; j++)
+            {
+                var (plan, child) = (plans[first + j], submits[j].Result.Run);
+                entries[first + j] = new ChildRunStarted(child.Id, plan.Target, KindOf(plan), InputOf(plan), plan.Label);
+                Log.ChildStarted(_logger, run.RunId, plan.Label, plan.Target, child.Id);
+            }
         }
+        run.CrashPoints.Hit("after-children-submitted");
         run.PublishActivity("team.children", string.Join(", ", plans.Select(p => $"{p.Label} -> {p.Target}")));
         await run.AppendAsync(entries, new RunUpdate { Status = RunStatus.Running, Usage = state.Usage, Cost = state.Cost });
+
+        string KindOf(ChildPlan plan) => _definitions.Teams.ContainsKey(plan.Target) ? RunKinds.Team : RunKinds.Agent;
+        static string InputOf(ChildPlan plan) => plan.Input.Length == 0 ? "(empty)" : plan.Input;
     }
 
     /// <summary>Waits for the running children; returns null when one had already ended (go on now).</summary>

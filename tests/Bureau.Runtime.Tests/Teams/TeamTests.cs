@@ -111,6 +111,25 @@ public sealed class TeamTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Parallel_ACrashAfterTheMembersAreSubmittedBeforeTheyAreJournaled_TheRetryFindsTheSameMembers()
+    {
+        Agent("a", i => i + "|a");
+        var crash = new CrashOnce("after-children-submitted");
+        _f.Configure = b => b.Services.AddSingleton<Bureau.Engine.ICrashPoints>(crash);
+        var (run, started, engine) = await RunTeamAsync(new TeamDefinition
+        {
+            Name = "wide", Pattern = TeamPattern.Parallel, Members = ["a", "a", "a", "a", "a", "a"], Limits = new TeamLimits { MaxFanOut = 6 },
+        }, "x");
+
+        Assert.True(crash.Crashed); // all six were submitted (together), then the team's executor died before journaling them
+        Assert.Equal(RunStatus.Succeeded, run.Status);
+        Assert.Equal(6, started.Select(s => s.ChildRunId).Distinct().Count());
+        var children = (await engine.ListRunsAsync(new RunQuery { ParentRunId = run.Id })).Items;
+        Assert.Equal(started.Select(s => s.ChildRunId).Order(), children.Select(c => c.Id).Order()); // the same six, not twelve
+        Assert.All(children, c => Assert.Equal(RunStatus.Succeeded, c.Status));
+    }
+
+    [Fact]
     public async Task Parallel_JoinAny_FirstSuccessWins_TheSlowMemberIsCanceled()
     {
         Agent("fast", _ => "quick answer");
