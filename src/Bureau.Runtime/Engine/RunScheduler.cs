@@ -137,17 +137,30 @@ internal sealed partial class RunScheduler
         }
     }
 
+    /// <summary>
+    /// The last claim found fewer unclaimed runs than it had room for: a run ending here then does not wake the claimer
+    /// (each wake is a query in the store's writer, once per finished run while the backlog is low). Runs this node
+    /// accepts are claimed as they are accepted; unclaimed ones appear only when another node's claims run out or are
+    /// released, which the periodic claim (a third of the lease) and <see cref="ClaimSoon"/> pick up.
+    /// </summary>
+    private volatile bool _drained;
+
     private async Task<int> ClaimAsync(CancellationToken ct)
     {
         var total = 0;
         while (!_stopping.IsCancellationRequested)
         {
             var room = _backlog - Volatile.Read(ref _scheduledCount);
-            if (room <= 0) break;
+            if (room <= 0)
+            {
+                _drained = false;
+                break;
+            }
             var ids = await _store.ClaimAsync(NewClaim(), _time.GetUtcNow(), room, ct);
             foreach (var id in ids) Schedule(id, _ready.Limited ? await AgentOfAsync(id, ct) : null);
             total += ids.Count;
-            if (ids.Count < room) break;
+            _drained = ids.Count < room;
+            if (_drained) break;
         }
         return total;
     }
@@ -203,7 +216,11 @@ internal sealed partial class RunScheduler
     }
 
     /// <summary>Claims unfinished runs now rather than at the next renewal (another node's claims were just released).</summary>
-    public void ClaimSoon() => Wake();
+    public void ClaimSoon()
+    {
+        _drained = false;
+        Wake();
+    }
 
     private void Wake()
     {
@@ -322,7 +339,7 @@ internal sealed partial class RunScheduler
         _ready.Released(runId);
         RemoveScheduled(runId);
         if (_again.ContainsKey(runId) && _again.TryRemove(runId, out _) && !_stopping.IsCancellationRequested) Schedule(runId, agent); // asked for while it executed
-        if (Volatile.Read(ref _scheduledCount) < _backlog / 2) Wake();
+        if (!_drained && Volatile.Read(ref _scheduledCount) < _backlog / 2) Wake();
     }
 
     /// <summary>Requeues the run (it stays scheduled here meanwhile) after a backoff with jitter, or at once on <see cref="RetryNow"/>.</summary>

@@ -220,6 +220,31 @@ public sealed class SeamsTests : IAsyncDisposable
         Assert.Equal(RunStatus.Queued, (await engine.GetRunAsync("held"))!.Status); // another node's live lease is respected
     }
 
+    [Fact]
+    public async Task Claims_NothingLeftUnclaimed_FinishingRunsDoNotQueryForMore_ALapsedLeaseIsStillPickedUpOnTime()
+    {
+        _f.AddAgent();
+        _f.UseModel((_, _) => FakeModel.Text("done"));
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        _f.Time = time;
+        var counting = new CountingStore(new SqliteRunStore(new SqliteStoreOptions { Path = _f.DbPath }));
+        _f.Configure = b => b.UseCountingStorage(counting);
+        var engine = await _f.StartAsync();
+        var atStart = counting.Claims;
+
+        // Twenty runs end one after another with the backlog low: each used to wake the claimer, a query in the writer.
+        for (var i = 0; i < 20; i++)
+            Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(engine, (await engine.SubmitAsync(new RunRequest("a", $"r{i}"))).Run.Id)).Status);
+        Assert.Equal(atStart, counting.Claims);
+
+        // A run whose owner's lease lapsed (another node died) is claimed by the periodic claim, a third of the lease later.
+        var now = time.GetUtcNow();
+        await counting.SubmitAsync(new NewRun { Id = "orphan", Agent = "a", Input = "o", Started = new RunStarted("a", "o"), CreatedAt = now, Claim = new RunClaim("dead-node", now.AddSeconds(-1)) });
+        time.Advance(TimeSpan.FromSeconds(11));
+        Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(engine, "orphan")).Status);
+        Assert.True(counting.Claims > atStart);
+    }
+
     private sealed class DenyingPolicyFilter(ConcurrentQueue<string> order) : IToolCallFilter
     {
         public ToolFilterStage Stage => ToolFilterStage.Policy;
@@ -290,7 +315,9 @@ internal sealed class CountingStore(IRunStore inner) : IRunStore
     }
 
     public Task<RunPage> ListRunsAsync(RunQuery query, CancellationToken cancellationToken = default) => inner.ListRunsAsync(query, cancellationToken);
-    public Task<IReadOnlyList<string>> ClaimAsync(RunClaim claim, DateTimeOffset now, int limit, CancellationToken cancellationToken = default) => inner.ClaimAsync(claim, now, limit, cancellationToken);
+    private int _claims;
+    public int Claims => _claims;
+    public Task<IReadOnlyList<string>> ClaimAsync(RunClaim claim, DateTimeOffset now, int limit, CancellationToken cancellationToken = default) { Interlocked.Increment(ref _claims); return inner.ClaimAsync(claim, now, limit, cancellationToken); }
     public Task<int> RenewClaimsAsync(RunClaim claim, CancellationToken cancellationToken = default) => inner.RenewClaimsAsync(claim, cancellationToken);
     public Task ReleaseClaimsAsync(string owner, CancellationToken cancellationToken = default) => inner.ReleaseClaimsAsync(owner, cancellationToken);
     public Task<IReadOnlyList<RunRecord>> ListDueWaitsAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken = default) => inner.ListDueWaitsAsync(now, limit, cancellationToken);
