@@ -185,15 +185,12 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
         var ids = state.Unfinished.Select(c => c.Id).ToList();
         var wait = new ChildRunsWait { Step = run.Version + 1, RunIds = ids, Deadline = run.Time.GetUtcNow() + RecheckEvery };
         await run.AppendAsync([new RunWaiting(wait)], new RunUpdate { Status = RunStatus.Waiting, WaitingFor = wait, Usage = state.Usage, Cost = state.Cost });
-        // A child that ended just before the wait was journaled found the team running and woke nobody: look once more.
-        foreach (var id in ids)
+        // A child that ended just before the wait was journaled found the team running and woke nobody: look once more
+        // (point reads for a few children, pages of the team's children for many).
+        if ((await ReadChildrenAsync(run, [.. state.Unfinished])).FirstOrDefault(c => c.Status.IsTerminal()) is { } ended)
         {
-            var child = await run.Engine.Store.GetRunAsync(id, CancellationToken.None);
-            if (child is not null && child.Status.IsTerminal())
-            {
-                await run.AppendAsync([new WaitAnswered(wait.Step, ChildRunsWait.ReasonName, id, "team")], new RunUpdate { Status = RunStatus.Running, Usage = state.Usage, Cost = state.Cost });
-                return null;
-            }
+            await run.AppendAsync([new WaitAnswered(wait.Step, ChildRunsWait.ReasonName, ended.Id, "team")], new RunUpdate { Status = RunStatus.Running, Usage = state.Usage, Cost = state.Cost });
+            return null;
         }
         return RunStatus.Waiting;
     }
