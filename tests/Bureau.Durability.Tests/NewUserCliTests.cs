@@ -1,0 +1,56 @@
+using System.CommandLine;
+using Bureau.Cli.Commands;
+using Bureau.Storage.Sqlite;
+using Xunit;
+
+namespace Bureau.Durability.Tests;
+
+/// <summary>
+/// What a first-time user of the `bureau` command meets: exit codes as docs/cli.md lists them (2 for bad usage, also
+/// when System.CommandLine finds it), a run id in `runs list` that can be copied, and `health` asking where `serve`
+/// listens by default.
+/// </summary>
+public sealed class NewUserCliTests : IAsyncLifetime
+{
+    private const string RunId = "01m97me55gmxmcs1pq"; // the length of a real run id
+    private static readonly TimeSpan ProcessTimeout = TimeSpan.FromSeconds(90);
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "bureau-newuser", Guid.NewGuid().ToString("n"));
+    private string Db => Path.Combine(_dir, "runs.db");
+
+    public async ValueTask InitializeAsync()
+    {
+        Directory.CreateDirectory(_dir);
+        await using var store = new SqliteRunStore(new SqliteStoreOptions { Path = Db });
+        await store.InitializeAsync();
+        var at = new DateTimeOffset(2026, 12, 6, 9, 0, 0, TimeSpan.Zero);
+        const string output = "Sorry about the double charge on order 1042. Refund RF-85CB1230 of 30 EUR is filed; you will see it soon.";
+        await store.SubmitAsync(new NewRun { Id = RunId, Agent = "triage", Input = "charged twice", Started = new RunStarted("triage", "charged twice"), CreatedAt = at });
+        await store.AppendAsync(new AppendRequest
+        {
+            RunId = RunId, ExpectedVersion = 1, At = at, Entries = [new RunFinished(RunStatus.Succeeded, output, null, null)],
+            Update = new RunUpdate { Status = RunStatus.Succeeded, Output = output },
+        });
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+        return ValueTask.CompletedTask;
+    }
+
+    private async Task<(int Code, string Stdout, string Stderr)> BureauAsync(params string[] args)
+    {
+        using var process = BureauProcess.Start(_dir, new Dictionary<string, string>(), args);
+        var code = await process.WaitAsync(ProcessTimeout);
+        return (code, process.Stdout, process.Stderr);
+    }
+
+    [Fact]
+    public void Health_WithoutUrl_AsksTheAddressServeListensOnByDefault()
+    {
+        var parse = HealthCommand.Create().Parse([]);
+
+        Assert.Empty(parse.Errors);
+        Assert.Equal(ServeCommand.DefaultUrls, parse.GetValue<string>("--url"));
+    }
+}
