@@ -46,6 +46,22 @@ public sealed class NewUserCliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AMissingOrUnknownOption_IsBadUsage_Exit2_AndHelpIsExit0()
+    {
+        var missing = await BureauAsync("run", "bureau.yaml", "--agent", "triage", "--db", Db);
+        Assert.True(missing.Code == 2, $"exit {missing.Code}\n{missing.Stdout}\n{missing.Stderr}");
+        Assert.Contains("Option '--input' is required.", missing.Stderr);
+
+        var unknown = await BureauAsync("runs", "list", "--db", Db, "--staus", "failed");
+        Assert.True(unknown.Code == 2, $"exit {unknown.Code}\n{unknown.Stdout}\n{unknown.Stderr}");
+        Assert.Contains("--staus", unknown.Stderr);
+
+        var help = await BureauAsync("run", "--help");
+        Assert.True(help.Code == 0, $"exit {help.Code}\n{help.Stdout}\n{help.Stderr}");
+        Assert.Contains("--agent", help.Stdout);
+    }
+
+    [Fact]
     public void Health_WithoutUrl_AsksTheAddressServeListensOnByDefault()
     {
         var parse = HealthCommand.Create().Parse([]);
