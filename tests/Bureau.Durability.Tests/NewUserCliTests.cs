@@ -46,6 +46,28 @@ public sealed class NewUserCliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RunsList_ToAPipe_PrintsEachRunIdWhole_SoItCanBeCopied()
+    {
+        var (code, stdout, stderr) = await BureauAsync("runs", "list", "--db", Db);
+
+        Assert.True(code == 0, $"exit {code}\n{stdout}\n{stderr}");
+        Assert.Contains(RunId, stdout); // stdout redirected is 80 columns wide: the output column wraps, the id does not
+        Assert.Contains("triage", stdout);
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-5")]
+    [InlineData("1001")]
+    public async Task RunsList_ALimitOutsideOneTo1000_IsBadUsage_NamingTheOption(string limit)
+    {
+        var (code, stdout, stderr) = await BureauAsync("runs", "list", "--db", Db, "--limit", limit);
+
+        Assert.True(code == 2, $"exit {code}\n{stdout}\n{stderr}");
+        Assert.Contains($"--limit must be an integer from 1 to 1000, not {limit}", stderr);
+    }
+
+    [Fact]
     public async Task AMissingOrUnknownOption_IsBadUsage_Exit2_AndHelpIsExit0()
     {
         var missing = await BureauAsync("run", "bureau.yaml", "--agent", "triage", "--db", Db);
