@@ -90,7 +90,12 @@ internal sealed class RunForker
         var definitions = new BureauDefinitions { SourcePath = _definitions.SourcePath }.Merge(_definitions).Add(forked);
 
         var forkId = "fork-" + Guid.NewGuid().ToString("n")[..12];
-        var store = new ForkStore(forkId, started, journal[0].At, journal.Skip(1).Take((int)request.FromStep - 1).ToList(), request.Actor);
+        // The fork goes on now, right after its shared steps: they (and the run's start) are moved forward to end now, so the
+        // time the original took up to step N counts against the agent's budgets (maxWallTime) and the time since it ran does not.
+        var shared = journal.Skip(1).Take((int)request.FromStep - 1).ToList();
+        var shift = DateTimeOffset.UtcNow - (shared.Count > 0 ? shared[^1].At : journal[0].At);
+        if (shift < TimeSpan.Zero) shift = TimeSpan.Zero;
+        var store = new ForkStore(forkId, started, journal[0].At + shift, [.. shared.Select(r => r with { At = r.At + shift })], request.Actor);
         var services = new ServiceCollection();
         if (_forkMemory is not null) services.AddSingleton(_forkMemory);
         if (_loggerFactory is not null) services.AddSingleton(_loggerFactory);
