@@ -46,13 +46,15 @@ public sealed class NewUserCliTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task RunsList_ToAPipe_PrintsEachRunIdWhole_SoItCanBeCopied()
+    public async Task RunsList_ToAPipe_PrintsEachRunOnOneLine_WithItsIdWhole()
     {
         var (code, stdout, stderr) = await BureauAsync("runs", "list", "--db", Db);
 
         Assert.True(code == 0, $"exit {code}\n{stdout}\n{stderr}");
-        Assert.Contains(RunId, stdout); // stdout redirected is 80 columns wide: the output column wraps, the id does not
-        Assert.Contains("triage", stdout);
+        Assert.Contains(RunId, stdout);
+        var row = Assert.Single(stdout.Split('\n'), l => l.Contains(RunId, StringComparison.Ordinal)); // one line per run, for grep
+        Assert.Contains("triage", row);
+        Assert.Contains("Sorry about the double charge on order 1042.", row);
     }
 
     [Theory]

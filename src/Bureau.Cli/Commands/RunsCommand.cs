@@ -250,6 +250,8 @@ internal static class RunsCommand
                     r.CreatedAt.ToLocalTime().ToString("yyyy-MM-dd HH:mm:ss"),
                     Markup.Escape(JournalText.Cut(JournalText.OneLine(r.Output ?? r.Error ?? (r.WaitingFor is { } w ? $"waiting on step {w.Step} ({w.Reason})" : "")), 60)));
             }
+            // To a file or a pipe there is no terminal's width to fit: one line per run (for grep), not 80 columns.
+            if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 200);
             AnsiConsole.Write(table);
             return 0;
         });
