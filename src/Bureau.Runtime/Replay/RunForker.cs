@@ -102,6 +102,10 @@ internal sealed class RunForker
         if (_models is not null) services.TryAddSingleton(_models);
         services.AddSingleton<IRunStore>(store);
         services.AddBureau(o => o.NodeId = "whatif").AddDefinitions(definitions);
+        // A what-if starts no child runs, so a failed fork of an agent with rollbackOnFailure is not rolled back (its store
+        // would refuse the rollback run, logged as a failure): without the rollback kind the engine does not try.
+        foreach (var rollback in services.Where(d => d.ServiceType == typeof(IRunExecutor) && d.ImplementationType == typeof(Governance.RollbackRunExecutor)).ToList())
+            services.Remove(rollback);
         await using var provider = services.BuildServiceProvider();
         var engine = provider.GetRequiredService<BureauEngine>();
         // One execution at a time, as long as the fork makes progress (a retry the engine queues runs again here).
