@@ -86,6 +86,27 @@ public sealed class NewUserCliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Serve_OnAPortInUse_IsBadUsage_SayingHowToPickAnother()
+    {
+        File.WriteAllText(Path.Combine(_dir, "bureau.yaml"), """
+            models:
+              m: { provider: scripted, rules: [ { reply: "ok" } ] }
+            agents:
+              echo: { model: m }
+            """);
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+
+        var (code, stdout, stderr) = await BureauAsync("serve", "bureau.yaml", "--db", Path.Combine(_dir, "serve.db"), "--urls", $"http://127.0.0.1:{port}");
+
+        Assert.True(code == 2, $"exit {code}\n{stdout}\n{stderr}");
+        Assert.Contains($"http://127.0.0.1:{port}", stderr);
+        Assert.Contains("address already in use", stderr);
+        Assert.Contains("--urls http://127.0.0.1:PORT", stderr);
+    }
+
+    [Fact]
     public void Health_WithoutUrl_AsksTheAddressServeListensOnByDefault()
     {
         var parse = HealthCommand.Create().Parse([]);
