@@ -33,12 +33,16 @@ internal static class BureauCli
 
         try
         {
-            return await root.Parse(args).InvokeAsync(new InvocationConfiguration
+            var parse = root.Parse(args);
+            var code = await parse.InvokeAsync(new InvocationConfiguration
             {
                 EnableDefaultExceptionHandler = false,
                 // serve stops gracefully on SIGTERM/Ctrl+C: in-flight steps reach the journal (up to Bureau:ShutdownGrace).
                 ProcessTerminationTimeout = TimeSpan.FromSeconds(60),
             });
+            // A missing or unknown option, argument or command is bad usage: exit 2, as every other usage error
+            // (System.CommandLine answers 1, the code of a failed run).
+            return parse.Errors.Count > 0 ? 2 : code;
         }
         catch (CliUsageException ex)
         {

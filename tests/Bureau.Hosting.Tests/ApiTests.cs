@@ -122,6 +122,27 @@ public sealed class ApiTests(AnonymousHostFixture fixture) : IClassFixture<Anony
     }
 
     [Fact]
+    public async Task PostRuns_InvalidJson_DetailSaysWhereAndWhy_InPlainWords()
+    {
+        var req = new HttpRequestMessage(HttpMethod.Post, "/v1/runs") { Content = new StringContent("{\"agent\":\"echo\",\n \"input\":\"x\",}", Encoding.UTF8, "application/json") };
+        using var res = await Client.SendAsync(req, Ct);
+
+        var problem = await Http.ProblemAsync(res, 400, "body");
+        var detail = (string?)problem["detail"];
+        Assert.StartsWith("the body is not valid JSON at line 2, position 14: ", detail); // the } after the trailing comma, counted from 1
+        Assert.DoesNotContain("LineNumber", detail);
+    }
+
+    [Fact]
+    public async Task ListRuns_ACursorThisApiDidNotReturn_SaysWhatACursorIs_Once()
+    {
+        using var res = await Client.GetAsync("/v1/runs?cursor=zzz", Ct);
+
+        var problem = await Http.ProblemAsync(res, 400, "cursor");
+        Assert.Equal("cursor 'zzz' is not one this API returned: pass a page's \"next\" as it came, or no cursor for the first page", (string?)problem["detail"]);
+    }
+
+    [Fact]
     public async Task PostRuns_BodyOverLimit_Returns413AndChangesNothing()
     {
         var input = new string('a', 70 * 1024); // the test host's limit is 64 KiB

@@ -12,7 +12,7 @@ internal static class HealthCommand
         var url = new Option<string>("--url")
         {
             Description = "The host's address (bureau serve). Breakers live in the host's process, so ask the host.",
-            DefaultValueFactory = _ => "http://127.0.0.1:8080",
+            DefaultValueFactory = _ => ServeCommand.DefaultUrls, // where `bureau serve` listens by default
             HelpName = "URL",
         };
         var key = new Option<string?>("--key") { Description = "An API key (bk_...) with the read role; default: $BUREAU_API_KEY.", HelpName = "KEY" };

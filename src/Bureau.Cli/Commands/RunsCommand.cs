@@ -215,6 +215,8 @@ internal static class RunsCommand
         var cmd = new Command("list", "List runs, newest first.") { status, agent, limit, db, json };
         cmd.SetAction(async (parse, ct) =>
         {
+            if (parse.GetValue(limit) is < 1 or > 1000)
+                throw new CliUsageException($"--limit must be an integer from 1 to 1000, not {parse.GetValue(limit)}");
             RunStatus? s = null;
             var statusText = parse.GetValue(status);
             if (statusText is not null)
@@ -237,7 +239,10 @@ internal static class RunsCommand
                 Console.Out.WriteLine("no runs");
                 return 0;
             }
-            var table = new Table().AddColumns("id", "agent", "status", "steps", "created", "output / error");
+            // Ids, names and times are never wrapped (a wrapped id cannot be copied; stdout to a pipe is 80 columns wide): the output column gives way.
+            var table = new Table().AddColumns(
+                new TableColumn("id").NoWrap(), new TableColumn("agent").NoWrap(), new TableColumn("status").NoWrap(),
+                new TableColumn("steps").NoWrap(), new TableColumn("created").NoWrap(), new TableColumn("output / error"));
             foreach (var r in page.Items)
             {
                 table.AddRow(
@@ -245,6 +250,8 @@ internal static class RunsCommand
                     r.CreatedAt.ToLocalTime().ToString("yyyy-MM-dd HH:mm:ss"),
                     Markup.Escape(JournalText.Cut(JournalText.OneLine(r.Output ?? r.Error ?? (r.WaitingFor is { } w ? $"waiting on step {w.Step} ({w.Reason})" : "")), 60)));
             }
+            // To a file or a pipe there is no terminal's width to fit: one line per run (for grep), not 80 columns.
+            if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 200);
             AnsiConsole.Write(table);
             return 0;
         });

@@ -107,7 +107,10 @@ internal static class ServeCommand
             }
             catch (Exception ex) when (ex is InvalidOperationException or OptionsValidationException or IOException or ArgumentException or System.Net.Sockets.SocketException)
             {
-                Console.Error.WriteLine("bureau: " + ex.Message);
+                // Kestrel's "Failed to bind to address ...: address already in use." says what, not what to do.
+                var inUse = ex is IOException { InnerException: Microsoft.AspNetCore.Connections.AddressInUseException };
+                Console.Error.WriteLine("bureau: " + ex.Message
+                    + (inUse ? " Another process listens there: stop it, or serve on another port with --urls http://127.0.0.1:PORT (./run.sh passes it on)." : ""));
                 return 2;
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)

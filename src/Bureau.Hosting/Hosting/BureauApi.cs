@@ -120,9 +120,9 @@ internal static class BureauApi
         {
             page = await Engine(ctx).ListRunsAsync(new RunQuery { Status = status, Agent = agent, ParentRunId = parent, Limit = limit, Cursor = cursor }, ctx.RequestAborted);
         }
-        catch (ArgumentException ex) when (cursor is not null)
+        catch (ArgumentException) when (cursor is not null)
         {
-            throw ApiException.BadField("cursor", $"cursor '{cursor}' is not one this API returned ({ex.Message})");
+            throw ApiException.BadField("cursor", $"cursor '{cursor}' is not one this API returned: pass a page's \"next\" as it came, or no cursor for the first page");
         }
         var items = new JsonArray();
         foreach (var r in page.Items) items.Add(RunDocuments.Summary(r));

@@ -129,7 +129,7 @@ internal static class EventsApi
         }
         catch (JsonException ex)
         {
-            throw ApiException.BadField("body", $"the body is not valid JSON: {ex.Message}");
+            throw ApiException.BadField("body", $"the body is not valid JSON{Bureau.Tools.ArgumentsJson.Describe(ex)}");
         }
         if (node is not JsonObject envelope) throw ApiException.BadField("body", "a structured CloudEvent is a JSON object");
         foreach (var name in s_required)

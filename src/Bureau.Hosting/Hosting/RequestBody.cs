@@ -35,7 +35,7 @@ internal static class RequestBody
         }
         catch (JsonException ex)
         {
-            throw ApiException.BadField("body", $"the body is not valid JSON: {ex.Message}");
+            throw ApiException.BadField("body", $"the body is not valid JSON{Bureau.Tools.ArgumentsJson.Describe(ex)}");
         }
         return node as JsonObject ?? throw ApiException.BadField("body", $"the body must be a JSON object, not {Describe(node)}");
     }

@@ -23,12 +23,18 @@ public sealed record RunRequest(string Agent, string Input, string? IdempotencyK
 
 /// <summary>The named agent is not deployed.</summary>
 public sealed class UnknownAgentException(string agent, IEnumerable<string> known, string kind = RunKinds.Agent)
-    : Exception(kind == RunKinds.Agent
-        ? $"agent '{agent}' is not deployed; deployed agents: {string.Join(", ", known.Order(StringComparer.Ordinal))}"
-        : $"{kind} '{agent}' is not deployed; deployed: {string.Join(", ", known.Order(StringComparer.Ordinal))}")
+    : Exception(Describe(agent, [.. known.Order(StringComparer.Ordinal)], kind))
 {
     /// <summary>The name asked for.</summary>
     public string Agent { get; } = agent;
+
+    private static string Describe(string agent, IReadOnlyList<string> known, string kind)
+    {
+        var closest = Suggestions.Closest(agent, known) is { } c ? $" (did you mean '{c}'?)" : "";
+        return kind == RunKinds.Agent
+            ? $"agent '{agent}' is not deployed{closest}; deployed agents: {string.Join(", ", known)}"
+            : $"{kind} '{agent}' is not deployed{closest}; deployed: {string.Join(", ", known)}";
+    }
 }
 
 /// <summary>The input is empty (or blank) and the agent does not allow that (<see cref="AgentDefinition.AllowEmptyInput"/>); nothing was written.</summary>
@@ -329,7 +335,12 @@ public sealed partial class BureauEngine : IAsyncDisposable
             request = request with { Kind = RunKinds.Team }; // a team runs wherever an agent does
         if (!_executors.TryGetValue(request.Kind, out var executor))
             throw new ArgumentException($"run kind '{request.Kind}' is not registered; registered kinds: {string.Join(", ", _executors.Keys.Order(StringComparer.Ordinal))}", nameof(request));
-        if (!executor.Targets.Contains(request.Agent)) throw new UnknownAgentException(request.Agent, executor.Targets, request.Kind);
+        if (!executor.Targets.Contains(request.Agent))
+        {
+            // An agent's name may also name a team (run as one above): both are offered.
+            throw new UnknownAgentException(request.Agent,
+                request.Kind == RunKinds.Agent ? Definitions.Agents.Keys.Concat(Definitions.Teams.Keys) : executor.Targets, request.Kind);
+        }
         if (string.IsNullOrWhiteSpace(request.Input) && request.Kind == RunKinds.Agent
             && Definitions.Agents.TryGetValue(request.Agent, out var agent) && !agent.AllowEmptyInput)
             throw new EmptyInputException(request.Agent);

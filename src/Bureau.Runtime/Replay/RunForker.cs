@@ -90,13 +90,22 @@ internal sealed class RunForker
         var definitions = new BureauDefinitions { SourcePath = _definitions.SourcePath }.Merge(_definitions).Add(forked);
 
         var forkId = "fork-" + Guid.NewGuid().ToString("n")[..12];
-        var store = new ForkStore(forkId, started, journal[0].At, journal.Skip(1).Take((int)request.FromStep - 1).ToList(), request.Actor);
+        // The fork goes on now, right after its shared steps: they (and the run's start) are moved forward to end now, so the
+        // time the original took up to step N counts against the agent's budgets (maxWallTime) and the time since it ran does not.
+        var shared = journal.Skip(1).Take((int)request.FromStep - 1).ToList();
+        var shift = DateTimeOffset.UtcNow - (shared.Count > 0 ? shared[^1].At : journal[0].At);
+        if (shift < TimeSpan.Zero) shift = TimeSpan.Zero;
+        var store = new ForkStore(forkId, started, journal[0].At + shift, [.. shared.Select(r => r with { At = r.At + shift })], request.Actor);
         var services = new ServiceCollection();
         if (_forkMemory is not null) services.AddSingleton(_forkMemory);
         if (_loggerFactory is not null) services.AddSingleton(_loggerFactory);
         if (_models is not null) services.TryAddSingleton(_models);
         services.AddSingleton<IRunStore>(store);
         services.AddBureau(o => o.NodeId = "whatif").AddDefinitions(definitions);
+        // A what-if starts no child runs, so a failed fork of an agent with rollbackOnFailure is not rolled back (its store
+        // would refuse the rollback run, logged as a failure): without the rollback kind the engine does not try.
+        foreach (var rollback in services.Where(d => d.ServiceType == typeof(IRunExecutor) && d.ImplementationType == typeof(Governance.RollbackRunExecutor)).ToList())
+            services.Remove(rollback);
         await using var provider = services.BuildServiceProvider();
         var engine = provider.GetRequiredService<BureauEngine>();
         // One execution at a time, as long as the fork makes progress (a retry the engine queues runs again here).

@@ -71,6 +71,9 @@ internal static class ArgumentsJson
 
     private const string LoneSurrogate = "has a \\uD800-\\uDFFF escape without its pair (a lone surrogate), which is not text; escape whole characters only";
 
+    /// <summary>Where the JSON broke and why, for a message: <c> at line 1, position 30: Expected ...</c> (System.Text.Json's zero-based line and position, as people count them).</summary>
+    internal static string Describe(JsonException ex) => $"{Place(ex)}: {Reason(ex)}";
+
     private static string Place(JsonException ex) =>
         ex.LineNumber is { } line && ex.BytePositionInLine is { } pos ? $" at line {line + 1}, position {pos + 1}" : string.Empty;
 

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Bureau.Tools;
@@ -14,14 +15,17 @@ internal static class WorkforceDelegation
 {
     public const string ToolName = "delegate";
 
+    /// <summary>The tools this class deployed: a replay or a what-if deploys the host's definitions again, this tool among them.</summary>
+    private static readonly ConditionalWeakTable<ToolDefinition, object> BuiltIn = new();
+
     public static void Deploy(BureauDefinitions all, Func<BureauWorkforce> workforce)
     {
         var delegating = all.Workforce.Members.Values.Where(m => m.CanDelegate).OrderBy(m => m.Name, StringComparer.Ordinal).ToList();
         if (delegating.Count == 0) return;
-        if (all.Tools.ContainsKey(ToolName))
+        if (all.Tools.TryGetValue(ToolName, out var existing) && !BuiltIn.TryGetValue(existing, out _))
             throw new InvalidOperationException($"a tool named '{ToolName}' is defined, and workforce members delegate with the built-in tool of that name: rename the tool");
         var skills = all.Workforce.Skills;
-        all.Add(new FunctionToolDefinition
+        var tool = new FunctionToolDefinition
         {
             Name = ToolName,
             Effect = ToolEffect.Idempotent,
@@ -43,7 +47,9 @@ internal static class WorkforceDelegation
                 var result = await workforce().DelegateAsync(call.RunId, call.IdempotencyKey, skill, task, ct);
                 return new JsonObject { ["task"] = result.Task.Id, ["skill"] = result.Task.Skill, ["status"] = WireNames.Of(result.Task.Status), ["board"] = all.Workforce.Board }.ToJsonString();
             }, ToolName),
-        });
+        };
+        BuiltIn.AddOrUpdate(tool, tool);
+        all.Add(tool); // replaces the built-in tool of the definitions deployed again, bound to this deployment's workforce
         foreach (var m in delegating)
             if (all.Agents.TryGetValue(m.Name, out var agent) && !agent.Tools.Contains(ToolName)) all.Add(agent.WithTools([.. agent.Tools, ToolName]));
     }

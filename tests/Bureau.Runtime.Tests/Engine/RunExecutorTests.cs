@@ -391,6 +391,22 @@ public sealed class RunExecutorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Submit_AMistypedAgent_SuggestsTheClosestName_AndListsTheTeamsThatCanBeStartedToo()
+    {
+        _f.AddAgent("triage");
+        _f.AddAgent("billing");
+        _f.Definitions.Add(new TeamDefinition { Name = "resolution", Pattern = TeamPattern.Sequential, Members = ["triage", "billing"] });
+        var engine = await _f.StartAsync();
+
+        var ex = await Assert.ThrowsAsync<UnknownAgentException>(() => engine.SubmitAsync(new RunRequest("triagee", "x")));
+
+        Assert.Equal("agent 'triagee' is not deployed (did you mean 'triage'?); deployed agents: billing, resolution, triage", ex.Message);
+        var far = await Assert.ThrowsAsync<UnknownAgentException>(() => engine.SubmitAsync(new RunRequest("zzzzzzzz", "x")));
+        Assert.DoesNotContain("did you mean", far.Message);
+        Assert.Empty((await engine.ListRunsAsync(new RunQuery())).Items);
+    }
+
+    [Fact]
     public async Task TwoExecutors_RaceOnOneRun_OnlyOneAppendsAndTheWriteRunsOnce()
     {
         _f.AddTool("ledger", ToolEffect.Write);

@@ -50,6 +50,48 @@ public sealed class RunForkerTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task AForkOfARunThatRanAnHourAgo_IsNotOverItsTimeBudget_TheTimeSinceDoesNotCount()
+    {
+        _f.UseModel((messages, _) => messages.Any(m => m.Role == Microsoft.Extensions.AI.ChatRole.Tool) ? FakeModel.Text("refunded") : FakeModel.Call("refund", """{"key":"7"}"""));
+        _f.AddTool("refund", ToolEffect.Write);
+        _f.AddAgent("a", new AgentBudgets { MaxWallTime = TimeSpan.FromSeconds(60) }, tools: "refund");
+        var engine = await _f.StartAsync();
+        var id = (await engine.SubmitAsync(new RunRequest("a", "refund order 7"), Ct)).Run.Id;
+        Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(engine, id)).Status);
+        var hourAgo = (await engine.ReadJournalAsync(id, 0, Ct)).Select(r => r with { At = r.At - TimeSpan.FromHours(1) }).ToList();
+        _f.UseModel((_, _) => FakeModel.Text("no refund needed"), name: "m2");
+        Assert.True(hourAgo.Count(r => r.Entry is ToolCompleted) == 1, string.Join(", ", hourAgo.Select(r => r.Entry.Kind)));
+        var afterRefund = hourAgo.Single(r => r.Entry is ToolCompleted).N;
+
+        var fork = await new RunForker(_f.Definitions).ForkAsync(id, hourAgo, new ForkRequest(afterRefund, "m2"), Ct);
+
+        Assert.True(fork.Run.Status == RunStatus.Succeeded, $"{fork.Run.Status}: {fork.Run.Error}");
+        Assert.Equal("no refund needed", fork.Run.Output);
+        Assert.DoesNotContain(fork.Journal, r => r.Entry is BudgetExceeded);
+    }
+
+    [Fact]
+    public async Task AFailedForkOfAnAgentThatRollsBack_FailsCleanly_WithoutTryingARollbackRun()
+    {
+        _f.UseModel((messages, _) => messages.Any(m => m.Role == Microsoft.Extensions.AI.ChatRole.Tool) ? FakeModel.Text("refunded") : FakeModel.Call("refund", """{"key":"7"}"""));
+        _f.AddTool("refund", ToolEffect.Write);
+        _f.Definitions.Add(new AgentDefinition { Name = "a", Model = "m", Instructions = "You are a test agent.", Tools = ["refund"], RollbackOnFailure = true });
+        var engine = await _f.StartAsync();
+        var id = (await engine.SubmitAsync(new RunRequest("a", "refund order 7"), Ct)).Run.Id;
+        Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(engine, id)).Status);
+        var journal = await engine.ReadJournalAsync(id, 0, Ct);
+        _f.UseModel((_, _) => throw new InvalidOperationException("the other model is broken"), new RetrySettings { MaxAttempts = 1 }, name: "broken");
+        var logs = new CapturingLoggerProvider();
+        using var loggers = new Microsoft.Extensions.Logging.LoggerFactory([logs]);
+
+        var fork = await new RunForker(_f.Definitions, loggerFactory: loggers)
+            .ForkAsync(id, journal, new ForkRequest(journal.Single(r => r.Entry is ToolCompleted).N, "broken"), Ct);
+
+        Assert.Equal(RunStatus.Failed, fork.Run.Status);
+        Assert.DoesNotContain(logs.Records, r => r.Level >= Microsoft.Extensions.Logging.LogLevel.Warning && r.Message.Contains("canceling its children failed", StringComparison.Ordinal)); // the refused rollback run
+    }
+
+    [Fact]
     public async Task ARequestThatCannotRun_IsRefused_NamingTheField()
     {
         var (_, id, journal) = await RefundedRunAsync();
