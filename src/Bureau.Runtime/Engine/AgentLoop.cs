@@ -562,7 +562,15 @@ internal sealed partial class AgentLoop : IResilienceJournal
             await AppendAsync([new RunWaiting(wait)], new RunUpdate { Status = RunStatus.Waiting, WaitingFor = wait, Usage = _state.Usage });
             var now = await _run.Engine.Store.GetRunAsync(child.Id, CancellationToken.None);
             if (now is null || !now.Status.IsTerminal()) return RunStatus.Waiting;
-            await AppendAsync([new WaitAnswered(wait.Step, ChildRunsWait.ReasonName, child.Id, "agent")], new RunUpdate { Status = RunStatus.Running, Usage = _state.Usage });
+            try
+            {
+                await AppendAsync([new WaitAnswered(wait.Step, ChildRunsWait.ReasonName, child.Id, "agent")], new RunUpdate { Status = RunStatus.Running, Usage = _state.Usage });
+            }
+            catch (JournalConflictException)
+            {
+                // The delegate's end answered the wait first and requeued this run: its next execution goes on from there.
+                return RunStatus.Waiting;
+            }
             child = now;
         }
         var ok = child.Status == RunStatus.Succeeded;

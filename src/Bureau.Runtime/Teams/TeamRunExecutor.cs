@@ -189,7 +189,16 @@ internal sealed partial class TeamRunExecutor : IRunExecutor
         // (point reads for a few children, pages of the team's children for many).
         if ((await ReadChildrenAsync(run, [.. state.Unfinished])).FirstOrDefault(c => c.Status.IsTerminal()) is { } ended)
         {
-            await run.AppendAsync([new WaitAnswered(wait.Step, ChildRunsWait.ReasonName, ended.Id, "team")], new RunUpdate { Status = RunStatus.Running, Usage = state.Usage, Cost = state.Cost });
+            try
+            {
+                await run.AppendAsync([new WaitAnswered(wait.Step, ChildRunsWait.ReasonName, ended.Id, "team")], new RunUpdate { Status = RunStatus.Running, Usage = state.Usage, Cost = state.Cost });
+            }
+            catch (JournalConflictException)
+            {
+                // A child that ended after the wait was journaled answered it first and requeued the team: the team's
+                // next execution goes on from there. Not a stale writer to warn about.
+                return RunStatus.Waiting;
+            }
             return null;
         }
         return RunStatus.Waiting;

@@ -299,9 +299,24 @@ internal sealed class CountingStore(IRunStore inner) : IRunStore
     public int Appends => _appends;
     public Task InitializeAsync(CancellationToken cancellationToken = default) => inner.InitializeAsync(cancellationToken);
     public Task<SubmitResult> SubmitAsync(NewRun run, CancellationToken cancellationToken = default) { Interlocked.Increment(ref _submits); return inner.SubmitAsync(run, cancellationToken); }
-    public ValueTask AppendAsync(AppendRequest request, CancellationToken cancellationToken = default) { Interlocked.Increment(ref _appends); return inner.AppendAsync(request, cancellationToken); }
+    /// <summary>Runs after each append the inner store committed (a test's hook into a race).</summary>
+    public Func<AppendRequest, Task>? AfterAppend { get; set; }
+
+    /// <summary>Runs before each point read of a run (a test's hook into a race).</summary>
+    public Func<string, Task>? BeforeGetRun { get; set; }
+
+    public async ValueTask AppendAsync(AppendRequest request, CancellationToken cancellationToken = default)
+    {
+        Interlocked.Increment(ref _appends);
+        await inner.AppendAsync(request, cancellationToken);
+        if (AfterAppend is { } after) await after(request);
+    }
     public ValueTask MarkRunningAsync(string runId, DateTimeOffset at, CancellationToken cancellationToken = default) => inner.MarkRunningAsync(runId, at, cancellationToken);
-    public Task<RunRecord?> GetRunAsync(string runId, CancellationToken cancellationToken = default) => inner.GetRunAsync(runId, cancellationToken);
+    public async Task<RunRecord?> GetRunAsync(string runId, CancellationToken cancellationToken = default)
+    {
+        if (BeforeGetRun is { } before) await before(runId);
+        return await inner.GetRunAsync(runId, cancellationToken);
+    }
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _entriesRead = new(StringComparer.Ordinal);
 
     /// <summary>How many journal entries of <paramref name="runId"/> reads have returned.</summary>
