@@ -299,7 +299,13 @@ internal sealed partial class ManifestReader
             problem = $"'{expression}' has {fields} fields; expected 5 (minute hour day month weekday) or 6 (seconds first)";
             return null;
         }
-        if (CronExpression.TryParse(expression.Trim(), fields == 6 ? CronFormat.IncludeSeconds : CronFormat.Standard, out var cron)) return cron;
+        if (CronExpression.TryParse(expression.Trim(), fields == 6 ? CronFormat.IncludeSeconds : CronFormat.Standard, out var cron))
+        {
+            // A day that no month has (0 0 31 2 *, 0 0 30 FEB *): valid syntax, but the schedule would never fire.
+            if (cron.GetNextOccurrence(new DateTime(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc)) is not null) return cron;
+            problem = $"'{expression}' never fires: no month has the day it names";
+            return null;
+        }
         problem = $"'{expression}' is not a valid cron expression (minute hour day month weekday, for example '0 9 * * MON-FRI')";
         return null;
     }
