@@ -207,6 +207,10 @@ internal sealed partial class ManifestReader
         }
         var signatureHeader = map.TryGetValue("signatureHeader", out var sh) ? RequiredText(sh) : null;
         var idHeader = map.TryGetValue("idHeader", out var ih) ? RequiredText(ih) : null;
+        if (signatureHeader is not null && !IsHeaderName(signatureHeader))
+            Error(sh!.Value, sh.Path, $"{what}: 'signatureHeader' '{signatureHeader}' is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~, no spaces or ':')");
+        if (idHeader is not null && !IsHeaderName(idHeader))
+            Error(ih!.Value, ih.Path, $"{what}: 'idHeader' '{idHeader}' is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~, no spaces or ':')");
         if (source != "hmac")
         {
             if (sh is not null) Error(sh.Key, sh.Path, $"{what}: 'signatureHeader' applies to source hmac only (source {source} has its own headers)");
@@ -309,4 +313,11 @@ internal sealed partial class ManifestReader
         problem = $"'{expression}' is not a valid cron expression (minute hour day month weekday, for example '0 9 * * MON-FRI')";
         return null;
     }
+
+    /// <summary>
+    /// Whether <paramref name="name"/> can be an HTTP header's name (an RFC 9110 token: letters, digits and
+    /// <c>!#$%&amp;'*+-.^_`|~</c>): a header a sender can never send would refuse every request.
+    /// </summary>
+    internal static bool IsHeaderName(string name) =>
+        name.Length is > 0 and <= 256 && name.All(c => char.IsAsciiLetterOrDigit(c) || "!#$%&'*+-.^_`|~".Contains(c, StringComparison.Ordinal));
 }

@@ -424,6 +424,14 @@ public sealed class WebhookTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Hmac_TriggerInCSharp_WithASignatureHeaderNoRequestCanCarry_RefusedAtStart()
+    {
+        var ex = await Assert.ThrowsAnyAsync<Exception>(() => _host.StartAsync(b => b.AddTrigger(
+            new WebhookTriggerDefinition { Name = "sig", Agent = "echo", Source = WebhookSource.Hmac, Secret = HmacSecret, SignatureHeader = "X Sig" })));
+        Assert.Contains("trigger 'sig': SignatureHeader 'X Sig' or IdHeader '' is not an HTTP header name", ex.ToString());
+    }
+
+    [Fact]
     public async Task Trigger_OfAnUnknownAgent_RefusedAtStart()
     {
         var ex = await Assert.ThrowsAnyAsync<Exception>(() => _host.StartAsync(b => b.AddTrigger(new TopicTriggerDefinition { Name = "t", Agent = "ghost", Topic = "x" })));
