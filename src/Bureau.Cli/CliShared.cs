@@ -97,8 +97,20 @@ internal static class CliShared
         return await command(provider.GetRequiredService<BureauEngine>());
     }
 
+    /// <summary>
+    /// Refuses a <c>--db</c> that names a directory: SQLite would report it as a database it cannot write
+    /// ("read-only for this process"), which sends the user after permissions instead of the path.
+    /// </summary>
+    /// <exception cref="CliUsageException">The path is a directory.</exception>
+    public static void CheckDbPath(string db)
+    {
+        if (Directory.Exists(db))
+            throw new CliUsageException($"--db '{db}' is a directory; name the database file (for example {Path.Combine(db, DefaultDb)})");
+    }
+
     public static async Task<SqliteRunStore> OpenExistingStoreAsync(string db, CancellationToken ct)
     {
+        CheckDbPath(db);
         if (!File.Exists(db)) throw new CliUsageException($"no database at '{db}' (use --db to name one)");
         var store = new SqliteRunStore(new SqliteStoreOptions { Path = db });
         await store.InitializeAsync(ct);

@@ -677,6 +677,22 @@ public sealed class ManifestLoaderTests
     }
 
     [Fact]
+    public void LoadFile_ADirectory_IsADiagnosticSayingSo()
+    {
+        var dir = Directory.CreateTempSubdirectory("bureau-manifest-dir");
+        try
+        {
+            var result = ManifestLoader.LoadFile(dir.FullName, NoEnvironment);
+            Assert.Equal($"{dir.FullName}:1:1: error: is a directory, not a manifest file; name the manifest in it (for example bureau.yaml)",
+                Assert.Single(result.Diagnostics).ToString());
+        }
+        finally
+        {
+            dir.Delete();
+        }
+    }
+
+    [Fact]
     public void LoadFile_NullEnvironment_UsesTheProcessEnvironment()
     {
         var name = "BUREAU_MANIFEST_TEST_" + Guid.NewGuid().ToString("N");

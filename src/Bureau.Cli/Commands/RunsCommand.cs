@@ -84,6 +84,7 @@ internal static class RunsCommand
             }
             var definitions = CliShared.LoadManifest(manifest, Console.Error);
             if (definitions is null) return 2;
+            CliShared.CheckDbPath(dbPath);
             if (!File.Exists(dbPath)) throw new CliUsageException($"no database at '{dbPath}' (use --db to name one)");
             await using var bureau = await EmbeddedBureau.StartAsync(definitions, dbPath, Storage.Sqlite.StoreDurability.Full, 64, LogLevel.Warning, ct);
             var rollback = await bureau.Engine.RollbackAsync(runId, actor, ct);
@@ -169,6 +170,7 @@ internal static class RunsCommand
             var definitions = CliShared.LoadManifest(parse.GetValue(file)!, Console.Error);
             if (definitions is null) return 2;
             var dbPath = parse.GetValue(db)!;
+            CliShared.CheckDbPath(dbPath);
             if (!File.Exists(dbPath)) throw new CliUsageException($"no database at '{dbPath}' (use --db to name one)");
             await using var bureau = await EmbeddedBureau.StartAsync(definitions, dbPath, Storage.Sqlite.StoreDurability.Full, 64, LogLevel.Warning, ct);
             Console.Error.WriteLine($"resuming {await CountUnfinishedAsync(bureau.Store, ct)} unfinished runs from {dbPath}");
@@ -363,6 +365,7 @@ internal static class RunsCommand
             }
             var definitions = CliShared.LoadManifest(manifest, Console.Error);
             if (definitions is null) return 2;
+            CliShared.CheckDbPath(dbPath);
             if (!File.Exists(dbPath)) throw new CliUsageException($"no database at '{dbPath}' (use --db to name one)");
             await using var bureau = await EmbeddedBureau.StartAsync(definitions, dbPath, Storage.Sqlite.StoreDurability.Full, 64, LogLevel.Warning, ct);
             var resolved = await bureau.Engine.ResolveAsync(runId, parse.GetValue(step), resolution, parse.GetValue(result), actor, ct);

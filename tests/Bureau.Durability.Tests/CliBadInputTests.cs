@@ -1,0 +1,75 @@
+using Xunit;
+
+namespace Bureau.Durability.Tests;
+
+/// <summary>
+/// The CLI given what a hurried user types: a mistyped command or option, a directory where a file is
+/// expected, a limit out of range, an empty input. Each is bad usage (exit 2, docs/cli.md) with a message
+/// naming what is wrong, not exit 1 (which scripts read as "the run failed") or a wrong diagnosis.
+/// </summary>
+public sealed class CliBadInputTests : IDisposable
+{
+    private static readonly TimeSpan ProcessTimeout = TimeSpan.FromSeconds(90);
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "bureau-cli-bad-input", Guid.NewGuid().ToString("n"));
+
+    private const string Manifest = """
+        version: 2
+        models:
+          s:
+            provider: scripted
+            rules:
+              - reply: "echo: {{last}}"
+        agents:
+          echo: { model: s, instructions: "Repeat." }
+        """;
+
+    public CliBadInputTests()
+    {
+        Directory.CreateDirectory(_dir);
+        File.WriteAllText(Path.Combine(_dir, "bureau.yaml"), Manifest);
+        Directory.CreateDirectory(Path.Combine(_dir, "folder"));
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+
+    private async Task<(int Code, string Stdout, string Stderr)> BureauAsync(params string[] args)
+    {
+        using var p = BureauProcess.Start(_dir, new Dictionary<string, string>(), args);
+        var code = await p.WaitAsync(ProcessTimeout);
+        return (code, p.Stdout, p.Stderr);
+    }
+
+    [Fact]
+    public async Task Validate_ADirectory_SaysItIsADirectory()
+    {
+        var result = await BureauAsync("validate", "folder");
+        Assert.Equal(2, result.Code);
+        Assert.Contains("folder:1:1: error: is a directory, not a manifest file", result.Stderr);
+    }
+
+    [Fact]
+    public async Task Run_ManifestOrDbThatIsADirectory_SaysSo_AndCreatesNothing()
+    {
+        var manifest = await BureauAsync("run", "folder", "--agent", "echo", "--input", "hi", "--db", "a.db");
+        Assert.Equal(2, manifest.Code);
+        Assert.Contains("is a directory, not a manifest file", manifest.Stderr);
+
+        var db = await BureauAsync("run", "bureau.yaml", "--agent", "echo", "--input", "hi", "--db", "folder");
+        Assert.True(db.Code == 2, $"exit {db.Code}\n{db.Stderr}");
+        Assert.Contains("--db 'folder' is a directory; name the database file", db.Stderr);
+        Assert.DoesNotContain("read-only", db.Stderr);
+        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(_dir, "folder")));
+        Assert.False(File.Exists(Path.Combine(_dir, "a.db")));
+    }
+
+    [Fact]
+    public async Task RunsList_DbThatIsADirectory_Exit2NamingIt()
+    {
+        var dir = await BureauAsync("runs", "list", "--db", "folder");
+        Assert.Equal(2, dir.Code);
+        Assert.Contains("--db 'folder' is a directory", dir.Stderr);
+    }
+}
