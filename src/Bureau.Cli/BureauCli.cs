@@ -33,12 +33,16 @@ internal static class BureauCli
 
         try
         {
-            return await root.Parse(args).InvokeAsync(new InvocationConfiguration
+            var parse = root.Parse(args);
+            var code = await parse.InvokeAsync(new InvocationConfiguration
             {
                 EnableDefaultExceptionHandler = false,
                 // serve stops gracefully on SIGTERM/Ctrl+C: in-flight steps reach the journal (up to Bureau:ShutdownGrace).
                 ProcessTerminationTimeout = TimeSpan.FromSeconds(60),
             });
+            // A mistyped command, a missing argument or an option that does not parse is bad usage (exit 2, docs/cli.md),
+            // not 1, which scripts read as "the run failed".
+            return parse.Errors.Count > 0 && code == 1 ? 2 : code;
         }
         catch (CliUsageException ex)
         {

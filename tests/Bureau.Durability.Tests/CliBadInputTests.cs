@@ -42,6 +42,16 @@ public sealed class CliBadInputTests : IDisposable
         return (code, p.Stdout, p.Stderr);
     }
 
+    [Theory]
+    [InlineData("no-such-command")]
+    [InlineData("run", "bureau.yaml")]
+    [InlineData("runs", "list", "--limit", "abc")]
+    public async Task ParseErrors_AreBadUsage_Exit2(params string[] args)
+    {
+        var result = await BureauAsync(args);
+        Assert.True(result.Code == 2, $"exit {result.Code}\n{result.Stdout}\n{result.Stderr}");
+    }
+
     [Fact]
     public async Task Validate_ADirectory_SaysItIsADirectory()
     {

@@ -229,7 +229,7 @@ public sealed class GovernanceCliTests : IDisposable
         var (runId, approvalId) = await WaitingRunAsync(db);
 
         var noReason = await BureauAsync("approvals", "reject", approvalId, "--as-user", "alice", "--db", db);
-        Assert.Equal(1, noReason.Code); // a rejection must say why: the model is told
+        Assert.Equal(2, noReason.Code); // a rejection must say why (the model is told): without --reason it is bad usage
         Assert.Contains("Option '--reason' is required.", noReason.Stderr);
         Assert.Equal(RunStatus.Waiting, (await RunAsync(db, runId)).Status);
 
