@@ -49,7 +49,13 @@ internal static class BureauCli
             Console.Error.WriteLine("bureau: " + ex.Message);
             return 2;
         }
-        catch (Exception ex) when (ex is RunNotFoundException or RunStateConflictException or UnknownAgentException or EmptyInputException)
+        catch (EmptyInputException ex)
+        {
+            // Bad usage (--input ""), not a failed run; without ArgumentException's " (Parameter 'input')".
+            Console.Error.WriteLine("bureau: " + ex.Message.Split(" (Parameter")[0]);
+            return 2;
+        }
+        catch (Exception ex) when (ex is RunNotFoundException or RunStateConflictException or UnknownAgentException)
         {
             Console.Error.WriteLine("bureau: " + ex.Message);
             return 1;

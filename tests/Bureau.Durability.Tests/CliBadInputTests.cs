@@ -82,4 +82,15 @@ public sealed class CliBadInputTests : IDisposable
         Assert.Equal(2, dir.Code);
         Assert.Contains("--db 'folder' is a directory", dir.Stderr);
     }
+
+    [Fact]
+    public async Task Run_EmptyInput_IsBadUsage_WithoutTheParameterSuffix_NothingStored()
+    {
+        var result = await BureauAsync("run", "bureau.yaml", "--agent", "echo", "--input", "", "--db", "e.db");
+        Assert.True(result.Code == 2, $"exit {result.Code}\n{result.Stderr}");
+        Assert.Contains("bureau: input is empty: agent 'echo' needs an input", result.Stderr);
+        Assert.DoesNotContain("(Parameter", result.Stderr);
+        var list = await BureauAsync("runs", "list", "--db", "e.db", "--json");
+        Assert.Contains("\"items\":[]", list.Stdout);
+    }
 }
