@@ -76,11 +76,20 @@ public sealed class CliBadInputTests : IDisposable
     }
 
     [Fact]
-    public async Task RunsList_DbThatIsADirectory_Exit2NamingIt()
+    public async Task RunsList_DbThatIsADirectory_OrLimitOutOfRange_Exit2NamingIt()
     {
         var dir = await BureauAsync("runs", "list", "--db", "folder");
         Assert.Equal(2, dir.Code);
         Assert.Contains("--db 'folder' is a directory", dir.Stderr);
+
+        var run = await BureauAsync("run", "bureau.yaml", "--agent", "echo", "--input", "hi", "--db", "r.db");
+        Assert.True(run.Code == 0, run.Stderr);
+        foreach (var limit in new[] { "0", "-1", "1001" })
+        {
+            var list = await BureauAsync("runs", "list", "--db", "r.db", "--limit", limit);
+            Assert.True(list.Code == 2, $"--limit {limit}: exit {list.Code}\n{list.Stdout}\n{list.Stderr}");
+            Assert.Contains($"--limit must be from 1 to 1000, not {limit}", list.Stderr);
+        }
     }
 
     [Fact]

@@ -211,7 +211,7 @@ internal static class RunsCommand
     {
         var status = new Option<string?>("--status") { Description = "Only runs with this status (queued, running, waiting, succeeded, failed, canceled).", HelpName = "STATUS" };
         var agent = new Option<string?>("--agent") { Description = "Only runs of this agent.", HelpName = "NAME" };
-        var limit = new Option<int>("--limit") { Description = "At most this many (newest first).", DefaultValueFactory = _ => 50 };
+        var limit = new Option<int>("--limit") { Description = "At most this many (newest first), 1 to 1000.", DefaultValueFactory = _ => 50 };
         var db = CliShared.DbOption();
         var json = CliShared.JsonOption("Print {\"items\":[...]} on stdout.");
         var cmd = new Command("list", "List runs, newest first.") { status, agent, limit, db, json };
@@ -225,6 +225,8 @@ internal static class RunsCommand
                     throw new CliUsageException($"--status must be one of queued, running, waiting, succeeded, failed, canceled; not '{statusText}'");
                 s = parsed;
             }
+            // As GET /v1/runs: the store would quietly clamp -1 or 5000 to 1 or 1000.
+            if (parse.GetValue(limit) is < 1 or > 1000) throw new CliUsageException($"--limit must be from 1 to 1000, not {parse.GetValue(limit)}");
             await using var store = await CliShared.OpenExistingStoreAsync(parse.GetValue(db)!, ct);
             var page = await store.ListRunsAsync(new RunQuery { Status = s, Agent = parse.GetValue(agent), Limit = parse.GetValue(limit) }, ct);
             if (parse.GetValue(json))
