@@ -98,14 +98,53 @@ internal static class CliShared
     }
 
     /// <summary>
-    /// Refuses a <c>--db</c> that names a directory: SQLite would report it as a database it cannot write
-    /// ("read-only for this process"), which sends the user after permissions instead of the path.
+    /// Refuses a <c>--db</c> that names a directory (SQLite would report it as a database it cannot write,
+    /// "read-only for this process", which sends the user after permissions instead of the path), or another
+    /// application's SQLite database (opening the store would add Bureau's tables to it, even for a read such as runs list).
     /// </summary>
-    /// <exception cref="CliUsageException">The path is a directory.</exception>
+    /// <exception cref="CliUsageException">The path is a directory or another application's database.</exception>
     public static void CheckDbPath(string db)
     {
         if (Directory.Exists(db))
             throw new CliUsageException($"--db '{db}' is a directory; name the database file (for example {Path.Combine(db, DefaultDb)})");
+        if (ForeignTables(db) is { } tables)
+        {
+            throw new CliUsageException($"--db '{db}' is the SQLite database of something else (tables {tables}), not Bureau's; "
+                + "Bureau would add its own tables to it. Name Bureau's database file (a new path is created)");
+        }
+    }
+
+    /// <summary>
+    /// The tables of <paramref name="db"/> when it is a SQLite database Bureau did not create (schema version 0 with
+    /// tables in it), read without writing; null when it is Bureau's, empty, missing or unreadable (the store says why then).
+    /// </summary>
+    private static string? ForeignTables(string db)
+    {
+        if (!File.Exists(db) || new FileInfo(db).Length == 0) return null;
+        try
+        {
+            using var connection = new Microsoft.Data.Sqlite.SqliteConnection(new Microsoft.Data.Sqlite.SqliteConnectionStringBuilder
+            {
+                DataSource = db,
+                Mode = Microsoft.Data.Sqlite.SqliteOpenMode.ReadOnly,
+                Pooling = false,
+            }.ToString());
+            connection.Open();
+            using var version = connection.CreateCommand();
+            version.CommandText = "PRAGMA user_version";
+            if (Convert.ToInt64(version.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) != 0) return null;
+            using var names = connection.CreateCommand();
+            names.CommandText = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT 6";
+            var tables = new List<string>();
+            using (var reader = names.ExecuteReader())
+                while (reader.Read()) tables.Add(reader.GetString(0));
+            if (tables.Count == 0) return null;
+            return string.Join(", ", tables.Take(5)) + (tables.Count > 5 ? ", ..." : "");
+        }
+        catch (Microsoft.Data.Sqlite.SqliteException)
+        {
+            return null; // not SQLite, damaged or locked: opening the store reports it
+        }
     }
 
     public static async Task<SqliteRunStore> OpenExistingStoreAsync(string db, CancellationToken ct)

@@ -102,4 +102,39 @@ public sealed class CliBadInputTests : IDisposable
         var list = await BureauAsync("runs", "list", "--db", "e.db", "--json");
         Assert.Contains("\"items\":[]", list.Stdout);
     }
+
+    [Fact]
+    public async Task AnotherApplicationsSqliteDatabase_IsRefused_AndGetsNoBureauTables()
+    {
+        var foreign = Path.Combine(_dir, "crm.db");
+        using (var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={foreign};Pooling=False"))
+        {
+            c.Open();
+            using var create = c.CreateCommand();
+            create.CommandText = "CREATE TABLE customers (id INTEGER, name TEXT); INSERT INTO customers VALUES (1, 'ann');";
+            create.ExecuteNonQuery();
+        }
+
+        var list = await BureauAsync("runs", "list", "--db", "crm.db");
+        Assert.True(list.Code == 2, $"exit {list.Code}\n{list.Stdout}\n{list.Stderr}");
+        Assert.Contains("--db 'crm.db' is the SQLite database of something else (tables customers), not Bureau's", list.Stderr);
+        var run = await BureauAsync("run", "bureau.yaml", "--agent", "echo", "--input", "hi", "--db", "crm.db");
+        Assert.Equal(2, run.Code);
+
+        using var check = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={foreign};Mode=ReadOnly;Pooling=False");
+        check.Open();
+        using var tables = check.CreateCommand();
+        tables.CommandText = "SELECT group_concat(name) FROM sqlite_master WHERE type = 'table'";
+        Assert.Equal("customers", tables.ExecuteScalar());
+    }
+
+    [Fact]
+    public async Task BureausOwnDatabase_IsStillRead()
+    {
+        var run = await BureauAsync("run", "bureau.yaml", "--agent", "echo", "--input", "hi", "--db", "own.db");
+        Assert.True(run.Code == 0, run.Stderr);
+        var list = await BureauAsync("runs", "list", "--db", "own.db", "--json");
+        Assert.True(list.Code == 0, list.Stderr);
+        Assert.Contains("\"input\":\"hi\"", list.Stdout);
+    }
 }
