@@ -137,6 +137,14 @@ public sealed class ManifestLoaderTests
     }
 
     [Fact]
+    public void LoadText_TabIndentation_ReportedAtTheTabsLine_NotTheStartOfTheFile()
+    {
+        var d = Assert.Single(Load("models:\n  m: { provider: scripted }\nagents:\n  a:\n\tmodel: m\n").Diagnostics);
+        Assert.Contains("invalid tab as indentation", d.Message);
+        Assert.True((d.Line, d.Column) == (5, 1), d.ToString());
+    }
+
+    [Fact]
     public void LoadText_DuplicateKey_ReportedAtTheSecondKey()
     {
         Single(Load("""
