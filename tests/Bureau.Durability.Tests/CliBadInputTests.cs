@@ -137,4 +137,21 @@ public sealed class CliBadInputTests : IDisposable
         Assert.True(list.Code == 0, list.Stderr);
         Assert.Contains("\"input\":\"hi\"", list.Stdout);
     }
+
+    [Fact]
+    public async Task RunsExport_OutThatIsADirectoryOrInAMissingFolder_Exit2NamingIt_NotACrash()
+    {
+        var run = await BureauAsync("run", "bureau.yaml", "--agent", "echo", "--input", "hi", "--db", "x.db");
+        Assert.True(run.Code == 0, run.Stderr);
+
+        var dir = await BureauAsync("runs", "export", "--out", "folder", "--db", "x.db");
+        Assert.True(dir.Code == 2, $"exit {dir.Code}\n{dir.Stderr}");
+        Assert.Contains("--out 'folder' is a directory", dir.Stderr);
+        Assert.DoesNotContain("Unhandled exception", dir.Stderr);
+
+        var missing = await BureauAsync("runs", "export", "--out", Path.Combine("no-such-folder", "runs.jsonl"), "--db", "x.db");
+        Assert.True(missing.Code == 2, $"exit {missing.Code}\n{missing.Stderr}");
+        Assert.Contains("cannot be written", missing.Stderr);
+        Assert.DoesNotContain("Unhandled exception", missing.Stderr);
+    }
 }

@@ -55,9 +55,28 @@ internal static class RunsCommand
                 await RunExport.WriteAsync(store, query, stdout, ct);
                 return 0;
             }
+            if (Directory.Exists(file)) throw new CliUsageException($"--out '{file}' is a directory; name the file to write (for example {Path.Combine(file, "runs.jsonl")})");
+            FileStream stream;
+            try
+            {
+                stream = new FileStream(file, FileMode.Create, FileAccess.Write, FileShare.Read);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new CliUsageException($"--out '{file}' cannot be written: {ex.Message}");
+            }
             int count;
-            await using (var stream = new FileStream(file, FileMode.Create, FileAccess.Write, FileShare.Read))
-                count = await RunExport.WriteAsync(store, query, stream, ct);
+            try
+            {
+                await using (stream)
+                    count = await RunExport.WriteAsync(store, query, stream, ct);
+            }
+            catch (IOException ex)
+            {
+                // A full disk or a lost mount while writing: say the file is incomplete, do not abort with a stack trace.
+                Console.Error.WriteLine($"bureau: writing '{file}' failed: {ex.Message}; the file is incomplete, export again");
+                return 1;
+            }
             Console.Error.WriteLine($"{count} run(s) written to {file}");
             return 0;
         });
