@@ -81,9 +81,10 @@ internal static partial class EventsApi
     /// <summary><c>GET /v1/events/dead?all=true&amp;limit=N</c>.</summary>
     public static async Task<IResult> ListDeadAsync(HttpContext ctx)
     {
-        var all = ctx.Request.Query["all"].ToString() is var a && (a == "true" || a == "1");
+        var all = BureauApi.Flag(ctx, "all");
         var limit = 100;
-        if (ctx.Request.Query.TryGetValue("limit", out var l) && (!int.TryParse(l.ToString(), out limit) || limit is < 1 or > 1000))
+        if (ctx.Request.Query.TryGetValue("limit", out var l)
+            && (!int.TryParse(l.ToString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out limit) || limit is < 1 or > 1000))
             throw ApiException.BadField("limit", $"limit must be a whole number from 1 to 1000, not '{l}'");
         var letters = await DeadLetters(ctx).ListDeadLettersAsync(all, limit, ctx.RequestAborted);
         return BureauApi.Json(new JsonObject { ["items"] = new JsonArray([.. letters.Select(d => (JsonNode)DeadLetterDocument(d))]) });
