@@ -90,6 +90,9 @@ public sealed class CliBadInputTests : IDisposable
             Assert.True(list.Code == 2, $"--limit {limit}: exit {list.Code}\n{list.Stdout}\n{list.Stderr}");
             Assert.Contains($"--limit must be from 1 to 1000, not {limit}", list.Stderr);
         }
+        var failures = await BureauAsync("runs", "failures", "--db", "r.db", "--limit", "-5");
+        Assert.True(failures.Code == 2, $"runs failures --limit -5: exit {failures.Code}\n{failures.Stdout}\n{failures.Stderr}");
+        Assert.Contains("--limit must be at least 1, not -5", failures.Stderr);
     }
 
     [Fact]

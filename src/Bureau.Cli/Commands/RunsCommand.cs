@@ -134,8 +134,9 @@ internal static class RunsCommand
         cmd.SetAction(async (parse, ct) =>
         {
             var from = ParseSince(parse.GetValue(since), DateTimeOffset.UtcNow);
+            if (parse.GetValue(limit) < 1) throw new CliUsageException($"--limit must be at least 1, not {parse.GetValue(limit)}");
             await using var store = await CliShared.OpenExistingStoreAsync(parse.GetValue(db)!, ct);
-            var groups = await Resilience.FailureReport.ReadAsync(store, from, Math.Max(1, parse.GetValue(limit)), ct);
+            var groups = await Resilience.FailureReport.ReadAsync(store, from, parse.GetValue(limit), ct);
             if (parse.GetValue(json))
             {
                 Console.Out.WriteLine(RunDocuments.ToJson(Resilience.FailureReport.ToJson(groups), indented: true));
