@@ -40,16 +40,22 @@ internal static class BureauCli
                 // serve stops gracefully on SIGTERM/Ctrl+C: in-flight steps reach the journal (up to Bureau:ShutdownGrace).
                 ProcessTerminationTimeout = TimeSpan.FromSeconds(60),
             });
-            // A missing or unknown option, argument or command is bad usage: exit 2, as every other usage error
-            // (System.CommandLine answers 1, the code of a failed run).
-            return parse.Errors.Count > 0 ? 2 : code;
+            // A mistyped command, a missing argument or an option that does not parse is bad usage (exit 2, docs/cli.md),
+            // not 1, which scripts read as "the run failed".
+            return parse.Errors.Count > 0 && code == 1 ? 2 : code;
         }
         catch (CliUsageException ex)
         {
             Console.Error.WriteLine("bureau: " + ex.Message);
             return 2;
         }
-        catch (Exception ex) when (ex is RunNotFoundException or RunStateConflictException or UnknownAgentException or EmptyInputException)
+        catch (EmptyInputException ex)
+        {
+            // Bad usage (--input ""), not a failed run; without ArgumentException's " (Parameter 'input')".
+            Console.Error.WriteLine("bureau: " + ex.Message.Split(" (Parameter")[0]);
+            return 2;
+        }
+        catch (Exception ex) when (ex is RunNotFoundException or RunStateConflictException or UnknownAgentException)
         {
             Console.Error.WriteLine("bureau: " + ex.Message);
             return 1;

@@ -97,8 +97,71 @@ internal static class CliShared
         return await command(provider.GetRequiredService<BureauEngine>());
     }
 
+    /// <summary>
+    /// Refuses a <c>--db</c> that names a directory (SQLite would report it as a database it cannot write,
+    /// "read-only for this process", which sends the user after permissions instead of the path), or another
+    /// application's SQLite database (opening the store would add Bureau's tables to it, even for a read such as runs list).
+    /// </summary>
+    /// <exception cref="CliUsageException">The path is a directory or another application's database.</exception>
+    public static void CheckDbPath(string db)
+    {
+        if (Directory.Exists(db))
+            throw new CliUsageException($"--db '{db}' is a directory; name the database file (for example {Path.Combine(db, DefaultDb)})");
+        if (File.Exists(db) && ForeignTables(db) is { } tables)
+        {
+            throw new CliUsageException($"--db '{db}' is the SQLite database of something else (tables {tables}), not Bureau's; "
+                + "Bureau would add its own tables to it. Name Bureau's database file (a new path is created)");
+        }
+    }
+
+    /// <summary>
+    /// The tables of <paramref name="db"/> when it is a SQLite database Bureau did not create, or null. Decided from the
+    /// file's header first: Bureau's databases are in WAL mode, and a WAL-mode file is never opened here (a read-only
+    /// connection could create the -wal that Bureau's start checks for, after a crash that lost it). A rollback-journal
+    /// file with schema version 0 (<c>PRAGMA user_version</c>, offset 60) and a schema (schema cookie, offset 40) is
+    /// another application's; only then is it opened, read-only, to name its tables.
+    /// </summary>
+    private static string? ForeignTables(string db)
+    {
+        var header = new byte[100];
+        try
+        {
+            using var file = new FileStream(db, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            if (file.ReadAtLeast(header, header.Length, throwOnEndOfStream: false) < header.Length) return null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null; // missing or unreadable: opening the store reports it
+        }
+        if (!header.AsSpan(0, 16).SequenceEqual("SQLite format 3\0"u8)) return null; // not SQLite: the store reports it
+        if (header[18] == 2 || header[19] == 2) return null; // WAL mode
+        if (System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(60)) != 0) return null; // versioned: Bureau's (or a newer schema)
+        if (System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(40)) == 0) return null; // no schema yet: an empty database
+        try
+        {
+            using var connection = new Microsoft.Data.Sqlite.SqliteConnection(new Microsoft.Data.Sqlite.SqliteConnectionStringBuilder
+            {
+                DataSource = db,
+                Mode = Microsoft.Data.Sqlite.SqliteOpenMode.ReadOnly,
+                Pooling = false,
+            }.ToString());
+            connection.Open();
+            using var names = connection.CreateCommand();
+            names.CommandText = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT 6";
+            var tables = new List<string>();
+            using (var reader = names.ExecuteReader())
+                while (reader.Read()) tables.Add(reader.GetString(0));
+            return tables.Count == 0 ? null : string.Join(", ", tables.Take(5)) + (tables.Count > 5 ? ", ..." : "");
+        }
+        catch (Microsoft.Data.Sqlite.SqliteException)
+        {
+            return null; // damaged or locked: opening the store reports it
+        }
+    }
+
     public static async Task<SqliteRunStore> OpenExistingStoreAsync(string db, CancellationToken ct)
     {
+        CheckDbPath(db);
         if (!File.Exists(db)) throw new CliUsageException($"no database at '{db}' (use --db to name one)");
         var store = new SqliteRunStore(new SqliteStoreOptions { Path = db });
         await store.InitializeAsync(ct);

@@ -29,6 +29,7 @@ internal static class CliComposition
         }
         else
         {
+            CliShared.CheckDbPath(dbPath);
             bureau.UseSqliteStorage(o =>
             {
                 o.Path = dbPath;

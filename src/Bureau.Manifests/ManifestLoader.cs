@@ -21,6 +21,7 @@ public static class ManifestLoader
         limits ??= ManifestLimits.Default;
         limits.Validate();
         string text;
+        if (Directory.Exists(path)) return Failed(path, "is a directory, not a manifest file; name the manifest in it (for example bureau.yaml)");
         try
         {
             if (ReadBounded(path, limits.MaxFileBytes, out var size) is { } read)

@@ -207,6 +207,10 @@ internal sealed partial class ManifestReader
         }
         var signatureHeader = map.TryGetValue("signatureHeader", out var sh) ? RequiredText(sh) : null;
         var idHeader = map.TryGetValue("idHeader", out var ih) ? RequiredText(ih) : null;
+        if (signatureHeader is not null && !IsHeaderName(signatureHeader))
+            Error(sh!.Value, sh.Path, $"{what}: 'signatureHeader' '{signatureHeader}' is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~, no spaces or ':')");
+        if (idHeader is not null && !IsHeaderName(idHeader))
+            Error(ih!.Value, ih.Path, $"{what}: 'idHeader' '{idHeader}' is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~, no spaces or ':')");
         if (source != "hmac")
         {
             if (sh is not null) Error(sh.Key, sh.Path, $"{what}: 'signatureHeader' applies to source hmac only (source {source} has its own headers)");
@@ -299,8 +303,21 @@ internal sealed partial class ManifestReader
             problem = $"'{expression}' has {fields} fields; expected 5 (minute hour day month weekday) or 6 (seconds first)";
             return null;
         }
-        if (CronExpression.TryParse(expression.Trim(), fields == 6 ? CronFormat.IncludeSeconds : CronFormat.Standard, out var cron)) return cron;
+        if (CronExpression.TryParse(expression.Trim(), fields == 6 ? CronFormat.IncludeSeconds : CronFormat.Standard, out var cron))
+        {
+            // A day that no month has (0 0 31 2 *, 0 0 30 FEB *): valid syntax, but the schedule would never fire.
+            if (cron.GetNextOccurrence(new DateTime(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc)) is not null) return cron;
+            problem = $"'{expression}' never fires: no month has the day it names";
+            return null;
+        }
         problem = $"'{expression}' is not a valid cron expression (minute hour day month weekday, for example '0 9 * * MON-FRI')";
         return null;
     }
+
+    /// <summary>
+    /// Whether <paramref name="name"/> can be an HTTP header's name (an RFC 9110 token: letters, digits and
+    /// <c>!#$%&amp;'*+-.^_`|~</c>): a header a sender can never send would refuse every request.
+    /// </summary>
+    internal static bool IsHeaderName(string name) =>
+        name.Length is > 0 and <= 256 && name.All(c => char.IsAsciiLetterOrDigit(c) || "!#$%&'*+-.^_`|~".Contains(c, StringComparison.Ordinal));
 }

@@ -97,7 +97,10 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
             var message = ex.Message.StartsWith("Duplicate key", StringComparison.Ordinal)
                 ? $"duplicate key '{ex.Message["Duplicate key".Length..].Trim()}' (each key may appear once in a mapping)"
                 : "YAML syntax error: " + ex.Message;
-            Add(ex.Start, message, null);
+            // "found invalid tab as indentation" comes with the enclosing mapping's start (1:1 for the root), not the tab's:
+            // the tab is on the first line after the last node read that is indented with one.
+            var at = ex.Message.Contains("invalid tab", StringComparison.Ordinal) && TabIndentation(yaml, parser.LastPosition.Line) is { } tab ? tab : ex.Start;
+            Add(at, message, null);
             return null;
         }
         catch (Exception ex) when (ex is InvalidOperationException or ArgumentException)
@@ -1233,6 +1236,19 @@ internal sealed partial class ManifestReader(string file, string baseDirectory, 
     };
 
     private void Error(YamlNode node, string? path, string message) => Add(node.Start, message, path);
+
+    /// <summary>Where the first line from <paramref name="fromLine"/> on is indented with a tab (its line and column), or null.</summary>
+    private static Mark? TabIndentation(string yaml, long fromLine)
+    {
+        var lines = yaml.Split('\n');
+        for (var i = (int)Math.Max(0, fromLine - 1); i < lines.Length; i++)
+        {
+            var indent = lines[i].Length - lines[i].TrimStart(' ', '\t').Length;
+            var tab = lines[i].IndexOf('\t', 0, indent);
+            if (tab >= 0) return new Mark(0, i + 1, tab + 1);
+        }
+        return null;
+    }
 
     private void Add(Mark mark, string message, string? path) =>
         _diagnostics.Add(new ManifestDiagnostic(file, (int)Math.Max(1, mark.Line), (int)Math.Max(1, mark.Column), message, path));

@@ -135,6 +135,19 @@ public sealed class EventHandlingTests : IAsyncDisposable
         Assert.Equal(run.Id, (string?)(await Http.BodyAsync(all))["items"]![0]!["retryRunId"]);
     }
 
+    [Theory]
+    [InlineData("/v1/events/dead?all=yes", "all")]
+    [InlineData("/v1/events/dead?limit=%2B5", "limit")]
+    [InlineData("/v1/keys?revoked=maybe", "revoked")]
+    public async Task ListingFlagsAndLimits_MistypedValue_400NamingIt_NotReadAsFalse(string url, string field)
+    {
+        await _host.StartAsync();
+        using var res = await _host.Client.GetAsync(url, Ct);
+        await Http.ProblemAsync(res, 400, field);
+        using var ok = await _host.Client.GetAsync(url.Split('?')[0] + "?" + field + (field == "limit" ? "=5" : "=false"), Ct);
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+    }
+
     [Fact]
     public async Task Retry_UnknownId_404()
     {

@@ -85,11 +85,27 @@ public sealed class EventsApiTests : IAsyncDisposable
     [InlineData("""{"specversion":"1.0","id":"x","source":"/s"}""", "type")]
     [InlineData("""{"specversion":"0.3","id":"x","source":"/s","type":"t"}""", "specversion")]
     [InlineData("""{"specversion":"1.0","id":"","source":"/s","type":"t"}""", "id")]
-    public async Task Structured_MissingOrWrongAttribute_400NamingIt(string json, string field)
+    [InlineData("""{"specversion":"1.0","id":"x","source":"/s","type":"ticket.escalated","data_base64":"!!not base64!!"}""", "data_base64")]
+    [InlineData("""{"specversion":"1.0","id":"x","source":"/s","type":"ticket.escalated","data_base64":123}""", "data_base64")]
+    [InlineData("""{"specversion":"1.0","id":"x","source":"/s","type":"ticket.escalated","time":"yesterday","data":{"ticket":"T-1"}}""", "time")]
+    [InlineData("""{"specversion":"1.0","id":"x","source":"/s","type":"ticket.escalated","subject":{"a":1},"data":{"ticket":"T-1"}}""", "subject")]
+    public async Task Structured_MissingOrWrongAttribute_400NamingIt_NothingStarted(string json, string field)
     {
         await StartAsync();
         using var res = await _host.Client.SendAsync(Structured(json), Ct);
         await Http.ProblemAsync(res, 400, field: field);
+        Assert.Empty((await _host.Engine.ListRunsAsync(new RunQuery(), Ct)).Items);
+    }
+
+    [Fact]
+    public async Task Binary_TimeHeaderThatIsNotATimestamp_400NamingIt()
+    {
+        await StartAsync();
+        var req = new HttpRequestMessage(HttpMethod.Post, "/v1/events") { Content = new StringContent("{}", Encoding.UTF8, "application/json") };
+        foreach (var (h, v) in new[] { ("ce-specversion", "1.0"), ("ce-id", "ev-t"), ("ce-source", "/mail"), ("ce-type", "ticket.escalated"), ("ce-time", "12/07/2026") }) req.Headers.Add(h, v);
+        using var res = await _host.Client.SendAsync(req, Ct);
+        Assert.Contains("RFC 3339", (string?)(await Http.ProblemAsync(res, 400, field: "ce-time"))["detail"]);
+        Assert.Empty((await _host.Engine.ListRunsAsync(new RunQuery(), Ct)).Items);
     }
 
     [Fact]

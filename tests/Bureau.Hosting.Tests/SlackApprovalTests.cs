@@ -120,6 +120,29 @@ public sealed class SlackApprovalTests : IAsyncDisposable
         return req;
     }
 
+    /// <summary>A signed click whose payload is <paramref name="json"/> as written (escapes and all).</summary>
+    private static HttpRequestMessage RawClick(string json)
+    {
+        var body = "payload=" + Uri.EscapeDataString(json);
+        var ts = DateTimeOffset.UtcNow.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var req = new HttpRequestMessage(HttpMethod.Post, "/v1/approvals/slack") { Content = new StringContent(body, Encoding.UTF8, "application/x-www-form-urlencoded") };
+        req.Headers.Add("X-Slack-Request-Timestamp", ts);
+        req.Headers.Add("X-Slack-Signature", "v0=" + Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(SigningSecret), Encoding.UTF8.GetBytes($"v0:{ts}:{body}"))));
+        return req;
+    }
+
+    [Theory]
+    [InlineData("""{"type":"block_actions","user":{"id":"\ud800"},"actions":[]}""", "payload.user.id", "lone surrogate")]
+    [InlineData("""{"type":"block_actions","type":"view_submission"}""", "payload.type", "given twice")]
+    public async Task SignedPayload_WhoseJsonCannotBeRead_400NamingTheField_NothingDecided(string json, string field, string says)
+    {
+        await StartAsync();
+        var (runId, _) = await WaitingRunAsync();
+        using var res = await _host.Client.SendAsync(RawClick(json), Ct);
+        Assert.Contains(says, (string?)(await Http.ProblemAsync(res, 400, field: field))["detail"]);
+        Assert.Equal(RunStatus.Waiting, (await _host.Engine.GetRunAsync(runId))!.Status);
+    }
+
     private async Task<JsonObject> ClickAsync(HttpRequestMessage click)
     {
         using var res = await _host.Client.SendAsync(click, Ct);

@@ -384,6 +384,53 @@ public sealed class WebhookTests : IAsyncDisposable
         await Http.ProblemAsync(res, 401, field: "X-Sig");
     }
 
+    // ---- signed bodies whose JSON cannot be read: 400 naming the field, not a 500 after the signature was accepted ----
+
+    private static byte[] Bytes(string before, byte[] middle, string after) => [.. Encoding.UTF8.GetBytes(before), .. middle, .. Encoding.UTF8.GetBytes(after)];
+
+    private static HttpRequestMessage SignedBytes(string trigger, byte[] body, string secret, string header, string prefix)
+    {
+        var req = new HttpRequestMessage(HttpMethod.Post, "/v1/hooks/" + trigger) { Content = new ByteArrayContent(body) };
+        req.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+        req.Headers.Add(header, prefix + Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), body)));
+        return req;
+    }
+
+    public static TheoryData<string, byte[], string, string> UnreadableBodies => new()
+    {
+        // trigger, signed body, field named, what the detail says
+        { "gh", Bytes("{\"action\":\"opened\",\"issue\":{\"title\":\"", [0xFF, 0xFE], "\"}}"), "issue.title", "not valid UTF-8" },
+        { "gh", Encoding.UTF8.GetBytes("""{"action":"\ud800","issue":{"title":"t"}}"""), "action", "lone surrogate" },
+        { "gh", Encoding.UTF8.GetBytes("""{"action":"opened","issue":{"title":"a"},"issue":{"title":"b"}}"""), "issue", "given twice" },
+        { "plain", Bytes("{\"type\":\"", [0xC3, 0x28], "\"}"), "type", "not valid UTF-8" },
+    };
+
+    [Theory]
+    [MemberData(nameof(UnreadableBodies))]
+    public async Task SignedBody_WhoseJsonCannotBeRead_400NamingTheField_NothingStored(string trigger, byte[] body, string field, string says)
+    {
+        await StartAsync();
+        var req = trigger == "gh" ? SignedBytes("gh", body, GitHubSecret, "X-Hub-Signature-256", "sha256=") : SignedBytes("plain", body, HmacSecret, "X-Sig", "");
+        if (trigger == "gh")
+        {
+            req.Headers.Add("X-GitHub-Event", "issues");
+            req.Headers.Add("X-GitHub-Delivery", "d-unreadable");
+        }
+        using var res = await _host.Client.SendAsync(req, Ct);
+        var problem = await Http.ProblemAsync(res, 400, field: field);
+        Assert.Contains(says, (string?)problem["detail"]);
+        Assert.Contains($"webhook '{trigger}'", (string?)problem["detail"]);
+        Assert.Equal((0, 0), (await RunCountAsync(), await DeadLetterCountAsync()));
+    }
+
+    [Fact]
+    public async Task Hmac_TriggerInCSharp_WithASignatureHeaderNoRequestCanCarry_RefusedAtStart()
+    {
+        var ex = await Assert.ThrowsAnyAsync<Exception>(() => _host.StartAsync(b => b.AddTrigger(
+            new WebhookTriggerDefinition { Name = "sig", Agent = "echo", Source = WebhookSource.Hmac, Secret = HmacSecret, SignatureHeader = "X Sig" })));
+        Assert.Contains("trigger 'sig': SignatureHeader 'X Sig' or IdHeader '' is not an HTTP header name", ex.ToString());
+    }
+
     [Fact]
     public async Task Trigger_OfAnUnknownAgent_RefusedAtStart()
     {

@@ -137,6 +137,14 @@ public sealed class ManifestLoaderTests
     }
 
     [Fact]
+    public void LoadText_TabIndentation_ReportedAtTheTabsLine_NotTheStartOfTheFile()
+    {
+        var d = Assert.Single(Load("models:\n  m: { provider: scripted }\nagents:\n  a:\n\tmodel: m\n").Diagnostics);
+        Assert.Contains("invalid tab as indentation", d.Message);
+        Assert.True((d.Line, d.Column) == (5, 1), d.ToString());
+    }
+
+    [Fact]
     public void LoadText_DuplicateKey_ReportedAtTheSecondKey()
     {
         Single(Load("""
@@ -674,6 +682,22 @@ public sealed class ManifestLoaderTests
     {
         var result = ManifestLoader.LoadFile("no/such/bureau.yaml", NoEnvironment);
         Assert.Equal("no/such/bureau.yaml:1:1: error: no such file", Assert.Single(result.Diagnostics).ToString());
+    }
+
+    [Fact]
+    public void LoadFile_ADirectory_IsADiagnosticSayingSo()
+    {
+        var dir = Directory.CreateTempSubdirectory("bureau-manifest-dir");
+        try
+        {
+            var result = ManifestLoader.LoadFile(dir.FullName, NoEnvironment);
+            Assert.Equal($"{dir.FullName}:1:1: error: is a directory, not a manifest file; name the manifest in it (for example bureau.yaml)",
+                Assert.Single(result.Diagnostics).ToString());
+        }
+        finally
+        {
+            dir.Delete();
+        }
     }
 
     [Fact]

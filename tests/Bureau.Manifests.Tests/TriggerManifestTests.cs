@@ -184,6 +184,24 @@ public sealed class TriggerManifestTests
     }
 
     [Fact]
+    public void Schedule_CronThatNeverFires_IsRefused_ButFebruary29IsNot()
+    {
+        Single(Load(Agents + "triggers:\n  t: { kind: schedule, cron: '0 0 31 2 *', agent: triage }\n"), 9, 30,
+            "trigger 't': 'cron' '0 0 31 2 *' never fires: no month has the day it names");
+        var leap = Load(Agents + "triggers:\n  t: { kind: schedule, cron: '0 0 29 2 *', agent: triage }\n");
+        Assert.True(leap.Success, string.Join("\n", leap.Diagnostics));
+    }
+
+    [Fact]
+    public void Hmac_HeaderNamesThatNoRequestCanCarry_AreRefused()
+    {
+        Single(Load(Agents + "triggers:\n  t: { kind: webhook, source: hmac, secret: k, agent: triage, signatureHeader: 'X Sig' }\n"), 9, 80,
+            "trigger 't': 'signatureHeader' 'X Sig' is not an HTTP header name");
+        Single(Load(Agents + "triggers:\n  t: { kind: webhook, source: hmac, secret: k, agent: triage, idHeader: 'X-Id:' }\n"), 9, 73,
+            "trigger 't': 'idHeader' 'X-Id:' is not an HTTP header name");
+    }
+
+    [Fact]
     public void Schedule_CronWithSecondsAndZone_IsAccepted()
     {
         var result = Load(Agents + "triggers:\n  t: { kind: schedule, cron: '*/30 * * * * *', timeZone: America/New_York, agent: triage }\n");

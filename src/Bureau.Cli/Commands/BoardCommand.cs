@@ -20,6 +20,7 @@ internal static class BoardCommand
 
     private static async Task<SqliteBoardStore> OpenAsync(string db, CancellationToken ct)
     {
+        CliShared.CheckDbPath(db);
         if (!File.Exists(db)) throw new CliUsageException($"no database at '{db}' (use --db to name one)");
         var store = new SqliteBoardStore(new SqliteStoreOptions { Path = db });
         await store.InitializeAsync(ct);

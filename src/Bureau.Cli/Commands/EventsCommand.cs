@@ -18,6 +18,7 @@ internal static class EventsCommand
 
     private static async Task<SqliteEventStore> OpenAsync(string db, CancellationToken ct)
     {
+        CliShared.CheckDbPath(db);
         if (!File.Exists(db)) throw new CliUsageException($"no database at '{db}' (use --db to name one)");
         var store = new SqliteEventStore(new SqliteStoreOptions { Path = db });
         await store.InitializeAsync(ct);

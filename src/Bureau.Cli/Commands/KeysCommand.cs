@@ -36,6 +36,7 @@ internal static class KeysCommand
         }
         else
         {
+            CliShared.CheckDbPath(db);
             if (mustExist && !File.Exists(db)) throw new CliUsageException($"no database at '{db}' (use --db to name one)");
             store = new SqliteApiKeyStore(new SqliteStoreOptions { Path = db });
         }

@@ -19,6 +19,7 @@ internal static class MemoryCommand
 
     private static async Task<SqliteMemoryStore> OpenAsync(string db, CancellationToken ct)
     {
+        CliShared.CheckDbPath(db);
         if (!File.Exists(db)) throw new CliUsageException($"no database at '{db}' (use --db to name one)");
         var store = new SqliteMemoryStore(new SqliteStoreOptions { Path = db });
         await store.InitializeAsync(ct);

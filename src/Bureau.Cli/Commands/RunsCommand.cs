@@ -55,9 +55,28 @@ internal static class RunsCommand
                 await RunExport.WriteAsync(store, query, stdout, ct);
                 return 0;
             }
+            if (Directory.Exists(file)) throw new CliUsageException($"--out '{file}' is a directory; name the file to write (for example {Path.Combine(file, "runs.jsonl")})");
+            FileStream stream;
+            try
+            {
+                stream = new FileStream(file, FileMode.Create, FileAccess.Write, FileShare.Read);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new CliUsageException($"--out '{file}' cannot be written: {ex.Message}");
+            }
             int count;
-            await using (var stream = new FileStream(file, FileMode.Create, FileAccess.Write, FileShare.Read))
-                count = await RunExport.WriteAsync(store, query, stream, ct);
+            try
+            {
+                await using (stream)
+                    count = await RunExport.WriteAsync(store, query, stream, ct);
+            }
+            catch (IOException ex)
+            {
+                // A full disk or a lost mount while writing: say the file is incomplete, do not abort with a stack trace.
+                Console.Error.WriteLine($"bureau: writing '{file}' failed: {ex.Message}; the file is incomplete, export again");
+                return 1;
+            }
             Console.Error.WriteLine($"{count} run(s) written to {file}");
             return 0;
         });
@@ -84,6 +103,7 @@ internal static class RunsCommand
             }
             var definitions = CliShared.LoadManifest(manifest, Console.Error);
             if (definitions is null) return 2;
+            CliShared.CheckDbPath(dbPath);
             if (!File.Exists(dbPath)) throw new CliUsageException($"no database at '{dbPath}' (use --db to name one)");
             await using var bureau = await EmbeddedBureau.StartAsync(definitions, dbPath, Storage.Sqlite.StoreDurability.Full, 64, LogLevel.Warning, ct);
             var rollback = await bureau.Engine.RollbackAsync(runId, actor, ct);
@@ -114,8 +134,9 @@ internal static class RunsCommand
         cmd.SetAction(async (parse, ct) =>
         {
             var from = ParseSince(parse.GetValue(since), DateTimeOffset.UtcNow);
+            if (parse.GetValue(limit) < 1) throw new CliUsageException($"--limit must be at least 1, not {parse.GetValue(limit)}");
             await using var store = await CliShared.OpenExistingStoreAsync(parse.GetValue(db)!, ct);
-            var groups = await Resilience.FailureReport.ReadAsync(store, from, Math.Max(1, parse.GetValue(limit)), ct);
+            var groups = await Resilience.FailureReport.ReadAsync(store, from, parse.GetValue(limit), ct);
             if (parse.GetValue(json))
             {
                 Console.Out.WriteLine(RunDocuments.ToJson(Resilience.FailureReport.ToJson(groups), indented: true));
@@ -169,6 +190,7 @@ internal static class RunsCommand
             var definitions = CliShared.LoadManifest(parse.GetValue(file)!, Console.Error);
             if (definitions is null) return 2;
             var dbPath = parse.GetValue(db)!;
+            CliShared.CheckDbPath(dbPath);
             if (!File.Exists(dbPath)) throw new CliUsageException($"no database at '{dbPath}' (use --db to name one)");
             await using var bureau = await EmbeddedBureau.StartAsync(definitions, dbPath, Storage.Sqlite.StoreDurability.Full, 64, LogLevel.Warning, ct);
             Console.Error.WriteLine($"resuming {await CountUnfinishedAsync(bureau.Store, ct)} unfinished runs from {dbPath}");
@@ -209,12 +231,13 @@ internal static class RunsCommand
     {
         var status = new Option<string?>("--status") { Description = "Only runs with this status (queued, running, waiting, succeeded, failed, canceled).", HelpName = "STATUS" };
         var agent = new Option<string?>("--agent") { Description = "Only runs of this agent.", HelpName = "NAME" };
-        var limit = new Option<int>("--limit") { Description = "At most this many (newest first).", DefaultValueFactory = _ => 50 };
+        var limit = new Option<int>("--limit") { Description = "At most this many (newest first), 1 to 1000.", DefaultValueFactory = _ => 50 };
         var db = CliShared.DbOption();
         var json = CliShared.JsonOption("Print {\"items\":[...]} on stdout.");
         var cmd = new Command("list", "List runs, newest first.") { status, agent, limit, db, json };
         cmd.SetAction(async (parse, ct) =>
         {
+            // As GET /v1/runs: the store would quietly clamp -1 or 5000 to 1 or 1000.
             if (parse.GetValue(limit) is < 1 or > 1000)
                 throw new CliUsageException($"--limit must be an integer from 1 to 1000, not {parse.GetValue(limit)}");
             RunStatus? s = null;
@@ -370,6 +393,7 @@ internal static class RunsCommand
             }
             var definitions = CliShared.LoadManifest(manifest, Console.Error);
             if (definitions is null) return 2;
+            CliShared.CheckDbPath(dbPath);
             if (!File.Exists(dbPath)) throw new CliUsageException($"no database at '{dbPath}' (use --db to name one)");
             await using var bureau = await EmbeddedBureau.StartAsync(definitions, dbPath, Storage.Sqlite.StoreDurability.Full, 64, LogLevel.Warning, ct);
             var resolved = await bureau.Engine.ResolveAsync(runId, parse.GetValue(step), resolution, parse.GetValue(result), actor, ct);

@@ -19,7 +19,7 @@ internal static class ValidateCommand
 
     public static int Validate(string file, TextWriter stdout, TextWriter stderr)
     {
-        if (!File.Exists(file))
+        if (!File.Exists(file) && !Directory.Exists(file)) // a directory: the loader's diagnostic says so
         {
             stderr.WriteLine($"bureau: no such file '{file}'");
             return 2;

@@ -47,6 +47,7 @@ internal static class WorkforceCommand
                 }
             }
             var path = parse.GetValue(db)!;
+            CliShared.CheckDbPath(path);
             if (!File.Exists(path)) throw new CliUsageException($"no database at '{path}' (use --db to name one)");
             var options = new SqliteStoreOptions { Path = path };
             var store = new SqliteWorkforceStore(options);

@@ -16,6 +16,21 @@ internal static class BureauApi
     private static BureauHttpOptions Options(HttpContext ctx) => ctx.RequestServices.GetRequiredService<IOptions<BureauHttpOptions>>().Value;
     private static BureauEngine Engine(HttpContext ctx) => ctx.RequestServices.GetRequiredService<BureauEngine>();
 
+    /// <summary>
+    /// A true/false query parameter: absent or empty is false; true or 1, false or 0; anything else is a 400 naming it
+    /// (a mistyped <c>?revoked=yes</c> must not quietly answer as if it were false).
+    /// </summary>
+    internal static bool Flag(HttpContext ctx, string name)
+    {
+        var text = ctx.Request.Query.TryGetValue(name, out var values) ? values.ToString() : "";
+        return text switch
+        {
+            "" or "false" or "0" => false,
+            "true" or "1" => true,
+            _ => throw ApiException.BadField(name, $"{name} must be true or false, not '{text}'"),
+        };
+    }
+
     public static IResult Json(JsonNode node, int status = StatusCodes.Status200OK) =>
         Results.Text(node.ToJsonString(Compact), "application/json", Encoding.UTF8, status);
 
@@ -252,7 +267,7 @@ internal static class BureauApi
     public static async Task<IResult> ListKeysAsync(HttpContext ctx)
     {
         var keys = ctx.RequestServices.GetRequiredService<IApiKeyStore>();
-        var includeRevoked = ctx.Request.Query.TryGetValue("revoked", out var r) && r.ToString() is "true" or "1";
+        var includeRevoked = Flag(ctx, "revoked");
         var items = new JsonArray();
         foreach (var k in await keys.ListAsync(includeRevoked, ctx.RequestAborted)) items.Add(KeyDoc(k));
         return Json(new JsonObject { ["items"] = items });

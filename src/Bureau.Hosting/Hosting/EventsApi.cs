@@ -12,7 +12,7 @@ namespace Bureau.Hosting;
 /// mode (<c>ce-*</c> headers, the body is the data). Every topic trigger subscribed to the event's <c>type</c>
 /// starts its agent with the idempotency key <c>event:ID:TRIGGER</c>: the same event posted again starts nothing.
 /// </summary>
-internal static class EventsApi
+internal static partial class EventsApi
 {
     private static readonly string[] s_required = ["specversion", "id", "source", "type"];
     private static readonly string[] s_binaryAttributes = ["specversion", "id", "source", "type", "subject", "time", "dataschema"];
@@ -81,9 +81,10 @@ internal static class EventsApi
     /// <summary><c>GET /v1/events/dead?all=true&amp;limit=N</c>.</summary>
     public static async Task<IResult> ListDeadAsync(HttpContext ctx)
     {
-        var all = ctx.Request.Query["all"].ToString() is var a && (a == "true" || a == "1");
+        var all = BureauApi.Flag(ctx, "all");
         var limit = 100;
-        if (ctx.Request.Query.TryGetValue("limit", out var l) && (!int.TryParse(l.ToString(), out limit) || limit is < 1 or > 1000))
+        if (ctx.Request.Query.TryGetValue("limit", out var l)
+            && (!int.TryParse(l.ToString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out limit) || limit is < 1 or > 1000))
             throw ApiException.BadField("limit", $"limit must be a whole number from 1 to 1000, not '{l}'");
         var letters = await DeadLetters(ctx).ListDeadLettersAsync(all, limit, ctx.RequestAborted);
         return BureauApi.Json(new JsonObject { ["items"] = new JsonArray([.. letters.Select(d => (JsonNode)DeadLetterDocument(d))]) });
@@ -141,8 +142,31 @@ internal static class EventsApi
             throw ApiException.BadField("specversion", $"specversion must be '1.0', not '{(string)envelope["specversion"]!}'");
         if (envelope.ContainsKey("data") && envelope.ContainsKey("data_base64"))
             throw ApiException.BadField("data_base64", "a CloudEvent carries 'data' or 'data_base64', not both");
+        foreach (var name in s_optionalText)
+        {
+            if (envelope.TryGetPropertyValue(name, out var v) && v is not null && (v is not JsonValue value || value.GetValueKind() != JsonValueKind.String || ((string)value!).Length == 0))
+                throw ApiException.BadField(name, $"the CloudEvent's '{name}' must be a non-empty string when given");
+        }
+        if (envelope["data_base64"] is { } b64 && !Convert.TryFromBase64String((string)b64!, new byte[((string)b64!).Length], out _))
+            throw ApiException.BadField("data_base64", "the CloudEvent's 'data_base64' is not base64");
+        CheckTime(envelope, "time");
         return envelope;
     }
+
+    /// <summary>Attributes the spec types as strings (data_base64 is checked as base64 too).</summary>
+    private static readonly string[] s_optionalText = ["subject", "time", "dataschema", "datacontenttype", "data_base64"];
+
+    /// <summary>The <c>time</c> attribute, when given, is an RFC 3339 timestamp (2026-12-07T10:00:00Z).</summary>
+    private static void CheckTime(JsonObject envelope, string field)
+    {
+        if (envelope["time"] is not JsonValue t || t.GetValueKind() != JsonValueKind.String) return;
+        var text = (string)t!;
+        if (!RfcTime().IsMatch(text) || !DateTimeOffset.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.RoundtripKind, out _))
+            throw ApiException.BadField(field, $"the CloudEvent's time must be an RFC 3339 timestamp such as 2026-12-07T10:00:00Z, not '{text}'");
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")]
+    private static partial System.Text.RegularExpressions.Regex RfcTime();
 
     /// <summary>Attributes in <c>ce-*</c> headers; the body is the data, typed by Content-Type.</summary>
     private static JsonObject Binary(HttpRequest request, string mediaType, ReadOnlySpan<byte> body)
@@ -166,6 +190,7 @@ internal static class EventsApi
         }
         if ((string)envelope["specversion"]! != "1.0")
             throw ApiException.BadField("ce-specversion", $"ce-specversion must be '1.0', not '{(string)envelope["specversion"]!}'");
+        CheckTime(envelope, "ce-time");
         if (mediaType.Length > 0) envelope["datacontenttype"] = request.ContentType;
         if (body.IsEmpty) return envelope;
         if (mediaType.Length == 0 || RequestBody.IsJson(mediaType))

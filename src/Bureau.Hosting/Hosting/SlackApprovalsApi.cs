@@ -84,6 +84,9 @@ internal static partial class SlackApprovalsApi
         JsonObject payload;
         try
         {
+            // As every JSON body: a field given twice or a lone \uD800 escape would throw only when read (a 500).
+            if (JsonBodyCheck.Find(Encoding.UTF8.GetBytes(payloadText.ToString())) is { } problem)
+                throw ApiException.BadField(problem.Field == "body" ? "payload" : "payload." + problem.Field, "'payload': " + problem.Detail);
             payload = JsonNode.Parse(payloadText.ToString()) as JsonObject ?? throw ApiException.BadField("payload", "'payload' must be a JSON object");
         }
         catch (JsonException ex)

@@ -168,7 +168,7 @@ internal static partial class WebhookApi
         }
         if (!matched)
             throw Unauthorized(hook, "webhook-signature", "no v1 signature in webhook-signature matches the request signed with the trigger's secret (a wrong secret, or the body was changed)");
-        var payload = TryJson(body);
+        var payload = TryJson(body, hook);
         return new(new WebhookEvent(id, payload is { } p ? StringAt(p, "type") ?? "" : "", null, payload), null);
     }
 
@@ -184,7 +184,7 @@ internal static partial class WebhookApi
         if (!Matches(HMACSHA256.HashData(Encoding.UTF8.GetBytes(hook.Secret), body), given))
             throw Unauthorized(hook, header, $"{header} does not match the body signed with the trigger's secret (a wrong secret, or the body was changed)");
         var id = hook.IdHeader is { } idHeader && Header(request, idHeader, hook) is { } given2 ? given2 : "sha256-" + Convert.ToHexStringLower(SHA256.HashData(body));
-        var payload = TryJson(body);
+        var payload = TryJson(body, hook);
         return new(new WebhookEvent(id, payload is { } p ? StringAt(p, "type") ?? "" : "", null, payload), null);
     }
 
@@ -220,16 +220,26 @@ internal static partial class WebhookApi
             var form = Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery("?" + Encoding.UTF8.GetString(body));
             if (!form.TryGetValue("payload", out var json))
                 throw ApiException.BadField("payload", $"webhook '{hook.Name}': a form-encoded GitHub delivery must carry 'payload'");
-            return TryJson(Encoding.UTF8.GetBytes(json.ToString())) ?? throw ApiException.BadField("payload", $"webhook '{hook.Name}': 'payload' is not valid JSON");
+            return TryJson(Encoding.UTF8.GetBytes(json.ToString()), hook, "payload") ?? throw ApiException.BadField("payload", $"webhook '{hook.Name}': 'payload' is not valid JSON");
         }
-        return TryJson(body) ?? throw ApiException.BadField("body", $"webhook '{hook.Name}': the body is not valid JSON");
+        return TryJson(body, hook) ?? throw ApiException.BadField("body", $"webhook '{hook.Name}': the body is not valid JSON");
     }
 
-    private static JsonElement? TryJson(ReadOnlySpan<byte> body)
+    /// <summary>
+    /// The body as JSON, or null when it is not JSON (a text body). JSON whose fields cannot all be read (a field
+    /// given twice, text that is not UTF-8, a lone surrogate escape, nesting past 64 levels) is a 400 naming the field:
+    /// read later, by the event filter or the input template, it would be a 500 after the signature was accepted.
+    /// </summary>
+    private static JsonElement? TryJson(ReadOnlySpan<byte> body, WebhookTriggerDefinition hook, string? under = null)
     {
         if (body.IsEmpty) return null;
         try
         {
+            if (JsonBodyCheck.Find(body) is { } problem)
+            {
+                var field = under is null ? problem.Field : problem.Field == "body" ? under : $"{under}.{problem.Field}";
+                throw ApiException.BadField(field, $"webhook '{hook.Name}': {problem.Detail}; nothing was started");
+            }
             var reader = new Utf8JsonReader(body);
             return JsonElement.ParseValue(ref reader) is var e && reader.BytesConsumed == body.Length ? e : null;
         }

@@ -34,6 +34,9 @@ internal static class TriggerChecks
                 case WebhookTriggerDefinition { Source: WebhookSource.Standard } w when !IsStandardSecret(w.Secret):
                     Problem("a Standard Webhooks Secret is 'whsec_' followed by base64");
                     break;
+                case WebhookTriggerDefinition { Source: WebhookSource.Hmac } w when !ManifestReader.IsHeaderName(w.SignatureHeader) || (w.IdHeader is { } id && !ManifestReader.IsHeaderName(id)):
+                    Problem($"SignatureHeader '{w.SignatureHeader}' or IdHeader '{w.IdHeader}' is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)");
+                    break;
                 case ScheduleTriggerDefinition s:
                     try
                     {
