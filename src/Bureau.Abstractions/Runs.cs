@@ -190,6 +190,8 @@ public sealed record RunQuery
     public string? ParentRunId { get; init; }
     /// <summary>Only runs whose idempotency key starts with this (a trigger's runs: <c>schedule:NAME:</c>, <c>trigger:NAME:</c>).</summary>
     public string? IdempotencyKeyPrefix { get; init; }
+    /// <summary>Only the run submitted with exactly this idempotency key (at most one).</summary>
+    public string? IdempotencyKey { get; init; }
     /// <summary>Only the runs of this tree below its root (children, their children, ...).</summary>
     public string? RootRunId { get; init; }
     /// <summary>At most this many.</summary>

@@ -151,6 +151,7 @@ public sealed class PostgreSqlRunStore : IRunStore, IAuditLog
             // A range on the unique index (collation "C": ordinal): keys from the prefix up to the prefix with its last character incremented.
             where.Add($"idempotency_key >= {Param(prefix)} AND idempotency_key < {Param(prefix[..^1] + (char)(prefix[^1] + 1))}");
         }
+        if (query.IdempotencyKey is not null) where.Add($"idempotency_key = {Param(query.IdempotencyKey)}");
         if (query.RootRunId is not null)
         {
             var root = Param(query.RootRunId);

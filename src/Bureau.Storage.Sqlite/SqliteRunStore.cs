@@ -201,6 +201,7 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
             cmd.Parameters.AddWithValue("$keyFrom", prefix);
             cmd.Parameters.AddWithValue("$keyTo", prefix[..^1] + (char)(prefix[^1] + 1));
         }
+        if (query.IdempotencyKey is not null) { where.Add("idempotency_key = $key"); cmd.Parameters.AddWithValue("$key", query.IdempotencyKey); }
         if (query.RootRunId is not null) { where.Add("root_run_id = $root AND id <> $root"); cmd.Parameters.AddWithValue("$root", query.RootRunId); }
         cmd.CommandText = $"SELECT {RunColumns}, seq FROM runs {(where.Count > 0 ? "WHERE " + string.Join(" AND ", where) : "")} ORDER BY seq DESC LIMIT $limit";
         cmd.Parameters.AddWithValue("$limit", limit + 1);

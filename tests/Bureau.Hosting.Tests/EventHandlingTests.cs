@@ -257,6 +257,11 @@ public sealed class EventHandlingTests : IAsyncDisposable
         Assert.Equal(TimeSpan.FromSeconds(7), refused.Headers.RetryAfter?.Delta);
         Assert.Equal(before, await RunCountAsync());
 
+        // A redelivery of an event that has its run is still a duplicate, full queue or not.
+        var (redelivered, duplicate) = await SendAsync(GitHub("""{"issue":{"title":"a"}}""", "d-1"));
+        Assert.Equal((HttpStatusCode.OK, "duplicate"), (redelivered.StatusCode, (string?)duplicate["status"]));
+        Assert.Equal(before, await RunCountAsync());
+
         // An event for two runs of a full agent is refused as a whole; POST /v1/runs too.
         using var ev = await _host.Client.SendAsync(Event("ev-9"), Ct);
         await Http.ProblemAsync(ev, 429);
@@ -285,11 +290,13 @@ public sealed class EventHandlingTests : IAsyncDisposable
         first.Headers.Add("Idempotency-Key", "k-1");
         using var a = await _host.Client.SendAsync(first, Ct);
         Assert.Equal(HttpStatusCode.Accepted, a.StatusCode);
-        await _host.Engine.SubmitAsync(new RunRequest("echo", "y"), Ct); // the queue is now full (2)
+        // The queue is now full (2), its newest run keyed k-10: the key k-1 is looked up exactly, not as a prefix.
+        await _host.Engine.SubmitAsync(new RunRequest("echo", "y", "k-10"), Ct);
         var again = Http.Json(HttpMethod.Post, "/v1/runs", """{"agent":"echo","input":"x"}""");
         again.Headers.Add("Idempotency-Key", "k-1");
         using var b = await _host.Client.SendAsync(again, Ct);
         Assert.Equal(HttpStatusCode.OK, b.StatusCode);
+        Assert.Equal((string?)(await Http.BodyAsync(a))["id"], (string?)(await Http.BodyAsync(b))["id"]);
         _host.Gate.Open("hold");
     }
 

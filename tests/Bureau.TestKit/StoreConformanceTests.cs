@@ -251,6 +251,18 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ListRuns_ByIdempotencyKey_OnlyTheRunWithExactlyThatKey()
+    {
+        var store = await OpenAsync();
+        await store.SubmitAsync(Run("k1", key: "k-1"));
+        await store.SubmitAsync(Run("k10", key: "k-10")); // newer, and its key starts with the other's
+
+        Assert.Equal(["k1"], (await store.ListRunsAsync(new RunQuery { IdempotencyKey = "k-1", Limit = 1 })).Items.Select(r => r.Id));
+        Assert.Equal(["k10"], (await store.ListRunsAsync(new RunQuery { IdempotencyKey = "k-10" })).Items.Select(r => r.Id));
+        Assert.Empty((await store.ListRunsAsync(new RunQuery { IdempotencyKey = "k-" })).Items);
+    }
+
+    [Fact]
     public async Task ListRuns_ForeignCursor_IsRejected()
     {
         var store = await OpenAsync();

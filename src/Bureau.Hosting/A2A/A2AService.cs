@@ -89,16 +89,8 @@ internal static class A2AService
         var target = Target(ctx, scope, p, message);
         contextId ??= A2AMapping.NewContextId(target, messageId);
         var key = A2AMapping.Key(target, contextId, messageId);
-        try
-        {
-            engine.EnsureQueueRoom(target);
-        }
-        catch (QueueFullException)
-        {
-            // A message sent again is answered with its task, full queue or not.
-            var seen = (await engine.Store.ListRunsAsync(new RunQuery { IdempotencyKeyPrefix = key, Limit = 1 }, ctx.RequestAborted)).Items.FirstOrDefault();
-            if (seen?.IdempotencyKey != key) throw;
-        }
+        // A message sent again is answered with its task, full queue or not.
+        await engine.EnsureQueueRoomAsync(target, key, ctx.RequestAborted);
         var result = await engine.SubmitAsync(new RunRequest(target, input, key, caller.Actor), ctx.RequestAborted);
         if (!result.Created && (result.Run.Agent != target || result.Run.Input != input))
         {

@@ -75,16 +75,8 @@ internal static class BureauApi
         var agent = RequestBody.RequiredString(body, "agent");
         var input = RequestBody.RequiredString(body, "input");
         var caller = ApiAccess.Caller(ctx);
-        try
-        {
-            Engine(ctx).EnsureQueueRoom(agent);
-        }
-        catch (QueueFullException) when (idempotencyKey.Length > 0)
-        {
-            // A request sent again with its key is answered with its run, full queue or not.
-            var seen = (await Engine(ctx).Store.ListRunsAsync(new RunQuery { IdempotencyKeyPrefix = idempotencyKey, Limit = 1 }, ctx.RequestAborted)).Items.FirstOrDefault();
-            if (seen?.IdempotencyKey != idempotencyKey) throw;
-        }
+        // A request sent again with its key is answered with its run, full queue or not.
+        await Engine(ctx).EnsureQueueRoomAsync(agent, idempotencyKey, ctx.RequestAborted);
         var result = await Engine(ctx).SubmitAsync(
             new RunRequest(agent, input, idempotencyKey.Length > 0 ? idempotencyKey : null, caller.Actor), ctx.RequestAborted);
         var run = result.Run;

@@ -339,15 +339,7 @@ internal static class OpenAiApi
             if (key.Length > options.MaxIdempotencyKeyLength)
                 throw ApiException.BadField("Idempotency-Key", $"the Idempotency-Key header is longer than {options.MaxIdempotencyKeyLength} characters");
         }
-        try
-        {
-            engine.EnsureQueueRoom(model);
-        }
-        catch (QueueFullException) when (key.Length > 0)
-        {
-            var seen = (await engine.Store.ListRunsAsync(new RunQuery { IdempotencyKeyPrefix = key, Limit = 1 }, ctx.RequestAborted)).Items.FirstOrDefault();
-            if (seen?.IdempotencyKey != key) throw;
-        }
+        await engine.EnsureQueueRoomAsync(model, key, ctx.RequestAborted);
         var result = await engine.SubmitAsync(new RunRequest(model, input, key.Length > 0 ? key : null, ApiAccess.Caller(ctx).Actor), ctx.RequestAborted);
         var run = result.Run;
         if (!result.Created && (run.Agent != model || run.Input != input))

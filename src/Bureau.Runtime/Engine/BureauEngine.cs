@@ -391,6 +391,23 @@ public sealed partial class BureauEngine : IAsyncDisposable
     public int QueuedRuns(string? agent = null) => _queued.Count(agent);
 
     /// <summary>
+    /// <see cref="EnsureQueueRoom"/> for one run, except for a request sent again: when <paramref name="idempotencyKey"/>
+    /// already names a run, the submission will answer with that run, full queue or not, so no room is needed.
+    /// </summary>
+    /// <exception cref="QueueFullException">The queue is full and the key names no run.</exception>
+    internal async Task EnsureQueueRoomAsync(string agent, string? idempotencyKey, CancellationToken cancellationToken)
+    {
+        try
+        {
+            EnsureQueueRoom(agent);
+        }
+        catch (QueueFullException) when (idempotencyKey is { Length: > 0 })
+        {
+            if ((await Store.ListRunsAsync(new RunQuery { IdempotencyKey = idempotencyKey, Limit = 1 }, cancellationToken)).Items.Count == 0) throw;
+        }
+    }
+
+    /// <summary>
     /// Throws <see cref="QueueFullException"/> when a new run of <paramref name="agent"/> would go beyond
     /// <see cref="BureauOptions.MaxQueuedRuns"/>, the agent's entry in <see cref="BureauOptions.AgentQueueLimits"/> or
     /// <see cref="BureauOptions.MaxQueuedRunsPerAgent"/>. The edges (triggers, <c>POST /v1/runs</c>) call it before they

@@ -85,7 +85,8 @@ internal abstract class OneRunStore : IRunStore
     {
         lock (Gate)
         {
-            var match = (query.Status is null || query.Status == Current.Status) && (query.Agent is null || query.Agent == Current.Agent) && query.Cursor is null;
+            var match = (query.Status is null || query.Status == Current.Status) && (query.Agent is null || query.Agent == Current.Agent) && query.Cursor is null
+                && (query.IdempotencyKey is null || query.IdempotencyKey == Current.IdempotencyKey);
             return Task.FromResult(new RunPage(match ? [Current] : [], null));
         }
     }

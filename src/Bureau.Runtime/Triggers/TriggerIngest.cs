@@ -45,7 +45,8 @@ internal sealed partial class TriggerIngest(BureauEngine engine, IServiceProvide
     /// <exception cref="WorkforceInboxFullException">The trigger targets the workforce and its inbox is full; nothing was written.</exception>
     public async Task<TriggerOutcome> StartAsync(TriggerDefinition trigger, string key, string? eventId, JsonElement ev, JsonElement? data, CancellationToken cancellationToken)
     {
-        EnsureRoom(trigger);
+        // A redelivered event whose run exists is answered as a duplicate, full queue or not.
+        if (trigger.Workforce is null) await engine.EnsureQueueRoomAsync(trigger.Agent, key, cancellationToken);
         return await SubmitAsync(trigger, key, eventId, ev, data, cancellationToken);
     }
 
