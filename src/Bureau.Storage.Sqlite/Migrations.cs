@@ -272,6 +272,7 @@ internal static class Migrations
         {
             await using var c = new SqliteConnection(connectionString);
             await c.OpenAsync(cancellationToken);
+            RefuseForeign(c, options.Path);
             await using (var wal = c.CreateCommand())
             {
                 wal.CommandText = "PRAGMA journal_mode=WAL";
@@ -286,6 +287,29 @@ internal static class Migrations
     }
 
     internal static int Latest => Steps.Length;
+
+    /// <summary>
+    /// Refuses a file that holds another application's database: no Bureau schema (<c>user_version</c> 0) but tables of
+    /// its own. Checked before anything is set or created, so such a file is left exactly as it was.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The database has tables and no Bureau schema.</exception>
+    internal static void RefuseForeign(SqliteConnection connection, string path)
+    {
+        using var version = connection.CreateCommand();
+        version.CommandText = "PRAGMA user_version";
+        if (Convert.ToInt64(version.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) != 0) return;
+        using var tables = connection.CreateCommand();
+        tables.CommandText = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name LIMIT 6";
+        var names = new List<string>();
+        using (var r = tables.ExecuteReader())
+        {
+            while (r.Read()) names.Add(r.GetString(0));
+        }
+        if (names.Count == 0) return;
+        var listed = string.Join(", ", names.Take(5)) + (names.Count > 5 ? ", ..." : "");
+        throw new InvalidOperationException(
+            $"{path} is not a Bureau database: it has tables of its own ({listed}) and no Bureau schema; give Bureau a file of its own (--db, Bureau:Sqlite:Path)");
+    }
 
     internal static void Apply(SqliteConnection connection)
     {

@@ -77,6 +77,7 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
                 _crashedWalAtOpen = CleanCloseMarker.CrashedWalPresent(_options.Path);
             }
             writer.Open();
+            Migrations.RefuseForeign(writer, _options.Path);
             Exec(writer, "PRAGMA journal_mode=WAL");
             Exec(writer, _options.Durability == StoreDurability.Full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
             Exec(writer, "PRAGMA foreign_keys=OFF");

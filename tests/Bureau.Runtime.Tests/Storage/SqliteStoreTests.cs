@@ -29,6 +29,33 @@ public sealed class SqliteStoreTests : StoreConformanceTests, IDisposable
     }
 
     [Fact]
+    public async Task Initialize_AnotherApplicationsDatabase_IsRefusedNamingItsTables_AndLeftAsItWas()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var path = _dir.File("crm.db");
+        await using (var c = new SqliteConnection($"Data Source={path};Pooling=False"))
+        {
+            await c.OpenAsync(ct);
+            await using var create = c.CreateCommand();
+            create.CommandText = "PRAGMA journal_mode=DELETE; CREATE TABLE customers (id INTEGER); CREATE TABLE orders (id INTEGER); INSERT INTO customers VALUES (1);";
+            await create.ExecuteNonQueryAsync(ct);
+        }
+
+        var store = new SqliteRunStore(new SqliteStoreOptions { Path = path });
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => store.InitializeAsync(ct));
+        await store.DisposeAsync();
+
+        Assert.Contains($"{path} is not a Bureau database: it has tables of its own (customers, orders)", refused.Message);
+        await using var check = new SqliteConnection($"Data Source={path};Mode=ReadOnly;Pooling=False");
+        await check.OpenAsync(ct);
+        await using var cmd = check.CreateCommand();
+        cmd.CommandText = "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name)";
+        Assert.Equal("customers,orders", await cmd.ExecuteScalarAsync(ct)); // no Bureau table was added
+        cmd.CommandText = "PRAGMA journal_mode";
+        Assert.Equal("delete", await cmd.ExecuteScalarAsync(ct)); // nor its journal mode changed
+    }
+
+    [Fact]
     public async Task Reads_OnKeptSessions_SeeEachCommitAndSurviveAnUnreadableEntry()
     {
         var ct = TestContext.Current.CancellationToken;
