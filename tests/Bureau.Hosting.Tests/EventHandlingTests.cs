@@ -283,6 +283,25 @@ public sealed class EventHandlingTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task QueueFull_ACloudEventSentAgain_IsAnsweredWithItsRuns_ANewOneIsRefused()
+    {
+        await StartBlockedAsync();
+        var (first, a) = await SendAsync(Event("ev-1"));
+        Assert.Equal(HttpStatusCode.Accepted, first.StatusCode);
+        Assert.Equal(HttpStatusCode.Accepted, (await SendAsync(Event("ev-2"))).Response.StatusCode); // echo's queue is now full (2)
+        var before = await RunCountAsync();
+
+        var (again, b) = await SendAsync(Event("ev-1"));
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        Assert.True((bool)b["runs"]![0]!["duplicate"]!);
+        Assert.Equal((string?)a["runs"]![0]!["run"]!["id"], (string?)b["runs"]![0]!["run"]!["id"]);
+        using var fresh = await _host.Client.SendAsync(Event("ev-3"), Ct);
+        await Http.ProblemAsync(fresh, 429);
+        Assert.Equal(before, await RunCountAsync());
+        _host.Gate.Open("hold");
+    }
+
+    [Fact]
     public async Task QueueFull_PostRunsWithKeySeenBefore_AnsweredWithItsRun()
     {
         await StartBlockedAsync();

@@ -125,7 +125,8 @@ internal sealed partial class TriggerIngest(BureauEngine engine, IServiceProvide
     /// <summary>
     /// Publishes a CloudEvent (a JSON object with at least <c>id</c> and <c>type</c>) to the topic triggers subscribed
     /// to its type, in trigger-name order, each with the key <c>event:ID:TRIGGER</c>. The queues of every subscriber are
-    /// checked first: a full one refuses the whole event before anything is written.
+    /// checked first: a full one refuses the whole event before anything is written, unless the event was sent before
+    /// and every subscriber of that queue already has its run (then each is answered as a duplicate).
     /// </summary>
     /// <exception cref="QueueFullException">A subscriber's queue is full; nothing was written.</exception>
     /// <exception cref="WorkforceInboxFullException">
@@ -137,12 +138,30 @@ internal sealed partial class TriggerIngest(BureauEngine engine, IServiceProvide
         var id = cloudEvent.GetProperty("id").GetString()!;
         var type = cloudEvent.GetProperty("type").GetString()!;
         var subscribers = Subscribers(type);
-        foreach (var group in subscribers.Where(t => t.Workforce is null).GroupBy(t => t.Agent, StringComparer.Ordinal)) engine.EnsureQueueRoom(group.Key, group.Count());
+        foreach (var group in subscribers.Where(t => t.Workforce is null).GroupBy(t => t.Agent, StringComparer.Ordinal))
+        {
+            try
+            {
+                engine.EnsureQueueRoom(group.Key, group.Count());
+            }
+            catch (QueueFullException)
+            {
+                // The event sent again needs room only for the subscribers it has not started yet (each key names its run).
+                var missing = 0;
+                foreach (var trigger in group)
+                {
+                    if ((await engine.Store.ListRunsAsync(new RunQuery { IdempotencyKey = KeyOf(trigger), Limit = 1 }, cancellationToken)).Items.Count == 0) missing++;
+                }
+                if (missing > 0) engine.EnsureQueueRoom(group.Key, missing);
+            }
+        }
         var data = cloudEvent.TryGetProperty("data", out var d) ? d : (JsonElement?)null;
         var outcomes = new List<TriggerOutcome>(subscribers.Count);
         foreach (var trigger in subscribers)
-            outcomes.Add(await SubmitAsync(trigger, $"event:{id}:{trigger.Name}", id, cloudEvent, data ?? cloudEvent, cancellationToken));
+            outcomes.Add(await SubmitAsync(trigger, KeyOf(trigger), id, cloudEvent, data ?? cloudEvent, cancellationToken));
         return outcomes;
+
+        string KeyOf(TopicTriggerDefinition trigger) => $"event:{id}:{trigger.Name}";
     }
 
     /// <summary>The topic triggers subscribed to <paramref name="type"/>, by name.</summary>
