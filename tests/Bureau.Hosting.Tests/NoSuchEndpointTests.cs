@@ -30,7 +30,7 @@ public sealed class NoSuchEndpointTests : IAsyncDisposable
     public async Task UnknownPathUnderV1_Is404Problem_PointingAtTheEndpointList()
     {
         await StartAsync();
-        foreach (var (method, path) in new[] { (HttpMethod.Get, "/v1/nothing"), (HttpMethod.Post, "/v1/runs/r1/nothing"), (HttpMethod.Delete, "/v1/") })
+        foreach (var (method, path) in new[] { (HttpMethod.Get, "/v1/nothing"), (HttpMethod.Post, "/v1/runs/r1/nothing"), (HttpMethod.Delete, "/v1/"), (HttpMethod.Get, "/v1") })
         {
             using var res = await SendAsync(method, path);
             var problem = await Http.ProblemAsync(res, 404);
