@@ -16,7 +16,8 @@ public static class BureauEndpointRouteBuilderExtensions
     /// <c>/v1/chat/completions</c>, <c>/v1/responses</c> and <c>/v1/models</c>; AG-UI streams), webhooks at
     /// <c>/v1/hooks/{trigger}</c> (authenticated by their signature, not by a key), <c>/healthz</c>,
     /// <c>/readyz</c> and, unless <see cref="BureauHttpOptions.MapOpenApi"/> is off, the OpenAPI document at
-    /// <c>/openapi/v1.json</c>. Every <c>/v1</c> route checks the caller's API key and role.
+    /// <c>/openapi/v1.json</c>. Every <c>/v1</c> route checks the caller's API key and role. Under <c>/v1</c>, a path no
+    /// endpoint has is a 404 problem and a path with the wrong method a 405 problem naming the methods it allows.
     /// Returns the <c>/v1</c> group, for adding conventions (CORS, rate limiting, ...).
     /// </summary>
     public static RouteGroupBuilder MapBureau(this IEndpointRouteBuilder endpoints)
@@ -35,6 +36,7 @@ public static class BureauEndpointRouteBuilderExtensions
         var v1 = endpoints.MapGroup("/v1").WithTags("bureau");
         v1.AddEndpointFilter(async (ctx, next) =>
         {
+            if (ctx.HttpContext.GetEndpoint()?.Metadata.GetMetadata<NoSuchEndpoint.Marker>() is not null) return await next(ctx);
             try
             {
                 var permission = ctx.HttpContext.GetEndpoint()?.Metadata.GetMetadata<PermissionMetadata>()?.Permission ?? ApiPermission.ManageKeys;
@@ -120,6 +122,7 @@ public static class BureauEndpointRouteBuilderExtensions
         WorkforceApi.Map(v1);
         if (options.MapMcp) McpAgentServer.Map(endpoints).ExcludeFromDescription();
         Bureau.Hosting.A2A.A2AEndpoints.Map(endpoints);
+        NoSuchEndpoint.Map(v1); // 404 and 405 under /v1 as problems (the lowest priority: every endpoint above wins)
         return v1;
     }
 

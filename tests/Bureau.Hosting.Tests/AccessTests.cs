@@ -159,6 +159,21 @@ public sealed class AccessTests(KeyedHostFixture fixture) : IClassFixture<KeyedH
         using var res = await Client.GetAsync("/healthz", Ct);
         Assert.Equal(HttpStatusCode.OK, res.StatusCode);
     }
+
+    [Fact]
+    public async Task NoSuchEndpoint_AndWrongMethod_AnswerTheSameWithOrWithoutAKey()
+    {
+        // As routing did before they were problems: a 404 or 405 says no more than the endpoint list does, so no key is asked.
+        foreach (var key in new[] { null, fixture.Keys[ApiKeyRole.Viewer] })
+        {
+            using (var missing = await Client.SendAsync(Http.Get("/v1/nothing", key), Ct))
+                Assert.Equal("no-such-endpoint", (string?)(await Http.ProblemAsync(missing, 404))["code"]);
+            var wrong = new HttpRequestMessage(HttpMethod.Delete, "/v1/runs");
+            if (key is not null) wrong.Headers.Authorization = new("Bearer", key);
+            using var refused = await Client.SendAsync(wrong, Ct);
+            Assert.Equal("method-not-allowed", (string?)(await Http.ProblemAsync(refused, 405))["code"]);
+        }
+    }
 }
 
 /// <summary>The loopback rule: without keys, only this machine is served, and a non-loopback bind is refused.</summary>

@@ -80,7 +80,8 @@ public sealed class TestHost : IAsyncDisposable
     public HttpClient Client { get; private set; } = null!;
     public BureauEngine Engine => App.Services.GetRequiredService<BureauEngine>();
 
-    public async Task StartAsync(Action<BureauBuilder>? configure = null, Action<WebApplicationBuilder>? configureHost = null, bool testServer = true)
+    public async Task StartAsync(Action<BureauBuilder>? configure = null, Action<WebApplicationBuilder>? configureHost = null, bool testServer = true,
+        Action<WebApplication>? mapApp = null)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = _dir });
         if (testServer) builder.WebHost.UseTestServer();
@@ -101,6 +102,7 @@ public sealed class TestHost : IAsyncDisposable
         configureHost?.Invoke(builder);
         App = builder.Build();
         App.MapBureau();
+        mapApp?.Invoke(App);
         await App.StartAsync(TestContext.Current.CancellationToken);
         if (testServer) Client = App.GetTestClient();
     }

@@ -232,9 +232,14 @@ internal static class RunsCommand
         var status = new Option<string?>("--status") { Description = "Only runs with this status (queued, running, waiting, succeeded, failed, canceled).", HelpName = "STATUS" };
         var agent = new Option<string?>("--agent") { Description = "Only runs of this agent.", HelpName = "NAME" };
         var limit = new Option<int>("--limit") { Description = "At most this many (newest first), 1 to 1000.", DefaultValueFactory = _ => 50 };
+        var cursorOption = new Option<string?>("--cursor")
+        {
+            Description = "The page after the one whose \"next\" this is (printed by --json, or under the table); the same --status and --agent.",
+            HelpName = "CURSOR",
+        };
         var db = CliShared.DbOption();
-        var json = CliShared.JsonOption("Print {\"items\":[...]} on stdout.");
-        var cmd = new Command("list", "List runs, newest first.") { status, agent, limit, db, json };
+        var json = CliShared.JsonOption("Print {\"items\":[...],\"next\":CURSOR} on stdout (next: null on the last page).");
+        var cmd = new Command("list", "List runs, newest first.") { status, agent, limit, cursorOption, db, json };
         cmd.SetAction(async (parse, ct) =>
         {
             // As GET /v1/runs: the store would quietly clamp -1 or 5000 to 1 or 1000.
@@ -248,8 +253,19 @@ internal static class RunsCommand
                     throw new CliUsageException($"--status must be one of queued, running, waiting, succeeded, failed, canceled; not '{statusText}'");
                 s = parsed;
             }
+            var cursor = parse.GetValue(cursorOption);
+            if (cursor is { Length: 0 }) throw new CliUsageException("--cursor must be a page's \"next\" as printed, not empty");
             await using var store = await CliShared.OpenExistingStoreAsync(parse.GetValue(db)!, ct);
-            var page = await store.ListRunsAsync(new RunQuery { Status = s, Agent = parse.GetValue(agent), Limit = parse.GetValue(limit) }, ct);
+            RunPage page;
+            try
+            {
+                page = await store.ListRunsAsync(new RunQuery { Status = s, Agent = parse.GetValue(agent), Limit = parse.GetValue(limit), Cursor = cursor }, ct);
+            }
+            catch (ArgumentException) when (cursor is not null)
+            {
+                // As GET /v1/runs?cursor=: the store refuses a cursor it did not hand out.
+                throw new CliUsageException($"--cursor '{cursor}' is not one this database returned: pass a page's \"next\" as printed, or no --cursor for the first page");
+            }
             if (parse.GetValue(json))
             {
                 var items = new JsonArray();
@@ -276,6 +292,7 @@ internal static class RunsCommand
             // To a file or a pipe there is no terminal's width to fit: one line per run (for grep), not 80 columns.
             if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 200);
             AnsiConsole.Write(table);
+            if (page.Next is { } next) Console.Out.WriteLine($"more: --cursor {next}");
             return 0;
         });
         return cmd;

@@ -75,6 +75,7 @@ internal static class Problems
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not found",
+        405 => "Method not allowed",
         409 => "Conflict",
         413 => "Request body too large",
         415 => "Unsupported media type",

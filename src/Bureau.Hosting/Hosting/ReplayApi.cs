@@ -22,6 +22,10 @@ internal static class ReplayApi
 
     public static async Task<IResult> ReplayAsync(HttpContext ctx, string id)
     {
+        // The replay takes no fields: a body, if sent, is an empty object. A field (say "fromStpe", a what-if's meant)
+        // is refused rather than ignored, so a typo never runs a plain replay in its place.
+        var max = ctx.RequestServices.GetRequiredService<IOptions<BureauHttpOptions>>().Value.MaxRequestBodyBytes;
+        if (await RequestBody.ReadAsync(ctx, max, optional: true) is { } body) RequestBody.OnlyFields(body);
         var engine = Engine(ctx);
         var journal = await FinishedJournalAsync(engine, id, ctx.RequestAborted);
         ReplayResult result;

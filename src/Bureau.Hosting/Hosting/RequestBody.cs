@@ -78,13 +78,17 @@ internal static class RequestBody
     private static ApiException TooLarge(long max) =>
         new(StatusCodes.Status413PayloadTooLarge, "body-too-large", $"the request body is larger than {max} bytes (Bureau:MaxRequestBodyBytes); nothing was done", "body");
 
-    /// <summary>Throws 400 for a field not in <paramref name="allowed"/>.</summary>
+    /// <summary>Throws 400 for a field not in <paramref name="allowed"/> (for every field when none is allowed).</summary>
     public static void OnlyFields(JsonObject body, params string[] allowed)
     {
         foreach (var (name, _) in body)
         {
             if (!allowed.Contains(name, StringComparer.Ordinal))
-                throw ApiException.BadField(name, $"unknown field '{name}'; expected {string.Join(", ", allowed.Select(a => "'" + a + "'"))}");
+            {
+                throw ApiException.BadField(name, allowed.Length == 0
+                    ? $"unknown field '{name}'; this endpoint takes no fields (send no body, or {{}})"
+                    : $"unknown field '{name}'; expected {string.Join(", ", allowed.Select(a => "'" + a + "'"))}");
+            }
         }
     }
 
