@@ -85,6 +85,8 @@ public sealed class EventsApiTests : IAsyncDisposable
     [InlineData("""{"specversion":"1.0","id":"x","source":"/s"}""", "type")]
     [InlineData("""{"specversion":"0.3","id":"x","source":"/s","type":"t"}""", "specversion")]
     [InlineData("""{"specversion":"1.0","id":"","source":"/s","type":"t"}""", "id")]
+    [InlineData("""{"specversion":"1.0","id":"a\u0000b","source":"/s","type":"ticket.escalated","data":{"ticket":"T-1"}}""", "id")]
+    [InlineData("""{"specversion":"1.0","id":"line\nbreak","source":"/s","type":"ticket.escalated","data":{"ticket":"T-1"}}""", "id")]
     [InlineData("""{"specversion":"1.0","id":"x","source":"/s","type":"ticket.escalated","data_base64":"!!not base64!!"}""", "data_base64")]
     [InlineData("""{"specversion":"1.0","id":"x","source":"/s","type":"ticket.escalated","data_base64":123}""", "data_base64")]
     [InlineData("""{"specversion":"1.0","id":"x","source":"/s","type":"ticket.escalated","time":"yesterday","data":{"ticket":"T-1"}}""", "time")]

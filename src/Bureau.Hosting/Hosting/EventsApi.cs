@@ -32,8 +32,7 @@ internal static partial class EventsApi
 
         var id = (string)envelope["id"]!;
         var type = (string)envelope["type"]!;
-        if (id.Length > WebhookApi.MaxEventIdLength)
-            throw ApiException.BadField("id", $"the event's id is longer than {WebhookApi.MaxEventIdLength} characters");
+        WebhookApi.CheckEventId(id, "the event's id");
         var ingest = ctx.RequestServices.GetRequiredService<Triggers.TriggerIngest>();
         using var doc = JsonDocument.Parse(envelope.ToJsonString());
         var outcomes = await ingest.PublishAsync(doc.RootElement, ctx.RequestAborted);

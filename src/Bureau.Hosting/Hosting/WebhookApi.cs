@@ -22,6 +22,20 @@ internal static partial class WebhookApi
     /// <summary>Longest event id accepted (it becomes part of an idempotency key).</summary>
     internal const int MaxEventIdLength = 200;
 
+    /// <summary>
+    /// Refuses an event id Bureau cannot keep as a key: longer than <see cref="MaxEventIdLength"/>, or with a control
+    /// character (it becomes part of the run's idempotency key, logs and dead letters).
+    /// </summary>
+    internal static void CheckEventId(string id, string what)
+    {
+        if (id.Length > MaxEventIdLength)
+            throw ApiException.BadField("id", $"{what} is longer than {MaxEventIdLength} characters");
+        var bad = id.AsSpan().IndexOfAnyInRange('\u0000', '\u001f');
+        if (bad < 0) bad = id.IndexOf('\u007f');
+        if (bad >= 0)
+            throw ApiException.BadField("id", $"{what} has a control character (U+{(int)id[bad]:X4}) at position {bad + 1}");
+    }
+
     /// <summary>What a verified request is about.</summary>
     private sealed record WebhookEvent(string Id, string Name, string? Action, JsonElement? Payload);
 
@@ -55,8 +69,7 @@ internal static partial class WebhookApi
             throw;
         }
 
-        if (ev.Id.Length > MaxEventIdLength)
-            throw ApiException.BadField("id", $"webhook '{trigger}': the event id is longer than {MaxEventIdLength} characters");
+        CheckEventId(ev.Id, $"webhook '{trigger}': the event id");
         if (!hook.Accepts(ev.Name, ev.Action))
         {
             var what = ev.Action is null ? ev.Name : $"{ev.Name}.{ev.Action}";
