@@ -55,8 +55,19 @@ internal sealed class TrackingParser(IParser inner, ManifestLimits limits) : IPa
         return moved;
     }
 
+    // The tags plain YAML may carry (YAML 1.2's core schema, and '!', the non-specific tag): any other is an application's
+    // (CloudFormation's !Ref, a custom constructor) and means something Bureau would not do.
+    private static readonly HashSet<string> s_plainTags = new(StringComparer.Ordinal)
+    {
+        "!", "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
+        "tag:yaml.org,2002:null", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq",
+    };
+
     private void Check(ParsingEvent e)
     {
+        if (e is NodeEvent { Tag.IsEmpty: false } tagged && !s_plainTags.Contains(tagged.Tag.Value))
+            throw new ManifestLimitException(tagged.Start,
+                $"YAML tag '{tagged.Tag.Value}': a manifest is plain YAML and gives no tag a meaning; remove it (or quote the value if it is text starting with '!')");
         switch (e)
         {
             case DocumentStart:

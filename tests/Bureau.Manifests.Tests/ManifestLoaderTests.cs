@@ -145,6 +145,24 @@ public sealed class ManifestLoaderTests
     }
 
     [Fact]
+    public void LoadText_AnApplicationsYamlTag_IsRefusedAtItsPlace_PlainTagsAreNot()
+    {
+        Single(Load("""
+            models:
+              m: { provider: scripted }
+            agents:
+              a:
+                model: !Ref m
+            """), 5, 12, "YAML tag '!Ref': a manifest is plain YAML");
+        Assert.Empty(Load("""
+            models:
+              m: { provider: !!str scripted }
+            agents:
+              a: { model: m, instructions: ! "plain" }
+            """).Diagnostics);
+    }
+
+    [Fact]
     public void LoadText_DuplicateKey_ReportedAtTheSecondKey()
     {
         Single(Load("""
