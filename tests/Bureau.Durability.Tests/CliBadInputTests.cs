@@ -53,6 +53,18 @@ public sealed class CliBadInputTests : IDisposable
     }
 
     [Fact]
+    public async Task Replay_ADirectoryOrAMissingRecordedRun_SaysWhatItIs_NotThatTheDefaultDatabaseIsMissing()
+    {
+        var dir = await BureauAsync("replay", "folder");
+        Assert.True(dir.Code == 2, $"exit {dir.Code}\n{dir.Stderr}");
+        Assert.Contains("'folder' is a directory: give a run's id (in --db) or a recorded run's file (*.jsonl)", dir.Stderr);
+
+        var missing = await BureauAsync("replay", "ticket-7.jsonl");
+        Assert.True(missing.Code == 2, $"exit {missing.Code}\n{missing.Stderr}");
+        Assert.Contains("no recorded run at 'ticket-7.jsonl'", missing.Stderr);
+    }
+
+    [Fact]
     public async Task Validate_ADirectory_SaysItIsADirectory()
     {
         var result = await BureauAsync("validate", "folder");

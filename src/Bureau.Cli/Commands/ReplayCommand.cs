@@ -49,7 +49,11 @@ internal static class ReplayCommand
     {
         var stderr = Console.Error;
         IReadOnlyList<JournalRecord> journal;
-        if (runId.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) && File.Exists(runId))
+        if (Directory.Exists(runId))
+            throw new CliUsageException($"'{runId}' is a directory: give a run's id (in --db) or a recorded run's file (*.jsonl)");
+        if (runId.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) && !File.Exists(runId))
+            throw new CliUsageException($"no recorded run at '{runId}' (a run's id or an existing *.jsonl file)");
+        if (runId.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
         {
             // A recorded run (the corpus format): its header names its manifest, beside it, unless --file says otherwise.
             RecordedRun recorded;
