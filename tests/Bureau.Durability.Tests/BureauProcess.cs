@@ -42,6 +42,14 @@ public sealed class BureauProcess : IDisposable
     public static BureauProcess Start(string workingDirectory, IDictionary<string, string> env, params string[] args) =>
         StartVia([], workingDirectory, env, args);
 
+    /// <summary>Runs bureau to its end in <paramref name="workingDirectory"/> (at most <paramref name="timeout"/>): its exit code and output.</summary>
+    public static async Task<(int Code, string Stdout, string Stderr)> RunAsync(string workingDirectory, TimeSpan timeout, params string[] args)
+    {
+        using var process = Start(workingDirectory, new Dictionary<string, string>(), args);
+        var code = await process.WaitAsync(timeout);
+        return (code, process.Stdout, process.Stderr);
+    }
+
     /// <summary>Starts bureau through <paramref name="prefix"/> (for example <c>setpriv --reuid=65534 ...</c> to run it as another user).</summary>
     public static BureauProcess StartVia(string[] prefix, string workingDirectory, IDictionary<string, string> env, params string[] args)
     {

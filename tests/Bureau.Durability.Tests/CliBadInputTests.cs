@@ -35,12 +35,7 @@ public sealed class CliBadInputTests : IDisposable
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 
-    private async Task<(int Code, string Stdout, string Stderr)> BureauAsync(params string[] args)
-    {
-        using var p = BureauProcess.Start(_dir, new Dictionary<string, string>(), args);
-        var code = await p.WaitAsync(ProcessTimeout);
-        return (code, p.Stdout, p.Stderr);
-    }
+    private Task<(int Code, string Stdout, string Stderr)> BureauAsync(params string[] args) => BureauProcess.RunAsync(_dir, ProcessTimeout, args);
 
     [Theory]
     [InlineData("no-such-command")]

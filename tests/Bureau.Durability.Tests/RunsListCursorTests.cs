@@ -35,12 +35,7 @@ public sealed class RunsListCursorTests : IAsyncLifetime
         return ValueTask.CompletedTask;
     }
 
-    private async Task<(int Code, string Stdout, string Stderr)> BureauAsync(params string[] args)
-    {
-        using var process = BureauProcess.Start(_dir, new Dictionary<string, string>(), args);
-        var code = await process.WaitAsync(ProcessTimeout);
-        return (code, process.Stdout, process.Stderr);
-    }
+    private Task<(int Code, string Stdout, string Stderr)> BureauAsync(params string[] args) => BureauProcess.RunAsync(_dir, ProcessTimeout, args);
 
     [Fact]
     public async Task RunsList_WithTheNextCursor_ReadsThePagesInTurn_UntilEveryRunIsListedOnce()
