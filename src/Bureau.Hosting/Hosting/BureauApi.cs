@@ -274,14 +274,8 @@ internal static class BureauApi
             throw ApiException.BadField("role", $"'role' must be {ApiKeys.RoleNames} (lower case); not '{roleText}'");
         var name = RequestBody.OptionalString(body, "name");
         if (ApiKeys.CheckName(name) is { } nameProblem) throw ApiException.BadField("name", $"'name' {nameProblem}");
-        var keys = ctx.RequestServices.GetRequiredService<IApiKeyStore>();
-        // The first key turns keys on for every /v1 call, loopback included: any other role would leave no one who may
-        // create or revoke keys over HTTP.
-        if (role != ApiKeyRole.Admin && !await keys.AnyActiveAsync(ctx.RequestAborted))
-            throw ApiException.BadField("role",
-                $"the first key must be an admin key: creating it turns keys on for every /v1 call, loopback included, and a '{roleText}' key could not create or revoke keys; create an admin key first (bureau keys create on the host can make any)");
         var created = ApiKeys.Create(role, name, ctx.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow());
-        await keys.AddAsync(created.Record, ctx.RequestAborted);
+        await ctx.RequestServices.GetRequiredService<IApiKeyStore>().AddAsync(created.Record, ctx.RequestAborted);
         var doc = KeyDoc(created.Record);
         doc["key"] = created.Key;
         ctx.Response.Headers.Location = $"{ctx.Request.PathBase}/v1/keys/{created.Record.Id}";
