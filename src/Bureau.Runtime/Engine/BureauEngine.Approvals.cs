@@ -80,7 +80,7 @@ public sealed partial class BureauEngine
             if (decisive)
             {
                 await Writer.AppendAsync(runId, run.Version, [entry], new RunUpdate { Status = RunStatus.Queued, Claim = _scheduler.NewClaim() }, null);
-                _scheduler.Schedule(runId, run.Agent);
+                _scheduler.Schedule(runId, run.Agent, continuing: true);
             }
             else
             {

@@ -380,7 +380,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         if (result.Created) _scheduler.SetOrder(id, request.Priority, request.OrderingKey); // claimed here at submit: scheduled only below
         if (traced && result.Created && Volatile.Read(ref _traceHandOffCount) < 10_000 && _traceHandOff.TryAdd(id, traceParent))
             Interlocked.Increment(ref _traceHandOffCount); // bounded; a miss reads the journal
-        if (result.Run.Status is RunStatus.Queued or RunStatus.Running) _scheduler.Schedule(result.Run.Id, result.Run.Agent);
+        if (result.Run.Status is RunStatus.Queued or RunStatus.Running) _scheduler.Schedule(result.Run.Id, result.Run.Agent, continuing: request.ParentRunId is not null);
         return result;
     }
 
@@ -495,7 +495,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         {
             throw new RunStateConflictException(runId, run.Status, $"run {runId} changed while answering step {step} (someone else answered, it expired, or it was canceled); read it again", step);
         }
-        _scheduler.Schedule(runId, run.Agent);
+        _scheduler.Schedule(runId, run.Agent, continuing: true);
         return (await Store.GetRunAsync(runId, cancellationToken))!;
     }
 
@@ -514,7 +514,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
         }
         BureauTelemetry.WaitsExpired.Add(1);
         Log.WaitExpired(Logger, run.Id, wait.Step, wait.Reason);
-        _scheduler.Schedule(run.Id, run.Agent);
+        _scheduler.Schedule(run.Id, run.Agent, continuing: true);
     }
 
     /// <summary>
@@ -766,7 +766,7 @@ public sealed partial class BureauEngine : IAsyncDisposable
             {
                 await Writer.AppendAsync(parentId, parent.Version, [new WaitAnswered(wait.Step, wait.Reason, childId, "child run")],
                     new RunUpdate { Status = RunStatus.Queued, Claim = _scheduler.NewClaim() }, null);
-                _scheduler.Schedule(parentId, parent.Agent);
+                _scheduler.Schedule(parentId, parent.Agent, continuing: true);
                 return;
             }
             catch (JournalConflictException)

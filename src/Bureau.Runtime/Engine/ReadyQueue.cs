@@ -8,6 +8,9 @@ namespace Bureau.Engine;
 /// key is held by an executing run is parked until that execution ends). A run's priority and key are known to the
 /// node that accepted it, for its first execution: runs resumed after a restart, or requeued after a wait, have
 /// priority 0 and no key.
+/// Work already started goes first at its priority (decision 0057): a run written as continuing (woken after a wait,
+/// retried after an executor error, a child of a running run) is read before every run of the same priority that is
+/// not, in the order they were written.
 /// With per-agent concurrency limits (<see cref="ReadyQueue(Func{string, int?}?)"/>), a run whose agent already has its
 /// limit of executions is set aside (in its queue order) and the next eligible run is read instead; the agent's next run
 /// goes back into the queue when one of its executions ends (<see cref="Ended"/>).
@@ -27,6 +30,8 @@ internal sealed class ReadyQueue
     private readonly Dictionary<string, Queue<string>> _parked = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _available = new(0);
     private long _seq;
+    // Continuing runs sort before every run written with _seq (which counts up from 0), in their own arrival order.
+    private long _continuingSeq = long.MinValue / 2;
     private bool _completed;
 
     private sealed record Order(int Priority, string? Key, long Seq);
@@ -53,21 +58,25 @@ internal sealed class ReadyQueue
         _orders[runId] = new Order(priority, orderingKey, Interlocked.Increment(ref _seq));
     }
 
-    public bool TryWrite(string runId)
+    /// <summary>Queues a run, or answers false once the queue is completed.</summary>
+    /// <param name="runId">The run.</param>
+    /// <param name="continuing">It continues work already started (woken after a wait, retried, a running run's child): it goes before runs of its priority that do not.</param>
+    public bool TryWrite(string runId, bool continuing = false)
     {
         lock (_gate)
         {
             if (_completed) return false;
-            Enqueue(runId);
+            Enqueue(runId, continuing);
         }
         _available.Release();
         return true;
     }
 
-    private void Enqueue(string runId)
+    private void Enqueue(string runId, bool continuing)
     {
         var order = _orders.GetValueOrDefault(runId);
-        _queue.Enqueue(runId, (-(order?.Priority ?? 0), order?.Seq ?? Interlocked.Increment(ref _seq)));
+        var seq = continuing ? ++_continuingSeq : order?.Seq ?? Interlocked.Increment(ref _seq);
+        _queue.Enqueue(runId, (-(order?.Priority ?? 0), seq));
     }
 
     public void Complete()
@@ -157,7 +166,7 @@ internal sealed class ReadyQueue
             {
                 if (waiting.TryDequeue(out var following))
                 {
-                    Enqueue(following);
+                    Enqueue(following, continuing: false);
                     next = true;
                 }
                 if (waiting.Count == 0) _parked.Remove(key);

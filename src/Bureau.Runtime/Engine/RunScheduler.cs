@@ -118,7 +118,11 @@ internal sealed partial class RunScheduler
     /// </summary>
     /// <param name="runId">The run.</param>
     /// <param name="agent">Its agent or team, when the caller knows it (per-agent concurrency limits need it).</param>
-    public void Schedule(string runId, string? agent = null)
+    /// <param name="continuing">
+    /// It continues work already started (a run woken after a wait, a child of a running run): it executes before the
+    /// runs of its priority that have not started (decision 0057).
+    /// </param>
+    public void Schedule(string runId, string? agent = null, bool continuing = false)
     {
         while (true)
         {
@@ -126,7 +130,7 @@ internal sealed partial class RunScheduler
             {
                 // Only once it is ours to queue: Done forgets a run's agent before it unschedules the run.
                 if (agent is not null) _ready.SetAgent(runId, agent);
-                if (!_ready.TryWrite(runId)) RemoveScheduled(runId);
+                if (!_ready.TryWrite(runId, continuing)) RemoveScheduled(runId);
                 return;
             }
             _again[runId] = 0;
@@ -338,7 +342,7 @@ internal sealed partial class RunScheduler
         var agent = _ready.AgentOf(runId);
         _ready.Released(runId);
         RemoveScheduled(runId);
-        if (_again.ContainsKey(runId) && _again.TryRemove(runId, out _) && !_stopping.IsCancellationRequested) Schedule(runId, agent); // asked for while it executed
+        if (_again.ContainsKey(runId) && _again.TryRemove(runId, out _) && !_stopping.IsCancellationRequested) Schedule(runId, agent, continuing: true); // asked for while it executed
         if (!_drained && Volatile.Read(ref _scheduledCount) < _backlog / 2) Wake();
     }
 
@@ -355,7 +359,7 @@ internal sealed partial class RunScheduler
         catch (OperationCanceledException)
         {
         }
-        if (_stopping.IsCancellationRequested || !_ready.TryWrite(runId)) RemoveScheduled(runId);
+        if (_stopping.IsCancellationRequested || !_ready.TryWrite(runId, continuing: true)) RemoveScheduled(runId);
     }
 
     /// <summary>The wait before try <paramref name="attempt"/>+1: doubling from <see cref="FirstRetryDelay"/>, capped, ±20% jitter.</summary>

@@ -102,4 +102,39 @@ public sealed class ReadyQueueTests
         Assert.Equal("a1", await ReadAsync(q, "a1"));
         Assert.Equal("a2", await ReadAsync(q, "a2 (no limit)"));
     }
+
+    [Fact]
+    public async Task ContinuingRuns_GoBeforeRunsNotStarted_OfTheirPriority_InTheOrderTheyCame()
+    {
+        var q = new ReadyQueue();
+        Assert.True(q.TryWrite("new1"));
+        Assert.True(q.TryWrite("new2"));
+        q.SetOrder("urgent", 5, null);
+        Assert.True(q.TryWrite("urgent"));
+        Assert.True(q.TryWrite("woken1", continuing: true));
+        Assert.True(q.TryWrite("woken2", continuing: true));
+
+        Assert.Equal("urgent", await ReadAsync(q, "urgent (a higher priority still goes first)"));
+        Assert.Equal("woken1", await ReadAsync(q, "woken1 (continuing, before the runs not started)"));
+        Assert.Equal("woken2", await ReadAsync(q, "woken2"));
+        Assert.Equal("new1", await ReadAsync(q, "new1"));
+        Assert.Equal("new2", await ReadAsync(q, "new2"));
+    }
+
+    [Fact]
+    public async Task ContinuingRunSetAsideForItsAgent_GoesBackAheadOfRunsNotStarted()
+    {
+        var q = NewQueue();
+        Write(q, "a1", "a");
+        Assert.Equal("a1", await ReadAsync(q, "a1"));
+        q.SetAgent("a-woken", "a");
+        Assert.True(q.TryWrite("a-woken", continuing: true));
+        Write(q, "b1", "b");
+        Assert.Equal("b1", await ReadAsync(q, "b1 (a-woken waits for a1)"));
+        Write(q, "b2", "b");
+
+        q.Ended("a1");
+        Assert.Equal("a-woken", await ReadAsync(q, "a-woken before b2, which has not started"));
+        Assert.Equal("b2", await ReadAsync(q, "b2"));
+    }
 }

@@ -241,4 +241,53 @@ public sealed class DelegationTests : IAsyncDisposable
         Assert.All(tree, r => Assert.Equal(RunStatus.Succeeded, r.Status));
         Assert.Contains("may be at most 16 levels deep", root.Output);
     }
+
+    /// <summary>
+    /// With one run slot and a backlog, a delegating run's child and then the delegating run itself (woken by the child)
+    /// execute before the backlog's runs that had not started (decision 0057): before, both went to the back of the queue.
+    /// </summary>
+    [Fact]
+    public async Task WithABacklog_TheDelegateAndItsWokenCaller_GoBeforeRunsNotStarted()
+    {
+        var calls = new ConcurrentQueue<string>();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _f.AddTool("hold", ToolEffect.Read, body: async (_, ct) =>
+        {
+            entered.TrySetResult();
+            await release.Task.WaitAsync(ct);
+            return "held";
+        });
+        Agent("holder", (_, turn) => turn == 1 ? FakeModel.Call("hold", """{"key":"k"}""", "h1") : FakeModel.Text("held"), tools: ["hold"]);
+        Agent("researcher", (msgs, _) =>
+        {
+            calls.Enqueue("researcher");
+            return FakeModel.Text("found");
+        });
+        Agent("lead", (msgs, turn) =>
+        {
+            calls.Enqueue("lead");
+            return turn == 1 ? FakeModel.Call("researcher", """{"task":"look it up"}""", "c1") : FakeModel.Text("lead done");
+        }, delegates: ["researcher"]);
+        Agent("echo", (msgs, _) =>
+        {
+            calls.Enqueue("echo");
+            return FakeModel.Text("echoed");
+        });
+        _f.MaxConcurrentRuns = 1;
+        var engine = await _f.StartAsync();
+
+        var holder = (await engine.SubmitAsync(new RunRequest("holder", "hold the slot"))).Run.Id;
+        await entered.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        var lead = (await engine.SubmitAsync(new RunRequest("lead", "question"))).Run.Id;
+        var backlog = new List<string>();
+        for (var i = 0; i < 5; i++) backlog.Add((await engine.SubmitAsync(new RunRequest("echo", $"e{i}"))).Run.Id);
+        release.TrySetResult();
+
+        Assert.Equal(RunStatus.Succeeded, (await FinishedAsync(engine, holder)).Status);
+        Assert.Equal((RunStatus.Succeeded, "lead done"), ((await FinishedAsync(engine, lead)).Status, (await FinishedAsync(engine, lead)).Output));
+        foreach (var id in backlog) Assert.Equal(RunStatus.Succeeded, (await FinishedAsync(engine, id)).Status);
+        // The lead's first call, its delegate, the lead woken: all before the first run of the backlog.
+        Assert.Equal(["lead", "researcher", "lead", "echo", "echo", "echo", "echo", "echo"], calls.ToArray());
+    }
 }
