@@ -62,4 +62,36 @@ public sealed class JournalTallyTests : IAsyncDisposable
         // Its own model call and tool result, and the delegate's 4; the delegate's tokens (its own are on its row).
         Assert.Equal((6, 150L, 0.0), (tally.Steps, tally.ChildUsage.TotalTokens, tally.ChildCost));
     }
+
+    /// <summary>
+    /// The engine's own wiring: with one run slot, a parallel team of 40 under a step budget starts its members one by one
+    /// after journaling all 40 starts. Reading the team's journal whole at each member's start reads about 1,850 entries
+    /// (measured); reading what is new reads each entry about once, plus the team's own executions (about 170).
+    /// </summary>
+    [Fact]
+    public async Task AWideTeamUnderAStepBudget_ItsMembersStartsReadItsJournalAboutOnce_NotOncePerMember()
+    {
+        const int members = 40;
+        _f.Definitions.Add(new AgentDefinition { Name = "member", Model = "m", Instructions = "member" });
+        _f.Definitions.Add(new TeamDefinition
+        {
+            Name = "crew", Pattern = TeamPattern.Parallel, Members = Enumerable.Repeat("member", members).ToList(),
+            Budgets = new AgentBudgets { MaxSteps = 10_000 }, Limits = new TeamLimits { MaxFanOut = members, MaxChildren = members },
+        });
+        _f.UseModel((_, _) => FakeModel.Text("done"));
+        var store = new CountingStore(new Bureau.Storage.Sqlite.SqliteRunStore(new Bureau.Storage.Sqlite.SqliteStoreOptions { Path = _f.DbPath }));
+        _f.Configure = b => b.UseCountingStorage(store);
+        _f.MaxConcurrentRuns = 1;
+        var engine = await _f.StartAsync();
+
+        var team = (await engine.SubmitAsync(new RunRequest("crew", "x"))).Run.Id;
+        RunRecord run;
+        var until = DateTime.UtcNow.AddSeconds(60);
+        while (!(run = (await engine.GetRunAsync(team))!).Status.IsTerminal() && DateTime.UtcNow < until) await Task.Delay(20, TestContext.Current.CancellationToken);
+
+        Assert.Equal((RunStatus.Succeeded, (string?)null), (run.Status, run.Error));
+        var journal = await engine.ReadJournalAsync(team);
+        Assert.Equal(members, journal.Count(r => r.Entry is ChildRunFinished));
+        Assert.InRange(store.EntriesRead(team), journal.Count, 5 * journal.Count);
+    }
 }
