@@ -37,6 +37,11 @@ internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, st
             json.Remove("jit_methods");
             json.Remove("jit_ms");
         }
+        if (Footprint.Collections < 0)
+        {
+            json.Remove("gc_count");
+            json.Remove("gc_pause_ms");
+        }
         foreach (var (name, value) in Extra ?? new Dictionary<string, double>()) json[name] = value;
         return json;
     }
@@ -63,21 +68,25 @@ internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, st
         ["alloc_bytes_per_call"] = Footprint.AllocatedBytes / ((long)Config.Runs * Config.Steps),
         ["jit_methods"] = Footprint.JitMethods,
         ["jit_ms"] = Math.Round(Footprint.JitTime.TotalMilliseconds, 1),
+        ["gc_count"] = Footprint.Collections,
+        ["gc_pause_ms"] = Math.Round(Footprint.GcPause.TotalMilliseconds, 1),
     };
 }
 
 /// <summary>
 /// CPU time and managed bytes allocated by the whole process over a measurement: less sensitive to other
 /// processes on the machine than wall time, so a change's effect shows on a busy machine too. With them, the methods
-/// the JIT compiled meanwhile and its time: a measurement of a warm process has almost none.
+/// the JIT compiled meanwhile and its time (a measurement of a warm process has almost none), and the garbage collections
+/// (counted as gen0 collections, which every collection includes) with the time they paused the process.
 /// </summary>
-internal readonly record struct Footprint(TimeSpan CpuTime, long AllocatedBytes, long JitMethods = -1, TimeSpan JitTime = default)
+internal readonly record struct Footprint(TimeSpan CpuTime, long AllocatedBytes, long JitMethods = -1, TimeSpan JitTime = default,
+    int Collections = -1, TimeSpan GcPause = default)
 {
     public static Footprint Now() => new(Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes(precise: true),
-        System.Runtime.JitInfo.GetCompiledMethodCount(), System.Runtime.JitInfo.GetCompilationTime());
+        System.Runtime.JitInfo.GetCompiledMethodCount(), System.Runtime.JitInfo.GetCompilationTime(), GC.CollectionCount(0), GC.GetTotalPauseDuration());
 
     public Footprint Since(Footprint start) => new(CpuTime - start.CpuTime, AllocatedBytes - start.AllocatedBytes,
-        JitMethods - start.JitMethods, JitTime - start.JitTime);
+        JitMethods - start.JitMethods, JitTime - start.JitTime, Collections - start.Collections, GcPause - start.GcPause);
 
     /// <summary>
     /// Waits until the JIT has compiled nothing for <paramref name="quiet"/> (at most <paramref name="limit"/>). Starting a

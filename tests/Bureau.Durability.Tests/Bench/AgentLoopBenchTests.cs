@@ -38,6 +38,7 @@ public sealed class AgentLoopBenchTests : IDisposable
             Assert.True(r.GetProperty("p99_run_ms").GetDouble() >= r.GetProperty("p50_run_ms").GetDouble(), line);
             Assert.True(r.GetProperty("gc_committed_mb").GetDouble() >= r.GetProperty("gc_heap_mb").GetDouble(), line);
             Assert.True(r.GetProperty("jit_methods").GetInt64() >= 0, line);
+            Assert.True(r.GetProperty("gc_count").GetInt32() >= 0 && r.GetProperty("gc_pause_ms").GetDouble() >= 0, line);
         }
         // The warm-up ran on its own database, in two rounds, and was left out of the report.
         Assert.Contains("in two rounds", p.Stderr);
