@@ -18,14 +18,7 @@ public sealed class FreshRunsTests : IAsyncDisposable
     [Fact]
     public async Task RunsBeyondTheMemoryBudget_AreReadFromTheStore_EveryRunGetsItsOwnInput()
     {
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _f.AddTool("hold", ToolEffect.Read, body: async (_, ct) =>
-        {
-            entered.TrySetResult();
-            await release.Task.WaitAsync(ct);
-            return "held";
-        });
+        var (entered, release) = _f.AddHoldingTool();
         _f.AddAgent("holder", tools: "hold");
         _f.AddAgent("echo");
         _f.UseModel((msgs, turn) =>

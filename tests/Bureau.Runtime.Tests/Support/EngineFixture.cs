@@ -64,6 +64,23 @@ public sealed class EngineFixture : IAsyncDisposable
         });
     }
 
+    /// <summary>
+    /// Adds a read tool that holds its caller (and so the run's slot) until <c>Release</c> is completed; <c>Entered</c>
+    /// completes when a call first holds.
+    /// </summary>
+    public (TaskCompletionSource Entered, TaskCompletionSource Release) AddHoldingTool(string name = "hold")
+    {
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        AddTool(name, ToolEffect.Read, body: async (_, ct) =>
+        {
+            entered.TrySetResult();
+            await release.Task.WaitAsync(ct);
+            return "held";
+        });
+        return (entered, release);
+    }
+
     public void AddAgent(string name = "a", AgentBudgets? budgets = null, LoopDetectionSettings? loop = null, params string[] tools) =>
         Definitions.Add(new AgentDefinition { Name = name, Model = "m", Instructions = "You are a test agent.", Tools = tools, Budgets = budgets ?? new(), LoopDetection = loop ?? new() });
 

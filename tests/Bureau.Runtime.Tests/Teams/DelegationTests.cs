@@ -250,14 +250,7 @@ public sealed class DelegationTests : IAsyncDisposable
     public async Task WithABacklog_TheDelegateAndItsWokenCaller_GoBeforeRunsNotStarted()
     {
         var calls = new ConcurrentQueue<string>();
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _f.AddTool("hold", ToolEffect.Read, body: async (_, ct) =>
-        {
-            entered.TrySetResult();
-            await release.Task.WaitAsync(ct);
-            return "held";
-        });
+        var (entered, release) = _f.AddHoldingTool();
         Agent("holder", (_, turn) => turn == 1 ? FakeModel.Call("hold", """{"key":"k"}""", "h1") : FakeModel.Text("held"), tools: ["hold"]);
         Agent("researcher", (msgs, _) =>
         {
