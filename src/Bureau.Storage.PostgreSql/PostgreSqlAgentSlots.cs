@@ -1,0 +1,121 @@
+using Npgsql;
+
+namespace Bureau.Storage.PostgreSql;
+
+/// <summary>
+/// The slots of agents with a concurrency limit, counted in the <c>agent_slots</c> table that every node on the schema shares
+/// (decision 0056): one row per execution holding a slot, with its node and lease. Taking a slot locks the agent (a
+/// transaction-scoped advisory lock keyed by schema and agent), counts the agent's live rows and inserts one only below the
+/// limit, so two nodes never both take the last slot. Lapsed rows (a node that died) are deleted by the next taker.
+/// </summary>
+internal sealed class PostgreSqlAgentSlots(PostgreSqlDatabase db) : IAgentSlots
+{
+    private readonly PostgreSqlDatabase _db = db ?? throw new ArgumentNullException(nameof(db));
+
+    /// <inheritdoc />
+    /// <remarks>Two round trips: the lock, the clean-up of lapsed rows and the conditional insert in one batch; the commit.</remarks>
+    public Task<bool> TryAcquireAsync(string agent, string runId, int limit, string owner, DateTimeOffset now, DateTimeOffset until, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        return WriteAsync(async (c, ct) =>
+        {
+            await using var tx = await c.BeginTransactionAsync(ct);
+            await using var batch = new NpgsqlBatch(c, tx);
+            var lockCmd = new NpgsqlBatchCommand("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
+            lockCmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = $"bureau.agent_slots:{_db.Options.Schema}:{agent}" });
+            batch.BatchCommands.Add(lockCmd);
+            var clean = new NpgsqlBatchCommand("DELETE FROM agent_slots WHERE agent = $1 AND until < $2");
+            clean.Parameters.Add(new NpgsqlParameter<string> { TypedValue = agent });
+            clean.Parameters.Add(new NpgsqlParameter<long> { TypedValue = now.ToUnixTimeMilliseconds() });
+            batch.BatchCommands.Add(clean);
+            // Under the lock, and a statement after it (a snapshot that sees every slot committed before the lock was ours).
+            var take = new NpgsqlBatchCommand("""
+                INSERT INTO agent_slots(agent, run_id, owner, until)
+                SELECT $1, $2, $3, $4 WHERE (SELECT count(*) FROM agent_slots WHERE agent = $1 AND run_id <> $2) < $5
+                ON CONFLICT (agent, run_id) DO UPDATE SET owner = excluded.owner, until = excluded.until
+                RETURNING 1 AS taken
+                """);
+            take.Parameters.Add(new NpgsqlParameter<string> { TypedValue = agent });
+            take.Parameters.Add(new NpgsqlParameter<string> { TypedValue = runId });
+            take.Parameters.Add(new NpgsqlParameter<string> { TypedValue = owner });
+            take.Parameters.Add(new NpgsqlParameter<long> { TypedValue = until.ToUnixTimeMilliseconds() });
+            take.Parameters.Add(new NpgsqlParameter<long> { TypedValue = limit });
+            batch.BatchCommands.Add(take);
+            var taken = false;
+            await using (var r = await batch.ExecuteReaderAsync(ct))
+            {
+                do
+                {
+                    if (r.FieldCount == 1 && r.GetName(0) == "taken" && await r.ReadAsync(ct)) taken = true;
+                }
+                while (await r.NextResultAsync(ct));
+            }
+            await tx.CommitAsync(ct);
+            return taken;
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task ReleaseAsync(string agent, string runId, string owner, CancellationToken cancellationToken) =>
+        WriteAsync(async (c, ct) =>
+        {
+            await using var cmd = new NpgsqlCommand("DELETE FROM agent_slots WHERE agent = $1 AND run_id = $2 AND owner = $3", c);
+            cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = agent });
+            cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = runId });
+            cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = owner });
+            return await cmd.ExecuteNonQueryAsync(ct);
+        }, cancellationToken);
+
+    /// <inheritdoc />
+    public Task RenewAsync(string owner, IReadOnlyCollection<string> runIds, DateTimeOffset until, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(runIds);
+        if (runIds.Count == 0) return Task.CompletedTask;
+        return WriteAsync(async (c, ct) =>
+        {
+            await using var cmd = new NpgsqlCommand("UPDATE agent_slots SET until = $1 WHERE owner = $2 AND run_id = ANY($3)", c);
+            cmd.Parameters.Add(new NpgsqlParameter<long> { TypedValue = until.ToUnixTimeMilliseconds() });
+            cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = owner });
+            cmd.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. runIds] });
+            return await cmd.ExecuteNonQueryAsync(ct);
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task ReleaseAllAsync(string owner, CancellationToken cancellationToken) =>
+        WriteAsync(async (c, ct) =>
+        {
+            await using var cmd = new NpgsqlCommand("DELETE FROM agent_slots WHERE owner = $1", c);
+            cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = owner });
+            return await cmd.ExecuteNonQueryAsync(ct);
+        }, cancellationToken);
+
+    /// <summary>The live slots of an agent (tests and diagnostics): run, owner and lease of each.</summary>
+    internal async Task<IReadOnlyList<(string RunId, string Owner, DateTimeOffset Until)>> ListAsync(string agent, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await _db.MigrateAsync(cancellationToken);
+        await using var c = await _db.OpenAsync(cancellationToken);
+        await using var cmd = new NpgsqlCommand("SELECT run_id, owner, until FROM agent_slots WHERE agent = $1 AND until >= $2 ORDER BY run_id", c);
+        cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = agent });
+        cmd.Parameters.Add(new NpgsqlParameter<long> { TypedValue = now.ToUnixTimeMilliseconds() });
+        var slots = new List<(string, string, DateTimeOffset)>();
+        await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
+        while (await r.ReadAsync(cancellationToken)) slots.Add((r.GetString(0), r.GetString(1), DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(2))));
+        return slots;
+    }
+
+    /// <summary>One write on a pooled connection (after the schema's migrations); a storage fault is a <see cref="StorageUnavailableException"/>.</summary>
+    private async Task<T> WriteAsync<T>(Func<NpgsqlConnection, CancellationToken, Task<T>> write, CancellationToken ct)
+    {
+        try
+        {
+            await _db.MigrateAsync(ct);
+            await using var c = await _db.DataSource.OpenConnectionAsync(ct);
+            return await write(c, ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException && PostgreSqlFaults.Classify(ex, _db.Name) is { } fault)
+        {
+            throw fault;
+        }
+    }
+}
