@@ -13,14 +13,17 @@ internal sealed class PostgreSqlAgentSlots(PostgreSqlDatabase db) : IAgentSlots
     private readonly PostgreSqlDatabase _db = db ?? throw new ArgumentNullException(nameof(db));
 
     /// <inheritdoc />
-    /// <remarks>Two round trips: the lock, the clean-up of lapsed rows and the conditional insert in one batch; the commit.</remarks>
+    /// <remarks>
+    /// One round trip: the lock, the clean-up of lapsed rows and the conditional insert in one batch, which Npgsql sends with
+    /// one Sync, so PostgreSQL runs it as one implicit transaction: the lock is held from the first statement to the commit
+    /// at the batch's end, and never while the client is away.
+    /// </remarks>
     public Task<bool> TryAcquireAsync(string agent, string runId, int limit, string owner, DateTimeOffset now, DateTimeOffset until, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
         return WriteAsync(async (c, ct) =>
         {
-            await using var tx = await c.BeginTransactionAsync(ct);
-            await using var batch = new NpgsqlBatch(c, tx);
+            await using var batch = new NpgsqlBatch(c);
             var lockCmd = new NpgsqlBatchCommand("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
             lockCmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = $"bureau.agent_slots:{_db.Options.Schema}:{agent}" });
             batch.BatchCommands.Add(lockCmd);
@@ -50,7 +53,6 @@ internal sealed class PostgreSqlAgentSlots(PostgreSqlDatabase db) : IAgentSlots
                 }
                 while (await r.NextResultAsync(ct));
             }
-            await tx.CommitAsync(ct);
             return taken;
         }, cancellationToken);
     }
