@@ -14,12 +14,14 @@ namespace Bureau;
 internal interface IAgentSlots
 {
     /// <summary>
-    /// Takes a slot of <paramref name="agent"/> for <paramref name="runId"/> when fewer than <paramref name="limit"/> live
-    /// slots of the agent are held by other runs; atomically across nodes. A slot the run already holds is taken over
-    /// (its lease renewed, for this owner).
+    /// Takes a slot of <paramref name="agent"/> for <paramref name="runId"/>, leased until <paramref name="until"/>, when the
+    /// live slots held by other runs and the runs waiting ahead of this one are fewer than <paramref name="limit"/>;
+    /// atomically across nodes. A slot the run already holds is taken over (its lease renewed, for this owner). A run
+    /// refused waits, in the order of its first refusal, until <paramref name="waitUntil"/> (each try extends it): runs
+    /// that ask later leave a freed slot to it, so a node with a backlog cannot starve the others.
     /// </summary>
     /// <returns>True when the run holds a slot now; false when the agent has its limit of executions in the cluster.</returns>
-    Task<bool> TryAcquireAsync(string agent, string runId, int limit, string owner, DateTimeOffset now, DateTimeOffset until, CancellationToken cancellationToken);
+    Task<bool> TryAcquireAsync(string agent, string runId, int limit, string owner, DateTimeOffset now, DateTimeOffset until, DateTimeOffset waitUntil, CancellationToken cancellationToken);
 
     /// <summary>Frees the run's slot, if <paramref name="owner"/> holds it.</summary>
     Task ReleaseAsync(string agent, string runId, string owner, CancellationToken cancellationToken);

@@ -16,6 +16,10 @@ internal sealed class HeldModel : IChatClient
     private int _inFlight;
     private int _most;
     private int _calls;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _started = new();
+
+    /// <summary>The input of each call, in the order the calls started.</summary>
+    public IReadOnlyList<string> Started => [.. _started];
 
     /// <summary>Calls in flight now.</summary>
     public int InFlight => Volatile.Read(ref _inFlight);
@@ -32,6 +36,7 @@ internal sealed class HeldModel : IChatClient
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         Interlocked.Increment(ref _calls);
+        _started.Enqueue(messages.Last(m => m.Role == ChatRole.User).Text);
         var now = Interlocked.Increment(ref _inFlight);
         int seen;
         while (now > (seen = Volatile.Read(ref _most)) && Interlocked.CompareExchange(ref _most, now, seen) != seen) { }
@@ -95,7 +100,7 @@ public sealed class AgentSlotsOnPostgreSqlTests : IAsyncDisposable
     }
 
     /// <summary>A node: an engine on the shared schema, with the agent "limited" (at most 2 executions at once) on the held model.</summary>
-    private async Task<BureauEngine> StartNodeAsync(string node)
+    private async Task<BureauEngine> StartNodeAsync(string node, int limit = 2)
     {
         var services = new ServiceCollection();
         services.AddLogging(l => l.AddProvider(_log));
@@ -105,7 +110,7 @@ public sealed class AgentSlotsOnPostgreSqlTests : IAsyncDisposable
             o.MaxConcurrentRuns = 8; // the node's global limit is not what holds the agent back
         })
             .AddChatClient("held", _model)
-            .AddAgent(new AgentDefinition { Name = "limited", Model = "held", MaxConcurrentRuns = 2 })
+            .AddAgent(new AgentDefinition { Name = "limited", Model = "held", MaxConcurrentRuns = limit })
             .UsePostgreSqlStorage(o =>
             {
                 o.ConnectionString = _db.ConnectionString;
@@ -119,11 +124,13 @@ public sealed class AgentSlotsOnPostgreSqlTests : IAsyncDisposable
         return engine;
     }
 
-    private static async Task WaitForAsync(Func<bool> condition, string what)
+    private static async Task WaitForAsync(Func<bool> condition, string what, Func<Task>? refresh = null)
     {
         var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (!condition())
+        while (true)
         {
+            if (refresh is not null) await refresh();
+            if (condition()) return;
             Assert.True(DateTime.UtcNow < deadline, $"not within 60 s: {what}");
             await Task.Delay(20, Ct);
         }
@@ -163,6 +170,38 @@ public sealed class AgentSlotsOnPostgreSqlTests : IAsyncDisposable
         Assert.Empty(await new PostgreSqlAgentSlots(db).ListAsync("limited", DateTimeOffset.UtcNow, Ct));
     }
 
+    /// <summary>Takes a slot at <paramref name="at"/>: held for 15 s, or waiting for 5 s when refused.</summary>
+    private static Task<bool> TakeAsync(PostgreSqlAgentSlots slots, string agent, string runId, int limit, string owner, DateTimeOffset at) =>
+        slots.TryAcquireAsync(agent, runId, limit, owner, at, at.AddSeconds(15), at.AddSeconds(5), Ct);
+
+    [Fact]
+    public async Task MaxConcurrentRuns_ANodeWithABacklog_DoesNotKeepTheSlotFromARunWaitingOnAnotherNode()
+    {
+        var a = await StartNodeAsync("node-a", limit: 1);
+        var b = await StartNodeAsync("node-b", limit: 1);
+        var runs = new List<(BureauEngine Node, string Id)>();
+        for (var i = 1; i <= 4; i++) runs.Add((a, (await a.SubmitAsync(new RunRequest("limited", "a" + i), Ct)).Run.Id));
+        await WaitForAsync(() => _model.InFlight == 1, "node a executing its first run");
+
+        // Node b's run asks for the slot while node a holds it, and waits for it in the store.
+        runs.Add((b, (await b.SubmitAsync(new RunRequest("limited", "b1"), Ct)).Run.Id));
+        await using var db = new PostgreSqlDatabase(_db.Options);
+        var slots = new PostgreSqlAgentSlots(db);
+        var bWaits = false;
+        await WaitForAsync(() => bWaits, "node b's run waiting for the agent's slot", async () =>
+            bWaits = (await slots.ListAsync("limited", DateTimeOffset.UtcNow, Ct)).Any(s => s.RunId == runs[^1].Id && !s.Held));
+
+        // Node a's execution ends; its next runs are right there, but b1 asked first: b1 executes next.
+        for (var released = 0; released < runs.Count; released++)
+        {
+            await WaitForAsync(() => _model.InFlight == 1, $"the next execution after {released} let go");
+            _model.Release();
+        }
+        foreach (var (node, id) in runs) Assert.Equal(RunStatus.Succeeded, (await node.WaitAsync(id).WaitAsync(TimeSpan.FromSeconds(60), Ct)).Status);
+        Assert.Equal("b1", _model.Started[1]);
+        Assert.Equal(1, _model.MostAtOnce);
+    }
+
     [Fact]
     public async Task Slots_OfANodeThatDied_AreFreeOnceTheirLeaseLapses_AndRenewedOnesAreNot()
     {
@@ -171,28 +210,54 @@ public sealed class AgentSlotsOnPostgreSqlTests : IAsyncDisposable
         var t0 = new DateTimeOffset(2026, 12, 7, 9, 0, 0, TimeSpan.Zero);
         var lease = TimeSpan.FromSeconds(15);
 
-        Assert.True(await slots.TryAcquireAsync("limited", "r1", 2, "node-dead", t0, t0 + lease, Ct));
-        Assert.True(await slots.TryAcquireAsync("limited", "r2", 2, "node-alive", t0, t0 + lease, Ct));
-        Assert.False(await slots.TryAcquireAsync("limited", "r3", 2, "node-alive", t0.AddSeconds(1), t0.AddSeconds(1) + lease, Ct)); // both taken
-        Assert.True(await slots.TryAcquireAsync("other", "r3", 1, "node-alive", t0.AddSeconds(1), t0.AddSeconds(1) + lease, Ct)); // per agent
+        Assert.True(await TakeAsync(slots, "limited", "r1", 2, "node-dead", t0));
+        Assert.True(await TakeAsync(slots, "limited", "r2", 2, "node-alive", t0));
+        Assert.False(await TakeAsync(slots, "limited", "r3", 2, "node-alive", t0.AddSeconds(1))); // both taken
+        Assert.True(await TakeAsync(slots, "other", "r3", 1, "node-alive", t0.AddSeconds(1))); // per agent
 
         // The living node renews its slot; the dead one does not. Once the dead one's lease lapses, its slot is free.
         await slots.RenewAsync("node-alive", ["r2"], t0.AddSeconds(10) + lease, Ct);
-        Assert.False(await slots.TryAcquireAsync("limited", "r3", 2, "node-alive", t0.AddSeconds(14), t0.AddSeconds(14) + lease, Ct));
-        Assert.True(await slots.TryAcquireAsync("limited", "r3", 2, "node-alive", t0.AddSeconds(16), t0.AddSeconds(16) + lease, Ct));
+        Assert.False(await TakeAsync(slots, "limited", "r3", 2, "node-alive", t0.AddSeconds(14)));
+        Assert.True(await TakeAsync(slots, "limited", "r3", 2, "node-alive", t0.AddSeconds(16)));
         Assert.Equal(
             [("r2", "node-alive"), ("r3", "node-alive")],
-            (await slots.ListAsync("limited", t0.AddSeconds(16), Ct)).Select(s => (s.RunId, s.Owner)));
+            (await slots.ListAsync("limited", t0.AddSeconds(16), Ct)).Where(s => s.Held).Select(s => (s.RunId, s.Owner)));
 
         // A slot given back is free at once; a run already holding one takes it again (a retried execution).
         await slots.ReleaseAsync("limited", "r2", "node-alive", Ct);
-        Assert.True(await slots.TryAcquireAsync("limited", "r3", 2, "node-alive", t0.AddSeconds(17), t0.AddSeconds(17) + lease, Ct));
-        Assert.True(await slots.TryAcquireAsync("limited", "r4", 2, "node-alive", t0.AddSeconds(17), t0.AddSeconds(17) + lease, Ct));
-        Assert.False(await slots.TryAcquireAsync("limited", "r5", 2, "node-alive", t0.AddSeconds(17), t0.AddSeconds(17) + lease, Ct));
+        Assert.True(await TakeAsync(slots, "limited", "r3", 2, "node-alive", t0.AddSeconds(17)));
+        Assert.True(await TakeAsync(slots, "limited", "r4", 2, "node-alive", t0.AddSeconds(17)));
+        Assert.False(await TakeAsync(slots, "limited", "r5", 2, "node-alive", t0.AddSeconds(17)));
 
         // A node starting again under its id holds nothing.
         await slots.ReleaseAllAsync("node-alive", Ct);
         Assert.Empty(await slots.ListAsync("limited", t0.AddSeconds(17), Ct));
+    }
+
+    [Fact]
+    public async Task Slots_AFreedSlotGoesToTheRunWaitingLongest_NotToALaterAskerOfTheNodeThatFreedIt()
+    {
+        await using var db = new PostgreSqlDatabase(_db.Options);
+        var slots = new PostgreSqlAgentSlots(db);
+        var t0 = new DateTimeOffset(2026, 12, 7, 9, 0, 0, TimeSpan.Zero);
+        Assert.True(await TakeAsync(slots, "limited", "a1", 1, "node-a", t0));
+        Assert.False(await TakeAsync(slots, "limited", "b1", 1, "node-b", t0.AddSeconds(1))); // b1 waits from t0+1
+
+        // Node a frees its slot and asks again at once for its next run: b1, waiting longer, is ahead of it.
+        await slots.ReleaseAsync("limited", "a1", "node-a", Ct);
+        Assert.False(await TakeAsync(slots, "limited", "a2", 1, "node-a", t0.AddSeconds(2)));
+        Assert.True(await TakeAsync(slots, "limited", "b1", 1, "node-b", t0.AddSeconds(3))); // b1's next try (a poll) takes it
+        Assert.Equal([("a2", false), ("b1", true)], (await slots.ListAsync("limited", t0.AddSeconds(3), Ct)).Select(s => (s.RunId, s.Held)));
+
+        // a2 keeps its place while it tries again; it goes next.
+        await slots.ReleaseAsync("limited", "b1", "node-b", Ct);
+        Assert.False(await TakeAsync(slots, "limited", "b2", 1, "node-b", t0.AddSeconds(4)));
+        Assert.True(await TakeAsync(slots, "limited", "a2", 1, "node-a", t0.AddSeconds(5)));
+
+        // A waiting run that stops trying (its node died, or it is no longer asked for) holds nobody back once its wait lapses.
+        await slots.ReleaseAsync("limited", "a2", "node-a", Ct);
+        Assert.False(await TakeAsync(slots, "limited", "a3", 1, "node-a", t0.AddSeconds(6))); // b2 (t0+4) is ahead until t0+9
+        Assert.True(await TakeAsync(slots, "limited", "a3", 1, "node-a", t0.AddSeconds(10)));
     }
 
     [Fact]
@@ -203,9 +268,9 @@ public sealed class AgentSlotsOnPostgreSqlTests : IAsyncDisposable
         var now = DateTimeOffset.UtcNow;
         // 12 takers on their own connections race for 3 slots.
         var taken = await Task.WhenAll(Enumerable.Range(0, 12).Select(i =>
-            Task.Run(() => slots.TryAcquireAsync("limited", "r" + i, 3, "node-" + (i % 4), now, now.AddMinutes(1), Ct), Ct)));
+            Task.Run(() => TakeAsync(slots, "limited", "r" + i, 3, "node-" + (i % 4), now), Ct)));
         Assert.Equal(3, taken.Count(t => t));
-        Assert.Equal(3, (await slots.ListAsync("limited", now, Ct)).Count);
+        Assert.Equal(3, (await slots.ListAsync("limited", now, Ct)).Count(s => s.Held));
     }
 
     [Fact]
@@ -216,8 +281,8 @@ public sealed class AgentSlotsOnPostgreSqlTests : IAsyncDisposable
         await using (var db = new PostgreSqlDatabase(_db.Options))
         {
             var slots = new PostgreSqlAgentSlots(db);
-            Assert.True(await slots.TryAcquireAsync("limited", "gone-1", 2, "node-dead", DateTimeOffset.UtcNow, lapses, Ct));
-            Assert.True(await slots.TryAcquireAsync("limited", "gone-2", 2, "node-dead", DateTimeOffset.UtcNow, lapses, Ct));
+            Assert.True(await slots.TryAcquireAsync("limited", "gone-1", 2, "node-dead", DateTimeOffset.UtcNow, lapses, lapses, Ct));
+            Assert.True(await slots.TryAcquireAsync("limited", "gone-2", 2, "node-dead", DateTimeOffset.UtcNow, lapses, lapses, Ct));
         }
 
         var b = await StartNodeAsync("node-b");

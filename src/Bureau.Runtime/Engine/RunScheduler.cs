@@ -108,6 +108,12 @@ internal sealed partial class RunScheduler
     /// </summary>
     internal static readonly TimeSpan SlotPollInterval = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// How long a run refused a cluster slot keeps its place among the agent's waiting runs without trying again (its tries
+    /// come with the polls): a run no longer tried, or whose node died, stops holding others back after this.
+    /// </summary>
+    internal static readonly TimeSpan SlotWaitLease = TimeSpan.FromSeconds(5);
+
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         if (_stopping.IsCancellationRequested) return;
@@ -257,7 +263,8 @@ internal sealed partial class RunScheduler
         _clusterHeld[runId] = agent; // before it is taken: a renewal meanwhile keeps it
         try
         {
-            if (await _clusterSlots!.TryAcquireAsync(agent, runId, limit, _options.NodeId, _time.GetUtcNow(), NewClaim().Until, _stopping.Token))
+            var now = _time.GetUtcNow();
+            if (await _clusterSlots!.TryAcquireAsync(agent, runId, limit, _options.NodeId, now, NewClaim().Until, now + SlotWaitLease, _stopping.Token))
                 return true;
             _clusterHeld.TryRemove(runId, out _);
             Log.AgentSlotsTaken(_logger, runId, agent, limit);
