@@ -153,7 +153,7 @@ public sealed class AgentSlotsOnPostgreSqlTests : IAsyncDisposable
         for (var released = 0; released < runs.Count; released++)
         {
             var expected = Math.Min(2, runs.Count - released);
-            await WaitForAsync(() => _model.InFlight >= expected, $"{expected} executions in flight after {released} let go (in flight: {_model.InFlight})");
+            await WaitForAsync(() => _model.InFlight >= expected, $"{expected} executions in flight after {released} let go");
             Assert.True(_model.MostAtOnce <= 2, $"{_model.MostAtOnce} executions of the agent were in flight at once across the two nodes; its limit is 2");
             _model.Release();
         }
