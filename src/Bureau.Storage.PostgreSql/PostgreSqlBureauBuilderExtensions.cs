@@ -60,6 +60,9 @@ public static class PostgreSqlBureauBuilderExtensions
         services.TryAddSingleton(sp => new PostgreSqlRunEventBus(sp.GetRequiredService<PostgreSqlDatabase>(), sp.GetService<Microsoft.Extensions.Logging.ILoggerFactory>()));
         services.AddSingleton<IRunEventBus>(sp => sp.GetRequiredService<PostgreSqlRunEventBus>());
         services.AddSingleton<IRunCommandRelay>(sp => sp.GetRequiredService<PostgreSqlRunEventBus>());
+        // Per-agent concurrency limits hold across the nodes on the schema (decision 0056).
+        services.RemoveAll<IAgentSlots>();
+        services.TryAddSingleton<IAgentSlots>(sp => new PostgreSqlAgentSlots(sp.GetRequiredService<PostgreSqlDatabase>()));
         System.Data.Common.DbProviderFactories.RegisterFactory("Npgsql", Npgsql.NpgsqlFactory.Instance); // for poll triggers
         return builder;
     }

@@ -220,6 +220,20 @@ internal static class PostgreSqlMigrations
         """
         CREATE INDEX IF NOT EXISTS workforce_queued_by_skill ON workforce_tasks(skill) WHERE status = 'queued';
         """,
+        // 6: the execution slots of agents with a concurrency limit, held by one node's execution of a run until a lease
+        // time, and the runs waiting for one since their first refusal (decision 0056). A row whose lease lapsed is gone.
+        """
+        CREATE TABLE IF NOT EXISTS agent_slots(
+            agent text COLLATE "C" NOT NULL,
+            run_id text COLLATE "C" NOT NULL,
+            owner text COLLATE "C" NOT NULL,
+            held boolean NOT NULL,
+            since bigint NOT NULL,
+            until bigint NOT NULL,
+            PRIMARY KEY (agent, run_id)
+        );
+        CREATE INDEX IF NOT EXISTS agent_slots_by_owner ON agent_slots(owner);
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

@@ -112,7 +112,8 @@ public sealed partial class BureauEngine : IAsyncDisposable
         foreach (var e in executors) _executors[e.Kind] = e;
         _timers = new WaitTimers(store, timeProvider, loggerFactory.CreateLogger<WaitTimers>());
         Writer = new JournalWriter(store, events, timeProvider, _timers);
-        _scheduler = new RunScheduler(store, options, timeProvider, Logger, HasAgentConcurrencyLimits() ? ConcurrencyLimitOf : null);
+        _scheduler = new RunScheduler(store, options, timeProvider, Logger, HasAgentConcurrencyLimits() ? ConcurrencyLimitOf : null,
+            services.GetService(typeof(IAgentSlots)) as IAgentSlots); // the store's, when its nodes share it (decision 0056)
         _storageWatch = new StorageWatch(store, timeProvider, Logger, _scheduler.RetryNow);
         Activator = new LocalRunActivator(this);
     }

@@ -13,7 +13,9 @@ namespace Bureau.Engine;
 /// not, in the order they were written.
 /// With per-agent concurrency limits (<see cref="ReadyQueue(Func{string, int?}?)"/>), a run whose agent already has its
 /// limit of executions is set aside (in its queue order) and the next eligible run is read instead; the agent's next run
-/// goes back into the queue when one of its executions ends (<see cref="Ended"/>).
+/// goes back into the queue when one of its executions ends (<see cref="Ended"/>). Where the store counts the agents'
+/// slots across nodes (decision 0056), a run read with a slot here that the cluster refuses is set aside the same way
+/// (<see cref="Refused"/>), and <see cref="RetrySetAside"/> tries the set-aside runs again while their agents have free slots here.
 /// </summary>
 internal sealed class ReadyQueue
 {
@@ -23,8 +25,9 @@ internal sealed class ReadyQueue
     // Known only while limits exist: the agent of each run scheduled here (until its execution ends for good).
     private readonly ConcurrentDictionary<string, string> _agentOf = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _executing = new(StringComparer.Ordinal); // per limited agent, under _gate
-    private readonly Dictionary<string, string> _slotHolders = new(StringComparer.Ordinal); // run -> its agent, under _gate
-    private readonly Dictionary<string, Queue<(string RunId, (int, long) Priority)>> _saturated = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (string Agent, (int, long) Priority)> _slotHolders = new(StringComparer.Ordinal); // run -> its agent, under _gate
+    // Per agent, its runs set aside in queue order (by their queue priority: a run refused a cluster slot goes back to its place).
+    private readonly Dictionary<string, PriorityQueue<string, (int, long)>> _saturated = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Order> _orders = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _holders = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Queue<string>> _parked = new(StringComparer.Ordinal);
@@ -113,11 +116,11 @@ internal sealed class ReadyQueue
                         if (executing >= limit)
                         {
                             if (!_saturated.TryGetValue(agent, out var aside)) _saturated[agent] = aside = new();
-                            aside.Enqueue((runId, priority));
+                            aside.Enqueue(runId, priority);
                             continue;
                         }
                         _executing[agent] = executing + 1;
-                        _slotHolders[runId] = agent;
+                        _slotHolders[runId] = (agent, priority);
                     }
                     return runId;
                 }
@@ -135,21 +138,80 @@ internal sealed class ReadyQueue
         var next = false;
         lock (_gate)
         {
-            if (!_slotHolders.Remove(runId, out var agent)) return;
-            var executing = _executing.GetValueOrDefault(agent) - 1;
-            if (executing > 0) _executing[agent] = executing;
-            else _executing.Remove(agent);
+            if (!_slotHolders.Remove(runId, out var slot)) return;
+            var agent = slot.Agent;
+            Free(agent);
             if (_saturated.TryGetValue(agent, out var aside))
             {
-                if (aside.TryDequeue(out var following))
+                if (aside.TryDequeue(out var following, out var priority))
                 {
-                    _queue.Enqueue(following.RunId, following.Priority);
+                    _queue.Enqueue(following, priority);
                     next = true;
                 }
                 if (aside.Count == 0) _saturated.Remove(agent);
             }
         }
         if (next) _available.Release();
+    }
+
+    private void Free(string agent)
+    {
+        var executing = _executing.GetValueOrDefault(agent) - 1;
+        if (executing > 0) _executing[agent] = executing;
+        else _executing.Remove(agent);
+    }
+
+    /// <summary>The agent and limit of the slot the run took when it was read (<see cref="ReadAsync"/>), if its agent has a limit.</summary>
+    public (string Agent, int Limit)? SlotOf(string runId)
+    {
+        if (_limitOf is null) return null;
+        lock (_gate)
+        {
+            return _slotHolders.TryGetValue(runId, out var slot) && _limitOf(slot.Agent) is { } limit ? (slot.Agent, limit) : null;
+        }
+    }
+
+    /// <summary>
+    /// The run read with a slot of its agent cannot execute now after all (the cluster's slots of the agent are taken, or
+    /// the store could not say): its slot here is given back without waking the agent's next run, and the run is set aside
+    /// at its place in queue order, until one of the agent's executions here ends or <see cref="RetrySetAside"/>.
+    /// </summary>
+    public void Refused(string runId)
+    {
+        lock (_gate)
+        {
+            if (!_slotHolders.Remove(runId, out var slot)) return;
+            Free(slot.Agent);
+            if (!_saturated.TryGetValue(slot.Agent, out var aside)) _saturated[slot.Agent] = aside = new();
+            aside.Enqueue(runId, slot.Priority);
+        }
+    }
+
+    /// <summary>
+    /// Puts back into the queue, for each agent with runs set aside, as many of them as the agent has free slots here
+    /// (slots of the cluster may have freed on other nodes, which tell this node nothing). Nothing to do, nothing done.
+    /// </summary>
+    /// <returns>How many runs went back into the queue.</returns>
+    public int RetrySetAside()
+    {
+        if (_limitOf is null) return 0;
+        var requeued = 0;
+        lock (_gate)
+        {
+            if (_saturated.Count == 0) return 0;
+            foreach (var (agent, aside) in _saturated)
+            {
+                var free = (_limitOf(agent) ?? int.MaxValue) - _executing.GetValueOrDefault(agent);
+                while (free-- > 0 && aside.TryDequeue(out var runId, out var priority))
+                {
+                    _queue.Enqueue(runId, priority);
+                    requeued++;
+                }
+            }
+            foreach (var agent in _saturated.Where(p => p.Value.Count == 0).Select(p => p.Key).ToList()) _saturated.Remove(agent);
+        }
+        if (requeued > 0) _available.Release(requeued);
+        return requeued;
     }
 
     /// <summary>The run's execution ended for good (not to be retried): its key goes to the next run parked on it.</summary>

@@ -31,6 +31,10 @@ internal sealed partial class RunScheduler
     private Func<string, Exception, Task>? _giveUp;
     private Task? _dispatcher;
     private Task? _claimer;
+    private Task? _slotPoller;
+    private readonly IAgentSlots? _clusterSlots;
+    // The runs holding a cluster slot of their agent on this node (their leases are renewed with the claims), run -> agent.
+    private readonly ConcurrentDictionary<string, string> _clusterHeld = new(StringComparer.Ordinal);
     private int _active;
     private TaskCompletionSource? _idle;
 
@@ -39,9 +43,14 @@ internal sealed partial class RunScheduler
     /// <param name="time">The clock.</param>
     /// <param name="logger">Where it logs.</param>
     /// <param name="agentLimitOf">The concurrency limit of an agent or team (null: none); null when no agent has one.</param>
-    public RunScheduler(IRunStore store, BureauOptions options, TimeProvider time, ILogger logger, Func<string, int?>? agentLimitOf = null)
+    /// <param name="clusterSlots">
+    /// The slots of limited agents across the nodes sharing the store (decision 0056); null for a store of one process, where
+    /// the count here is the deployment's. Consulted only while <paramref name="agentLimitOf"/> is set.
+    /// </param>
+    public RunScheduler(IRunStore store, BureauOptions options, TimeProvider time, ILogger logger, Func<string, int?>? agentLimitOf = null, IAgentSlots? clusterSlots = null)
     {
         _ready = new ReadyQueue(agentLimitOf);
+        _clusterSlots = agentLimitOf is null ? null : clusterSlots;
         _store = store;
         _options = options;
         _time = time;
@@ -85,11 +94,25 @@ internal sealed partial class RunScheduler
         _execute = execute;
         _giveUp = giveUp;
         await _store.ReleaseClaimsAsync(_options.NodeId, cancellationToken);
+        if (_clusterSlots is not null) await _clusterSlots.ReleaseAllAsync(_options.NodeId, cancellationToken);
         var resumed = await ClaimAsync(cancellationToken);
         if (resumed > 0) Log.ResumingRuns(_logger, resumed);
         _dispatcher = Task.Run(DispatchAsync, CancellationToken.None);
         _claimer = Task.Run(ClaimLoopAsync, CancellationToken.None);
+        if (_clusterSlots is not null) _slotPoller = Task.Run(SlotPollLoopAsync, CancellationToken.None);
     }
+
+    /// <summary>
+    /// How often runs set aside for their agent's limit are tried again while the agent has free slots here: slots freed on
+    /// other nodes are learnt this way (decision 0056). Only with cluster slots; a poll with no run set aside does nothing.
+    /// </summary>
+    internal static readonly TimeSpan SlotPollInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// How long a run refused a cluster slot keeps its place among the agent's waiting runs without trying again (its tries
+    /// come with the polls): a run no longer tried, or whose node died, stops holding others back after this.
+    /// </summary>
+    internal static readonly TimeSpan SlotWaitLease = TimeSpan.FromSeconds(5);
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
@@ -98,6 +121,7 @@ internal sealed partial class RunScheduler
         _ready.Complete();
         if (_dispatcher is not null) await _dispatcher;
         if (_claimer is not null) await _claimer;
+        if (_slotPoller is not null) await _slotPoller;
         // Wait for the executing runs to reach a step boundary, at most the grace: woken by the last one ending
         // (not by polling the clock, which may be a test's fake clock that never moves).
         var idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -188,6 +212,7 @@ internal sealed partial class RunScheduler
                 {
                     await _store.RenewClaimsAsync(NewClaim(), _stopping.Token);
                     lastRenew = _time.GetUtcNow();
+                    await RenewSlotsAsync();
                 }
                 await ClaimAsync(_stopping.Token);
             }
@@ -199,6 +224,76 @@ internal sealed partial class RunScheduler
             {
                 Log.ClaimFailed(_logger, ex);
             }
+        }
+    }
+
+    /// <summary>Extends the leases of the cluster slots held here (with the claims: the same lease).</summary>
+    private async Task RenewSlotsAsync()
+    {
+        if (_clusterSlots is null || _clusterHeld.IsEmpty) return;
+        try
+        {
+            await _clusterSlots.RenewAsync(_options.NodeId, _clusterHeld.Keys.ToArray(), NewClaim().Until, _stopping.Token);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !_stopping.IsCancellationRequested)
+        {
+            Log.SlotRenewFailed(_logger, _clusterHeld.Count, ex);
+        }
+    }
+
+    private async Task SlotPollLoopAsync()
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(SlotPollInterval, _time, _stopping.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            _ready.RetrySetAside();
+        }
+    }
+
+    /// <summary>
+    /// Takes a cluster slot of the run's agent. False when the agent has its limit of executions in the cluster, or when the
+    /// store could not say (logged with the run): the run is then set aside here, still queued and claimed, and tried again
+    /// when an execution of its agent ends here or at the next poll.
+    /// </summary>
+    private async Task<bool> TryAcquireSlotAsync(string runId, string agent, int limit)
+    {
+        _clusterHeld[runId] = agent; // before it is taken: a renewal meanwhile keeps it
+        try
+        {
+            var now = _time.GetUtcNow();
+            if (await _clusterSlots!.TryAcquireAsync(agent, runId, limit, _options.NodeId, now, NewClaim().Until, now + SlotWaitLease, _stopping.Token))
+                return true;
+            _clusterHeld.TryRemove(runId, out _);
+            Log.AgentSlotsTaken(_logger, runId, agent, limit);
+            return false;
+        }
+        catch (Exception ex)
+        {
+            // A slot the store took before the fault (the answer lost) is not renewed: its lease lapses.
+            _clusterHeld.TryRemove(runId, out _);
+            if (ex is not OperationCanceledException || !_stopping.IsCancellationRequested) Log.AgentSlotFailed(_logger, runId, agent, ex);
+            return false;
+        }
+    }
+
+    /// <summary>Frees the run's cluster slot; one that cannot be freed now is no longer renewed, and its lease lapses.</summary>
+    private async Task ReleaseSlotAsync(string runId, string agent)
+    {
+        _clusterHeld.TryRemove(runId, out _);
+        try
+        {
+            await _clusterSlots!.ReleaseAsync(agent, runId, _options.NodeId, CancellationToken.None);
+        }
+        catch (Exception ex)
+        {
+            Log.AgentSlotReleaseFailed(_logger, runId, agent, _options.ClaimLease, ex);
         }
     }
 
@@ -271,6 +366,18 @@ internal sealed partial class RunScheduler
 
     private async Task RunSlotAsync(string runId)
     {
+        // With cluster slots, a run of a limited agent also needs one of its agent's slots in the store (decision 0056).
+        string? clusterAgent = null;
+        if (_clusterSlots is not null && _ready.SlotOf(runId) is { } slot)
+        {
+            if (!await TryAcquireSlotAsync(runId, slot.Agent, slot.Limit))
+            {
+                _ready.Refused(runId);
+                _slots.Release();
+                return;
+            }
+            clusterAgent = slot.Agent;
+        }
         Interlocked.Increment(ref _active);
         Exception? failure = null;
         try
@@ -283,6 +390,7 @@ internal sealed partial class RunScheduler
         }
         finally
         {
+            if (clusterAgent is not null) await ReleaseSlotAsync(runId, clusterAgent); // before the agent's next run here asks for it
             if (Interlocked.Decrement(ref _active) == 0) Volatile.Read(ref _idle)?.TrySetResult();
             _ready.Ended(runId); // its agent's slot first: the global slot below may go to the agent's next run
             _slots.Release();
@@ -394,6 +502,18 @@ internal sealed partial class RunScheduler
 
         [LoggerMessage(33, LogLevel.Warning, "Run {RunId}: its agent could not be read; it executes without its agent's concurrency limit this time")]
         public static partial void AgentUnknown(ILogger logger, string runId, Exception ex);
+
+        [LoggerMessage(34, LogLevel.Debug, "Run {RunId}: agent {Agent} has its {Limit} executions across the cluster; the run waits for a slot")]
+        public static partial void AgentSlotsTaken(ILogger logger, string runId, string agent, int limit);
+
+        [LoggerMessage(35, LogLevel.Warning, "Run {RunId}: a slot of agent {Agent} could not be taken in the store; the run stays queued and is tried again")]
+        public static partial void AgentSlotFailed(ILogger logger, string runId, string agent, Exception ex);
+
+        [LoggerMessage(36, LogLevel.Warning, "Run {RunId}: the slot of agent {Agent} could not be freed in the store; it frees itself when its lease lapses (within {Lease})")]
+        public static partial void AgentSlotReleaseFailed(ILogger logger, string runId, string agent, TimeSpan lease, Exception ex);
+
+        [LoggerMessage(37, LogLevel.Warning, "Renewing the {Count} agent slots held here failed; trying again")]
+        public static partial void SlotRenewFailed(ILogger logger, int count, Exception ex);
 
         [LoggerMessage(23, LogLevel.Warning, "Claiming or renewing runs in the store failed; trying again")]
         public static partial void ClaimFailed(ILogger logger, Exception ex);

@@ -91,6 +91,29 @@ public sealed class ReadyQueueTests
     }
 
     [Fact]
+    public async Task RunRefusedAClusterSlot_GivesItsSlotHereBack_AndIsRetriedOnlyWhileItsAgentHasAFreeSlotHere()
+    {
+        var q = NewQueue();
+        Write(q, "a1", "a");
+        Assert.Equal("a1", await ReadAsync(q, "a1"));
+        Assert.Equal(("a", 1), q.SlotOf("a1"));
+        Write(q, "a2", "a", priority: 5);
+        Write(q, "b1", "b");
+        Assert.Equal("b1", await ReadAsync(q, "b1 (a2 set aside behind a1)"));
+        Assert.Null(q.SlotOf("b1")); // "b" has no limit
+        Assert.Equal(0, q.RetrySetAside()); // "a" has no free slot here: nothing goes back
+
+        // The cluster's slots of "a" are taken on other nodes: a1 gives its slot here back and waits among the set-aside runs.
+        q.Refused("a1");
+        Assert.Null(q.SlotOf("a1"));
+        Assert.Equal(1, q.RetrySetAside()); // one free slot of "a" here: the first set-aside run in queue order goes back
+        Assert.Equal("a2", await ReadAsync(q, "a2 (priority 5)"));
+        Assert.Equal(0, q.RetrySetAside());
+        q.Ended("a2");
+        Assert.Equal("a1", await ReadAsync(q, "a1 once a2 ended"));
+    }
+
+    [Fact]
     public async Task WithoutLimits_AgentsAreNotTracked()
     {
         var q = new ReadyQueue();
