@@ -74,6 +74,58 @@ public sealed class DocsCSharpSnippetTests : IDisposable
         Assert.Contains(builder.Services, d => d.ServiceType == typeof(BureauEngine));
     }
 
+    [Fact]
+    public void TriggersMd_InCSharp_IsTheCompiledSnippet()
+    {
+        AssertPageShows("triggers.md", "## In C#", "triggers.md");
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = _dir });
+        builder.Configuration["GitHub:WebhookSecret"] = "s3cret";
+
+        // docs/triggers.md begin
+        builder.Services.AddBureau()
+            .UseSqliteStorage("bureau.db")
+            .AddHttpApi()                                   // serves /v1/hooks and /v1/events, fires schedules
+            .AddTrigger(new WebhookTriggerDefinition
+            {
+                Name = "github-issues", Agent = "triage", Source = WebhookSource.GitHub,
+                Secret = builder.Configuration["GitHub:WebhookSecret"]!, Events = ["issues.opened"],
+                Input = "New issue {{$.issue.title}}: {{$.issue.body}}",
+            })
+            .AddTrigger(new ScheduleTriggerDefinition { Name = "nightly", Agent = "summarizer", Cron = "0 2 * * *", TimeZone = "Europe/Paris" })
+            .AddTrigger(new TopicTriggerDefinition { Name = "escalations", Agent = "resolution", Topic = "ticket.escalated", Priority = 10 })
+            .AddTool(new EmitToolDefinition { Name = "escalate", Topic = "ticket.escalated" })
+            .AddTrigger(new PollTriggerDefinition
+            {
+                Name = "new-tickets", Agent = "triage", Provider = "Microsoft.Data.Sqlite", ConnectionString = "Data Source=crm.db",
+                Query = "SELECT id, text FROM tickets WHERE id > @cursor ORDER BY id LIMIT 100", CursorColumn = "id", Input = "{{$.data.text}}",
+            });
+        // docs/triggers.md end
+
+        Assert.Contains(builder.Services, d => d.ServiceType == typeof(BureauEngine));
+    }
+
+    [Fact]
+    public void GovernanceMd_InCSharp_IsTheCompiledSnippet()
+    {
+        AssertPageShows("governance.md", "## In C#", "governance.md");
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = _dir });
+
+        // docs/governance.md begin
+        builder.Services.AddBureau()
+            .AddPolicy(new PolicyRule
+            {
+                Name = "big-refunds",
+                When = new PolicyConditions { Tools = ["refund"], Arguments = [ArgumentCondition.Parse("$.amount > 100", out _)!] },
+                Action = PolicyAction.RequireApproval,
+                Reason = "refunds over 100 need a lead",
+                Approval = new ApprovalSpec { Levels = [new(["support-leads"], TimeSpan.FromMinutes(30))], EditableArguments = true },
+            })
+            .AddPolicyDefault(ToolEffect.Write, PolicyAction.RequireApproval);
+        // docs/governance.md end
+
+        Assert.Contains(builder.Services, d => d.ServiceType == typeof(BureauEngine));
+    }
+
     private static string Lookup(string email) => email == "ada@example.com" ? "C-001" : "unknown";
 
     /// <summary>The page's first <c>```csharp</c> block after <paramref name="heading"/> is, line for line (indentation aside), the code between this file's markers.</summary>
