@@ -56,7 +56,7 @@ public static class BureauEndpointRouteBuilderExtensions
             .WithName("StartRun").WithSummary("Start a run (durable before the answer). Header Idempotency-Key: the same key returns the same run.")
             .Body<StartRunBody>()
             .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).Produces<RunSummaryDoc>(StatusCodes.Status200OK)
-            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415).ProducesProblem(503);
+            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415).ProducesProblem(429).ProducesProblem(503);
         v1.MapGet("/runs", (Delegate)BureauApi.ListAsync).Needs(ApiPermission.Read)
             .WithName("ListRuns").WithSummary("Runs, newest first, filtered by status, agent and parent run (a team's members), paged with a cursor.")
             .Produces<RunListDoc>().ProducesProblem(400);
@@ -66,28 +66,28 @@ public static class BureauEndpointRouteBuilderExtensions
         v1.MapPost("/runs/{id}/cancel", BureauApi.CancelAsync).Needs(ApiPermission.StartOrCancel)
             .WithName("CancelRun").WithSummary("Cancel an unfinished run. Optional body {\"reason\"}.")
             .Body<CancelRunBody>()
-            .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).ProducesProblem(404).ProducesProblem(409);
+            .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415).ProducesProblem(503);
         v1.MapPost("/runs/{id}/resolve", BureauApi.ResolveAsync).Needs(ApiPermission.Resolve)
             .WithName("ResolveStep").WithSummary("Decide the in-doubt step a waiting run waits on: done, retry or failed.")
             .Body<ResolveStepBody>()
-            .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+            .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415).ProducesProblem(503);
         v1.MapPost("/runs/{id}/rollback", BureauApi.RollbackAsync).Needs(ApiPermission.StartOrCancel)
             .WithName("RollbackRun").WithSummary("Compensate a finished run's completed writes, newest first (a rollback run, a child of it); asking again returns the same rollback.")
-            .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).Produces<RunSummaryDoc>(StatusCodes.Status200OK).ProducesProblem(404).ProducesProblem(409);
+            .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).Produces<RunSummaryDoc>(StatusCodes.Status200OK).ProducesProblem(404).ProducesProblem(409).ProducesProblem(503);
         v1.MapPost("/runs/{id}/replay", ReplayApi.ReplayAsync).Needs(ApiPermission.Read)
             .WithName("ReplayRun").WithSummary("Replay a finished run against its journal (no model or tool call, nothing written) and say whether the engine reproduces its steps, or the first step it does differently.")
             .Produces<ReplayCheckDoc>().ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
         v1.MapPost("/runs/{id}/whatif", ReplayApi.WhatIfAsync).Needs(ApiPermission.StartOrCancel)
             .WithName("WhatIfRun").WithSummary("Fork a finished run after step `fromStep` with another `model` or `instructions` (write tools left out unless `allowWrites`), in a throwaway store; answers both runs' steps side by side and where they diverge.")
             .Body<WhatIfBody>()
-            .Produces<WhatIfDoc>().ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+            .Produces<WhatIfDoc>().ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415);
         v1.MapGet("/approvals", (Delegate)ApprovalsApi.ListAsync).Needs(ApiPermission.Resolve)
             .WithName("ListApprovals").WithSummary("Approvals runs wait for (?state=open), those the caller may answer: the proposed tool call, approvers, level, deadline.")
             .Produces<ApprovalListDoc>().ProducesProblem(400);
         v1.MapPost("/approvals/{id}/decision", ApprovalsApi.DecideAsync).Needs(ApiPermission.Resolve)
             .WithName("DecideApproval").WithSummary("Approve (optionally with edited arguments) or reject; the first decisive answer wins, a later one is 409 naming who answered.")
             .Body<ApprovalDecisionBody>()
-            .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).ProducesProblem(400).ProducesProblem(403).ProducesProblem(404).ProducesProblem(409);
+            .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).ProducesProblem(400).ProducesProblem(403).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415).ProducesProblem(503);
         v1.MapGet("/runs/{id}/events", RunEventStream.StreamAsync).Needs(ApiPermission.Read)
             .WithName("RunEvents").WithSummary("Server-Sent Events: one per journal entry (id = step n, event = kind), then `end`. Resumes from Last-Event-ID.")
             .Produces(StatusCodes.Status200OK, contentType: "text/event-stream").ProducesProblem(404);
@@ -111,9 +111,9 @@ public static class BureauEndpointRouteBuilderExtensions
             .WithName("ListKeys").WithSummary("API keys (ids, roles, dates; never the secret); ?revoked=true includes revoked ones.").Produces<KeyListDoc>();
         v1.MapPost("/keys", (Delegate)BureauApi.CreateKeyAsync).Needs(ApiPermission.ManageKeys)
             .WithName("CreateKey").WithSummary("Create an API key; the answer is the only time the key is shown.")
-            .Body<CreateKeyBody>().Produces<CreatedKeyDoc>(StatusCodes.Status201Created).ProducesProblem(400);
+            .Body<CreateKeyBody>().Produces<CreatedKeyDoc>(StatusCodes.Status201Created).ProducesProblem(400).ProducesProblem(413).ProducesProblem(415).ProducesProblem(503);
         v1.MapDelete("/keys/{id}", BureauApi.RevokeKeyAsync).Needs(ApiPermission.ManageKeys)
-            .WithName("RevokeKey").WithSummary("Revoke an API key.").Produces(StatusCodes.Status204NoContent).ProducesProblem(404);
+            .WithName("RevokeKey").WithSummary("Revoke an API key.").Produces(StatusCodes.Status204NoContent).ProducesProblem(404).ProducesProblem(503);
         TriggerEndpoints.Map(endpoints, v1);
         InteropEndpoints.Map(v1);
         SlackApprovalsApi.Map(endpoints);

@@ -159,4 +159,17 @@ public sealed class CliBadInputTests : IDisposable
         Assert.Contains("cannot be written", missing.Stderr);
         Assert.DoesNotContain("Unhandled exception", missing.Stderr);
     }
+
+    [Fact]
+    public async Task Serve_WithAnInvalidApiOption_IsBadUsageNamingTheKey_NotACrash()
+    {
+        // docs/configuration.md: a bad value stops the start with an error naming its key.
+        using var serve = BureauProcess.Start(_dir, new Dictionary<string, string> { ["Bureau__MaxRequestBodyBytes"] = "10" },
+            "serve", "bureau.yaml", "--db", Path.Combine(_dir, "serve.db"), "--urls", "http://127.0.0.1:0");
+        var code = await serve.WaitAsync(ProcessTimeout);
+
+        Assert.True(code == 2, $"exit {code}\n{serve.Stderr}");
+        Assert.Contains("bureau: Bureau:MaxRequestBodyBytes must be at least 1024 (is 10)", serve.Stderr);
+        Assert.DoesNotContain("Unhandled exception", serve.Stderr);
+    }
 }

@@ -99,10 +99,11 @@ internal static class ServeCommand
                 }).AddHttpApi();
             telemetry?.Apply(bureau);
             await using var app = builder.Build();
-            app.MapBureau();
-            app.MapBureauDashboard(); // the Dashboard at / (docs/observability.md#dashboard)
             try
             {
+                // Mapping reads the API's options: an invalid one (Bureau:MaxRequestBodyBytes=10) is a clear error, not a crash.
+                app.MapBureau();
+                app.MapBureauDashboard(); // the Dashboard at / (docs/observability.md#dashboard)
                 await app.StartAsync(ct);
             }
             catch (Exception ex) when (ex is InvalidOperationException or OptionsValidationException or IOException or ArgumentException or System.Net.Sockets.SocketException)

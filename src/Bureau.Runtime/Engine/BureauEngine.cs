@@ -527,7 +527,8 @@ public sealed partial class BureauEngine : IAsyncDisposable
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var live = Channel.CreateUnbounded<RunEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = false });
-        using var sub = Events.Subscribe(runId, e => live.Writer.TryWrite(e));
+        var published = new int[1]; // events written to the channel so far (an unbounded single-reader channel has no Count)
+        using var sub = Events.Subscribe(runId, e => { Interlocked.Increment(ref published[0]); live.Writer.TryWrite(e); });
         var run = await Store.GetRunAsync(runId, cancellationToken) ?? throw new RunNotFoundException(runId);
         var last = afterStep;
         foreach (var r in await Store.ReadJournalAsync(runId, afterStep, cancellationToken))
@@ -540,15 +541,35 @@ public sealed partial class BureauEngine : IAsyncDisposable
         if (refreshed is not null && refreshed.Status.IsTerminal() && last >= refreshed.Version) yield break;
         if (untilWaiting && refreshed?.Status == RunStatus.Waiting && last >= refreshed.Version) yield break;
 
-        // A call already in flight when we subscribed: its activity was published before we listened.
-        var current = includeActivity ? Events.CurrentActivity(runId) : null;
-        if (current is not null) yield return current;
+        // A call already in flight when we subscribed: its activity was published before we listened. The run may have
+        // moved on since our read: the entries before the activity come first, so the stream stays in order, and the
+        // activities the channel held before it (older ones) are not sent after it.
+        RunEvent? current = null;
+        var olderActivities = 0;
+        if (includeActivity)
+        {
+            var before = Volatile.Read(ref published[0]); // nothing was read from the channel yet
+            current = Events.CurrentActivity(runId);
+            if (current is not null)
+            {
+                olderActivities = before;
+                foreach (var r in await Store.ReadJournalAsync(runId, last, cancellationToken))
+                {
+                    last = r.N;
+                    yield return new RunEvent(runId, r);
+                    if (r.Entry is RunFinished || (untilWaiting && r.Entry is RunWaiting)) yield break;
+                }
+                if (ReferenceEquals(Events.CurrentActivity(runId), current)) yield return current;
+            }
+        }
 
         await foreach (var e in live.Reader.ReadAllAsync(cancellationToken))
         {
+            var older = olderActivities > 0;
+            if (older) olderActivities--;
             if (e.Record is null)
             {
-                if (includeActivity && !ReferenceEquals(e, current)) yield return e;
+                if (includeActivity && !older && !ReferenceEquals(e, current)) yield return e;
                 continue;
             }
             if (e.Record.N <= last) { if (e.Record.Entry is RunFinished || (untilWaiting && e.Record.Entry is RunWaiting)) yield break; continue; }

@@ -322,10 +322,14 @@ internal sealed class CountingStore(IRunStore inner) : IRunStore
     /// <summary>How many journal entries of <paramref name="runId"/> reads have returned.</summary>
     public int EntriesRead(string runId) => _entriesRead.GetValueOrDefault(runId);
 
+    /// <summary>Runs after each journal read, before its (by then possibly stale) records are returned (a test's hook into a race).</summary>
+    public Func<string, Task>? AfterReadJournal { get; set; }
+
     public async Task<IReadOnlyList<JournalRecord>> ReadJournalAsync(string runId, long afterStep = 0, CancellationToken cancellationToken = default)
     {
         var records = await inner.ReadJournalAsync(runId, afterStep, cancellationToken);
         _entriesRead.AddOrUpdate(runId, records.Count, (_, n) => n + records.Count);
+        if (AfterReadJournal is { } after) await after(runId);
         return records;
     }
 

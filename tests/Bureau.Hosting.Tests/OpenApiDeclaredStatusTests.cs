@@ -1,0 +1,156 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit;
+
+namespace Bureau.Hosting.Tests;
+
+/// <summary>
+/// The answers docs/api.md promises are in the OpenAPI document too: each request here provokes a problem the host
+/// really answers (a full queue, a body that is too large, of another content type or with a bad field, a store that
+/// cannot write), and the served document must declare that status for that operation, or a generated client does not
+/// know it can happen.
+/// </summary>
+public sealed class OpenApiDeclaredStatusTests : IAsyncLifetime
+{
+    private readonly TestHost _host = new();
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public ValueTask InitializeAsync() => ValueTask.CompletedTask;
+    public ValueTask DisposeAsync() => _host.DisposeAsync();
+
+    [Fact]
+    public async Task EveryProblemTheHostAnswers_IsDeclaredForItsOperation()
+    {
+        await _host.StartAsync(b => b.Services.Configure<BureauOptions>(o =>
+        {
+            o.MaxConcurrentRuns = 1;
+            o.AgentQueueLimits["echo"] = 1;
+        }));
+        // One run slot, held by a gated run: one run of "echo" may wait, the next is refused.
+        var blocker = await _host.Engine.SubmitAsync(new RunRequest("slow", "hold"), Ct);
+        using (var started = CancellationTokenSource.CreateLinkedTokenSource(Ct))
+        {
+            started.CancelAfter(TimeSpan.FromSeconds(20));
+            await foreach (var e in _host.Engine.WatchAsync(blocker.Run.Id, includeActivity: true, cancellationToken: started.Token))
+                if (e.Activity == "model.started") break;
+        }
+        var id = blocker.Run.Id;
+        var tooLarge = "{\"reason\":\"" + new string('a', 70 * 1024) + "\"}"; // the test host takes 64 KiB
+
+        var observed = new List<(string Method, string Path, int Status)>();
+        async Task Expect(HttpMethod method, string url, string template, string body, string contentType, int status)
+        {
+            using var request = new HttpRequestMessage(method, url) { Content = new StringContent(body, Encoding.UTF8, contentType) };
+            using var response = await _host.Client.SendAsync(request, Ct);
+            await Http.ProblemAsync(response, status);
+            observed.Add((method.Method.ToLowerInvariant(), template, status));
+        }
+
+        Assert.Equal(HttpStatusCode.Accepted,
+            (await _host.Client.SendAsync(Http.Json(HttpMethod.Post, "/v1/runs", """{"agent":"echo","input":"waits"}"""), Ct)).StatusCode);
+        await Expect(HttpMethod.Post, "/v1/runs", "/v1/runs", """{"agent":"echo","input":"refused"}""", "application/json", 429);
+
+        await Expect(HttpMethod.Post, $"/v1/runs/{id}/cancel", "/v1/runs/{id}/cancel", """{"reason":5}""", "application/json", 400);
+        await Expect(HttpMethod.Post, $"/v1/runs/{id}/cancel", "/v1/runs/{id}/cancel", "x", "text/plain", 415);
+        await Expect(HttpMethod.Post, $"/v1/runs/{id}/cancel", "/v1/runs/{id}/cancel", tooLarge, "application/json", 413);
+        await Expect(HttpMethod.Post, $"/v1/runs/{id}/resolve", "/v1/runs/{id}/resolve", "x", "text/plain", 415);
+        await Expect(HttpMethod.Post, $"/v1/runs/{id}/resolve", "/v1/runs/{id}/resolve", tooLarge, "application/json", 413);
+        await Expect(HttpMethod.Post, $"/v1/runs/{id}/whatif", "/v1/runs/{id}/whatif", "x", "text/plain", 415);
+        await Expect(HttpMethod.Post, $"/v1/runs/{id}/whatif", "/v1/runs/{id}/whatif", tooLarge, "application/json", 413);
+        await Expect(HttpMethod.Post, $"/v1/approvals/{id}:2/decision", "/v1/approvals/{id}/decision", "x", "text/plain", 415);
+        await Expect(HttpMethod.Post, $"/v1/approvals/{id}:2/decision", "/v1/approvals/{id}/decision", tooLarge, "application/json", 413);
+        await Expect(HttpMethod.Post, "/v1/keys", "/v1/keys", "x", "text/plain", 415);
+        await Expect(HttpMethod.Post, "/v1/keys", "/v1/keys", tooLarge, "application/json", 413);
+
+        using var served = await _host.Client.GetAsync("/openapi/v1.json", Ct);
+        var document = JsonNode.Parse(await served.Content.ReadAsStringAsync(Ct))!;
+        var undeclared = observed
+            .Where(o => document["paths"]?[o.Path]?[o.Method]?["responses"]?[o.Status.ToString(System.Globalization.CultureInfo.InvariantCulture)] is null)
+            .Select(o => $"{o.Method.ToUpperInvariant()} {o.Path} answers {o.Status}")
+            .ToList();
+        Assert.True(undeclared.Count == 0, "the OpenAPI document does not declare what the host answers:\n" + string.Join("\n", undeclared));
+
+        _host.Gate.Open("hold");
+        await _host.WaitAsync(id);
+    }
+
+    [Fact]
+    public async Task WritesRefusedByAStoreThatCannotWrite_Are503_AndDeclaredForTheirOperation()
+    {
+        var failing = new StoreFault();
+        await _host.StartAsync(b =>
+        {
+            b.Services.Configure<BureauOptions>(o => o.MaxConcurrentRuns = 1);
+            b.Services.AddSingleton(sp => StoreFault.Wrap<IRunStore>(sp.GetRequiredService<Bureau.Storage.Sqlite.SqliteRunStore>(), failing, "SubmitAsync", "AppendAsync"));
+            b.Services.AddSingleton(sp => StoreFault.Wrap<IApiKeyStore>(sp.GetRequiredService<Bureau.Storage.Sqlite.SqliteApiKeyStore>(), failing, "AddAsync", "RevokeAsync"));
+        });
+        var done = await _host.Engine.SubmitAsync(new RunRequest("pager", "finished"), Ct);
+        await _host.WaitAsync(done.Run.Id);
+        await _host.Engine.SubmitAsync(new RunRequest("slow", "hold"), Ct);              // holds the one run slot
+        var queued = await _host.Engine.SubmitAsync(new RunRequest("echo", "waits in the queue"), Ct);
+
+        var observed = new List<(string Method, string Path, int Status)>();
+        async Task Expect(HttpMethod method, string url, string template, string? body)
+        {
+            using var request = new HttpRequestMessage(method, url);
+            if (body is not null) request.Content = new StringContent(body, Encoding.UTF8, "application/json");
+            using var response = await _host.Client.SendAsync(request, Ct);
+            var problem = await Http.ProblemAsync(response, 503);
+            Assert.Equal("storage-unavailable", (string?)problem["code"]);
+            observed.Add((method.Method.ToLowerInvariant(), template, 503));
+        }
+
+        failing.On = true;
+        await Expect(HttpMethod.Post, "/v1/runs", "/v1/runs", """{"agent":"echo","input":"x"}""");
+        await Expect(HttpMethod.Post, $"/v1/runs/{queued.Run.Id}/cancel", "/v1/runs/{id}/cancel", null);
+        await Expect(HttpMethod.Post, "/v1/keys", "/v1/keys", """{"role":"viewer"}""");
+        await Expect(HttpMethod.Post, $"/v1/runs/{done.Run.Id}/rollback", "/v1/runs/{id}/rollback", null);
+        failing.On = false;
+
+        using var served = await _host.Client.GetAsync("/openapi/v1.json", Ct);
+        var document = JsonNode.Parse(await served.Content.ReadAsStringAsync(Ct))!;
+        var undeclared = observed
+            .Where(o => document["paths"]?[o.Path]?[o.Method]?["responses"]?[o.Status.ToString(System.Globalization.CultureInfo.InvariantCulture)] is null)
+            .Select(o => $"{o.Method.ToUpperInvariant()} {o.Path} answers {o.Status}")
+            .ToList();
+        Assert.True(undeclared.Count == 0, "the OpenAPI document does not declare what the host answers:\n" + string.Join("\n", undeclared));
+
+        _host.Gate.Open("hold");
+        await _host.WaitAsync(queued.Run.Id);
+    }
+
+    /// <summary>Makes chosen methods of a store throw as a full disk does while <see cref="On"/>; the rest go through.</summary>
+    public class StoreFault : System.Reflection.DispatchProxy
+    {
+        private object _inner = null!;
+        private StoreFault _switch = null!;
+        private string[] _methods = [];
+
+        public volatile bool On;
+
+        public static T Wrap<T>(T inner, StoreFault fault, params string[] methods) where T : class
+        {
+            var proxy = Create<T, StoreFault>();
+            var self = (StoreFault)(object)proxy;
+            (self._inner, self._switch, self._methods) = (inner, fault, methods);
+            return proxy;
+        }
+
+        protected override object? Invoke(System.Reflection.MethodInfo? targetMethod, object?[]? args)
+        {
+            if (_switch.On && _methods.Contains(targetMethod!.Name))
+                throw new StorageUnavailableException(StorageFault.DiskFull, "test.db", "the store cannot write to test.db: the disk is full (a test's fault)");
+            try
+            {
+                return targetMethod!.Invoke(_inner, args);
+            }
+            catch (System.Reflection.TargetInvocationException ex) when (ex.InnerException is not null)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(ex.InnerException);
+                throw;
+            }
+        }
+    }
+}
