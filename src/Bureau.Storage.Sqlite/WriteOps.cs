@@ -23,15 +23,6 @@ internal sealed class WriterCommands : IDisposable
                 claim_until = CASE WHEN ?3 IN ('queued','running') THEN coalesce(?12, claim_until) END
             WHERE id = ?13 AND version = ?14
             """);
-        // A running run's step that changes only its usage: its status, wait, error and claim stay as they are, so nothing
-        // indexed is assigned and SQLite leaves runs_by_status alone (assigning the same status rewrites its index entry).
-        BumpVersionRunning = new RawStatement(c,
-            """
-            UPDATE runs SET version = ?1, updated_at = ?2,
-                input_tokens = coalesce(?3, input_tokens), output_tokens = coalesce(?4, output_tokens), cost = coalesce(?5, cost)
-            WHERE id = ?6 AND version = ?7 AND status = 'running'
-                AND waiting_for IS NULL AND wait_deadline IS NULL AND error IS NULL AND outcome IS NULL
-            """);
         CurrentVersion = new RawStatement(c, "SELECT version FROM runs WHERE id = ?1");
         FindByKey = Make(c, $"SELECT {SqliteRunStore.RunColumns} FROM runs WHERE idempotency_key = $key", "$key");
         InsertRun = new RawStatement(c,
@@ -42,7 +33,7 @@ internal sealed class WriterCommands : IDisposable
         MarkRunning = new RawStatement(c, "UPDATE runs SET status = 'running', updated_at = ?1 WHERE id = ?2 AND status = 'queued'");
         Audits = new AuditAppender(c);
         _all = [FindByKey];
-        _raw = [InsertJournal, BumpVersion, BumpVersionWithStatus, BumpVersionRunning, CurrentVersion, InsertRun, MarkRunning];
+        _raw = [InsertJournal, BumpVersion, BumpVersionWithStatus, CurrentVersion, InsertRun, MarkRunning];
     }
 
     public RawStatement InsertJournal { get; }
@@ -50,7 +41,6 @@ internal sealed class WriterCommands : IDisposable
     public EntryBuffer Entries { get; } = new();
     public AuditAppender Audits { get; }
     public RawStatement BumpVersionWithStatus { get; }
-    public RawStatement BumpVersionRunning { get; }
     public RawStatement CurrentVersion { get; }
     public SqliteCommand FindByKey { get; }
     public RawStatement InsertRun { get; }
@@ -182,12 +172,7 @@ internal sealed class AppendOp(AppendRequest request) : WriteOp
         var newVersion = req.ExpectedVersion + req.Entries.Count;
         var at = SqliteRunStore.ToUnixMs(req.At);
         int changed;
-        if (req.Update is { Status: RunStatus.Running, Output: null, Error: null, Outcome: null, WaitingFor: null, Claim: null } running
-            && BumpRunning(cmds, req, running, newVersion, at) == 1)
-        {
-            changed = 1;
-        }
-        else if (req.Update is { } u)
+        if (req.Update is { } u)
         {
             var bump = cmds.BumpVersionWithStatus;
             bump.Bind(1, newVersion);
@@ -225,23 +210,6 @@ internal sealed class AppendOp(AppendRequest request) : WriteOp
         }
         var n = req.ExpectedVersion;
         foreach (var entry in req.Entries) InsertEntry(cmds, req.RunId, ++n, req.At, entry);
-    }
-
-    /// <summary>
-    /// The update of a step that leaves a running run running (a model call's usage): changes the row only if it is running
-    /// with nothing to clear (0 otherwise: the full update then sets the status and clears the rest, or finds the conflict).
-    /// </summary>
-    private static int BumpRunning(WriterCommands cmds, AppendRequest req, RunUpdate u, long newVersion, long at)
-    {
-        var bump = cmds.BumpVersionRunning;
-        bump.Bind(1, newVersion);
-        bump.Bind(2, at);
-        bump.Bind(3, u.Usage?.InputTokens);
-        bump.Bind(4, u.Usage?.OutputTokens);
-        bump.Bind(5, u.Cost);
-        bump.Bind(6, req.RunId);
-        bump.Bind(7, req.ExpectedVersion);
-        return bump.Execute();
     }
 
     public override void Reset() => _conflict = null;
