@@ -68,6 +68,27 @@ public sealed class ApprovalApiTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task EditedArgumentsTheToolRefuses_Are400NamingArguments_TheApprovalStaysOpen()
+    {
+        await StartAsync();
+        var (runId, approvalId) = await WaitingRunAsync();
+
+        using (var bad = await DecideAsync(approvalId, """{"decision":"approve","arguments":{"amount":"lots"}}"""))
+        {
+            var problem = await Http.ProblemAsync(bad, 400, runId: runId);
+            Assert.Equal("arguments", (string?)problem["field"]);
+            Assert.Contains("invalid arguments for tool 'refund'", (string?)problem["detail"]);
+            Assert.Contains("amount", (string?)problem["detail"]);
+        }
+        Assert.Equal(approvalId, (string?)Assert.Single((await Http.BodyAsync(await _host.Client.GetAsync("/v1/approvals?state=open", Ct)))["items"]!.AsArray())!["id"]);
+        Assert.Empty(_refunds);
+
+        using var res = await DecideAsync(approvalId, """{"decision":"approve","arguments":{"amount":120}}""");
+        Assert.Equal(HttpStatusCode.Accepted, res.StatusCode);
+        Assert.Equal((RunStatus.Succeeded, "done: refunded 120"), ((await _host.WaitAsync(runId)).Status, (await _host.WaitAsync(runId)).Output));
+    }
+
+    [Fact]
     public async Task SecondDecision_Is409NamingWhoAnswered_ABadDecisionIs400()
     {
         await StartAsync();

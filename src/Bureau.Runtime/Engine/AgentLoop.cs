@@ -46,6 +46,19 @@ internal sealed class AgentRunExecutor : IRunExecutor
     }
 
     /// <summary>
+    /// Why <paramref name="arguments"/> cannot replace the arguments of a call of <paramref name="tool"/> by
+    /// <paramref name="agent"/> (not JSON, not an object, not the tool's schema), or null when they can, or when the tool is
+    /// not one of the deployment's (a memory tool: its edit is checked when the run resumes).
+    /// </summary>
+    internal string? EditedArgumentsProblem(string agent, string tool, string arguments)
+    {
+        var current = Current;
+        if (!current.Agents.TryGetValue(agent, out var runtime) || !current.ToolsByName.ContainsKey(tool)) return null;
+        var check = runtime.Validator.Check(runtime.Definition, tool, arguments);
+        return check.IsValid ? null : check.Error;
+    }
+
+    /// <summary>
     /// The deployment as built now: rebuilt when the definitions were replaced (an MCP server's tools listed after
     /// start). A run takes its agent at its start (or resume), so its tool list does not change while it runs.
     /// </summary>

@@ -69,6 +69,10 @@ public sealed partial class BureauEngine
         }
         if (decision.Arguments is not null && !wait.EditableArguments)
             throw new ArgumentException($"approval {runId}:{step}: the policy '{wait.Rule}' does not let the approver edit the arguments", nameof(decision));
+        // An edit the tool would refuse is refused now, with nothing written: the approval stays open for a correct one.
+        if (decision.Arguments is { } edited && wait.Tool is { } tool && run.Kind == RunKinds.Agent
+            && _executors.GetValueOrDefault(RunKinds.Agent) is AgentRunExecutor agents && agents.EditedArgumentsProblem(run.Agent, tool, edited) is { } problem)
+            throw new ArgumentException($"approval {runId}:{step}: the edited arguments were refused, nothing was decided: {problem}", nameof(decision));
         var votes = await VotesAsync(runId, step, cancellationToken);
         if (votes.Contains(actor, StringComparer.Ordinal))
             throw new RunStateConflictException(runId, run.Status, $"{actor} has already approved {runId}:{step}; it needs {wait.Required} distinct approvers", step);

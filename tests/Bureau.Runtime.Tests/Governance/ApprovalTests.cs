@@ -103,6 +103,28 @@ public sealed class ApprovalTests : IAsyncDisposable
         Assert.Equal("""{"key":"smaller"}""", intent.Arguments); // the journal says what ran
     }
 
+    [Theory]
+    [InlineData("""{"amount":150}""", "required")] // the schema's required key is missing (an edit replaces the arguments, it does not patch them)
+    [InlineData("""{"key":"x","extra":1}""", "extra")] // a property the schema does not allow
+    public async Task EditedArguments_TheToolsSchemaRefuses_AreRefusedAtTheDecision_NothingIsWritten_ACorrectEditThenRuns(string edit, string named)
+    {
+        Setup();
+        var (engine, id, wait) = await WaitingAsync();
+        var before = (await engine.ReadJournalAsync(id)).Count;
+
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() =>
+            engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true, null, edit), "lea", ["leads"]));
+        Assert.Equal("decision", ex.ParamName);
+        Assert.Contains($"approval {id}:{wait.Step}: the edited arguments were refused, nothing was decided: invalid arguments for tool 'refund'", ex.Message);
+        Assert.Contains(named, ex.Message);
+        Assert.Equal(RunStatus.Waiting, (await engine.GetRunAsync(id))!.Status);
+        Assert.Equal(before, (await engine.ReadJournalAsync(id)).Count); // no answer journaled: the approval is still open
+        Assert.Empty(_f.Keys);
+
+        await engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true, null, """{"key":"smaller"}"""), "lea", ["leads"]);
+        Assert.Equal("after: refund:smaller", (await EngineFixture.WaitAsync(engine, id)).Output);
+    }
+
     [Fact]
     public async Task EditedArguments_WhenThePolicyDoesNotAllowEdits_AreRefused_NothingIsWritten_ThePlainApprovalRunsTheOriginal()
     {
