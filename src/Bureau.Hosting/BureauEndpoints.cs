@@ -73,7 +73,8 @@ public static class BureauEndpointRouteBuilderExtensions
             .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415).ProducesProblem(503);
         v1.MapPost("/runs/{id}/rollback", BureauApi.RollbackAsync).Needs(ApiPermission.StartOrCancel)
             .WithName("RollbackRun").WithSummary("Compensate a finished run's completed writes, newest first (a rollback run, a child of it); asking again returns the same rollback.")
-            .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).Produces<RunSummaryDoc>(StatusCodes.Status200OK).ProducesProblem(404).ProducesProblem(409).ProducesProblem(503);
+            .Produces<RunSummaryDoc>(StatusCodes.Status202Accepted).Produces<RunSummaryDoc>(StatusCodes.Status200OK).ProducesProblem(400).ProducesProblem(404).ProducesProblem(409)
+            .ProducesProblem(413).ProducesProblem(415).ProducesProblem(503);
         v1.MapPost("/runs/{id}/replay", ReplayApi.ReplayAsync).Needs(ApiPermission.Read)
             .WithName("ReplayRun").WithSummary("Replay a finished run against its journal (no model or tool call, nothing written) and say whether the engine reproduces its steps, or the first step it does differently.")
             .Produces<ReplayCheckDoc>().ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);

@@ -19,6 +19,13 @@ public sealed class RollbackApiTests : IAsyncDisposable
         var id = (string)(await Http.BodyAsync(res))["id"]!;
         await _host.WaitAsync(id);
 
+        using (var refused = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, $"/v1/runs/{id}/rollback", """{"reason":"wrong refund"}"""), Ct))
+        {
+            var problem = await Http.ProblemAsync(refused, 400, "reason");
+            Assert.Contains("unknown field 'reason'", (string)problem["detail"]!);
+        }
+        Assert.Empty((await _host.Engine.ListRunsAsync(new RunQuery { ParentRunId = id }, Ct)).Items); // refused: no rollback started
+
         using var first = await _host.Client.PostAsync($"/v1/runs/{id}/rollback", null, Ct);
         Assert.Equal(HttpStatusCode.Accepted, first.StatusCode);
         var rollbackId = (string)(await Http.BodyAsync(first))["id"]!;

@@ -153,6 +153,8 @@ internal static class BureauApi
 
     public static async Task<IResult> RollbackAsync(HttpContext ctx, string id)
     {
+        // The rollback takes no fields: a field sent (a reason, a step) is refused naming it rather than ignored.
+        if (await RequestBody.ReadAsync(ctx, Options(ctx).MaxRequestBodyBytes, optional: true) is { } body) RequestBody.OnlyFields(body);
         var result = await Engine(ctx).RollbackAsync(id, ApiAccess.Caller(ctx).Actor, ctx.RequestAborted);
         return Json(RunDocuments.Summary(result.Run), result.Created ? StatusCodes.Status202Accepted : StatusCodes.Status200OK);
     }
