@@ -49,30 +49,11 @@ public sealed class DocsCSharpSnippetTests : IDisposable
         }
     }
 
-    [Fact]
-    public void TeamsMd_InCSharp_IsTheCompiledSnippet()
-    {
-        AssertPageShows("teams.md", "## In C#", "teams.md");
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = _dir });
-
-        // docs/teams.md begin
-        builder.Services.AddBureau()
-            .AddAgent(new AgentDefinition { Name = "billing", Model = "gpt", Instructions = "You handle billing questions." })
-            .AddAgent(new AgentDefinition { Name = "technical", Model = "gpt", Instructions = "You handle technical questions." })
-            .AddAgent(new AgentDefinition { Name = "planner", Model = "gpt", Instructions = "Name the specialists the ticket needs." })
-            .AddTeam(new TeamDefinition
-            {
-                Name = "specialists",
-                Pattern = TeamPattern.Router,
-                Planner = "planner",
-                Members = ["billing", "technical"],
-                Join = TeamJoin.All,
-                OnMemberFailure = ChildFailurePolicy.Retry,
-            });
-        // docs/teams.md end
-
-        Assert.Contains(builder.Services, d => d.ServiceType == typeof(BureauEngine));
-    }
+    /// <summary>teams.md's and governance.md's snippets are compiled and run by the tests that check what they do.</summary>
+    [Theory]
+    [InlineData("teams.md", "tests/Bureau.Runtime.Tests/Teams/TeamTests.cs")]
+    [InlineData("governance.md", "tests/Bureau.Runtime.Tests/Governance/ApprovalTests.cs")]
+    public void InCSharp_IsTheSnippetATestRuns(string page, string source) => AssertPageShows(page, "## In C#", page, source);
 
     [Fact]
     public void TriggersMd_InCSharp_IsTheCompiledSnippet()
@@ -104,32 +85,13 @@ public sealed class DocsCSharpSnippetTests : IDisposable
         Assert.Contains(builder.Services, d => d.ServiceType == typeof(BureauEngine));
     }
 
-    [Fact]
-    public void GovernanceMd_InCSharp_IsTheCompiledSnippet()
-    {
-        AssertPageShows("governance.md", "## In C#", "governance.md");
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = _dir });
-
-        // docs/governance.md begin
-        builder.Services.AddBureau()
-            .AddPolicy(new PolicyRule
-            {
-                Name = "big-refunds",
-                When = new PolicyConditions { Tools = ["refund"], Arguments = [ArgumentCondition.Parse("$.amount > 100", out _)!] },
-                Action = PolicyAction.RequireApproval,
-                Reason = "refunds over 100 need a lead",
-                Approval = new ApprovalSpec { Levels = [new(["support-leads"], TimeSpan.FromMinutes(30))], EditableArguments = true },
-            })
-            .AddPolicyDefault(ToolEffect.Write, PolicyAction.RequireApproval);
-        // docs/governance.md end
-
-        Assert.Contains(builder.Services, d => d.ServiceType == typeof(BureauEngine));
-    }
-
     private static string Lookup(string email) => email == "ada@example.com" ? "C-001" : "unknown";
 
-    /// <summary>The page's first <c>```csharp</c> block after <paramref name="heading"/> is, line for line (indentation aside), the code between this file's markers.</summary>
-    private static void AssertPageShows(string page, string heading, string marker)
+    /// <summary>
+    /// The page's first <c>```csharp</c> block after <paramref name="heading"/> is, line for line (indentation aside), the code
+    /// between the markers of <paramref name="source"/> (this file by default).
+    /// </summary>
+    private static void AssertPageShows(string page, string heading, string marker, string source = "tests/Bureau.Hosting.Tests/DocsCSharpSnippetTests.cs")
     {
         var text = File.ReadAllText(Path.Combine(NodeTool.RepoRoot, "docs", page)).ReplaceLineEndings("\n");
         var at = text.IndexOf("\n" + heading + "\n", StringComparison.Ordinal);
@@ -137,9 +99,11 @@ public sealed class DocsCSharpSnippetTests : IDisposable
         at = text.IndexOf("```csharp\n", at, StringComparison.Ordinal) + "```csharp\n".Length;
         var shown = Lines(text[at..text.IndexOf("```", at, StringComparison.Ordinal)]);
 
-        var source = File.ReadAllText(Path.Combine(NodeTool.RepoRoot, "tests", "Bureau.Hosting.Tests", "DocsCSharpSnippetTests.cs")).ReplaceLineEndings("\n");
-        var begin = source.IndexOf($"// docs/{marker} begin\n", StringComparison.Ordinal) + $"// docs/{marker} begin\n".Length;
-        var compiled = Lines(source[begin..source.IndexOf($"// docs/{marker} end", begin, StringComparison.Ordinal)]);
+        var code = File.ReadAllText(Path.Combine(NodeTool.RepoRoot, source)).ReplaceLineEndings("\n");
+        var begin = code.IndexOf($"// docs/{marker} begin", StringComparison.Ordinal);
+        Assert.True(begin >= 0, $"{source} has no marker // docs/{marker} begin");
+        begin = code.IndexOf('\n', begin) + 1;
+        var compiled = Lines(code[begin..code.IndexOf($"// docs/{marker} end", begin, StringComparison.Ordinal)]);
 
         Assert.Equal(compiled, shown);
     }

@@ -294,7 +294,7 @@ public sealed class ApprovalTests : IAsyncDisposable
     {
         var builder = new { Services = new Microsoft.Extensions.DependencyInjection.ServiceCollection() };
 
-        // docs/governance.md, "In C#"
+        // docs/governance.md begin (the page shows these lines: DocsCSharpSnippetTests)
         builder.Services.AddBureau()
             .AddPolicy(new PolicyRule
             {
@@ -305,6 +305,7 @@ public sealed class ApprovalTests : IAsyncDisposable
                 Approval = new ApprovalSpec { Levels = [new(["support-leads"], TimeSpan.FromMinutes(30))], EditableArguments = true },
             })
             .AddPolicyDefault(ToolEffect.Write, PolicyAction.RequireApproval);
+        // docs/governance.md end
 
         await using var provider = Microsoft.Extensions.DependencyInjection.ServiceCollectionContainerBuilderExtensions.BuildServiceProvider(builder.Services);
         var policies = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<BureauDeployment>(provider).Definitions.Policies;

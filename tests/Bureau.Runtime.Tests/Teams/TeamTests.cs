@@ -633,7 +633,7 @@ public sealed class TeamTests : IAsyncDisposable
             return FakeModel.Text(who.StartsWith("Name the specialists", StringComparison.Ordinal) ? "technical" : "fixed by: " + who);
         });
 
-        // docs/teams.md, "In C#"
+        // docs/teams.md begin (the page shows these lines: DocsCSharpSnippetTests)
         builder.Services.AddBureau()
             .AddAgent(new AgentDefinition { Name = "billing", Model = "gpt", Instructions = "You handle billing questions." })
             .AddAgent(new AgentDefinition { Name = "technical", Model = "gpt", Instructions = "You handle technical questions." })
@@ -647,6 +647,7 @@ public sealed class TeamTests : IAsyncDisposable
                 Join = TeamJoin.All,
                 OnMemberFailure = ChildFailurePolicy.Retry,
             });
+        // docs/teams.md end
 
         builder.Services.AddBureau().AddChatClient("gpt", gpt).UseSqliteStorage(_f.DbPath);
         await using var provider = builder.Services.BuildServiceProvider();
