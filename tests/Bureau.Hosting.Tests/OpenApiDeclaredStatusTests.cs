@@ -57,6 +57,9 @@ public sealed class OpenApiDeclaredStatusTests : IAsyncLifetime
         await Expect(HttpMethod.Post, $"/v1/runs/{id}/cancel", "/v1/runs/{id}/cancel", tooLarge, "application/json", 413);
         await Expect(HttpMethod.Post, $"/v1/runs/{id}/resolve", "/v1/runs/{id}/resolve", "x", "text/plain", 415);
         await Expect(HttpMethod.Post, $"/v1/runs/{id}/resolve", "/v1/runs/{id}/resolve", tooLarge, "application/json", 413);
+        await Expect(HttpMethod.Post, $"/v1/runs/{id}/rollback", "/v1/runs/{id}/rollback", """{"reason":"x"}""", "application/json", 400);
+        await Expect(HttpMethod.Post, $"/v1/runs/{id}/rollback", "/v1/runs/{id}/rollback", "x", "text/plain", 415);
+        await Expect(HttpMethod.Post, $"/v1/runs/{id}/rollback", "/v1/runs/{id}/rollback", tooLarge, "application/json", 413);
         await Expect(HttpMethod.Post, $"/v1/runs/{id}/whatif", "/v1/runs/{id}/whatif", "x", "text/plain", 415);
         await Expect(HttpMethod.Post, $"/v1/runs/{id}/whatif", "/v1/runs/{id}/whatif", tooLarge, "application/json", 413);
         await Expect(HttpMethod.Post, $"/v1/approvals/{id}:2/decision", "/v1/approvals/{id}/decision", "x", "text/plain", 415);
@@ -64,13 +67,7 @@ public sealed class OpenApiDeclaredStatusTests : IAsyncLifetime
         await Expect(HttpMethod.Post, "/v1/keys", "/v1/keys", "x", "text/plain", 415);
         await Expect(HttpMethod.Post, "/v1/keys", "/v1/keys", tooLarge, "application/json", 413);
 
-        using var served = await _host.Client.GetAsync("/openapi/v1.json", Ct);
-        var document = JsonNode.Parse(await served.Content.ReadAsStringAsync(Ct))!;
-        var undeclared = observed
-            .Where(o => document["paths"]?[o.Path]?[o.Method]?["responses"]?[o.Status.ToString(System.Globalization.CultureInfo.InvariantCulture)] is null)
-            .Select(o => $"{o.Method.ToUpperInvariant()} {o.Path} answers {o.Status}")
-            .ToList();
-        Assert.True(undeclared.Count == 0, "the OpenAPI document does not declare what the host answers:\n" + string.Join("\n", undeclared));
+        await AssertDeclaredAsync(observed);
 
         _host.Gate.Open("hold");
         await _host.WaitAsync(id);
@@ -109,6 +106,15 @@ public sealed class OpenApiDeclaredStatusTests : IAsyncLifetime
         await Expect(HttpMethod.Post, $"/v1/runs/{done.Run.Id}/rollback", "/v1/runs/{id}/rollback", null);
         failing.On = false;
 
+        await AssertDeclaredAsync(observed);
+
+        _host.Gate.Open("hold");
+        await _host.WaitAsync(queued.Run.Id);
+    }
+
+    /// <summary>Each (method, path template, status) the host answered is among its operation's responses in the served OpenAPI document.</summary>
+    private async Task AssertDeclaredAsync(List<(string Method, string Path, int Status)> observed)
+    {
         using var served = await _host.Client.GetAsync("/openapi/v1.json", Ct);
         var document = JsonNode.Parse(await served.Content.ReadAsStringAsync(Ct))!;
         var undeclared = observed
@@ -116,9 +122,6 @@ public sealed class OpenApiDeclaredStatusTests : IAsyncLifetime
             .Select(o => $"{o.Method.ToUpperInvariant()} {o.Path} answers {o.Status}")
             .ToList();
         Assert.True(undeclared.Count == 0, "the OpenAPI document does not declare what the host answers:\n" + string.Join("\n", undeclared));
-
-        _host.Gate.Open("hold");
-        await _host.WaitAsync(queued.Run.Id);
     }
 
     /// <summary>Makes chosen methods of a store throw as a full disk does while <see cref="On"/>; the rest go through.</summary>
