@@ -246,3 +246,21 @@ public sealed class RunDeletion
     /// <summary>Why, added to the audit entry's detail (such as the agent and its policy).</summary>
     public string? Reason { get; init; }
 }
+
+/// <summary>How stores turn <see cref="RunQuery.IdempotencyKeyPrefix"/> into a range on their key index.</summary>
+internal static class KeyPrefixes
+{
+    /// <summary>
+    /// The smallest string after every string that starts with <paramref name="prefix"/> (ordinal, as UTF-8 bytes order
+    /// them), or null when there is none a store can use: the prefix is only U+FFFF, or its last character (U+FFFF
+    /// dropped) is a surrogate or would become one. The range only narrows the search: stores also check the prefix itself.
+    /// </summary>
+    public static string? End(string prefix)
+    {
+        var kept = prefix.TrimEnd('\uFFFF');
+        if (kept.Length == 0) return null;
+        var last = kept[^1];
+        if (char.IsSurrogate(last) || char.IsSurrogate((char)(last + 1))) return null;
+        return kept[..^1] + (char)(last + 1);
+    }
+}

@@ -148,8 +148,10 @@ public sealed class PostgreSqlRunStore : IRunStore, IAuditLog
         if (query.ParentRunId is not null) where.Add($"parent_run_id = {Param(query.ParentRunId)}");
         if (query.IdempotencyKeyPrefix is { Length: > 0 } prefix)
         {
-            // A range on the unique index (collation "C": ordinal): keys from the prefix up to the prefix with its last character incremented.
-            where.Add($"idempotency_key >= {Param(prefix)} AND idempotency_key < {Param(prefix[..^1] + (char)(prefix[^1] + 1))}");
+            // A range on the unique index (collation "C": ordinal): keys from the prefix up to the first string past it, and the prefix itself.
+            var from = Param(prefix);
+            where.Add($"idempotency_key >= {from} AND left(idempotency_key, char_length({from})) = {from}");
+            if (KeyPrefixes.End(prefix) is { } end) where.Add($"idempotency_key < {Param(end)}");
         }
         if (query.IdempotencyKey is not null) where.Add($"idempotency_key = {Param(query.IdempotencyKey)}");
         if (query.RootRunId is not null)

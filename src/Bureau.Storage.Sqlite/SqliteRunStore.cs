@@ -197,10 +197,14 @@ public sealed class SqliteRunStore : IRunStore, IAuditLog
         if (query.ParentRunId is not null) { where.Add("parent_run_id = $parent"); cmd.Parameters.AddWithValue("$parent", query.ParentRunId); }
         if (query.IdempotencyKeyPrefix is { Length: > 0 } prefix)
         {
-            // A range on the unique index: keys from the prefix up to (not including) the prefix with its last character incremented.
-            where.Add("idempotency_key >= $keyFrom AND idempotency_key < $keyTo");
+            // A range on the unique index (keys from the prefix up to the first string past it), and the prefix itself.
+            where.Add("idempotency_key >= $keyFrom AND substr(idempotency_key, 1, length($keyFrom)) = $keyFrom");
             cmd.Parameters.AddWithValue("$keyFrom", prefix);
-            cmd.Parameters.AddWithValue("$keyTo", prefix[..^1] + (char)(prefix[^1] + 1));
+            if (KeyPrefixes.End(prefix) is { } end)
+            {
+                where.Add("idempotency_key < $keyTo");
+                cmd.Parameters.AddWithValue("$keyTo", end);
+            }
         }
         if (query.IdempotencyKey is not null) { where.Add("idempotency_key = $key"); cmd.Parameters.AddWithValue("$key", query.IdempotencyKey); }
         if (query.RootRunId is not null) { where.Add("root_run_id = $root AND id <> $root"); cmd.Parameters.AddWithValue("$root", query.RootRunId); }

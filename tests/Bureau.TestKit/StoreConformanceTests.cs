@@ -251,6 +251,23 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ListRuns_ByIdempotencyKeyPrefix_EndingInTheLastCharacters_FindsItsKeysOnly()
+    {
+        var store = await OpenAsync();
+        await store.SubmitAsync(Run("f1", key: "k\uFFFF1"));
+        await store.SubmitAsync(Run("f2", key: "k\uFFFF\uFFFF"));
+        await store.SubmitAsync(Run("g1", key: "k\uD7FFx"));
+        await store.SubmitAsync(Run("e1", key: "k\U0001F600x"));
+        await store.SubmitAsync(Run("o1", key: "l1"));
+        await store.SubmitAsync(Run("o2", key: "k1"));
+
+        Assert.Equal(["f2", "f1"], (await store.ListRunsAsync(new RunQuery { IdempotencyKeyPrefix = "k\uFFFF" })).Items.Select(r => r.Id));
+        Assert.Equal(["f2"], (await store.ListRunsAsync(new RunQuery { IdempotencyKeyPrefix = "k\uFFFF\uFFFF" })).Items.Select(r => r.Id));
+        Assert.Equal(["g1"], (await store.ListRunsAsync(new RunQuery { IdempotencyKeyPrefix = "k\uD7FF" })).Items.Select(r => r.Id));
+        Assert.Equal(["e1"], (await store.ListRunsAsync(new RunQuery { IdempotencyKeyPrefix = "k\U0001F600" })).Items.Select(r => r.Id));
+    }
+
+    [Fact]
     public async Task ListRuns_ByIdempotencyKey_OnlyTheRunWithExactlyThatKey()
     {
         var store = await OpenAsync();
