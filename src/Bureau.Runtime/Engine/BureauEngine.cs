@@ -381,7 +381,9 @@ public sealed partial class BureauEngine : IAsyncDisposable
         if (result.Created) _scheduler.SetOrder(id, request.Priority, request.OrderingKey); // claimed here at submit: scheduled only below
         if (traced && result.Created && Volatile.Read(ref _traceHandOffCount) < 10_000 && _traceHandOff.TryAdd(id, traceParent))
             Interlocked.Increment(ref _traceHandOffCount); // bounded; a miss reads the journal
-        if (result.Run.Status is RunStatus.Queued or RunStatus.Running) _scheduler.Schedule(result.Run.Id, result.Run.Agent, continuing: request.ParentRunId is not null);
+        // A member or a delegate continues its parent's work (decision 0057); a rollback, a child of an ended run, is new work.
+        if (result.Run.Status is RunStatus.Queued or RunStatus.Running)
+            _scheduler.Schedule(result.Run.Id, result.Run.Agent, continuing: request.ParentRunId is not null && request.Kind != RunKinds.Rollback);
         return result;
     }
 
