@@ -130,4 +130,45 @@ public sealed class AguiApiTests : IAsyncDisposable
         var rejected = resumed.Single(e => (string?)e["type"] == "TOOL_CALL_RESULT");
         Assert.Equal((string)waiting[^1]["outcome"]!["interrupts"]![0]!["toolCallId"]!, (string?)rejected["toolCallId"]);
     }
+
+    [Fact]
+    public async Task Resume_WithAnEditTheToolRefuses_Is400NamingIt_TheInterruptStaysOpen()
+    {
+        await _host.StartAsync(b => b
+            .AddModel(new ScriptedModelDefinition
+            {
+                Name = "script",
+                Rules =
+                [
+                    new ScriptRule { When = new ScriptCondition { TurnFrom = 1, TurnTo = 1 }, Calls = [new ScriptToolCall { Tool = "refund", Arguments = new JsonObject { ["amount"] = 250 } }] },
+                    new ScriptRule { Reply = "done: {{last}}" },
+                ],
+            })
+            .AddTool(Microsoft.Extensions.AI.AIFunctionFactory.Create((int amount) => "refunded " + amount, "refund"), ToolEffect.Write)
+            .AddAgent(new AgentDefinition { Name = "refunder", Model = "script", Tools = ["refund"] })
+            .AddPolicy(new PolicyRule
+            {
+                Name = "refunds", When = new PolicyConditions { Tools = ["refund"] }, Action = PolicyAction.RequireApproval, Reason = "refunds need a lead",
+                Approval = new ApprovalSpec { Levels = [new(["support-leads"], TimeSpan.FromMinutes(30))], EditableArguments = true },
+            }));
+        var waiting = await StreamAsync(Http.Json(HttpMethod.Post, "/v1/agents/refunder/agui", Input("t", "r1", "refund order 5")));
+        var interruptId = (string)waiting[^1]["outcome"]!["interrupts"]![0]!["id"]!;
+        string Resume(JsonObject payload) => new JsonObject
+        {
+            ["threadId"] = "t", ["runId"] = "r2", ["messages"] = new JsonArray(),
+            ["resume"] = new JsonArray(new JsonObject { ["interruptId"] = interruptId, ["status"] = "resolved", ["payload"] = payload }),
+        }.ToJsonString();
+
+        using (var refused = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, "/v1/agents/refunder/agui",
+                   Resume(new JsonObject { ["approved"] = true, ["arguments"] = new JsonObject { ["amount"] = "lots" } })), Ct))
+        {
+            var problem = await Http.ProblemAsync(refused, 400, "resume[0].payload.arguments");
+            Assert.Contains("invalid arguments for tool 'refund'", (string?)problem["detail"]);
+        }
+        Assert.Single(await _host.Engine.ListApprovalsAsync(cancellationToken: Ct)); // still open: nothing was decided
+
+        var resumed = await StreamAsync(Http.Json(HttpMethod.Post, "/v1/agents/refunder/agui",
+            Resume(new JsonObject { ["approved"] = true, ["arguments"] = new JsonObject { ["amount"] = 120 } })));
+        Assert.Equal("done: refunded 120", string.Concat(resumed.Where(e => (string?)e["type"] == "TEXT_MESSAGE_CONTENT").Select(e => (string)e["delta"]!)));
+    }
 }

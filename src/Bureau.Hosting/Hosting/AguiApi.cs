@@ -118,6 +118,8 @@ internal static class AguiApi
                 root = top;
                 after = topRun.Version;
             }
+            if (arguments is not null && engine.ApprovalEditProblem(waiting, arguments) is { } problem)
+                throw ApiException.BadField(path + ".payload.arguments", $"'{path}.payload.arguments' were refused, nothing was decided: {problem}");
             decisions.Add((path, runId, step, new ApprovalDecision(approve, reason, arguments)));
         }
         // Every entry checked before any is answered: a bad entry answers none.

@@ -70,8 +70,7 @@ public sealed partial class BureauEngine
         if (decision.Arguments is not null && !wait.EditableArguments)
             throw new ArgumentException($"approval {runId}:{step}: the policy '{wait.Rule}' does not let the approver edit the arguments", nameof(decision));
         // An edit the tool would refuse is refused now, with nothing written: the approval stays open for a correct one.
-        if (decision.Arguments is { } edited && wait.Tool is { } tool && run.Kind == RunKinds.Agent
-            && _executors.GetValueOrDefault(RunKinds.Agent) is AgentRunExecutor agents && agents.EditedArgumentsProblem(run.Agent, tool, edited) is { } problem)
+        if (decision.Arguments is { } edited && ApprovalEditProblem(run, edited) is { } problem)
             throw new ArgumentException($"approval {runId}:{step}: the edited arguments were refused, nothing was decided: {problem}", nameof(decision));
         var votes = await VotesAsync(runId, step, cancellationToken);
         if (votes.Contains(actor, StringComparer.Ordinal))
@@ -101,6 +100,15 @@ public sealed partial class BureauEngine
         }
         return (await Store.GetRunAsync(runId, cancellationToken))!;
     }
+
+    /// <summary>
+    /// Why <paramref name="arguments"/> cannot replace the arguments of the tool call <paramref name="run"/> waits to have
+    /// approved (the tool's schema refuses them), or null when they can or the tool's own check comes at resume (a memory tool).
+    /// </summary>
+    internal string? ApprovalEditProblem(RunRecord run, string arguments) =>
+        run.WaitingFor is ApprovalWait { Tool: { } tool } && run.Kind == RunKinds.Agent && _executors.GetValueOrDefault(RunKinds.Agent) is AgentRunExecutor agents
+            ? agents.EditedArgumentsProblem(run.Agent, tool, arguments)
+            : null;
 
     private async Task<List<string>> VotesAsync(string runId, long step, CancellationToken ct)
     {
