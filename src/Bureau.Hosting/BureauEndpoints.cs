@@ -77,7 +77,7 @@ public static class BureauEndpointRouteBuilderExtensions
             .ProducesProblem(413).ProducesProblem(415).ProducesProblem(503);
         v1.MapPost("/runs/{id}/replay", ReplayApi.ReplayAsync).Needs(ApiPermission.Read)
             .WithName("ReplayRun").WithSummary("Replay a finished run against its journal (no model or tool call, nothing written) and say whether the engine reproduces its steps, or the first step it does differently.")
-            .Produces<ReplayCheckDoc>().ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+            .Produces<ReplayCheckDoc>().ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415);
         v1.MapPost("/runs/{id}/whatif", ReplayApi.WhatIfAsync).Needs(ApiPermission.StartOrCancel)
             .WithName("WhatIfRun").WithSummary("Fork a finished run after step `fromStep` with another `model` or `instructions` (write tools left out unless `allowWrites`), in a throwaway store; answers both runs' steps side by side and where they diverge.")
             .Body<WhatIfBody>()

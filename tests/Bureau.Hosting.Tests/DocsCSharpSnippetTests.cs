@@ -85,6 +85,34 @@ public sealed class DocsCSharpSnippetTests : IDisposable
         Assert.Contains(builder.Services, d => d.ServiceType == typeof(BureauEngine));
     }
 
+    [Fact]
+    public async Task A2aMd_ToolKind_IsTheCompiledSnippet_AndAnUndeclaredEffectIsWrite()
+    {
+        AssertPageShows("a2a.md", "## Calling other A2A agents: the `a2a` tool kind", "a2a.md");
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = _dir });
+
+        // docs/a2a.md begin
+        builder.Services.AddBureau()
+            .AddTool(new A2AToolDefinition
+            {
+                Name = "ask-echo",
+                Url = new Uri("https://agents.example.com/a2a/agents/echo"), // the card's JSONRPC interface URL
+                Headers = new Dictionary<string, string> { ["Authorization"] = "Bearer bk_..." },
+                Effect = ToolEffect.Idempotent, // the remote deduplicates by messageId (Bureau does)
+                Description = "Ask the echo agent.",
+            })
+            .AddAgent(new AgentDefinition { Name = "caller", Model = "gpt", Tools = ["ask-echo"] });
+        // docs/a2a.md end
+        builder.Services.AddBureau().AddChatClient("gpt", new EchoModel());   // the page's model "gpt"
+
+        await using var app = builder.Build();
+        var deployed = app.Services.GetRequiredService<BureauDeployment>().Definitions;
+        Assert.Equal(ToolEffect.Idempotent, Assert.IsType<A2AToolDefinition>(deployed.Tools["ask-echo"]).Effect);
+        Assert.Equal(["ask-echo"], deployed.Agents["caller"].Tools);
+        // "Its effect is write unless declared".
+        Assert.Equal(ToolEffect.Write, new A2AToolDefinition { Name = "x", Url = new Uri("https://agents.example.com/a2a/agents/x") }.Effect);
+    }
+
     private static string Lookup(string email) => email == "ada@example.com" ? "C-001" : "unknown";
 
     /// <summary>

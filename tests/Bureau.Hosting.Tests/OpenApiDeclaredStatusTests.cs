@@ -73,6 +73,78 @@ public sealed class OpenApiDeclaredStatusTests : IAsyncLifetime
         await _host.WaitAsync(id);
     }
 
+    private const string AguiInput =
+        """{"threadId":"t1","runId":"r1","state":{},"tools":[],"context":[],"messages":[{"id":"u1","role":"user","content":"x"}]}""";
+
+    [Fact]
+    public async Task InteropBoardAndReplayAnswers_AreDeclaredForTheirOperation()
+    {
+        // docs/interop.md: the OpenAI-compatible routes answer 413, 415, 429 (queue_full) and, for a failed run, 422;
+        // AG-UI's errors before its stream are the REST API's; docs/security.md: every body over
+        // Bureau:MaxRequestBodyBytes is 413. A generated client must find each in the document.
+        await _host.StartAsync(b =>
+        {
+            OpenAiApiTests.Configure(b);
+            b.Services.Configure<BureauOptions>(o =>
+            {
+                o.MaxConcurrentRuns = 1;
+                o.AgentQueueLimits["echo"] = 1;
+            });
+        });
+        var blocker = await _host.Engine.SubmitAsync(new RunRequest("slow", "hold"), Ct);
+        using (var started = CancellationTokenSource.CreateLinkedTokenSource(Ct))
+        {
+            started.CancelAfter(TimeSpan.FromSeconds(20));
+            await foreach (var e in _host.Engine.WatchAsync(blocker.Run.Id, includeActivity: true, cancellationToken: started.Token))
+                if (e.Activity == "model.started") break;
+        }
+        var id = blocker.Run.Id;
+        var tooLarge = "{\"reason\":\"" + new string('a', 70 * 1024) + "\"}"; // the test host takes 64 KiB
+
+        var observed = new List<(string Method, string Path, int Status)>();
+        async Task Expect(HttpMethod method, string url, string template, string body, string contentType, int status)
+        {
+            using var request = new HttpRequestMessage(method, url) { Content = new StringContent(body, Encoding.UTF8, contentType) };
+            using var response = await _host.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, Ct);
+            var text = status == 200 ? "" : await response.Content.ReadAsStringAsync(Ct);
+            Assert.True(status == (int)response.StatusCode, $"{method} {url}: expected {status}, got {(int)response.StatusCode}: {text}");
+            observed.Add((method.Method.ToLowerInvariant(), template, status));
+        }
+
+        var routes = new (HttpMethod Method, string Url, string Template)[]
+        {
+            (HttpMethod.Post, "/v1/chat/completions", "/v1/chat/completions"),
+            (HttpMethod.Post, "/v1/responses", "/v1/responses"),
+            (HttpMethod.Post, "/v1/agents/echo/agui", "/v1/agents/{name}/agui"),
+            (HttpMethod.Post, "/v1/boards/desk/tasks", "/v1/boards/{board}/tasks"),
+            (HttpMethod.Post, "/v1/boards/desk/tasks/t1/claim", "/v1/boards/{board}/tasks/{id}/{action}"),
+            (HttpMethod.Post, "/v1/boards/desk/decisions", "/v1/boards/{board}/decisions"),
+            (HttpMethod.Put, "/v1/boards/desk/keys/k1", "/v1/boards/{board}/keys/{key}"),
+            (HttpMethod.Post, $"/v1/runs/{id}/replay", "/v1/runs/{id}/replay"),
+        };
+        foreach (var (method, url, template) in routes)
+        {
+            await Expect(method, url, template, "x", "text/plain", 415);
+            await Expect(method, url, template, tooLarge, "application/json", 413);
+        }
+
+        // The run slot is held and echo's queue (1) is filled: the next run of echo is refused, whichever protocol asks.
+        Assert.Equal(HttpStatusCode.Accepted,
+            (await _host.Client.SendAsync(Http.Json(HttpMethod.Post, "/v1/runs", """{"agent":"echo","input":"waits"}"""), Ct)).StatusCode);
+        await Expect(HttpMethod.Post, "/v1/chat/completions", "/v1/chat/completions",
+            """{"model":"echo","messages":[{"role":"user","content":"refused"}]}""", "application/json", 429);
+        await Expect(HttpMethod.Post, "/v1/responses", "/v1/responses", """{"model":"echo","input":"refused"}""", "application/json", 429);
+        await Expect(HttpMethod.Post, "/v1/agents/echo/agui", "/v1/agents/{name}/agui", AguiInput, "application/json", 429);
+
+        _host.Gate.Open("hold");
+        await _host.WaitAsync(id);
+        // spinner spends its steps budget: the run fails, and chat completions says so with 422 (not a 5xx a client retries).
+        await Expect(HttpMethod.Post, "/v1/chat/completions", "/v1/chat/completions",
+            """{"model":"spinner","messages":[{"role":"user","content":"spin"}]}""", "application/json", 422);
+
+        await AssertDeclaredAsync(observed);
+    }
+
     [Fact]
     public async Task WritesRefusedByAStoreThatCannotWrite_Are503_AndDeclaredForTheirOperation()
     {
@@ -104,6 +176,20 @@ public sealed class OpenApiDeclaredStatusTests : IAsyncLifetime
         await Expect(HttpMethod.Post, $"/v1/runs/{queued.Run.Id}/cancel", "/v1/runs/{id}/cancel", null);
         await Expect(HttpMethod.Post, "/v1/keys", "/v1/keys", """{"role":"viewer"}""");
         await Expect(HttpMethod.Post, $"/v1/runs/{done.Run.Id}/rollback", "/v1/runs/{id}/rollback", null);
+        await Expect(HttpMethod.Post, "/v1/agents/echo/agui", "/v1/agents/{name}/agui", AguiInput);
+        foreach (var (path, body) in new[]
+        {
+            ("/v1/chat/completions", """{"model":"echo","messages":[{"role":"user","content":"x"}]}"""),
+            ("/v1/responses", """{"model":"echo","input":"x"}"""),
+        })
+        {
+            // The OpenAI-compatible routes answer in OpenAI's error shape (docs/interop.md).
+            using var response = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, path, body), Ct);
+            var text = await response.Content.ReadAsStringAsync(Ct);
+            Assert.True(response.StatusCode == HttpStatusCode.ServiceUnavailable, $"{path}: {(int)response.StatusCode} {text}");
+            Assert.Equal("storage_unavailable", (string?)JsonNode.Parse(text)!["error"]!["code"]);
+            observed.Add(("post", path, 503));
+        }
         failing.On = false;
 
         await AssertDeclaredAsync(observed);

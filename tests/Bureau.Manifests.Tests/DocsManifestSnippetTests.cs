@@ -56,6 +56,131 @@ public sealed class DocsManifestSnippetTests
         Assert.Equal(["clock"], result.Definitions!.Agents["timekeeper"].Tools);
     }
 
+    /// <summary>Scripted models named <c>main</c> and <c>small</c>, for the pages' fragments that use models defined elsewhere.</summary>
+    private const string ScriptedMainAndSmall = "models:\n  main: { provider: scripted }\n  small: { provider: scripted }\n";
+
+    [Fact]
+    public void ModelsMd_OpenAiExample_LoadsWithTheDefaultsItNames()
+    {
+        // docs/models.md, "openai": apiKey comes from ${OPENAI_API_KEY}.
+        var yaml = YamlBlock("models.md", "models:\n  main:\n    provider: openai\n");
+
+        var result = Load(yaml, Env(("OPENAI_API_KEY", "sk-test")));
+
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        Assert.Empty(ManifestSchemaTests.SchemaErrors(ManifestSchemaTests.YamlAsJson(yaml)));
+        var main = Assert.IsType<OpenAIModelDefinition>(result.Definitions!.Models["main"]);
+        Assert.Equal("sk-test", main.ApiKey);
+        Assert.Equal(0.2f, main.Temperature);
+        Assert.Equal(1024, main.MaxOutputTokens);
+        Assert.Equal(TimeSpan.FromSeconds(100), main.Timeout);
+        Assert.Equal(OpenAIModelDefinition.DefaultTimeout, main.Timeout);       // the page's 100s is the default
+        Assert.Equal(OpenAIModelDefinition.DefaultMaxRetries, main.MaxRetries); // and its maxRetries: 5
+    }
+
+    [Fact]
+    public void ModelsMd_ScriptedExample_Loads()
+    {
+        // docs/models.md, "scripted: the deterministic model": the complete example.
+        var yaml = YamlBlock("models.md", "models:\n  demo:\n    provider: scripted\n");
+
+        var result = Load(yaml);
+
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        Assert.Empty(ManifestSchemaTests.SchemaErrors(ManifestSchemaTests.YamlAsJson(yaml)));
+        var demo = Assert.IsType<ScriptedModelDefinition>(result.Definitions!.Models["demo"]);
+        Assert.Equal(TimeSpan.FromMilliseconds(50), demo.Latency);
+        Assert.Equal(4, demo.Rules.Count);
+    }
+
+    [Fact]
+    public void ToolsMd_Examples_Load()
+    {
+        // docs/tools.md: the process, HTTP and sandbox examples, and the version 2 manifest.
+        var process = YamlBlock("tools.md", "tools:\n  ledger:\n");
+        var http = YamlBlock("tools.md", "tools:\n  echo:\n");
+        var sandbox = YamlBlock("tools.md", "tools:\n  convert:\n");
+        var version2 = YamlBlock("tools.md", "version: 2\ntools:\n");
+
+        foreach (var yaml in new[] { process, http, sandbox, version2 })
+        {
+            var loaded = Load(yaml);
+            Assert.True(loaded.Success, string.Join("\n", loaded.Diagnostics));
+            Assert.Empty(ManifestSchemaTests.SchemaErrors(ManifestSchemaTests.YamlAsJson(yaml)));
+        }
+
+        var ledger = Assert.IsType<ProcessToolDefinition>(Load(process).Definitions!.Tools["ledger"]);
+        Assert.Equal(ToolEffect.Write, ledger.Effect);
+        Assert.Equal(TimeSpan.FromSeconds(10), ledger.Timeout);
+        Assert.Equal(ToolEffect.Idempotent, Assert.IsType<HttpToolDefinition>(Load(http).Definitions!.Tools["echo"]).Effect);
+        var convert = Assert.IsType<ProcessToolDefinition>(Load(sandbox).Definitions!.Tools["convert"]);
+        Assert.Equal(256, convert.Sandbox!.MaxMemoryMB);
+        Assert.Equal(32, convert.Sandbox.MaxProcesses);
+        Assert.NotNull(Assert.IsType<ProcessToolDefinition>(Load(sandbox).Definitions!.Tools["lint"]).Sandbox);
+        var v2 = Load(version2).Definitions!.Tools;
+        Assert.NotNull(Assert.IsType<ProcessToolDefinition>(v2["file_refund"]).Sandbox);
+        Assert.True(Assert.IsType<ProcessToolDefinition>(v2["legacy_sync"]).SandboxOptedOut);
+    }
+
+    [Fact]
+    public void McpMd_Example_Loads()
+    {
+        // docs/mcp.md, "Tools from MCP servers": a stdio and an HTTP server, and an agent that lists both.
+        var yaml = ScriptedMainAndSmall + YamlBlock("mcp.md", "tools:\n  files:");
+
+        var result = Load(yaml);
+
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        Assert.Empty(ManifestSchemaTests.SchemaErrors(ManifestSchemaTests.YamlAsJson(yaml)));
+        var files = Assert.IsType<McpServerToolDefinition>(result.Definitions!.Tools["files"]);
+        Assert.Equal("files_", files.EffectivePrefix);
+        Assert.Equal(["move_file"], files.Exclude);
+        Assert.Equal(ToolEffect.Idempotent, files.Effects["create_directory"]);
+        var crm = Assert.IsType<McpServerToolDefinition>(result.Definitions.Tools["crm"]);
+        Assert.Equal("CRM_MCP_TOKEN", crm.BearerTokenVariable);
+        Assert.Equal("crm_", crm.EffectivePrefix);
+        Assert.Equal(["files", "crm"], result.Definitions.Agents["clerk"].Tools);
+    }
+
+    [Fact]
+    public void MemoryMd_Example_Loads()
+    {
+        // docs/memory.md, "The manifest".
+        var yaml = ScriptedMainAndSmall + YamlBlock("memory.md", "agents:\n  billing:\n");
+
+        var result = Load(yaml);
+
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        Assert.Empty(ManifestSchemaTests.SchemaErrors(ManifestSchemaTests.YamlAsJson(yaml)));
+        var memory = result.Definitions!.Agents["billing"].Memory!;
+        Assert.Equal(["team", "user"], memory.Scopes);
+        Assert.Equal(["remember", "recall"], memory.Tools);
+        Assert.Equal("support-desk", memory.Team);
+        Assert.Equal("acme", memory.Tenant);
+        Assert.Equal(8000, memory.Window!.MaxTokens);
+        Assert.Equal(WindowOverflow.Summarize, memory.Window.Overflow);
+        Assert.Equal("small", memory.Window.SummaryModel);
+    }
+
+    [Fact]
+    public void WorkforceMd_Examples_Load()
+    {
+        // docs/workforce.md: "The manifest", then "Tasks from a trigger" (whose skills are the first one's members').
+        var members = ScriptedMainAndSmall + YamlBlock("workforce.md", "agents:\n  desk-triage:");
+        var triggers = YamlBlock("workforce.md", "triggers:\n  invoices:");
+
+        var result = Load(members);
+        var both = Load(members + triggers, Env(("INVOICES_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), ("TICKETS_SECRET", "s2")));
+
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        Assert.Empty(ManifestSchemaTests.SchemaErrors(ManifestSchemaTests.YamlAsJson(members)));
+        Assert.Equal("desk", result.Definitions!.Workforce.Board);
+        Assert.True(result.Definitions.Workforce.Members["desk-triage"].CanDelegate);
+        Assert.Equal(2, result.Definitions.Workforce.Members["desk-technical"].Concurrency);
+        Assert.True(both.Success, string.Join("\n", both.Diagnostics));
+        Assert.Equal("billing", both.Definitions!.Triggers["invoices"].Workforce!.Skill);
+    }
+
     private static string Page(string page) =>
         File.ReadAllText(Path.Combine(RepoRoot, "docs", page)).ReplaceLineEndings("\n");
 

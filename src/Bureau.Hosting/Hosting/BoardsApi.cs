@@ -21,15 +21,15 @@ internal static class BoardsApi
             .Produces<BoardDoc>().ProducesProblem(404);
         v1.MapPost("/boards/{board}/tasks", (Delegate)AddTaskAsync).WithMetadata(new PermissionMetadata(ApiPermission.StartOrCancel))
             .WithName("AddBoardTask").WithSummary("Put an open task on the board: {\"id\", \"title\", \"detail\"?}; the same id again returns the task unchanged.")
-            .Produces<BoardTaskDoc>(StatusCodes.Status201Created).ProducesProblem(400);
+            .Produces<BoardTaskDoc>(StatusCodes.Status201Created).ProducesProblem(400).ProducesProblem(413).ProducesProblem(415);
         v1.MapPost("/boards/{board}/tasks/{id}/{action}", (Delegate)ChangeTaskAsync).WithMetadata(new PermissionMetadata(ApiPermission.StartOrCancel))
             .WithName("ChangeBoardTask").WithSummary("claim (exactly one of racing claims wins), complete {\"result\"?} (its claimer only), block {\"reason\"}; 409 names who holds the task.")
-            .Produces<BoardTaskDoc>().ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+            .Produces<BoardTaskDoc>().ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415);
         v1.MapPost("/boards/{board}/decisions", (Delegate)AddDecisionAsync).WithMetadata(new PermissionMetadata(ApiPermission.StartOrCancel))
-            .WithName("AddBoardDecision").WithSummary("Record a decision: {\"title\", \"text\"}.").Produces<BoardDecisionDoc>(StatusCodes.Status201Created).ProducesProblem(400);
+            .WithName("AddBoardDecision").WithSummary("Record a decision: {\"title\", \"text\"}.").Produces<BoardDecisionDoc>(StatusCodes.Status201Created).ProducesProblem(400).ProducesProblem(413).ProducesProblem(415);
         v1.MapPut("/boards/{board}/keys/{key}", (Delegate)SetKeyAsync).WithMetadata(new PermissionMetadata(ApiPermission.StartOrCancel))
             .WithName("SetBoardKey").WithSummary("Compare-and-set a key: {\"value\", \"expectedVersion\"} (0: must not exist); 409 carries the current value and version.")
-            .Produces<BoardKeyDoc>().ProducesProblem(400).ProducesProblem(409);
+            .Produces<BoardKeyDoc>().ProducesProblem(400).ProducesProblem(409).ProducesProblem(413).ProducesProblem(415);
     }
 
     private static IBoardStore Store(HttpContext ctx) => ctx.RequestServices.GetService<IBoardStore>()

@@ -33,7 +33,8 @@ internal static class InteropEndpoints
         v1.MapPost("/agents/{name}/agui", (Delegate)AguiApi.RunAsync).WithMetadata(new PermissionMetadata(ApiPermission.Read))
             .WithTags("ag-ui").WithName("AguiRunAgent")
             .WithSummary("AG-UI: POST a RunAgentInput, receive the run as AG-UI events (SSE). `resume` answers the interrupts (approvals) the last stream ended on (approver or admin).")
-            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream").ProducesProblem(400).ProducesProblem(403).ProducesProblem(404).ProducesProblem(409);
+            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream").ProducesProblem(400).ProducesProblem(403).ProducesProblem(404).ProducesProblem(409)
+            .ProducesProblem(413).ProducesProblem(415).ProducesProblem(429).ProducesProblem(503);
         v1.MapGet("/runs/{id}/agui", (Delegate)AguiApi.StreamRunAsync).WithMetadata(new PermissionMetadata(ApiPermission.Read))
             .WithTags("ag-ui").WithName("AguiRunEvents")
             .WithSummary("AG-UI: a run's journal from its first step as AG-UI events (SSE), live until it ends (RUN_FINISHED, RUN_ERROR) or waits for a person (RUN_FINISHED with outcome interrupt).")

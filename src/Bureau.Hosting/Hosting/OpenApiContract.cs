@@ -34,7 +34,7 @@ internal static class OpenApiContract
         options.AddOperationTransformer((operation, context, _) =>
         {
             var openAi = context.Description.ActionDescriptor.EndpointMetadata.OfType<OpenAiErrorShape>().Any();
-            Operation(operation, openAi);
+            Operation(operation, openAi, string.Equals(context.Description.HttpMethod, "POST", StringComparison.OrdinalIgnoreCase));
             return Task.CompletedTask;
         });
     }
@@ -88,7 +88,7 @@ internal static class OpenApiContract
         schema.AdditionalProperties = new OpenApiSchema();
     }
 
-    private static void Operation(OpenApiOperation operation, bool openAiErrors)
+    private static void Operation(OpenApiOperation operation, bool openAiErrors, bool post)
     {
         if (operation.OperationId is { } id && s_signed.Contains(id))
         {
@@ -102,6 +102,14 @@ internal static class OpenApiContract
         // The OpenAI-compatible routes answer errors in OpenAI's shape, not as problems (docs/interop.md).
         Add(operation.Responses, "400", "The request is not valid: error.param names the field.", openAiErrors);
         Add(operation.Responses, "404", "No deployed agent or team has that name (model_not_found), or no such run.", openAiErrors);
+        if (!post) return;
+        // A POST starts a run: its body is read strictly and the run is stored before anything is answered.
+        Add(operation.Responses, "413", "The body is larger than Bureau:MaxRequestBodyBytes (request_too_large); nothing was done.", openAiErrors);
+        Add(operation.Responses, "415", "The body is not sent as application/json (unsupported_media_type).", openAiErrors);
+        Add(operation.Responses, "429", "The agent's run queue is full (queue_full); Retry-After says when to send again. Nothing was stored.", openAiErrors);
+        Add(operation.Responses, "503", "The store cannot write (storage_unavailable); nothing was stored.", openAiErrors);
+        if (operation.OperationId == "OpenAiChatCompletions")
+            Add(operation.Responses, "422", "The run failed or was canceled (run_failed, run_canceled; code: its outcome); x-bureau-run-id names it.", openAiErrors);
     }
 
     private static void Add(OpenApiResponses responses, string status, string description, bool openAiErrors)

@@ -48,7 +48,7 @@ public static class BureauServiceCollectionExtensions
         services.TryAddSingleton(sp => new Resilience.ResilienceClock(sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<Resilience.DependencyHealth>();
         services.TryAddSingleton<Resilience.ModelGateway>();
-        services.TryAddSingleton(sp => new ToolFactory { Events = () => sp.GetRequiredService<Triggers.TriggerIngest>(), Mcp = () => sp.GetRequiredService<Tools.Mcp.McpConnections>() });
+        services.TryAddSingleton(sp => BureauBuilder.NewToolFactory(sp, httpClient: null));
         services.TryAddSingleton<Triggers.TriggerIngest>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IToolCallFilter, TelemetryToolFilter>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IToolCallFilter, Resilience.ToolResilienceFilter>());
@@ -228,6 +228,21 @@ public sealed class BureauBuilder : IBureauBuilder
         lock (_code) _code.Definitions.Add(tool);
         return this;
     }
+
+    /// <summary>
+    /// Sends the requests of <c>http</c> and <c>a2a</c> tools through <paramref name="client"/> (your handlers: a proxy,
+    /// client certificates, logging) instead of Bureau's shared client. Each tool's timeout still applies; the client's own
+    /// <see cref="HttpClient.Timeout"/> applies too, so keep it above the longest tool timeout (or infinite).
+    /// </summary>
+    public BureauBuilder UseToolHttpClient(HttpClient client)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        Services.Replace(ServiceDescriptor.Singleton(sp => NewToolFactory(sp, client)));
+        return this;
+    }
+
+    internal static ToolFactory NewToolFactory(IServiceProvider sp, HttpClient? httpClient) =>
+        new(httpClient) { Events = () => sp.GetRequiredService<Triggers.TriggerIngest>(), Mcp = () => sp.GetRequiredService<Tools.Mcp.McpConnections>() };
 
     /// <summary>Adds a link to the tool pipeline every validated call passes through (policy → approval → telemetry → retry → tool).</summary>
     public BureauBuilder AddToolFilter<TFilter>() where TFilter : class, IToolCallFilter

@@ -107,6 +107,8 @@ internal sealed class RunState
     public bool LoopWarned { get; private set; }
     public string? LastText { get; private set; }
     private DateTimeOffset? _waitingSince;
+    /// <summary>When the wait just ended (answered, resolved, expired), while no other entry followed: the time until an executor resumes the run is queue time, not active time.</summary>
+    private DateTimeOffset? _waitEndedAt;
 
     /// <summary>True when the latest model answer's calls all have results (or there was none).</summary>
     public bool PendingDone => Pending.TrueForAll(p => p.State == CallState.Done);
@@ -128,6 +130,8 @@ internal sealed class RunState
         }
         Version = record.N;
         LastEntry = record.Entry;
+        var waitEndedAt = _waitEndedAt;
+        _waitEndedAt = null;
         if (record.N == 2) StartedAt ??= record.At;
         switch (record.Entry)
         {
@@ -239,6 +243,10 @@ internal sealed class RunState
                 DelegatedUsage += f.Usage ?? UsageRecord.Zero;
                 DelegatedCost = Teams.JournalTally.SumCost(DelegatedCost, f.Cost ?? 0);
                 break;
+            case RunResumed when waitEndedAt is { } ended:
+                // Picked up again after the answer: the time the run spent queued for an executor is not active time.
+                if (record.At > ended) TimeWaiting += record.At - ended;
+                break;
             case BudgetExceeded or RunResumed or RunCanceled or AttemptFailed or DependencyWaited or ModelFallback:
                 break;
             default:
@@ -251,6 +259,7 @@ internal sealed class RunState
         Waiting = null;
         if (_waitingSince is { } since) TimeWaiting += at - since;
         _waitingSince = null;
+        _waitEndedAt = at;
     }
 
     /// <summary>Counts a finished turn toward "no progress" once all its calls are done.</summary>

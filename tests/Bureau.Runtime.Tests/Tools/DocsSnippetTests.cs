@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Bureau.Tools;
 using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 using static Bureau.Tests.Tools.ToolTestSupport;
 
@@ -77,5 +78,44 @@ public sealed class DocsSnippetTests
         var agent = new AgentDefinition { Name = "a", Model = "m", Tools = ["echo"] };
         Assert.True(validator.Check(agent, "echo", """{"text":"hi"}""").IsValid);
         Assert.Contains("required property 'text' missing", validator.Check(agent, "echo", "{}").Error);
+    }
+
+    /// <summary>Answers every request, and remembers what it was sent.</summary>
+    private sealed class RecordingHandler : HttpMessageHandler
+    {
+        public List<(HttpMethod Method, Uri? Uri, string? Key, string Body)> Requests { get; } = [];
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var body = request.Content is null ? "" : await request.Content.ReadAsStringAsync(cancellationToken);
+            Requests.Add((request.Method, request.RequestUri,
+                request.Headers.TryGetValues("Idempotency-Key", out var keys) ? keys.Single() : null, body));
+            return new HttpResponseMessage(System.Net.HttpStatusCode.OK) { Content = new StringContent("sent through your client") };
+        }
+    }
+
+    [Fact]
+    public async Task UseToolHttpClient_SendsHttpToolsThroughYourClient_AndKeepsEmitTools()
+    {
+        // docs/tools.md, "HTTP tools": "To add handlers (proxies, certificates, logging), pass your own client".
+        var handler = new RecordingHandler();
+        var services = new ServiceCollection();
+        services.AddBureau().UseToolHttpClient(new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan });
+        await using var provider = services.BuildServiceProvider();
+        var factory = provider.GetRequiredService<ToolFactory>();
+
+        // Nothing listens on port 9: only the given client's handler can answer this call.
+        var tool = factory.Create(new HttpToolDefinition { Name = "echo", Method = "POST", Url = new Uri("http://127.0.0.1:9/echo"), Effect = ToolEffect.Idempotent });
+        var outcome = await tool.InvokeAsync(Invocation("echo", """{"text":"hi"}""", "run9", 3), TestContext.Current.CancellationToken);
+
+        Assert.False(outcome.IsError, outcome.Content);
+        Assert.Equal("sent through your client", outcome.Content);
+        var request = Assert.Single(handler.Requests);
+        Assert.Equal(HttpMethod.Post, request.Method);
+        Assert.Equal(new Uri("http://127.0.0.1:9/echo"), request.Uri);
+        Assert.Equal("run9:3", request.Key);
+        Assert.Equal("""{"text":"hi"}""", request.Body);
+        // The factory is still Bureau's own: emit tools get the event bus (a factory built by hand refuses them).
+        Assert.NotNull(factory.Create(new EmitToolDefinition { Name = "announce", Topic = "bureau.test" }));
     }
 }
