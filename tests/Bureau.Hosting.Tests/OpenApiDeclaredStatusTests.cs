@@ -29,15 +29,7 @@ public sealed class OpenApiDeclaredStatusTests : IAsyncLifetime
             o.AgentQueueLimits["echo"] = 1;
         }));
         // One run slot, held by a gated run: one run of "echo" may wait, the next is refused.
-        var blocker = await _host.Engine.SubmitAsync(new RunRequest("slow", "hold"), Ct);
-        using (var started = CancellationTokenSource.CreateLinkedTokenSource(Ct))
-        {
-            started.CancelAfter(TimeSpan.FromSeconds(20));
-            await foreach (var e in _host.Engine.WatchAsync(blocker.Run.Id, includeActivity: true, cancellationToken: started.Token))
-                if (e.Activity == "model.started") break;
-        }
-        var id = blocker.Run.Id;
-        var tooLarge = "{\"reason\":\"" + new string('a', 70 * 1024) + "\"}"; // the test host takes 64 KiB
+        var id = await HoldTheSlotAsync();
 
         var observed = new List<(string Method, string Path, int Status)>();
         async Task Expect(HttpMethod method, string url, string template, string body, string contentType, int status)
@@ -54,18 +46,18 @@ public sealed class OpenApiDeclaredStatusTests : IAsyncLifetime
 
         await Expect(HttpMethod.Post, $"/v1/runs/{id}/cancel", "/v1/runs/{id}/cancel", """{"reason":5}""", "application/json", 400);
         await Expect(HttpMethod.Post, $"/v1/runs/{id}/cancel", "/v1/runs/{id}/cancel", "x", "text/plain", 415);
-        await Expect(HttpMethod.Post, $"/v1/runs/{id}/cancel", "/v1/runs/{id}/cancel", tooLarge, "application/json", 413);
+        await Expect(HttpMethod.Post, $"/v1/runs/{id}/cancel", "/v1/runs/{id}/cancel", TooLarge, "application/json", 413);
         await Expect(HttpMethod.Post, $"/v1/runs/{id}/resolve", "/v1/runs/{id}/resolve", "x", "text/plain", 415);
-        await Expect(HttpMethod.Post, $"/v1/runs/{id}/resolve", "/v1/runs/{id}/resolve", tooLarge, "application/json", 413);
+        await Expect(HttpMethod.Post, $"/v1/runs/{id}/resolve", "/v1/runs/{id}/resolve", TooLarge, "application/json", 413);
         await Expect(HttpMethod.Post, $"/v1/runs/{id}/rollback", "/v1/runs/{id}/rollback", """{"reason":"x"}""", "application/json", 400);
         await Expect(HttpMethod.Post, $"/v1/runs/{id}/rollback", "/v1/runs/{id}/rollback", "x", "text/plain", 415);
-        await Expect(HttpMethod.Post, $"/v1/runs/{id}/rollback", "/v1/runs/{id}/rollback", tooLarge, "application/json", 413);
+        await Expect(HttpMethod.Post, $"/v1/runs/{id}/rollback", "/v1/runs/{id}/rollback", TooLarge, "application/json", 413);
         await Expect(HttpMethod.Post, $"/v1/runs/{id}/whatif", "/v1/runs/{id}/whatif", "x", "text/plain", 415);
-        await Expect(HttpMethod.Post, $"/v1/runs/{id}/whatif", "/v1/runs/{id}/whatif", tooLarge, "application/json", 413);
+        await Expect(HttpMethod.Post, $"/v1/runs/{id}/whatif", "/v1/runs/{id}/whatif", TooLarge, "application/json", 413);
         await Expect(HttpMethod.Post, $"/v1/approvals/{id}:2/decision", "/v1/approvals/{id}/decision", "x", "text/plain", 415);
-        await Expect(HttpMethod.Post, $"/v1/approvals/{id}:2/decision", "/v1/approvals/{id}/decision", tooLarge, "application/json", 413);
+        await Expect(HttpMethod.Post, $"/v1/approvals/{id}:2/decision", "/v1/approvals/{id}/decision", TooLarge, "application/json", 413);
         await Expect(HttpMethod.Post, "/v1/keys", "/v1/keys", "x", "text/plain", 415);
-        await Expect(HttpMethod.Post, "/v1/keys", "/v1/keys", tooLarge, "application/json", 413);
+        await Expect(HttpMethod.Post, "/v1/keys", "/v1/keys", TooLarge, "application/json", 413);
 
         await AssertDeclaredAsync(observed);
 
@@ -91,15 +83,7 @@ public sealed class OpenApiDeclaredStatusTests : IAsyncLifetime
                 o.AgentQueueLimits["echo"] = 1;
             });
         });
-        var blocker = await _host.Engine.SubmitAsync(new RunRequest("slow", "hold"), Ct);
-        using (var started = CancellationTokenSource.CreateLinkedTokenSource(Ct))
-        {
-            started.CancelAfter(TimeSpan.FromSeconds(20));
-            await foreach (var e in _host.Engine.WatchAsync(blocker.Run.Id, includeActivity: true, cancellationToken: started.Token))
-                if (e.Activity == "model.started") break;
-        }
-        var id = blocker.Run.Id;
-        var tooLarge = "{\"reason\":\"" + new string('a', 70 * 1024) + "\"}"; // the test host takes 64 KiB
+        var id = await HoldTheSlotAsync();
 
         var observed = new List<(string Method, string Path, int Status)>();
         async Task Expect(HttpMethod method, string url, string template, string body, string contentType, int status)
@@ -125,7 +109,7 @@ public sealed class OpenApiDeclaredStatusTests : IAsyncLifetime
         foreach (var (method, url, template) in routes)
         {
             await Expect(method, url, template, "x", "text/plain", 415);
-            await Expect(method, url, template, tooLarge, "application/json", 413);
+            await Expect(method, url, template, TooLarge, "application/json", 413);
         }
 
         // The run slot is held and echo's queue (1) is filled: the next run of echo is refused, whichever protocol asks.
@@ -196,6 +180,20 @@ public sealed class OpenApiDeclaredStatusTests : IAsyncLifetime
 
         _host.Gate.Open("hold");
         await _host.WaitAsync(queued.Run.Id);
+    }
+
+    /// <summary>A body over the test host's 64 KiB limit.</summary>
+    private static readonly string TooLarge = "{\"reason\":\"" + new string('a', 70 * 1024) + "\"}";
+
+    /// <summary>Submits a gated run of "slow" and waits until it holds the one run slot (its model call started).</summary>
+    private async Task<string> HoldTheSlotAsync()
+    {
+        var blocker = await _host.Engine.SubmitAsync(new RunRequest("slow", "hold"), Ct);
+        using var started = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        started.CancelAfter(TimeSpan.FromSeconds(20));
+        await foreach (var e in _host.Engine.WatchAsync(blocker.Run.Id, includeActivity: true, cancellationToken: started.Token))
+            if (e.Activity == "model.started") break;
+        return blocker.Run.Id;
     }
 
     /// <summary>Each (method, path template, status) the host answered is among its operation's responses in the served OpenAPI document.</summary>
