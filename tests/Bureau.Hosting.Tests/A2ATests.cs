@@ -237,26 +237,7 @@ public sealed class A2AProtocolTests : IAsyncDisposable
     [Fact]
     public async Task RunWaitingForApproval_IsInputRequired_ThenCompletedOnceApproved()
     {
-        await _host.StartAsync(b => b
-            .AddModel(new ScriptedModelDefinition
-            {
-                Name = "script",
-                Rules =
-                [
-                    new ScriptRule { When = new ScriptCondition { TurnFrom = 1, TurnTo = 1 }, Calls = [new ScriptToolCall { Tool = "refund", Arguments = new JsonObject { ["amount"] = 250 } }] },
-                    new ScriptRule { Reply = "done: {{last}}" },
-                ],
-            })
-            .AddTool(AIFunctionFactory.Create((int amount) => "refunded " + amount, "refund"), ToolEffect.Write)
-            .AddAgent(new AgentDefinition { Name = "refunder", Model = "script", Tools = ["refund"] })
-            .AddPolicy(new PolicyRule
-            {
-                Name = "big-refunds",
-                When = new PolicyConditions { Tools = ["refund"] },
-                Action = PolicyAction.RequireApproval,
-                Reason = "refunds need a lead",
-                Approval = new ApprovalSpec { Levels = [new(["support-leads"], TimeSpan.FromMinutes(30))] },
-            }));
+        await _host.StartAsync(b => b.AddScriptedRefunder());
 
         // Blocking send: it returns when the task needs a person, not when it finishes.
         using var res = await _host.Client.SendAsync(Http.Json(HttpMethod.Post, "/a2a/agents/refunder/message:send",

@@ -134,23 +134,7 @@ public sealed class AguiApiTests : IAsyncDisposable
     [Fact]
     public async Task Resume_WithAnEditTheToolRefuses_Is400NamingIt_TheInterruptStaysOpen()
     {
-        await _host.StartAsync(b => b
-            .AddModel(new ScriptedModelDefinition
-            {
-                Name = "script",
-                Rules =
-                [
-                    new ScriptRule { When = new ScriptCondition { TurnFrom = 1, TurnTo = 1 }, Calls = [new ScriptToolCall { Tool = "refund", Arguments = new JsonObject { ["amount"] = 250 } }] },
-                    new ScriptRule { Reply = "done: {{last}}" },
-                ],
-            })
-            .AddTool(Microsoft.Extensions.AI.AIFunctionFactory.Create((int amount) => "refunded " + amount, "refund"), ToolEffect.Write)
-            .AddAgent(new AgentDefinition { Name = "refunder", Model = "script", Tools = ["refund"] })
-            .AddPolicy(new PolicyRule
-            {
-                Name = "refunds", When = new PolicyConditions { Tools = ["refund"] }, Action = PolicyAction.RequireApproval, Reason = "refunds need a lead",
-                Approval = new ApprovalSpec { Levels = [new(["support-leads"], TimeSpan.FromMinutes(30))], EditableArguments = true },
-            }));
+        await _host.StartAsync(b => b.AddScriptedRefunder(editableArguments: true));
         var waiting = await StreamAsync(Http.Json(HttpMethod.Post, "/v1/agents/refunder/agui", Input("t", "r1", "refund order 5")));
         var interruptId = (string)waiting[^1]["outcome"]!["interrupts"]![0]!["id"]!;
         string Resume(JsonObject payload) => new JsonObject

@@ -235,3 +235,32 @@ public sealed class SseReader(Stream stream) : IDisposable
 
     public void Dispose() => _reader.Dispose();
 }
+
+/// <summary>Test agents shared by the API tests.</summary>
+public static class TestAgents
+{
+    /// <summary>
+    /// Agent <c>refunder</c>: its scripted model calls <c>refund</c> with amount 250, then answers <c>done: {{last}}</c>; the write
+    /// tool answers <c>refunded AMOUNT</c>, and policy <c>big-refunds</c> has every refund approved by support-leads first.
+    /// </summary>
+    public static BureauBuilder AddScriptedRefunder(this BureauBuilder b, bool editableArguments = false) => b
+        .AddModel(new ScriptedModelDefinition
+        {
+            Name = "script",
+            Rules =
+            [
+                new ScriptRule { When = new ScriptCondition { TurnFrom = 1, TurnTo = 1 }, Calls = [new ScriptToolCall { Tool = "refund", Arguments = new System.Text.Json.Nodes.JsonObject { ["amount"] = 250 } }] },
+                new ScriptRule { Reply = "done: {{last}}" },
+            ],
+        })
+        .AddTool(Microsoft.Extensions.AI.AIFunctionFactory.Create((int amount) => "refunded " + amount, "refund"), ToolEffect.Write)
+        .AddAgent(new AgentDefinition { Name = "refunder", Model = "script", Tools = ["refund"] })
+        .AddPolicy(new PolicyRule
+        {
+            Name = "big-refunds",
+            When = new PolicyConditions { Tools = ["refund"] },
+            Action = PolicyAction.RequireApproval,
+            Reason = "refunds need a lead",
+            Approval = new ApprovalSpec { Levels = [new(["support-leads"], TimeSpan.FromMinutes(30))], EditableArguments = editableArguments },
+        });
+}
