@@ -422,7 +422,9 @@ internal sealed partial class AgentLoop : IResilienceJournal
         {
             var step = _state.Version + 1;
             var message = $"model '{_agent.ModelName}' failed at turn {turn} (run {_runId}, step {step}): {ex.Message}";
-            Log.ModelFailed(Logger, _runId, step, ex);
+            // A failure the model link classified (and journaled attempt by attempt) is said in a line; anything else keeps its stack.
+            if (ex is ModelCallException) Log.ModelGaveUp(Logger, _runId, step, ex.Message);
+            else Log.ModelFailed(Logger, _runId, step, ex);
             await FinishAsync(RunStatus.Failed, null, message, "error", failure: ModelFailureOf(ex, step));
             return null;
         }
@@ -922,6 +924,9 @@ internal sealed partial class AgentLoop : IResilienceJournal
 
         [LoggerMessage(2, LogLevel.Warning, "Run {RunId} step {Step}: the model failed")]
         public static partial void ModelFailed(ILogger logger, string runId, long step, Exception ex);
+
+        [LoggerMessage(12, LogLevel.Warning, "Run {RunId} step {Step}: the model failed: {Error}")]
+        public static partial void ModelGaveUp(ILogger logger, string runId, long step, string error);
 
         [LoggerMessage(3, LogLevel.Information, "Run {RunId} step {Step}: call of '{Tool}' rejected before running: {Error}")]
         public static partial void CallRejected(ILogger logger, string runId, long step, string tool, string error);

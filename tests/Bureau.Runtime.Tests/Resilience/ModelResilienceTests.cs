@@ -207,6 +207,25 @@ public sealed class ModelResilienceTests(ITestOutputHelper output) : IAsyncDispo
     }
 
     [Fact]
+    public async Task ModelDownThroughEveryAttempt_TheRunFails_TheLogSaysWhyInALine_WithoutAStackTrace()
+    {
+        AddFakeModel("m", Down, retry: new RetrySettings { MaxAttempts = 2, Delay = TimeSpan.FromMilliseconds(10) }, breaker: new CircuitBreakerSettings { Enabled = false });
+        AddAgent("m");
+        var logs = new Support.CapturingLoggerProvider();
+        _f.Configure = b => b.Services.AddSingleton<Microsoft.Extensions.Logging.ILoggerFactory>(new Microsoft.Extensions.Logging.LoggerFactory([logs]));
+        var engine = await _f.StartAsync();
+
+        var (run, _) = await RunAsync(engine);
+
+        Assert.Equal(RunStatus.Failed, run.Status);
+        var warning = Assert.Single(logs.At(Microsoft.Extensions.Logging.LogLevel.Warning), m => m.Contains("the model failed", StringComparison.Ordinal));
+        Assert.Contains($"Run {run.Id} step ", warning);
+        Assert.Contains("model 'm' failed after 2 attempt(s)", warning);
+        // The link classified the failure and journaled each attempt: its stack trace would be 40 lines of noise in `bureau run`.
+        Assert.DoesNotContain(logs.Exceptions, e => e.Message.Contains("the model failed", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Fallback_PrimaryBreakerOpen_TheNextModelAnswersAndTheJournalNamesIt()
     {
         _f.ResilienceTime = new FakeTimeProvider(new DateTimeOffset(2026, 12, 6, 12, 0, 0, TimeSpan.Zero));   // the break does not end during the test

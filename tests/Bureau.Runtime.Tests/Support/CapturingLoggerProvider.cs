@@ -12,6 +12,9 @@ internal sealed class CapturingLoggerProvider : ILoggerProvider
     /// <summary>The records, in the order they were written.</summary>
     public ConcurrentQueue<(string Category, LogLevel Level, string Message)> Records { get; } = new();
 
+    /// <summary>The records that carried an exception (its stack goes to the log), with it.</summary>
+    public ConcurrentQueue<(string Message, Exception Exception)> Exceptions { get; } = new();
+
     /// <summary>The messages written at <paramref name="level"/>.</summary>
     public List<string> At(LogLevel level) => [.. Records.Where(r => r.Level == level).Select(r => r.Message)];
 
@@ -25,7 +28,11 @@ internal sealed class CapturingLoggerProvider : ILoggerProvider
 
         public bool IsEnabled(LogLevel logLevel) => true;
 
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            owner.Records.Enqueue((category, logLevel, formatter(state, exception)));
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            var message = formatter(state, exception);
+            owner.Records.Enqueue((category, logLevel, message));
+            if (exception is not null) owner.Exceptions.Enqueue((message, exception));
+        }
     }
 }
