@@ -146,6 +146,52 @@ public sealed class ApprovalTests : IAsyncDisposable
         Assert.Equal("after: refund:big", run.Output); // the call as the model proposed it
     }
 
+    /// <summary>
+    /// With one run slot and a backlog of runs not started, an approved run resumes at the next free slot, ahead of the
+    /// backlog (decision 0057): before, it went to the back of the queue.
+    /// </summary>
+    [Fact]
+    public async Task Approved_WithABacklog_TheRunResumesBeforeRunsNotStarted()
+    {
+        var calls = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        _f.AddTool("refund", ToolEffect.Write);
+        var (entered, release) = _f.AddHoldingTool();
+        foreach (var (name, tools) in new[] { ("a", new[] { "refund" }), ("holder", new[] { "hold" }), ("echo", Array.Empty<string>()) })
+            _f.Definitions.Add(new AgentDefinition { Name = name, Model = "m", Instructions = "agent:" + name, Tools = tools });
+        _f.UseModel((msgs, turn) =>
+        {
+            var agent = msgs.First(m => m.Role == Microsoft.Extensions.AI.ChatRole.System).Text["agent:".Length..];
+            calls.Enqueue(agent);
+            return (agent, turn) switch
+            {
+                ("a", 1) => FakeModel.Call("refund", """{"key":"big"}""", "c1"),
+                ("holder", 1) => FakeModel.Call("hold", """{"key":"k"}""", "h1"),
+                _ => FakeModel.Text(agent + " done"),
+            };
+        });
+        _f.Definitions.Policies = new PolicySet
+        {
+            Rules = [new PolicyRule { Name = "big-refunds", Action = PolicyAction.RequireApproval, When = new PolicyConditions { Tools = ["refund"] },
+                Approval = new ApprovalSpec { Levels = [new(["leads"], null)] } }],
+        };
+        _f.MaxConcurrentRuns = 1;
+        var engine = await _f.StartAsync();
+
+        var id = (await engine.SubmitAsync(new RunRequest("a", "refund please"))).Run.Id;
+        var wait = Assert.IsType<ApprovalWait>((await EngineFixture.WaitAsync(engine, id)).WaitingFor);
+        await engine.SubmitAsync(new RunRequest("holder", "hold the slot"));
+        await entered.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        var backlog = new List<string>();
+        for (var i = 0; i < 3; i++) backlog.Add((await engine.SubmitAsync(new RunRequest("echo", $"e{i}"))).Run.Id);
+        await engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true), "lea", ["leads"]);
+        release.TrySetResult();
+
+        Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(engine, id)).Status);
+        foreach (var b in backlog) Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(engine, b)).Status);
+        // a's first call, the holder's two, a resumed, then the backlog.
+        Assert.Equal(["a", "holder", "holder", "a", "echo", "echo", "echo"], calls.ToArray());
+    }
+
     [Fact]
     public async Task SecondAnswer_IsRefusedNamingWhoAnsweredFirst()
     {
