@@ -40,6 +40,8 @@ internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, st
         if (Footprint.Collections < 0)
         {
             json.Remove("gc_count");
+            json.Remove("gc_gen1");
+            json.Remove("gc_gen2");
             json.Remove("gc_pause_ms");
         }
         foreach (var (name, value) in Extra ?? new Dictionary<string, double>()) json[name] = value;
@@ -69,6 +71,8 @@ internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, st
         ["jit_methods"] = Footprint.JitMethods,
         ["jit_ms"] = Math.Round(Footprint.JitTime.TotalMilliseconds, 1),
         ["gc_count"] = Footprint.Collections,
+        ["gc_gen1"] = Footprint.Gen1Collections,
+        ["gc_gen2"] = Footprint.Gen2Collections,
         ["gc_pause_ms"] = Math.Round(Footprint.GcPause.TotalMilliseconds, 1),
     };
 }
@@ -80,13 +84,15 @@ internal sealed record AgentLoopResult(string System, AgentLoopConfig Config, st
 /// (counted as gen0 collections, which every collection includes) with the time they paused the process.
 /// </summary>
 internal readonly record struct Footprint(TimeSpan CpuTime, long AllocatedBytes, long JitMethods = -1, TimeSpan JitTime = default,
-    int Collections = -1, TimeSpan GcPause = default)
+    int Collections = -1, TimeSpan GcPause = default, int Gen1Collections = -1, int Gen2Collections = -1)
 {
     public static Footprint Now() => new(Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes(precise: true),
-        System.Runtime.JitInfo.GetCompiledMethodCount(), System.Runtime.JitInfo.GetCompilationTime(), GC.CollectionCount(0), GC.GetTotalPauseDuration());
+        System.Runtime.JitInfo.GetCompiledMethodCount(), System.Runtime.JitInfo.GetCompilationTime(), GC.CollectionCount(0), GC.GetTotalPauseDuration(),
+        GC.CollectionCount(1), GC.CollectionCount(2));
 
     public Footprint Since(Footprint start) => new(CpuTime - start.CpuTime, AllocatedBytes - start.AllocatedBytes,
-        JitMethods - start.JitMethods, JitTime - start.JitTime, Collections - start.Collections, GcPause - start.GcPause);
+        JitMethods - start.JitMethods, JitTime - start.JitTime, Collections - start.Collections, GcPause - start.GcPause,
+        Gen1Collections - start.Gen1Collections, Gen2Collections - start.Gen2Collections);
 
     /// <summary>
     /// Waits until the JIT has compiled nothing for <paramref name="quiet"/> (at most <paramref name="limit"/>). Starting a
