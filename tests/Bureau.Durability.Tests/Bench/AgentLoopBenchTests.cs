@@ -39,6 +39,9 @@ public sealed class AgentLoopBenchTests : IDisposable
             Assert.True(r.GetProperty("gc_committed_mb").GetDouble() >= r.GetProperty("gc_heap_mb").GetDouble(), line);
             Assert.True(r.GetProperty("jit_methods").GetInt64() >= 0, line);
             Assert.True(r.GetProperty("gc_count").GetInt32() >= 0 && r.GetProperty("gc_pause_ms").GetDouble() >= 0, line);
+            // Every collection counts in gc_count; those reaching generation 2 also reached generation 1.
+            Assert.InRange(r.GetProperty("gc_gen2").GetInt32(), 0, r.GetProperty("gc_gen1").GetInt32());
+            Assert.True(r.GetProperty("gc_gen1").GetInt32() <= r.GetProperty("gc_count").GetInt32(), line);
         }
         // The warm-up ran on its own database, in two rounds, and was left out of the report.
         Assert.Contains("in two rounds", p.Stderr);
