@@ -154,6 +154,9 @@ public sealed partial class BureauEngine : IAsyncDisposable
     /// <summary>Runs whose last execution threw (a storage fault, an error) and that will be tried again.</summary>
     public int RetryingRuns => _scheduler.RetryingRuns;
 
+    /// <summary>Runs in this process's ready queue, waiting for a run slot.</summary>
+    internal int ReadyRuns => _scheduler.ReadyRuns;
+
     /// <summary>The run kinds this engine executes.</summary>
     public IReadOnlyCollection<string> Kinds => _executors.Keys;
 

@@ -61,6 +61,15 @@ internal sealed class ReadyQueue
         _orders[runId] = new Order(priority, orderingKey, Interlocked.Increment(ref _seq));
     }
 
+    /// <summary>Runs written and not read yet (parked and set-aside runs not counted).</summary>
+    public int Count
+    {
+        get
+        {
+            lock (_gate) return _queue.Count;
+        }
+    }
+
     /// <summary>Queues a run, or answers false once the queue is completed.</summary>
     /// <param name="runId">The run.</param>
     /// <param name="continuing">It continues work already started (woken after a wait, retried, a running run's child): it goes before runs of its priority that do not.</param>

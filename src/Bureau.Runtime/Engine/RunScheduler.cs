@@ -85,6 +85,9 @@ internal sealed partial class RunScheduler
     /// <summary>Runs whose last execution threw and that wait to be tried again.</summary>
     public int RetryingRuns => _failures.Count;
 
+    /// <summary>Runs in the ready queue now, waiting for a run slot (tests: a run requeued in the background has been written).</summary>
+    internal int ReadyRuns => _ready.Count;
+
     /// <summary>Takes back this node's claims, claims a first batch of unfinished runs, and starts dispatching.</summary>
     /// <param name="execute">Executes a run until it ends or waits.</param>
     /// <param name="giveUp">Ends a run whose executor threw <see cref="MaxExecutorErrors"/> times (not for storage faults).</param>

@@ -35,7 +35,7 @@ public sealed class ExecutorFaultTests : IAsyncDisposable
         var engine = await _f.StartAsync();
         var id = (await engine.SubmitAsync(new RunRequest("a", "x"))).Run.Id;
 
-        await Until(() => faulty.FailedAppends > 0);
+        await EngineFixture.UntilAsync(() => faulty.FailedAppends > 0);
         Assert.False(engine.StorageHealth.CanWrite);
         Assert.Equal(StorageFault.DiskFull, engine.StorageHealth.Fault);
 
@@ -69,7 +69,7 @@ public sealed class ExecutorFaultTests : IAsyncDisposable
         BrokenKind.Calls = 0;
         var id = (await engine.SubmitAsync(new RunRequest("broken", "x", Kind: BrokenKind.Name))).Run.Id;
 
-        await Until(() => BrokenKind.Calls == 1);
+        await EngineFixture.UntilAsync(() => BrokenKind.Calls == 1);
         // The first retry waits about FirstRetryDelay (±20%), not less: nothing happens in 300 ms.
         time.Advance(TimeSpan.FromMilliseconds(300));
         await Task.Delay(100, TestContext.Current.CancellationToken);
@@ -84,6 +84,43 @@ public sealed class ExecutorFaultTests : IAsyncDisposable
         Assert.Equal(0, engine.RetryingRuns);
     }
 
+    [Fact]
+    public async Task ExecutorThrewOnce_WithABacklog_TheRetryGoesBeforeRunsNotStarted()
+    {
+        // Decision 0057: a run retried after an executor error continues work already started.
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        _f.Time = time;
+        var order = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var (entered, release) = _f.AddHoldingTool();
+        _f.Definitions.Add(new AgentDefinition { Name = "holder", Model = "m", Instructions = "agent:holder", Tools = ["hold"] });
+        _f.Definitions.Add(new AgentDefinition { Name = "echo", Model = "m", Instructions = "agent:echo" });
+        _f.UseModel((msgs, turn) =>
+        {
+            var agent = msgs.First(m => m.Role == Microsoft.Extensions.AI.ChatRole.System).Text["agent:".Length..];
+            order.Enqueue(agent);
+            return agent == "holder" && turn == 1 ? FakeModel.Call("hold", """{"key":"k"}""", "h1") : FakeModel.Text(agent + " done");
+        });
+        var flaky = new FlakyKind(order);
+        _f.Configure = b => b.Services.AddSingleton<IRunExecutor>(flaky);
+        _f.MaxConcurrentRuns = 1;
+        var engine = await _f.StartAsync();
+
+        var id = (await engine.SubmitAsync(new RunRequest("flaky", "x", Kind: FlakyKind.Name))).Run.Id;
+        await EngineFixture.UntilAsync(() => flaky.Calls == 1); // threw; its retry waits out a backoff on the fake clock
+        await engine.SubmitAsync(new RunRequest("holder", "hold the slot"));
+        await entered.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        var backlog = new List<string>();
+        for (var i = 0; i < 3; i++) backlog.Add((await engine.SubmitAsync(new RunRequest("echo", $"e{i}"))).Run.Id);
+        time.Advance(TimeSpan.FromSeconds(2)); // past the first backoff (0.4-0.6 s): the retry is ready while the slot is held
+        await EngineFixture.UntilAsync(() => engine.ReadyRuns == backlog.Count + 1);
+        release.TrySetResult();
+
+        foreach (var b in backlog) Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(engine, b)).Status);
+        Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(engine, id)).Status);
+        // The flaky run threw, the holder ran its two turns, the retry went next, then the backlog.
+        Assert.Equal(["flaky", "holder", "holder", "flaky", "echo", "echo", "echo"], order.ToArray());
+    }
+
     [Theory]
     [InlineData(1, 0.0, 400)]
     [InlineData(1, 1.0, 600)]
@@ -93,12 +130,6 @@ public sealed class ExecutorFaultTests : IAsyncDisposable
     public void RetryDelay_DoublesFromHalfASecond_CappedAt30s_WithJitter(int attempt, double random, double expectedMs)
     {
         Assert.Equal(expectedMs, RunScheduler.RetryDelay(attempt, random).TotalMilliseconds, 3);
-    }
-
-    private static async Task Until(Func<bool> condition)
-    {
-        for (var i = 0; i < 2000 && !condition(); i++) await Task.Delay(10, TestContext.Current.CancellationToken);
-        Assert.True(condition(), "the condition did not hold within 20 s");
     }
 
     private static async Task<RunRecord> AdvanceUntilAsync(FakeTimeProvider time, BureauEngine engine, string id)
@@ -111,6 +142,24 @@ public sealed class ExecutorFaultTests : IAsyncDisposable
             await Task.Delay(20, TestContext.Current.CancellationToken);
         }
         throw new TimeoutException($"run {id} did not finish");
+    }
+
+    /// <summary>A run kind whose executor throws on its first call, then succeeds; each call is written to <c>order</c>.</summary>
+    private sealed class FlakyKind(System.Collections.Concurrent.ConcurrentQueue<string> order) : IRunExecutor
+    {
+        public const string Name = "flaky";
+        private int _calls;
+        public int Calls => Volatile.Read(ref _calls);
+        public string Kind => Name;
+        public IReadOnlyCollection<string> Targets { get; } = ["flaky"];
+
+        public async Task<RunStatus> ExecuteAsync(RunContext run)
+        {
+            order.Enqueue(Name);
+            if (Interlocked.Increment(ref _calls) == 1) throw new InvalidOperationException("a passing fault");
+            await run.AppendAsync([new RunFinished(RunStatus.Succeeded, "ok", null, null)], new RunUpdate { Status = RunStatus.Succeeded, Output = "ok" });
+            return RunStatus.Succeeded;
+        }
     }
 
     /// <summary>A run kind whose executor always throws (a bug in it).</summary>

@@ -150,9 +150,14 @@ public sealed class ApprovalTests : IAsyncDisposable
     /// With one run slot and a backlog of runs not started, an approved run resumes at the next free slot, ahead of the
     /// backlog (decision 0057): before, it went to the back of the queue.
     /// </summary>
-    [Fact]
-    public async Task Approved_WithABacklog_TheRunResumesBeforeRunsNotStarted()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task WaitEnded_WithABacklog_TheRunResumesBeforeRunsNotStarted(bool expired)
     {
+        // Decision 0057: an answered approval, and one whose deadline passed, continue work already started.
+        var time = expired ? new FakeTimeProvider(DateTimeOffset.UtcNow) : null;
+        _f.Time = time;
         var calls = new System.Collections.Concurrent.ConcurrentQueue<string>();
         _f.AddTool("refund", ToolEffect.Write);
         var (entered, release) = _f.AddHoldingTool();
@@ -172,7 +177,7 @@ public sealed class ApprovalTests : IAsyncDisposable
         _f.Definitions.Policies = new PolicySet
         {
             Rules = [new PolicyRule { Name = "big-refunds", Action = PolicyAction.RequireApproval, When = new PolicyConditions { Tools = ["refund"] },
-                Approval = new ApprovalSpec { Levels = [new(["leads"], null)] } }],
+                Approval = new ApprovalSpec { Levels = [new(["leads"], expired ? TimeSpan.FromSeconds(10) : null)] } }],
         };
         _f.MaxConcurrentRuns = 1;
         var engine = await _f.StartAsync();
@@ -183,10 +188,13 @@ public sealed class ApprovalTests : IAsyncDisposable
         await entered.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
         var backlog = new List<string>();
         for (var i = 0; i < 3; i++) backlog.Add((await engine.SubmitAsync(new RunRequest("echo", $"e{i}"))).Run.Id);
-        await engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true), "lea", ["leads"]);
+        if (time is null) await engine.DecideApprovalAsync(id, wait.Step, new ApprovalDecision(true), "lea", ["leads"]);
+        else time.Advance(TimeSpan.FromSeconds(11)); // past the deadline (onTimeout: reject), within the holding tool's 30 s timeout
+        await EngineFixture.UntilAsync(() => engine.ReadyRuns == backlog.Count + 1); // requeued (the timer's, after the expiry's append)
         release.TrySetResult();
 
         Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(engine, id)).Status);
+        if (time is not null) Assert.Single((await engine.ReadJournalAsync(id)).Select(r => r.Entry).OfType<WaitExpired>());
         foreach (var b in backlog) Assert.Equal(RunStatus.Succeeded, (await EngineFixture.WaitAsync(engine, b)).Status);
         // a's first call, the holder's two, a resumed, then the backlog.
         Assert.Equal(["a", "holder", "holder", "a", "echo", "echo", "echo"], calls.ToArray());

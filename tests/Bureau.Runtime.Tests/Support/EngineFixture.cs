@@ -130,6 +130,13 @@ public sealed class EngineFixture : IAsyncDisposable
         }
     }
 
+    /// <summary>Polls <paramref name="condition"/> every 10 ms; fails the test when it does not hold within 20 s.</summary>
+    public static async Task UntilAsync(Func<bool> condition)
+    {
+        for (var i = 0; i < 2000 && !condition(); i++) await Task.Delay(10, TestContext.Current.CancellationToken);
+        Assert.True(condition(), "the condition did not hold within 20 s");
+    }
+
     /// <summary>Stops and disposes every engine and store started so far (their database lock released), as a process exit would; the database stays.</summary>
     public async Task DisposeEnginesAsync()
     {
