@@ -59,14 +59,14 @@ public sealed class WorkforceDocsSnippetTests : IDisposable
             .AddWorkforceMember(new WorkforceMember { Name = "desk-billing", Skills = ["billing"] });
         var secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-        // docs/workforce.md, "Tasks from a trigger" (C#)
+        // docs/workforce.md begin ("Tasks from a trigger", C#)
         builder.AddTrigger(new WebhookTriggerDefinition
         {
             Name = "invoices", Source = WebhookSource.Standard, Secret = secret,
             Workforce = new TriggerWorkforceTarget { Skill = "billing" },
             Input = "Invoice {{$.data.number}} disputed by {{$.data.customer}}",
         });
-        // end of the snippet
+        // docs/workforce.md end
 
         await using var provider = services.BuildServiceProvider();
         var definitions = provider.GetRequiredService<BureauEngine>().Definitions;
