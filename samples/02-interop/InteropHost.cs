@@ -20,6 +20,7 @@ public static class InteropHost
         var builder = WebApplication.CreateSlimBuilder(args);
         if (builder.Configuration["urls"] is null) builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        // docs/interop.md begin (the page shows these lines)
         builder.Services.AddBureau()
             .UseSqliteStorage(database)
             .AddModel(new ScriptedModelDefinition { Name = "model", Rules = Script.Rules }) // offline; replace with AddChatClient("model", yourChatClient)
@@ -30,6 +31,7 @@ public static class InteropHost
                 new AgentDefinition { Name = "maf-orders", Model = "model", Tools = ["order_status"], Description = "A MAF agent hosted in Bureau." },
                 (chat, tools) => new ChatClientAgent(chat, instructions: "Answer questions about orders.", name: "maf-orders", tools: [.. tools]))
             .AddHttpApi();
+        // docs/interop.md end
         configure?.Invoke(builder);
         var app = builder.Build();
         app.MapBureau();

@@ -1,7 +1,17 @@
+using System.ClientModel;
+using Microsoft.Agents.AI;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using ModelContextProtocol;
+using ModelContextProtocol.Client;
+using ModelContextProtocol.Protocol;
+using OpenAI;
+using OpenTelemetry.Trace;
 using Xunit;
 
 namespace Bureau.Hosting.Tests;
@@ -9,7 +19,9 @@ namespace Bureau.Hosting.Tests;
 /// <summary>
 /// C# snippets of the docs that are not whole samples, compiled here as the pages show them: each test holds the
 /// page's code between markers, checks the page still shows exactly these lines, and runs it far enough to see it
-/// does what the page says. An API change that breaks a snippet breaks this build.
+/// does what the page says. An API change that breaks a snippet breaks this build. Snippets that need another test
+/// project's references live there, between the same markers; <see cref="EveryCSharpBlockOfTheDocs_IsCompiledCode_OrExemptedWithAReason"/>
+/// checks that every C# block of the docs is such code.
 /// </summary>
 public sealed class DocsCSharpSnippetTests : IDisposable
 {
@@ -113,29 +125,207 @@ public sealed class DocsCSharpSnippetTests : IDisposable
         Assert.Equal(ToolEffect.Write, new A2AToolDefinition { Name = "x", Url = new Uri("https://agents.example.com/a2a/agents/x") }.Effect);
     }
 
+    /// <summary>The README's quickstart and getting-started's "Install Bureau" show the same lines: the sample's, an app built.</summary>
+    [Fact]
+    public void Quickstart_IsTheCompiledSnippet_AndDeploysTheAgentWithItsTool()
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = _dir });
+
+        // README.md begin
+        // docs/getting-started.md begin
+        builder.Services.AddBureau()
+            .UseSqliteStorage("bureau.db")
+            .AddModel(new ScriptedModelDefinition { Name = "model", Rules = Script.Rules }) // or AddChatClient with any IChatClient
+            .AddTool(AIFunctionFactory.Create(Orders.Status, "order_status"), ToolEffect.Read)
+            .AddAgent(new AgentDefinition { Name = "orders", Model = "model", Tools = ["order_status"] })
+            .AddHttpApi();
+        var app = builder.Build();
+        app.MapBureau();   // /v1/runs, /v1/runs/{id}/events (SSE), /v1/agents, /healthz, /readyz, /openapi/v1.json
+        // docs/getting-started.md end
+        // README.md end
+
+        var deployed = app.Services.GetRequiredService<BureauDeployment>().Definitions;
+        Assert.Equal(["order_status"], deployed.Agents["orders"].Tools);
+        Assert.Equal(ToolEffect.Read, deployed.Tools["order_status"].Effect);
+        var routes = ((IEndpointRouteBuilder)app).DataSources.SelectMany(d => d.Endpoints).OfType<RouteEndpoint>().Select(e => e.RoutePattern.RawText).ToArray();
+        Assert.Contains(routes, r => r is "/v1/runs" or "v1/runs");
+        Assert.Contains(routes, r => r is "/healthz" or "healthz");
+    }
+
+    /// <summary>The quickstart's model and tool, as samples/01-embed-in-aspnetcore has them.</summary>
+    private static class Orders
+    {
+        public static string Status(int order) => order == 1042 ? "shipped on 2026-11-20" : "unknown order";
+    }
+
+    private static class Script
+    {
+        public static readonly IReadOnlyList<ScriptRule> Rules = [new() { Reply = "Order status: {{input}}" }];
+    }
+
+    [Fact]
+    public void A2aMd_PushNotifications_IsTheCompiledSnippet_AndAllowsPrivateUrls()
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = _dir });
+        builder.Services.AddBureau().AddHttpApi();
+
+        // docs/a2a.md begin (push notifications)
+        builder.Services.Configure<A2AOptions>(o => o.AllowPrivatePushUrls = true);
+        // docs/a2a.md end
+
+        using var provider = builder.Services.BuildServiceProvider();
+        Assert.True(provider.GetRequiredService<IOptions<A2AOptions>>().Value.AllowPrivatePushUrls);
+        Assert.False(new A2AOptions().AllowPrivatePushUrls);   // off unless turned on
+    }
+
+    [Fact]
+    public async Task ObservabilityMd_EnablingIt_IsTheCompiledSnippet_AndRegistersTheSdk()
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = _dir });
+
+        // docs/observability.md begin ("Enabling it")
+        builder.Services.AddBureau()
+            .UseSqliteStorage("bureau.db")
+            .AddHttpApi()
+            .UseOpenTelemetry(o =>
+            {
+                o.OtlpEndpoint = new Uri("http://localhost:4317");   // null: OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4317 (gRPC)
+                o.ServiceName = "support-desk";                     // service.name (default bureau)
+                o.CaptureContent = false;                            // the default: no prompts' answers, arguments or results on spans
+            });
+        // docs/observability.md end
+
+        await using var app = builder.Build();
+        Assert.NotNull(app.Services.GetService<TracerProvider>());
+        Assert.NotNull(app.Services.GetService<OpenTelemetry.Metrics.MeterProvider>());
+        Assert.False(app.Services.GetRequiredService<IOptions<BureauOptions>>().Value.Telemetry.CaptureContent);
+    }
+
+    [Fact]
+    public async Task ObservabilityMd_Dashboard_IsTheCompiledSnippet_AndServesTheDashboardUnderItsPath()
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = _dir });
+        builder.WebHost.UseTestServer();
+        builder.Services.AddBureau().UseSqliteStorage(Path.Combine(_dir, "bureau.db")).AddHttpApi();
+        await using var app = builder.Build();
+
+        // docs/observability.md begin (the Dashboard in your own application)
+        app.MapBureau();                       // the REST API under /v1
+        app.MapBureauDashboard("/bureau");     // the Dashboard at /bureau/
+        // docs/observability.md end
+
+        await app.StartAsync(TestContext.Current.CancellationToken);
+        using var client = app.GetTestClient();
+        using var page = await client.GetAsync("/bureau/", TestContext.Current.CancellationToken);
+        Assert.True(page.IsSuccessStatusCode, $"GET /bureau/ answered {(int)page.StatusCode}");
+        Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);
+        using var health = await client.GetAsync("/healthz", TestContext.Current.CancellationToken);
+        Assert.True(health.IsSuccessStatusCode, $"GET /healthz answered {(int)health.StatusCode}");
+        await app.StopAsync(TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
+    public async Task InteropMd_AgentFramework_IsTheCompiledSnippet_AndEachCallIsARunInOneConversation()
+    {
+        await using var host = new TestHost();
+        await host.StartAsync(b => b.AddChatClient("gpt", new EchoModel()).AddAgent(new AgentDefinition { Name = "triage", Model = "gpt" }));
+        var app = host.App;
+
+        // docs/interop.md begin (Microsoft Agent Framework)
+        var engine = app.Services.GetRequiredService<BureauEngine>();
+        AIAgent triage = engine.AsAIAgent("triage");            // UnknownAgentException when nothing of that name is deployed
+        var session = await triage.CreateSessionAsync();
+        var response = await triage.RunAsync("My invoice is wrong", session);
+        Console.WriteLine($"{response.Text} (run {response.ResponseId})");
+        var next = await triage.RunAsync("It was charged twice", session);   // the session's conversation is context
+        // docs/interop.md end
+
+        var first = await engine.GetRunAsync(response.ResponseId!, TestContext.Current.CancellationToken);
+        Assert.Equal((RunStatus.Succeeded, "My invoice is wrong"), (first!.Status, first.Input));
+        var second = await engine.GetRunAsync(next.ResponseId!, TestContext.Current.CancellationToken);
+        Assert.StartsWith("Earlier in this conversation:\n[user] My invoice is wrong", second!.Input);
+        Assert.EndsWith("The message to answer:\nIt was charged twice", second.Input);
+        Assert.Throws<UnknownAgentException>(() => engine.AsAIAgent("nobody"));
+    }
+
+    /// <summary>
+    /// Compiled, not run: these clients need a Bureau listening on 127.0.0.1:5080. The same calls run against a live host in
+    /// InteropClientTests (OpenAI client) and McpServerTests (MCP client).
+    /// </summary>
+    internal static async Task InteropMd_OpenAIClient(string key)
+    {
+        // docs/interop.md begin (OpenAI-compatible API, with M.E.AI's OpenAI IChatClient)
+        var openai = new OpenAIClient(new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = new Uri("http://127.0.0.1:5080/v1") });
+        using IChatClient chat = openai.GetChatClient("triage").AsIChatClient();
+        var response = await chat.GetResponseAsync("My invoice is wrong");
+        Console.WriteLine($"{response.Text} (run {response.ResponseId})");
+        await foreach (var update in chat.GetStreamingResponseAsync("Hi")) Console.Write(update.Text);
+        // docs/interop.md end
+    }
+
+    /// <inheritdoc cref="InteropMd_OpenAIClient"/>
+    internal static async Task McpMd_Client(string apiKey)
+    {
+        // docs/mcp.md begin ("Agents as an MCP server": a client)
+        var transport = new HttpClientTransport(new HttpClientTransportOptions
+        {
+            Endpoint = new Uri("http://127.0.0.1:5080/mcp"),
+            AdditionalHeaders = new Dictionary<string, string> { ["Authorization"] = "Bearer " + apiKey },
+        });
+        await using var client = await McpClient.CreateAsync(transport);
+        foreach (var tool in await client.ListToolsAsync()) Console.WriteLine(tool.Name);   // one per agent
+        var result = await client.CallToolAsync("triage", new Dictionary<string, object?> { ["input"] = "Printer on fire" },
+            progress: new Progress<ProgressNotificationValue>(p => Console.WriteLine(p.Message)));
+        Console.WriteLine(((TextContentBlock)result.Content[0]).Text);                       // the run's output
+        // docs/mcp.md end
+    }
+
+    /// <summary>
+    /// C# blocks that are not code to compile, each with its reason: (page, the block's first line, why). Keep it short:
+    /// a block that can compile belongs in a test between markers.
+    /// </summary>
+    private static readonly (string Page, string FirstLine, string Reason)[] s_notCompiled =
+    [
+    ];
+
+    /// <summary>
+    /// Every <c>```csharp</c> block of README.md and docs/*.md is the code between some <c>// page begin</c>/<c>end</c>
+    /// markers of a C# file under tests/ or samples/ (so the build compiles it), or is exempted above with a reason.
+    /// A new snippet that no test compiles fails here, naming its page and line.
+    /// </summary>
+    [Fact]
+    public void EveryCSharpBlockOfTheDocs_IsCompiledCode_OrExemptedWithAReason()
+    {
+        var regions = DocsSnippets.AllRegions();
+        var blocks = DocsSnippets.Pages().SelectMany(DocsSnippets.CSharpBlocks).ToArray();
+        Assert.True(blocks.Length > 20, $"only {blocks.Length} C# blocks found: is the docs folder where it was?");
+
+        var exempted = blocks.Where(b => s_notCompiled.Any(e => e.Page == b.Page && b.Lines.Count > 0 && e.FirstLine == b.Lines[0])).ToHashSet();
+        var uncompiled = blocks.Where(b => !exempted.Contains(b) && !regions.Any(r => DocsSnippets.Shows(b, r))).ToArray();
+        Assert.True(uncompiled.Length == 0,
+            "C# blocks that no test compiles (put the code between // <page> begin and // <page> end markers in a test, or exempt it with a reason):\n"
+            + string.Join("\n", uncompiled.Select(b => $"  {b}")));
+
+        // The list stays honest: each exemption still names a block, and each region still shows one.
+        Assert.All(s_notCompiled, e => Assert.True(blocks.Any(b => b.Page == e.Page && b.Lines.Count > 0 && b.Lines[0] == e.FirstLine),
+            $"the exemption for {e.Page} \"{e.FirstLine}\" names no C# block any more"));
+        Assert.All(regions, r => Assert.True(blocks.Any(b => DocsSnippets.Shows(b, r)),
+            $"{r.Source}:{r.Line}: the code between the // {r.Page} markers is no C# block of {r.Page} (the page changed?)"));
+    }
+
     private static string Lookup(string email) => email == "ada@example.com" ? "C-001" : "unknown";
 
     /// <summary>
-    /// The page's first <c>```csharp</c> block after <paramref name="heading"/> is, line for line (indentation aside), the code
-    /// between the markers of <paramref name="source"/> (this file by default).
+    /// The page's first <c>```csharp</c> block under <paramref name="heading"/> is, line for line (indentation aside), the code
+    /// between the markers <c>// docs/<paramref name="marker"/> begin</c> and <c>end</c> of <paramref name="source"/> (this file by default).
     /// </summary>
     private static void AssertPageShows(string page, string heading, string marker, string source = "tests/Bureau.Hosting.Tests/DocsCSharpSnippetTests.cs")
     {
-        var text = File.ReadAllText(Path.Combine(NodeTool.RepoRoot, "docs", page)).ReplaceLineEndings("\n");
-        var at = text.IndexOf("\n" + heading + "\n", StringComparison.Ordinal);
-        Assert.True(at >= 0, $"docs/{page} has no heading {heading}");
-        at = text.IndexOf("```csharp\n", at, StringComparison.Ordinal) + "```csharp\n".Length;
-        var shown = Lines(text[at..text.IndexOf("```", at, StringComparison.Ordinal)]);
-
-        var code = File.ReadAllText(Path.Combine(NodeTool.RepoRoot, source)).ReplaceLineEndings("\n");
-        var begin = code.IndexOf($"// docs/{marker} begin", StringComparison.Ordinal);
-        Assert.True(begin >= 0, $"{source} has no marker // docs/{marker} begin");
-        begin = code.IndexOf('\n', begin) + 1;
-        var compiled = Lines(code[begin..code.IndexOf($"// docs/{marker} end", begin, StringComparison.Ordinal)]);
-
-        Assert.Equal(compiled, shown);
+        var block = DocsSnippets.CSharpBlocks("docs/" + page).FirstOrDefault(b => b.Heading == heading);
+        Assert.True(block is not null, $"docs/{page} has no C# block under the heading {heading}");
+        var regions = DocsSnippets.Regions(source).Where(r => r.Page == "docs/" + marker).ToArray();
+        Assert.True(regions.Length > 0, $"{source} has no marker // docs/{marker} begin");
+        if (regions.Length == 1) Assert.Equal(regions[0].Lines, block.Lines);
+        Assert.Contains(regions, r => DocsSnippets.Shows(block, r));
     }
-
-    private static string[] Lines(string code) =>
-        code.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
 }

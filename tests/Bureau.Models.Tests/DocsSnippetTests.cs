@@ -7,8 +7,8 @@ namespace Bureau.Models.Tests;
 /// <summary>The C# snippets of docs/models.md, compiled and run so that the page stays true.</summary>
 public sealed class DocsSnippetTests
 {
-    // docs/models.md, "A custom IChatClient in C#"
-    private sealed class UppercaseChatClient(IChatClient inner) : DelegatingChatClient(inner)
+    // docs/models.md begin ("A custom IChatClient in C#")
+    internal sealed class UppercaseChatClient(IChatClient inner) : DelegatingChatClient(inner)
     {
         public override async Task<ChatResponse> GetResponseAsync(
             IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
@@ -17,11 +17,12 @@ public sealed class DocsSnippetTests
             return new ChatResponse(new ChatMessage(ChatRole.Assistant, response.Text.ToUpperInvariant())) { Usage = response.Usage };
         }
     }
+    // docs/models.md end
 
     [Fact]
     public async Task CustomClientSnippet_Runs()
     {
-        // --- snippet: custom client ---
+        // docs/models.md begin (then used as a model)
         var definitions = new BureauDefinitions()
             .Add(new ChatClientModelDefinition
             {
@@ -35,17 +36,30 @@ public sealed class DocsSnippetTests
             .Add(new AgentDefinition { Name = "greeter", Model = "shouty" });
 
         IChatClient client = new ModelClientFactory().Create(definitions.Models["shouty"]);
-        var answer = await client.GetResponseAsync("bob", cancellationToken: TestContext.Current.CancellationToken);
+        var answer = await client.GetResponseAsync("bob");
         // answer.Text == "HELLO BOB"
-        // --- end snippet ---
+        // docs/models.md end
 
         Assert.Equal("HELLO BOB", answer.Text);
     }
 
     [Fact]
+    public async Task FactorySnippet_TurnsADefinitionIntoItsClient()
+    {
+        var definitions = new BureauDefinitions().Add(new ScriptedModelDefinition { Name = "main", Rules = [new ScriptRule { Reply = "hi {{input}}" }] });
+
+        // docs/models.md begin ("Models": the factory)
+        var factory = new ModelClientFactory(httpClient: null, timeProvider: null);
+        IChatClient client = factory.Create(definitions.Models["main"]);
+        // docs/models.md end
+
+        Assert.Equal("hi ada", (await client.GetResponseAsync("ada")).Text);
+    }
+
+    [Fact]
     public async Task ScriptedSnippet_Runs()
     {
-        // --- snippet: scripted in C# ---
+        // docs/models.md begin ("Scripted" / "In C#")
         var model = new ScriptedModelDefinition
         {
             Name = "demo",
@@ -61,7 +75,7 @@ public sealed class DocsSnippetTests
             ],
         };
         using var client = new ScriptedChatClient(model);
-        // --- end snippet ---
+        // docs/models.md end
 
         var response = await client.GetResponseAsync("where is order 12?", cancellationToken: TestContext.Current.CancellationToken);
         Assert.Equal("lookup_order", Assert.IsType<FunctionCallContent>(Assert.Single(response.Messages[0].Contents)).Name);

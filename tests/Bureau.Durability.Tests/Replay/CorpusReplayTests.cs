@@ -130,18 +130,19 @@ public sealed class CorpusReplayTests(ITestOutputHelper output)
         var triage = definitions.Agents["triage"];
         definitions.Add(new AgentDefinition { Name = triage.Name, Model = triage.Model, Instructions = triage.Instructions, Tools = ["lookup_customer"] });
         var (runId, journal) = (recorded.RunId, recorded.Journal);
-        var printed = new StringWriter();
         var cancellationToken = TestContext.Current.CancellationToken;
 
-        // docs/replay.md, "In code" (Console.Out is a StringWriter here)
+        // docs/replay.md begin ("In code")
         var replayer = new RunReplayer(definitions);                 // the agents as they are now
         var result = await replayer.ReplayAsync(runId, journal, cancellationToken); // step 1 to run.finished
-        if (result.Divergence is { } d) printed.WriteLine(d);        // run X, step 5: expected {...}, actual {...}
+        if (result.Divergence is { } d) Console.WriteLine(d);        // run X, step 5: expected {...}, actual {...}
+        // docs/replay.md end
 
-        // file_refund is no longer the agent's: the call is rejected where the recorded run wrote its intent.
+        // file_refund is no longer the agent's: the call is rejected where the recorded run wrote its intent (what the page prints).
+        var printed = result.Divergence?.ToString();
         var intent = journal.Single(r => r.Entry is ToolIntent).N;
-        Assert.StartsWith($"run {runId}, step {intent}: expected {{\"kind\":\"tool.intent\"", printed.ToString());
-        Assert.Contains("actual {\"kind\":\"tool.rejected\"", printed.ToString());
+        Assert.StartsWith($"run {runId}, step {intent}: expected {{\"kind\":\"tool.intent\"", printed);
+        Assert.Contains("actual {\"kind\":\"tool.rejected\"", printed);
     }
 
     [Fact]

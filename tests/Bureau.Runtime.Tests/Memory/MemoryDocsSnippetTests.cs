@@ -18,9 +18,9 @@ public sealed class MemoryDocsSnippetTests : IDisposable
         var services = new ServiceCollection();
         IChatClient chatClient = new FakeModel((_, _) => FakeModel.Text("ok"));
 
-        // docs/memory.md, "C#"
+        // docs/memory.md begin ("C#")
         services.AddBureau()
-            .UseSqliteStorage(_dir.File("bureau.db"))           // the page: "bureau.db"; long-term memory lives in the same file
+            .UseSqliteStorage("bureau.db")                       // long-term memory lives in the same file
             .AddChatClient("main", chatClient)
             .AddAgent(new AgentDefinition
             {
@@ -35,29 +35,35 @@ public sealed class MemoryDocsSnippetTests : IDisposable
                     Window = new ConversationWindow { MaxTokens = 8000, Overflow = WindowOverflow.Summarize },
                 },
             });
+        // docs/memory.md end
+        services.Configure<Bureau.Storage.Sqlite.SqliteStoreOptions>(o => o.Path = _dir.File("bureau.db")); // the page's file, in a folder of the test's own
 
         await using var provider = services.BuildServiceProvider();
         await provider.GetRequiredService<IMemoryStore>().InitializeAsync(TestContext.Current.CancellationToken);
-        var lines = new List<string>();
-
-        // docs/memory.md, "C#" (IMemoryStore)
-        var memory = provider.GetRequiredService<IMemoryStore>();
-        for (var attempt = 0; attempt < 2; attempt++)
+        // An import wrote the fact already: the page's write, expecting nobody did, is a conflict.
+        var first = await provider.GetRequiredService<IMemoryStore>().WriteAsync(new MemoryWrite
         {
-            var result = await memory.WriteAsync(new MemoryWrite
-            {
-                Scope = "team:support-desk",
-                Key = "customer-42-plan",
-                Value = "platinum",
-                ExpectedVersion = 0,                                 // only if nobody wrote it yet
-                Provenance = new MemoryProvenance(RunId: null, Step: null, Agent: null, At: DateTimeOffset.UtcNow, Actor: "crm-import"),
-            });
-            if (result.Outcome == MemoryWriteOutcome.Conflict)
-                lines.Add($"already at version {result.Current!.Version}: {result.Current.Value}");
-        }
-        var versions = await memory.HistoryAsync("team:support-desk", "customer-42-plan");   // oldest first, with provenance
+            Scope = "team:support-desk", Key = "customer-42-plan", Value = "platinum", ExpectedVersion = 0,
+            Provenance = new MemoryProvenance(RunId: null, Step: null, Agent: null, At: DateTimeOffset.UtcNow, Actor: "crm-import"),
+        });
+        Assert.Equal(MemoryWriteOutcome.Written, first.Outcome);
 
-        Assert.Equal(["already at version 1: platinum"], lines);
+        // docs/memory.md begin (IMemoryStore)
+        var memory = provider.GetRequiredService<IMemoryStore>();
+        var result = await memory.WriteAsync(new MemoryWrite
+        {
+            Scope = "team:support-desk",
+            Key = "customer-42-plan",
+            Value = "platinum",
+            ExpectedVersion = 0,                                 // only if nobody wrote it yet
+            Provenance = new MemoryProvenance(RunId: null, Step: null, Agent: null, At: DateTimeOffset.UtcNow, Actor: "crm-import"),
+        });
+        if (result.Outcome == MemoryWriteOutcome.Conflict)
+            Console.WriteLine($"already at version {result.Current!.Version}: {result.Current.Value}");
+        var versions = await memory.HistoryAsync("team:support-desk", "customer-42-plan");   // oldest first, with provenance
+        // docs/memory.md end
+
+        Assert.Equal((MemoryWriteOutcome.Conflict, 1L, "platinum"), (result.Outcome, result.Current!.Version, result.Current.Value));
         Assert.Equal("crm-import", Assert.Single(versions).Provenance.Actor);
         Assert.Equal(WindowOverflow.Summarize, provider.GetRequiredService<BureauDeployment>().Definitions.Agents["billing"].Memory!.Window!.Overflow);
     }

@@ -49,7 +49,7 @@ public sealed class ResilienceJournalTests : IAsyncDisposable
         _f.AddAgent();
         _f.Configure = builder =>
         {
-            // docs/resilience.md, "In C#"
+            // docs/resilience.md begin
             builder.AddModel(new OpenAIModelDefinition
             {
                 Name = "main", Endpoint = new("https://api.openai.com/v1"), Model = "gpt-4.1-mini",
@@ -63,6 +63,7 @@ public sealed class ResilienceJournalTests : IAsyncDisposable
                 Retry = new RetrySettings { MaxAttempts = 3, OnlyBefore = RetryBoundary.Send },
                 MaxConcurrency = 4,
             });
+            // docs/resilience.md end
             builder.AddChatClient("backup", new FakeModel((_, _) => FakeModel.Text("backup")));
             builder.AddAgent(new AgentDefinition { Name = "desk", Model = "main", Tools = ["create_ticket"] });
         };

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Bureau;
 using Bureau.Tools;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
@@ -28,7 +29,7 @@ public sealed class DocsSnippetTests
         var definitions = new BureauDefinitions();
         var payments = new Payments();
 
-        // docs/tools.md, "A C# function tool" (the refund returns a tuple here, so the anonymous object names its fields)
+        // docs/tools.md begin ("C# function tools"; the refund returns a tuple here, so the anonymous object names its fields)
         definitions.Add(new FunctionToolDefinition
         {
             Name = "refund",
@@ -43,6 +44,7 @@ public sealed class DocsSnippetTests
                 return new { refund.Id, refund.Status };          // returned to the model as JSON
             }, "refund"),
         });
+        // docs/tools.md end
 
         var tool = new ToolFactory().Create(definitions.Tools["refund"]);
         var outcome = await tool.InvokeAsync(Invocation("refund", """{"orderId":"1042","amount":30}""", "run9", 5), TestContext.Current.CancellationToken);
@@ -61,7 +63,7 @@ public sealed class DocsSnippetTests
         var definitions = new BureauDefinitions();
         var token = "secret";
 
-        // docs/tools.md, "An HTTP tool in C#"
+        // docs/tools.md begin ("HTTP tools", in C#)
         definitions.Add(new HttpToolDefinition
         {
             Name = "echo",
@@ -72,6 +74,7 @@ public sealed class DocsSnippetTests
             Headers = new Dictionary<string, string> { ["Authorization"] = "Bearer " + token },
             Parameters = JsonDocument.Parse("""{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}""").RootElement,
         });
+        // docs/tools.md end
 
         var tool = new ToolFactory().Create(definitions.Tools["echo"]);
         var validator = new ToolCallValidator(new Dictionary<string, BureauTool> { ["echo"] = tool });

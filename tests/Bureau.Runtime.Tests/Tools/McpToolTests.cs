@@ -47,7 +47,7 @@ public sealed class McpToolTests : IAsyncDisposable
     {
         var services = new Microsoft.Extensions.DependencyInjection.ServiceCollection();
 
-        // docs/mcp.md, "Tools from MCP servers": the C# registration
+        // docs/mcp.md begin ("Tools from MCP servers": the C# registration)
         services.AddBureau()
             .AddTool(new McpServerToolDefinition
             {
@@ -62,6 +62,7 @@ public sealed class McpToolTests : IAsyncDisposable
                 Url = new Uri("https://mcp.example.com/mcp"),
                 BearerTokenVariable = "CRM_MCP_TOKEN",
             });
+        // docs/mcp.md end
 
         var code = services.Single(d => d.ServiceType == typeof(CodeDefinitions)).ImplementationInstance as CodeDefinitions;
         Assert.Equal(["crm", "files"], code!.Definitions.Tools.Values.OfType<McpServerToolDefinition>().Select(t => t.Name).Order(StringComparer.Ordinal));

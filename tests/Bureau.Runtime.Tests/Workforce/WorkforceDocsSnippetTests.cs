@@ -22,19 +22,22 @@ public sealed class WorkforceDocsSnippetTests : IDisposable
         var services = builder.Services;
         IChatClient chatClient = new FakeModel((_, _) => FakeModel.Text("refunded"));
 
-        // docs/workforce.md, "Sending tasks" (C#)
+        // docs/workforce.md begin ("Sending tasks", C#)
         services.AddBureau()
-            .UseSqliteStorage(_dir.File("bureau.db"))              // the page: "bureau.db"; the inbox lives in the same file
+            .UseSqliteStorage("bureau.db")                         // the inbox lives in the same file
             .AddChatClient("main", chatClient)
             .AddAgent(new AgentDefinition { Name = "desk-billing", Model = "main" })
             .AddWorkforceMember(new WorkforceMember { Name = "desk-billing", Skills = ["billing"], Concurrency = 2 });
+        // docs/workforce.md end
+        services.Configure<Bureau.Storage.Sqlite.SqliteStoreOptions>(o => o.Path = _dir.File("bureau.db")); // the page's file, in a folder of the test's own
         using var app = builder.Build();
         await app.StartAsync(TestContext.Current.CancellationToken);
 
+        // docs/workforce.md begin (then, the app started)
         var workforce = app.Services.GetRequiredService<BureauWorkforce>();
         var sent = await workforce.SubmitAsync(new WorkforceTaskRequest("billing", "Refund order 7", Id: "ticket-7"));
         var task = await workforce.GetTaskAsync("ticket-7");      // Status, Agent, RunId, Output
-        // end of the snippet
+        // docs/workforce.md end
 
         Assert.True(sent.Created);
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
@@ -59,14 +62,14 @@ public sealed class WorkforceDocsSnippetTests : IDisposable
             .AddWorkforceMember(new WorkforceMember { Name = "desk-billing", Skills = ["billing"] });
         var secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-        // docs/workforce.md, "Tasks from a trigger" (C#)
+        // docs/workforce.md begin ("Tasks from a trigger", C#)
         builder.AddTrigger(new WebhookTriggerDefinition
         {
             Name = "invoices", Source = WebhookSource.Standard, Secret = secret,
             Workforce = new TriggerWorkforceTarget { Skill = "billing" },
             Input = "Invoice {{$.data.number}} disputed by {{$.data.customer}}",
         });
-        // end of the snippet
+        // docs/workforce.md end
 
         await using var provider = services.BuildServiceProvider();
         var definitions = provider.GetRequiredService<BureauEngine>().Definitions;

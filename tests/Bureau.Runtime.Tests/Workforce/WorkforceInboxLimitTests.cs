@@ -118,26 +118,28 @@ public sealed class WorkforceInboxLimitTests : IAsyncDisposable
     {
         using var dir = new TempDir();
         var services = new ServiceCollection();
-        var limit = 1; // the page: 500 (a test fills a small inbox)
 
-        // docs/workforce.md, "The inbox's limit" (C#)
+        // docs/workforce.md begin ("The inbox's limit", C#)
         services.AddBureau(o =>
         {
             o.Workforce.MaxQueuedTasks = 5_000;                   // Bureau:Workforce:MaxQueuedTasks
-            o.Workforce.SkillQueueLimits["billing"] = limit;      // Bureau:Workforce:SkillQueueLimits:billing
-        })
-        // end of the configuration
+            o.Workforce.SkillQueueLimits["billing"] = 500;        // Bureau:Workforce:SkillQueueLimits:billing
+        });
+        // docs/workforce.md end
+        services.Configure<BureauOptions>(o => (o.Workforce.SkillQueueLimits["billing"], o.QueueFullRetryAfter) = (1, TimeSpan.FromSeconds(1))); // a small inbox to fill
+        services.AddBureau()
             .UseSqliteStorage(dir.File("bureau.db"))
             .AddChatClient("main", new FakeModel((_, _) => FakeModel.Text("refunded")))
             .AddAgent(new AgentDefinition { Name = "desk-billing", Model = "main" })
             .AddWorkforceMember(new WorkforceMember { Name = "desk-billing", Skills = ["billing"] });
         await using var provider = services.BuildServiceProvider();
+        Assert.Equal(5_000, provider.GetRequiredService<Microsoft.Extensions.Options.IOptions<BureauOptions>>().Value.Workforce.MaxQueuedTasks);
         await provider.GetRequiredService<IRunStore>().InitializeAsync();
         await provider.GetRequiredService<IWorkforceStore>().InitializeAsync();
         var workforce = provider.GetRequiredService<BureauWorkforce>(); // no dispatcher: the first task stays queued
         await workforce.SubmitAsync(new WorkforceTaskRequest("billing", "Refund order 7", Id: "ticket-7"));
-        WorkforceInboxFullException? caught = null;
 
+        // docs/workforce.md begin (a refused task)
         try
         {
             await workforce.SubmitAsync(new WorkforceTaskRequest("billing", "Refund order 8", Id: "ticket-8"));
@@ -145,11 +147,12 @@ public sealed class WorkforceInboxLimitTests : IAsyncDisposable
         catch (WorkforceInboxFullException full)
         {
             // Nothing was stored: full.Queued tasks wait, full.Limit is the limit (full.Global: all skills, else full.Skill's).
-            caught = full;                                        // the page: await Task.Delay(full.RetryAfter), then send it again
+            await Task.Delay(full.RetryAfter);                    // then send it again, with the same id
         }
-        // end of the snippet
+        // docs/workforce.md end
 
-        Assert.Equal(("billing", 1, 1, false, TimeSpan.FromSeconds(5)), (caught!.Skill, caught.Queued, caught.Limit, caught.Global, caught.RetryAfter));
         Assert.Null(await workforce.GetTaskAsync("ticket-8"));
+        var refused = await Assert.ThrowsAsync<WorkforceInboxFullException>(() => workforce.SubmitAsync(new WorkforceTaskRequest("billing", "Refund order 8", Id: "ticket-8")));
+        Assert.Equal(("billing", 1, 1, false, TimeSpan.FromSeconds(1)), (refused.Skill, refused.Queued, refused.Limit, refused.Global, refused.RetryAfter));
     }
 }
