@@ -65,9 +65,10 @@ internal static class BenchCommand
                 Console.Error.WriteLine($"warm-up: {warm} runs of each system, in two rounds, on {(config.Postgres is null ? warmConfig.DbPath : "PostgreSQL (schema " + AgentLoopBench.BenchSchema + ")")} (not reported)");
                 for (var round = 0; round < 2; round++)
                 {
-                    await AgentLoopBench.RunBureauAsync(warmConfig, new Progress<int>(), ct);
-                    if (!parse.GetValue(skipFloor) && config.Postgres is null) await AgentLoopBench.RunFloorAsync(warmConfig, full: true, new Progress<int>(), ct);
-                    else if (!parse.GetValue(skipFloor)) await AgentLoopBench.RunPostgresFloorAsync(warmConfig, writers: 1, new Progress<int>(), ct);
+                    // The progress the measurements report to (a Progress<int> without a handler would leave that path cold).
+                    await AgentLoopBench.RunBureauAsync(warmConfig, new LatestProgress(), ct);
+                    if (!parse.GetValue(skipFloor) && config.Postgres is null) await AgentLoopBench.RunFloorAsync(warmConfig, full: true, new LatestProgress(), ct);
+                    else if (!parse.GetValue(skipFloor)) await AgentLoopBench.RunPostgresFloorAsync(warmConfig, writers: 1, new LatestProgress(), ct);
                     AgentLoopBench.DeleteDb(warmConfig.DbPath);
                     await Footprint.WaitForJitToSettleAsync(ct);
                 }
@@ -137,20 +138,19 @@ internal static class BenchCommand
             result = await console.Progress().AutoClear(true).StartAsync(async ctx =>
             {
                 var task = ctx.AddTask($"{system} N={config.Runs} C={config.Concurrency} K={config.Steps} L={config.LatencyMs}", maxValue: config.Runs);
-                return await measure(new Progress<int>(n => task.Value = n));
+                return await LatestProgress.ShowWhileAsync(measure, n => task.Value = n, TimeSpan.FromMilliseconds(200));
             });
         }
         else
         {
-            var last = 0L;
+            var shown = -1;
             Console.Error.WriteLine($"{system}: N={config.Runs} C={config.Concurrency} K={config.Steps} L={config.LatencyMs} ...");
-            result = await measure(new Progress<int>(n =>
+            result = await LatestProgress.ShowWhileAsync(measure, n =>
             {
-                var now = Environment.TickCount64;
-                if (now - Interlocked.Read(ref last) < 2000 && n != config.Runs) return;
-                Interlocked.Exchange(ref last, now);
+                if (n == shown) return;
+                shown = n;
                 Console.Error.WriteLine($"{system}: {n}/{config.Runs} runs done");
-            }));
+            }, TimeSpan.FromSeconds(2));
         }
         Console.Out.WriteLine(RunDocuments.ToJson(result.ToJson()));
         if (result.CorrectRuns != config.Runs)
