@@ -111,7 +111,13 @@ public sealed class ExecutorFaultTests : IAsyncDisposable
         await entered.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
         var backlog = new List<string>();
         for (var i = 0; i < 3; i++) backlog.Add((await engine.SubmitAsync(new RunRequest("echo", $"e{i}"))).Run.Id);
-        time.Advance(TimeSpan.FromSeconds(2)); // past the first backoff (0.4-0.6 s): the retry is ready while the slot is held
+        // Past the first backoff (0.4-0.6 s), a second at a time (the retry may start its wait late on a busy machine),
+        // and well within the holding tool's 30 s timeout: the retry is ready while the slot is held.
+        for (var i = 0; i < 10 && engine.ReadyRuns < backlog.Count + 1; i++)
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
         await EngineFixture.UntilAsync(() => engine.ReadyRuns == backlog.Count + 1);
         release.TrySetResult();
 
