@@ -27,8 +27,8 @@ internal interface IAgentSlots
     Task ReleaseAsync(string agent, string runId, string owner, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Extends the leases of the slots <paramref name="owner"/> holds for <paramref name="runIds"/> to <paramref name="until"/>,
-    /// and frees the owner's other slots (those whose release failed).
+    /// Extends the leases of the slots <paramref name="owner"/> holds for <paramref name="runIds"/> to <paramref name="until"/>.
+    /// The owner's other slots (those whose release failed) are not renewed: they free themselves when their leases lapse.
     /// </summary>
     Task RenewAsync(string owner, IReadOnlyCollection<string> runIds, DateTimeOffset until, CancellationToken cancellationToken);
 

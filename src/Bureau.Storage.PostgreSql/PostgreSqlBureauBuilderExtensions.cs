@@ -62,7 +62,7 @@ public static class PostgreSqlBureauBuilderExtensions
         services.AddSingleton<IRunCommandRelay>(sp => sp.GetRequiredService<PostgreSqlRunEventBus>());
         // Per-agent concurrency limits hold across the nodes on the schema (decision 0056).
         services.RemoveAll<IAgentSlots>();
-        services.TryAddSingleton<IAgentSlots>(sp => new PostgreSqlAgentSlots(sp.GetRequiredService<PostgreSqlDatabase>()));
+        services.AddSingleton<IAgentSlots>(sp => new PostgreSqlAgentSlots(sp.GetRequiredService<PostgreSqlDatabase>()));
         System.Data.Common.DbProviderFactories.RegisterFactory("Npgsql", Npgsql.NpgsqlFactory.Instance); // for poll triggers
         return builder;
     }
